@@ -1,0 +1,314 @@
+"""Answers: the (item, worker, label) table as int-coded parallel arrays.
+
+Every algorithm works on codes; the code tables (``items``, ``workers``, ``labels``) turn results
+back into the user's ids. A model's opinion enters as *soft answers*: one probability row per item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from crowdloop.errors import InputError
+from crowdloop.labels import LabelSpace
+
+DuplicatePolicy = Literal["first", "last", "all", "error"]
+DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "all", "error")
+"""What to do when a worker answered the same item more than once: keep the first answer (the
+default, as crowd-kit users drop duplicates; later answers are usually retries of a submit), keep
+the last (a worker who corrected themselves), keep all, or raise an error naming the rows."""
+
+_PROBABILITY_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True, eq=False)
+class SoftAnswers:
+    """Probability rows given by a model (or any soft annotator): row r is worker ``worker[r]``'s
+    distribution over the true label of item ``item[r]``; ``probs`` is a CSR matrix (m x K)."""
+
+    item: np.ndarray
+    worker: np.ndarray
+    probs: sp.csr_matrix
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+
+@dataclass(frozen=True, eq=False)
+class Answers:
+    """Answers as parallel int32 arrays ``item``, ``worker``, ``label`` plus the code tables."""
+
+    item: np.ndarray
+    worker: np.ndarray
+    label: np.ndarray
+    items: pd.Index
+    workers: pd.Index
+    labels: LabelSpace
+    weight: np.ndarray | None = None
+    time: np.ndarray | None = None
+    soft: SoftAnswers | None = None
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_answers(self) -> int:
+        return len(self.item)
+
+    def __len__(self) -> int:
+        return self.n_answers
+
+    def __repr__(self) -> str:
+        soft = f", {len(self.soft)} soft" if self.soft is not None else ""
+        return (
+            f"Answers({self.n_answers} answers{soft}, {self.n_items} items, "
+            f"{self.n_workers} workers, {self.n_labels} labels)"
+        )
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        labels: LabelSpace | None = None,
+        task: str = "task",
+        worker: str = "worker",
+        label: str = "label",
+        weight: str | None = None,
+        time: str | None = None,
+        duplicates: DuplicatePolicy = "first",
+        source: str | None = None,
+        first_row: int | None = None,
+    ) -> Answers:
+        """Build from a frame with (by default) crowd-kit's columns ``task``, ``worker``, ``label``.
+
+        ``source`` names the file the frame came from (errors then cite file lines, counting the
+        header as line 1); without it errors cite 1-based frame rows. Without ``labels`` the label
+        space is the sorted distinct labels.
+        """
+        unit = "line" if source else "row"
+        first = first_row if first_row is not None else (2 if source else 1)
+        source = source or "answers"
+        if duplicates not in DUPLICATE_POLICIES:
+            raise InputError(f"unknown duplicate policy {duplicates!r}; use one of {', '.join(DUPLICATE_POLICIES)}")
+        wanted = [c for c in (task, worker, label, weight, time) if c is not None]
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise InputError(
+                f"missing column {', '.join(repr(c) for c in missing)} "
+                f"(columns are: {', '.join(map(str, frame.columns))})",
+                source=source,
+                hint="Name the columns with --task-column/--worker-column/--label-column.",
+            )
+        if len(frame) == 0:
+            raise InputError("there are no answers", source=source)
+        for column in (task, worker, label):
+            _require_present(frame[column], column, source, first, unit)
+        if labels is None:
+            labels = LabelSpace.from_values(frame[label].to_numpy())
+        label_codes = labels.encode(frame[label].to_numpy(), source=source, field=label, first_row=first, unit=unit)
+        item_codes, items = _factorize(frame[task])
+        worker_codes, workers = _factorize(frame[worker])
+        keep = _deduplicate(item_codes, worker_codes, len(workers), duplicates, source, first, unit)
+        extra = {
+            name: _numeric(frame[column], column, source, first, unit)[keep]
+            for name, column in (("weight", weight), ("time", time))
+            if column is not None
+        }
+        return cls(
+            item=item_codes[keep],
+            worker=worker_codes[keep],
+            label=label_codes[keep],
+            items=items,
+            workers=workers,
+            labels=labels,
+            **extra,
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        """Hard answers as a crowd-kit frame (``task``, ``worker``, ``label``)."""
+        return pd.DataFrame(
+            {
+                "task": self.items.to_numpy()[self.item],
+                "worker": self.workers.to_numpy()[self.worker],
+                "label": self.labels.decode(self.label),
+            }
+        )
+
+    def with_soft(
+        self,
+        worker: Hashable,
+        items: pd.Index | np.ndarray | list,
+        probs: np.ndarray | sp.spmatrix,
+        *,
+        unknown_items: Literal["error", "add"] = "error",
+        source: str = "probabilities",
+    ) -> Answers:
+        """Add one soft annotator (e.g. a model) giving the probability row ``probs[r]`` for ``items[r]``.
+
+        Rows must be non-negative and sum to 1 (within 1e-3; they are renormalised). Items without
+        hard answers are an error unless ``unknown_items="add"`` (a model may see items no human has).
+        """
+        matrix = sp.csr_matrix(probs, dtype=np.float64)
+        ids = pd.Index(items)
+        if matrix.shape != (len(ids), self.n_labels):
+            raise InputError(
+                f"probabilities have shape {matrix.shape}, expected ({len(ids)} items, {self.n_labels} labels)",
+                source=source,
+            )
+        if matrix.nnz and matrix.data.min() < 0:
+            rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[matrix.data < 0])
+            raise InputError("negative probability", source=source, rows=(rows + 1).tolist(), unit="row")
+        sums = np.asarray(matrix.sum(axis=1)).ravel()
+        off = np.flatnonzero(np.abs(sums - 1) > _PROBABILITY_TOLERANCE)
+        if off.size:
+            raise InputError(
+                f"probabilities must sum to 1 per item (item {ids[off[0]]!r} sums to {sums[off[0]]:.4f})",
+                source=source,
+                rows=(off + 1).tolist(),
+                unit="row",
+            )
+        matrix = sp.csr_matrix(sp.diags(1.0 / sums) @ matrix)
+        item_table = self.items
+        codes = item_table.get_indexer(ids)
+        if (codes < 0).any():
+            unknown = np.flatnonzero(codes < 0)
+            if unknown_items == "error":
+                raise InputError(
+                    f"item {ids[unknown[0]]!r} has no answers",
+                    source=source,
+                    rows=(unknown + 1).tolist(),
+                    unit="row",
+                    hint="Give probabilities only for items in the answers.",
+                )
+            item_table = item_table.append(pd.Index(ids[unknown]).unique())
+            codes = item_table.get_indexer(ids)
+        worker_table = self.workers if worker in self.workers else self.workers.append(pd.Index([worker]))
+        soft = SoftAnswers(
+            item=codes.astype(np.int32),
+            worker=np.full(len(ids), worker_table.get_loc(worker), dtype=np.int32),
+            probs=matrix,
+        )
+        if self.soft is not None:
+            soft = SoftAnswers(
+                item=np.concatenate([self.soft.item, soft.item]),
+                worker=np.concatenate([self.soft.worker, soft.worker]),
+                probs=sp.vstack([self.soft.probs, soft.probs], format="csr"),
+            )
+        return replace(self, items=item_table, workers=worker_table, soft=soft)
+
+    def subset(self, rows: np.ndarray) -> Answers:
+        """The hard answers at ``rows`` (a boolean mask or indices) with the same code tables, so that
+        codes stay comparable; soft answers are kept whole."""
+        pick = {name: getattr(self, name) for name in ("weight", "time") if getattr(self, name) is not None}
+        return replace(
+            self,
+            item=self.item[rows],
+            worker=self.worker[rows],
+            label=self.label[rows],
+            **{name: values[rows] for name, values in pick.items()},
+        )
+
+    def encode_gold(
+        self, gold: Mapping[Hashable, Hashable] | pd.Series | None, *, source: str = "gold"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gold as (item codes, label codes); an item without answers or an unknown label is an error."""
+        if gold is None:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+        series = gold if isinstance(gold, pd.Series) else pd.Series(dict(gold), dtype=object)
+        if series.empty:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+        codes = self.items.get_indexer(series.index)
+        unknown = np.flatnonzero(codes < 0)
+        if unknown.size:
+            raise InputError(
+                f"gold item {series.index[unknown[0]]!r} is not among the answered items",
+                source=source,
+                rows=(unknown + 1).tolist(),
+                unit="row",
+                hint="Gold must use the same task ids as the answers.",
+            )
+        labels = self.labels.encode(series.to_numpy(), source=source, field="label", unit="row")
+        return codes.astype(np.int32), labels
+
+    def answers_per_item(self) -> np.ndarray:
+        return np.bincount(self.item, minlength=self.n_items)
+
+    def answers_per_worker(self) -> np.ndarray:
+        return np.bincount(self.worker, minlength=self.n_workers)
+
+
+def as_answers(data: Answers | pd.DataFrame, labels: LabelSpace | None = None) -> Answers:
+    """Accept either ``Answers`` or a crowd-kit frame (``task``, ``worker``, ``label``)."""
+    if isinstance(data, Answers):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return Answers.from_frame(data, labels=labels)
+    raise InputError(f"expected Answers or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    try:
+        codes, uniques = pd.factorize(values, sort=True)
+    except TypeError:  # ids of mixed types cannot be sorted
+        codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int32), pd.Index(uniques)
+
+
+def _require_present(column: pd.Series, name: str, source: str, first: int, unit: str) -> None:
+    empty = column.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(column):
+        empty = empty | column.astype(str).str.strip().eq("").to_numpy()
+    if empty.any():
+        raise InputError(
+            "empty value", source=source, rows=(np.flatnonzero(empty) + first).tolist(), field=name, unit=unit
+        )
+
+
+def _numeric(column: pd.Series, name: str, source: str, first: int, unit: str) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        raise InputError(
+            "expected a non-negative number",
+            source=source,
+            rows=(np.flatnonzero(bad) + first).tolist(),
+            field=name,
+            unit=unit,
+        )
+    return values
+
+
+def _deduplicate(
+    item: np.ndarray, worker: np.ndarray, n_workers: int, policy: str, source: str, first: int, unit: str
+) -> np.ndarray:
+    """Indices of the rows to keep under the duplicate policy (in input order)."""
+    if policy == "all":
+        return np.arange(len(item))
+    pair = pd.Index(item.astype(np.int64) * n_workers + worker)
+    if policy == "error":
+        dup = np.flatnonzero(pair.duplicated(keep="first"))
+        if dup.size:
+            raise InputError(
+                "the worker answered this task before",
+                source=source,
+                rows=(dup + first).tolist(),
+                unit=unit,
+                hint="Choose a duplicate policy: --duplicates first|last|all.",
+            )
+        return np.arange(len(item))
+    return np.flatnonzero(~pair.duplicated(keep=policy))

@@ -1,0 +1,25 @@
+"""Dynamic consensus: accept an item, ask for one more answer, or escalate it to an expert."""
+
+from crowdloop.consensus.decisions import ACCEPTED, ESCALATED, MORE, STATUSES, ItemStates, decide
+from crowdloop.consensus.engine import DynamicConsensus
+from crowdloop.consensus.policy import ConsensusPolicy, Prices
+from crowdloop.consensus.priority import expected_gain, priority
+from crowdloop.consensus.routing import BranchSkills
+from crowdloop.consensus.skills import SkillBook, SkillRules
+
+__all__ = [
+    "ACCEPTED",
+    "ESCALATED",
+    "MORE",
+    "STATUSES",
+    "BranchSkills",
+    "ConsensusPolicy",
+    "DynamicConsensus",
+    "ItemStates",
+    "Prices",
+    "SkillBook",
+    "SkillRules",
+    "decide",
+    "expected_gain",
+    "priority",
+]

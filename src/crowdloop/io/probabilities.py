@@ -1,0 +1,68 @@
+"""A model's probabilities from a file: long (``task, label, probability``) or wide (``task`` and
+one column per label)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from crowdloop.errors import InputError
+from crowdloop.io.tables import read_table
+from crowdloop.labels import LabelSpace
+
+TOLERANCE = 1e-3
+
+
+def read_probabilities(path: str | Path, labels: LabelSpace, *, task: str = "task") -> tuple[pd.Index, sp.csr_matrix]:
+    """Task ids and their probability rows (CSR, one column per label of ``labels``).
+
+    Every row must be non-negative and sum to 1 (within 1e-3); labels must be in the label space;
+    a task appears once (wide) or once per label (long). Errors cite the file's lines."""
+    source = str(path)
+    frame = read_table(path)
+    if task not in frame.columns:
+        raise InputError(f"missing column '{task}' (columns are: {', '.join(frame.columns)})", source=source)
+    long = {"label", "probability"} <= set(frame.columns)
+    if long:
+        codes = labels.encode(frame["label"].to_numpy(), source=source, field="label", first_row=2)
+        values = _numbers(frame["probability"], source, "probability")
+        tasks, item = np.unique(frame[task].to_numpy(dtype=str), return_inverse=True)
+        pair = pd.Index(item.astype(np.int64) * len(labels) + codes)
+        dup = np.flatnonzero(pair.duplicated())
+        if dup.size:
+            raise InputError("task and label listed twice", source=source, rows=(dup + 2).tolist())
+        matrix = sp.csr_matrix((values, (item, codes)), shape=(len(tasks), len(labels)))
+        line_of_task = pd.Series(np.arange(len(frame)) + 2).groupby(item).min().to_numpy()
+    else:
+        columns = [c for c in frame.columns if c != task]
+        codes = labels.encode(columns, source=source, field="header", first_row=1)
+        values = np.column_stack([_numbers(frame[c], source, c) for c in columns])
+        tasks = frame[task].to_numpy(dtype=str)
+        dup = np.flatnonzero(pd.Index(tasks).duplicated())
+        if dup.size:
+            raise InputError("task listed twice", source=source, rows=(dup + 2).tolist(), field=task)
+        rows = np.repeat(np.arange(len(tasks)), len(columns))
+        matrix = sp.csr_matrix((values.ravel(), (rows, np.tile(codes, len(tasks)))), shape=(len(tasks), len(labels)))
+        line_of_task = np.arange(len(tasks)) + 2
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    off = np.flatnonzero(np.abs(sums - 1) > TOLERANCE)
+    if off.size:
+        raise InputError(
+            f"probabilities of task {tasks[off[0]]!r} sum to {sums[off[0]]:.4f}, not 1",
+            source=source,
+            rows=np.sort(line_of_task[off]).tolist(),
+        )
+    return pd.Index(tasks, name="task"), matrix
+
+
+def _numbers(column: pd.Series, source: str, name: str) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+    if bad.any():
+        raise InputError(
+            "expected a probability in [0, 1]", source=source, rows=(np.flatnonzero(bad) + 2).tolist(), field=name
+        )
+    return values

@@ -1,0 +1,195 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdloop import Answers, ConfigError, InputError, LabelSpace, Taxonomy
+from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, SkillBook, SkillRules
+from crowdloop.io import read_probabilities
+from crowdloop.simulation.crowds import synthetic_crowd
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    frame, truth = synthetic_crowd(3000, 7, 60, 3, random_state=3)
+    return Answers.from_frame(frame), truth
+
+
+def first_answers(answers: Answers, n: int, seed: int = 0) -> Answers:
+    """The first n answers of every item, in a random order per item."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(answers.n_answers)
+    order = order[np.argsort(answers.item[order], kind="stable")]
+    start = np.searchsorted(answers.item[order], np.arange(answers.n_items))
+    rank = np.arange(len(order)) - start[answers.item[order]]
+    return answers.subset(order[rank < n])
+
+
+def test_accept_more_and_escalate(crowd):
+    answers, truth = crowd
+    gold = truth.iloc[:600]
+    seen = first_answers(answers, 3)
+    engine = DynamicConsensus(ConsensusPolicy(target=0.95, max_overlap=5)).fit(seen, gold)
+    table = engine.decide(seen)
+    assert {"accepted", "more"} <= set(table["status"])
+    more = table[table["status"] == "more"]
+    assert (more["next"].between(1, 2)).all()
+    assert (table.loc[table["status"] == "accepted", "next"] == 0).all()
+    at_max = DynamicConsensus(ConsensusPolicy(target=0.95, max_overlap=3)).fit(seen, gold).decide(seen)
+    assert set(at_max["status"]) == {"accepted", "escalated"}  # nothing more to ask at max overlap
+    assert (at_max.loc[at_max["status"] == "escalated", "confidence"] < 0.95).all()
+
+
+def test_gold_items_are_settled(crowd):
+    answers, truth = crowd
+    gold = truth.iloc[:600]
+    table = DynamicConsensus().fit(first_answers(answers, 1), gold).decide(first_answers(answers, 1))
+    settled = table.set_index("task").loc[gold.index]
+    assert (settled["status"] == "accepted").all() and (settled["label"].to_numpy() == gold.to_numpy()).all()
+
+
+def test_one_answer_is_not_certainty(crowd):
+    answers, truth = crowd
+    one = first_answers(answers, 1)
+    engine = DynamicConsensus(calibrate=False).fit(one, truth.iloc[:600])
+    states, _ = engine.states(one)
+    assert np.median(states.raw_confidence) < 0.95 and states.raw_confidence.max() < 0.999
+
+
+def test_accepted_items_are_as_accurate_as_promised(crowd):
+    answers, truth = crowd
+    gold = truth.iloc[:1000]
+    seen = first_answers(answers, 4)
+    for target in (0.9, 0.95):
+        table = DynamicConsensus(ConsensusPolicy(target=target, max_overlap=7)).fit(seen, gold).decide(seen)
+        accepted = table[(table["status"] == "accepted") & ~table["task"].isin(gold.index)]
+        accuracy = (accepted["label"].to_numpy() == truth.loc[accepted["task"]].to_numpy()).mean()
+        assert len(accepted) > 300
+        assert accuracy >= target - 0.015
+
+
+def test_decide_item_matches_the_batch(crowd):
+    answers, truth = crowd
+    seen = first_answers(answers, 2)
+    engine = DynamicConsensus(ConsensusPolicy(target=0.9)).fit(seen, truth.iloc[:600])
+    table = engine.decide(seen)
+    item = 700
+    rows = seen.item == item
+    row = engine.decide_item(seen, seen.worker[rows], seen.label[rows])
+    expected = table.iloc[item]
+    assert row["status"] == expected["status"] and row["label"] == expected["label"]
+    assert row["confidence"] == pytest.approx(expected["confidence"])
+    newcomer = engine.decide_item(seen, np.array([-1]), seen.label[rows][:1])
+    assert newcomer["status"] == "more"
+
+
+def test_taxonomy_partial_acceptance():
+    taxonomy = Taxonomy.from_paths(["A > a1", "A > a2", "B > b1", "B > b2"])
+    rng = np.random.default_rng(0)
+    truth = rng.choice(["A > a1", "A > a2", "B > b1", "B > b2"], 400)
+    rows = []
+    for i, label in enumerate(truth):
+        for w in range(3):
+            branch = label.split(" > ")[0]
+            leaf = label if rng.random() < 0.9 else f"{branch} > {branch.lower()}{'2' if label.endswith('1') else '1'}"
+            rows.append((i, f"w{(i + w) % 20}", leaf))
+    frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    frame.loc[frame["task"] == 399, "label"] = ["A > a1", "A > a2", "A > a1"]  # branch sure, leaf torn
+    answers = Answers.from_frame(frame, labels=taxonomy)
+    gold = pd.Series(truth[:150], index=range(150))
+    policy = ConsensusPolicy(target=0.97, max_overlap=3)
+    row = DynamicConsensus(policy).fit(answers, gold).decide(answers).set_index("task").loc[399]
+    assert (row["status"], row["label"]) == ("accepted", "A")
+    strict = ConsensusPolicy(target=0.97, max_overlap=3, partial=False)
+    assert (
+        DynamicConsensus(strict).fit(answers, gold).decide(answers).set_index("task").loc[399, "status"] == "escalated"
+    )
+
+
+def test_model_vote_counts(crowd):
+    answers, truth = crowd
+    one = first_answers(answers, 1)
+    codes = one.labels.encode(truth.loc[one.items].to_numpy())
+    probs = np.full((one.n_items, 3), 0.03)
+    probs[np.arange(one.n_items), codes] = 0.94  # a sharp model that is right
+    with_model = one.with_soft("model", one.items, probs)
+    policy = ConsensusPolicy(target=0.95)
+    gold = truth.iloc[:600]
+    alone = DynamicConsensus(policy).fit(one, gold).decide(one)
+    helped = DynamicConsensus(policy).fit(with_model, gold).decide(with_model)
+    assert (helped["status"] == "accepted").mean() > (alone["status"] == "accepted").mean() + 0.2
+
+
+def test_skill_book_bans_and_promotes():
+    book = SkillBook(3, SkillRules(min_gold=5, min_gold_promote=20))
+    book.record_gold(np.zeros(30, dtype=int), np.zeros(30, dtype=bool))  # always wrong
+    book.record_gold(np.ones(60, dtype=int), np.ones(60, dtype=bool))  # always right
+    book.record_gold([2, 2], [False, False])  # two misses: too early to judge
+    assert book.banned().tolist() == [True, False, False]
+    assert book.promoted().tolist() == [False, True, False]
+    assert 0.3 < book.accuracy([2])[0] < 0.7
+    book.record_time(np.full(12, 2), np.full(12, 0.5))  # implausibly fast
+    assert book.banned()[2]
+    assert book.accuracy([99])[0] == pytest.approx(0.7)  # unseen worker: the prior
+
+
+def test_policy_rejects_impossible_settings():
+    with pytest.raises(ConfigError, match="target"):
+        ConsensusPolicy(target=1.0)
+    with pytest.raises(ConfigError, match="max_overlap"):
+        ConsensusPolicy(min_overlap=3, max_overlap=2)
+
+
+def test_probabilities_file_errors(tmp_path):
+    labels = LabelSpace(["cat", "dog"])
+    path = tmp_path / "probs.csv"
+    path.write_text("task,cat,dog\nt1,0.5,0.4\n")
+    with pytest.raises(InputError, match=r"sum to 0\.9000"):
+        read_probabilities(path, labels)
+    path.write_text("task,label,probability\nt1,cat,0.5\nt1,cow,0.5\n")
+    with pytest.raises(InputError, match="line 3"):
+        read_probabilities(path, labels)
+    path.write_text("task,label,probability\nt1,cat,0.25\nt1,dog,0.75\n")
+    ids, matrix = read_probabilities(path, labels)
+    assert ids.tolist() == ["t1"] and matrix.toarray().tolist() == [[0.25, 0.75]]
+    answers = Answers.from_frame(pd.DataFrame({"task": ["t2"], "worker": ["a"], "label": ["cat"]}), labels=labels)
+    with pytest.raises(InputError, match="no answers"):
+        answers.with_soft("model", ids, matrix)
+
+
+def test_priority_prefers_items_near_a_tie(crowd):
+    from crowdloop.consensus.priority import expected_gain
+
+    gains = expected_gain(np.array([0.5, 0.7, 0.9, 0.999]), 0.8)
+    assert gains[0] > gains[1] > gains[2] > gains[3] >= 0
+    answers, truth = crowd
+    seen = first_answers(answers, 2)
+    engine = DynamicConsensus(ConsensusPolicy(target=0.95)).fit(seen, truth.iloc[:600])
+    table = engine.decide(seen).set_index("task")
+    order = engine.priorities(seen, table.reset_index())
+    top, bottom = order.index[0], order.index[-1]
+    assert table.loc[top, "status"] == "more" and order.iloc[0] > 0
+    assert order.loc[bottom] == 0
+
+
+def test_branch_skills_route_to_the_specialist():
+    from crowdloop.consensus.routing import BranchSkills
+
+    taxonomy = Taxonomy.from_paths(["A > a1", "A > a2", "B > b1", "B > b2"])
+    leaves = ["A > a1", "A > a2", "B > b1", "B > b2"]
+    rng = np.random.default_rng(1)
+    truth = rng.choice(leaves, 400)
+    rows = []
+    for i, label in enumerate(truth):
+        for worker in ("a-expert", "b-expert"):
+            good = label.startswith(worker[0].upper())
+            answer = label if good or rng.random() < 0.5 else rng.choice(leaves)
+            rows.append((i, worker, answer))
+    answers = Answers.from_frame(pd.DataFrame(rows, columns=["task", "worker", "label"]), labels=taxonomy)
+    codes = taxonomy.encode(truth)
+    skills = BranchSkills().fit(answers, codes, overall=np.array([0.8, 0.8]))
+    a_branch = skills.branch(taxonomy, taxonomy.encode(["A > a1"]))[0]
+    b_branch = skills.branch(taxonomy, taxonomy.encode(["B"]))[0]
+    experts = answers.workers.get_indexer(["a-expert", "b-expert"])
+    assert skills.best_workers(a_branch, experts)[0] == experts[0]
+    assert skills.best_workers(b_branch, experts)[0] == experts[1]
+    assert skills.skill_[experts[0], a_branch] > 0.9 > skills.skill_[experts[0], b_branch]

@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+
+from crowdloop import InputError, LabelSpace, Taxonomy, TaxonomyError, UnknownLabelError
+
+
+def test_label_space_codes_are_stable_and_round_trip():
+    space = LabelSpace(["cat", "dog", "bird"])
+    codes = space.encode(["bird", "cat", "bird"])
+    assert codes.tolist() == [2, 0, 2]
+    assert space.decode(codes).tolist() == ["bird", "cat", "bird"]
+    assert "dog" in space and "fish" not in space
+
+
+def test_from_values_sorts_like_crowd_kit_and_numbers_numerically():
+    assert LabelSpace.from_values(["b", "a", "b"]).labels == ["a", "b"]
+    assert LabelSpace.from_values(["10", "2", "1"]).labels == ["1", "2", "10"]
+    assert LabelSpace.from_values([3, 1, 2, 1]).labels == [1, 2, 3]
+
+
+def test_unknown_label_error_names_every_row():
+    space = LabelSpace(["yes", "no"])
+    with pytest.raises(UnknownLabelError) as info:
+        space.encode(["yes", "maybe", "no", "maybe"], source="a.csv", field="label", first_row=2)
+    message = str(info.value)
+    assert "a.csv" in message and "lines 3, 5" in message and "'maybe'" in message and "label" in message
+
+
+def test_numbers_match_text_labels():
+    space = LabelSpace(["0", "1"])
+    assert space.encode([1, 0]).tolist() == [1, 0]
+
+
+def test_duplicate_and_empty_labels_are_rejected():
+    with pytest.raises(InputError, match="duplicate"):
+        LabelSpace(["a", "b", "a"])
+    with pytest.raises(InputError, match="empty"):
+        LabelSpace(["a", " "])
+    with pytest.raises(InputError, match="empty"):
+        LabelSpace([])
+
+
+@pytest.fixture
+def shop():
+    return Taxonomy.from_paths(
+        [
+            "Electronics > Audio > Headphones",
+            "Electronics > Audio > Speakers",
+            "Electronics > Computers > Laptops",
+            "Apparel > Shoes",
+        ]
+    )
+
+
+def test_taxonomy_adds_inner_nodes_with_parents_and_depths(shop):
+    assert len(shop) == 8
+    headphones = shop.code("Electronics > Audio > Headphones")
+    audio = shop.code("Electronics > Audio")
+    electronics = shop.code("Electronics")
+    assert shop.parent[headphones] == audio and shop.parent[electronics] == -1
+    assert shop.depth[headphones] == 3
+    assert shop.ancestors(headphones) == [audio, electronics]
+    assert shop.ancestor_at(np.array([headphones]), 1).tolist() == [electronics]
+    assert not shop.is_leaf[audio] and shop.is_leaf[headphones]
+
+
+def test_tree_distance_siblings_cousins_strangers(shop):
+    hp, sp, lap, shoes = (
+        shop.code(x)
+        for x in (
+            "Electronics > Audio > Headphones",
+            "Electronics > Audio > Speakers",
+            "Electronics > Computers > Laptops",
+            "Apparel > Shoes",
+        )
+    )
+    a = np.array([hp, hp, hp, hp])
+    b = np.array([hp, sp, lap, shoes])
+    assert shop.distance(a, b).tolist() == [0, 2, 4, 5]
+    assert shop.lca_depth(a, b).tolist() == [3, 2, 1, 0]
+
+
+GOOGLE = """# Google_Product_Taxonomy_Version: 2021-09-21
+1 - Animals & Pet Supplies
+3237 - Animals & Pet Supplies > Live Animals
+2 - Animals & Pet Supplies > Pet Supplies
+3 - Animals & Pet Supplies > Pet Supplies > Bird Supplies
+"""
+
+
+def test_google_format_and_ids_as_aliases(tmp_path):
+    path = tmp_path / "taxonomy.txt"
+    path.write_text(GOOGLE)
+    taxonomy = Taxonomy.read(path)
+    assert len(taxonomy) == 4
+    assert taxonomy.code("3") == taxonomy.code("Animals & Pet Supplies > Pet Supplies > Bird Supplies")
+    assert isinstance(LabelSpace.read(path), Taxonomy)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "line"),
+    [
+        ("1 - A\n2 - A > B > C\n", "unknown parent 'A > B'", "line 2"),
+        ("1 - A\n1 - B\n", "duplicate id '1'", "line 2"),
+        ("1 - A\n2 - A\n", "duplicate path 'A'", "line 2"),
+        ("1 - A\nA > B\n", "expected 'ID - A > B > C'", "line 2"),
+        ("1 - A\n2 - A >  > C\n", "empty path segment", "line 2"),
+    ],
+)
+def test_malformed_taxonomy_lines_are_named(tmp_path, text, problem, line):
+    path = tmp_path / "bad.txt"
+    path.write_text(text)
+    with pytest.raises(TaxonomyError) as info:
+        Taxonomy.read(path)
+    assert problem in str(info.value) and line in str(info.value) and "bad.txt" in str(info.value)
+
+
+def test_empty_label_file(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("# only a comment\n\n")
+    with pytest.raises(InputError, match="no labels"):
+        LabelSpace.read(path)
+
+
+def test_plain_label_file_is_a_flat_space(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("positive\nnegative\n")
+    space = LabelSpace.read(path)
+    assert type(space) is LabelSpace and space.labels == ["positive", "negative"]

@@ -1,0 +1,89 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdloop.answers import Answers
+from crowdloop.consensus.engine import DynamicConsensus
+from crowdloop.consensus.policy import ConsensusPolicy
+from crowdloop.errors import ConfigError
+from crowdloop.simulation.crowds import synthetic_crowd
+from crowdloop.simulation.replay import METRICS, fixed_overlap, make_plan, replay, truth_codes
+
+OVERLAP = 7
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[Answers, pd.Series]:
+    frame, truth = synthetic_crowd(3_000, OVERLAP, 80, 3, random_state=11)
+    return Answers.from_frame(frame), truth
+
+
+@pytest.fixture(scope="module")
+def result(crowd: tuple[Answers, pd.Series]):
+    answers, truth = crowd
+    policy = DynamicConsensus(ConsensusPolicy(target=0.95, max_overlap=OVERLAP))
+    return replay(answers, truth, policy, gold_share=0.2, seeds=(0, 1), fixed_methods=("mv",))
+
+
+def test_stops_early_and_matches_fixed_overlap(result) -> None:
+    s = result.summary["mean"]
+    assert s["answers_per_item"] < 0.75 * OVERLAP  # easy items stop early
+    assert set(METRICS) <= set(result.per_seed.columns)
+    mv_all = result.fixed_summary().query("n == @OVERLAP")["accuracy"].iloc[0]
+    assert s["accuracy"] >= mv_all - 0.02
+    assert s["accuracy_expert"] >= s["accuracy"]
+    assert 0 <= s["escalation_rate"] <= 1 and abs(s["accepted_share"] + s["escalation_rate"] - 1) < 1e-9
+
+
+def test_accepted_items_are_calibrated(result) -> None:
+    accepted = result.per_seed["accepted_accuracy"]
+    assert (result.per_seed["n_accepted"] > 500).all()
+    assert accepted.mean() >= result.target - 0.02
+
+
+def test_deterministic_for_a_seed(crowd: tuple[Answers, pd.Series]) -> None:
+    answers, truth = crowd
+    small = answers.subset(answers.item < 600)
+    policy = DynamicConsensus(ConsensusPolicy(target=0.9, max_overlap=OVERLAP), skills="gold", calibrate=False)
+    first = replay(small, truth, policy, seeds=(3,))
+    again = replay(small, truth, policy, seeds=(3,))
+    other = replay(small, truth, policy, seeds=(4,))
+    pd.testing.assert_frame_equal(first.per_seed, again.per_seed)
+    assert not first.per_seed.drop(columns="seed").equals(other.per_seed.drop(columns="seed"))
+
+
+def test_gold_items_are_excluded(crowd: tuple[Answers, pd.Series]) -> None:
+    answers, truth = crowd
+    codes = truth_codes(answers, truth)
+    plan = make_plan(answers, codes, 0.25, seed=0)
+    assert plan.gold.sum() == 750 and not (plan.gold & plan.evaluated).any()
+    assert plan.evaluated.sum() == 2_250
+    # random orders: each item's ranks are 0..n-1, and two seeds differ
+    ranks = pd.Series(plan.rank).groupby(answers.item).agg(["min", "max", "nunique"])
+    assert (ranks["min"] == 0).all() and (ranks["max"] == OVERLAP - 1).all() and (ranks["nunique"] == OVERLAP).all()
+    assert not np.array_equal(plan.rank, make_plan(answers, codes, 0.25, seed=1).rank)
+    # the gold overhead is reported apart, and evaluated items only count what they were paid
+    policy = DynamicConsensus(ConsensusPolicy(target=0.9, max_overlap=OVERLAP), skills="gold", calibrate=False)
+    small = answers.subset(answers.item < 400)
+    out = replay(small, truth, policy, gold_share=0.25, seeds=(0,)).per_seed.iloc[0]
+    assert out["n_evaluated"] == 300
+    assert out["gold_answers_per_item"] == pytest.approx(100 * OVERLAP / 300)
+    assert out["answers_per_item"] <= OVERLAP
+
+
+def test_fixed_overlap_curve_rises(crowd: tuple[Answers, pd.Series]) -> None:
+    answers, truth = crowd
+    small = answers.subset(answers.item < 1_000)
+    curve = fixed_overlap(small, truth, ("mv", "ds"), seeds=(0,))
+    mv = curve[curve["method"] == "mv"].set_index("n")
+    assert list(mv.index) == list(range(1, OVERLAP + 1))
+    assert mv.loc[OVERLAP, "accuracy"] > mv.loc[1, "accuracy"] + 0.05
+    assert mv.loc[OVERLAP, "answers_per_item"] == OVERLAP
+
+
+def test_bad_parameters(crowd: tuple[Answers, pd.Series]) -> None:
+    answers, truth = crowd
+    with pytest.raises(ConfigError):
+        replay(answers, truth, DynamicConsensus(), gold_share=1.0)
+    with pytest.raises(ConfigError):
+        replay(answers, truth, "majority")  # type: ignore[arg-type]
