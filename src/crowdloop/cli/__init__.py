@@ -4,7 +4,7 @@ Each module below registers its subcommands on the shared ``app``; importing the
 makes them part of the command.
 """
 
-from crowdloop.cli import truth  # noqa: F401  (registers aggregate, decide, methods)
+from crowdloop.cli import active, demo, model, quality, service, truth  # noqa: F401  (register subcommands)
 from crowdloop.cli.common import app
 
 __all__ = ["app"]
