@@ -1,0 +1,382 @@
+"""Items to label, from the files labeling teams already have: CSV/TSV, JSONL, Label Studio task
+JSON (with its ``predictions`` and ``annotations``) and Toloka task TSV (``INPUT:*``, ``GOLDEN:*``,
+``HINT:*``).
+
+Every reader returns ``ImportedItem`` rows: the item's external id, its payload (what the annotator
+sees), and optionally a gold label (with a hint), model predictions and earlier annotations. Bad
+input raises one ``InputError`` naming the source, the row (line for text formats, task index for
+Label Studio JSON) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crowdloop.errors import InputError
+
+ITEM_FORMATS = ("csv", "tsv", "jsonl", "label-studio", "toloka")
+ID_FIELDS = ("id", "external_id", "item", "task")
+GOLD_FIELDS = ("gold", "true_label")
+TOLOKA_ID_FIELDS = ("INPUT:id", "TASK:id", "ASSIGNMENT:task_id")
+_SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's vote on an item: its top label and that label's probability (``score``)."""
+
+    label: str
+    score: float
+    model: str = "imported"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An answer given before import (a Label Studio annotation): who answered and what."""
+
+    annotator: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ImportedItem:
+    """One item to label: external id, payload, and what is already known about it."""
+
+    external_id: str
+    payload: dict[str, Any]
+    gold: str | None = None
+    hint: str | None = None
+    predictions: tuple[Prediction, ...] = field(default_factory=tuple)
+    annotations: tuple[Annotation, ...] = field(default_factory=tuple)
+
+
+def detect_item_format(name: str, content: str | bytes | None = None) -> str:
+    """The format of an item file from its name (and, for TSV and JSON, its first bytes)."""
+    suffixes = [s.lower() for s in Path(name).suffixes if s.lower() != ".gz"]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix == ".json":
+        return "label-studio"
+    fmt = _SUFFIX_FORMATS.get(suffix)
+    if fmt is None:
+        raise InputError(
+            f"unknown file type {suffix or '(none)'}",
+            source=name,
+            hint="Use .csv, .tsv (Toloka tasks too), .jsonl or .json (Label Studio tasks), or name the format.",
+        )
+    if fmt == "tsv" and content is not None:
+        head = content[:4096].decode("utf-8", "replace") if isinstance(content, bytes) else content[:4096]
+        if head.split("\n", 1)[0].startswith("INPUT:") or "\tINPUT:" in head.split("\n", 1)[0]:
+            return "toloka"
+    return fmt
+
+
+def read_items(path: str | Path, *, fmt: str | None = None) -> list[ImportedItem]:
+    """Items from a file; the format follows the suffix unless ``fmt`` names it."""
+    if fmt is None:
+        detect_item_format(str(path))
+    try:
+        content = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise InputError("no such file", source=str(path)) from exc
+    return parse_items(content, fmt or detect_item_format(str(path), content), source=str(path))
+
+
+def parse_items(content: str | bytes, fmt: str, *, source: str = "items") -> list[ImportedItem]:
+    """Items from the text of a file in one of ``ITEM_FORMATS``."""
+    if fmt not in ITEM_FORMATS:
+        raise InputError(f"unknown item format {fmt!r}", source=source, hint=f"Use one of {', '.join(ITEM_FORMATS)}.")
+    text = _decode(content, source)
+    if not text.strip():
+        raise InputError("the file is empty", source=source)
+    if fmt == "label-studio":
+        numbered = _label_studio(text, source)
+    elif fmt == "jsonl":
+        numbered = _jsonl(text, source)
+    else:
+        rows = _delimited(text, "," if fmt == "csv" else "\t", source)
+        numbered = _toloka(rows, source) if fmt == "toloka" else _table(rows, source)
+    if not numbered:
+        raise InputError("the file has no items", source=source)
+    return _unique(numbered, source, "task" if fmt == "label-studio" else "line")
+
+
+def items_from_records(records: Iterable[dict[str, Any]], *, source: str = "body") -> list[ImportedItem]:
+    """Items from JSON objects shaped like JSONL lines (``id``, ``data`` or other fields, ``gold``,
+    ``hint``, ``predictions``); rows are numbered from 1."""
+    return _unique([(row, _record(record, source, row)) for row, record in enumerate(records, start=1)], source, "row")
+
+
+def _decode(content: str | bytes, source: str) -> str:
+    if isinstance(content, str):
+        return content
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", source=source) from exc
+
+
+def _delimited(text: str, sep: str, source: str) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows = []
+        for line, values in enumerate(reader, start=2):
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise InputError(f"{len(values)} fields where the header has {len(header)}", source=source, rows=[line])
+            rows.append((line, dict(zip(header, values, strict=True))))
+    except csv.Error as exc:
+        raise InputError(f"cannot parse the file ({exc})", source=source, rows=[reader.line_num]) from exc
+    empty = [i + 1 for i, h in enumerate(header) if not h]
+    if empty:
+        raise InputError(f"empty column name (column {empty[0]})", source=source, rows=[1])
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise InputError(f"column {dup[0]!r} appears twice", source=source, rows=[1])
+    return rows
+
+
+def _pick(fields: Iterable[str], names: tuple[str, ...]) -> str | None:
+    present = set(fields)
+    return next((name for name in names if name in present), None)
+
+
+def _require_id(value: Any, source: str, row: int, name: str, unit: str = "line") -> str:
+    text = "" if value is None else str(value).strip()
+    if not text:
+        raise InputError("empty item id", source=source, rows=[row], field=name, unit=unit)
+    return text
+
+
+def _table(rows: list[tuple[int, dict[str, str]]], source: str) -> list[tuple[int, ImportedItem]]:
+    if not rows:
+        return []
+    columns = list(rows[0][1])
+    id_col = _pick(columns, ID_FIELDS)
+    if id_col is None:
+        raise InputError(
+            f"no item id column (columns are: {', '.join(columns)})",
+            source=source,
+            rows=[1],
+            hint=f"Name one column {' or '.join(ID_FIELDS)}.",
+        )
+    gold_col = _pick(columns, GOLD_FIELDS)
+    items = []
+    for line, row in rows:
+        gold = row.get(gold_col, "").strip() if gold_col else ""
+        payload = {k: v for k, v in row.items() if k not in (id_col, gold_col, "hint")}
+        items.append(
+            (
+                line,
+                ImportedItem(
+                    _require_id(row[id_col], source, line, id_col),
+                    payload,
+                    gold=gold or None,
+                    hint=(row.get("hint") or "").strip() or None,
+                ),
+            )
+        )
+    return items
+
+
+def _toloka(rows: list[tuple[int, dict[str, str]]], source: str) -> list[tuple[int, ImportedItem]]:
+    if not rows:
+        return []
+    columns = list(rows[0][1])
+    id_col = _pick(columns, TOLOKA_ID_FIELDS)
+    if id_col is None:
+        raise InputError(
+            "no task id column in a Toloka TSV",
+            source=source,
+            rows=[1],
+            hint=f"Add one of {', '.join(TOLOKA_ID_FIELDS)}.",
+        )
+    golden = [c for c in columns if c.startswith("GOLDEN:")]
+    if len(golden) > 1:
+        raise InputError(f"several GOLDEN fields ({', '.join(golden)}); keep one", source=source, rows=[1])
+    hints = [c for c in columns if c.startswith("HINT:")]
+    inputs = [c for c in columns if c.startswith("INPUT:") and c != id_col]
+    items = []
+    for line, row in rows:
+        gold = row[golden[0]].strip() if golden else ""
+        hint = " ".join(row[c].strip() for c in hints if row[c].strip())
+        items.append(
+            (
+                line,
+                ImportedItem(
+                    _require_id(row[id_col], source, line, id_col),
+                    {c.split(":", 1)[1]: row[c] for c in inputs},
+                    gold=gold or None,
+                    hint=hint or None,
+                ),
+            )
+        )
+    return items
+
+
+def _jsonl(text: str, source: str) -> list[tuple[int, ImportedItem]]:
+    items = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON ({exc.msg}, column {exc.colno})", source=source, rows=[line]) from exc
+        items.append((line, _record(record, source, line, unit="line")))
+    return items
+
+
+def _record(record: Any, source: str, row: int, unit: str = "row") -> ImportedItem:
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {type(record).__name__}", source=source, rows=[row], unit=unit)
+    id_key = _pick(record, ID_FIELDS)
+    if id_key is None:
+        raise InputError(f"no item id ({' or '.join(ID_FIELDS)})", source=source, rows=[row], unit=unit)
+    external_id = _require_id(record[id_key], source, row, id_key, unit)
+    gold_key = _pick(record, GOLD_FIELDS)
+    reserved = {id_key, gold_key, "hint", "predictions", "data"}
+    if "data" in record:
+        if not isinstance(record["data"], dict):
+            raise InputError("expected an object", source=source, rows=[row], field="data", unit=unit)
+        payload = dict(record["data"])
+    else:
+        payload = {k: v for k, v in record.items() if k not in reserved}
+    gold = _optional_text(record.get(gold_key) if gold_key else None, source, row, gold_key, unit)
+    hint = _optional_text(record.get("hint"), source, row, "hint", unit)
+    predictions = _plain_predictions(record.get("predictions"), source, row, unit)
+    return ImportedItem(external_id, payload, gold=gold, hint=hint, predictions=predictions)
+
+
+def _optional_text(value: Any, source: str, row: int, name: str | None, unit: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict | list | bool):
+        raise InputError("expected a label (text)", source=source, rows=[row], field=name, unit=unit)
+    return str(value).strip() or None
+
+
+def _score(value: Any, source: str, row: int, name: str, unit: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
+        raise InputError(f"score {value!r} is not a number in [0, 1]", source=source, rows=[row], field=name, unit=unit)
+    return float(value)
+
+
+def _plain_predictions(value: Any, source: str, row: int, unit: str) -> tuple[Prediction, ...]:
+    """``[{"label": ..., "score": ..., "model": ...}, ...]`` or ``{label: score, ...}``."""
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        value = [{"label": k, "score": v} for k, v in value.items()]
+    if not isinstance(value, list):
+        raise InputError("expected a list of {label, score}", source=source, rows=[row], field="predictions", unit=unit)
+    out = []
+    for i, entry in enumerate(value):
+        name = f"predictions[{i}]"
+        if not isinstance(entry, dict) or _optional_text(entry.get("label"), source, row, name, unit) is None:
+            raise InputError("expected {label, score}", source=source, rows=[row], field=name, unit=unit)
+        score = _score(entry.get("score", 1.0), source, row, f"{name}.score", unit)
+        out.append(Prediction(str(entry["label"]).strip(), score, str(entry.get("model") or "imported")))
+    return tuple(out)
+
+
+def _label_studio(text: str, source: str) -> list[tuple[int, ImportedItem]]:
+    try:
+        tasks = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})", source=source) from exc
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise InputError("expected a list of Label Studio tasks", source=source)
+    return [(index, _label_studio_task(task, source, index)) for index, task in enumerate(tasks)]
+
+
+def _label_studio_task(task: Any, source: str, index: int) -> ImportedItem:
+    unit = "task"
+    if not isinstance(task, dict):
+        raise InputError("expected a task object", source=source, rows=[index], unit=unit)
+    data = task.get("data", task)
+    if not isinstance(data, dict):
+        raise InputError("expected an object", source=source, rows=[index], field="data", unit=unit)
+    raw_id = task.get("id", data.get("id")) if "data" in task else data.get("id")
+    external_id = _require_id(raw_id, source, index, "id", unit)
+    payload = {k: v for k, v in data.items() if k != "id"} if "data" not in task else dict(data)
+    predictions = []
+    for p, prediction in enumerate(_list(task, "predictions", source, index)):
+        name = f"predictions[{p}]"
+        if not isinstance(prediction, dict):
+            raise InputError("expected an object", source=source, rows=[index], field=name, unit=unit)
+        model = str(prediction.get("model_version") or "imported")
+        overall = prediction.get("score")
+        for r, choice, score in _choices(prediction, source, index, name):
+            score = score if score is not None else overall if overall is not None else 1.0
+            predictions.append(
+                Prediction(choice, _score(score, source, index, f"{name}.result[{r}].score", unit), model)
+            )
+    annotations = []
+    for a, annotation in enumerate(_list(task, "annotations", source, index)):
+        name = f"annotations[{a}]"
+        if not isinstance(annotation, dict):
+            raise InputError("expected an object", source=source, rows=[index], field=name, unit=unit)
+        if annotation.get("was_cancelled"):
+            continue
+        who = annotation.get("completed_by")
+        if isinstance(who, dict):
+            who = who.get("email") or who.get("id")
+        annotator = str(who if who is not None else f"annotation-{annotation.get('id', a)}")
+        annotations.extend(Annotation(annotator, choice) for _, choice, _ in _choices(annotation, source, index, name))
+    return ImportedItem(external_id, payload, predictions=tuple(predictions), annotations=tuple(annotations))
+
+
+def _list(task: dict, key: str, source: str, index: int) -> list:
+    value = task.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InputError("expected a list", source=source, rows=[index], field=key, unit="task")
+    return value
+
+
+def _choices(entry: dict, source: str, index: int, name: str) -> list[tuple[int, str, Any]]:
+    """``(result index, choice, score)`` of every ``choices`` result of a prediction or annotation."""
+    results = entry.get("result") or []
+    if not isinstance(results, list):
+        raise InputError("expected a list", source=source, rows=[index], field=f"{name}.result", unit="task")
+    out = []
+    for r, result in enumerate(results):
+        field_name = f"{name}.result[{r}].value.choices"
+        value = result.get("value") if isinstance(result, dict) else None
+        if not isinstance(value, dict):
+            raise InputError(
+                "expected a result with a value", source=source, rows=[index], field=field_name, unit="task"
+            )
+        choices = value.get("choices")
+        if choices is None:
+            continue  # a non-classification result (a span, a box): not a label of the item
+        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
+            raise InputError("expected a list of labels", source=source, rows=[index], field=field_name, unit="task")
+        out.extend((r, choice.strip(), result.get("score")) for choice in choices)
+    return out
+
+
+def _unique(numbered: list[tuple[int, ImportedItem]], source: str, unit: str) -> list[ImportedItem]:
+    seen: dict[str, int] = {}
+    for row, item in numbered:
+        if item.external_id in seen:
+            raise InputError(
+                f"item id {item.external_id!r} appears twice (first at {unit} {seen[item.external_id]})",
+                source=source,
+                rows=[row],
+                unit=unit,
+            )
+        seen[item.external_id] = row
+    return [item for _, item in numbered]
