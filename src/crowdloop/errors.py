@@ -55,3 +55,19 @@ class TaxonomyError(InputError):
 
 class ConfigError(CrowdloopError):
     """An option or parameter with a value that cannot work."""
+
+
+class NotFoundError(CrowdloopError):
+    """A project, item, annotator or lease that does not exist (or is not visible to the caller)."""
+
+
+class AuthError(CrowdloopError):
+    """A missing, unknown or revoked API token."""
+
+
+class ForbiddenError(CrowdloopError):
+    """An authenticated annotator whose role or status does not allow the action (e.g. banned)."""
+
+
+class ConflictError(CrowdloopError):
+    """The action clashes with the stored state: a duplicate name, an expired or finished lease."""

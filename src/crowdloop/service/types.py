@@ -1,0 +1,202 @@
+"""What goes in and out of the labeling service: plain frozen dataclasses, no database objects."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from crowdloop.consensus import ConsensusPolicy, SkillRules
+from crowdloop.labels import LabelSpace, Taxonomy
+
+Role = Literal["owner", "annotator", "reviewer"]
+Kind = Literal["human", "model"]
+AnnotatorStatus = Literal["active", "banned"]
+ItemStatus = Literal["more", "accepted", "escalated", "reviewed", "gold"]
+ROLES: tuple[str, ...] = ("owner", "annotator", "reviewer")
+KINDS: tuple[str, ...] = ("human", "model")
+ITEM_STATUSES: tuple[str, ...] = ("more", "accepted", "escalated", "reviewed", "gold")
+"""``more``: needs answers; ``accepted``: the consensus reached the target (or a partial taxonomy
+level); ``escalated``: waits for a reviewer; ``reviewed``: a reviewer decided (final); ``gold``: a
+control item with a known label (served to annotators like any other item)."""
+
+
+@dataclass(frozen=True)
+class ItemIn:
+    """One item to import. ``gold``: its true label (makes it a gold item; ``hint`` is shown to
+    reviewers and in the annotator's feedback, never in the task); ``predictions``: a model's
+    probability per label (stored under the ``model`` name given to ``import_items``)."""
+
+    external_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    gold: Hashable | None = None
+    hint: str | None = None
+    predictions: Mapping[Hashable, float] | None = None
+
+
+@dataclass(frozen=True)
+class GoldIn:
+    """A gold label for an item already imported."""
+
+    external_id: str
+    label: Hashable
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    name: str
+    labels: LabelSpace | Taxonomy
+    policy: ConsensusPolicy
+    rules: SkillRules
+    gold_rate: float
+    lease_seconds: int
+    model_votes: bool
+    suggestions: int
+    created_at: datetime
+
+    @property
+    def is_taxonomy(self) -> bool:
+        return isinstance(self.labels, Taxonomy)
+
+
+@dataclass(frozen=True)
+class AnnotatorInfo:
+    """An annotator as the service knows it: ``skill`` is the posterior mean accuracy (SkillBook),
+    ``gold_right``/``gold_total`` its record on gold items."""
+
+    id: int
+    project_id: int
+    name: str
+    role: Role
+    kind: Kind
+    status: AnnotatorStatus
+    skill: float
+    answers: int
+    gold_right: int
+    gold_total: int
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A pre-label shown to the annotator: a label of the model's top-k and its probability."""
+
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class TaskOut:
+    """A task handed to an annotator. It never says whether the item is gold, nor anything about
+    the other answers or the consensus state."""
+
+    lease_id: str
+    item: str
+    payload: dict[str, Any]
+    suggestions: list[Suggestion]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmitOut:
+    """What the annotator learns after a submit: the answer is stored (``duplicate``: this was a
+    retry of a submit already stored, which did not count again) and whether they may go on."""
+
+    answer_id: int
+    lease_id: str
+    item: str
+    label: str
+    duplicate: bool
+    annotator_status: AnnotatorStatus
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """The consensus state of one item (owners and reviewers only)."""
+
+    item: str
+    status: ItemStatus
+    label: str | None
+    confidence: float | None
+    answers: int
+    open_leases: int
+    needed: int
+    is_gold: bool
+
+
+@dataclass(frozen=True)
+class ReviewAnswer:
+    annotator: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ReviewTask:
+    """An escalated item for a reviewer: the crowd's answers and the leading label."""
+
+    item: str
+    payload: dict[str, Any]
+    label: str | None
+    confidence: float | None
+    answers: list[ReviewAnswer]
+    suggestions: list[Suggestion]
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    id: int
+    project_id: int
+    name: str
+    version: str
+    predictions: int
+    temperature: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a project stands. ``accuracy_estimate``: mean calibrated confidence of the settled
+    (accepted or reviewed) items, the expected share of them that is right; ``cost``: money spent so
+    far (crowd, expert and model answers at the policy's prices); ``automation_rate``: share of the
+    accepted items that needed no human answer."""
+
+    project_id: int
+    items: int
+    gold_items: int
+    status_counts: dict[str, int]
+    answers: int
+    gold_answers: int
+    reviews: int
+    answers_per_item: float
+    cost: float
+    accuracy_estimate: float | None
+    automation_rate: float
+    annotators: int
+    banned: int
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """The final (or current) label of an item with its calibrated confidence."""
+
+    item: str
+    status: ItemStatus
+    label: str | None
+    confidence: float | None
+    answers: int
+
+
+@dataclass(frozen=True)
+class RefitReport:
+    """What a full refit did: the skill model the engine chose, annotators updated, whether a
+    calibrator was fitted on gold, the model versions' learned temperatures, items re-decided."""
+
+    project_id: int
+    skill_model: str
+    annotators: int
+    calibrated: bool
+    temperatures: dict[str, float]
+    items_redecided: int
+    seconds: float

@@ -1,0 +1,1 @@
+"""Storage of the labeling service: the SQLAlchemy schema, engines and Alembic migrations."""
