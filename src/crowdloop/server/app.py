@@ -1,0 +1,43 @@
+"""The FastAPI application: thin routes over a ``LabelingService``."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from crowdloop.server.limits import BodyLimit
+from crowdloop.server.problems import install_problem_handlers
+from crowdloop.server.routes import loop, projects, results
+from crowdloop.service import LabelingService, open_service
+
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
+
+DESCRIPTION = """
+The crowdloop labeling service. Annotators take tasks (`POST /projects/{id}/tasks/next`), answer
+them (`.../tasks/{lease}/submit`), and the dynamic consensus accepts each item once its calibrated
+confidence reaches the project's target, or escalates it to reviewers.
+
+Every route needs a bearer token: the admin token that `crowdloop serve` prints on first start
+creates projects; each project's owner adds annotators and reviewers and gives out their tokens.
+Errors are `application/problem+json` (RFC 9457).
+"""
+
+
+def create_app(service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413."""
+    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
+    app.state.service = service
+    app.state.admin_project_id = None
+    install_problem_handlers(app)
+    for module in (projects, loop, results):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
+    max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
+    return create_app(open_service(), max_body_bytes=max_body)

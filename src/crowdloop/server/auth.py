@@ -1,0 +1,93 @@
+"""Who is calling: bearer tokens per annotator, and the one dependency that enforces roles.
+
+Every route declares the roles it admits with ``member(...)`` (routes under a project) or
+``signed_in``/``admin`` (routes across projects). An annotator belongs to one project: any other
+project answers 404, as if it did not exist. The admin is the owner of the reserved project
+``ADMIN_PROJECT`` (created by ``crowdloop serve`` on first start): it creates projects and acts
+as an owner in every one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from crowdloop.errors import AuthError, ForbiddenError, NotFoundError
+from crowdloop.service import AnnotatorInfo, LabelingService
+
+ADMIN_PROJECT = "crowdloop-admin"
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An annotator's token (`Authorization: Bearer <token>`), from `POST /projects/{id}/annotators`, "
+    "or the admin token that `crowdloop serve` prints on first start.",
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    annotator: AnnotatorInfo
+    admin: bool
+
+
+def service_of(request: Request) -> LabelingService:
+    return request.app.state.service
+
+
+def admin_project_id(request: Request) -> int | None:
+    """The reserved admin project's id (looked up once it exists)."""
+    state = request.app.state
+    if state.admin_project_id is None:
+        try:
+            state.admin_project_id = service_of(request).get_project(ADMIN_PROJECT).id
+        except NotFoundError:
+            return None
+    return state.admin_project_id
+
+
+def signed_in(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+    if credentials is None or not credentials.credentials:
+        raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+    annotator = service_of(request).authenticate(credentials.credentials)
+    return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_project_id(request))
+
+
+SignedIn = Annotated[Caller, Depends(signed_in)]
+
+
+def admin(caller: SignedIn) -> Caller:
+    if not caller.admin:
+        raise ForbiddenError("only the admin token may do this")
+    return caller
+
+
+def member(*roles: str) -> Callable[..., Caller]:
+    """A dependency admitting members of the path's project with one of ``roles`` (the admin counts
+    as an owner of every project)."""
+
+    def dependency(project_id: int, request: Request, caller: SignedIn) -> Caller:
+        reserved = project_id == admin_project_id(request)
+        if caller.admin and "owner" in roles and not reserved:
+            service_of(request).get_project(project_id)  # 404 for a project that does not exist
+            return caller
+        if caller.annotator.project_id != project_id or reserved:
+            raise NotFoundError(f"no project {project_id}")
+        if caller.annotator.role not in roles:
+            raise ForbiddenError(
+                f"this needs the role {' or '.join(roles)}; the token's role is {caller.annotator.role}"
+            )
+        return caller
+
+    return dependency
+
+
+Owner = Annotated[Caller, Depends(member("owner"))]
+Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
+Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
+Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
+Admin = Annotated[Caller, Depends(admin)]
+Service = Annotated[LabelingService, Depends(service_of)]

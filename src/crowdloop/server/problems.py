@@ -1,0 +1,98 @@
+"""Errors as ``application/problem+json`` (RFC 9457): one mapping from crowdloop errors to HTTP status."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from crowdloop.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    CrowdloopError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    UnknownLabelError,
+)
+
+PROBLEM_TYPE = "application/problem+json"
+STATUS_OF: tuple[tuple[type[CrowdloopError], int], ...] = (
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (UnknownLabelError, 422),
+    (InputError, 400),
+    (ConfigError, 422),
+)
+"""First match wins: an unknown label is well-formed but invalid (422); a file that cannot be read
+is a bad request (400)."""
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. ``errors`` lists the invalid fields of a 422 from validation."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_TYPE, headers=headers
+    )
+
+
+def status_of(exc: CrowdloopError) -> int:
+    return next((status for kind, status in STATUS_OF if isinstance(exc, kind)), 400)
+
+
+def unauthorized(detail: str) -> JSONResponse:
+    return problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error the app answers, as problem+json."""
+
+    @app.exception_handler(CrowdloopError)
+    async def crowdloop_error(request: Request, exc: CrowdloopError) -> JSONResponse:
+        status = status_of(exc)
+        return unauthorized(str(exc)) if status == 401 else problem(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem(400, "the request body is not valid JSON", errors=errors)
+        where = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+        return problem(422, f"invalid request: {where}", errors=errors)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail) if exc.detail else None, headers=exc.headers)
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_TYPE: {}}}
+    for status in (400, 401, 403, 404, 409, 413, 422)
+}
+"""The error responses every route documents in the OpenAPI schema."""

@@ -1,0 +1,231 @@
+"""Project setup: projects and their label space and policy, items, gold, model predictions,
+annotators and their tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.io.items import ITEM_FORMATS, ImportedItem, detect_item_format, parse_items
+from crowdloop.labels import LabelSpace
+from crowdloop.server.auth import ADMIN_PROJECT, Admin, Anyone, Owner, Service, SignedIn
+from crowdloop.server.labelspaces import read_label_space
+from crowdloop.server.problems import PROBLEM_RESPONSES
+from crowdloop.server.schemas import (
+    AnnotatorIn,
+    AnnotatorOut,
+    CountOut,
+    CreatedProject,
+    GoldListIn,
+    ImportOut,
+    ItemsIn,
+    MeOut,
+    ModelVersionOut,
+    PredictionsIn,
+    ProjectBrief,
+    ProjectIn,
+    ProjectOut,
+    ProjectSettings,
+    RoleIn,
+    TokenOut,
+)
+from crowdloop.service import GoldIn, ItemIn, LabelingService, ProjectInfo
+
+router = APIRouter(responses=PROBLEM_RESPONSES)
+
+
+def project_out(info: ProjectInfo) -> ProjectOut:
+    return ProjectOut.model_validate(
+        {**info.__dict__, "labels": [str(x) for x in info.labels.labels], "is_taxonomy": info.is_taxonomy}
+    )
+
+
+def _create(service: LabelingService, name: str, labels: LabelSpace, settings: ProjectSettings) -> CreatedProject:
+    policy = settings.policy
+    info = service.create_project(
+        name,
+        labels,
+        ConsensusPolicy(
+            target=policy.target,
+            min_overlap=policy.min_overlap,
+            max_overlap=policy.max_overlap,
+            escalate_early=policy.escalate_early,
+            partial=policy.partial,
+            prices=Prices(**policy.prices.model_dump()),
+        ),
+        gold_rate=settings.gold_rate,
+        lease_seconds=settings.lease_seconds,
+        model_votes=settings.model_votes,
+        suggestions=settings.suggestions,
+    )
+    owner, token = service.add_annotator(info.id, settings.owner, role="owner")
+    return CreatedProject(
+        project=project_out(info), owner=TokenOut(annotator=AnnotatorOut.model_validate(owner), token=token)
+    )
+
+
+@router.post("/projects", status_code=201, response_model=CreatedProject, tags=["setup"])
+def create_project(body: ProjectIn, caller: Admin, service: Service) -> CreatedProject:
+    """Create a project from a label list or a taxonomy, with its consensus policy; returns the
+    project and its first owner's token (admin only)."""
+    if body.labels is not None:
+        labels = LabelSpace(body.labels, source="labels")
+    else:
+        labels = read_label_space("\n".join(body.taxonomy or []), "taxonomy", taxonomy=True)
+    return _create(service, body.name, labels, body)
+
+
+@router.post("/projects/upload", status_code=201, response_model=CreatedProject, tags=["setup"])
+def create_project_from_file(
+    caller: Admin,
+    service: Service,
+    name: Annotated[str, Form(min_length=1, max_length=200, pattern=r"\S")],
+    file: Annotated[UploadFile, File(description="One label per line, or a taxonomy ('A > B > C' or Google's)")],
+    settings: Annotated[str, Form(description="ProjectSettings as JSON: policy, gold_rate, lease_seconds, ...")] = "{}",
+) -> CreatedProject:
+    """Create a project from an uploaded label list or taxonomy file (admin only)."""
+    parsed = ProjectSettings.model_validate_json(settings)
+    text = file.file.read().decode("utf-8-sig", errors="strict")
+    return _create(service, name, read_label_space(text, file.filename or "upload"), parsed)
+
+
+@router.get("/projects", response_model=list[ProjectBrief], tags=["setup"])
+def list_projects(caller: SignedIn, service: Service) -> list[ProjectBrief]:
+    """The admin sees every project; anyone else their own."""
+    if caller.admin:
+        infos = [p for p in service.list_projects() if p.name != ADMIN_PROJECT]
+    else:
+        infos = [service.get_project(caller.annotator.project_id)]
+    return [ProjectBrief.model_validate(project_out(p).model_dump()) for p in infos]
+
+
+@router.get("/projects/{project_id}", response_model=ProjectOut | ProjectBrief, tags=["setup"])
+def get_project(project_id: int, caller: Anyone, service: Service) -> ProjectOut | ProjectBrief:
+    """The project with its policy (owners); its name and labels (annotators and reviewers)."""
+    out = project_out(service.get_project(project_id))
+    if caller.admin or caller.annotator.role == "owner":
+        return out
+    return ProjectBrief.model_validate(out.model_dump())
+
+
+@router.get("/me", response_model=MeOut, tags=["setup"])
+def me(caller: SignedIn) -> MeOut:
+    """Who the token belongs to."""
+    return MeOut(annotator=AnnotatorOut.model_validate(caller.annotator), admin=caller.admin)
+
+
+def _store_items(service: LabelingService, project_id: int, rows: list[ItemIn], model: tuple[str, str] | None):
+    count = service.import_items(project_id, rows, model=model)
+    return ImportOut(
+        imported=count,
+        gold=sum(r.gold is not None for r in rows),
+        predictions=sum(bool(r.predictions) for r in rows),
+    )
+
+
+@router.post("/projects/{project_id}/items", status_code=201, response_model=ImportOut, tags=["setup"])
+def import_items(project_id: int, body: ItemsIn, caller: Owner, service: Service) -> ImportOut:
+    """Import items as JSON records (``id``, ``data``, optional ``gold``, ``hint``, ``predictions``)."""
+    rows = [ItemIn(r.id, r.data, r.gold, r.hint, r.predictions) for r in body.items]
+    model = (body.model.name, body.model.version) if body.model else None
+    return _store_items(service, project_id, rows, model)
+
+
+@router.post("/projects/{project_id}/items/upload", status_code=201, response_model=ImportOut, tags=["setup"])
+def upload_items(
+    project_id: int,
+    caller: Owner,
+    service: Service,
+    file: Annotated[UploadFile, File(description="CSV, TSV, JSONL, Label Studio JSON or Toloka TSV")],
+    format: Annotated[str | None, Form(description=f"One of {', '.join(ITEM_FORMATS)}; default: from the name")] = None,
+    model_version: Annotated[str, Form(max_length=200)] = "imported",
+) -> ImportOut:
+    """Import an item file: CSV/TSV/JSONL (an ``id`` column, optional ``gold`` and ``hint``), Label
+    Studio tasks (with ``predictions``), or Toloka tasks (``INPUT:*``, ``GOLDEN:*``, ``HINT:*``)."""
+    name = file.filename or "upload"
+    content = file.file.read()
+    items = parse_items(content, format or detect_item_format(name, content), source=name)
+    rows, model = _items_in(items, model_version)
+    out = _store_items(service, project_id, rows, model)
+    out.annotations_ignored = sum(len(i.annotations) for i in items)
+    return out
+
+
+def _items_in(items: list[ImportedItem], version: str) -> tuple[list[ItemIn], tuple[str, str] | None]:
+    """Service rows; the first model named in the file is the one whose predictions are kept."""
+    model = next((p.model for i in items for p in i.predictions), None)
+    rows = [
+        ItemIn(
+            i.external_id,
+            i.payload,
+            i.gold,
+            i.hint,
+            {p.label: p.score for p in i.predictions if p.model == model} or None,
+        )
+        for i in items
+    ]
+    return rows, (model, version) if model is not None else None
+
+
+@router.post("/projects/{project_id}/gold", status_code=201, response_model=CountOut, tags=["setup"])
+def add_gold(project_id: int, body: GoldListIn, caller: Owner, service: Service) -> CountOut:
+    """Make imported items gold: their true label (and a hint for reviewers and feedback)."""
+    return CountOut(count=service.add_gold(project_id, [GoldIn(g.item, g.label, g.hint) for g in body.gold]))
+
+
+@router.post("/projects/{project_id}/predictions", status_code=201, response_model=ModelVersionOut, tags=["setup"])
+def add_predictions(project_id: int, body: PredictionsIn, caller: Owner, service: Service) -> ModelVersionOut:
+    """Store a model version's probabilities per item; it suggests pre-labels and (if the project
+    says so) votes."""
+    info = service.add_model_predictions(project_id, body.model, body.version, body.probabilities, top_k=body.top_k)
+    return ModelVersionOut.model_validate(info)
+
+
+@router.post("/projects/{project_id}/annotators", status_code=201, response_model=TokenOut, tags=["annotators"])
+def add_annotator(project_id: int, body: AnnotatorIn, caller: Owner, service: Service) -> TokenOut:
+    """A new annotator (or reviewer, or owner) and their token, shown this once."""
+    info, token = service.add_annotator(project_id, body.name, role=body.role, kind=body.kind)
+    return TokenOut(annotator=AnnotatorOut.model_validate(info), token=token)
+
+
+@router.get("/projects/{project_id}/annotators", response_model=list[AnnotatorOut], tags=["annotators"])
+def list_annotators(project_id: int, caller: Owner, service: Service) -> list[AnnotatorOut]:
+    """Every annotator with role, status, skill, answers and gold record."""
+    return [AnnotatorOut.model_validate(a) for a in service.annotator_skills(project_id)]
+
+
+def _annotator_in(service: LabelingService, project_id: int, annotator_id: int):
+    from crowdloop.errors import NotFoundError
+
+    info = service.get_annotator(annotator_id)
+    if info.project_id != project_id:
+        raise NotFoundError(f"no annotator {annotator_id} in project {project_id}")
+    return info
+
+
+@router.patch("/projects/{project_id}/annotators/{annotator_id}", response_model=AnnotatorOut, tags=["annotators"])
+def set_role(project_id: int, annotator_id: int, body: RoleIn, caller: Owner, service: Service) -> AnnotatorOut:
+    """Promote an annotator to reviewer (or change any role)."""
+    _annotator_in(service, project_id, annotator_id)
+    return AnnotatorOut.model_validate(service.set_role(annotator_id, body.role))
+
+
+@router.post(
+    "/projects/{project_id}/annotators/{annotator_id}/tokens",
+    status_code=201,
+    response_model=TokenOut,
+    tags=["annotators"],
+)
+def new_token(project_id: int, annotator_id: int, caller: Owner, service: Service) -> TokenOut:
+    """Another token for an annotator; earlier ones stay valid until revoked."""
+    info = _annotator_in(service, project_id, annotator_id)
+    return TokenOut(annotator=AnnotatorOut.model_validate(info), token=service.new_token(annotator_id))
+
+
+@router.delete("/projects/{project_id}/annotators/{annotator_id}/tokens", response_model=CountOut, tags=["annotators"])
+def revoke_tokens(project_id: int, annotator_id: int, caller: Owner, service: Service) -> CountOut:
+    """Revoke every token of an annotator."""
+    _annotator_in(service, project_id, annotator_id)
+    return CountOut(count=service.revoke_tokens(annotator_id))
