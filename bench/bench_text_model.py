@@ -1,15 +1,20 @@
 """Benchmark: the default text classifier (``crowdloop.models.TextClassifier``) on product titles.
 
-Flipkart (952 leaf paths, 32 top-level categories) and Myntra (170 / 7). One split per repeat:
+Flipkart (952 leaf paths, 32 top-level categories) and Myntra (170 / 7). Models: the flat
+``TextClassifier`` (the reference), the ``HierarchicalClassifier`` (a top-level head and the leaf
+head, path-scored) and, with the ``embeddings`` extra, the ``EmbeddingClassifier``. One split per repeat:
 20% of the *distinct* (normalised) titles held out with every copy of them (a group shuffle split,
 seed = repeat number), since duplicate titles inflate accuracy. Reported: leaf accuracy, top-level
 accuracy (the argmax of ``ancestor_proba(probs, taxonomy, 1)``), log-loss (over held-out items
 whose leaf occurs in training; the share of unseen leaves is given), ECE of the top label (15
-uniform bins), fit time (vectorizer + SVM + calibration) and predict time; medians over repeats,
-beside the reference TF-IDF + linear SVM numbers of the data README.
+uniform bins) of the leaf and of the top level, "sure branch": among held-out items whose leaf
+confidence is below 0.5, the share whose top-level confidence is at least 0.9 and the top-level
+accuracy of those; fit time and predict time; medians over repeats, beside the reference TF-IDF +
+linear SVM numbers of the data README.
 
     python bench/bench_text_model.py                                   # both datasets, both calibrations
     python bench/bench_text_model.py --datasets myntra --calibrations temperature --repeats 3
+    python bench/bench_text_model.py --models flat hierarchical embeddings --calibrations temperature
 
 The data is read from ``../shared/data/products`` beside the project (``CROWDLOOP_DATA`` overrides
 it); a missing dataset is skipped.
@@ -32,32 +37,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import product_data
 from sklearn.model_selection import GroupShuffleSplit
 
+from crowdloop.aggregation.calibration import expected_calibration_error
 from crowdloop.labels import Taxonomy
-from crowdloop.models import TextClassifier, align_proba, ancestor_proba, normalize_text
-
-try:
-    from crowdloop.aggregation.calibration import expected_calibration_error
-except Exception:  # the calibration module is optional here
-
-    def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
-        confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
-        bins = np.clip((confidence * n_bins).astype(int), 0, n_bins - 1)
-        count = np.bincount(bins, minlength=n_bins)
-        gap = np.bincount(bins, confidence - correct, minlength=n_bins)
-        return float(np.abs(gap).sum() / count.sum())
-
+from crowdloop.models import HierarchicalClassifier, TextClassifier, align_proba, ancestor_proba, normalize_text
+from crowdloop.models.embeddings import EmbeddingClassifier, embeddings_available
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = {"flipkart": {"leaf": 0.874, "top": 0.947}, "myntra": {"leaf": 0.974, "top": None}}
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic")
+MODELS = ("flat", "hierarchical", "embeddings")
 
 
-def evaluate(frame, calibration: str, seed: int) -> dict:
+def make_model(kind: str, calibration: str, seed: int):
+    if kind == "flat":
+        return TextClassifier(calibration=calibration, random_state=seed)
+    if kind == "hierarchical":
+        return HierarchicalClassifier(TextClassifier(calibration=calibration, random_state=seed), depths=(1,))
+    return EmbeddingClassifier()
+
+
+def evaluate(frame, calibration: str, seed: int, kind: str = "flat") -> dict:
     titles, paths = frame["title"].to_numpy(object), frame["path"].to_numpy(object)
     taxonomy = Taxonomy.from_paths(sorted(set(paths)))
     split = GroupShuffleSplit(n_splits=1, test_size=0.2, random_state=seed)
     train, test = next(split.split(titles, paths, groups=normalize_text(titles)))
-    model = TextClassifier(calibration=calibration, random_state=seed)
+    model = make_model(kind, calibration, seed)
     start = time.perf_counter()
     model.fit(titles[train], paths[train])
     fit_s = time.perf_counter() - start
@@ -66,18 +70,26 @@ def evaluate(frame, calibration: str, seed: int) -> dict:
     predict_s = time.perf_counter() - start
     truth = taxonomy.encode(paths[test])
     pred = probs.argmax(axis=1)
-    top = ancestor_proba(probs, taxonomy, 1).argmax(axis=1)
+    top_probs = ancestor_proba(probs, taxonomy, 1)
+    top, top_conf = top_probs.argmax(axis=1), top_probs.max(axis=1)
+    top_right = top == taxonomy.ancestor_at(truth, 1)
+    unsure = probs.max(axis=1) < 0.5
+    sure_branch = unsure & (top_conf >= 0.9)
     seen = np.isin(truth, taxonomy.encode(model.classes_))
     p_true = probs[np.arange(len(truth)), truth]
     return {
         "leaf_acc": float((pred == truth).mean()),
-        "top_acc": float((top == taxonomy.ancestor_at(truth, 1)).mean()),
+        "top_acc": float(top_right.mean()),
         "log_loss": float(-np.log(np.clip(p_true[seen], 1e-15, 1)).mean()),
         "unseen_leaf": float(1 - seen.mean()),
         "ece": expected_calibration_error(probs.max(axis=1), pred == truth),
+        "top_ece": expected_calibration_error(top_conf, top_right),
+        "unsure_leaf": float(unsure.mean()),
+        "sure_branch": float(sure_branch.sum() / max(unsure.sum(), 1)),
+        "sure_branch_acc": float(top_right[sure_branch].mean()) if sure_branch.any() else float("nan"),
         "fit_s": fit_s,
         "predict_s": predict_s,
-        "temperature": model.temperature_,
+        "temperature": getattr(model, "temperature_", float("nan")),
         "n_train": len(train),
         "n_test": len(test),
     }
@@ -87,6 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(product_data.FILES), choices=list(product_data.FILES))
     parser.add_argument("--calibrations", nargs="+", default=["temperature", "sigmoid"], choices=CALIBRATIONS)
+    parser.add_argument("--models", nargs="+", default=["flat"], choices=MODELS, help="flat is the reference")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
@@ -97,9 +110,10 @@ def main() -> int:
     rows = []
     for name in present:
         frame = product_data.load(name)
-        for calibration in args.calibrations:
-            runs = [evaluate(frame, calibration, seed) for seed in range(args.repeats)]
-            row = {"dataset": name, "calibration": calibration, "rows": len(frame), "leaves": frame["path"].nunique()}
+        for kind, calibration in runs_of(args):
+            runs = [evaluate(frame, calibration, seed, kind) for seed in range(args.repeats)]
+            row = {"dataset": name, "model": kind, "calibration": calibration}
+            row |= {"rows": len(frame), "leaves": frame["path"].nunique()}
             row |= {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             row["reference_leaf_acc"] = REFERENCE[name]["leaf"]
             row["reference_top_acc"] = REFERENCE[name]["top"]
@@ -112,18 +126,32 @@ def main() -> int:
     return 0
 
 
+def runs_of(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(model, calibration) pairs: the flat model with every calibration asked, the others with the first."""
+    pairs = []
+    for kind in args.models:
+        if kind == "embeddings" and not embeddings_available()[0]:
+            print(f"skipping embeddings: {embeddings_available()[1]}", file=sys.stderr)
+            continue
+        calibrations = args.calibrations if kind == "flat" else args.calibrations[:1]
+        pairs += [(kind, "-" if kind == "embeddings" else c) for c in calibrations]
+    return pairs
+
+
 def markdown(rows: list[dict]) -> str:
     ref = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [
-        "| dataset | calibration | leaf acc | ref leaf | top-level acc | ref top | log-loss | ECE "
-        "| unseen leaf | T | fit (s) | predict (s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| dataset | model | calibration | leaf acc | ref leaf | top-level acc | ref top | log-loss | leaf ECE "
+        "| top ECE | leaf < 0.5 | of those, top >= 0.9 | their top acc | unseen leaf | T | fit (s) | predict (s) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         temperature = "-" if r["temperature"] != r["temperature"] else f"{r['temperature']:.3f}"
         lines.append(
-            f"| {r['dataset']} | {r['calibration']} | {r['leaf_acc']:.4f} | {ref(r['reference_leaf_acc'])} "
-            f"| {r['top_acc']:.4f} | {ref(r['reference_top_acc'])} | {r['log_loss']:.4f} | {r['ece']:.4f} "
+            f"| {r['dataset']} | {r['model']} | {r['calibration']} | {r['leaf_acc']:.4f} "
+            f"| {ref(r['reference_leaf_acc'])} | {r['top_acc']:.4f} | {ref(r['reference_top_acc'])} "
+            f"| {r['log_loss']:.4f} | {r['ece']:.4f} | {r['top_ece']:.4f} | {r['unsure_leaf']:.3f} "
+            f"| {r['sure_branch']:.3f} | {r['sure_branch_acc']:.3f} "
             f"| {r['unseen_leaf']:.4f} | {temperature} | {r['fit_s']:.1f} | {r['predict_s']:.2f} |"
         )
     return "\n".join(lines)
@@ -146,6 +174,9 @@ def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
             "whose leaf occurs in training (`unseen leaf` is the share that does not); ECE of the top label,",
             "15 uniform bins. Fit time is the whole `fit` (vectorizer, SVM, calibration) on one core; the",
             "reference is the data README's.",
+            "`hierarchical` is `HierarchicalClassifier(TextClassifier(), depths=(1,))`:",
+            "a top-level head and the leaf head, path-scored (its top level is the top head's distribution).",
+            "`embeddings` is `EmbeddingClassifier()` (all-MiniLM-L6-v2 sentence embeddings + logistic regression).",
             "",
             table,
             "",

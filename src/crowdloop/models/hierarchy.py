@@ -30,3 +30,28 @@ def ancestor_proba(probs: np.ndarray | sp.spmatrix, taxonomy: Taxonomy, depth: i
     if sp.issparse(probs):
         return sp.csr_matrix(probs @ up)
     return np.asarray(np.asarray(probs, dtype=np.float64) @ up)
+
+
+def deepest_confident(probs: np.ndarray, taxonomy: Taxonomy, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the deepest node on the path of the most probable label whose branch probability
+    (``ancestor_proba``) reaches ``threshold``, and that probability; -1 and the top-level
+    probability when not even the top level does. ``probs`` is dense (n, K) on the taxonomy's codes.
+
+    >>> tax = Taxonomy.from_paths(["A > x", "A > y", "B"])
+    >>> node, conf = deepest_confident(np.array([[0.0, 0.1, 0.45, 0.45]]), tax, 0.8)
+    >>> tax.decode(node).tolist(), conf.round(2).tolist()
+    (['A'], [0.9])
+    """
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold!r}")
+    probs = np.asarray(probs, dtype=np.float64)
+    rows = np.arange(len(probs))
+    top = probs.argmax(axis=1)
+    node = np.full(len(probs), -1, dtype=np.int64)
+    conf = ancestor_proba(probs, taxonomy, 1)[rows, taxonomy.ancestor_at(top, 1)]
+    for depth in range(1, taxonomy.max_depth + 1):  # a loop over depths (at most a handful), not items
+        at = taxonomy.ancestor_at(top, depth)
+        mass = ancestor_proba(probs, taxonomy, depth)[rows, at]
+        sure = (mass >= threshold) & (taxonomy.depth[at] == depth)
+        node, conf = np.where(sure, at, node), np.where(sure, mass, conf)
+    return node, conf

@@ -74,6 +74,19 @@ def check_texts_labels(texts: object, labels: object, *, source: str = "texts") 
     return texts, labels
 
 
+def check_sample_weight(sample_weight: object, n: int) -> np.ndarray:
+    """Row weights as floats (all 1 when None); not one finite positive number per row raises ``InputError``."""
+    if sample_weight is None:
+        return np.ones(n)
+    weight = np.asarray(sample_weight, dtype=np.float64).ravel()
+    if len(weight) != n:
+        raise InputError(f"{n} texts but {len(weight)} sample weights", hint="Give one weight per text.")
+    bad = ~(np.isfinite(weight) & (weight > 0))
+    if bad.any():
+        raise InputError("sample weight must be a positive number", rows=(np.flatnonzero(bad) + 1).tolist(), unit="row")
+    return weight
+
+
 def _as_texts(texts: object, *, source: str = "texts") -> np.ndarray:
     if texts is None or isinstance(texts, str):
         raise InputError("expected a sequence of texts", source=source, hint="Pass a list or array of strings.")
@@ -146,10 +159,17 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             ]
         )
 
-    def fit(self, texts: Sequence[str] | np.ndarray, labels: Sequence | np.ndarray) -> TextClassifier:
-        """Learn the vocabulary, the SVM and the calibration from ``texts`` and their ``labels``."""
+    def fit(
+        self,
+        texts: Sequence[str] | np.ndarray,
+        labels: Sequence | np.ndarray,
+        sample_weight: Sequence[float] | np.ndarray | None = None,
+    ) -> TextClassifier:
+        """Learn the vocabulary, the SVM and the calibration from ``texts`` and their ``labels``;
+        ``sample_weight`` (one positive number per text, default 1) weighs each row's loss."""
         self._check_params()
         texts, labels = check_texts_labels(texts, labels)
+        row_weight = check_sample_weight(sample_weight, len(texts))
         try:
             codes, classes = pd.factorize(pd.Series(labels), sort=True)
         except TypeError:  # labels of mixed types cannot be sorted: first-seen order
@@ -166,7 +186,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         # merge rows with the same text and label (weights keep the SVM objective unchanged)
         pair = pd.factorize(pd.Series(texts) + "\x00" + pd.Series(codes).astype(str))[0]
         first = np.unique(pair, return_index=True)[1]
-        weight = np.bincount(pair).astype(np.float64)
+        weight = np.bincount(pair, weights=row_weight)
         X = self.vectorizer_.transform(texts[first])
         y = codes[first]
         groups = normalize_text(texts[first])

@@ -1,0 +1,143 @@
+r"""Auto-labeling with a guarantee: the model labels the items it is sure of, humans the rest.
+
+The model labels an item when its confidence reaches a threshold $t$. We want the accuracy of the
+auto-labeled items, $\mathrm{acc}(t) = P(\text{right} \mid \text{conf} \ge t)$, to be at least the
+target $\tau$ with confidence $1 - \alpha$, and as many items automated as that allows.
+
+``choose_threshold`` (ours) tests, on gold items the model did not train on, the hypotheses
+$H_t: \mathrm{acc}(t) < \tau$ for a sequence of thresholds fixed in advance, from high to low.
+$H_t$ is rejected when the one-sided Clopper-Pearson lower bound (Clopper & Pearson, Biometrika
+1934) of the accuracy of the $n_t$ gold items with confidence $\ge t$ reaches $\tau$:
+$\mathrm{Beta}^{-1}(\alpha;\ k_t,\ n_t - k_t + 1) \ge \tau$. Fixed-sequence testing (Westfall &
+Krishen, JSPI 2001; the "Learn then Test" calibration of Angelopoulos et al., 2021) walks down the
+sequence while the hypotheses are rejected, each at level $\alpha$, and stops at the first that is
+not; the lowest rejected threshold is chosen. The family-wise error is at most $\alpha$ with no
+multiplicity correction because a threshold is tested only if every higher one was rejected, so
+$P(\mathrm{acc}(\hat t) < \tau) \le \alpha$. The sequence is built from the gold confidences only
+(never from which items are right): it starts at the smallest count $n_0 = \lceil \log \alpha /
+\log \tau \rceil$ at which an all-right sample could pass, and steps down in up to ``n_steps``
+evenly spaced counts.
+
+``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
+lowest threshold whose *observed* validation accuracy reaches the target. It selects where the
+estimate happens to be high, so the accuracy it delivers on new items is below the target about
+half of the time (``bench/bench_autolabel.py`` measures how often).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import beta
+
+from crowdloop.errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The chosen threshold (``inf``: automate nothing) and the evidence for it: ``n_gold`` gold items
+    at or above it, their ``gold_accuracy`` and its ``lower_bound``; ``steps`` is the tested sequence
+    (threshold, n, right, lower_bound, rejected)."""
+
+    threshold: float
+    target: float
+    confidence_level: float
+    n_gold: int
+    gold_accuracy: float
+    lower_bound: float
+    steps: pd.DataFrame
+
+    def automate(self, confidence: np.ndarray) -> np.ndarray:
+        """Which items the model labels on its own."""
+        return np.asarray(confidence, dtype=np.float64) >= self.threshold
+
+
+def clopper_pearson_lower(right: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
+    """One-sided ``1 - alpha`` Clopper-Pearson lower bounds of proportions ``right / n`` (0 when right = 0)."""
+    right, n = np.asarray(right, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bound = beta.ppf(alpha, right, n - right + 1)
+    return np.where(right > 0, bound, 0.0)
+
+
+def _check(confidence: object, correct: object, target: float) -> tuple[np.ndarray, np.ndarray]:
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=bool).ravel()
+    if confidence.shape != correct.shape:
+        raise InputError(f"{confidence.size} confidences but {correct.size} correctness flags", source="gold")
+    if confidence.size == 0:
+        raise InputError("no gold items to choose a threshold on", source="gold",
+                         hint="Give gold labels for items the model did not train on.")  # fmt: skip
+    if not np.isfinite(confidence).all():
+        raise InputError("confidence must be finite", source="gold")
+    if not 0 < target < 1:
+        raise ConfigError(f"the target accuracy must be in (0, 1), got {target!r}")
+    return confidence, correct
+
+
+def _ranked(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct thresholds (descending), gold items at or above each, and the right ones among them."""
+    order = np.argsort(-confidence, kind="stable")
+    conf, right = confidence[order], np.cumsum(correct[order])
+    last_of_tie = np.r_[conf[1:] != conf[:-1], True]  # a threshold selects a whole tie
+    return conf[last_of_tie], np.flatnonzero(last_of_tie) + 1, right[last_of_tie]
+
+
+def choose_threshold(
+    confidence: np.ndarray | Sequence[float],
+    correct: np.ndarray | Sequence[bool],
+    target: float = 0.95,
+    confidence_level: float = 0.95,
+    n_steps: int = 100,
+) -> ThresholdChoice:
+    """The lowest threshold whose auto-labeled accuracy is at least ``target`` with probability
+    ``confidence_level``, by fixed-sequence Clopper-Pearson tests on gold (module docstring).
+    ``confidence`` and ``correct``: the model's top-label confidence and whether its label is right,
+    on gold items it did not train on."""
+    confidence, correct = _check(confidence, correct, target)
+    if not 0 < confidence_level < 1:
+        raise ConfigError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+    alpha = 1 - confidence_level
+    thresholds, n, right = _ranked(confidence, correct)
+    n_min = int(np.ceil(np.log(alpha) / np.log(target)))
+    wanted = np.unique(np.linspace(n_min, len(confidence), max(n_steps, 1)).round().astype(np.int64))
+    at = np.unique(np.searchsorted(n, wanted[wanted <= len(confidence)]))  # first threshold reaching each count
+    bound = clopper_pearson_lower(right[at], n[at], alpha)
+    passed = bound >= target
+    n_pass = len(passed) if passed.all() else int(np.argmin(passed))  # the walk stops at the first failure
+    steps = pd.DataFrame({"threshold": thresholds[at], "n": n[at], "right": right[at], "lower_bound": bound,
+                          "rejected": np.arange(len(at)) < n_pass})  # fmt: skip
+    if n_pass == 0:
+        return ThresholdChoice(np.inf, target, confidence_level, 0, float("nan"), float("nan"), steps)
+    last = at[n_pass - 1]
+    return ThresholdChoice(float(thresholds[last]), target, confidence_level, int(n[last]),
+                           float(right[last] / n[last]), float(bound[n_pass - 1]), steps)  # fmt: skip
+
+
+def point_estimate_threshold(
+    confidence: np.ndarray | Sequence[float], correct: np.ndarray | Sequence[bool], target: float = 0.95
+) -> float:
+    """SageMaker Ground Truth's rule: the lowest threshold at which the observed accuracy of the
+    validation items at or above it reaches ``target`` (``inf`` when none does)."""
+    confidence, correct = _check(confidence, correct, target)
+    thresholds, n, right = _ranked(confidence, correct)
+    ok = np.flatnonzero(right / n >= target)
+    return float(thresholds[ok[-1]]) if ok.size else float("inf")
+
+
+def autolabel(
+    probs: np.ndarray, classes: Sequence[Hashable] | np.ndarray, items: Sequence[Hashable], threshold: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split items into the auto-labeled (``item, label, confidence``) and those to ask humans
+    (``item, suggestion, confidence``) at ``threshold``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    confidence = probs.max(axis=1)
+    labels = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+    items = np.asarray(items, dtype=object)
+    auto = confidence >= threshold
+    done = pd.DataFrame({"item": items[auto], "label": labels[auto], "confidence": confidence[auto]})
+    ask = pd.DataFrame({"item": items[~auto], "suggestion": labels[~auto], "confidence": confidence[~auto]})
+    return done, ask

@@ -1,0 +1,76 @@
+"""Auto-labeling: a threshold chosen on gold whose accuracy on new items holds at the stated confidence."""
+
+import numpy as np
+import pytest
+
+from crowdloop.errors import ConfigError, InputError
+from crowdloop.models.autolabel import autolabel, choose_threshold, clopper_pearson_lower, point_estimate_threshold
+
+
+def population(n, rng):
+    """Confidences and correctness where P(right | c) = c ** 0.6: a model a little underconfident."""
+    confidence = rng.beta(6, 1, n)
+    return confidence, rng.random(n) < confidence**0.6
+
+
+def true_accuracy_above(threshold):
+    """E[c^0.6 | c >= t] for c ~ Beta(6, 1) (density 6 c^5): exact, so the check has no noise."""
+    if not np.isfinite(threshold):
+        return 1.0
+    t = threshold
+    return (6 / 6.6 * (1 - t**6.6)) / (1 - t**6)
+
+
+def test_clopper_pearson_matches_known_values():
+    assert clopper_pearson_lower(np.array([59]), np.array([59]), 0.05)[0] == pytest.approx(0.05 ** (1 / 59))
+    assert clopper_pearson_lower(np.array([0]), np.array([10]), 0.05)[0] == 0.0
+    assert clopper_pearson_lower(np.array([90]), np.array([100]), 0.05)[0] == pytest.approx(0.8363, abs=1e-3)
+
+
+@pytest.mark.parametrize("target", [0.95, 0.97])
+def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(target):
+    rng = np.random.default_rng(0)
+    ours, baseline, shares = [], [], []
+    for _ in range(300):
+        confidence, correct = population(1000, rng)
+        choice = choose_threshold(confidence, correct, target=target, confidence_level=0.9)
+        ours.append(true_accuracy_above(choice.threshold) < target)
+        baseline.append(true_accuracy_above(point_estimate_threshold(confidence, correct, target)) < target)
+        shares.append(1 - choice.threshold**6 if np.isfinite(choice.threshold) else 0.0)
+    assert np.mean(ours) <= 0.1 + 0.03  # fails at most 1 - confidence_level of the time (+ noise of 300 runs)
+    assert np.mean(baseline) > 0.3  # the point estimate misses the target far more often
+    assert np.mean(shares) > 0.15  # and ours still automates a real share
+
+
+def test_choice_reports_its_evidence():
+    rng = np.random.default_rng(1)
+    confidence, correct = population(2000, rng)
+    choice = choose_threshold(confidence, correct, target=0.95, confidence_level=0.95)
+    above = confidence >= choice.threshold
+    assert choice.n_gold == above.sum()
+    assert choice.gold_accuracy == pytest.approx(correct[above].mean())
+    assert choice.lower_bound >= 0.95 and choice.gold_accuracy >= choice.lower_bound
+    assert choice.steps["rejected"].is_monotonic_decreasing  # the walk stops at the first failure
+    assert (choice.automate(confidence) == above).all()
+
+
+def test_too_little_gold_automates_nothing():
+    choice = choose_threshold(np.full(20, 0.99), np.ones(20, bool), target=0.95, confidence_level=0.95)
+    assert choice.threshold == np.inf and not choice.automate(np.array([1.0])).any()  # 20 < 59 needed
+    assert point_estimate_threshold(np.full(20, 0.99), np.ones(20, bool), 0.95) == pytest.approx(0.99)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(InputError, match="no gold"):
+        choose_threshold([], [], 0.9)
+    with pytest.raises(InputError, match="3 confidences but 2"):
+        choose_threshold([0.9, 0.8, 0.7], [True, False], 0.9)
+    with pytest.raises(ConfigError, match="target"):
+        choose_threshold([0.9], [True], 1.2)
+
+
+def test_autolabel_splits_items():
+    probs = np.array([[0.97, 0.03], [0.4, 0.6], [0.1, 0.9]])
+    done, ask = autolabel(probs, ["a", "b"], ["x", "y", "z"], threshold=0.9)
+    assert done["item"].tolist() == ["x", "z"] and done["label"].tolist() == ["a", "b"]
+    assert ask["item"].tolist() == ["y"] and ask["suggestion"].tolist() == ["b"]
