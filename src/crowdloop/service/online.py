@@ -1,0 +1,237 @@
+r"""The online decision of the labeling loop: items' posteriors from their own answers, in
+O(answers of those items), with the skills, temperatures and calibrator of the last refit.
+
+A thin adapter over ``crowdloop.consensus``: the posterior is one-coin Dawid-Skene with known
+skills (Dawid & Skene 1979; the skills come from the periodic EM refit, ``DynamicConsensus``, and
+from gold answers since, ``SkillBook``). With a uniform prior over the $K$ labels, item $i$ and
+candidate label $k$ score
+
+$$\log P(k \mid \text{answers}) = \text{const} + \sum_{j \in i} \big[\,[a_j \preceq k] \log s_j
++ [a_j \not\preceq k] \log \tfrac{1 - s_j}{K - 1}\big] + \sum_{m} \tau_m \log p_{mk}$$
+
+where $a \preceq k$ means the answer $a$ is $k$ or, in a taxonomy, an ancestor of $k$ (an annotator
+who only knows the branch is right about it), and a model's probability row $p_m$ votes raised to
+its learned temperature $\tau_m$ (renormalised). The labels nobody proposed share one term, so one
+answer is never certainty. The status (accept / more / escalate, the answers to order now, the
+partial taxonomy level) is ``consensus.decide`` with ``DynamicConsensus``'s rules for the answers a
+typical annotator would still need and for partial acceptance, and the pool order is
+``consensus.priority``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from crowdloop.aggregation.calibration import TopLabelCalibrator
+from crowdloop.aggregation.posterior import CandidatePosterior
+from crowdloop.answers import Answers
+from crowdloop.consensus import MORE, ConsensusPolicy, DynamicConsensus, ItemStates, SkillRules, decide, priority
+from crowdloop.labels import LabelSpace, Taxonomy
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Opinions:
+    """The opinions on a batch of ``n_items`` items as parallel arrays (items are local codes).
+
+    Human answers: ``item``, ``label`` (codes), ``skill`` (the annotator's accuracy). Model rows:
+    ``soft_row`` (one id per item and model version), ``soft_item``, ``soft_label``,
+    ``soft_prob`` (the stored top labels of each row) and ``soft_temperature``."""
+
+    n_items: int
+    item: np.ndarray
+    label: np.ndarray
+    skill: np.ndarray
+    soft_row: np.ndarray
+    soft_item: np.ndarray
+    soft_label: np.ndarray
+    soft_prob: np.ndarray
+    soft_temperature: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        n_items: int,
+        item: np.ndarray | list,
+        label: np.ndarray | list,
+        skill: np.ndarray | list,
+        soft: pd.DataFrame | None = None,
+    ) -> Opinions:
+        """``soft``: columns ``row, item, label, prob, temperature`` (None: no model opinions)."""
+        soft = soft if soft is not None and len(soft) else None
+        column = (lambda name, dtype: soft[name].to_numpy(dtype=dtype)) if soft is not None else None
+        empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return cls(
+            n_items=n_items,
+            item=np.asarray(item, dtype=np.int64),
+            label=np.asarray(label, dtype=np.int64),
+            skill=np.asarray(skill, dtype=np.float64),
+            soft_row=column("row", np.int64) if soft is not None else empty_i,
+            soft_item=column("item", np.int64) if soft is not None else empty_i,
+            soft_label=column("label", np.int64) if soft is not None else empty_i,
+            soft_prob=column("prob", np.float64) if soft is not None else empty_f,
+            soft_temperature=column("temperature", np.float64) if soft is not None else empty_f,
+        )
+
+    def counts(self) -> np.ndarray:
+        """Human answers per item."""
+        return np.bincount(self.item, minlength=self.n_items)
+
+
+class OnlineConsensus:
+    """The loop's decision for batches of items (see the module docstring).
+
+    ``typical_skill``: the median annotator accuracy (the answers still needed and the priority
+    assume a typical annotator); ``calibrator``: a ``TopLabelCalibrator`` fitted by the refit on
+    gold items' prefix states under this very posterior (None: decide on the raw posterior)."""
+
+    def __init__(
+        self,
+        labels: LabelSpace,
+        policy: ConsensusPolicy,
+        rules: SkillRules,
+        *,
+        typical_skill: float | None = None,
+        calibrator: TopLabelCalibrator | None = None,
+        caution: float | None = 0.2,
+    ) -> None:
+        self.labels = labels
+        self.policy = policy
+        self.typical_skill = float(typical_skill if typical_skill is not None else rules.prior_mean)
+        self._engine = DynamicConsensus(policy, rules=rules, caution=caution)
+        self._engine.skill_ = np.array([self.typical_skill])
+        self._engine.calibrator_ = calibrator
+        self._taxonomy = labels if isinstance(labels, Taxonomy) else None
+
+    def posterior(self, opinions: Opinions) -> CandidatePosterior:
+        """The candidate posterior of every item of the batch."""
+        k = len(self.labels)
+        n = opinions.n_items
+        skill = np.clip(opinions.skill, 1e-4, 1 - 1e-4)
+        wrong = np.log1p(-skill) - np.log(max(k - 1, 1))
+        agree = np.log(skill) - wrong
+        base = np.bincount(opinions.item, weights=wrong, minlength=n)
+        cand = pd.DataFrame(
+            {
+                "item": np.concatenate([opinions.item, opinions.soft_item]),
+                "label": np.concatenate([opinions.label, opinions.soft_label]),
+            }
+        ).drop_duplicates()
+        cand = cand.sort_values(["item", "label"], kind="stable").reset_index(drop=True)
+        c_item, c_label = cand["item"].to_numpy(np.int64), cand["label"].to_numpy(np.int64)
+        indptr = np.searchsorted(c_item, np.arange(n + 1))
+        score = base[c_item].astype(np.float64)
+        score += self._agreement(opinions, agree, c_item, c_label, indptr)
+        rest = base.copy()
+        if len(opinions.soft_row):
+            soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
+            score += soft_cand
+            rest += soft_rest
+        unproposed = k - np.diff(indptr)
+        with np.errstate(divide="ignore"):
+            rest = np.where(unproposed > 0, rest + np.log(np.maximum(unproposed, 1)), -np.inf)
+        top = np.full(n, -np.inf)
+        np.maximum.at(top, c_item, score)
+        top = np.maximum(top, rest)
+        total = np.bincount(c_item, weights=np.exp(score - top[c_item]), minlength=n) + np.exp(rest - top)
+        norm = top + np.log(total)
+        empty = np.diff(indptr) == 0
+        return CandidatePosterior(
+            c_item=c_item,
+            c_label=c_label,
+            prob=np.exp(score - norm[c_item]),
+            unproposed=np.where(empty, 1.0, np.exp(rest - norm)),
+            indptr=indptr,
+        )
+
+    def _agreement(
+        self, opinions: Opinions, agree: np.ndarray, c_item: np.ndarray, c_label: np.ndarray, indptr: np.ndarray
+    ) -> np.ndarray:
+        """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$)."""
+        per_item = np.diff(indptr)
+        reps = per_item[opinions.item]
+        answer = np.repeat(np.arange(len(opinions.item)), reps)
+        offsets = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+        pair_cand = indptr[opinions.item[answer]] + offsets
+        answered, candidate = opinions.label[answer], c_label[pair_cand]
+        consistent = answered == candidate
+        if self._taxonomy is not None and len(answer):
+            depth = self._taxonomy.depth[answered]
+            ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
+            consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
+        return np.bincount(pair_cand[consistent], weights=agree[answer][consistent], minlength=len(c_item))
+
+    @staticmethod
+    def _soft_scores(
+        opinions: Opinions, c_item: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate and per item (for one unproposed label) the tempered, renormalised log
+        probability the model rows give: $\\tau \\log p - \\log \\sum_l p_l^\\tau$, the stored
+        labels' probabilities and the rest shared equally by the other labels."""
+        rows, row_code = np.unique(opinions.soft_row, return_inverse=True)
+        n_rows = len(rows)
+        row_item = np.zeros(n_rows, dtype=np.int64)
+        row_item[row_code] = opinions.soft_item
+        tau = np.ones(n_rows)
+        tau[row_code] = opinions.soft_temperature
+        prob = np.maximum(opinions.soft_prob, EPS)
+        stored = np.bincount(row_code, weights=prob, minlength=n_rows)
+        n_stored = np.bincount(row_code, minlength=n_rows)
+        n_rest = np.maximum(k - n_stored, 0)
+        rest_log = np.log(np.maximum((1 - np.minimum(stored, 1)) / np.maximum(n_rest, 1), EPS))
+        norm = np.log(
+            np.bincount(row_code, weights=prob ** tau[row_code], minlength=n_rows) + n_rest * np.exp(tau * rest_log)
+        )
+        # every (row, candidate of its item) pair: the stored probability if any, else the rest
+        per_item = np.diff(indptr)
+        reps = per_item[row_item]
+        pair_row = np.repeat(np.arange(n_rows), reps)
+        pair_cand = indptr[row_item[pair_row]] + np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+        key = pd.MultiIndex.from_arrays([row_code, opinions.soft_label])
+        found = key.get_indexer(pd.MultiIndex.from_arrays([pair_row, c_label[pair_cand]]))
+        log_p = np.where(found >= 0, np.log(prob[np.maximum(found, 0)]), rest_log[pair_row])
+        value = tau[pair_row] * log_p - norm[pair_row]
+        cand = np.bincount(pair_cand, weights=value, minlength=len(c_item))
+        rest = np.bincount(row_item, weights=tau * rest_log - norm, minlength=len(per_item))
+        return cand, rest
+
+    def raw(self, opinions: Opinions) -> tuple[np.ndarray, np.ndarray]:
+        """Leading label (code, -1 for none) and raw posterior confidence of every item."""
+        return self.posterior(opinions).top()
+
+    def decide(self, opinions: Opinions) -> pd.DataFrame:
+        """Per item: ``status, label, confidence, answers, next, priority, branch`` (``branch``:
+        the top-level taxonomy branch of the leading label, -1 unknown or flat)."""
+        posterior = self.posterior(opinions)
+        label, raw = posterior.top()
+        n = opinions.counts()
+        engine = self._engine
+        states = ItemStates(label, engine._calibrated(raw, n), raw, n)
+        codes = Answers(
+            item=opinions.item.astype(np.int32),
+            worker=np.zeros(len(opinions.item), dtype=np.int32),
+            label=opinions.label.astype(np.int32),
+            items=pd.RangeIndex(opinions.n_items),
+            workers=pd.RangeIndex(1),
+            labels=self.labels,
+        )
+        needed = engine._answers_needed(states, codes)
+        fallback = engine._partial(posterior, codes) if self.policy.partial else (None, None)
+        table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        # an item nobody answered has no leading label: one answer is worth the most it can be
+        seen = np.where(table["label"].to_numpy() >= 0, table["confidence"].to_numpy(dtype=np.float64), 0.5)
+        value = priority(seen, self.typical_skill, self.policy.prices.crowd)
+        table["priority"] = np.where(table["status"].to_numpy() == MORE, value, 0.0)
+        table["branch"] = self.branch(table["label"].to_numpy())
+        return table
+
+    def branch(self, codes: np.ndarray) -> np.ndarray:
+        """The depth-1 ancestor code of each label code (-1 for none or a flat label space)."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if self._taxonomy is None:
+            return np.full(len(codes), -1, dtype=np.int64)
+        return np.where(codes >= 0, self._taxonomy.ancestor_at(np.maximum(codes, 0), 1), -1)

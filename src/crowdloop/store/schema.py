@@ -1,0 +1,238 @@
+"""The database schema (SQLAlchemy 2 ORM). Alembic's migrations in ``migrations/`` create it.
+
+Counts the loop needs (answers and open leases per item, gold record per annotator) are columns
+kept up to date by conditional updates in the same transaction as the rows they count, so no
+query ever counts over JSON or over all the answers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Project(Base):
+    """A labeling project: its label space (``labels``: the labels, or for a taxonomy the paths
+    and optional ids), consensus policy, skill rules, gold rate and the online calibrator."""
+
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    is_taxonomy: Mapped[bool] = mapped_column(Boolean)
+    labels: Mapped[dict] = mapped_column(JSON)
+    policy: Mapped[dict] = mapped_column(JSON)
+    rules: Mapped[dict] = mapped_column(JSON)
+    gold_rate: Mapped[float] = mapped_column(Float)
+    lease_seconds: Mapped[int] = mapped_column(Integer)
+    model_votes: Mapped[bool] = mapped_column(Boolean)
+    suggestions: Mapped[int] = mapped_column(Integer)
+    calibrator: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
+    refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Item(Base):
+    """An item to label. ``label`` is a code of the project's label space; ``needed``: answers
+    still to order now (the decision's ``next``); ``priority``: expected information per cost of
+    one more answer (the order of the pool); ``branch``: the predicted top-level branch (taxonomy
+    routing, -1 unknown)."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        Index("ix_items_pool", "project_id", "is_gold", "status", "priority"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[dict] = mapped_column(JSON)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+    label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    open_leases: Mapped[int] = mapped_column(Integer, default=0)
+    needed: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    branch: Mapped[int] = mapped_column(Integer, default=-1)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GoldLabel(Base):
+    """The true label of a gold item (never shown to annotators) and an optional hint."""
+
+    __tablename__ = "gold_labels"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    hint: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Annotator(Base):
+    """A person or a model working on a project. Skill evidence as in ``SkillBook``: gold answers
+    (``gold_right`` of ``gold_total``; ``since_*``: those since the last refit), the refit's
+    expected agreements (``model_right`` of ``model_total``), and answer times (``timed``,
+    ``fast``). ``branch_skills``: accuracy per top-level branch of a taxonomy (refit)."""
+
+    __tablename__ = "annotators"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    gold_right: Mapped[float] = mapped_column(Float, default=0.0)
+    gold_total: Mapped[float] = mapped_column(Float, default=0.0)
+    since_right: Mapped[float] = mapped_column(Float, default=0.0)
+    since_total: Mapped[float] = mapped_column(Float, default=0.0)
+    model_right: Mapped[float] = mapped_column(Float, default=0.0)
+    model_total: Mapped[float] = mapped_column(Float, default=0.0)
+    timed: Mapped[float] = mapped_column(Float, default=0.0)
+    fast: Mapped[float] = mapped_column(Float, default=0.0)
+    branch_skills: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token, stored as the SHA-256 hex digest of its high-entropy secret."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Lease(Base):
+    """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired."""
+
+    __tablename__ = "leases"
+    __table_args__ = (
+        Index("ix_leases_open", "state", "expires_at"),
+        Index("ix_leases_item_annotator", "item_id", "annotator_id"),
+        Index("ix_leases_annotator_state", "annotator_id", "state"),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Answer(Base):
+    """One human answer: at most one per (item, annotator) and per lease; a reviewer's final
+    decision is an answer with ``is_review``."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("item_id", "annotator_id"),
+        UniqueConstraint("annotator_id", "idempotency_key"),
+        Index("ix_answers_project", "project_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"))
+    lease_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id", ondelete="SET NULL"), unique=True)
+    label: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ModelVersion(Base):
+    """A version of a model whose predictions vote; ``temperature``: the reliability the refit
+    learned on gold (probabilities enter the posterior raised to it)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(200))
+    temperature: Mapped[float] = mapped_column(Float, default=1.0)
+    prediction_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Prediction(Base):
+    """A model version's top labels for one item: ``labels`` codes and ``probs`` (same order)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("item_id", "model_version_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    labels: Mapped[list] = mapped_column(JSON)
+    probs: Mapped[list] = mapped_column(JSON)
+
+
+class Event(Base):
+    """The append-only log of decisions: who (annotator, or the engine) did what to which item, why."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_project", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), nullable=True)
+    annotator_id: Mapped[int | None] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
