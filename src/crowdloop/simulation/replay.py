@@ -50,6 +50,7 @@ METRICS: tuple[str, ...] = (
     "accepted_share",
     "accepted_accuracy",
     "cost_per_item",
+    "one_answer_share",
     "gold_answers_per_item",
     "waves",
 )
@@ -58,8 +59,8 @@ accuracy of the final labels (escalated items keep their leading label), the sam
 items labelled by an expert of ``expert_accuracy``, paid crowd answers per item and their share of
 the answers the items have in the data, the escalation and acceptance rates, the accuracy of the
 accepted items (the calibration check: compare with the target), crowd answers plus escalations
-at ``Prices`` per item, gold answers per evaluated item (the honeypot overhead) and the number of
-waves."""
+at ``Prices`` per item, the share of items settled with a single paid answer, gold answers per
+evaluated item (the honeypot overhead) and the number of waves."""
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ def _metrics(
         "accepted_share": n_accepted / n,
         "accepted_accuracy": right[accepted].sum() / n_accepted if n_accepted else np.nan,
         "cost_per_item": (prices.crowd * paid + prices.expert * escalated.sum()) / n,
+        "one_answer_share": float((revealed[ev] == 1).sum()) / n,
         "gold_answers_per_item": float(per_item[plan.gold].sum()) / n,
         "waves": float(waves),
         "n_evaluated": float(n),
