@@ -1,5 +1,289 @@
-"""The model's opinion on files: ``train``, ``suggest``, ``autolabel``."""
+"""The model's opinion on files: ``train``, ``suggest``, ``autolabel``.
+
+ITEMS files have one row per item: ``item``, ``text`` and optionally ``label`` (a label someone
+accepted, e.g. by consensus; empty when unknown) and ``synthetic`` (true for generated items).
+Models live in a registry directory, one version per ``train``.
+"""
 
 from __future__ import annotations
 
-from crowdloop.cli.common import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from crowdloop.cli.common import app, console, example_path, run, show
+from crowdloop.errors import ConfigError, InputError
+
+ItemsArgument = Annotated[
+    Path | None,
+    typer.Argument(help="Items: CSV/TSV/JSONL/Parquet with columns item, text[, label, synthetic]. "
+                   "Omitted: the example shipped with crowdloop."),
+]  # fmt: skip
+RegistryOption = Annotated[Path, typer.Option("--registry", help="Model registry directory (one folder per version).")]
+VersionOption = Annotated[str | None, typer.Option("--version", help="Model version (default: the latest).")]
+ItemColumn = Annotated[str, typer.Option(help="Column with the item id.")]
+TextColumn = Annotated[str, typer.Option(help="Column with the item's text (e.g. the product title).")]
+DEFAULT_REGISTRY = Path("crowdloop-models")
+TRUE = {"1", "true", "yes", "y", "t"}
+FALSE = {"0", "false", "no", "n", "f", ""}
+
+
+def read_items(path: Path | None, item: str, text: str) -> pd.DataFrame:
+    """Items with ``item``, ``text``, ``label`` (None when empty) and ``synthetic``; one clear error per problem."""
+    from crowdloop.io import read_table
+
+    if path is None:
+        console.print("No items file given: using the example shipped with crowdloop.")
+        path = example_path("model_items.csv")
+    source = str(path)
+    frame = read_table(path)
+    for column in (item, text):
+        if column not in frame.columns:
+            raise InputError(f"missing column '{column}' (columns are: {', '.join(frame.columns)})", source=source)
+    ids = frame[item].astype(str).str.strip()
+    empty = np.flatnonzero(ids.eq("").to_numpy())
+    if empty.size:
+        raise InputError("empty item id", source=source, rows=(empty + 2).tolist(), field=item)
+    dup = np.flatnonzero(ids.duplicated().to_numpy())
+    if dup.size:
+        raise InputError(f"item {ids.iloc[dup[0]]!r} listed twice", source=source, rows=(dup + 2).tolist(), field=item)
+    texts = frame[text].astype(str).str.strip()
+    blank = np.flatnonzero(texts.eq("").to_numpy())
+    if blank.size:
+        raise InputError("empty text", source=source, rows=(blank + 2).tolist(), field=text)
+    labels = frame["label"].astype(str).str.strip() if "label" in frame.columns else pd.Series("", index=frame.index)
+    flags = frame["synthetic"].astype(str).str.strip().str.lower() if "synthetic" in frame.columns else None
+    if flags is not None:
+        bad = np.flatnonzero(~flags.isin(TRUE | FALSE).to_numpy())
+        if bad.size:
+            raise InputError("expected true or false", source=source, rows=(bad + 2).tolist(), field="synthetic")
+    return pd.DataFrame({
+        "item": ids.to_numpy(object), "text": texts.to_numpy(object),
+        "label": labels.where(labels.ne(""), None).to_numpy(object),
+        "synthetic": flags.isin(TRUE).to_numpy(bool) if flags is not None else np.zeros(len(frame), bool),
+    })  # fmt: skip
+
+
+def read_labels(path: Path, items: pd.DataFrame, *, confidence: bool = False) -> pd.DataFrame:
+    """A ``task, label[, confidence]`` file of items in ITEMS, indexed by item."""
+    from crowdloop.io import read_table
+
+    source = str(path)
+    frame = read_table(path)
+    needed = ["task", "label", *(["confidence"] if confidence else [])]
+    for column in needed:
+        if column not in frame.columns:
+            raise InputError(f"missing column '{column}' (columns are: {', '.join(frame.columns)})", source=source)
+    tasks = frame["task"].astype(str).str.strip()
+    unknown = np.flatnonzero(~tasks.isin(items["item"]).to_numpy())
+    if unknown.size:
+        raise InputError(f"item {tasks.iloc[unknown[0]]!r} is not in the items file", source=source,
+                         rows=(unknown + 2).tolist(), field="task")  # fmt: skip
+    empty = np.flatnonzero(frame["label"].astype(str).str.strip().eq("").to_numpy())
+    if empty.size:
+        raise InputError("empty label", source=source, rows=(empty + 2).tolist(), field="label")
+    out = pd.DataFrame({"label": frame["label"].astype(str).str.strip().to_numpy(object)}, index=tasks.to_numpy())
+    if confidence:
+        values = pd.to_numeric(frame["confidence"], errors="coerce").to_numpy(np.float64)
+        bad = np.flatnonzero(~(np.isfinite(values) & (values >= 0) & (values <= 1)))
+        if bad.size:
+            raise InputError("expected a probability in [0, 1]", source=source, rows=(bad + 2).tolist(),
+                             field="confidence")  # fmt: skip
+        out["confidence"] = values
+    if out.index.duplicated().any():
+        raise InputError(f"item {out.index[out.index.duplicated()][0]!r} listed twice", source=source, field="task")
+    return out
+
+
+@app.command()
+def train(
+    items: ItemsArgument = None,
+    gold: Annotated[Path | None, typer.Option("--gold", help="Gold labels: columns task, label.")] = None,
+    accepted: Annotated[
+        Path | None, typer.Option("--accepted", help="Accepted consensus labels: columns task, label.")
+    ] = None,
+    pseudo: Annotated[
+        Path | None, typer.Option("--pseudo", help="Model labels: columns task, label, confidence.")
+    ] = None,
+    pseudo_threshold: Annotated[float, typer.Option(help="Keep pseudo-labels at least this confident.")] = 0.9,
+    pseudo_weight: Annotated[
+        float | None, typer.Option(help="Weight of a pseudo-label (default: its confidence).")
+    ] = None,
+    synthetic_ratio: Annotated[
+        float | None, typer.Option(help="Share of synthetic items in the training set (default: all of them).")
+    ] = None,
+    hierarchical: Annotated[bool, typer.Option(help="Per-level heads over the 'A > B > C' label paths.")] = False,
+    folds: Annotated[int, typer.Option(help="Folds of the out-of-fold metrics.")] = 3,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    item_column: ItemColumn = "item",
+    text_column: TextColumn = "text",
+) -> None:
+    """Train the text model on gold + accepted (+ pseudo) labels and save it as a new version.
+
+    Labels in the items file count as accepted. Metrics are out-of-fold, on real (non-synthetic)
+    human-labeled items only."""
+    from crowdloop.labels import LabelSpace
+    from crowdloop.models import HierarchicalClassifier, TextClassifier, normalize_text, out_of_fold_proba
+    from crowdloop.models.registry import ModelRegistry
+    from crowdloop.models.training import evaluate_proba, mix_synthetic, training_set
+    from crowdloop.models.training import train as fit
+
+    def job() -> None:
+        table = read_items(items, item_column, text_column)
+        texts = pd.Series(table["text"].to_numpy(object), index=table["item"])
+        labeled = table.dropna(subset=["label"])
+        accepted_labels = pd.Series(labeled["label"].to_numpy(object), index=labeled["item"])
+        if accepted is not None:
+            accepted_labels = pd.concat([read_labels(accepted, table)["label"], accepted_labels])
+            accepted_labels = accepted_labels[~accepted_labels.index.duplicated()]
+        pseudo_labels = None
+        if pseudo is not None:
+            if not 0 < pseudo_threshold <= 1:
+                raise ConfigError(f"--pseudo-threshold must be in (0, 1], got {pseudo_threshold}")
+            pseudo_labels = read_labels(pseudo, table, confidence=True)
+            pseudo_labels = pseudo_labels[pseudo_labels["confidence"] >= pseudo_threshold]
+        frame = training_set(
+            texts,
+            gold=read_labels(gold, table)["label"] if gold is not None else None,
+            accepted=accepted_labels,
+            pseudo=pseudo_labels,
+            pseudo_weight=pseudo_weight,
+            synthetic=pd.Series(table["synthetic"].to_numpy(bool), index=table["item"]),
+        )
+        if synthetic_ratio is not None:
+            frame = mix_synthetic(frame, synthetic_ratio)
+        if frame["label"].nunique() < 2:
+            raise InputError("the training set has fewer than 2 distinct labels", hint="Label more items.")
+        model = HierarchicalClassifier(TextClassifier()) if hierarchical else TextClassifier()
+        space = LabelSpace.from_values(frame["label"])
+        with console.status(f"cross-fitting on {len(frame):,} items ({folds} folds) ..."):
+            oof = out_of_fold_proba(model, frame["text"], frame["label"], n_folds=folds,
+                                    groups=normalize_text(frame["text"]), label_space=space,
+                                    sample_weight=frame["weight"])  # fmt: skip
+        human = frame["source"].ne("pseudo").to_numpy()  # a model is not graded on its own labels
+        metrics = evaluate_proba(oof[human], space, frame[human].reset_index(drop=True))
+        with console.status(f"training on {len(frame):,} items ..."):
+            fitted = fit(model, frame)
+        version = ModelRegistry(registry).save(fitted, frame, {f"oof_{k}": v for k, v in metrics.items()})
+        counts = frame["source"].value_counts()
+        show(f"model {version} in {registry}", [
+            ("training items", f"{len(frame):,} ({', '.join(f'{k} {v:,}' for k, v in counts.items())}; "
+             f"{int(frame['synthetic'].sum()):,} synthetic)"),
+            ("labels", f"{space.__len__():,}"),
+            ("out-of-fold accuracy", f"{metrics['accuracy']:.3f} on {metrics['n_real']:,} real human-labeled items"),
+            ("out-of-fold ECE", f"{metrics['ece']:.3f}"),
+        ])  # fmt: skip
+
+    run(job)
+
+
+def _load_model(registry: Path, version: str | None):
+    from crowdloop.models.registry import ModelRegistry
+
+    store = ModelRegistry(registry)
+    return store, store.load(version), version or store.versions()[-1]
+
+
+@app.command()
+def suggest(
+    items: ItemsArgument = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write item,rank,label,probability,shown.")] = Path(
+        "suggestions.csv"
+    ),
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Suggestions per item.")] = 3,
+    hide_rate: Annotated[
+        float, typer.Option(help="Share of items whose suggestions are hidden (to measure anchoring).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the hidden share.")] = 0,
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    version: VersionOption = None,
+    item_column: ItemColumn = "item",
+    text_column: TextColumn = "text",
+) -> None:
+    """Pre-labels: the model's top-k labels per item for the annotator's screen.
+
+    With --hide-rate, a random share of items is marked shown=false: show those without suggestions,
+    so that the anchoring the suggestions cause can be measured on the answers."""
+    from crowdloop.io import write_table
+    from crowdloop.models.prelabels import hide_mask
+    from crowdloop.models.prelabels import top_k as top_k_labels
+
+    def job() -> None:
+        table = read_items(items, item_column, text_column)
+        _, model, used = _load_model(registry, version)
+        probs = model.predict_proba(table["text"].to_numpy(object))
+        frame = top_k_labels(probs, model.classes_, top_k, items=table["item"].to_numpy(object))
+        hidden = hide_mask(len(table), hide_rate, seed)
+        frame["shown"] = ~np.repeat(hidden, len(frame) // len(table))
+        write_table(frame, out)
+        show(f"suggestions by model {used}", [("items", f"{len(table):,}"), ("per item", str(len(frame) // len(table))),
+                                              ("hidden", f"{int(hidden.sum()):,}"), ("written", str(out))])  # fmt: skip
+
+    run(job)
+
+
+@app.command()
+def autolabel(
+    items: ItemsArgument = None,
+    gold: Annotated[Path | None, typer.Option("--gold", help="Gold labels: columns task, label.")] = None,
+    target: Annotated[float, typer.Option(help="Accuracy the auto-labeled items must reach.")] = 0.95,
+    confidence: Annotated[float, typer.Option(help="Confidence that they reach it (lower bound).")] = 0.95,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Auto-labeled items: item,label,confidence.")] = Path(
+        "autolabeled.csv"
+    ),
+    ask_out: Annotated[Path, typer.Option("--ask-out", help="Items for humans: item,suggestion,confidence.")] = Path(
+        "to_ask.csv"
+    ),
+    registry: RegistryOption = DEFAULT_REGISTRY,
+    version: VersionOption = None,
+    item_column: ItemColumn = "item",
+    text_column: TextColumn = "text",
+) -> None:
+    """Let the model label the unlabeled items it is sure of; the rest go to humans.
+
+    The threshold is the lowest confidence at which the gold items' accuracy is at least TARGET with
+    the stated CONFIDENCE (one-sided Clopper-Pearson bound, fixed-sequence testing from high to low).
+    Gold items the model was trained on are left out of that choice (their confidence is optimistic)."""
+    from crowdloop.io import write_table
+    from crowdloop.models.autolabel import autolabel as split_items
+    from crowdloop.models.autolabel import choose_threshold
+
+    def job() -> None:
+        table = read_items(items, item_column, text_column)
+        gold_path = gold if gold is not None or items is not None else example_path("model_gold.csv")
+        if gold_path is None:
+            raise InputError(
+                "auto-labeling needs gold", hint="Give --gold with labels of items the model did not train on."
+            )
+        truth = read_labels(gold_path, table)["label"]
+        store, model, used = _load_model(registry, version)
+        probs = model.predict_proba(table["text"].to_numpy(object))
+        is_gold = table["item"].isin(truth.index).to_numpy()
+        fresh = is_gold & ~store.seen(table["text"].to_numpy(object), used)
+        if not fresh.any():
+            raise InputError("every gold item was in the model's training set", source=str(gold_path),
+                             hint="Train without them (e.g. leave --gold out of 'crowdloop train').")  # fmt: skip
+        labels = np.asarray(model.classes_, dtype=object)[probs.argmax(axis=1)]
+        right = labels[fresh] == truth.reindex(table["item"][fresh]).to_numpy(object)
+        choice = choose_threshold(probs.max(axis=1)[fresh], right, target, confidence)
+        open_items = ~is_gold & table["label"].isna().to_numpy()  # items that still need a label
+        done, ask = split_items(probs[open_items], model.classes_, table["item"][open_items].to_numpy(object),
+                                choice.threshold)  # fmt: skip
+        write_table(done, out)
+        write_table(ask, ask_out)
+        left_out, n_items = int(is_gold.sum() - fresh.sum()), len(done) + len(ask)
+        bound = "-" if not np.isfinite(choice.threshold) else f"{choice.lower_bound:.3f} (gold accuracy "
+        bound += "" if not np.isfinite(choice.threshold) else f"{choice.gold_accuracy:.3f} on {choice.n_gold})"
+        show(f"auto-labeling with model {used}", [
+            ("gold used", f"{int(fresh.sum()):,}" + (f" ({left_out} seen in training left out)" if left_out else "")),
+            ("threshold", "none reaches the target: nothing automated" if not np.isfinite(choice.threshold)
+             else f"{choice.threshold:.4f}"),
+            (f"lower bound at {confidence:.0%}", bound),
+            ("automated", f"{len(done):,} of {n_items:,} ({len(done) / max(n_items, 1):.1%})"),
+            ("written", f"{out}, {ask_out}"),
+        ])  # fmt: skip
+
+    run(job)

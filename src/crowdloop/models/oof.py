@@ -19,7 +19,7 @@ from sklearn.base import clone
 
 from crowdloop.errors import ConfigError, InputError
 from crowdloop.labels import LabelSpace
-from crowdloop.models.text import check_texts_labels, group_folds
+from crowdloop.models.text import check_sample_weight, check_texts_labels, group_folds
 
 
 def align_proba(probs: np.ndarray, classes: Sequence[Hashable] | np.ndarray, labels: LabelSpace) -> np.ndarray:
@@ -42,13 +42,15 @@ def out_of_fold_proba(
     random_state: int | None = 0,
     *,
     label_space: LabelSpace | None = None,
+    sample_weight: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Cross-fitted probabilities (n, K): row i comes from a clone of ``model`` fitted without item i
     (and without every item in i's group); columns follow ``label_space`` (default: the sorted labels).
 
     ``model`` is any scikit-learn style classifier (``fit(texts, labels)``, ``predict_proba``,
     ``classes_``), e.g. ``TextClassifier()``. Folds deal the distinct groups (each item its own group
-    when ``groups`` is None) round-robin in a random order seeded by ``random_state``. A class a fold's
+    when ``groups`` is None) round-robin in a random order seeded by ``random_state``; ``sample_weight``
+    is passed to every fold's ``fit`` (a model whose fit takes none then fails). A class a fold's
     model never saw gets probability 0 in that fold; rows are renormalised to sum to 1.
 
     >>> from crowdloop.models import TextClassifier
@@ -58,6 +60,7 @@ def out_of_fold_proba(
     ((6, 2), True)
     """
     texts, labels = check_texts_labels(texts, labels)
+    weight = None if sample_weight is None else check_sample_weight(sample_weight, len(texts))
     if not (isinstance(n_folds, (int, np.integer)) and n_folds >= 2):
         raise ConfigError(f"n_folds must be an integer >= 2, got {n_folds!r}")
     if groups is None:
@@ -82,7 +85,8 @@ def out_of_fold_proba(
     out = np.zeros((len(texts), len(label_space)))
     for f in range(n_folds):
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-        fitted = clone(model).fit(texts[train], labels[train])
+        extra = {} if weight is None else {"sample_weight": weight[train]}
+        fitted = clone(model).fit(texts[train], labels[train], **extra)
         out[test] = align_proba(fitted.predict_proba(texts[test]), fitted.classes_, label_space)
     sums = out.sum(axis=1, keepdims=True)
     return np.divide(out, sums, out=np.full_like(out, 1.0 / out.shape[1]), where=sums > 0)

@@ -129,22 +129,41 @@ def train(model: ProbabilisticClassifier, frame: pd.DataFrame) -> ProbabilisticC
 
 
 def evaluate(model: ProbabilisticClassifier, frame: pd.DataFrame, n_bins: int = 15) -> dict[str, float]:
-    """Accuracy, ECE (top label, ``n_bins`` uniform bins) and counts of a fitted model on the *real*
-    items of ``frame`` (columns ``text``, ``label``, ``synthetic``; the synthetic ones are left out).
-    A frame without the ``synthetic`` column, or with no real item, is an ``InputError``."""
+    """``evaluate_proba`` of a fitted model's probabilities on ``frame``'s real items."""
+    real = _real(frame)
+    labels = LabelSpace.from_values(np.r_[real["label"].to_numpy(object), np.asarray(model.classes_, dtype=object)])
+    probs = predict_aligned(model, real["text"].to_numpy(object), labels)
+    return _metrics(probs, labels.encode(real["label"].to_numpy(object)), len(frame) - len(real), n_bins)
+
+
+def evaluate_proba(probs: np.ndarray, labels: LabelSpace, frame: pd.DataFrame, n_bins: int = 15) -> dict[str, float]:
+    """Accuracy, ECE (top label, ``n_bins`` uniform bins) and counts of probabilities ``probs`` (one row
+    per row of ``frame``, columns on ``labels``) on the *real* items of ``frame`` (columns ``label``,
+    ``synthetic``): the synthetic ones are left out. A frame without the ``synthetic`` column, or
+    with no real item, is an ``InputError``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) != len(frame):
+        raise InputError(f"{len(probs)} rows of probabilities for {len(frame)} items")
+    real = _real(frame)
+    keep = ~frame["synthetic"].to_numpy(bool)
+    return _metrics(probs[keep], labels.encode(real["label"].to_numpy(object)), len(frame) - len(real), n_bins)
+
+
+def _real(frame: pd.DataFrame) -> pd.DataFrame:
     if "synthetic" not in frame.columns:
         raise InputError("cannot evaluate: the frame has no 'synthetic' column",
                          hint="Mark synthetic items (False for real ones); metrics count real items only.")  # fmt: skip
     real = frame[~frame["synthetic"].to_numpy(bool)]
     if real.empty:
         raise InputError("cannot evaluate: every item is synthetic", hint="Metrics need real items.")
-    labels = LabelSpace.from_values(np.r_[real["label"].to_numpy(object), np.asarray(model.classes_, dtype=object)])
-    probs = predict_aligned(model, real["text"].to_numpy(object), labels)
-    truth = labels.encode(real["label"].to_numpy(object))
+    return real
+
+
+def _metrics(probs: np.ndarray, truth: np.ndarray, n_left_out: int, n_bins: int) -> dict[str, float]:
     correct = probs.argmax(axis=1) == truth
     return {
         "accuracy": float(correct.mean()),
         "ece": expected_calibration_error(probs.max(axis=1), correct, n_bins=n_bins),
-        "n_real": len(real),
-        "n_synthetic_left_out": len(frame) - len(real),
+        "n_real": len(truth),
+        "n_synthetic_left_out": n_left_out,
     }
