@@ -14,7 +14,7 @@ reach random sampling's final accuracy (linear between rounds) as a share of ran
 (target: <= 60%); Cohen's kappa between the last two rounds' predictions on a stop set (the
 stopping rule's signal); CPU seconds of one run.
 
-    python bench/bench_active.py                      # both datasets, 3 seeds (about 15 CPU minutes)
+    python bench/bench_active.py                      # both datasets, 3 seeds (about 13 CPU minutes)
     python bench/bench_active.py --datasets myntra --seeds 1 --strategies random,margin
 
 The competitors need ``bench/requirements-active.txt`` (run this file with that venv's python);
@@ -218,7 +218,7 @@ def main() -> int:
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     parser.add_argument("--competitors", default="modal,skactiveml")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--schedule", default="500,1000,1800,3000", help="labels after each round")
+    parser.add_argument("--schedule", default="500,800,1200,2000", help="labels after each round")
     parser.add_argument("--pool", type=int, default=12_000, help="pool rows drawn from the training split")
     parser.add_argument("--test", type=int, default=2_500, help="held-out rows drawn for accuracy")
     parser.add_argument("--stop-set", type=int, default=1_000, help="unlabelled pool rows for the stopping rule")
