@@ -34,27 +34,45 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import product_data
 from sklearn.model_selection import GroupShuffleSplit
 
-from crowdloop.models import TextClassifier, normalize_text
+from crowdloop.labels import Taxonomy
+from crowdloop.models import TextClassifier, align_proba, normalize_text
 from crowdloop.models.autolabel import choose_threshold, point_estimate_threshold
+from crowdloop.models.calibrate import apply_calibrator, fit_gold_calibrator, model_reliability
+from crowdloop.models.prelabels import anchoring_effect
+from crowdloop.simulation.suggestions import simulate_suggestion_answers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def pool(frame, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    """Top-label confidence and correctness of the model on the held-out half, and the fit time."""
+def pool(frame, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The model's probabilities on the held-out half (on the taxonomy's codes), the true codes, whether
+    its top label is right, and the fit time."""
     titles, paths = frame["title"].to_numpy(object), frame["path"].to_numpy(object)
     split = GroupShuffleSplit(n_splits=1, test_size=0.5, random_state=seed)
     train, test = next(split.split(titles, paths, groups=normalize_text(titles)))
     start = time.perf_counter()
     model = TextClassifier(random_state=seed).fit(titles[train], paths[train])
     fit_s = time.perf_counter() - start
-    probs = model.predict_proba(titles[test])
-    return probs.max(axis=1), model.classes_[probs.argmax(axis=1)] == paths[test], fit_s
+    taxonomy = Taxonomy.from_paths(sorted(set(paths)))
+    probs = align_proba(model.predict_proba(titles[test]), model.classes_, taxonomy)
+    truth = taxonomy.encode(paths[test])
+    return probs, truth, probs.argmax(axis=1) == truth, fit_s
+
+
+def gold_fix(probs: np.ndarray, truth: np.ndarray, n_val: int) -> dict:
+    """ECE on the rest before and after a ``TopLabelCalibrator`` fitted on ``n_val`` random gold items."""
+    order = np.random.default_rng(7).permutation(len(truth))
+    val, rest = order[:n_val], order[n_val:]
+    before = model_reliability(probs[rest], truth[rest])
+    after = model_reliability(apply_calibrator(fit_gold_calibrator(probs[val], truth[val]), probs[rest]), truth[rest])
+    return {"n_gold": n_val, "ece_before": before.ece, "ece_after": after.ece, "table_before": before.table,
+            "table_after": after.table}  # fmt: skip
 
 
 def measure(confidence, correct, target, n_val, n_splits, level) -> list[dict]:
@@ -94,15 +112,21 @@ def main() -> int:
     parser.add_argument("--val", nargs="+", type=int, default=[500, 2000], help="validation (gold) sizes")
     parser.add_argument("--splits", type=int, default=500)
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the lower bound")
+    parser.add_argument("--annotator-accuracy", type=float, default=0.8, help="pre-label simulation")
+    parser.add_argument("--anchoring", type=float, default=0.2, help="planted anchoring of the pre-label simulation")
+    parser.add_argument("--hide-rate", type=float, default=0.1, help="share of items whose suggestions are hidden")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     present = [name for name in args.datasets if name in product_data.available()]
     if not present:
         print(f"no product data under {product_data.PRODUCTS}: nothing to do (set CROWDLOOP_DATA)")
         return 0
-    rows = []
+    rows, fixes, effects = [], {}, {}
     for name in present:
-        confidence, correct, fit_s = pool(product_data.load(name))
+        probs, truth, correct, fit_s = pool(product_data.load(name))
+        confidence = probs.max(axis=1)
+        fixes[name] = gold_fix(probs, truth, max(args.val))
+        effects[name] = prelabel_effect(probs, truth, args)
         print(f"{name}: pool of {len(confidence)}, accuracy {correct.mean():.4f}, fit {fit_s:.0f} s", file=sys.stderr)
         for target in args.targets:
             for n_val in args.val:
@@ -112,7 +136,7 @@ def main() -> int:
     table = markdown(rows)
     print(table)
     if not args.no_write:
-        write(rows, table, args)
+        write(rows, table, args, fixes, effects)
     return 0
 
 
@@ -130,7 +154,52 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
+def prelabel_effect(probs: np.ndarray, truth: np.ndarray, args: argparse.Namespace) -> pd.DataFrame:
+    """Simulated annotators (accuracy ``--annotator-accuracy``) shown the model's top suggestion on the
+    pool, anchoring ``--anchoring`` planted, suggestions hidden on ``--hide-rate`` of the items; the
+    estimate of what the suggestions did, from the answers alone."""
+    answers = simulate_suggestion_answers(truth, probs.argmax(axis=1), probs.shape[1], answers_per_item=1,
+                                          accuracy=args.annotator_accuracy, anchoring=args.anchoring,
+                                          hide_rate=args.hide_rate, random_state=3)  # fmt: skip
+    return anchoring_effect(answers)
+
+
+def prelabel_section(effects: dict[str, pd.DataFrame], args: argparse.Namespace) -> list[str]:
+    lines = ["## Pre-labels: what suggestions do to answers (simulation)", "",
+             f"One simulated annotator per pool item (right {args.annotator_accuracy:.0%} of the time alone), shown "
+             f"the model's top label except on a random {args.hide_rate:.0%} of items; planted: takes the suggestion",
+             f"with probability {args.anchoring} (anchoring) and answers 40% faster when taking it. Estimated by",
+             "`anchoring_effect` from the answers and gold alone (95% intervals).", "",
+             "| dataset | measure | shown | hidden | effect | interval | answers shown / hidden |",
+             "|---|---|---:|---:|---:|---|---:|"]  # fmt: skip
+    for name, table in effects.items():
+        for r in table.itertuples():
+            lines.append(f"| {name} | {r.measure} | {r.shown:.3f} | {r.hidden:.3f} | {r.effect:.3f} "
+                         f"| [{r.low:.3f}, {r.high:.3f}] | {r.n_shown} / {r.n_hidden} |")  # fmt: skip
+    return lines
+
+
+def calibration_section(fixes: dict[str, dict]) -> list[str]:
+    lines = ["## Calibration of the model's confidence, fixed on gold", "",
+             "`model_reliability` (ECE, 15 uniform bins) on the pool minus gold, before and after",
+             "`fit_gold_calibrator` (the aggregators' `TopLabelCalibrator`: confidence and margin) fitted on the gold",
+             "items (one random split, seed 7).", "",
+             "| dataset | gold items | ECE raw | ECE fixed on gold |", "|---|---:|---:|---:|"]  # fmt: skip
+    for name, fix in fixes.items():
+        lines.append(f"| {name} | {fix['n_gold']} | {fix['ece_before']:.4f} | {fix['ece_after']:.4f} |")
+    for name, fix in fixes.items():
+        for when in ("before", "after"):
+            t = fix[f"table_{when}"]
+            lines += ["", f"Reliability, {name}, {'raw' if when == 'before' else 'fixed on gold'}:", "",
+                      "| confidence bin | items | mean confidence | accuracy |", "|---|---:|---:|---:|"]  # fmt: skip
+            lines += [f"| [{b.left:.3f}, {b.right:.3f}) | {c} | {m:.3f} | {a:.3f} |" for b, c, m, a in
+                      zip(t["bin"], t["count"], t["confidence"], t["accuracy"], strict=True)]  # fmt: skip
+    return lines
+
+
+def write(
+    rows: list[dict], table: str, args: argparse.Namespace, fixes: dict[str, dict], effects: dict[str, pd.DataFrame]
+) -> None:
     RESULTS.mkdir(exist_ok=True)
     command = "python bench/bench_autolabel.py " + " ".join(sys.argv[1:])
     machine = (
@@ -154,9 +223,15 @@ def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
         "",
         f"Machine: {machine}, {platform.system()} {platform.release()} (shared with other jobs).",
         "",
+        *calibration_section(fixes),
+        "",
+        *prelabel_section(effects, args),
+        "",
     ])  # fmt: skip
     (RESULTS / "autolabel.md").write_text(text)
-    (RESULTS / "autolabel.json").write_text(json.dumps({"command": command.strip(), "rows": rows}, indent=2) + "\n")
+    ece = {name: {k: v for k, v in fix.items() if not k.startswith("table")} for name, fix in fixes.items()}
+    payload = {"command": command.strip(), "rows": rows, "calibration": ece}
+    (RESULTS / "autolabel.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ and ``anchoring_effect`` compares shown against hidden items:
   \beta) a_h$);
 - accuracy on shown and hidden items, and the ratio of median answer times.
 
-Intervals: a parametric bootstrap (binomial draws of both proportions, 2,000 replicates;
-Efron & Tibshirani 1993) for $\beta$ and Newcombe's hybrid score interval (Newcombe, Stat. Med.
-1998) for the differences. Answers of one item are treated as independent; with few answers per
-item that is close.
+Intervals: for $\beta$, quantiles of $(s - h) / (1 - h)$ with $s$ and $h$ drawn from the Jeffreys
+posteriors $\mathrm{Beta}(k + \frac12, n - k + \frac12)$ of the two proportions (2,000 draws; the
+Jeffreys interval of Brown, Cai & DasGupta, Stat. Sci. 2001, which stays honest at 0 or 1), and
+Newcombe's hybrid score interval (Newcombe, Stat. Med. 1998) for the differences. Answers of one
+item are treated as independent; with few answers per item that is close.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def _anchoring_rate(agree: np.ndarray, shown: np.ndarray, level: float, n_boot: 
     n1, n2 = int(shown.sum()), int((~shown).sum())
     a_s, a_h = agree[shown].mean(), agree[~shown].mean()
     rng = np.random.default_rng(seed)
-    s, h = rng.binomial(n1, a_s, n_boot) / n1, rng.binomial(n2, a_h, n_boot) / n2
+    k1, k2 = agree[shown].sum(), agree[~shown].sum()
+    s, h = rng.beta(k1 + 0.5, n1 - k1 + 0.5, n_boot), rng.beta(k2 + 0.5, n2 - k2 + 0.5, n_boot)
     boot = np.divide(s - h, 1 - h, out=np.zeros(n_boot), where=h < 1)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
     return {"measure": "anchoring rate on wrong suggestions", "shown": a_s, "hidden": a_h,
