@@ -45,7 +45,7 @@ from crowdloop.errors import (
 )
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.online import OnlineConsensus, Opinions
+from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
 from crowdloop.service.refit import StoredAnswers
 from crowdloop.service.refit import refit as fit_project
 from crowdloop.service.types import (
@@ -99,12 +99,15 @@ SETTLED = ("accepted", "reviewed")
 _RETRIES = 8
 
 
-def open_service(url: str | None = None, *, seed: int | None = None) -> LabelingService:
+def open_service(
+    url: str | None = None, *, seed: int | None = None, clock: Callable[[], datetime] | None = None
+) -> LabelingService:
     """The service on ``url`` (default: ``$CROWDLOOP_DATABASE_URL``, else ``./crowdloop.db``),
-    with the schema migrated to the latest version. ``seed`` fixes the gold draws (tests)."""
+    with the schema migrated to the latest version. ``seed`` fixes the gold draws and ``clock``
+    (a function returning an aware UTC datetime) the time leases are measured by (tests)."""
     engine = db.make_engine(url)
     db.upgrade(engine)
-    return LabelingService(engine, seed=seed)
+    return LabelingService(engine, seed=seed, clock=clock)
 
 
 def refit_projects(url: str | None = None, project: int | str | None = None) -> list[RefitReport]:
@@ -115,6 +118,12 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         return [service.refit(p.id) for p in targets]
     finally:
         service.close()
+
+
+def _update(model: type) -> Any:
+    """An UPDATE of ``model`` rows that leaves the session's objects alone (the loop reads what it
+    needs back with RETURNING, or not at all)."""
+    return update(model).execution_options(synchronize_session=False)
 
 
 def _digest(token: str) -> str:
@@ -139,13 +148,16 @@ class LabelingService:
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,
     ``ConflictError``, ``InputError``/``UnknownLabelError`` (bad input), ``ConfigError``."""
 
-    def __init__(self, engine: Engine, *, seed: int | None = None) -> None:
+    def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.engine = engine
+        self._clock = clock or utcnow
         self._sessions = db.session_factory(engine)
         self._pg = db.is_postgresql(engine)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self._labels: dict[int, LabelSpace] = {}
+        self._labels: dict[int, LabelSpace] = {}  # a project's label space, policy and rules never change
+        self._policy_cache: dict[int, ConsensusPolicy] = {}
+        self._rule_cache: dict[int, SkillRules] = {}
         self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -177,6 +189,18 @@ class LabelingService:
             raise NotFoundError(f"no project with id {project_id!r}")
         return project
 
+    def _rules(self, project: Project) -> SkillRules:
+        rules = self._rule_cache.get(project.id)
+        if rules is None:
+            rules = self._rule_cache[project.id] = codec.rules_from_json(project.rules)
+        return rules
+
+    def _policy(self, project: Project) -> ConsensusPolicy:
+        policy = self._policy_cache.get(project.id)
+        if policy is None:
+            policy = self._policy_cache[project.id] = codec.policy_from_json(project.policy)
+        return policy
+
     def _label_space(self, project: Project) -> LabelSpace:
         labels = self._labels.get(project.id)
         if labels is None:
@@ -190,8 +214,8 @@ class LabelingService:
             calibrator: TopLabelCalibrator | None = pickle.loads(project.calibrator) if project.calibrator else None
             decider = OnlineConsensus(
                 self._label_space(project),
-                codec.policy_from_json(project.policy),
-                codec.rules_from_json(project.rules),
+                self._policy(project),
+                self._rules(project),
                 typical_skill=project.typical_skill,
                 calibrator=calibrator,
             )
@@ -204,8 +228,8 @@ class LabelingService:
             id=project.id,
             name=project.name,
             labels=self._label_space(project),
-            policy=codec.policy_from_json(project.policy),
-            rules=codec.rules_from_json(project.rules),
+            policy=self._policy(project),
+            rules=self._rules(project),
             gold_rate=project.gold_rate,
             lease_seconds=project.lease_seconds,
             model_votes=project.model_votes,
@@ -243,7 +267,7 @@ class LabelingService:
         )
 
     def _rules_of(self, session: Session, project_id: int) -> SkillRules:
-        return codec.rules_from_json(self._project(session, project_id).rules)
+        return self._rules(self._project(session, project_id))
 
     def _event(self, session: Session, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
         session.add(Event(project_id=project_id, kind=kind, detail=detail, created_at=utcnow(), **who))
@@ -387,14 +411,14 @@ class LabelingService:
                     "external_id": p["external_id"],
                     "payload": p["payload"],
                     "is_gold": gold,
-                    "status": "gold" if gold else table["status"].iat[i],
-                    "label": (p["gold"] if gold else _code_or_none(table["label"].iat[i])),
+                    "status": "gold" if gold else table.status[i],
+                    "label": (p["gold"] if gold else _code_or_none(table.label[i])),
                     "confidence": 1.0 if gold else _float_or_none(table, i),
                     "answer_count": 0,
                     "open_leases": 0,
-                    "needed": 0 if gold else int(table["next"].iat[i]),
-                    "priority": 0.0 if gold else float(table["priority"].iat[i]),
-                    "branch": -1 if gold else int(table["branch"].iat[i]),
+                    "needed": 0 if gold else int(table.next[i]),
+                    "priority": 0.0 if gold else float(table.priority[i]),
+                    "branch": -1 if gold else int(table.branch[i]),
                     "updated_at": now,
                 }
             )
@@ -419,7 +443,7 @@ class LabelingService:
         if predictions:
             session.execute(insert(Prediction), predictions)
             session.execute(
-                update(ModelVersion)
+                _update(ModelVersion)
                 .where(ModelVersion.id == version_id)
                 .values(prediction_count=ModelVersion.prediction_count + len(predictions))
             )
@@ -463,7 +487,7 @@ class LabelingService:
                     )
                 item_ids = [found[x] for x in ids]
                 session.execute(
-                    update(Item),
+                    _update(Item),
                     [
                         {
                             "id": i,
@@ -491,7 +515,7 @@ class LabelingService:
                     if i in existing
                 ]
                 if changed:
-                    session.execute(update(GoldLabel), changed)
+                    session.execute(_update(GoldLabel), changed)
 
             self._run(work)
             marked += len(batch)
@@ -586,7 +610,7 @@ class LabelingService:
         def work(session: Session) -> int:
             self._annotator(session, annotator_id)
             result = session.execute(
-                update(ApiToken)
+                _update(ApiToken)
                 .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
                 .values(revoked=True)
             )
@@ -662,7 +686,7 @@ class LabelingService:
         return self._run(lambda s: self._next_task(s, annotator.id, gold_draw))
 
     def _next_task(self, session: Session, annotator_id: int, gold_draw: float) -> TaskOut | None:
-        now = utcnow()
+        now = self._clock()
         annotator = self._worker(session, annotator_id)
         project = self._project(session, annotator.project_id)
         self._reclaim(session, project.id, now)
@@ -723,11 +747,11 @@ class LabelingService:
         reclaimed = 0
         for lease_id, item_id in expired:
             done = session.execute(
-                update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="expired")
+                _update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="expired")
             ).rowcount
             if done:
                 session.execute(
-                    update(Item)
+                    _update(Item)
                     .where(Item.id == item_id, Item.open_leases > 0)
                     .values(open_leases=Item.open_leases - 1)
                 )
@@ -751,7 +775,7 @@ class LabelingService:
             return None
         with self._rng_lock:
             item_id = self._rng.choice(candidates)
-        session.execute(update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases + 1))
+        session.execute(_update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases + 1))
         return item_id
 
     def _pick_pool(self, session: Session, project: Project, annotator: Annotator) -> int | None:
@@ -770,7 +794,7 @@ class LabelingService:
         )
         candidates = session.execute(self._locked(statement, skip=True, of=Item)).all()
         if routed:
-            overall = max(float(self._book([annotator], codec.rules_from_json(project.rules)).accuracy()[0]), 1e-3)
+            overall = max(float(self._book([annotator], self._rules(project)).accuracy()[0]), 1e-3)
             skills = annotator.branch_skills
             candidates = sorted(
                 candidates,
@@ -780,7 +804,7 @@ class LabelingService:
             )
         for candidate in candidates:
             taken = session.execute(
-                update(Item)
+                _update(Item)
                 .where(Item.id == candidate.id, Item.status == MORE, Item.open_leases < Item.needed)
                 .values(open_leases=Item.open_leases + 1)
             ).rowcount
@@ -892,7 +916,7 @@ class LabelingService:
         code = self._code(labels, label)
         item = session.scalars(self._locked(select(Item).where(Item.id == lease.item_id))).one()
         if not session.execute(
-            update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="done")
+            _update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="done")
         ).rowcount:
             raise ConflictError(f"lease {lease_id} was closed meanwhile")
         answer = Answer(
@@ -911,19 +935,20 @@ class LabelingService:
         session.add(answer)
         session.flush()
         session.execute(
-            update(Item)
+            _update(Item)
             .where(Item.id == item.id)
             .values(answer_count=Item.answer_count + 1, open_leases=Item.open_leases - 1)
         )
-        rules = codec.rules_from_json(project.rules)
+        rules = self._rules(project)
         right = 0.0
         if item.is_gold:
             truth = session.get(GoldLabel, item.id)
             right = float(truth is not None and truth.label == code)
         timed = duration_ms is not None
-        session.execute(
-            update(Annotator)
+        annotator = session.scalars(
+            _update(Annotator)
             .where(Annotator.id == annotator_id)
+            .returning(Annotator)
             .values(
                 answer_count=Annotator.answer_count + 1,
                 gold_right=Annotator.gold_right + right,
@@ -932,10 +957,9 @@ class LabelingService:
                 since_total=Annotator.since_total + float(item.is_gold),
                 timed=Annotator.timed + float(timed),
                 fast=Annotator.fast + float(timed and duration_ms < rules.min_seconds * 1000),
-            )
-        )
-        session.refresh(annotator)
-        session.refresh(item)
+            ),
+            execution_options={"populate_existing": True},
+        ).one()
         if not item.is_gold and item.status != "reviewed":
             self._redecide(session, project, [item])
         self._judge(session, project, annotator, rules)
@@ -958,8 +982,8 @@ class LabelingService:
                 select(Lease.id, Lease.item_id).where(Lease.annotator_id == annotator.id, Lease.state == "open")
             ).all()
             for lease_id, item_id in open_leases:
-                session.execute(update(Lease).where(Lease.id == lease_id).values(state="expired"))
-                session.execute(update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases - 1))
+                session.execute(_update(Lease).where(Lease.id == lease_id).values(state="expired"))
+                session.execute(_update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases - 1))
             lower, upper = book.gold_bounds()
             self._event(
                 session,
@@ -997,7 +1021,7 @@ class LabelingService:
             .join(Annotator, Annotator.id == Answer.annotator_id)
             .where(Answer.item_id.in_(ids), Answer.is_review.is_(False))
         ).all()
-        rules = codec.rules_from_json(project.rules)
+        rules = self._rules(project)
         skill = self._book([row[2] for row in answers], rules).accuracy() if answers else np.empty(0)
         versions = self._voting_versions(session, project)
         soft = None
@@ -1013,15 +1037,15 @@ class LabelingService:
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):
-            status = table["status"].iat[i]
+            status = table.status[i]
             values = {
                 "id": item.id,
                 "status": status,
-                "label": _code_or_none(table["label"].iat[i]),
+                "label": _code_or_none(table.label[i]),
                 "confidence": _float_or_none(table, i),
-                "needed": int(table["next"].iat[i]),
-                "priority": float(table["priority"].iat[i]),
-                "branch": int(table["branch"].iat[i]),
+                "needed": int(table.next[i]),
+                "priority": float(table.priority[i]),
+                "branch": int(table.branch[i]),
                 "updated_at": now,
             }
             changes.append(values)
@@ -1036,13 +1060,13 @@ class LabelingService:
                             "from": item.status,
                             "label": values["label"],
                             "confidence": values["confidence"],
-                            "answers": int(table["answers"].iat[i]),
+                            "answers": int(table.answers[i]),
                             "target": self._decider(project).policy.target,
                             "reason": _reason(status, table, i, self._decider(project).policy),
                         },
                     }
                 )
-        session.execute(update(Item), changes)
+        session.execute(_update(Item), changes)
         if events:
             session.execute(insert(Event), events)
         return len(events)
@@ -1056,8 +1080,8 @@ class LabelingService:
                 raise NotFoundError(f"no lease {lease_id!r} for this annotator")
             if lease.state != "open":
                 raise ConflictError(f"lease {lease_id} is {lease.state}")
-            session.execute(update(Lease).where(Lease.id == lease_id).values(state="skipped"))
-            session.execute(update(Item).where(Item.id == lease.item_id).values(open_leases=Item.open_leases - 1))
+            session.execute(_update(Lease).where(Lease.id == lease_id).values(state="skipped"))
+            session.execute(_update(Item).where(Item.id == lease.item_id).values(open_leases=Item.open_leases - 1))
 
         self._run(work)
 
@@ -1114,7 +1138,7 @@ class LabelingService:
             item = self._item(session, project_id, external_id, lock=True)
             if item.is_gold:
                 raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
-            rules = codec.rules_from_json(project.rules)
+            rules = self._rules(project)
             confidence = float(self._book([person], rules).accuracy()[0])
             own = session.scalars(
                 select(Answer).where(Answer.item_id == item.id, Answer.annotator_id == person.id)
@@ -1261,9 +1285,9 @@ class LabelingService:
         if fresh:
             session.execute(insert(Prediction), fresh)
         if stale:
-            session.execute(update(Prediction), stale)
+            session.execute(_update(Prediction), stale)
         session.execute(
-            update(ModelVersion)
+            _update(ModelVersion)
             .where(ModelVersion.id == version_id)
             .values(prediction_count=ModelVersion.prediction_count + len(fresh))
         )
@@ -1308,7 +1332,7 @@ class LabelingService:
     def progress(self, project_id: int) -> Progress:
         def work(session: Session) -> Progress:
             project = self._project(session, project_id)
-            policy = codec.policy_from_json(project.policy)
+            policy = self._policy(project)
             counts = dict(
                 session.execute(
                     select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
@@ -1459,7 +1483,7 @@ class LabelingService:
             for a, n, s in zip(result.annotators, result.answers, result.skill, strict=True):
                 before = since[int(a)]
                 session.execute(
-                    update(Annotator)
+                    _update(Annotator)
                     .where(Annotator.id == int(a))
                     .values(
                         model_right=float(s * n),
@@ -1471,7 +1495,7 @@ class LabelingService:
                 )
             for version_id, temperature in result.temperatures.items():
                 session.execute(
-                    update(ModelVersion).where(ModelVersion.id == version_id).values(temperature=temperature)
+                    _update(ModelVersion).where(ModelVersion.id == version_id).values(temperature=temperature)
                 )
             self._event(
                 session,
@@ -1617,16 +1641,16 @@ def _code_or_none(code: Any) -> int | None:
     return None if code is None or int(code) < 0 else int(code)
 
 
-def _float_or_none(table: pd.DataFrame, i: int) -> float | None:
-    if int(table["label"].iat[i]) < 0:
+def _float_or_none(table: Decisions, i: int) -> float | None:
+    if int(table.label[i]) < 0:
         return None
-    value = float(table["confidence"].iat[i])
+    value = float(table.confidence[i])
     return value if math.isfinite(value) else None
 
 
-def _reason(status: str, table: pd.DataFrame, i: int, policy: ConsensusPolicy) -> str:
-    answers = int(table["answers"].iat[i])
-    confidence = float(table["confidence"].iat[i])
+def _reason(status: str, table: Decisions, i: int, policy: ConsensusPolicy) -> str:
+    answers = int(table.answers[i])
+    confidence = float(table.confidence[i])
     if status == ACCEPTED:
         return f"calibrated confidence {confidence:.3f} >= target {policy.target} after {answers} answers"
     if status == ESCALATED:

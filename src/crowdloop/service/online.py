@@ -82,6 +82,22 @@ class Opinions:
         return np.bincount(self.item, minlength=self.n_items)
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """Per item of a batch: ``status`` (accepted / more / escalated), leading ``label`` code (-1:
+    none), calibrated ``confidence``, human ``answers``, ``next`` (answers to order now),
+    ``priority`` (expected information per cost of one more answer, 0 unless more) and
+    ``branch`` (the top-level taxonomy node of the label, -1 unknown or flat)."""
+
+    status: np.ndarray
+    label: np.ndarray
+    confidence: np.ndarray
+    answers: np.ndarray
+    next: np.ndarray
+    priority: np.ndarray
+    branch: np.ndarray
+
+
 class OnlineConsensus:
     """The loop's decision for batches of items (see the module docstring).
 
@@ -114,15 +130,10 @@ class OnlineConsensus:
         skill = np.clip(opinions.skill, 1e-4, 1 - 1e-4)
         wrong = np.log1p(-skill) - np.log(max(k - 1, 1))
         agree = np.log(skill) - wrong
-        base = np.bincount(opinions.item, weights=wrong, minlength=n)
-        cand = pd.DataFrame(
-            {
-                "item": np.concatenate([opinions.item, opinions.soft_item]),
-                "label": np.concatenate([opinions.label, opinions.soft_label]),
-            }
-        ).drop_duplicates()
-        cand = cand.sort_values(["item", "label"], kind="stable").reset_index(drop=True)
-        c_item, c_label = cand["item"].to_numpy(np.int64), cand["label"].to_numpy(np.int64)
+        base = np.bincount(opinions.item, weights=wrong, minlength=n).astype(np.float64)
+        hard_keys = opinions.item * k + opinions.label
+        keys = np.unique(np.concatenate([hard_keys, opinions.soft_item * k + opinions.soft_label]))
+        c_item, c_label = keys // k, keys % k
         indptr = np.searchsorted(c_item, np.arange(n + 1))
         score = base[c_item].astype(np.float64)
         score += self._agreement(opinions, agree, c_item, c_label, indptr)
@@ -163,7 +174,8 @@ class OnlineConsensus:
             depth = self._taxonomy.depth[answered]
             ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
             consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
-        return np.bincount(pair_cand[consistent], weights=agree[answer][consistent], minlength=len(c_item))
+        weights = agree[answer][consistent]
+        return np.bincount(pair_cand[consistent], weights=weights, minlength=len(c_item)).astype(np.float64)
 
     @staticmethod
     def _soft_scores(
@@ -191,9 +203,12 @@ class OnlineConsensus:
         reps = per_item[row_item]
         pair_row = np.repeat(np.arange(n_rows), reps)
         pair_cand = indptr[row_item[pair_row]] + np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-        key = pd.MultiIndex.from_arrays([row_code, opinions.soft_label])
-        found = key.get_indexer(pd.MultiIndex.from_arrays([pair_row, c_label[pair_cand]]))
-        log_p = np.where(found >= 0, np.log(prob[np.maximum(found, 0)]), rest_log[pair_row])
+        stored_key = row_code * k + opinions.soft_label
+        order = np.argsort(stored_key, kind="stable")
+        wanted = pair_row * k + c_label[pair_cand]
+        at = np.minimum(np.searchsorted(stored_key[order], wanted), len(order) - 1)
+        found = stored_key[order][at] == wanted
+        log_p = np.where(found, np.log(prob[order][at]), rest_log[pair_row])
         value = tau[pair_row] * log_p - norm[pair_row]
         cand = np.bincount(pair_cand, weights=value, minlength=len(c_item))
         rest = np.bincount(row_item, weights=tau * rest_log - norm, minlength=len(per_item))
@@ -203,9 +218,8 @@ class OnlineConsensus:
         """Leading label (code, -1 for none) and raw posterior confidence of every item."""
         return self.posterior(opinions).top()
 
-    def decide(self, opinions: Opinions) -> pd.DataFrame:
-        """Per item: ``status, label, confidence, answers, next, priority, branch`` (``branch``:
-        the top-level taxonomy branch of the leading label, -1 unknown or flat)."""
+    def decide(self, opinions: Opinions) -> Decisions:
+        """The decision for every item of the batch (see ``Decisions``)."""
         posterior = self.posterior(opinions)
         label, raw = posterior.top()
         n = opinions.counts()
@@ -222,12 +236,20 @@ class OnlineConsensus:
         needed = engine._answers_needed(states, codes)
         fallback = engine._partial(posterior, codes) if self.policy.partial else (None, None)
         table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        status = table["status"].to_numpy(dtype=object)
+        label = table["label"].to_numpy(dtype=np.int64)
+        confidence = table["confidence"].to_numpy(dtype=np.float64)
         # an item nobody answered has no leading label: one answer is worth the most it can be
-        seen = np.where(table["label"].to_numpy() >= 0, table["confidence"].to_numpy(dtype=np.float64), 0.5)
-        value = priority(seen, self.typical_skill, self.policy.prices.crowd)
-        table["priority"] = np.where(table["status"].to_numpy() == MORE, value, 0.0)
-        table["branch"] = self.branch(table["label"].to_numpy())
-        return table
+        value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
+        return Decisions(
+            status=status,
+            label=label,
+            confidence=confidence,
+            answers=n,
+            next=table["next"].to_numpy(dtype=np.int64),
+            priority=np.where(status == MORE, value, 0.0),
+            branch=self.branch(label),
+        )
 
     def branch(self, codes: np.ndarray) -> np.ndarray:
         """The depth-1 ancestor code of each label code (-1 for none or a flat label space)."""

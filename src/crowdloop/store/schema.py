@@ -87,10 +87,7 @@ class Item(Base):
     routing, -1 unknown)."""
 
     __tablename__ = "items"
-    __table_args__ = (
-        UniqueConstraint("project_id", "external_id"),
-        Index("ix_items_pool", "project_id", "is_gold", "status", "priority"),
-    )
+    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(500))
@@ -105,6 +102,10 @@ class Item(Base):
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     branch: Mapped[int] = mapped_column(Integer, default=-1)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# the pool in the order next_task reads it: highest priority first, oldest first among equals
+Index("ix_items_pool", Item.project_id, Item.is_gold, Item.status, Item.priority.desc(), Item.id)
 
 
 class GoldLabel(Base):

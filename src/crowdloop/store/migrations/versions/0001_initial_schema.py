@@ -87,7 +87,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("project_id", "external_id", name=op.f("uq_items_project_id")),
     )
     with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.create_index("ix_items_pool", ["project_id", "is_gold", "status", "priority"], unique=False)
+        batch_op.create_index(
+            "ix_items_pool", ["project_id", "is_gold", "status", sa.text("priority DESC"), "id"], unique=False
+        )
 
     op.create_table(
         "model_versions",
