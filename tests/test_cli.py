@@ -89,3 +89,80 @@ def test_unknown_method_and_missing_file(tmp_path, answers_csv):
 def test_methods_lists_the_registry():
     result = runner.invoke(app, ["methods"])
     assert result.exit_code == 0 and "ds" in result.output and "auto" in result.output
+
+
+def write_probs(path, rows):
+    pd.DataFrame(rows, columns=["task", "cat", "dog"]).to_csv(path, index=False)
+    return path
+
+
+def test_decide_writes_one_row_per_task(tmp_path, answers_csv):
+    out = tmp_path / "decisions.csv"
+    result = runner.invoke(app, ["decide", str(answers_csv), "--max-overlap", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["task", "status", "label", "confidence", "answers", "next"]
+    assert sorted(table["task"]) == ["t1", "t2", "t3"] and set(table["status"]) <= {"accepted", "escalated"}
+
+
+def test_decide_model_agrees_preset(tmp_path):
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\nt1,a,cat\nt2,a,dog\nt3,a,dog\nt3,b,dog\n")
+    probs = write_probs(tmp_path / "probs.csv", [("t1", 0.9, 0.1), ("t2", 0.9, 0.1), ("t3", 0.5, 0.5)])
+    out = tmp_path / "decisions.csv"
+    args = ["decide", str(answers), "--model-probs", str(probs), "--policy", "model-agrees", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out).set_index("task")
+    assert table.loc["t1", ["status", "label"]].tolist() == ["accepted", "cat"]  # human + confident model
+    assert table.loc["t2", ["status", "next"]].tolist() == ["more", 1]  # they disagree: one more human
+    assert table.loc["t3", ["status", "label"]].tolist() == ["accepted", "dog"]  # two humans agree
+    higher = runner.invoke(app, [*args, "--model-threshold", "0.95"])
+    assert higher.exit_code == 0 and pd.read_csv(out).set_index("task").loc["t1", "status"] == "more"
+
+
+@pytest.mark.parametrize(
+    ("probs", "gold", "policy", "expected"),
+    [
+        ([("t1", 0.5, 0.5), ("t9", 0.5, 0.5)], None, "probabilistic", "item 't9' has no answers"),
+        ([("t1", 0.5, 0.4)], None, "probabilistic", "probabilities of task 't1' sum to 0.9000, not 1"),
+        (None, "task,label\nt1,cat\nt7,dog\n", "probabilistic", "gold item 't7' is not among the answered items"),
+        (None, "task,label\nt1,cow\n", "probabilistic", "label 'cow'"),
+        (None, None, "vote", "unknown policy 'vote'"),
+    ],
+)
+def test_decide_bad_input_is_one_clear_line(tmp_path, answers_csv, probs, gold, policy, expected):
+    out = tmp_path / "decisions.csv"
+    args = ["decide", str(answers_csv), "-o", str(out), "--policy", policy]
+    if probs is not None:
+        args += ["--model-probs", str(write_probs(tmp_path / "probs.csv", probs))]
+    if gold is not None:
+        (tmp_path / "gold.csv").write_text(gold)
+        args += ["--gold", str(tmp_path / "gold.csv")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert expected in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_demo_prints_the_comparison_and_writes_the_plot(tmp_path):
+    plot = tmp_path / "demo.png"
+    result = runner.invoke(app, ["demo", "--products", "300", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    for policy in ("humans, overlap 3", "humans, dynamic", "model only", "1 human + model >= 0.80", "dynamic + model"):
+        assert policy in result.output
+    assert "CC BY-SA 4.0" in result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_without_matplotlib_says_so(tmp_path, monkeypatch):
+    import crowdloop.simulation.plot as plotting
+
+    monkeypatch.setattr(plotting, "plot_available", lambda: False)
+    plot = tmp_path / "demo.png"
+    result = runner.invoke(app, ["demo", "--products", "150", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "crowdloop[plot]" in result.output and not plot.exists()
+    bad = runner.invoke(app, ["demo", "--products", "5"])
+    assert bad.exit_code == 1 and "--products must be between 100" in bad.output

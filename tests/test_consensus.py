@@ -193,3 +193,76 @@ def test_branch_skills_route_to_the_specialist():
     assert skills.best_workers(a_branch, experts)[0] == experts[0]
     assert skills.best_workers(b_branch, experts)[0] == experts[1]
     assert skills.skill_[experts[0], a_branch] > 0.9 > skills.skill_[experts[0], b_branch]
+
+
+def model_agrees_case():
+    """Five items over cat/dog/cow, a model row per item, and what the preset must decide."""
+    rows = [
+        ("confident", "a", "cat"),  # model 0.9 cat, one human agrees: accepted cat
+        ("disagrees", "a", "dog"),  # model 0.9 cat, the human says dog: ask more
+        ("unsure", "a", "cat"),  # model only 0.6: ask more
+        ("humans", "a", "dog"), ("humans", "b", "dog"),  # model 0.6 cow, two humans agree: accepted dog
+        ("torn", "a", "cat"), ("torn", "b", "dog"), ("torn", "c", "cow"),  # no agreement at max overlap 3
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    labels = LabelSpace(["cat", "dog", "cow"])
+    answers = Answers.from_frame(frame, labels=labels)
+    probs = {
+        "confident": [0.9, 0.05, 0.05],
+        "disagrees": [0.9, 0.05, 0.05],
+        "unsure": [0.6, 0.2, 0.2],
+        "humans": [0.2, 0.2, 0.6],
+        "torn": [0.5, 0.3, 0.2],
+    }
+    return answers.with_soft("model", list(probs), np.array(list(probs.values())))
+
+
+def test_model_agrees_preset_explains_each_decision():
+    from crowdloop.consensus import ModelAgreesConsensus
+
+    answers = model_agrees_case()
+    engine = ModelAgreesConsensus(ConsensusPolicy(max_overlap=3), threshold=0.8).fit(answers)
+    table = engine.decide(answers).set_index("task")
+    assert table.loc["confident", ["status", "label"]].tolist() == ["accepted", "cat"]
+    assert table.loc["disagrees", ["status", "next"]].tolist() == ["more", 1]
+    assert table.loc["unsure", "status"] == "more"
+    assert table.loc["humans", ["status", "label"]].tolist() == ["accepted", "dog"]
+    assert table.loc["torn", ["status", "next"]].tolist() == ["escalated", 0]
+    assert table["confidence"].between(0, 1).all()
+    # a lower threshold trusts the unsure model; two answers at least: nothing accepted on one
+    lower = ModelAgreesConsensus(ConsensusPolicy(max_overlap=3), threshold=0.55).fit(answers).decide(answers)
+    assert lower.set_index("task").loc["unsure", "status"] == "accepted"
+    strict = ModelAgreesConsensus(ConsensusPolicy(min_overlap=2, max_overlap=3)).fit(answers).decide(answers)
+    assert strict.set_index("task").loc["confident", "status"] == "more"
+
+
+def test_named_policies():
+    from crowdloop.consensus import ModelAgreesConsensus, consensus_engine
+
+    assert type(consensus_engine("probabilistic")) is DynamicConsensus
+    assert isinstance(consensus_engine("model-agrees", threshold=0.7), ModelAgreesConsensus)
+    with pytest.raises(ConfigError, match="unknown policy 'vote'"):
+        consensus_engine("vote")
+    with pytest.raises(ConfigError, match="threshold"):
+        consensus_engine("model-agrees", threshold=1.5)
+
+
+def test_model_agrees_needs_fewer_answers_than_the_crowd_alone(crowd):
+    from crowdloop.consensus import ModelAgreesConsensus
+    from crowdloop.simulation.replay import replay
+
+    answers, truth = crowd
+    small = answers.subset(answers.item < 1000)
+    codes = small.labels.encode(truth.loc[small.items].to_numpy())
+    rng = np.random.default_rng(0)
+    right = rng.random(small.n_items) < 0.85  # a model right 85% of the time, then confident
+    guess = np.where(right, codes, (codes + 1) % 3)
+    probs = np.full((small.n_items, 3), 0.05)
+    probs[np.arange(small.n_items), guess] = 0.9
+    with_model = small.with_soft("model", small.items, probs)
+    policy = ConsensusPolicy(max_overlap=5)
+    preset = replay(with_model, truth.loc[small.items], ModelAgreesConsensus(policy), seeds=(0,)).per_seed.iloc[0]
+    humans = replay(small, truth.loc[small.items], ModelAgreesConsensus(policy), seeds=(0,)).per_seed.iloc[0]
+    assert preset["answers_per_item"] < humans["answers_per_item"] - 0.5
+    assert preset["one_answer_share"] > 0.4 and humans["one_answer_share"] == 0
+    assert preset["accuracy"] > humans["accuracy"] + 0.05  # fewer answers, and better ones

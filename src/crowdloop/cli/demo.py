@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crowdloop.cli.common import app, console, run
@@ -22,6 +23,9 @@ def demo(
     threshold: Annotated[float, typer.Option(help="Model confidence of the '1 human + model' preset.")] = 0.8,
     seeds: Annotated[int, typer.Option(help="Simulated crowds to average over (intervals need 2 or more).")] = 1,
     expert_price: Annotated[float, typer.Option(help="Price of an expert review, in crowd answers.")] = 10.0,
+    products_used: Annotated[
+        int | None, typer.Option("--products", help="Use a random sample of this many of the shipped products.")
+    ] = None,
 ) -> None:
     """Categorize ~3,000 real product titles with a simulated crowd and a text model; compare five policies.
 
@@ -31,6 +35,7 @@ def demo(
     Prints accuracy, paid human answers, cost, escalations and the share of products that needed a
     single human answer per policy, and writes a plot of accuracy against cost per item."""
     from crowdloop.consensus import ConsensusPolicy, Prices
+    from crowdloop.errors import ConfigError
     from crowdloop.labels import Taxonomy
     from crowdloop.simulation.plot import INSTALL_HINT, plot_accuracy_cost, plot_available
     from crowdloop.simulation.products import (
@@ -45,6 +50,10 @@ def demo(
         policy = ConsensusPolicy(target, 1, max_overlap, partial=False, prices=Prices(crowd=1.0, expert=expert_price))
         setup = ProductSetup(policy=policy, thresholds=(threshold,))
         products = product_sample()
+        if products_used is not None:
+            if not 100 <= products_used <= len(products):
+                raise ConfigError(f"--products must be between 100 and {len(products):,}, got {products_used:,}")
+            products = products.sample(products_used, random_state=0).reset_index(drop=True)
         taxonomy = Taxonomy.from_paths(sorted(products["category"].unique()))
         out = Console(width=max(Console().width, 100))
         out.print(f"{len(products):,} product titles in {len(taxonomy)} categories. {product_notice().splitlines()[0]}")
@@ -76,7 +85,7 @@ def demo(
             "1 answer: share of products settled by a single human answer."
         )
         if not plot_available():
-            console.print(f"[yellow]plot not written:[/] matplotlib is not installed ({INSTALL_HINT})")
+            console.print(f"[yellow]plot not written:[/] matplotlib is not installed ({escape(INSTALL_HINT)})")
             return
         written = plot_accuracy_cost(summary, plot, title=f"{len(products):,} products, target {target}")
         out.print(f"plot of accuracy against cost per item -> {written}")

@@ -118,6 +118,15 @@ def decide(
     labels: LabelsOption = None,
     taxonomy: TaxonomyOption = None,
     price: Annotated[float, typer.Option(help="Price of one crowd answer.")] = 1.0,
+    policy_name: Annotated[
+        str,
+        typer.Option(
+            "--policy",
+            help="probabilistic: accept at the target confidence; model-agrees: accept when a human and the "
+            "model (confidence >= --model-threshold) agree, or when 2 humans agree; otherwise ask more.",
+        ),
+    ] = "probabilistic",
+    model_threshold: Annotated[float, typer.Option(help="Model confidence for --policy model-agrees.")] = 0.8,
     task_column: TaskColumn = "task",
     worker_column: WorkerColumn = "worker",
     label_column: LabelColumn = "label",
@@ -127,18 +136,21 @@ def decide(
 
     Run it after every batch of answers from any crowd platform, and upload the 'more' tasks again.
     Writes task,status,label,confidence,answers,next."""
-    from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, Prices
+    from crowdloop.consensus import ConsensusPolicy, Prices, consensus_engine
     from crowdloop.io import read_probabilities, write_table
 
     def job() -> None:
+        policy = ConsensusPolicy(target, min_overlap, max_overlap, prices=Prices(crowd=price))
+        consensus_engine(policy_name, policy, threshold=model_threshold)  # bad options fail before any reading
         data, truth = load(answers, labels=labels, taxonomy=taxonomy, gold=gold, task=task_column,
                            worker=worker_column, label=label_column, duplicates=duplicates)  # fmt: skip
         if model_probs is not None:
             ids, probs = read_probabilities(model_probs, data.labels)
             data = data.with_soft("model", ids, probs, source=str(model_probs))
-        policy = ConsensusPolicy(target, min_overlap, max_overlap, prices=Prices(crowd=price))
+        if policy_name == "model-agrees" and data.soft is None:
+            console.print("[yellow]--policy model-agrees without --model-probs:[/] only 2 agreeing humans accept")
         with console.status(f"weighing {data.n_answers:,} answers ..."):
-            engine = DynamicConsensus(policy).fit(data, truth)
+            engine = consensus_engine(policy_name, policy, threshold=model_threshold).fit(data, truth)
             table = engine.decide(data)
         table["confidence"] = table["confidence"].round(6)
         write_table(table, out)
@@ -152,7 +164,8 @@ def decide(
                 "calibrated on gold" if engine.calibrator_ is not None else "uncalibrated (too little gold)",
             ),
         ]
-        show(f"{len(table):,} tasks at target {target} -> {out}", rows)
+        rule = f"model-agrees at {model_threshold}" if policy_name == "model-agrees" else f"target {target}"
+        show(f"{len(table):,} tasks, {rule} -> {out}", rows)
 
     run(job)
 

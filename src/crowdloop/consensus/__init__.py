@@ -3,6 +3,7 @@
 from crowdloop.consensus.decisions import ACCEPTED, ESCALATED, MORE, STATUSES, ItemStates, decide
 from crowdloop.consensus.engine import DynamicConsensus
 from crowdloop.consensus.policy import ConsensusPolicy, Prices
+from crowdloop.consensus.presets import POLICIES, ModelAgreesConsensus, consensus_engine
 from crowdloop.consensus.priority import expected_gain, priority
 from crowdloop.consensus.routing import BranchSkills
 from crowdloop.consensus.skills import SkillBook, SkillRules
@@ -11,14 +12,17 @@ __all__ = [
     "ACCEPTED",
     "ESCALATED",
     "MORE",
+    "POLICIES",
     "STATUSES",
     "BranchSkills",
     "ConsensusPolicy",
     "DynamicConsensus",
     "ItemStates",
+    "ModelAgreesConsensus",
     "Prices",
     "SkillBook",
     "SkillRules",
+    "consensus_engine",
     "decide",
     "expected_gain",
     "priority",

@@ -51,7 +51,7 @@ def read_probabilities(path: str | Path, labels: LabelSpace, *, task: str = "tas
     off = np.flatnonzero(np.abs(sums - 1) > TOLERANCE)
     if off.size:
         raise InputError(
-            f"probabilities of task {tasks[off[0]]!r} sum to {sums[off[0]]:.4f}, not 1",
+            f"probabilities of task {str(tasks[off[0]])!r} sum to {sums[off[0]]:.4f}, not 1",
             source=source,
             rows=np.sort(line_of_task[off]).tolist(),
         )
