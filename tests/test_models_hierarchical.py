@@ -121,6 +121,8 @@ def test_precomputed_probabilities_plug_in():
     np.testing.assert_allclose(predict_aligned(model, ["i2", "i1"], space), [[0.8, 0.2, 0], [0.1, 0.9, 0]])
     long = table.stack().rename("probability").rename_axis(["task", "label"]).reset_index()
     np.testing.assert_allclose(PrecomputedProba.from_long(long).fit().predict_proba(["i3"]), [[0.5, 0.5]])
+    oof = out_of_fold_proba(PrecomputedProba(table), ["i1", "i2", "i3"], ["a", "b", "a"], n_folds=3)
+    np.testing.assert_allclose(oof, table.to_numpy())  # plugs in wherever a model does
     with pytest.raises(InputError, match="no precomputed probabilities for 'zz'"):
         model.predict_proba(["i1", "zz"])
     with pytest.raises(InputError, match="row 2"):

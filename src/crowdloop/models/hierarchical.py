@@ -78,7 +78,7 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"depths must be integers >= 1, got {list(wanted)!r}")
         depths = [*sorted({int(d) for d in wanted if d < leaf_depth}), leaf_depth]
         base = self.base if self.base is not None else TextClassifier()
-        self.depths_, self.heads_, self._head_codes = [], [], []
+        self.depths_, self.heads_ = [], []
         previous = None
         for depth in depths:
             cut = self.taxonomy_.ancestor_at(codes, depth)
@@ -88,7 +88,6 @@ class HierarchicalClassifier(ClassifierMixin, BaseEstimator):
             head = fit_model(clone(base), texts, head_labels, weight)
             self.depths_.append(depth)
             self.heads_.append(head)
-            self._head_codes.append(self.taxonomy_.encode(np.asarray(head.classes_, dtype=object)))
             previous = cut
         self._leaf_codes = self.taxonomy_.encode(self.classes_)
         return self
