@@ -422,7 +422,15 @@ class LabelingService:
                     "updated_at": now,
                 }
             )
-        item_ids = session.scalars(insert(Item).returning(Item.id, sort_by_parameter_order=True), values).all()
+        session.execute(insert(Item.__table__), values)  # one executemany, no RETURNING (row-at-a-time on SQLite)
+        item_ids: list[int | None] = [None] * len(values)
+        if any(p["gold"] is not None or p["predictions"] for p in parsed) or (table.status == ACCEPTED).any():
+            found = dict(
+                session.execute(
+                    select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(ids))
+                ).all()
+            )
+            item_ids = [found[x] for x in ids]
         gold_rows = [
             {"item_id": item_id, "label": p["gold"], "hint": p["hint"]}
             for item_id, p in zip(item_ids, parsed, strict=True)
