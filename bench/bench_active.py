@@ -235,13 +235,20 @@ def main() -> int:
         return 0
     competitors, versions, notes = competitor_versions([c for c in args.competitors.split(",") if c])
     started = time.process_time()
-    runs = [run for name in present for run in run_dataset(name, args, competitors)]
-    total_cpu = time.process_time() - started
+    runs: list[dict] = []
+    for name in present:  # the result files are rewritten after each dataset, so a long run keeps its part
+        runs += run_dataset(name, args, competitors)
+        report(runs, args, notes, versions, time.process_time() - started, done=runs[-1]["dataset"] == present[-1])
+    return 0
+
+
+def report(runs: list[dict], args: argparse.Namespace, notes: list[str], versions: dict, total_cpu: float,
+           done: bool) -> None:  # fmt: skip
     rows = summarize(runs, args.schedule)
     table = markdown(rows, args.schedule)
     print(table)
     if args.no_write:
-        return 0
+        return
     lines = [
         "# Active learning on product titles",
         "",
@@ -260,14 +267,13 @@ def main() -> int:
         "",
         *[f"- {note}" for note in notes],
         f"- command: `{command_line('bench_active.py')}`",
-        f"- total CPU: {total_cpu / 60:.1f} min",
+        f"- total CPU: {total_cpu / 60:.1f} min" + ("" if done else " (run still going: datasets so far)"),
         *machine_lines({}),
     ]
     if versions:
         lines.append("- competitors: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     markdown_text = "\n".join(lines)
     write_results("active", markdown_text, {"args": vars(args), "rows": rows, "runs": runs, "versions": versions})
-    return 0
 
 
 if __name__ == "__main__":

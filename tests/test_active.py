@@ -225,13 +225,28 @@ def test_a_disputed_label_beats_a_confident_new_item_and_an_unsure_new_item_beat
 
 
 def test_relabel_scores_follow_the_formula():
-    posterior = np.array([[0.5, 0.5], [1.0, 0.0]])
     model = np.array([[0.5, 0.5], [0.8, 0.2]])
-    labeled, pool = relabel_or_new_scores(posterior, model, np.array([[0.9, 0.1]]), np.array([2, 3]), 0.5, 1.0)
-    np.testing.assert_allclose(labeled, [1 - 0.5, 1 - (0.8 + 1.5 * 1.0) / 2.5])
+    labeled, pool = relabel_or_new_scores(
+        np.array([0, 0]), np.array([0.5, 1.0]), model, np.array([[0.9, 0.1]]), np.array([2, 3]), 0.5, 1.0
+    )
+    np.testing.assert_allclose(labeled, [1 - (0.5 + 1.0 * 0.5) / 2.0, 1 - (0.8 + 1.5 * 1.0) / 2.5])
     np.testing.assert_allclose(pool, [1 - (0.9 + 0.5 / 2) / 1.5])
     with pytest.raises(InputError, match="shapes"):
-        relabel_or_new_scores(posterior, model[:1], model, np.array([2, 3]), 0.5, 1.0)
+        relabel_or_new_scores(np.array([0, 0]), np.array([0.5, 1.0]), model[:1], model, np.array([2, 3]), 0.5, 1.0)
+
+
+def test_a_split_crowd_is_relabelled_even_when_the_em_posterior_is_sure():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(3, size=40)
+    rows = [(f"t{i}", w, int(truth[i])) for i in range(40) for w in ("a", "b", "c")]
+    rows[:3] = [("t0", "a", 0), ("t0", "b", 1), ("t0", "c", 2)]  # a three-way split
+    answers = Answers.from_frame(pd.DataFrame(rows, columns=["task", "worker", "label"]))
+    from crowdloop.aggregation import DawidSkene
+
+    aggregator = DawidSkene().fit(answers)
+    model = np.full((40, 3), 0.1) + 0.7 * np.eye(3)[aggregator.posterior_.labels()]
+    ranked = relabel_or_new(aggregator, answers, model, ["new"], np.array([[0.9, 0.05, 0.05]]))
+    assert ranked["task"].iloc[0] == "t0"
 
 
 # --- stopping -------------------------------------------------------------------------------------
