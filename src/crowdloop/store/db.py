@@ -10,6 +10,7 @@ loop takes row locks with ``FOR UPDATE SKIP LOCKED`` and guards every counter wi
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -92,13 +93,28 @@ def migrations_path() -> Path:
     return Path(str(resources.files("crowdloop.store") / "migrations"))
 
 
+_UPGRADE_LOCK = threading.Lock()  # Alembic's migration context is global to the process
+_MIGRATION_LOCK_KEY = 7_262_077_383  # PostgreSQL advisory lock: one process migrates at a time
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations shipped with crowdloop up to ``revision``."""
+    """Run the Alembic migrations shipped with crowdloop up to ``revision`` (safe to call from many
+    threads and processes at once: on SQLite the migration's ``BEGIN IMMEDIATE`` serializes them,
+    on PostgreSQL an advisory lock)."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_path()))
-    with engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with _UPGRADE_LOCK, engine.connect() as connection:
+        if is_postgresql(engine):
+            connection.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_KEY})")
+            connection.commit()
+        try:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+            connection.commit()
+        finally:
+            if is_postgresql(engine):
+                connection.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK_KEY})")
+                connection.commit()
