@@ -326,3 +326,28 @@ def test_a_cold_start_spreads_over_the_pool_and_bad_schedules_fail():
 def test_text_features_are_unit_rows():
     features = TextFeatures().fit_transform(["red shoe", "blue shoe", "red lamp"])
     np.testing.assert_allclose(np.asarray(features.multiply(features).sum(axis=1)).ravel(), 1, rtol=1e-6)
+
+
+def test_a_million_item_pool_is_scored_in_bounded_memory():
+    import tracemalloc
+
+    n, k, chunk = 1_000_000, 40, 20_000
+
+    table = np.random.default_rng(0).dirichlet(np.ones(k), size=97)
+
+    def predict(part):  # a deterministic model of the item numbers: no (n, K) array ever exists
+        return table[part % 97]
+
+    tracemalloc.start()
+    try:
+        rows, scores = select_from_pool(make_strategy("margin"), np.arange(n), 100, predict_proba=predict,
+                                        chunk_size=chunk)  # fmt: skip
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    full_matrix = n * k * 8  # 320 MB: the whole pool's probabilities
+    assert peak < 24 * n + 20 * chunk * k * 8  # the scores, their ranking and a few chunks (about 60 MB)
+    assert peak < full_matrix / 4
+    assert len(scores) == n and len(rows) == 100
+    sample = np.sort(rows[:5])
+    np.testing.assert_allclose(scores[sample], margin(predict(sample)))
