@@ -22,13 +22,13 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Integer, and_, exists, func, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, Row, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -69,6 +69,7 @@ from crowdloop.service.types import (
     TaskOut,
 )
 from crowdloop.store import db
+from crowdloop.store import queries as q
 from crowdloop.store.db import DEFAULT_URL, URL_VARIABLE
 from crowdloop.store.schema import (
     Annotator,
@@ -91,9 +92,6 @@ ProgressCallback = Callable[[int], None]
 
 T = TypeVar("T")
 MAX_BATCH = 10_000
-POOL_CANDIDATES = 32  # open items a taxonomy project re-ranks by the annotator's branch skill
-GOLD_CANDIDATES = 16
-RECLAIM_BATCH = 200
 PAGE = 2_000
 SETTLED = ("accepted", "reviewed")
 _RETRIES = 8
@@ -142,6 +140,22 @@ def _retryable(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
+class ProjectRow:
+    """A project's light columns (``queries.PROJECT``); its label space, policy, rules and
+    calibrator are read from the same transaction on first use (the service caches what they
+    give, so most requests never read them)."""
+
+    def __init__(self, row: Row, session: Session) -> None:
+        self._row, self._session, self._heavy = row, session, None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in q.PROJECT_HEAVY_COLUMNS:
+            if self._heavy is None:
+                self._heavy = self._session.connection().execute(q.PROJECT_HEAVY, {"project": self._row.id}).one()
+            return getattr(self._heavy, name)
+        return getattr(self._row, name)
+
+
 class LabelingService:
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
@@ -155,6 +169,7 @@ class LabelingService:
         self._pg = db.is_postgresql(engine)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
+        self._codes: dict[int, tuple[LabelSpace, dict]] = {}  # label -> code, the fast path of _code
         self._labels: dict[int, LabelSpace] = {}  # a project's label space, policy and rules never change
         self._policy_cache: dict[int, ConsensusPolicy] = {}
         self._rule_cache: dict[int, SkillRules] = {}
@@ -183,31 +198,46 @@ class LabelingService:
         holds the write lock."""
         return statement.with_for_update(skip_locked=skip, of=of) if self._pg else statement
 
-    def _project(self, session: Session, project_id: int) -> Project:
-        project = session.get(Project, project_id) if isinstance(project_id, int) else None
-        if project is None:
+    def _project(self, session: Session, project_id: int) -> ProjectRow:
+        row = None
+        if isinstance(project_id, int):
+            row = session.connection().execute(q.PROJECT, {"project": project_id}).first()
+        if row is None:
             raise NotFoundError(f"no project with id {project_id!r}")
-        return project
+        return ProjectRow(row, session)
 
-    def _rules(self, project: Project) -> SkillRules:
+    def _code(self, labels: LabelSpace, label: Any, *, field: str = "label") -> int:
+        """The code of an answer's label (``UnknownLabelError`` when it is not one)."""
+        if isinstance(label, str | int) and not isinstance(label, bool):
+            codes = self._codes.get(id(labels))
+            if codes is None or codes[0] is not labels:
+                codes = self._codes[id(labels)] = (labels, {value: code for code, value in enumerate(labels.labels)})
+            code = codes[1].get(label)
+            if code is not None:
+                return code
+        if label is None or isinstance(label, dict | list | bool):
+            raise UnknownLabelError(f"label {label!r} is not in the label space of {len(labels)} labels", field=field)
+        return int(labels.encode(np.array([label], dtype=object), field=field, source="answer")[0])
+
+    def _rules(self, project: ProjectRow) -> SkillRules:
         rules = self._rule_cache.get(project.id)
         if rules is None:
             rules = self._rule_cache[project.id] = codec.rules_from_json(project.rules)
         return rules
 
-    def _policy(self, project: Project) -> ConsensusPolicy:
+    def _policy(self, project: ProjectRow) -> ConsensusPolicy:
         policy = self._policy_cache.get(project.id)
         if policy is None:
             policy = self._policy_cache[project.id] = codec.policy_from_json(project.policy)
         return policy
 
-    def _label_space(self, project: Project) -> LabelSpace:
+    def _label_space(self, project: ProjectRow) -> LabelSpace:
         labels = self._labels.get(project.id)
         if labels is None:
             labels = self._labels[project.id] = codec.labels_from_json(project.labels)
         return labels
 
-    def _decider(self, project: Project) -> OnlineConsensus:
+    def _decider(self, project: ProjectRow) -> OnlineConsensus:
         key = (project.id, project.refit_at)
         decider = self._deciders.get(key)
         if decider is None:
@@ -223,7 +253,7 @@ class LabelingService:
             self._deciders[key] = decider
         return decider
 
-    def _info(self, project: Project) -> ProjectInfo:
+    def _info(self, project: ProjectRow | Project) -> ProjectInfo:
         return ProjectInfo(
             id=project.id,
             name=project.name,
@@ -236,11 +266,6 @@ class LabelingService:
             suggestions=project.suggestions,
             created_at=project.created_at,
         )
-
-    def _code(self, labels: LabelSpace, label: Any, *, field: str = "label") -> int:
-        if label is None or isinstance(label, dict | list | bool):
-            raise UnknownLabelError(f"label {label!r} is not in the label space of {len(labels)} labels", field=field)
-        return int(labels.encode(np.array([label], dtype=object), field=field, source="answer")[0])
 
     @staticmethod
     def _book(annotators: list[Annotator], rules: SkillRules) -> SkillBook:
@@ -695,157 +720,108 @@ class LabelingService:
 
     def _next_task(self, session: Session, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
-        annotator = self._worker(session, annotator_id)
+        connection = session.connection()
+        annotator = self._worker(connection, annotator_id)
         project = self._project(session, annotator.project_id)
-        self._reclaim(session, project.id, now)
-        held = session.scalars(
-            select(Lease)
-            .where(Lease.annotator_id == annotator.id, Lease.state == "open", Lease.expires_at > now)
-            .limit(1)
-        ).first()
+        self._reclaim(connection, project.id, now)
+        held = connection.execute(q.HELD, {"annotator": annotator.id, "now": now}).first()
         if held is not None:
-            return self._task(session, held)
-        item_id = self._pick_gold(session, project, annotator) if gold_draw < project.gold_rate else None
+            return self._task(connection, held.id, held.item_id, held.suggestions, held.expires_at)
+        item_id = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
         if item_id is None:
-            item_id = self._pick_pool(session, project, annotator)
+            item_id = self._pick_pool(connection, project, annotator)
         if item_id is None:
             return None
-        lease = Lease(
-            id=secrets.token_hex(16),
-            project_id=project.id,
-            item_id=item_id,
-            annotator_id=annotator.id,
-            state="open",
-            suggestions=self._suggestions(session, project, item_id),
-            created_at=now,
-            expires_at=now + timedelta(seconds=project.lease_seconds),
-        )
-        session.add(lease)
-        session.flush()
-        return self._task(session, lease)
+        lease_id = secrets.token_hex(16)
+        suggestions = self._suggestions(connection, project, item_id)
+        expires = now + timedelta(seconds=project.lease_seconds)
+        connection.execute(
+            q.NEW_LEASE,
+            {"id": lease_id, "project_id": project.id, "item_id": item_id, "annotator_id": annotator.id,
+             "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
+        )  # fmt: skip
+        return self._task(connection, lease_id, item_id, suggestions, expires)
 
-    def _worker(self, session: Session, annotator_id: int) -> Annotator:
+    def _worker(self, connection: Connection, annotator_id: int) -> Row:
         """The annotator, if allowed to work on tasks (active and human)."""
-        annotator = self._annotator(session, annotator_id)
+        annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).first()
+        if annotator is None:
+            raise NotFoundError(f"no annotator with id {annotator_id!r}")
         if annotator.status != "active":
             raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
         if annotator.kind != "human":
             raise ForbiddenError(f"annotator {annotator.name!r} is a model: models add predictions, not answers")
         return annotator
 
-    def _task(self, session: Session, lease: Lease) -> TaskOut:
-        item = session.get(Item, lease.item_id)
+    @staticmethod
+    def _task(
+        connection: Connection, lease_id: str, item_id: int, suggestions: list | None, expires: datetime
+    ) -> TaskOut:
+        item = connection.execute(q.TASK_ITEM, {"item": item_id}).one()
         return TaskOut(
-            lease_id=lease.id,
+            lease_id=lease_id,
             item=item.external_id,
             payload=item.payload,
-            suggestions=[Suggestion(**s) for s in lease.suggestions or []],
-            expires_at=lease.expires_at,
+            suggestions=[Suggestion(**s) for s in suggestions or []],
+            expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
         )
 
-    def _reclaim(self, session: Session, project_id: int, now: datetime) -> int:
-        """Return up to ``RECLAIM_BATCH`` expired leases of the project to the pool."""
-        statement = (
-            select(Lease.id, Lease.item_id)
-            .where(Lease.state == "open", Lease.expires_at <= now, Lease.project_id == project_id)
-            .order_by(Lease.item_id)
-            .limit(RECLAIM_BATCH)
-        )
-        expired = session.execute(self._locked(statement, skip=True)).all()
+    def _reclaim(self, connection: Connection, project_id: int, now: datetime) -> int:
+        """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
+        statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
+        expired = connection.execute(statement, {"now": now, "project": project_id}).all()
         reclaimed = 0
         for lease_id, item_id in expired:
-            done = session.execute(
-                _update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="expired")
-            ).rowcount
-            if done:
-                session.execute(
-                    _update(Item)
-                    .where(Item.id == item_id, Item.open_leases > 0)
-                    .values(open_leases=Item.open_leases - 1)
-                )
+            if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
+                connection.execute(q.RELEASE_ITEM, {"item": item_id})
                 reclaimed += 1
         return reclaimed
 
-    def _unseen(self, annotator: Annotator) -> Any:
-        """Items the annotator neither holds, skipped nor answered (an expired lease is forgiven)."""
-        leased = exists().where(Lease.item_id == Item.id, Lease.annotator_id == annotator.id, Lease.state != "expired")
-        answered = exists().where(Answer.item_id == Item.id, Answer.annotator_id == annotator.id)
-        return and_(~leased, ~answered)
-
-    def _pick_gold(self, session: Session, project: Project, annotator: Annotator) -> int | None:
-        candidates = session.scalars(
-            select(Item.id)
-            .where(Item.project_id == project.id, Item.is_gold.is_(True), self._unseen(annotator))
-            .order_by(Item.answer_count, Item.id)
-            .limit(GOLD_CANDIDATES)
-        ).all()
+    def _pick_gold(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
+        candidates = connection.execute(q.GOLD_POOL, {"project": project.id, "annotator": annotator.id}).scalars().all()
         if not candidates:
             return None
         with self._rng_lock:
             item_id = self._rng.choice(candidates)
-        session.execute(_update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases + 1))
+        connection.execute(q.TAKE_GOLD, {"item": item_id})
         return item_id
 
-    def _pick_pool(self, session: Session, project: Project, annotator: Annotator) -> int | None:
+    def _pick_pool(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
         routed = project.is_taxonomy and bool(annotator.branch_skills)
-        statement = (
-            select(Item.id, Item.priority, Item.branch)
-            .where(
-                Item.project_id == project.id,
-                Item.is_gold.is_(False),
-                Item.status == MORE,
-                Item.open_leases < Item.needed,
-                self._unseen(annotator),
-            )
-            .order_by(Item.priority.desc(), Item.id)
-            .limit(POOL_CANDIDATES if routed else 4)
-        )
-        candidates = session.execute(self._locked(statement, skip=True, of=Item)).all()
+        if routed:
+            statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
+        else:
+            statement = q.POOL_LOCKED if self._pg else q.POOL
+        candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
         if routed:
             overall = max(float(self._book([annotator], self._rules(project)).accuracy()[0]), 1e-3)
             skills = annotator.branch_skills
-            candidates = sorted(
-                candidates,
-                key=lambda c: (
-                    -c.priority * skills.get(str(c.branch), overall) / overall if c.branch >= 0 else -c.priority
-                ),
-            )
+
+            def routed_value(c: Row) -> float:
+                return c.priority * skills.get(str(c.branch), overall) / overall if c.branch >= 0 else c.priority
+
+            candidates = sorted(candidates, key=lambda c: -routed_value(c))
         for candidate in candidates:
-            taken = session.execute(
-                _update(Item)
-                .where(Item.id == candidate.id, Item.status == MORE, Item.open_leases < Item.needed)
-                .values(open_leases=Item.open_leases + 1)
-            ).rowcount
-            if taken:
+            if connection.execute(q.TAKE, {"item": candidate.id}).rowcount:
                 return candidate.id
         return None
 
-    def _voting_versions(self, session: Session, project: Project) -> dict[int, float]:
+    @staticmethod
+    def _voting_versions(session: Session, project: ProjectRow) -> dict[int, float]:
         """The newest version of each model of the project -> its temperature (none if the
         project's models do not vote)."""
         if not project.model_votes:
             return {}
-        newest = (
-            select(func.max(ModelVersion.id))
-            .where(ModelVersion.project_id == project.id)
-            .group_by(ModelVersion.name)
-            .scalar_subquery()
-        )
-        rows = session.execute(select(ModelVersion.id, ModelVersion.temperature).where(ModelVersion.id.in_(newest)))
-        return dict(rows.all())
+        return dict(session.connection().execute(q.VOTING_MODELS, {"project": project.id}).all())
 
-    def _suggestions(self, session: Session, project: Project, item_id: int) -> list[dict] | None:
+    def _suggestions(self, connection: Connection, project: ProjectRow, item_id: int) -> list[dict] | None:
         """The newest model version's top labels for the item, for the annotator's screen."""
         if project.suggestions <= 0:
             return None
-        newest = session.scalar(select(func.max(ModelVersion.id)).where(ModelVersion.project_id == project.id))
+        newest = connection.execute(q.NEWEST_MODEL, {"project": project.id}).scalar()
         if newest is None:
             return None
-        row = session.execute(
-            select(Prediction.labels, Prediction.probs).where(
-                Prediction.item_id == item_id, Prediction.model_version_id == newest
-            )
-        ).first()
+        row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
         if row is None:
             return None
         labels = self._label_space(project)
@@ -885,15 +861,15 @@ class LabelingService:
             return stored
 
     def _stored_answer(self, session: Session, annotator_id: int, lease_id: str, key: str | None) -> SubmitOut | None:
-        condition = Answer.lease_id == lease_id
-        if key is not None:
-            condition = condition | (Answer.idempotency_key == key)
-        answer = session.scalars(select(Answer).where(Answer.annotator_id == annotator_id, condition).limit(1)).first()
+        connection = session.connection()
+        answer = connection.execute(q.ANSWER_BY_LEASE, {"annotator": annotator_id, "lease": lease_id}).first()
+        if answer is None and key is not None:
+            answer = connection.execute(q.ANSWER_BY_KEY, {"annotator": annotator_id, "key": key}).first()
         if answer is None:
             return None
-        item = session.get(Item, answer.item_id)
-        project = self._project(session, item.project_id)
-        annotator = session.get(Annotator, annotator_id)
+        item = connection.execute(q.ITEM, {"item": answer.item_id}).one()
+        annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).one()
+        project = self._project(session, annotator.project_id)
         return SubmitOut(
             answer_id=answer.id,
             lease_id=answer.lease_id or lease_id,
@@ -906,93 +882,72 @@ class LabelingService:
     def _submit(
         self, session: Session, annotator_id: int, lease_id: str, label: Any, duration_ms: int | None, key: str | None
     ) -> SubmitOut:
-        annotator = self._annotator(session, annotator_id)
+        connection = session.connection()
         if key is not None:
             retry = self._stored_answer(session, annotator_id, lease_id, key)
             if retry is not None:
                 return retry
-        lease = session.scalars(self._locked(select(Lease).where(Lease.id == lease_id))).first()
+        lease = connection.execute(q.LEASE_LOCKED if self._pg else q.LEASE, {"lease": lease_id}).first()
         if lease is None or lease.annotator_id != annotator_id:
             raise NotFoundError(f"no lease {lease_id!r} for this annotator")
         if lease.state == "done":
             return self._stored_answer(session, annotator_id, lease_id, None)
         if lease.state != "open":
             raise ConflictError(f"lease {lease_id} is {lease.state}: ask for the next task")
-        annotator = self._worker(session, annotator_id)
+        self._worker(connection, annotator_id)
         project = self._project(session, lease.project_id)
         labels = self._label_space(project)
         code = self._code(labels, label)
-        item = session.scalars(self._locked(select(Item).where(Item.id == lease.item_id))).one()
-        if not session.execute(
-            _update(Lease).where(Lease.id == lease_id, Lease.state == "open").values(state="done")
-        ).rowcount:
+        item = connection.execute(q.ITEM_LOCKED if self._pg else q.ITEM, {"item": lease.item_id}).one()
+        if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
             raise ConflictError(f"lease {lease_id} was closed meanwhile")
-        answer = Answer(
-            project_id=project.id,
-            item_id=item.id,
-            annotator_id=annotator_id,
-            lease_id=lease_id,
-            label=code,
-            duration_ms=duration_ms,
-            suggestions=lease.suggestions,
-            idempotency_key=key,
-            is_gold=item.is_gold,
-            is_review=False,
-            created_at=utcnow(),
-        )
-        session.add(answer)
-        session.flush()
-        session.execute(
-            _update(Item)
-            .where(Item.id == item.id)
-            .values(answer_count=Item.answer_count + 1, open_leases=Item.open_leases - 1)
-        )
+        answer_id = connection.execute(
+            q.NEW_ANSWER,
+            {"project_id": project.id, "item_id": item.id, "annotator_id": annotator_id, "lease_id": lease_id,
+             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions, "idempotency_key": key,
+             "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
+        ).scalar_one()  # fmt: skip
+        connection.execute(q.COUNT_ANSWER, {"item": item.id})
         rules = self._rules(project)
         right = 0.0
         if item.is_gold:
-            truth = session.get(GoldLabel, item.id)
-            right = float(truth is not None and truth.label == code)
+            truth = connection.execute(q.GOLD_LABEL, {"item": item.id}).scalar()
+            right = float(truth == code)
         timed = duration_ms is not None
-        annotator = session.scalars(
-            _update(Annotator)
-            .where(Annotator.id == annotator_id)
-            .returning(Annotator)
-            .values(
-                answer_count=Annotator.answer_count + 1,
-                gold_right=Annotator.gold_right + right,
-                gold_total=Annotator.gold_total + float(item.is_gold),
-                since_right=Annotator.since_right + right,
-                since_total=Annotator.since_total + float(item.is_gold),
-                timed=Annotator.timed + float(timed),
-                fast=Annotator.fast + float(timed and duration_ms < rules.min_seconds * 1000),
-            ),
-            execution_options={"populate_existing": True},
-        ).one()
+        fast = timed and duration_ms < rules.min_seconds * 1000
+        annotator = connection.execute(
+            q.RECORD,
+            {"annotator": annotator_id, "right": right, "gold": float(item.is_gold), "timed": float(timed),
+             "fast": float(fast)},
+        ).one()  # fmt: skip
         if not item.is_gold and item.status != "reviewed":
             self._redecide(session, project, [item])
-        self._judge(session, project, annotator, rules)
+        status = self._judge(session, project, annotator, rules)
         return SubmitOut(
-            answer_id=answer.id,
+            answer_id=answer_id,
             lease_id=lease_id,
             item=item.external_id,
             label=str(labels.decode([code])[0]),
             duplicate=False,
-            annotator_status=annotator.status,
+            annotator_status=status,
         )
 
-    def _judge(self, session: Session, project: Project, annotator: Annotator, rules: SkillRules) -> None:
-        """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence."""
+    def _judge(self, session: Session, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
+        """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
+        returns the annotator's status."""
+        if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
+            return annotator.status  # too little evidence for either
         book = self._book([annotator], rules)
         if book.banned()[0] and annotator.status == "active":
             fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
-            annotator.status = "banned"
+            session.execute(_update(Annotator).where(Annotator.id == annotator.id).values(status="banned"))
             open_leases = session.execute(
                 select(Lease.id, Lease.item_id).where(Lease.annotator_id == annotator.id, Lease.state == "open")
             ).all()
             for lease_id, item_id in open_leases:
                 session.execute(_update(Lease).where(Lease.id == lease_id).values(state="expired"))
                 session.execute(_update(Item).where(Item.id == item_id).values(open_leases=Item.open_leases - 1))
-            lower, upper = book.gold_bounds()
+            _, upper = book.gold_bounds()
             self._event(
                 session,
                 project.id,
@@ -1006,8 +961,9 @@ class LabelingService:
                 },
                 annotator_id=annotator.id,
             )
-        elif book.promoted()[0] and annotator.role == "annotator":
-            annotator.role = "reviewer"
+            return "banned"
+        if book.promoted()[0] and annotator.role == "annotator":
+            session.execute(_update(Annotator).where(Annotator.id == annotator.id).values(role="reviewer"))
             lower, _ = book.gold_bounds()
             self._event(
                 session,
@@ -1016,67 +972,57 @@ class LabelingService:
                 {"to": "reviewer", "lower_bound": float(lower[0]), "gold_total": annotator.gold_total},
                 annotator_id=annotator.id,
             )
+        return annotator.status
 
-    def _redecide(self, session: Session, project: Project, items: list[Item]) -> int:
-        """Decide ``items`` again from their answers and model rows (one query each, whatever
-        their number: at most a page); returns how many changed status."""
+    def _redecide(self, session: Session, project: ProjectRow, items: Sequence[Any]) -> int:
+        """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
+        answers and model rows, a fixed number of statements; returns how many changed status."""
         if not items:
             return 0
+        connection = session.connection()
         local = {item.id: i for i, item in enumerate(items)}
         ids = list(local)
-        answers = session.execute(
-            select(Answer.item_id, Answer.label, Annotator)
-            .join(Annotator, Annotator.id == Answer.annotator_id)
-            .where(Answer.item_id.in_(ids), Answer.is_review.is_(False))
-        ).all()
-        rules = self._rules(project)
-        skill = self._book([row[2] for row in answers], rules).accuracy() if answers else np.empty(0)
+        answers = connection.execute(q.ITEM_ANSWERS, {"items": ids}).all()
+        skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
         versions = self._voting_versions(session, project)
         soft = None
         if versions:
-            rows = session.execute(
-                select(Prediction.item_id, Prediction.model_version_id, Prediction.labels, Prediction.probs).where(
-                    Prediction.item_id.in_(ids), Prediction.model_version_id.in_(list(versions))
-                )
-            ).all()
+            rows = connection.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
             soft = _soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
         opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
-        table = self._decider(project).decide(opinions)
+        decider = self._decider(project)
+        table = decider.decide(opinions)
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):
-            status = table.status[i]
+            status = str(table.status[i])
             values = {
-                "id": item.id,
+                "item": item.id,
                 "status": status,
                 "label": _code_or_none(table.label[i]),
                 "confidence": _float_or_none(table, i),
                 "needed": int(table.next[i]),
                 "priority": float(table.priority[i]),
                 "branch": int(table.branch[i]),
-                "updated_at": now,
+                "now": now,
             }
             changes.append(values)
             if status != item.status:
-                events.append(
-                    {
-                        "project_id": project.id,
-                        "item_id": item.id,
-                        "kind": status,
-                        "created_at": now,
-                        "detail": {
-                            "from": item.status,
-                            "label": values["label"],
-                            "confidence": values["confidence"],
-                            "answers": int(table.answers[i]),
-                            "target": self._decider(project).policy.target,
-                            "reason": _reason(status, table, i, self._decider(project).policy),
-                        },
-                    }
-                )
-        session.execute(_update(Item), changes)
+                detail = {
+                    "from": item.status,
+                    "label": None
+                    if values["label"] is None
+                    else str(self._label_space(project).decode([values["label"]])[0]),
+                    "confidence": values["confidence"],
+                    "answers": int(table.answers[i]),
+                    "target": decider.policy.target,
+                    "reason": _reason(status, table, i, decider.policy),
+                }
+                events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
+                               "created_at": now, "detail": detail})  # fmt: skip
+        connection.execute(q.DECISION, changes)
         if events:
-            session.execute(insert(Event), events)
+            connection.execute(q.NEW_EVENTS, events)
         return len(events)
 
     def skip(self, annotator: AnnotatorInfo, lease_id: str) -> None:
@@ -1484,7 +1430,7 @@ class LabelingService:
             return RefitReport(project_id, "none", 0, False, {}, 0, time.perf_counter() - started)
 
         def write(session: Session) -> None:
-            project = self._project(session, project_id)
+            project = session.get(Project, project_id)
             project.calibrator = pickle.dumps(result.calibrator) if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
             project.refit_at = utcnow()

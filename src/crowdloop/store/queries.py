@@ -1,0 +1,182 @@
+"""The statements of the labeling loop's hot path (next task, submit), built once.
+
+Core statements with bound parameters: compiled once per process and cached, so a request costs
+the database's work and little of the ORM's. Each has a fixed size whatever the project's size.
+``*_LOCKED`` variants take PostgreSQL row locks (``FOR UPDATE``, or ``SKIP LOCKED`` when another
+transaction may take a different row instead).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+
+from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, Lease, ModelVersion, Prediction, Project
+
+items, leases, answers = Item.__table__, Lease.__table__, Answer.__table__
+annotators, models, predictions = Annotator.__table__, ModelVersion.__table__, Prediction.__table__
+gold_labels, events, projects = GoldLabel.__table__, Event.__table__, Project.__table__
+
+PROJECT_HEAVY_COLUMNS = ("labels", "policy", "rules", "calibrator")
+PROJECT = select(*(c for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)).where(
+    projects.c.id == bindparam("project")
+)
+PROJECT_HEAVY = select(*(projects.c[n] for n in PROJECT_HEAVY_COLUMNS)).where(projects.c.id == bindparam("project"))
+
+SKILL_COLUMNS = (
+    "gold_right",
+    "gold_total",
+    "since_right",
+    "since_total",
+    "model_right",
+    "model_total",
+    "timed",
+    "fast",
+)
+ANNOTATOR_COLUMNS = (
+    "id", "project_id", "name", "role", "kind", "status", "answer_count", "branch_skills", *SKILL_COLUMNS
+)  # fmt: skip
+
+RECLAIM_BATCH = 200  # expired leases returned to the pool per request
+GOLD_CANDIDATES = 16  # unseen gold items drawn from
+POOL_CANDIDATES = 32
+
+ANNOTATOR = select(*(annotators.c[c] for c in ANNOTATOR_COLUMNS)).where(annotators.c.id == bindparam("annotator"))
+
+EXPIRED = (
+    select(leases.c.id, leases.c.item_id)
+    .where(
+        leases.c.state == "open", leases.c.expires_at <= bindparam("now"), leases.c.project_id == bindparam("project")
+    )
+    .order_by(leases.c.item_id)
+    .limit(RECLAIM_BATCH)
+)
+EXPIRED_LOCKED = EXPIRED.with_for_update(skip_locked=True)
+EXPIRE_LEASE = update(leases).where(leases.c.id == bindparam("lease"), leases.c.state == "open").values(state="expired")
+RELEASE_ITEM = (
+    update(items)
+    .where(items.c.id == bindparam("item"), items.c.open_leases > 0)
+    .values(open_leases=items.c.open_leases - 1)
+)
+
+HELD = (
+    select(leases.c.id, leases.c.item_id, leases.c.suggestions, leases.c.expires_at)
+    .where(
+        leases.c.annotator_id == bindparam("annotator"),
+        leases.c.state == "open",
+        leases.c.expires_at > bindparam("now"),
+    )
+    .limit(1)
+)
+
+_unseen = and_(
+    ~exists().where(
+        leases.c.item_id == items.c.id, leases.c.annotator_id == bindparam("annotator"), leases.c.state != "expired"
+    ),
+    ~exists().where(answers.c.item_id == items.c.id, answers.c.annotator_id == bindparam("annotator")),
+)
+GOLD_POOL = (
+    select(items.c.id)
+    .where(items.c.project_id == bindparam("project"), items.c.is_gold.is_(True), _unseen)
+    .order_by(items.c.answer_count, items.c.id)
+    .limit(GOLD_CANDIDATES)
+)
+POOL = (
+    select(items.c.id, items.c.priority, items.c.branch)
+    .where(
+        items.c.project_id == bindparam("project"),
+        items.c.is_gold.is_(False),
+        items.c.status == "more",
+        items.c.open_leases < items.c.needed,
+        _unseen,
+    )
+    .order_by(items.c.priority.desc(), items.c.id)
+)
+POOL_ROUTED = POOL.limit(POOL_CANDIDATES)  # taxonomy projects re-rank these by the annotator's branch skill
+POOL = POOL.limit(4)
+POOL_LOCKED = POOL.with_for_update(skip_locked=True, of=items)
+POOL_ROUTED_LOCKED = POOL_ROUTED.with_for_update(skip_locked=True, of=items)
+TAKE = (
+    update(items)
+    .where(items.c.id == bindparam("item"), items.c.status == "more", items.c.open_leases < items.c.needed)
+    .values(open_leases=items.c.open_leases + 1)
+)
+TAKE_GOLD = update(items).where(items.c.id == bindparam("item")).values(open_leases=items.c.open_leases + 1)
+
+NEWEST_MODEL = select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"))
+VOTING_MODELS = select(models.c.id, models.c.temperature).where(
+    models.c.id.in_(
+        select(func.max(models.c.id))
+        .where(models.c.project_id == bindparam("project"))
+        .group_by(models.c.name)
+        .scalar_subquery()
+    )
+)
+PREDICTION = select(predictions.c.labels, predictions.c.probs).where(
+    predictions.c.item_id == bindparam("item"), predictions.c.model_version_id == bindparam("model")
+)
+ITEM_PREDICTIONS = select(
+    predictions.c.item_id, predictions.c.model_version_id, predictions.c.labels, predictions.c.probs
+).where(
+    predictions.c.item_id.in_(bindparam("items", expanding=True)),
+    predictions.c.model_version_id.in_(bindparam("models", expanding=True)),
+)
+
+NEW_LEASE = insert(leases)
+TASK_ITEM = select(items.c.external_id, items.c.payload).where(items.c.id == bindparam("item"))
+
+LEASE = select(
+    leases.c.id, leases.c.project_id, leases.c.item_id, leases.c.annotator_id, leases.c.state, leases.c.suggestions
+).where(leases.c.id == bindparam("lease"))
+LEASE_LOCKED = LEASE.with_for_update()
+ITEM = select(items.c.id, items.c.external_id, items.c.is_gold, items.c.status).where(items.c.id == bindparam("item"))
+ITEM_LOCKED = ITEM.with_for_update()
+CLOSE_LEASE = (
+    update(leases).where(leases.c.id == bindparam("lease"), leases.c.state == "open").values(state=bindparam("state"))
+)
+NEW_ANSWER = insert(answers).returning(answers.c.id)
+COUNT_ANSWER = (
+    update(items)
+    .where(items.c.id == bindparam("item"))
+    .values(answer_count=items.c.answer_count + 1, open_leases=items.c.open_leases - 1)
+)
+GOLD_LABEL = select(gold_labels.c.label).where(gold_labels.c.item_id == bindparam("item"))
+RECORD = (
+    update(annotators)
+    .where(annotators.c.id == bindparam("annotator"))
+    .values(
+        answer_count=annotators.c.answer_count + 1,
+        gold_right=annotators.c.gold_right + bindparam("right"),
+        gold_total=annotators.c.gold_total + bindparam("gold"),
+        since_right=annotators.c.since_right + bindparam("right"),
+        since_total=annotators.c.since_total + bindparam("gold"),
+        timed=annotators.c.timed + bindparam("timed"),
+        fast=annotators.c.fast + bindparam("fast"),
+    )
+    .returning(*(annotators.c[c] for c in ANNOTATOR_COLUMNS))
+)
+
+ITEM_ANSWERS = (
+    select(answers.c.item_id, answers.c.label, *(annotators.c[c] for c in SKILL_COLUMNS))
+    .join(annotators, annotators.c.id == answers.c.annotator_id)
+    .where(answers.c.item_id.in_(bindparam("items", expanding=True)), answers.c.is_review.is_(False))
+)
+DECISION = (
+    update(items)
+    .where(items.c.id == bindparam("item"))
+    .values(
+        status=bindparam("status"),
+        label=bindparam("label"),
+        confidence=bindparam("confidence"),
+        needed=bindparam("needed"),
+        priority=bindparam("priority"),
+        branch=bindparam("branch"),
+        updated_at=bindparam("now"),
+    )
+)
+NEW_EVENTS = insert(events)
+ANSWER_BY_LEASE = select(answers.c.id, answers.c.item_id, answers.c.label, answers.c.lease_id).where(
+    answers.c.annotator_id == bindparam("annotator"), answers.c.lease_id == bindparam("lease")
+)
+ANSWER_BY_KEY = select(answers.c.id, answers.c.item_id, answers.c.label, answers.c.lease_id).where(
+    answers.c.annotator_id == bindparam("annotator"), answers.c.idempotency_key == bindparam("key")
+)
