@@ -184,22 +184,28 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     import product_data
-    from _harness import command_line, machine_lines, write_results
 
     if "flipkart" not in product_data.available():
         print(f"no Flipkart data under {product_data.PRODUCTS}: nothing to do (set CROWDLOOP_DATA)")
         return 0
     frame = catalogue_slice(args.min_per_class)
     rows = []
-    for kind in args.noises:
-        for rate in args.rates:
-            for seed in range(args.seeds):
+    for seed in range(args.seeds):  # every setting once, then again: partial results cover them all
+        for kind in args.noises:
+            for rate in args.rates:
                 rows.append(one_setting(frame, kind, rate, seed, args.cleanlab_python))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                if not args.no_write:
+                    write(rows, args)
+    print(markdown(rows))
+    return 0
+
+
+def write(rows: list[dict], args: argparse.Namespace) -> None:
+    from _harness import command_line, machine_lines, write_results
+
     table = markdown(rows)
-    print(table)
-    if args.no_write:
-        return 0
+    seeds = sorted({r["seed"] for r in rows})
     command = command_line("bench_label_errors.py", redact=("--cleanlab-python",)).replace(
         "$CROWDKIT_PYTHON", "$CLEANLAB_PYTHON"
     )
@@ -217,7 +223,7 @@ def main() -> int:
             f"{first['cleanlab_version']} `find_label_issues` (its default filter, ranked by self-confidence) in a "
             "child process of its own venv. At a review budget cleanlab reviews its flagged items first, then its "
             "lowest `get_label_quality_scores`. "
-            f"Medians over {args.seeds} seeds (noise draw, folds and model seed).",
+            f"Medians over {len(seeds)} seed(s) {seeds} (noise draw, folds and model seed).",
             "",
             table,
             f"Command: `{command}`",
@@ -227,7 +233,6 @@ def main() -> int:
         ]
     )
     write_results("label_errors", text, {"command": command, "rows": rows})
-    return 0
 
 
 if __name__ == "__main__":

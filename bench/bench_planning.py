@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SIZES = (125, 250, 500, 1000, 2000, 3000, 4500, 6500)
+SIZES = (125, 250, 500, 1000, 2000, 4000)
 FIT_UP_TO = (1000, 2000)
 TARGETS = (0.80, 0.85)
 
@@ -118,7 +118,6 @@ def main() -> int:
     args = parser.parse_args()
     import pandas as pd
     import product_data
-    from _harness import command_line, machine_lines, write_results
 
     from crowdloop.models import normalize_text
 
@@ -131,17 +130,22 @@ def main() -> int:
     for seed in range(args.seeds):
         rows += one_seed(frame, seed, list(SIZES))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        if not args.no_write:
+            write(frame, rows)
+    print(markdown(rows))
+    return 0
+
+
+def write(frame, rows: list[dict]) -> None:
+    from _harness import command_line, machine_lines, markdown_table, write_results
+
     table = markdown(rows)
-    print(table)
-    if args.no_write:
-        return 0
+    seeds = sorted({r["seed"] for r in rows})
     command = command_line("bench_planning.py")
     curve_rows = [
         [str(n)] + [f"{r['curve']['accuracy'][i]:.3f}" for r in rows if r["fit_up_to"] == FIT_UP_TO[0]]
         for i, n in enumerate(rows[0]["curve"]["labels"])
     ]
-    from _harness import markdown_table
-
     text = "\n".join(
         [
             "# Planning: learning-curve forecasts on Flipkart product titles",
@@ -152,7 +156,7 @@ def main() -> int:
             "(`fit_learning_curve`, 300 bootstrap replicates resampling per-item correctness, 90% intervals) and "
             "its forecasts are compared with the accuracy the full training set measures and with the labels "
             "the measured curve needs to reach each target (log-linear interpolation between points). "
-            f"Medians over {args.seeds} seeds (split, order, model seed).",
+            f"Medians over {len(seeds)} seed(s) {seeds} (split, order, model seed).",
             "",
             table,
             "",
@@ -169,7 +173,6 @@ def main() -> int:
         ]
     )
     write_results("planning", text, {"command": command, "rows": rows})
-    return 0
 
 
 if __name__ == "__main__":

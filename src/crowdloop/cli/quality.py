@@ -96,7 +96,7 @@ def errors(
     filter_by: Annotated[str, typer.Option(help="prune_by_noise_rate|prune_by_class|both|confident_learning")] = (
         "prune_by_noise_rate"
     ),
-    rank_by: Annotated[str, typer.Option(help="normalized_margin|self_confidence|combined")] = "normalized_margin",
+    rank_by: Annotated[str, typer.Option(help="self_confidence|normalized_margin|combined")] = "self_confidence",
     method: Annotated[str, typer.Option("--method", "-m", help="Truth inference for --answers.")] = "auto",
     n_folds: Annotated[int, typer.Option(help="Folds of the out-of-fold model (texts only).")] = 5,
     text_column: TextColumn = "text",
@@ -107,17 +107,20 @@ def errors(
 
     With LABELED and --probs (or a text column, to train the default model out-of-fold): confident
     learning on the given labels. With --answers: the crowd's consensus against the model (--probs)
-    and the annotators whose answers are systematically off (written to --annotators-out)."""
+    and the annotators whose answers are systematically off (written to --annotators-out).
+    Without files: the shipped examples."""
 
     def job() -> None:
-        if labeled is None and answers is None:
-            raise InputError(
-                "give a labelled file (task, label), --answers, or both", hint="See crowdloop errors --help."
-            )
-        if labeled is not None:
-            _label_errors(labeled, probs, out, budget, filter_by, rank_by, n_folds, text_column, labels, taxonomy)
-        if answers is not None:
-            _crowd_checks(answers, probs if labeled is None else None, out if labeled is None else None,
+        items, crowd = labeled, answers
+        if items is None and crowd is None:
+            if probs is not None:
+                raise InputError("--probs needs a labelled file or --answers to check against")
+            console.print("No files given: using the examples shipped with crowdloop (titles and crowd answers).")
+            items, crowd = example_path("quality_items.csv"), example_path("quality_answers.csv")
+        if items is not None:
+            _label_errors(items, probs, out, budget, filter_by, rank_by, n_folds, text_column, labels, taxonomy)
+        if crowd is not None:
+            _crowd_checks(crowd, probs if items is None else None, out if items is None else None,
                           annotators_out, method, labels, taxonomy)  # fmt: skip
 
     run(job)
