@@ -169,7 +169,10 @@ def test_density_weighting_prefers_the_uncertain_item_in_the_crowd():
     probs[[0, 50]] = [0.5, 0.5]
     strategy = DensityWeighted("entropy")
     assert strategy.select(1, probs=probs, features=X).tolist() == [0]
-    assert strategy.similarity(X[[0, 50]]).round(3).tolist() == [round(50 / 51, 3), round(1 / 51, 3)]
+    expected = [round(50 / 51, 3), round(1 / 51, 3)]
+    assert strategy.similarity(X).round(3)[[0, 50]].tolist() == expected  # unfitted: the rows are the pool
+    fitted = DensityWeighted("entropy").partial_fit(X[:20]).partial_fit(X[20:])  # chunk by chunk
+    assert fitted.similarity(X[[0, 50]]).round(3).tolist() == expected
 
 
 # --- chunked scoring ------------------------------------------------------------------------------

@@ -191,6 +191,10 @@ def _relabel(ids, texts, pool, aggregator, answers: Answers, probabilities, mode
         labeled_probs = out_of_fold_proba(model_factory(), text_of.reindex(answered).to_numpy(dtype=object),
                                           consensus, n_folds=n_folds, label_space=answers.labels)  # fmt: skip
         model = model_factory().fit(text_of.reindex(answered).to_numpy(dtype=object), consensus)
-        pool_probs = align_proba(model.predict_proba(texts[pool]), model.classes_, answers.labels)
+        pool_probs = (
+            align_proba(model.predict_proba(texts[pool]), model.classes_, answers.labels)
+            if len(pool)
+            else np.zeros((0, len(answers.labels)))
+        )
     ranked = relabel_or_new(aggregator, answers, labeled_probs, ids[pool], pool_probs).head(batch_size)
     return ranked.assign(rank=np.arange(1, len(ranked) + 1))[["task", "kind", "score", "rank", "answers", "consensus"]]

@@ -154,8 +154,8 @@ class DensityWeighted(Strategy):
     r"""Information density (Settles & Craven, EMNLP 2008): $\phi(x) \cdot \mathrm{sim}(x)^\beta$ with
     $\phi$ an uncertainty measure and $\mathrm{sim}(x) = \frac{1}{U}\sum_u \cos(x, x_u)$ the mean cosine
     similarity to the pool, computed in O(nnz) as $\hat x \cdot c$ with $c$ the mean of the pool's
-    L2-normalised rows (``partial_fit`` accumulates it chunk by chunk; ``score`` fits it on the
-    given rows when it has not been fitted)."""
+    L2-normalised rows (``partial_fit`` accumulates it chunk by chunk; without it ``score`` takes
+    the given rows as the pool)."""
 
     needs = frozenset({"probs", "features"})
     name = "density"
@@ -178,16 +178,17 @@ class DensityWeighted(Strategy):
         return self
 
     def similarity(self, features: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """Mean cosine similarity of each row to the fitted pool."""
+        """Mean cosine similarity of each row to the fitted pool (to ``features`` themselves when
+        nothing was fitted)."""
+        normalized = _normalized(features)
         if self.sum_ is None:
-            raise ConfigError("DensityWeighted has no pool yet: call partial_fit on the pool's features")
-        sims = _normalized(features) @ (self.sum_ / self.count_)
-        return np.clip(np.asarray(sims, dtype=np.float64).ravel(), 0.0, None)
+            centroid = np.asarray(normalized.sum(axis=0), dtype=np.float64).ravel() / features.shape[0]
+        else:
+            centroid = self.sum_ / self.count_
+        return np.clip(np.asarray(normalized @ centroid, dtype=np.float64).ravel(), 0.0, None)
 
     def score(self, probs=None, features=None, *, n=None, rng=None) -> np.ndarray:
         self._require(probs, features)
-        if self.sum_ is None:
-            self.partial_fit(features)
         return self.base.score(probs) * self.similarity(features) ** self.beta
 
 
