@@ -25,6 +25,7 @@ without them their rows are skipped. The data is read from ``../shared/data/prod
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -223,8 +224,12 @@ def main() -> int:
     parser.add_argument("--test", type=int, default=2_500, help="held-out rows drawn for accuracy")
     parser.add_argument("--stop-set", type=int, default=1_000, help="unlabelled pool rows for the stopping rule")
     parser.add_argument("--qbc-members", type=int, default=3, help="bootstrap committee size of qbc")
+    parser.add_argument("--name", default="active", help="stem of the result files under bench/results")
+    parser.add_argument("--merge", default="", help="result JSON files of earlier runs to combine (runs nothing)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
+    if args.merge:
+        return merge(args)
     args.strategies = [s for s in args.strategies.split(",") if s]
     args.schedule = [int(n) for n in args.schedule.split(",")]
     if "random" not in args.strategies:
@@ -239,6 +244,25 @@ def main() -> int:
     for name in present:  # the result files are rewritten after each dataset, so a long run keeps its part
         runs += run_dataset(name, args, competitors)
         report(runs, args, notes, versions, time.process_time() - started, done=runs[-1]["dataset"] == present[-1])
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """One table from the runs of several result files (e.g. one per dataset, run side by side)."""
+    loaded = [json.loads(Path(path).read_text()) for path in args.merge.split(",")]
+    saved = argparse.Namespace(**loaded[0]["args"])
+    saved.name, saved.no_write = args.name, args.no_write
+    runs = [run for result in loaded for run in result["runs"]]
+    versions = {k: v for result in loaded for k, v in result.get("versions", {}).items()}
+    notes = [note for result in loaded for note in result.get("notes", [])]
+    saved.commands = [
+        c
+        for result in loaded
+        for c in result.get("commands")
+        or [f"python bench/bench_active.py --datasets {','.join(dict.fromkeys(r['dataset'] for r in result['runs']))}"]
+    ]
+    saved.datasets = ",".join(dict.fromkeys(run["dataset"] for run in runs))
+    report(runs, saved, list(dict.fromkeys(notes)), versions, sum(r["cpu_s"] for r in runs), done=True)
     return 0
 
 
@@ -266,14 +290,17 @@ def report(runs: list[dict], args: argparse.Namespace, notes: list[str], version
         table,
         "",
         *[f"- {note}" for note in notes],
-        f"- command: `{command_line('bench_active.py')}`",
+        *[f"- command: `{c}`" for c in getattr(args, "commands", [command_line("bench_active.py")])],
         f"- total CPU: {total_cpu / 60:.1f} min" + ("" if done else " (run still going: datasets so far)"),
         *machine_lines({}),
     ]
     if versions:
         lines.append("- competitors: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     markdown_text = "\n".join(lines)
-    write_results("active", markdown_text, {"args": vars(args), "rows": rows, "runs": runs, "versions": versions})
+    commands = getattr(args, "commands", [command_line("bench_active.py")])
+    saved = {k: v for k, v in vars(args).items() if k not in ("commands", "merge")}
+    write_results(args.name, markdown_text, {"args": saved, "rows": rows, "runs": runs, "versions": versions,
+                                             "notes": notes, "commands": commands})  # fmt: skip
 
 
 if __name__ == "__main__":
