@@ -29,6 +29,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -157,13 +158,14 @@ def split(frame: pd.DataFrame, seed: int, pool_size: int, test_size: int):
     return titles[train], paths[train], titles[test], paths[test]
 
 
-def run_dataset(name: str, args: argparse.Namespace, competitors: list[str]) -> list[dict]:
+def run_dataset(name: str, args: argparse.Namespace, competitors: list[str]) -> Iterator[dict]:
+    """One run per seed and arm (random first, then the competitors, then our other strategies)."""
     frame = product_data.load(name)
-    runs = []
     for seed in range(args.seeds):
         pool, pool_labels, test, test_labels = split(frame, seed, args.pool, args.test)
         features = TextFeatures().fit_transform(pool)
-        arms = [make_arm(s, args) for s in args.strategies] + [COMPETITORS[c][0]() for c in competitors]
+        ours = [make_arm(s, args) for s in args.strategies]
+        arms = ours[:1] + [COMPETITORS[c][0]() for c in competitors] + ours[1:]
         for strategy in arms:
             started = time.process_time()
             curve = run_active_learning(
@@ -171,11 +173,10 @@ def run_dataset(name: str, args: argparse.Namespace, competitors: list[str]) -> 
                 features=features, stop_set_size=args.stop_set, random_state=seed,
             )  # fmt: skip
             cpu = time.process_time() - started
-            runs.append({"dataset": name, "seed": seed, "strategy": curve.strategy, "cpu_s": cpu,
-                         "curve": curve.curve.to_dict("list")})  # fmt: skip
             acc = curve.curve["accuracy"].round(4).tolist()
             print(f"{name} seed {seed} {curve.strategy}: {acc} ({cpu:.0f} CPU s)", file=sys.stderr, flush=True)
-    return runs
+            yield {"dataset": name, "seed": seed, "strategy": curve.strategy, "cpu_s": cpu,
+                   "curve": curve.curve.to_dict("list")}  # fmt: skip
 
 
 def summarize(runs: list[dict], schedule: list[int]) -> list[dict]:
@@ -201,14 +202,14 @@ def summarize(runs: list[dict], schedule: list[int]) -> list[dict]:
 
 
 def markdown(rows: list[dict], schedule: list[int]) -> str:
-    headers = ["dataset", "strategy", *[f"acc @ {n}" for n in schedule], "labels to random's final",
+    headers = ["dataset", "strategy", "seeds", *[f"acc @ {n}" for n in schedule], "labels to random's final",
                "target <= 60%", "kappa (last 2 rounds)", "CPU s / run"]  # fmt: skip
     body = []
     for r in rows:
         share = r["share_to_random_final"]
         share_text = "never" if share == float("inf") else f"{share:.0%} ({share * schedule[-1]:,.0f})"
         met = "-" if r["target_met"] is None else ("yes" if r["target_met"] else "no")
-        body.append([r["dataset"], r["strategy"], *[fmt(a) for a in r["accuracy"]], share_text, met,
+        body.append([r["dataset"], r["strategy"], r["seeds"], *[fmt(a) for a in r["accuracy"]], share_text, met,
                      fmt(r["kappa_last"]), f"{r['cpu_s']:.0f}"])  # fmt: skip
     return markdown_table(headers, body, right=[False, False] + [True] * (len(headers) - 2))
 
@@ -241,9 +242,11 @@ def main() -> int:
     competitors, versions, notes = competitor_versions([c for c in args.competitors.split(",") if c])
     started = time.process_time()
     runs: list[dict] = []
-    for name in present:  # the result files are rewritten after each dataset, so a long run keeps its part
-        runs += run_dataset(name, args, competitors)
-        report(runs, args, notes, versions, time.process_time() - started, done=runs[-1]["dataset"] == present[-1])
+    for name in present:  # the result files are rewritten after each run, so a long run keeps what it did
+        for run in run_dataset(name, args, competitors):
+            runs.append(run)
+            report(runs, args, notes, versions, time.process_time() - started, done=False)
+    report(runs, args, notes, versions, time.process_time() - started, done=True)
     return 0
 
 
@@ -270,7 +273,8 @@ def report(runs: list[dict], args: argparse.Namespace, notes: list[str], version
            done: bool) -> None:  # fmt: skip
     rows = summarize(runs, args.schedule)
     table = markdown(rows, args.schedule)
-    print(table)
+    if done or args.no_write:
+        print(table)
     if args.no_write:
         return
     lines = [
@@ -279,8 +283,9 @@ def report(runs: list[dict], args: argparse.Namespace, notes: list[str], version
         f"`TextClassifier()` refitted every round; pool of {args.pool:,} training rows and {args.test:,} held-out",
         "rows per seed (20% of the distinct normalised titles held out with their copies); every arm starts",
         f"from the same {args.schedule[0]}-item random batch and labels up to {args.schedule} items.",
-        f"Medians over {args.seeds} seeds. `labels to random's final`: labels at which the curve reaches",
-        "random sampling's final accuracy (same seed; linear between rounds), as a share of random's budget",
+        "Medians over the seeds (0, 1, ...; column `seeds`). `labels to random's final`: labels at which",
+        "the curve reaches random sampling's final accuracy (same seed; linear between rounds), as a share",
+        "of random's budget",
         "(`never`: not within the budget). modAL and scikit-activeml pick with their own uncertainty-sampling",
         "functions from the same model's probabilities (their default least-confidence measure).",
         f"`qbc`: vote entropy over a {args.qbc_members}-member bootstrap committee; `density`: entropy x mean",
