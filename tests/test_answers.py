@@ -85,3 +85,29 @@ def test_gold_encoding_errors():
         answers.encode_gold({"nope": "x"})
     with pytest.raises(UnknownLabelError):
         answers.encode_gold({"t1": "z"})
+
+
+def test_large_frame_codes_checks_and_errors_match_a_direct_encoding():
+    rng = np.random.default_rng(0)
+    n = 5000
+    data = pd.DataFrame(
+        {
+            "task": rng.integers(0, 900, n),
+            "worker": [f"w{i}" for i in rng.integers(0, 40, n)],
+            "label": rng.choice(["cat", "dog", "fox"], n),
+        }
+    ).drop_duplicates(["task", "worker"], ignore_index=True)
+    answers = Answers.from_frame(data)
+    assert answers.items.tolist() == sorted(data["task"].unique())
+    assert answers.workers.tolist() == sorted(data["worker"].unique())
+    assert answers.labels.labels == ["cat", "dog", "fox"]
+    pd.testing.assert_frame_equal(answers.to_frame(), data, check_dtype=False)
+    blank = data.copy()
+    blank.loc[[10, 4000], "worker"] = ["", "  "]
+    with pytest.raises(InputError) as info:
+        Answers.from_frame(blank)
+    assert "rows 11, 4001" in str(info.value) and "field 'worker'" in str(info.value)
+    with pytest.raises(UnknownLabelError) as info:
+        Answers.from_frame(data, labels=LabelSpace(["cat", "dog"]))
+    fox = np.flatnonzero(data["label"].to_numpy() == "fox")[:3] + 1
+    assert f"rows {fox[0]}, {fox[1]}, {fox[2]}" in str(info.value) and "'fox'" in str(info.value)

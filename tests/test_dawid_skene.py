@@ -219,3 +219,53 @@ def test_deterministic(crowd) -> None:
     for model in MODELS:
         a, b = model().fit(frame), model().fit(frame)
         assert a.probas_.equals(b.probas_)
+
+
+def test_row_reductions_match_numpy_on_short_and_long_rows():
+    from crowdloop.aggregation.posterior import row_argmax, row_max, row_sum
+
+    rng = np.random.default_rng(5)
+    for k in (1, 3, 10, 80):
+        x = rng.integers(0, 4, (500, k)).astype(np.float32)  # many ties
+        best, top = row_argmax(x)
+        np.testing.assert_array_equal(best, x.argmax(axis=1))  # ties to the lowest column
+        np.testing.assert_array_equal(top, x.max(axis=1))
+        np.testing.assert_array_equal(row_max(x), x.max(axis=1))
+        np.testing.assert_allclose(row_sum(x), x.sum(axis=1))
+
+
+def test_blockwise_softmax_matches_scipy_and_never_goes_subnormal(monkeypatch):
+    from scipy.special import logsumexp, softmax
+
+    import crowdloop.aggregation.posterior as posterior
+
+    monkeypatch.setattr(posterior, "SOFTMAX_BLOCK_CELLS", 64)  # many blocks, a ragged last one
+    rng = np.random.default_rng(6)
+    x = rng.normal(0, 40, (1001, 7))
+    x[0] = [-5000, 0, 0, -1, -200, 3, -2]
+    for dtype in (np.float64, np.float32):
+        probs = x.astype(dtype)
+        log_normaliser = posterior.softmax_in_place(probs)
+        np.testing.assert_allclose(probs, softmax(x, axis=1), atol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(log_normaliser, logsumexp(x, axis=1), rtol=1e-5)
+        assert probs.min() >= np.finfo(dtype).tiny  # no subnormal numbers to slow later products
+
+
+def test_pair_counts_and_codes_match_a_direct_count():
+    from crowdloop.aggregation.em import AnswerPairs, _dense_unique
+
+    frame = make_crowd(n_items=300, n_workers=12, k=4, per_item=3, seed=7)[0]
+    answers = Answers.from_frame(frame)
+    pairs = AnswerPairs(answers)
+    probs = np.random.default_rng(7).dirichlet(np.ones(4), answers.n_items)
+    counts = pairs.counts(probs)
+    expected = np.zeros((len(pairs), 4))
+    key = answers.worker.astype(np.int64) * 4 + answers.label
+    row = np.searchsorted(pairs.worker.astype(np.int64) * 4 + pairs.label, key)
+    np.add.at(expected, row, probs[answers.item])
+    np.testing.assert_allclose(counts, expected, rtol=1e-5)
+    for n_keys in (50, 10**9):  # counted and sorted paths
+        keys = np.random.default_rng(8).integers(0, 50, 200)
+        unique, inverse = _dense_unique(keys, n_keys)
+        np.testing.assert_array_equal(unique[inverse], keys)
+        np.testing.assert_array_equal(unique, np.unique(keys))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from crowdloop.errors import InputError
+from crowdloop.errors import InputError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 
 DuplicatePolicy = Literal["first", "last", "all", "error"]
@@ -116,13 +116,20 @@ class Answers:
             )
         if len(frame) == 0:
             raise InputError("there are no answers", source=source)
-        for column in (task, worker, label):
-            _require_present(frame[column], column, source, first, unit)
-        if labels is None:
-            labels = LabelSpace.from_values(frame[label].to_numpy())
-        label_codes = labels.encode(frame[label].to_numpy(), source=source, field=label, first_row=first, unit=unit)
+        # each column is factorized once; the checks and the label lookup then run on distinct values
         item_codes, items = _factorize(frame[task])
+        _require_present(item_codes, items, task, source, first, unit)
         worker_codes, workers = _factorize(frame[worker])
+        _require_present(worker_codes, workers, worker, source, first, unit)
+        value_codes, values = _factorize(frame[label], sort=False)
+        _require_present(value_codes, values, label, source, first, unit)
+        if labels is None:
+            labels = LabelSpace.from_values(values)
+        try:
+            label_codes = labels.encode(values)[value_codes]
+        except UnknownLabelError:  # again on every row, so that the error names the rows
+            labels.encode(frame[label].to_numpy(), source=source, field=label, first_row=first, unit=unit)
+            raise
         keep = _deduplicate(item_codes, worker_codes, len(workers), duplicates, source, first, unit)
         extra = {
             name: _numeric(frame[column], column, source, first, unit)[keep]
@@ -261,18 +268,22 @@ def as_answers(data: Answers | pd.DataFrame, labels: LabelSpace | None = None) -
     raise InputError(f"expected Answers or a pandas DataFrame, got {type(data).__name__}")
 
 
-def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+def _factorize(values: pd.Series, sort: bool = True) -> tuple[np.ndarray, pd.Index]:
+    """Codes (int32; -1 for a missing value) and the distinct values (sorted when they can be)."""
     try:
-        codes, uniques = pd.factorize(values, sort=True)
+        codes, uniques = pd.factorize(values, sort=sort)
     except TypeError:  # ids of mixed types cannot be sorted
         codes, uniques = pd.factorize(values, sort=False)
     return codes.astype(np.int32), pd.Index(uniques)
 
 
-def _require_present(column: pd.Series, name: str, source: str, first: int, unit: str) -> None:
-    empty = column.isna().to_numpy()
-    if not pd.api.types.is_numeric_dtype(column):
-        empty = empty | column.astype(str).str.strip().eq("").to_numpy()
+def _require_present(codes: np.ndarray, uniques: pd.Index, name: str, source: str, first: int, unit: str) -> None:
+    """A missing value (code -1) or a blank string is an error naming its rows."""
+    empty = codes < 0
+    if not pd.api.types.is_numeric_dtype(uniques):
+        blank = uniques.astype(str).str.strip().to_numpy() == ""
+        if blank.any():
+            empty = empty | np.append(blank, False)[codes]
     if empty.any():
         raise InputError(
             "empty value", source=source, rows=(np.flatnonzero(empty) + first).tolist(), field=name, unit=unit
@@ -299,7 +310,11 @@ def _deduplicate(
     """Indices of the rows to keep under the duplicate policy (in input order)."""
     if policy == "all":
         return np.arange(len(item))
-    pair = pd.Index(item.astype(np.int64) * n_workers + worker)
+    key = item.astype(np.int64) * n_workers + worker
+    ordered = np.sort(key)  # a vectorised sort is cheaper than hashing: most data has no duplicate
+    if not (ordered[1:] == ordered[:-1]).any():
+        return np.arange(len(item))
+    pair = pd.Index(key)
     if policy == "error":
         dup = np.flatnonzero(pair.duplicated(keep="first"))
         if dup.size:

@@ -41,7 +41,8 @@ class LabelSpace:
     @classmethod
     def from_values(cls, values: Iterable[Hashable]) -> LabelSpace:
         """The sorted distinct values (the order crowd-kit uses for its columns)."""
-        distinct = pd.unique(pd.Series(np.asarray(values, dtype=object)).dropna())
+        values = values if isinstance(values, (pd.Series, pd.Index, np.ndarray)) else np.asarray(values, dtype=object)
+        distinct = pd.unique(pd.Series(values).dropna()).tolist()  # Python scalars, whatever the dtype
         if all(isinstance(v, str) and _INTEGER.match(v) for v in distinct):
             return cls(sorted(distinct, key=int))
         return cls(sorted(distinct, key=_sort_key))
@@ -86,7 +87,10 @@ class LabelSpace:
 
         ``first_row`` is the number reported for ``values[0]`` (2 for a CSV with a header line).
         """
-        codes = self._lookup(pd.Index(np.asarray(values, dtype=object)))
+        values = values if isinstance(values, (pd.Series, np.ndarray)) else np.asarray(values, dtype=object)
+        # look up each distinct value once (a column of a million answers has a handful of labels)
+        value_codes, distinct = pd.factorize(values)
+        codes = np.append(self._lookup(pd.Index(np.asarray(distinct, dtype=object))), -1)[value_codes]
         unknown = np.flatnonzero(codes < 0)
         if unknown.size:
             bad = list(dict.fromkeys(np.asarray(values, dtype=object)[unknown[:20]]))[:3]

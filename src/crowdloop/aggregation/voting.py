@@ -17,12 +17,17 @@ def vote_scores(answers: Answers, worker_weight: np.ndarray | None = None) -> np
     w = np.ones(answers.n_workers) if worker_weight is None else np.asarray(worker_weight, dtype=np.float64)
     weight = w[answers.worker] if answers.weight is None else w[answers.worker] * answers.weight
     shape = (answers.n_items, answers.n_labels)
-    scores = sp.csr_matrix((weight, (answers.item, answers.label)), shape=shape)
+    dense = fits_dense(*shape)
+    if dense:  # one bincount over cells, no sparse matrix in between
+        cells = answers.item.astype(np.int64) * shape[1] + answers.label
+        scores = np.bincount(cells, weights=weight, minlength=shape[0] * shape[1]).reshape(shape)
+    else:
+        scores = sp.csr_matrix((weight, (answers.item, answers.label)), shape=shape)
     if answers.soft is not None:
         soft = answers.soft
         rows = sp.csr_matrix((w[soft.worker], (soft.item, np.arange(len(soft)))), shape=(answers.n_items, len(soft)))
         scores = scores + rows @ soft.probs
-    return scores.toarray() if fits_dense(*shape) else scores.tocsr()
+    return np.asarray(scores) if dense else scores.tocsr()
 
 
 def vote_posterior(answers: Answers, gold: Gold, worker_weight: np.ndarray | None = None) -> Posterior:
