@@ -109,3 +109,14 @@ def test_plot_is_a_png(tmp_path):
     curve = fit_learning_curve(N, measured_curve(), n_eval=N_EVAL, n_boot=30)
     path = plot_learning_curve(curve, tmp_path / "curve.png", target=0.85)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from crowdloop.planning.plot import plot_learning_curve
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    curve = fit_learning_curve(N, measured_curve(), n_eval=N_EVAL, n_boot=5)
+    with pytest.raises(ConfigError, match=r"crowdloop\[plot\]"):
+        plot_learning_curve(curve, tmp_path / "c.png")

@@ -139,3 +139,14 @@ def test_plan_rejects_bad_curves(tmp_path):
     assert "[0, 1]" in one_line_error(invoke("plan", tmp_path / "c.csv"))
     pd.DataFrame({"labels": [100, 200], "accuracy": [0.5, 0.6]}).to_csv(tmp_path / "d.csv", index=False)
     assert "3 or more" in one_line_error(invoke("plan", tmp_path / "d.csv"))
+
+
+def test_plan_without_matplotlib_still_forecasts(tmp_path, monkeypatch):
+    import crowdloop.cli.quality as quality_cli
+
+    monkeypatch.setattr(quality_cli, "find_spec", lambda name: None)
+    plot = tmp_path / "curve.png"
+    result = invoke("plan", "--target", 0.9, "--plot", plot)
+    assert result.exit_code == 0, result.output
+    assert "crowdloop[plot]" in result.output and "recommendation" in result.output
+    assert not plot.exists()

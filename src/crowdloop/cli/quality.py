@@ -279,7 +279,7 @@ def plan(
             ("why", result.reason),
         ]  # fmt: skip
         if find_spec("matplotlib") is None:  # the forecast stands without the plotting extra
-            console.print("[yellow]no plot:[/] plotting needs matplotlib: pip install 'crowdloop[plot]'")
+            console.print("[yellow]no plot:[/] plotting needs matplotlib: pip install 'crowdloop\\[plot]'")
         else:
             from crowdloop.planning.plot import plot_learning_curve
 
