@@ -4,7 +4,10 @@ For every dataset with truth and at least 3 answers per item, ``crowdloop.simula
 reveals each item's answers in a random order (per seed), in waves, to two policies at several
 targets:
 
-- ours: ``DynamicConsensus(skills="em", calibrate=True)`` (EM skills, calibrated on gold);
+- ours: ``DynamicConsensus(skills="em", calibrate=True)`` (EM skills, calibrated on gold) with the
+  value-of-information stop (``ConsensusPolicy(label_value=...)``: an item stops collecting answers
+  once one more is expected to add less than its price in value, ``--label-value`` crowd answers per
+  right label);
 - Toloka-style dynamic overlap: ``DynamicConsensus(skills="gold", calibrate=False)`` (a vote
   weighted by skills from gold only, stopped at an uncalibrated confidence threshold).
 
@@ -57,6 +60,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--gold-share", type=float, default=0.2)
     parser.add_argument("--min-overlap", type=int, default=1)
     parser.add_argument(
+        "--label-value",
+        type=float,
+        default=50.0,
+        help="worth of a right label in crowd answers (ours; 0: no such stop)",
+    )
+    parser.add_argument(
         "--escalate-early",
         action="store_true",
         help="escalate items that cannot reach the target at once (default: keep asking up to max overlap, "
@@ -105,6 +114,7 @@ def run_dataset(name: str, args: argparse.Namespace, targets: list[float]) -> di
                     min_overlap=args.min_overlap,
                     max_overlap=max_overlap,
                     escalate_early=args.escalate_early,
+                    label_value=args.label_value if policy_name == "ours" and args.label_value > 0 else None,
                 ),
                 **options,
             )
@@ -271,7 +281,10 @@ def main() -> None:
         )
         + "duplicate (task, worker) answers dropped keeping the first; wall time "
         f"{total / 60:.1f} min",
-        "- ours = `DynamicConsensus(skills='em', calibrate=True)`; toloka = `DynamicConsensus(skills='gold', "
+        f"- ours = `DynamicConsensus(skills='em', calibrate=True)` with `ConsensusPolicy(label_value="
+        f"{args.label_value:g})`: besides accepting at the target, an item stops (escalated) once the expected "
+        "accuracy gain per further answer, measured on gold items seen further (best of 1, 2, 3, 5, ... answers "
+        f"ahead), is below 1/{args.label_value:g}; toloka = `DynamicConsensus(skills='gold', "
         "calibrate=False)`: a vote weighted by gold-only skills, stopped at the raw confidence threshold",
         "- metrics over the evaluated items (truth, not gold); escalated items keep their leading label "
         "(`acc. if expert`: an expert labels them right); intervals: Student t over seeds, which "

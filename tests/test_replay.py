@@ -87,3 +87,30 @@ def test_bad_parameters(crowd: tuple[Answers, pd.Series]) -> None:
         replay(answers, truth, DynamicConsensus(), gold_share=1.0)
     with pytest.raises(ConfigError):
         replay(answers, truth, "majority")  # type: ignore[arg-type]
+
+
+def test_value_of_information_stop_saves_answers(crowd: tuple[Answers, pd.Series], result) -> None:
+    answers, truth = crowd
+    # keep asking while any answer might help (no expert) against stopping once one more answer is
+    # expected to add less than 1/100 = 1 point of accuracy
+    keep = DynamicConsensus(ConsensusPolicy(target=0.97, max_overlap=OVERLAP, escalate_early=False))
+    stop = DynamicConsensus(ConsensusPolicy(target=0.97, max_overlap=OVERLAP, escalate_early=False, label_value=100))
+    kept = replay(answers, truth, keep, seeds=(0,)).per_seed.iloc[0]
+    stopped = replay(answers, truth, stop, seeds=(0,)).per_seed.iloc[0]
+    assert stopped["answers_per_item"] < kept["answers_per_item"] - 0.25
+    assert stopped["accuracy"] >= kept["accuracy"] - 0.015  # the answers saved were worth little
+    assert stopped["accepted_accuracy"] >= 0.97 - 0.015
+
+
+def test_gain_per_answer_is_measured_on_gold(crowd: tuple[Answers, pd.Series]) -> None:
+    answers, truth = crowd
+    two = answers.subset(np.flatnonzero(pd.Series(answers.item).groupby(answers.item).cumcount().to_numpy() < 2))
+    gold = truth.iloc[:800]
+    engine = DynamicConsensus(ConsensusPolicy(max_overlap=OVERLAP, label_value=50)).fit(two, gold)
+    states, _ = engine.states(two)
+    gain = engine.gain_per_answer(states)
+    settled, torn = states.raw_confidence > 0.95, states.raw_confidence < 0.6
+    assert np.isfinite(gain).all() and gain[torn].mean() > gain[settled].mean() + 0.02
+    assert np.isnan(DynamicConsensus().fit(two, gold).gain_per_answer(states)).all()  # no label_value: no estimate
+    with pytest.raises(ConfigError, match="label_value"):
+        ConsensusPolicy(label_value=0)

@@ -25,7 +25,7 @@ from crowdloop.aggregation.dawid_skene import DawidSkene
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.aggregation.taxonomy_model import TaxonomySkillModel
 from crowdloop.answers import Answers, SoftAnswers
-from crowdloop.consensus.decisions import ACCEPTED, MORE, ItemStates, decide
+from crowdloop.consensus.decisions import ACCEPTED, ESCALATED, MORE, ItemStates, decide
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
 from crowdloop.consensus.skills import SkillBook, SkillRules
@@ -33,6 +33,8 @@ from crowdloop.errors import ConfigError, InputError
 from crowdloop.labels import Taxonomy
 
 SkillSource = Literal["em", "gold"]
+HORIZONS = (1, 2, 3, 5, 8, 13, 21, 34)
+"""How many answers ahead the value of more answers is measured (``gain_per_answer``)."""
 ScoringModel = DawidSkene | TaxonomySkillModel
 
 
@@ -95,10 +97,13 @@ class DynamicConsensus:
             self.book_.record_time(answers.worker, answers.time)
         self.calibrator_ = None
         if self.calibrate and self.kind_ in states:
-            confidence, right, count = states[self.kind_]
+            confidence, right, count, _ = states[self.kind_]
             calibrator = TopLabelCalibrator(features=("confidence", "n_answers"))
             with contextlib.suppress(InputError):  # too little gold, or all of it right: stay raw
                 self.calibrator_ = calibrator.fit(confidence, right, n_answers=count)
+        self.outlook_ = {}
+        if self.policy.label_value is not None and self.kind_ in states:
+            self.outlook_ = self._fit_outlook(*states[self.kind_])
         return self
 
     def _candidate_kinds(self, answers: Answers) -> list[str]:
@@ -134,12 +139,14 @@ class DynamicConsensus:
         m = self.rules.prior_strength
         return np.clip((right + m * mean) / (total + m), 1e-4, 1 - 1e-4)
 
-    def _gold_states(self, answers: Answers, gold: Gold, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _gold_states(self, answers: Answers, gold: Gold, kind: str) -> tuple[np.ndarray, ...]:
         """Raw confidence, correctness and answer count of the prefix states of every gold item,
-        each scored by a model fitted with that item's half of the gold hidden."""
+        each scored by a model fitted with that item's half of the gold hidden, and the index of
+        the item's last state (all its answers, up to ``max_overlap``)."""
         fold = np.random.default_rng(self.random_state).permutation(len(gold)) % 2
         truth = _gold_of(gold, answers.n_items)
-        confidence, right, count = [], [], []
+        confidence, right, count, last = [], [], [], []
+        offset = 0
         for f in (0, 1):
             hidden = fold == f
             if not hidden.any():
@@ -147,10 +154,30 @@ class DynamicConsensus:
             model, skill = self._refit(answers, Gold(gold.items[~hidden], gold.labels[~hidden]), kind)
             states, state_item = _prefix_states(answers, gold.items[hidden], self.policy.max_overlap)
             label, raw = _score(model, skill, states).top()
+            is_last = np.r_[state_item[1:] != state_item[:-1], True]  # an item's states are consecutive
+            ends = np.flatnonzero(is_last)
             confidence.append(raw)
             right.append(label == truth[state_item])
             count.append(np.bincount(states.item, minlength=states.n_items))
-        return tuple(np.concatenate(x) for x in (confidence, right, count))
+            last.append(offset + ends[np.cumsum(np.r_[True, is_last[:-1]]) - 1])
+            offset += len(raw)
+        return tuple(np.concatenate(x) for x in (confidence, right, count, last))
+
+    def _fit_outlook(self, confidence: np.ndarray, right: np.ndarray, count: np.ndarray, last: np.ndarray) -> dict:
+        """Per horizon h (``HORIZONS`` up to ``max_overlap - 1``) a calibrator of the chance that a gold
+        item in a given state is right after at most h more answers (its state h answers later, or
+        its last one)."""
+        outlook = {}
+        index = np.arange(len(confidence))
+        for h in HORIZONS:
+            if h >= self.policy.max_overlap:
+                break
+            later = right[np.minimum(index + h, last)]
+            with contextlib.suppress(InputError):  # too little gold, or every state ends right
+                outlook[h] = TopLabelCalibrator(features=("confidence", "n_answers")).fit(
+                    confidence, later, n_answers=count
+                )
+        return outlook
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -220,7 +247,36 @@ class DynamicConsensus:
         states, posterior = self.states(answers)
         needed = self._answers_needed(states, answers)
         fallback = self._partial(posterior, answers) if self.policy.partial else (None, None)
-        return decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        if self.outlook_:
+            stop = (table["status"].to_numpy() == MORE) & (self.gain_per_answer(states) * self.policy.label_value
+                                                           < self.policy.prices.crowd)  # fmt: skip
+            table.loc[stop, ["status", "next"]] = [ESCALATED, 0]
+        return table
+
+    def gain_per_answer(self, states: ItemStates) -> np.ndarray:
+        r"""Expected gain in accuracy per further crowd answer, at the best horizon:
+        $\max_h (\hat a_h - \hat a_0) / h$ over $h$ more answers (``HORIZONS``, within
+        ``max_overlap``), where $\hat a_0$ is the calibrated probability that the leading label is
+        right now and $\hat a_h$ how often gold items in the same state (raw confidence, answers so
+        far) had a right leading label $h$ answers later (calibrators fitted on the cross-fitted gold
+        prefix states). Measuring the value of more answers on items seen further captures what a
+        per-answer model cannot: an item still torn after many answers is usually ambiguous, and
+        more answers rarely fix it; the horizons keep it from being myopic (one answer seldom flips
+        a label, three may). Needs ``policy.label_value`` at fit time (NaN otherwise). The stopping
+        rule it serves is the value-of-information control of Dai, Mausam and Weld,
+        "Decision-theoretic control of crowd-sourced workflows" (AAAI 2010): keep buying answers
+        while they are expected to add more value than they cost."""
+        if not getattr(self, "outlook_", None):
+            return np.full(len(states), np.nan)
+        raw, n = states.raw_confidence, states.answers
+        now = raw if self.calibrator_ is None else self.calibrator_.predict(raw, n_answers=n)
+        best = np.full(len(states), -np.inf)
+        for h, calibrator in self.outlook_.items():
+            reachable = n + h <= self.policy.max_overlap
+            gain = (calibrator.predict(raw, n_answers=n) - now) / h
+            best = np.where(reachable, np.maximum(best, gain), best)
+        return np.where(raw > 0, best, np.inf)
 
     def _calibrated(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
         if self.calibrator_ is None:

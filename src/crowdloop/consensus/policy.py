@@ -36,6 +36,11 @@ class ConsensusPolicy:
     - ``partial``: in a taxonomy, an item that cannot reach the target at its leaf by
       ``max_overlap`` is accepted at the deepest level that does (e.g. "Electronics > Audio")
       instead of escalated;
+    - ``label_value``: what a right label is worth, in the currency of ``prices`` (None: not
+      used). With it, an item stops collecting crowd answers (escalated) as soon as the expected
+      gain in accuracy per further answer, times ``label_value``, is below the price of a crowd
+      answer (``DynamicConsensus.gain_per_answer``): 20 means one more answer must raise the
+      chance of a right label by 1/20 = 5 points to be worth buying;
     - ``prices``: cost of a crowd, expert or model answer, counted with every result.
     """
 
@@ -44,9 +49,12 @@ class ConsensusPolicy:
     max_overlap: int = 5
     escalate_early: bool = True
     partial: bool = True
+    label_value: float | None = None
     prices: Prices = field(default_factory=Prices)
 
     def __post_init__(self) -> None:
+        if self.label_value is not None and not self.label_value > 0:
+            raise ConfigError(f"label_value must be > 0 (or None), got {self.label_value!r}")
         if not 0.5 <= self.target < 1:
             raise ConfigError(f"target must be in [0.5, 1), got {self.target!r}")
         if not (isinstance(self.min_overlap, int) and self.min_overlap >= 0):
