@@ -1,0 +1,368 @@
+"""The shared core of the labeling service: transactions, caches, and deciding items again."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Engine, Row, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.aggregation.calibration import TopLabelCalibrator
+from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.errors import (
+    ConfigError,
+    NotFoundError,
+    UnknownLabelError,
+)
+from crowdloop.labels import LabelSpace
+from crowdloop.service import codec
+from crowdloop.service.intake import soft_frame
+from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
+from crowdloop.service.types import (
+    AnnotatorInfo,
+    ItemState,
+    ProjectInfo,
+)
+from crowdloop.store import db
+from crowdloop.store import queries as q
+from crowdloop.store.schema import (
+    Annotator,
+    Event,
+    Item,
+    ModelVersion,
+    Project,
+    utcnow,
+)
+
+T = TypeVar("T")
+PAGE = 2_000
+SETTLED = ("accepted", "reviewed")
+_RETRIES = 8
+
+
+def make_token() -> str:
+    return "cl_" + secrets.token_urlsafe(32)
+
+
+def code_or_none(code: Any) -> int | None:
+    return None if code is None or int(code) < 0 else int(code)
+
+
+def confidence_or_none(table: Decisions, i: int) -> float | None:
+    if int(table.label[i]) < 0:
+        return None
+    value = float(table.confidence[i])
+    return value if math.isfinite(value) else None
+
+
+def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPolicy) -> str:
+    answers = int(table.answers[i])
+    confidence = float(table.confidence[i])
+    if status == ACCEPTED:
+        return f"calibrated confidence {confidence:.3f} >= target {policy.target} after {answers} answers"
+    if status == ESCALATED:
+        if answers >= policy.max_overlap:
+            return f"confidence {confidence:.3f} below target {policy.target} at max overlap {policy.max_overlap}"
+        return f"target {policy.target} out of reach within max overlap {policy.max_overlap}"
+    return f"confidence {confidence:.3f} below target {policy.target}: more answers"
+
+
+def update_rows(model: type) -> Any:
+    """An UPDATE of ``model`` rows that leaves the session's objects alone (the loop reads what it
+    needs back with RETURNING, or not at all)."""
+    return update(model).execution_options(synchronize_session=False)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure (PostgreSQL) or a busy database (SQLite): try again."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+
+
+class ProjectRow:
+    """A project's light columns (``queries.PROJECT``); its label space, policy, rules and
+    calibrator are read from the same transaction on first use (the service caches what they
+    give, so most requests never read them)."""
+
+    def __init__(self, row: Row, session: Session) -> None:
+        self._row, self._session, self._heavy = row, session, None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in q.PROJECT_HEAVY_COLUMNS:
+            if self._heavy is None:
+                self._heavy = self._session.connection().execute(q.PROJECT_HEAVY, {"project": self._row.id}).one()
+            return getattr(self._heavy, name)
+        return getattr(self._row, name)
+
+
+class ServiceBase:
+    """What every part of the labeling service shares: the engine, transactions with retries,
+    the project's cached configuration and online decision, and the re-decision of items."""
+
+    def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        self.engine = engine
+        self._clock = clock or utcnow
+        self._sessions = db.session_factory(engine)
+        self._pg = db.is_postgresql(engine)
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._codes: dict[int, tuple[LabelSpace, dict]] = {}  # label -> code, the fast path of _code
+        self._labels: dict[int, LabelSpace] = {}  # a project's label space, policy and rules never change
+        self._policy_cache: dict[int, ConsensusPolicy] = {}
+        self._rule_cache: dict[int, SkillRules] = {}
+        self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
+
+    def _run(self, work: Callable[[Session], T]) -> T:
+        """``work`` in one transaction, retried on deadlocks and serialization failures."""
+        for attempt in range(_RETRIES):
+            try:
+                with db.transaction(self._sessions) as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1) * (1 + self._draw()))
+        raise AssertionError("unreachable")
+
+    def _draw(self) -> float:
+        with self._rng_lock:
+            return self._rng.random()
+
+    def _locked(self, statement: Any, *, skip: bool = False, of: Any = None) -> Any:
+        """``SELECT ... FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; SQLite's transaction already
+        holds the write lock."""
+        return statement.with_for_update(skip_locked=skip, of=of) if self._pg else statement
+
+    def _project(self, session: Session, project_id: int) -> ProjectRow:
+        row = None
+        if isinstance(project_id, int):
+            row = session.connection().execute(q.PROJECT, {"project": project_id}).first()
+        if row is None:
+            raise NotFoundError(f"no project with id {project_id!r}")
+        return ProjectRow(row, session)
+
+    def _code(self, labels: LabelSpace, label: Any, *, field: str = "label") -> int:
+        """The code of an answer's label (``UnknownLabelError`` when it is not one)."""
+        if isinstance(label, str | int) and not isinstance(label, bool):
+            codes = self._codes.get(id(labels))
+            if codes is None or codes[0] is not labels:
+                codes = self._codes[id(labels)] = (labels, {value: code for code, value in enumerate(labels.labels)})
+            code = codes[1].get(label)
+            if code is not None:
+                return code
+        if label is None or isinstance(label, dict | list | bool):
+            raise UnknownLabelError(f"label {label!r} is not in the label space of {len(labels)} labels", field=field)
+        return int(labels.encode(np.array([label], dtype=object), field=field, source="answer")[0])
+
+    def _rules(self, project: ProjectRow) -> SkillRules:
+        rules = self._rule_cache.get(project.id)
+        if rules is None:
+            rules = self._rule_cache[project.id] = codec.rules_from_json(project.rules)
+        return rules
+
+    def _policy(self, project: ProjectRow) -> ConsensusPolicy:
+        policy = self._policy_cache.get(project.id)
+        if policy is None:
+            policy = self._policy_cache[project.id] = codec.policy_from_json(project.policy)
+        return policy
+
+    def _label_space(self, project: ProjectRow) -> LabelSpace:
+        labels = self._labels.get(project.id)
+        if labels is None:
+            labels = self._labels[project.id] = codec.labels_from_json(project.labels)
+        return labels
+
+    def _decider(self, project: ProjectRow) -> OnlineConsensus:
+        key = (project.id, project.refit_at)
+        decider = self._deciders.get(key)
+        if decider is None:
+            calibrator: TopLabelCalibrator | None = pickle.loads(project.calibrator) if project.calibrator else None
+            decider = OnlineConsensus(
+                self._label_space(project),
+                self._policy(project),
+                self._rules(project),
+                typical_skill=project.typical_skill,
+                calibrator=calibrator,
+            )
+            self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
+            self._deciders[key] = decider
+        return decider
+
+    def _info(self, project: ProjectRow | Project) -> ProjectInfo:
+        return ProjectInfo(
+            id=project.id,
+            name=project.name,
+            labels=self._label_space(project),
+            policy=self._policy(project),
+            rules=self._rules(project),
+            gold_rate=project.gold_rate,
+            lease_seconds=project.lease_seconds,
+            model_votes=project.model_votes,
+            suggestions=project.suggestions,
+            created_at=project.created_at,
+        )
+
+    @staticmethod
+    def _book(annotators: list[Annotator], rules: SkillRules) -> SkillBook:
+        """A ``SkillBook`` holding the stored evidence of ``annotators`` (in that order)."""
+        book = SkillBook(len(annotators), rules)
+        for name in ("gold_right", "gold_total", "since_right", "since_total", "model_right", "model_total"):
+            setattr(book, name, np.array([getattr(a, name) for a in annotators], dtype=np.float64))
+        book.timed = np.array([a.timed for a in annotators], dtype=np.float64)
+        book.fast = np.array([a.fast for a in annotators], dtype=np.float64)
+        return book
+
+    def _annotator_info(self, annotator: Annotator, rules: SkillRules) -> AnnotatorInfo:
+        return AnnotatorInfo(
+            id=annotator.id,
+            project_id=annotator.project_id,
+            name=annotator.name,
+            role=annotator.role,
+            kind=annotator.kind,
+            status=annotator.status,
+            skill=float(self._book([annotator], rules).accuracy()[0]),
+            answers=annotator.answer_count,
+            gold_right=round(annotator.gold_right),
+            gold_total=round(annotator.gold_total),
+        )
+
+    def _rules_of(self, session: Session, project_id: int) -> SkillRules:
+        return self._rules(self._project(session, project_id))
+
+    def _event(self, session: Session, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
+        session.add(Event(project_id=project_id, kind=kind, detail=detail, created_at=utcnow(), **who))
+
+    def _annotator(self, session: Session, annotator_id: int) -> Annotator:
+        annotator = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
+        if annotator is None:
+            raise NotFoundError(f"no annotator with id {annotator_id!r}")
+        return annotator
+
+    def _item(self, session: Session, project_id: int, external_id: str, *, lock: bool = False) -> Item:
+        statement = select(Item).where(Item.project_id == project_id, Item.external_id == str(external_id))
+        item = session.scalars(self._locked(statement) if lock else statement).first()
+        if item is None:
+            raise NotFoundError(f"no item {external_id!r} in project {project_id}")
+        return item
+
+    @staticmethod
+    def _state(item: Item, labels: LabelSpace) -> ItemState:
+        return ItemState(
+            item=item.external_id,
+            status=item.status,
+            label=None if item.label is None else str(labels.decode([item.label])[0]),
+            confidence=item.confidence,
+            answers=item.answer_count,
+            open_leases=item.open_leases,
+            needed=item.needed,
+            is_gold=item.is_gold,
+        )
+
+    @staticmethod
+    def _voting_versions(session: Session, project: ProjectRow) -> dict[int, float]:
+        """The newest version of each model of the project -> its temperature (none if the
+        project's models do not vote)."""
+        if not project.model_votes:
+            return {}
+        return dict(session.connection().execute(q.VOTING_MODELS, {"project": project.id}).all())
+
+    def _redecide(self, session: Session, project: ProjectRow, items: Sequence[Any]) -> int:
+        """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
+        answers and model rows, a fixed number of statements; returns how many changed status."""
+        if not items:
+            return 0
+        connection = session.connection()
+        local = {item.id: i for i, item in enumerate(items)}
+        ids = list(local)
+        answers = connection.execute(q.ITEM_ANSWERS, {"items": ids}).all()
+        skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
+        versions = self._voting_versions(session, project)
+        soft = None
+        if versions:
+            rows = connection.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
+            soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
+        opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
+        decider = self._decider(project)
+        table = decider.decide(opinions)
+        now = utcnow()
+        changes, events = [], []
+        for i, item in enumerate(items):
+            status = str(table.status[i])
+            values = {
+                "item": item.id,
+                "status": status,
+                "label": code_or_none(table.label[i]),
+                "confidence": confidence_or_none(table, i),
+                "needed": int(table.next[i]),
+                "priority": float(table.priority[i]),
+                "branch": int(table.branch[i]),
+                "now": now,
+            }
+            changes.append(values)
+            if status != item.status:
+                detail = {
+                    "from": item.status,
+                    "label": None
+                    if values["label"] is None
+                    else str(self._label_space(project).decode([values["label"]])[0]),
+                    "confidence": values["confidence"],
+                    "answers": int(table.answers[i]),
+                    "target": decider.policy.target,
+                    "reason": decision_reason(status, table, i, decider.policy),
+                }
+                events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
+                               "created_at": now, "detail": detail})  # fmt: skip
+        connection.execute(q.DECISION, changes)
+        if events:
+            connection.execute(q.NEW_EVENTS, events)
+        return len(events)
+
+    def _model_version(self, project_id: int, name: str, version: str) -> int:
+        """The id of a model version, created when new."""
+        if not all(isinstance(x, str) and x.strip() and len(x) <= 200 for x in (name, version)):
+            raise ConfigError(f"model name and version must be 1-200 characters, got {name!r}, {version!r}")
+
+        def work(session: Session) -> int:
+            self._project(session, project_id)
+            found = session.scalar(
+                select(ModelVersion.id).where(
+                    ModelVersion.project_id == project_id, ModelVersion.name == name, ModelVersion.version == version
+                )
+            )
+            if found is not None:
+                return found
+            row = ModelVersion(
+                project_id=project_id,
+                name=name,
+                version=version,
+                temperature=1.0,
+                prediction_count=0,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+        try:
+            return self._run(work)
+        except IntegrityError:  # created concurrently
+            return self._run(work)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()

@@ -1,0 +1,405 @@
+"""The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.consensus import ESCALATED, SkillRules
+from crowdloop.errors import (
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+)
+from crowdloop.service.base import (
+    ProjectRow,
+    ServiceBase,
+    update_rows,
+)
+from crowdloop.service.types import (
+    AnnotatorInfo,
+    ItemState,
+    ReviewAnswer,
+    ReviewTask,
+    SubmitOut,
+    Suggestion,
+    TaskOut,
+)
+from crowdloop.store import queries as q
+from crowdloop.store.schema import (
+    Annotator,
+    Answer,
+    Item,
+    Lease,
+    utcnow,
+)
+
+
+class Loop(ServiceBase):
+    """The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue."""
+
+    def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
+        """Lease the next task to an active annotator (None: nothing left for them).
+
+        With probability ``gold_rate`` a gold item they have not answered; otherwise the open item
+        with the highest expected information per cost (``crowdloop.consensus.priority``), never
+        one they answered or hold, never beyond the answers the item still needs counting open
+        leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
+        Expired leases return to the pool first. An annotator holds one task at a time: asking
+        again returns the task they hold."""
+        gold_draw = self._draw()
+        return self._run(lambda s: self._next_task(s, annotator.id, gold_draw))
+
+    def _next_task(self, session: Session, annotator_id: int, gold_draw: float) -> TaskOut | None:
+        now = self._clock()
+        connection = session.connection()
+        annotator = self._worker(connection, annotator_id)
+        project = self._project(session, annotator.project_id)
+        self._reclaim(connection, project.id, now)
+        held = connection.execute(q.HELD, {"annotator": annotator.id, "now": now}).first()
+        if held is not None:
+            return self._task(connection, held.id, held.item_id, held.suggestions, held.expires_at)
+        item_id = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
+        if item_id is None:
+            item_id = self._pick_pool(connection, project, annotator)
+        if item_id is None:
+            return None
+        lease_id = secrets.token_hex(16)
+        suggestions = self._suggestions(connection, project, item_id)
+        expires = now + timedelta(seconds=project.lease_seconds)
+        connection.execute(
+            q.NEW_LEASE,
+            {"id": lease_id, "project_id": project.id, "item_id": item_id, "annotator_id": annotator.id,
+             "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
+        )  # fmt: skip
+        return self._task(connection, lease_id, item_id, suggestions, expires)
+
+    def _worker(self, connection: Connection, annotator_id: int) -> Row:
+        """The annotator, if allowed to work on tasks (active and human)."""
+        annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).first()
+        if annotator is None:
+            raise NotFoundError(f"no annotator with id {annotator_id!r}")
+        if annotator.status != "active":
+            raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
+        if annotator.kind != "human":
+            raise ForbiddenError(f"annotator {annotator.name!r} is a model: models add predictions, not answers")
+        return annotator
+
+    @staticmethod
+    def _task(
+        connection: Connection, lease_id: str, item_id: int, suggestions: list | None, expires: datetime
+    ) -> TaskOut:
+        item = connection.execute(q.TASK_ITEM, {"item": item_id}).one()
+        return TaskOut(
+            lease_id=lease_id,
+            item=item.external_id,
+            payload=item.payload,
+            suggestions=[Suggestion(**s) for s in suggestions or []],
+            expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+        )
+
+    def _reclaim(self, connection: Connection, project_id: int, now: datetime) -> int:
+        """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
+        statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
+        expired = connection.execute(statement, {"now": now, "project": project_id}).all()
+        reclaimed = 0
+        for lease_id, item_id in expired:
+            if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
+                connection.execute(q.RELEASE_ITEM, {"item": item_id})
+                reclaimed += 1
+        return reclaimed
+
+    def _pick_gold(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
+        candidates = connection.execute(q.GOLD_POOL, {"project": project.id, "annotator": annotator.id}).scalars().all()
+        if not candidates:
+            return None
+        with self._rng_lock:
+            item_id = self._rng.choice(candidates)
+        connection.execute(q.TAKE_GOLD, {"item": item_id})
+        return item_id
+
+    def _pick_pool(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
+        routed = project.is_taxonomy and bool(annotator.branch_skills)
+        if routed:
+            statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
+        else:
+            statement = q.POOL_LOCKED if self._pg else q.POOL
+        candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
+        if routed:
+            overall = max(float(self._book([annotator], self._rules(project)).accuracy()[0]), 1e-3)
+            skills = annotator.branch_skills
+
+            def routed_value(c: Row) -> float:
+                return c.priority * skills.get(str(c.branch), overall) / overall if c.branch >= 0 else c.priority
+
+            candidates = sorted(candidates, key=lambda c: -routed_value(c))
+        for candidate in candidates:
+            if connection.execute(q.TAKE, {"item": candidate.id}).rowcount:
+                return candidate.id
+        return None
+
+    def _suggestions(self, connection: Connection, project: ProjectRow, item_id: int) -> list[dict] | None:
+        """The newest model version's top labels for the item, for the annotator's screen."""
+        if project.suggestions <= 0:
+            return None
+        newest = connection.execute(q.NEWEST_MODEL, {"project": project.id}).scalar()
+        if newest is None:
+            return None
+        row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
+        if row is None:
+            return None
+        labels = self._label_space(project)
+        top = sorted(zip(row.labels, row.probs, strict=True), key=lambda x: -x[1])[: project.suggestions]
+        return [{"label": str(labels.decode([code])[0]), "probability": round(float(p), 4)} for code, p in top]
+
+    def submit(
+        self,
+        annotator: AnnotatorInfo,
+        lease_id: str,
+        label: Any,
+        *,
+        duration_ms: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> SubmitOut:
+        """Store the answer to a leased task and, in the same transaction, update the item's
+        posterior and status (accept / more / escalate) or, for gold, the annotator's skill and a
+        possible ban. A retry with the same lease (or the same ``idempotency_key``) returns the
+        stored answer with ``duplicate=True``. Raises ``UnknownLabelError`` for a label outside the
+        label space (taxonomy inner nodes are fine), ``ConflictError`` for an expired, skipped or
+        foreign lease."""
+        if duration_ms is not None and not (isinstance(duration_ms, int) and 0 <= duration_ms <= 86_400_000):
+            raise InputError(
+                f"duration_ms must be an integer in [0, 86400000], got {duration_ms!r}", field="duration_ms"
+            )
+        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 1 <= len(idempotency_key) <= 200):
+            raise InputError("idempotency key must be 1-200 characters", field="idempotency_key")
+        if not isinstance(lease_id, str) or not lease_id:
+            raise NotFoundError(f"no lease {lease_id!r}")
+        try:
+            return self._run(lambda s: self._submit(s, annotator.id, lease_id, label, duration_ms, idempotency_key))
+        except IntegrityError:
+            # a concurrent retry of the same submit won the race: answer as for any retry
+            stored = self._run(lambda s: self._stored_answer(s, annotator.id, lease_id, idempotency_key))
+            if stored is None:
+                raise
+            return stored
+
+    def _stored_answer(self, session: Session, annotator_id: int, lease_id: str, key: str | None) -> SubmitOut | None:
+        connection = session.connection()
+        answer = connection.execute(q.ANSWER_BY_LEASE, {"annotator": annotator_id, "lease": lease_id}).first()
+        if answer is None and key is not None:
+            answer = connection.execute(q.ANSWER_BY_KEY, {"annotator": annotator_id, "key": key}).first()
+        if answer is None:
+            return None
+        item = connection.execute(q.ITEM, {"item": answer.item_id}).one()
+        annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).one()
+        project = self._project(session, annotator.project_id)
+        return SubmitOut(
+            answer_id=answer.id,
+            lease_id=answer.lease_id or lease_id,
+            item=item.external_id,
+            label=str(self._label_space(project).decode([answer.label])[0]),
+            duplicate=True,
+            annotator_status=annotator.status,
+        )
+
+    def _submit(
+        self, session: Session, annotator_id: int, lease_id: str, label: Any, duration_ms: int | None, key: str | None
+    ) -> SubmitOut:
+        connection = session.connection()
+        if key is not None:
+            retry = self._stored_answer(session, annotator_id, lease_id, key)
+            if retry is not None:
+                return retry
+        lease = connection.execute(q.LEASE_LOCKED if self._pg else q.LEASE, {"lease": lease_id}).first()
+        if lease is None or lease.annotator_id != annotator_id:
+            raise NotFoundError(f"no lease {lease_id!r} for this annotator")
+        if lease.state == "done":
+            return self._stored_answer(session, annotator_id, lease_id, None)
+        if lease.state != "open":
+            raise ConflictError(f"lease {lease_id} is {lease.state}: ask for the next task")
+        self._worker(connection, annotator_id)
+        project = self._project(session, lease.project_id)
+        labels = self._label_space(project)
+        code = self._code(labels, label)
+        item = connection.execute(q.ITEM_LOCKED if self._pg else q.ITEM, {"item": lease.item_id}).one()
+        if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
+            raise ConflictError(f"lease {lease_id} was closed meanwhile")
+        answer_id = connection.execute(
+            q.NEW_ANSWER,
+            {"project_id": project.id, "item_id": item.id, "annotator_id": annotator_id, "lease_id": lease_id,
+             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions, "idempotency_key": key,
+             "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
+        ).scalar_one()  # fmt: skip
+        connection.execute(q.COUNT_ANSWER, {"item": item.id})
+        rules = self._rules(project)
+        right = 0.0
+        if item.is_gold:
+            truth = connection.execute(q.GOLD_LABEL, {"item": item.id}).scalar()
+            right = float(truth == code)
+        timed = duration_ms is not None
+        fast = timed and duration_ms < rules.min_seconds * 1000
+        annotator = connection.execute(
+            q.RECORD,
+            {"annotator": annotator_id, "right": right, "gold": float(item.is_gold), "timed": float(timed),
+             "fast": float(fast)},
+        ).one()  # fmt: skip
+        if not item.is_gold and item.status != "reviewed":
+            self._redecide(session, project, [item])
+        status = self._judge(session, project, annotator, rules)
+        return SubmitOut(
+            answer_id=answer_id,
+            lease_id=lease_id,
+            item=item.external_id,
+            label=str(labels.decode([code])[0]),
+            duplicate=False,
+            annotator_status=status,
+        )
+
+    def _judge(self, session: Session, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
+        """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
+        returns the annotator's status."""
+        if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
+            return annotator.status  # too little evidence for either
+        book = self._book([annotator], rules)
+        if book.banned()[0] and annotator.status == "active":
+            fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
+            session.execute(update_rows(Annotator).where(Annotator.id == annotator.id).values(status="banned"))
+            open_leases = session.execute(
+                select(Lease.id, Lease.item_id).where(Lease.annotator_id == annotator.id, Lease.state == "open")
+            ).all()
+            for lease_id, item_id in open_leases:
+                session.execute(update_rows(Lease).where(Lease.id == lease_id).values(state="expired"))
+                session.execute(update_rows(Item).where(Item.id == item_id).values(open_leases=Item.open_leases - 1))
+            _, upper = book.gold_bounds()
+            self._event(
+                session,
+                project.id,
+                "banned",
+                {
+                    "reason": "implausibly fast answers" if fast else "gold accuracy clearly below the threshold",
+                    "gold_right": annotator.gold_right,
+                    "gold_total": annotator.gold_total,
+                    "upper_bound": float(upper[0]),
+                    "ban_below": rules.ban_below,
+                },
+                annotator_id=annotator.id,
+            )
+            return "banned"
+        if book.promoted()[0] and annotator.role == "annotator":
+            session.execute(update_rows(Annotator).where(Annotator.id == annotator.id).values(role="reviewer"))
+            lower, _ = book.gold_bounds()
+            self._event(
+                session,
+                project.id,
+                "promoted",
+                {"to": "reviewer", "lower_bound": float(lower[0]), "gold_total": annotator.gold_total},
+                annotator_id=annotator.id,
+            )
+        return annotator.status
+
+    def skip(self, annotator: AnnotatorInfo, lease_id: str) -> None:
+        """Give a leased task back; it is not offered to this annotator again."""
+
+        def work(session: Session) -> None:
+            lease = session.scalars(self._locked(select(Lease).where(Lease.id == lease_id))).first()
+            if lease is None or lease.annotator_id != annotator.id:
+                raise NotFoundError(f"no lease {lease_id!r} for this annotator")
+            if lease.state != "open":
+                raise ConflictError(f"lease {lease_id} is {lease.state}")
+            session.execute(update_rows(Lease).where(Lease.id == lease_id).values(state="skipped"))
+            session.execute(update_rows(Item).where(Item.id == lease.item_id).values(open_leases=Item.open_leases - 1))
+
+        self._run(work)
+
+    def review_queue(self, project_id: int, *, limit: int = 50) -> list[ReviewTask]:
+        """Escalated items, oldest first, with the crowd's answers."""
+        limit = max(1, min(int(limit), 500))
+
+        def work(session: Session) -> list[ReviewTask]:
+            project = self._project(session, project_id)
+            labels = self._label_space(project)
+            items = session.scalars(
+                select(Item)
+                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status == ESCALATED)
+                .order_by(Item.updated_at, Item.id)
+                .limit(limit)
+            ).all()
+            out = []
+            for item in items:
+                answers = session.execute(
+                    select(Annotator.name, Answer.label)
+                    .join(Annotator, Annotator.id == Answer.annotator_id)
+                    .where(Answer.item_id == item.id)
+                    .order_by(Answer.id)
+                ).all()
+                state = self._state(item, labels)
+                out.append(
+                    ReviewTask(
+                        item=item.external_id,
+                        payload=item.payload,
+                        label=state.label,
+                        confidence=item.confidence,
+                        answers=[ReviewAnswer(name, str(labels.decode([code])[0])) for name, code in answers],
+                        suggestions=[Suggestion(**s) for s in self._suggestions(session, project, item.id) or []],
+                    )
+                )
+            return out
+
+        return self._run(work)
+
+    def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
+        """A reviewer's (or owner's) final label for an item (escalated or not)."""
+
+        def work(session: Session) -> ItemState:
+            person = self._annotator(session, reviewer.id)
+            if person.project_id != project_id:
+                raise NotFoundError(f"no project with id {project_id!r}")
+            if person.role not in ("reviewer", "owner") or person.status != "active":
+                raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role}, {person.status})")
+            project = self._project(session, project_id)
+            labels = self._label_space(project)
+            code = self._code(labels, label)
+            item = self._item(session, project_id, external_id, lock=True)
+            if item.is_gold:
+                raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
+            rules = self._rules(project)
+            confidence = float(self._book([person], rules).accuracy()[0])
+            own = session.scalars(
+                select(Answer).where(Answer.item_id == item.id, Answer.annotator_id == person.id)
+            ).first()
+            if own is not None:
+                own.label, own.is_review = code, True
+            else:
+                session.add(
+                    Answer(
+                        project_id=project_id,
+                        item_id=item.id,
+                        annotator_id=person.id,
+                        label=code,
+                        is_gold=False,
+                        is_review=True,
+                        created_at=utcnow(),
+                    )
+                )
+            before = (item.status, item.label)
+            item.status, item.label, item.confidence = "reviewed", code, confidence
+            item.needed, item.priority, item.updated_at = 0, 0.0, utcnow()
+            self._event(
+                session,
+                project_id,
+                "reviewed",
+                {"from": before[0], "crowd_label": before[1], "label": code, "confidence": confidence},
+                item_id=item.id,
+                annotator_id=person.id,
+            )
+            session.flush()
+            return self._state(item, labels)
+
+        return self._run(work)

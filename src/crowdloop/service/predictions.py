@@ -1,0 +1,153 @@
+"""Model versions and their predictions, which vote and suggest."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from crowdloop.consensus import ESCALATED, MORE
+from crowdloop.errors import (
+    InputError,
+)
+from crowdloop.service.base import (
+    ServiceBase,
+    update_rows,
+)
+from crowdloop.service.intake import batched, check_batch, parse_probs
+from crowdloop.service.types import (
+    ModelVersionInfo,
+)
+from crowdloop.store.schema import (
+    Item,
+    ModelVersion,
+    Prediction,
+)
+
+
+class Predictions(ServiceBase):
+    """Model versions and their predictions, which vote and suggest."""
+
+    def add_model_predictions(
+        self,
+        project_id: int,
+        model: str,
+        version: str,
+        probabilities: Mapping[str, Mapping[Any, float]] | pd.DataFrame,
+        *,
+        batch_size: int = 5000,
+        top_k: int = 10,
+    ) -> ModelVersionInfo:
+        """Store a model version's probabilities per item (a mapping external id -> {label: p},
+        or a long frame ``task, label, probability``), keeping the ``top_k`` labels of each item.
+        The newest version of a model votes (if the project's ``model_votes``) and suggests; the
+        items it covers are re-decided in the same batches."""
+        check_batch(batch_size)
+        info = self.get_project(project_id)
+        if isinstance(probabilities, pd.DataFrame):
+            missing = {"task", "label", "probability"} - set(probabilities.columns)
+            if missing:
+                raise InputError(f"missing column {sorted(missing)[0]!r}", source="probabilities")
+            grouped = probabilities.groupby(probabilities["task"].astype(str), sort=False)
+            rows: Iterable[tuple[str, Mapping]] = (
+                (task, dict(zip(g["label"], g["probability"], strict=True))) for task, g in grouped
+            )
+        else:
+            rows = ((str(k), v) for k, v in probabilities.items())
+        version_id = self._model_version(project_id, model, version)
+        done = 0
+        for batch in batched(rows, batch_size):
+            parsed = [
+                parse_probs(probs, info.labels, row=done + i + 1, top_k=top_k, source="probabilities")
+                for i, (_, probs) in enumerate(batch)
+            ]
+            ids = [task for task, _ in batch]
+            self._run(
+                lambda s, ids=ids, parsed=parsed, first=done + 1: self._store_predictions(
+                    s, project_id, version_id, ids, parsed, first
+                )
+            )
+            done += len(batch)
+        return next(v for v in self.model_versions(project_id) if v.id == version_id)
+
+    def _store_predictions(
+        self, session: Session, project_id: int, version_id: int, ids: list[str], parsed: list, first: int
+    ) -> None:
+        project = self._project(session, project_id)
+        found = dict(
+            session.execute(
+                select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(ids))
+            ).all()
+        )
+        missing = [first + i for i, x in enumerate(ids) if x not in found]
+        if missing:
+            raise InputError(
+                f"prediction for unknown item {ids[missing[0] - first]!r}",
+                source="probabilities",
+                rows=missing,
+                unit="row",
+            )
+        item_ids = [found[x] for x in ids]
+        already = set(
+            session.scalars(
+                select(Prediction.item_id).where(
+                    Prediction.model_version_id == version_id, Prediction.item_id.in_(item_ids)
+                )
+            )
+        )
+        fresh = [
+            {"model_version_id": version_id, "item_id": i, "labels": p[0], "probs": p[1]}
+            for i, p in zip(item_ids, parsed, strict=True)
+            if i not in already
+        ]
+        stale = [
+            {"id": pid, "labels": p[1][0], "probs": p[1][1]}
+            for pid, p in self._prediction_ids(session, version_id, item_ids, parsed, already)
+        ]
+        if fresh:
+            session.execute(insert(Prediction), fresh)
+        if stale:
+            session.execute(update_rows(Prediction), stale)
+        session.execute(
+            update_rows(ModelVersion)
+            .where(ModelVersion.id == version_id)
+            .values(prediction_count=ModelVersion.prediction_count + len(fresh))
+        )
+        if version_id in self._voting_versions(session, project):
+            items = session.scalars(
+                self._locked(
+                    select(Item).where(
+                        Item.id.in_(item_ids), Item.is_gold.is_(False), Item.status.in_((MORE, ESCALATED))
+                    )
+                )
+            ).all()
+            self._redecide(session, project, list(items))
+
+    @staticmethod
+    def _prediction_ids(session: Session, version_id: int, item_ids: list[int], parsed: list, already: set) -> list:
+        if not already:
+            return []
+        by_item = dict(
+            session.execute(
+                select(Prediction.item_id, Prediction.id).where(
+                    Prediction.model_version_id == version_id, Prediction.item_id.in_(list(already))
+                )
+            ).all()
+        )
+        return [(by_item[i], (i, p)) for i, p in zip(item_ids, parsed, strict=True) if i in by_item]
+
+    def model_versions(self, project_id: int) -> list[ModelVersionInfo]:
+        def work(session: Session) -> list[ModelVersionInfo]:
+            self._project(session, project_id)
+            rows = session.scalars(
+                select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)
+            )
+            return [
+                ModelVersionInfo(r.id, r.project_id, r.name, r.version, r.prediction_count, r.temperature, r.created_at)
+                for r in rows
+            ]
+
+        return self._run(work)

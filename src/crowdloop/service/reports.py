@@ -1,0 +1,166 @@
+"""Where a project stands: progress, results, the answers frame and the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Integer, func, select
+from sqlalchemy.orm import Session
+
+from crowdloop.consensus import ACCEPTED
+from crowdloop.service.base import (
+    SETTLED,
+    ServiceBase,
+)
+from crowdloop.service.intake import check_batch
+from crowdloop.service.types import (
+    Progress,
+    ResultRow,
+)
+from crowdloop.store.schema import (
+    Annotator,
+    Answer,
+    Event,
+    Item,
+    ModelVersion,
+)
+
+
+class Reports(ServiceBase):
+    """Where a project stands: progress, results, the answers frame and the event log."""
+
+    def progress(self, project_id: int) -> Progress:
+        def work(session: Session) -> Progress:
+            project = self._project(session, project_id)
+            policy = self._policy(project)
+            counts = dict(
+                session.execute(
+                    select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
+                ).all()
+            )
+            real = select(func.count(), func.coalesce(func.sum(Item.answer_count), 0)).where(
+                Item.project_id == project_id, Item.is_gold.is_(False)
+            )
+            n_items, real_answers = session.execute(real).one()
+            answer_stats = session.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(Answer.is_gold.cast(Integer)), 0),
+                    func.coalesce(func.sum(Answer.is_review.cast(Integer)), 0),
+                ).where(Answer.project_id == project_id)
+            ).one()
+            total, gold_answers, reviews = (int(x) for x in answer_stats)
+            settled = session.execute(
+                select(func.avg(Item.confidence), func.count()).where(
+                    Item.project_id == project_id, Item.is_gold.is_(False), Item.status.in_(SETTLED)
+                )
+            ).one()
+            automated = session.scalar(
+                select(func.count()).where(
+                    Item.project_id == project_id,
+                    Item.is_gold.is_(False),
+                    Item.status == ACCEPTED,
+                    Item.answer_count == 0,
+                )
+            )
+            accepted = counts.get(ACCEPTED, 0)
+            versions = self._voting_versions(session, project)
+            model_rows = (
+                session.scalar(
+                    select(func.coalesce(func.sum(ModelVersion.prediction_count), 0)).where(
+                        ModelVersion.id.in_(list(versions))
+                    )
+                )
+                if versions
+                else 0
+            )
+            people = session.execute(
+                select(func.count(), func.coalesce(func.sum((Annotator.status == "banned").cast(Integer)), 0)).where(
+                    Annotator.project_id == project_id, Annotator.kind == "human"
+                )
+            ).one()
+            crowd = total - reviews
+            cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
+            return Progress(
+                project_id=project_id,
+                items=int(n_items),
+                gold_items=counts.get("gold", 0),
+                status_counts={k: int(v) for k, v in counts.items()},
+                answers=crowd,
+                gold_answers=gold_answers,
+                reviews=reviews,
+                answers_per_item=float(real_answers) / n_items if n_items else 0.0,
+                cost=float(cost),
+                accuracy_estimate=None if settled[1] == 0 or settled[0] is None else float(settled[0]),
+                automation_rate=float(automated) / accepted if accepted else 0.0,
+                annotators=int(people[0]),
+                banned=int(people[1]),
+            )
+
+        return self._run(work)
+
+    def results(self, project_id: int, *, batch_size: int = 10000) -> Iterator[ResultRow]:
+        """Every non-gold item with its label and calibrated confidence, read in fixed-size pages."""
+        check_batch(batch_size)
+        info = self.get_project(project_id)
+        last = 0
+        while True:
+            page = self._run(
+                lambda s, last=last: s.execute(
+                    select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count)
+                    .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
+                    .order_by(Item.id)
+                    .limit(batch_size)
+                ).all()
+            )
+            if not page:
+                return
+            decoded = info.labels.decode([r.label if r.label is not None else 0 for r in page])
+            for r, label in zip(page, decoded, strict=True):
+                yield ResultRow(
+                    r.external_id, r.status, None if r.label is None else str(label), r.confidence, r.answer_count
+                )
+            last = page[-1].id
+
+    def answers_frame(self, project_id: int) -> pd.DataFrame:
+        """The human answers as a crowd-kit frame: ``task, worker, label`` (plus ``duration_ms``,
+        ``gold``: whether the item is gold, ``review``: a reviewer's final decision)."""
+        info = self.get_project(project_id)
+        rows = self._run(
+            lambda s: s.execute(
+                select(
+                    Item.external_id, Annotator.name, Answer.label, Answer.duration_ms, Answer.is_gold, Answer.is_review
+                )
+                .join(Item, Item.id == Answer.item_id)
+                .join(Annotator, Annotator.id == Answer.annotator_id)
+                .where(Answer.project_id == project_id)
+                .order_by(Answer.id)
+            ).all()
+        )
+        frame = pd.DataFrame(rows, columns=["task", "worker", "label", "duration_ms", "gold", "review"])
+        frame["label"] = info.labels.decode(frame["label"].to_numpy(dtype=np.int64)) if len(frame) else []
+        return frame
+
+    def events(self, project_id: int, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest decisions of the append-only event log, newest first."""
+        limit = max(1, min(int(limit), 10_000))
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            self._project(session, project_id)
+            rows = session.execute(
+                select(Event, Item.external_id, Annotator.name)
+                .outerjoin(Item, Item.id == Event.item_id)
+                .outerjoin(Annotator, Annotator.id == Event.annotator_id)
+                .where(Event.project_id == project_id)
+                .order_by(Event.id.desc())
+                .limit(limit)
+            ).all()
+            return [
+                {"id": e.id, "kind": e.kind, "item": item, "annotator": name, "detail": e.detail, "at": e.created_at}
+                for e, item, name in rows
+            ]
+
+        return self._run(work)

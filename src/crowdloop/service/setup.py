@@ -1,0 +1,437 @@
+"""Projects, items, gold, annotators and their tokens."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+
+import numpy as np
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.consensus import ACCEPTED, ConsensusPolicy, SkillRules
+from crowdloop.errors import (
+    AuthError,
+    ConfigError,
+    ConflictError,
+    InputError,
+    NotFoundError,
+)
+from crowdloop.labels import LabelSpace, Taxonomy
+from crowdloop.service import codec
+from crowdloop.service.base import (
+    ServiceBase,
+    code_or_none,
+    confidence_or_none,
+    make_token,
+    token_digest,
+    update_rows,
+)
+from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.online import Opinions
+from crowdloop.service.types import (
+    KINDS,
+    ROLES,
+    AnnotatorInfo,
+    GoldIn,
+    ItemIn,
+    ItemState,
+    Kind,
+    ProjectInfo,
+    Role,
+)
+from crowdloop.store.schema import (
+    Annotator,
+    ApiToken,
+    Event,
+    GoldLabel,
+    Item,
+    ModelVersion,
+    Prediction,
+    Project,
+    utcnow,
+)
+
+
+class Setup(ServiceBase):
+    """Projects, items, gold, annotators and their tokens."""
+
+    def create_project(
+        self,
+        name: str,
+        labels: LabelSpace | Taxonomy,
+        policy: ConsensusPolicy | None = None,
+        *,
+        rules: SkillRules | None = None,
+        gold_rate: float = 0.1,
+        lease_seconds: int = 600,
+        model_votes: bool = True,
+        suggestions: int = 3,
+    ) -> ProjectInfo:
+        """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
+        long an annotator holds a task; ``model_votes``: the latest model version's predictions
+        vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
+        shown with a task (0: none). Raises ``ConflictError`` for a taken name."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ConfigError(f"project name must be 1-200 characters, got {name!r}")
+        if not isinstance(labels, LabelSpace):
+            raise ConfigError("labels must be a LabelSpace or a Taxonomy")
+        if not (isinstance(gold_rate, int | float) and 0 <= gold_rate <= 1):
+            raise ConfigError(f"gold_rate must be in [0, 1], got {gold_rate!r}")
+        if not (isinstance(lease_seconds, int) and 1 <= lease_seconds <= 7 * 86400):
+            raise ConfigError(f"lease_seconds must be an integer in [1, 604800], got {lease_seconds!r}")
+        if not (isinstance(suggestions, int) and 0 <= suggestions <= 20):
+            raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
+        policy = policy or ConsensusPolicy()
+        rules = rules or SkillRules()
+        row = Project(
+            name=name.strip(),
+            is_taxonomy=isinstance(labels, Taxonomy),
+            labels=codec.labels_to_json(labels),
+            policy=codec.policy_to_json(policy),
+            rules=codec.rules_to_json(rules),
+            gold_rate=float(gold_rate),
+            lease_seconds=lease_seconds,
+            model_votes=bool(model_votes),
+            suggestions=suggestions,
+            created_at=utcnow(),
+        )
+
+        def work(session: Session) -> ProjectInfo:
+            session.add(row)
+            session.flush()
+            self._labels[row.id] = labels
+            return self._info(row)
+
+        try:
+            return self._run(work)
+        except IntegrityError:
+            raise ConflictError(f"a project named {name.strip()!r} exists already") from None
+
+    def get_project(self, project: int | str) -> ProjectInfo:
+        """A project by id or name (``NotFoundError``)."""
+
+        def work(session: Session) -> ProjectInfo:
+            if isinstance(project, str) and not project.isdigit():
+                row = session.scalars(select(Project).where(Project.name == project)).first()
+                if row is None:
+                    raise NotFoundError(f"no project named {project!r}")
+                return self._info(row)
+            return self._info(self._project(session, int(project)))
+
+        return self._run(work)
+
+    def list_projects(self) -> list[ProjectInfo]:
+        return self._run(lambda s: [self._info(p) for p in s.scalars(select(Project).order_by(Project.id))])
+
+    def import_items(
+        self,
+        project_id: int,
+        rows: Iterable[ItemIn],
+        *,
+        batch_size: int = 5000,
+        progress: ProgressCallback | None = None,
+        model: tuple[str, str] | None = None,
+    ) -> int:
+        """Store items in batches of ``batch_size`` (fixed-size statements, whatever the count);
+        returns the number stored. ``model=(name, version)`` names the model of the rows'
+        ``predictions``. An external id already in the project, or repeated, raises
+        ``InputError`` naming the row; the batches before it stay stored."""
+        check_batch(batch_size)
+        info = self.get_project(project_id)
+        version_id = self._model_version(project_id, *model) if model else None
+        stored = 0
+        for batch in batched(rows, batch_size):
+            parsed = parse_items(batch, info.labels, first_row=stored + 1)
+            if any(p["predictions"] for p in parsed) and version_id is None:
+                raise InputError(
+                    "items carry predictions but no model is named",
+                    source="items",
+                    hint="Pass model=(name, version).",
+                )
+            self._run(
+                lambda s, parsed=parsed, first=stored + 1: self._store_items(s, project_id, parsed, first, version_id)
+            )
+            stored += len(parsed)
+            if progress is not None:
+                progress(stored)
+        return stored
+
+    def _store_items(
+        self, session: Session, project_id: int, parsed: list[dict], first_row: int, version_id: int | None
+    ) -> None:
+        project = self._project(session, project_id)
+        ids = [p["external_id"] for p in parsed]
+        taken = set(
+            session.scalars(select(Item.external_id).where(Item.project_id == project_id, Item.external_id.in_(ids)))
+        )
+        if taken:
+            rows = [first_row + i for i, x in enumerate(ids) if x in taken]
+            raise InputError(
+                f"item {ids[rows[0] - first_row]!r} is already in the project",
+                source="items",
+                rows=rows,
+                field="external_id",
+                unit="item",
+            )
+        decider = self._decider(project)
+        soft = None
+        if version_id is not None and project.model_votes:
+            soft = soft_frame(
+                [(i, version_id, p["predictions"]) for i, p in enumerate(parsed) if p["predictions"]], {version_id: 1.0}
+            )
+        table = decider.decide(Opinions.of(len(parsed), [], [], [], soft))
+        now = utcnow()
+        values = []
+        for i, p in enumerate(parsed):
+            gold = p["gold"] is not None
+            values.append(
+                {
+                    "project_id": project_id,
+                    "external_id": p["external_id"],
+                    "payload": p["payload"],
+                    "is_gold": gold,
+                    "status": "gold" if gold else table.status[i],
+                    "label": (p["gold"] if gold else code_or_none(table.label[i])),
+                    "confidence": 1.0 if gold else confidence_or_none(table, i),
+                    "answer_count": 0,
+                    "open_leases": 0,
+                    "needed": 0 if gold else int(table.next[i]),
+                    "priority": 0.0 if gold else float(table.priority[i]),
+                    "branch": -1 if gold else int(table.branch[i]),
+                    "updated_at": now,
+                }
+            )
+        session.execute(insert(Item.__table__), values)  # one executemany, no RETURNING (row-at-a-time on SQLite)
+        item_ids: list[int | None] = [None] * len(values)
+        if any(p["gold"] is not None or p["predictions"] for p in parsed) or (table.status == ACCEPTED).any():
+            found = dict(
+                session.execute(
+                    select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(ids))
+                ).all()
+            )
+            item_ids = [found[x] for x in ids]
+        gold_rows = [
+            {"item_id": item_id, "label": p["gold"], "hint": p["hint"]}
+            for item_id, p in zip(item_ids, parsed, strict=True)
+            if p["gold"] is not None
+        ]
+        if gold_rows:
+            session.execute(insert(GoldLabel), gold_rows)
+        predictions = [
+            {
+                "model_version_id": version_id,
+                "item_id": item_id,
+                "labels": p["predictions"][0],
+                "probs": p["predictions"][1],
+            }
+            for item_id, p in zip(item_ids, parsed, strict=True)
+            if p["predictions"]
+        ]
+        if predictions:
+            session.execute(insert(Prediction), predictions)
+            session.execute(
+                update_rows(ModelVersion)
+                .where(ModelVersion.id == version_id)
+                .values(prediction_count=ModelVersion.prediction_count + len(predictions))
+            )
+        automated = [
+            {
+                "project_id": project_id,
+                "item_id": item_id,
+                "kind": ACCEPTED,
+                "created_at": now,
+                "detail": {"by": "model", "label": v["label"], "confidence": v["confidence"], "answers": 0},
+            }
+            for item_id, v in zip(item_ids, values, strict=True)
+            if v["status"] == ACCEPTED
+        ]
+        if automated:
+            session.execute(insert(Event), automated)
+
+    def add_gold(self, project_id: int, rows: Iterable[GoldIn], *, batch_size: int = 5000) -> int:
+        """Make imported items gold (true label, optional hint); returns the number marked."""
+        check_batch(batch_size)
+        info = self.get_project(project_id)
+        marked = 0
+        for batch in batched(rows, batch_size):
+            codes = encode_labels([g.label for g in batch], info.labels, "gold", marked + 1)
+
+            def work(
+                session: Session, batch: list[GoldIn] = batch, codes: np.ndarray = codes, first: int = marked + 1
+            ) -> None:
+                ids = [str(g.external_id) for g in batch]
+                found = dict(
+                    session.execute(
+                        select(Item.external_id, Item.id).where(
+                            Item.project_id == project_id, Item.external_id.in_(ids)
+                        )
+                    ).all()
+                )
+                missing = [first + i for i, x in enumerate(ids) if x not in found]
+                if missing:
+                    raise InputError(
+                        f"gold for unknown item {ids[missing[0] - first]!r}", source="gold", rows=missing, unit="row"
+                    )
+                item_ids = [found[x] for x in ids]
+                session.execute(
+                    update_rows(Item),
+                    [
+                        {
+                            "id": i,
+                            "is_gold": True,
+                            "status": "gold",
+                            "label": int(c),
+                            "confidence": 1.0,
+                            "needed": 0,
+                            "priority": 0.0,
+                        }
+                        for i, c in zip(item_ids, codes, strict=True)
+                    ],
+                )
+                existing = set(session.scalars(select(GoldLabel.item_id).where(GoldLabel.item_id.in_(item_ids))))
+                fresh = [
+                    {"item_id": i, "label": int(c), "hint": g.hint}
+                    for i, c, g in zip(item_ids, codes, batch, strict=True)
+                    if i not in existing
+                ]
+                if fresh:
+                    session.execute(insert(GoldLabel), fresh)
+                changed = [
+                    {"item_id": i, "label": int(c), "hint": g.hint}
+                    for i, c, g in zip(item_ids, codes, batch, strict=True)
+                    if i in existing
+                ]
+                if changed:
+                    session.execute(update_rows(GoldLabel), changed)
+
+            self._run(work)
+            marked += len(batch)
+        return marked
+
+    def item_state(self, project_id: int, external_id: str) -> ItemState:
+        """The consensus state of one item (for owners and reviewers, never annotators)."""
+
+        def work(session: Session) -> ItemState:
+            project = self._project(session, project_id)
+            item = self._item(session, project_id, external_id)
+            return self._state(item, self._label_space(project))
+
+        return self._run(work)
+
+    def add_annotator(
+        self, project_id: int, name: str, *, role: Role = "annotator", kind: Kind = "human"
+    ) -> tuple[AnnotatorInfo, str]:
+        """A new annotator and their API token, returned in plain text this once (only its
+        SHA-256 is stored)."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ConfigError(f"annotator name must be 1-200 characters, got {name!r}")
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if kind not in KINDS:
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        token = make_token()
+
+        def work(session: Session) -> AnnotatorInfo:
+            rules = self._rules_of(session, project_id)
+            annotator = Annotator(
+                project_id=project_id, name=name.strip(), role=role, kind=kind, status="active", created_at=utcnow()
+            )
+            for column in (
+                "answer_count",
+                "gold_right",
+                "gold_total",
+                "since_right",
+                "since_total",
+                "model_right",
+                "model_total",
+                "timed",
+                "fast",
+            ):
+                setattr(annotator, column, 0)
+            session.add(annotator)
+            session.flush()
+            session.add(
+                ApiToken(annotator_id=annotator.id, digest=token_digest(token), revoked=False, created_at=utcnow())
+            )
+            return self._annotator_info(annotator, rules)
+
+        try:
+            return self._run(work), token
+        except IntegrityError:
+            raise ConflictError(f"project {project_id} has an annotator named {name.strip()!r} already") from None
+
+    def new_token(self, annotator_id: int) -> str:
+        """Another token for an annotator (e.g. a lost one); earlier tokens stay valid until revoked."""
+        token = make_token()
+
+        def work(session: Session) -> None:
+            self._annotator(session, annotator_id)
+            session.add(
+                ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
+            )
+
+        self._run(work)
+        return token
+
+    def revoke_tokens(self, annotator_id: int) -> int:
+        """Revoke every token of an annotator; returns how many."""
+
+        def work(session: Session) -> int:
+            self._annotator(session, annotator_id)
+            result = session.execute(
+                update_rows(ApiToken)
+                .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
+                .values(revoked=True)
+            )
+            return result.rowcount
+
+        return self._run(work)
+
+    def authenticate(self, token: str) -> AnnotatorInfo:
+        """The annotator a bearer token belongs to (``AuthError`` when unknown or revoked). A
+        banned annotator still authenticates; the loop refuses them with ``ForbiddenError``."""
+        if not isinstance(token, str) or not 16 <= len(token) <= 200:
+            raise AuthError("missing or malformed API token")
+        digest = token_digest(token)
+
+        def work(session: Session) -> AnnotatorInfo:
+            stored = session.scalars(select(ApiToken).where(ApiToken.digest == digest)).first()
+            if stored is None or not hmac.compare_digest(stored.digest, digest) or stored.revoked:
+                raise AuthError("unknown or revoked API token")
+            annotator = session.get(Annotator, stored.annotator_id)
+            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
+
+        return self._run(work)
+
+    def get_annotator(self, annotator_id: int) -> AnnotatorInfo:
+        def work(session: Session) -> AnnotatorInfo:
+            annotator = self._annotator(session, annotator_id)
+            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
+
+        return self._run(work)
+
+    def set_role(self, annotator_id: int, role: Role) -> AnnotatorInfo:
+        """Promote or demote an annotator (owner's decision)."""
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+        def work(session: Session) -> AnnotatorInfo:
+            annotator = self._annotator(session, annotator_id)
+            before = annotator.role
+            annotator.role = role
+            self._event(session, annotator.project_id, "role", {"from": before, "to": role}, annotator_id=annotator.id)
+            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
+
+        return self._run(work)
+
+    def annotator_skills(self, project_id: int) -> list[AnnotatorInfo]:
+        """Every annotator of the project with skill, answers and gold record."""
+
+        def work(session: Session) -> list[AnnotatorInfo]:
+            rules = self._rules_of(session, project_id)
+            rows = session.scalars(select(Annotator).where(Annotator.project_id == project_id).order_by(Annotator.id))
+            return [self._annotator_info(a, rules) for a in rows]
+
+        return self._run(work)
