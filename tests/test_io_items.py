@@ -125,6 +125,7 @@ def test_records_from_a_body():
         ),
         ("label-studio", '[{"id": 1, "data": {}, "annotations": {}}]', "field 'annotations': expected a list"),
         ("xml", "<a/>", "unknown item format 'xml'"),
+        ("csv", "id,t\n1,a\n2,b\x00\n", "items, line 3: a NUL character"),
     ],
 )
 def test_bad_input_names_source_row_and_field(fmt, content, message):

@@ -93,6 +93,9 @@ def parse_items(content: str | bytes, fmt: str, *, source: str = "items") -> lis
     if fmt not in ITEM_FORMATS:
         raise InputError(f"unknown item format {fmt!r}", source=source, hint=f"Use one of {', '.join(ITEM_FORMATS)}.")
     text = _decode(content, source)
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError("a NUL character (not text)", source=source, rows=[line])
     if not text.strip():
         raise InputError("the file is empty", source=source)
     if fmt == "label-studio":

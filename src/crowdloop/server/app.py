@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from crowdloop.server.limits import BodyLimit
-from crowdloop.server.problems import install_problem_handlers
+from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
 from crowdloop.server.routes import loop, projects, results
 from crowdloop.service import LabelingService, open_service
 
@@ -34,7 +35,24 @@ def create_app(service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BO
     for module in (projects, loop, results):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.openapi = lambda: _openapi(app)
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated schema, with every error response documented as problem+json only."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status.isdigit() and int(status) >= 400:
+                        response["content"] = {PROBLEM_TYPE: problem}
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema["components"]["schemas"].pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def app_from_environment() -> FastAPI:

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crowdloop.errors import AuthError, ForbiddenError, NotFoundError
+from crowdloop.server.schemas import ProjectId
 from crowdloop.service import AnnotatorInfo, LabelingService
 
 ADMIN_PROJECT = "crowdloop-admin"
@@ -65,13 +66,16 @@ def admin(caller: SignedIn) -> Caller:
     return caller
 
 
-def member(*roles: str) -> Callable[..., Caller]:
-    """A dependency admitting members of the path's project with one of ``roles`` (the admin counts
-    as an owner of every project)."""
+def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
+    """A dependency admitting members of the path's project with one of ``roles``. The admin counts
+    as an owner of every project where ``admin_acts`` (not where the act needs a member's identity:
+    answering, reviewing)."""
 
-    def dependency(project_id: int, request: Request, caller: SignedIn) -> Caller:
+    def dependency(project_id: ProjectId, request: Request, caller: SignedIn) -> Caller:
         reserved = project_id == admin_project_id(request)
-        if caller.admin and "owner" in roles and not reserved:
+        if caller.admin and not reserved:
+            if not ("owner" in roles and admin_acts):
+                raise ForbiddenError("the admin token manages projects; answering and reviewing need a member's token")
             service_of(request).get_project(project_id)  # 404 for a project that does not exist
             return caller
         if caller.annotator.project_id != project_id or reserved:
@@ -87,6 +91,7 @@ def member(*roles: str) -> Callable[..., Caller]:
 
 Owner = Annotated[Caller, Depends(member("owner"))]
 Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
+Decider = Annotated[Caller, Depends(member("owner", "reviewer", admin_acts=False))]
 Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
 Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
 Admin = Annotated[Caller, Depends(admin)]

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from crowdloop.errors import (
     AuthError,
@@ -88,11 +89,22 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail) if exc.detail else None, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return problem(exc.status_code, str(exc.detail) if exc.detail else None, headers=headers)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods documented for ``path`` (Starlette's own 405 names only the first route's)."""
+    paths = app.openapi()["paths"]
+    matches = [template for template in paths if compile_path(template)[0].match(path)]
+    fewest = min((t.count("{") for t in matches), default=0)  # the most literal template names the resource
+    return sorted({m.upper() for t in matches if t.count("{") == fewest for m in paths[t]})
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_TYPE: {}}}
+    status: {"model": Problem, "description": HTTPStatus(status).phrase}
     for status in (400, 401, 403, 404, 409, 413, 422)
 }
 """The error responses every route documents in the OpenAPI schema."""

@@ -6,17 +6,45 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
-Label = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"\S")]
-ExternalId = Annotated[str, Field(min_length=1, max_length=500, pattern=r"\S")]
+MAX_ID = 2**31 - 1
+TEXT = r"^[^\x00]*\S[^\x00]*$"
+"""Text with a visible character and no NUL (which no database column stores)."""
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
+Label = Annotated[str, Field(min_length=1, max_length=1000, pattern=TEXT)]
+ExternalId = Annotated[str, Field(min_length=1, max_length=500, pattern=TEXT)]
+Hint = Annotated[str, Field(max_length=5000, pattern=r"^[^\x00]*$")]
 Probability = Annotated[float, Field(ge=0, le=1)]
 RoleName = Literal["owner", "annotator", "reviewer"]
+ProjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+AnnotatorId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ItemPath = Annotated[str, Path(min_length=1, max_length=500, pattern=TEXT)]
+LeaseId = Annotated[str, Path(min_length=1, max_length=200, pattern=TEXT)]
+
+
+def _no_nul(value: Any, where: str = "data") -> Any:
+    """Refuse NUL characters anywhere in a JSON payload (keys and strings)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where} contains a NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, where)
+            _no_nul(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _no_nul(item, f"{where}[{i}]")
+    return value
+
+
+Payload = Annotated[dict[str, Any], AfterValidator(_no_nul)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields and type coercions (``"1"`` for 1) are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Out(BaseModel):
@@ -155,9 +183,9 @@ class ItemRecord(Strict):
     model's probabilities per label."""
 
     id: ExternalId
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: Payload = Field(default_factory=dict)
     gold: Label | None = None
-    hint: Annotated[str, Field(max_length=5000)] | None = None
+    hint: Hint | None = None
     predictions: dict[Label, Probability] | None = None
 
 
@@ -183,7 +211,7 @@ class ImportOut(BaseModel):
 class GoldRecord(Strict):
     item: ExternalId
     label: Label
-    hint: Annotated[str, Field(max_length=5000)] | None = None
+    hint: Hint | None = None
 
 
 class GoldListIn(Strict):
@@ -210,7 +238,7 @@ class TaskOut(Out):
 class SubmitIn(Strict):
     label: Label
     duration_ms: int | None = Field(None, ge=0, le=86_400_000)
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = None
 
 
 class SubmitOut(Out):

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from crowdloop.server.auth import Reviewer, Service, Worker
+from crowdloop.server.auth import Decider, Reviewer, Service, Worker
 from crowdloop.server.problems import PROBLEM_RESPONSES
-from crowdloop.server.schemas import ItemStateOut, ReviewIn, ReviewTaskOut, SubmitIn, SubmitOut, TaskOut
+from crowdloop.server.schemas import (
+    ItemPath,
+    ItemStateOut,
+    LeaseId,
+    ProjectId,
+    ReviewIn,
+    ReviewTaskOut,
+    SubmitIn,
+    SubmitOut,
+    TaskOut,
+)
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
-LeaseId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 @router.post(
-    "/projects/{project_id}/tasks/next",
+    "/projects/{project_id:int}/tasks/next",
     response_model=TaskOut,
     responses={204: {"description": "Nothing left for this annotator now"}},
     tags=["loop"],
 )
-def next_task(project_id: int, caller: Worker, service: Service) -> TaskOut | Response:
+def next_task(project_id: ProjectId, caller: Worker, service: Service) -> TaskOut | Response:
     """Lease the next task: the item that most needs this annotator's answer (sometimes a gold item,
     which looks like any other). 204 when nothing is left for them."""
     task = service.next_task(caller.annotator)
@@ -29,8 +38,8 @@ def next_task(project_id: int, caller: Worker, service: Service) -> TaskOut | Re
     return TaskOut.model_validate(task)
 
 
-@router.post("/projects/{project_id}/tasks/{lease_id}/submit", response_model=SubmitOut, tags=["loop"])
-def submit(project_id: int, lease_id: LeaseId, body: SubmitIn, caller: Worker, service: Service) -> SubmitOut:
+@router.post("/projects/{project_id:int}/tasks/{lease_id}/submit", response_model=SubmitOut, tags=["loop"])
+def submit(project_id: ProjectId, lease_id: LeaseId, body: SubmitIn, caller: Worker, service: Service) -> SubmitOut:
     """Answer a leased task. Idempotent: a retry returns the stored answer with ``duplicate: true``."""
     out = service.submit(
         caller.annotator, lease_id, body.label, duration_ms=body.duration_ms, idempotency_key=body.idempotency_key
@@ -39,31 +48,31 @@ def submit(project_id: int, lease_id: LeaseId, body: SubmitIn, caller: Worker, s
 
 
 @router.post(
-    "/projects/{project_id}/tasks/{lease_id}/skip",
+    "/projects/{project_id:int}/tasks/{lease_id}/skip",
     status_code=204,
     response_class=Response,
     tags=["loop"],
 )
-def skip(project_id: int, lease_id: LeaseId, caller: Worker, service: Service) -> Response:
+def skip(project_id: ProjectId, lease_id: LeaseId, caller: Worker, service: Service) -> Response:
     """Give a task back; it is not offered to this annotator again."""
     service.skip(caller.annotator, lease_id)
     return Response(status_code=204)
 
 
-@router.get("/projects/{project_id}/review", response_model=list[ReviewTaskOut], tags=["review"])
+@router.get("/projects/{project_id:int}/review", response_model=list[ReviewTaskOut], tags=["review"])
 def review_queue(
-    project_id: int, caller: Reviewer, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    project_id: ProjectId, caller: Reviewer, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ReviewTaskOut]:
     """Escalated items, oldest first, with the crowd's answers (reviewers and owners)."""
     return [ReviewTaskOut.model_validate(t) for t in service.review_queue(project_id, limit=limit)]
 
 
-@router.post("/projects/{project_id}/review/{item}", response_model=ItemStateOut, tags=["review"])
+@router.post("/projects/{project_id:int}/review/{item}", response_model=ItemStateOut, tags=["review"])
 def review(
-    project_id: int,
-    item: Annotated[str, Path(min_length=1, max_length=500)],
+    project_id: ProjectId,
+    item: ItemPath,
     body: ReviewIn,
-    caller: Reviewer,
+    caller: Decider,
     service: Service,
 ) -> ItemStateOut:
     """A reviewer's final label for an item."""

@@ -6,14 +6,18 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.errors import InputError, NotFoundError
 from crowdloop.io.items import ITEM_FORMATS, ImportedItem, detect_item_format, parse_items
 from crowdloop.labels import LabelSpace
 from crowdloop.server.auth import ADMIN_PROJECT, Admin, Anyone, Owner, Service, SignedIn
 from crowdloop.server.labelspaces import read_label_space
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import (
+    AnnotatorId,
     AnnotatorIn,
     AnnotatorOut,
     CountOut,
@@ -25,6 +29,7 @@ from crowdloop.server.schemas import (
     ModelVersionOut,
     PredictionsIn,
     ProjectBrief,
+    ProjectId,
     ProjectIn,
     ProjectOut,
     ProjectSettings,
@@ -86,9 +91,18 @@ def create_project_from_file(
     settings: Annotated[str, Form(description="ProjectSettings as JSON: policy, gold_rate, lease_seconds, ...")] = "{}",
 ) -> CreatedProject:
     """Create a project from an uploaded label list or taxonomy file (admin only)."""
-    parsed = ProjectSettings.model_validate_json(settings)
-    text = file.file.read().decode("utf-8-sig", errors="strict")
-    return _create(service, name, read_label_space(text, file.filename or "upload"), parsed)
+    try:
+        parsed = ProjectSettings.model_validate_json(settings)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "settings", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    source = file.filename or "upload"
+    try:
+        text = file.file.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", source=source) from None
+    return _create(service, name, read_label_space(text, source), parsed)
 
 
 @router.get("/projects", response_model=list[ProjectBrief], tags=["setup"])
@@ -101,8 +115,8 @@ def list_projects(caller: SignedIn, service: Service) -> list[ProjectBrief]:
     return [ProjectBrief.model_validate(project_out(p).model_dump()) for p in infos]
 
 
-@router.get("/projects/{project_id}", response_model=ProjectOut | ProjectBrief, tags=["setup"])
-def get_project(project_id: int, caller: Anyone, service: Service) -> ProjectOut | ProjectBrief:
+@router.get("/projects/{project_id:int}", response_model=ProjectOut | ProjectBrief, tags=["setup"])
+def get_project(project_id: ProjectId, caller: Anyone, service: Service) -> ProjectOut | ProjectBrief:
     """The project with its policy (owners); its name and labels (annotators and reviewers)."""
     out = project_out(service.get_project(project_id))
     if caller.admin or caller.annotator.role == "owner":
@@ -116,7 +130,7 @@ def me(caller: SignedIn) -> MeOut:
     return MeOut(annotator=AnnotatorOut.model_validate(caller.annotator), admin=caller.admin)
 
 
-def _store_items(service: LabelingService, project_id: int, rows: list[ItemIn], model: tuple[str, str] | None):
+def _store_items(service: LabelingService, project_id: ProjectId, rows: list[ItemIn], model: tuple[str, str] | None):
     count = service.import_items(project_id, rows, model=model)
     return ImportOut(
         imported=count,
@@ -125,17 +139,17 @@ def _store_items(service: LabelingService, project_id: int, rows: list[ItemIn], 
     )
 
 
-@router.post("/projects/{project_id}/items", status_code=201, response_model=ImportOut, tags=["setup"])
-def import_items(project_id: int, body: ItemsIn, caller: Owner, service: Service) -> ImportOut:
+@router.post("/projects/{project_id:int}/items", status_code=201, response_model=ImportOut, tags=["setup"])
+def import_items(project_id: ProjectId, body: ItemsIn, caller: Owner, service: Service) -> ImportOut:
     """Import items as JSON records (``id``, ``data``, optional ``gold``, ``hint``, ``predictions``)."""
     rows = [ItemIn(r.id, r.data, r.gold, r.hint, r.predictions) for r in body.items]
     model = (body.model.name, body.model.version) if body.model else None
     return _store_items(service, project_id, rows, model)
 
 
-@router.post("/projects/{project_id}/items/upload", status_code=201, response_model=ImportOut, tags=["setup"])
+@router.post("/projects/{project_id:int}/items/upload", status_code=201, response_model=ImportOut, tags=["setup"])
 def upload_items(
-    project_id: int,
+    project_id: ProjectId,
     caller: Owner,
     service: Service,
     file: Annotated[UploadFile, File(description="CSV, TSV, JSONL, Label Studio JSON or Toloka TSV")],
@@ -169,63 +183,67 @@ def _items_in(items: list[ImportedItem], version: str) -> tuple[list[ItemIn], tu
     return rows, (model, version) if model is not None else None
 
 
-@router.post("/projects/{project_id}/gold", status_code=201, response_model=CountOut, tags=["setup"])
-def add_gold(project_id: int, body: GoldListIn, caller: Owner, service: Service) -> CountOut:
+@router.post("/projects/{project_id:int}/gold", status_code=201, response_model=CountOut, tags=["setup"])
+def add_gold(project_id: ProjectId, body: GoldListIn, caller: Owner, service: Service) -> CountOut:
     """Make imported items gold: their true label (and a hint for reviewers and feedback)."""
     return CountOut(count=service.add_gold(project_id, [GoldIn(g.item, g.label, g.hint) for g in body.gold]))
 
 
-@router.post("/projects/{project_id}/predictions", status_code=201, response_model=ModelVersionOut, tags=["setup"])
-def add_predictions(project_id: int, body: PredictionsIn, caller: Owner, service: Service) -> ModelVersionOut:
+@router.post("/projects/{project_id:int}/predictions", status_code=201, response_model=ModelVersionOut, tags=["setup"])
+def add_predictions(project_id: ProjectId, body: PredictionsIn, caller: Owner, service: Service) -> ModelVersionOut:
     """Store a model version's probabilities per item; it suggests pre-labels and (if the project
     says so) votes."""
     info = service.add_model_predictions(project_id, body.model, body.version, body.probabilities, top_k=body.top_k)
     return ModelVersionOut.model_validate(info)
 
 
-@router.post("/projects/{project_id}/annotators", status_code=201, response_model=TokenOut, tags=["annotators"])
-def add_annotator(project_id: int, body: AnnotatorIn, caller: Owner, service: Service) -> TokenOut:
+@router.post("/projects/{project_id:int}/annotators", status_code=201, response_model=TokenOut, tags=["annotators"])
+def add_annotator(project_id: ProjectId, body: AnnotatorIn, caller: Owner, service: Service) -> TokenOut:
     """A new annotator (or reviewer, or owner) and their token, shown this once."""
     info, token = service.add_annotator(project_id, body.name, role=body.role, kind=body.kind)
     return TokenOut(annotator=AnnotatorOut.model_validate(info), token=token)
 
 
-@router.get("/projects/{project_id}/annotators", response_model=list[AnnotatorOut], tags=["annotators"])
-def list_annotators(project_id: int, caller: Owner, service: Service) -> list[AnnotatorOut]:
+@router.get("/projects/{project_id:int}/annotators", response_model=list[AnnotatorOut], tags=["annotators"])
+def list_annotators(project_id: ProjectId, caller: Owner, service: Service) -> list[AnnotatorOut]:
     """Every annotator with role, status, skill, answers and gold record."""
     return [AnnotatorOut.model_validate(a) for a in service.annotator_skills(project_id)]
 
 
-def _annotator_in(service: LabelingService, project_id: int, annotator_id: int):
-    from crowdloop.errors import NotFoundError
-
+def _annotator_in(service: LabelingService, project_id: ProjectId, annotator_id: AnnotatorId):
     info = service.get_annotator(annotator_id)
     if info.project_id != project_id:
         raise NotFoundError(f"no annotator {annotator_id} in project {project_id}")
     return info
 
 
-@router.patch("/projects/{project_id}/annotators/{annotator_id}", response_model=AnnotatorOut, tags=["annotators"])
-def set_role(project_id: int, annotator_id: int, body: RoleIn, caller: Owner, service: Service) -> AnnotatorOut:
+@router.patch(
+    "/projects/{project_id:int}/annotators/{annotator_id:int}", response_model=AnnotatorOut, tags=["annotators"]
+)
+def set_role(
+    project_id: ProjectId, annotator_id: AnnotatorId, body: RoleIn, caller: Owner, service: Service
+) -> AnnotatorOut:
     """Promote an annotator to reviewer (or change any role)."""
     _annotator_in(service, project_id, annotator_id)
     return AnnotatorOut.model_validate(service.set_role(annotator_id, body.role))
 
 
 @router.post(
-    "/projects/{project_id}/annotators/{annotator_id}/tokens",
+    "/projects/{project_id:int}/annotators/{annotator_id:int}/tokens",
     status_code=201,
     response_model=TokenOut,
     tags=["annotators"],
 )
-def new_token(project_id: int, annotator_id: int, caller: Owner, service: Service) -> TokenOut:
+def new_token(project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, service: Service) -> TokenOut:
     """Another token for an annotator; earlier ones stay valid until revoked."""
     info = _annotator_in(service, project_id, annotator_id)
     return TokenOut(annotator=AnnotatorOut.model_validate(info), token=service.new_token(annotator_id))
 
 
-@router.delete("/projects/{project_id}/annotators/{annotator_id}/tokens", response_model=CountOut, tags=["annotators"])
-def revoke_tokens(project_id: int, annotator_id: int, caller: Owner, service: Service) -> CountOut:
+@router.delete(
+    "/projects/{project_id:int}/annotators/{annotator_id:int}/tokens", response_model=CountOut, tags=["annotators"]
+)
+def revoke_tokens(project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, service: Service) -> CountOut:
     """Revoke every token of an annotator."""
     _annotator_in(service, project_id, annotator_id)
     return CountOut(count=service.revoke_tokens(annotator_id))

@@ -7,12 +7,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from crowdloop.io.exports import export_answers, export_items, export_label_studio, export_labels
 from crowdloop.server.auth import Owner, Reviewer, Service
 from crowdloop.server.problems import PROBLEM_RESPONSES
-from crowdloop.server.schemas import ItemStateOut, ProgressOut, RefitAccepted, ResultOut
+from crowdloop.server.schemas import ItemPath, ItemStateOut, ProgressOut, ProjectId, RefitAccepted, ResultOut
 from crowdloop.service import LabelingService
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
@@ -38,23 +38,21 @@ MEDIA = {
 SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "label-studio": "json"}
 
 
-@router.get("/projects/{project_id}/items/{item}", response_model=ItemStateOut, tags=["results"])
-def item_state(
-    project_id: int, item: Annotated[str, Path(min_length=1, max_length=500)], caller: Reviewer, service: Service
-) -> ItemStateOut:
+@router.get("/projects/{project_id:int}/items/{item}", response_model=ItemStateOut, tags=["results"])
+def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemStateOut:
     """The consensus state of one item (owners and reviewers; never annotators)."""
     return ItemStateOut.model_validate(service.item_state(project_id, item))
 
 
-@router.get("/projects/{project_id}/progress", response_model=ProgressOut, tags=["results"])
-def progress(project_id: int, caller: Owner, service: Service) -> ProgressOut:
+@router.get("/projects/{project_id:int}/progress", response_model=ProgressOut, tags=["results"])
+def progress(project_id: ProjectId, caller: Owner, service: Service) -> ProgressOut:
     """Accuracy estimate, answers per item, cost so far, automation rate, status counts."""
     return ProgressOut.model_validate(service.progress(project_id))
 
 
-@router.get("/projects/{project_id}/results", response_model=list[ResultOut], tags=["results"])
+@router.get("/projects/{project_id:int}/results", response_model=list[ResultOut], tags=["results"])
 def results(
-    project_id: int,
+    project_id: ProjectId,
     caller: Owner,
     service: Service,
     status: Annotated[str | None, Query(max_length=20, description="Only items with this status")] = None,
@@ -63,28 +61,28 @@ def results(
     return [ResultOut.model_validate(r) for r in service.results(project_id) if status in (None, r.status)]
 
 
-@router.get("/projects/{project_id}/events", response_model=list[dict[str, Any]], tags=["results"])
+@router.get("/projects/{project_id:int}/events", response_model=list[dict[str, Any]], tags=["results"])
 def events(
-    project_id: int, caller: Owner, service: Service, limit: Annotated[int, Query(ge=1, le=10000)] = 100
+    project_id: ProjectId, caller: Owner, service: Service, limit: Annotated[int, Query(ge=1, le=10000)] = 100
 ) -> list[dict[str, Any]]:
     """The latest decisions of the append-only event log (who accepted what, and why)."""
     return service.events(project_id, limit=limit)
 
 
-def results_frame(service: LabelingService, project_id: int) -> pd.DataFrame:
+def results_frame(service: LabelingService, project_id: ProjectId) -> pd.DataFrame:
     rows = [r.__dict__ for r in service.results(project_id)]
     frame = pd.DataFrame(rows, columns=["item", "status", "label", "confidence", "answers"])
     return frame.rename(columns={"item": "task"})
 
 
 @router.get(
-    "/projects/{project_id}/export",
+    "/projects/{project_id:int}/export",
     response_class=Response,
     responses={200: {"content": {m: {} for m in set(MEDIA.values())}, "description": "The export file"}},
     tags=["results"],
 )
 def export(
-    project_id: int,
+    project_id: ProjectId,
     caller: Owner,
     service: Service,
     format: Annotated[ExportFormat, Query(description="labels | csv | jsonl | answers | label-studio")] = (
@@ -108,8 +106,8 @@ def export(
     return Response(text, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
-@router.post("/projects/{project_id}/refit", status_code=202, response_model=RefitAccepted, tags=["results"])
-def refit(project_id: int, caller: Owner, service: Service, background: BackgroundTasks) -> RefitAccepted:
+@router.post("/projects/{project_id:int}/refit", status_code=202, response_model=RefitAccepted, tags=["results"])
+def refit(project_id: ProjectId, caller: Owner, service: Service, background: BackgroundTasks) -> RefitAccepted:
     """Start a full refit of skills and calibration after the response (the job ``crowdloop refit``
     runs the same); the loop keeps serving meanwhile."""
     background.add_task(service.refit, project_id)

@@ -1,0 +1,341 @@
+"""The REST API in-process (TestClient) on each database: roles on every route, what an annotator
+can never read, problem+json errors, the size limit, imports and exports."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from crowdloop.server import create_app, ensure_admin
+from crowdloop.service import open_service
+
+LABELS = ["cat", "dog", "bird"]
+MAX_BODY = 200_000
+
+
+@pytest.fixture(scope="module")
+def world(database_url):
+    """Two projects on one server: owner, reviewer, two annotators and a spare in the first; one
+    annotator in the second."""
+    service = open_service(database_url, seed=0)
+    admin = ensure_admin(service)
+    client = TestClient(create_app(service, max_body_bytes=MAX_BODY))
+
+    def call(method, path, token=None, headers=None, **kwargs):
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+        return client.request(method, path, headers=headers, **kwargs)
+
+    def project(name):
+        response = call(
+            "POST",
+            "/projects",
+            admin,
+            json={"name": name, "labels": LABELS, "gold_rate": 0.5, "policy": {"target": 0.9, "max_overlap": 3}},
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return body["project"]["id"], body["owner"]["token"]
+
+    pid, owner = project("first")
+    pid2, owner2 = project("second")
+    tokens = {"admin": admin, "owner": owner}
+    ids = {}
+    for name, role in (
+        ("reviewer", "reviewer"),
+        ("annotator", "annotator"),
+        ("annotator2", "annotator"),
+        ("spare", "annotator"),
+    ):
+        response = call("POST", f"/projects/{pid}/annotators", owner, json={"name": name, "role": role})
+        assert response.status_code == 201, response.text
+        tokens[name], ids[name] = response.json()["token"], response.json()["annotator"]["id"]
+    tokens["other"] = call("POST", f"/projects/{pid2}/annotators", owner2, json={"name": "x"}).json()["token"]
+    items = [{"id": f"i{k}", "data": {"text": f"item {k}"}} for k in range(12)]
+    items.append({"id": "g0", "data": {"text": "a control item"}, "gold": "bird", "hint": "it flies"})
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    assert call("POST", f"/projects/{pid2}/items", owner2, json={"items": items[:2]}).status_code == 201
+    yield {"service": service, "client": client, "call": call, "pid": pid, "pid2": pid2, "tokens": tokens, "ids": ids}
+    service.close()
+
+
+OWNER, REVIEWER, ANNOTATOR, ADMIN = "owner", "reviewer", "annotator", "admin"
+MANAGE = {OWNER, ADMIN}
+# method, path, body, callers admitted; {pid}, {spare} filled in. Every route of the app is listed.
+ROUTES = [
+    ("POST", "/projects", lambda: {"name": uuid.uuid4().hex, "labels": ["a", "b"]}, {ADMIN}),
+    ("POST", "/projects/upload", None, {ADMIN}),
+    ("GET", "/projects", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN, "other"}),
+    ("GET", "/me", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN, "other"}),
+    ("GET", "/projects/{pid}", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN}),
+    ("POST", "/projects/{pid}/items", lambda: {"items": [{"id": uuid.uuid4().hex}]}, MANAGE),
+    ("POST", "/projects/{pid}/items/upload", None, MANAGE),
+    ("POST", "/projects/{pid}/gold", lambda: {"gold": [{"item": "i11", "label": "cat"}]}, MANAGE),
+    (
+        "POST",
+        "/projects/{pid}/predictions",
+        lambda: {"model": "m", "version": "1", "probabilities": {"i10": {"cat": 0.5, "dog": 0.3, "bird": 0.2}}},
+        MANAGE,
+    ),
+    ("POST", "/projects/{pid}/annotators", lambda: {"name": uuid.uuid4().hex}, MANAGE),
+    ("GET", "/projects/{pid}/annotators", None, MANAGE),
+    ("PATCH", "/projects/{pid}/annotators/{spare}", lambda: {"role": "annotator"}, MANAGE),
+    ("POST", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
+    ("DELETE", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
+    ("POST", "/projects/{pid}/tasks/next", None, {REVIEWER, ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {REVIEWER, ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {REVIEWER, ANNOTATOR}),
+    ("GET", "/projects/{pid}/review", None, {OWNER, REVIEWER, ADMIN}),
+    ("POST", "/projects/{pid}/review/i9", lambda: {"label": "dog"}, {OWNER, REVIEWER}),
+    ("GET", "/projects/{pid}/items/i1", None, {OWNER, REVIEWER, ADMIN}),
+    ("GET", "/projects/{pid}/progress", None, MANAGE),
+    ("GET", "/projects/{pid}/results", None, MANAGE),
+    ("GET", "/projects/{pid}/events", None, MANAGE),
+    ("GET", "/projects/{pid}/export", None, MANAGE),
+    ("POST", "/projects/{pid}/refit", None, MANAGE),
+]
+UPLOADS = {
+    "/projects/upload": lambda: {"data": {"name": uuid.uuid4().hex}, "files": {"file": ("labels.txt", b"a\nb\n")}},
+    "/projects/{pid}/items/upload": lambda: {
+        "files": {"file": (f"{uuid.uuid4().hex}.csv", b"id,t\n" + uuid.uuid4().hex.encode() + b",x\n")}
+    },
+}
+CALLERS = ["nobody", "bad-token", ADMIN, OWNER, REVIEWER, ANNOTATOR, "other"]
+
+
+def test_the_table_lists_every_route(world):
+    paths = world["client"].app.openapi()["paths"]
+    routes = {(method.upper(), path) for path, operations in paths.items() for method in operations}
+    listed = {
+        (
+            m,
+            p.replace("{pid}", "{project_id}")
+            .replace("{spare}", "{annotator_id}")
+            .replace("no-such-lease", "{lease_id}")
+            .replace("i9", "{item}")
+            .replace("i1", "{item}"),
+        )
+        for m, p, _, _ in ROUTES
+    }
+    assert routes == listed
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize(("method", "path", "body", "admitted"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES])
+def test_roles_on_every_route(world, caller, method, path, body, admitted):
+    token = {"nobody": None, "bad-token": "not-a-token"}.get(caller, world["tokens"].get(caller))
+    url = path.format(pid=world["pid"], spare=world["ids"]["spare"])
+    kwargs = UPLOADS[path]() if path in UPLOADS else {"json": body()} if body else {}
+    response = world["call"](method, url, token, **kwargs)
+    if caller in ("nobody", "bad-token"):
+        expected = 401
+        assert response.headers["www-authenticate"] == "Bearer"
+    elif caller in admitted:
+        # admitted: whatever the route answers, it is not an auth refusal nor a crash
+        assert response.status_code not in (401, 403, 404) or "no-such-lease" in url, response.text
+        assert response.status_code < 500, response.text
+        return
+    elif caller == "other" and "{pid}" in path:
+        expected = 404  # another project is invisible
+    else:
+        expected = 403
+    assert response.status_code == expected, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == expected
+
+
+def test_another_project_is_invisible(world):
+    call, other = world["call"], world["tokens"]["other"]
+    for path in ("/projects/{pid}", "/projects/{pid}/review", "/projects/{pid}/items/i1", "/projects/{pid}/export"):
+        assert call("GET", path.format(pid=world["pid"]), other).status_code == 404
+    assert call("POST", f"/projects/{world['pid']}/tasks/next", other).status_code == 404
+    assert [p["id"] for p in call("GET", "/projects", other).json()] == [world["pid2"]]
+
+
+def test_an_annotator_never_sees_gold_answers_or_consensus(world):
+    call, pid = world["call"], world["pid"]
+    mine, theirs = world["tokens"]["annotator"], world["tokens"]["annotator2"]
+    # the other annotator answers everything they are given
+    while (task := call("POST", f"/projects/{pid}/tasks/next", theirs)).status_code == 200:
+        assert (
+            call(
+                "POST", f"/projects/{pid}/tasks/{task.json()['lease_id']}/submit", theirs, json={"label": "bird"}
+            ).status_code
+            == 200
+        )
+    seen = []
+    while (task := call("POST", f"/projects/{pid}/tasks/next", mine)).status_code == 200:
+        body = task.json()
+        seen.append(body)
+        assert set(body) == {"lease_id", "item", "payload", "suggestions", "expires_at"}
+        text = json.dumps(body)
+        assert "it flies" not in text and "gold" not in text and "status" not in text and "confidence" not in text
+        if body["item"] == "g0":  # the gold item: its true label is nowhere in the task
+            assert "bird" not in text
+        out = call("POST", f"/projects/{pid}/tasks/{body['lease_id']}/submit", mine, json={"label": "cat"})
+        assert out.status_code == 200
+        assert set(out.json()) == {"answer_id", "lease_id", "item", "label", "duplicate", "annotator_status"}
+        assert out.json()["label"] == "cat"
+    assert task.status_code == 204
+    assert "g0" in {t["item"] for t in seen}  # the gold item was served, looking like any other
+    for path in (
+        "items/g0",
+        "items/i0",
+        "review",
+        "results",
+        "progress",
+        "export?format=answers",
+        "events",
+        "annotators",
+    ):
+        assert call("GET", f"/projects/{pid}/{path}", mine).status_code == 403, path
+    brief = call("GET", f"/projects/{pid}", mine).json()
+    assert set(brief) == {"id", "name", "labels", "is_taxonomy"}
+
+
+def test_submit_is_idempotent_and_checks_labels(world):
+    call, pid, service = world["call"], world["pid"], world["service"]
+    token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]
+    task = call("POST", f"/projects/{pid}/tasks/next", token).json()
+    url = f"/projects/{pid}/tasks/{task['lease_id']}/submit"
+    bad = call("POST", url, token, json={"label": "horse"})
+    assert bad.status_code == 422 and "horse" in bad.json()["detail"]
+    first = call("POST", url, token, json={"label": "dog", "idempotency_key": "k1"})
+    again = call("POST", url, token, json={"label": "dog", "idempotency_key": "k1"})
+    assert first.status_code == again.status_code == 200
+    assert not first.json()["duplicate"] and again.json()["duplicate"]
+    assert first.json()["answer_id"] == again.json()["answer_id"]
+    answers = service.answers_frame(pid)
+    assert ((answers["worker"] == "idem") & (answers["task"] == task["item"])).sum() == 1
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "detail"),
+    [
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": {"items": []}}, 422, "items"),
+        ({"json": {"items": [{"id": "i0"}]}}, 400, "i0"),  # already imported
+        ({"json": {"items": [{"id": "x", "gold": "horse"}]}}, 422, "horse"),
+        ({"json": {"items": [{"id": "y", "unknown_field": 1}]}}, 422, "unknown_field"),
+        ({"json": {"items": [{"id": "z", "predictions": {"cat": 1.5}}]}}, 422, "predictions"),
+        ({"content": b"[" * (MAX_BODY + 1), "headers": {"content-type": "application/json"}}, 413, "limit"),
+    ],
+)
+def test_problem_details(world, request_kwargs, status, detail):
+    response = world["call"]("POST", f"/projects/{world['pid']}/items", world["tokens"]["owner"], **request_kwargs)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and detail in body["detail"]
+
+
+def test_size_limit_on_a_chunked_body(world):
+    def chunks():
+        for _ in range(50):
+            yield b" " * 10_000
+
+    response = world["call"](
+        "POST",
+        f"/projects/{world['pid']}/items",
+        world["tokens"]["owner"],
+        content=chunks(),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+
+
+def test_conflicts_and_missing_things(world):
+    call, admin, owner, pid = world["call"], world["tokens"]["admin"], world["tokens"]["owner"], world["pid"]
+    taken = call("POST", "/projects", admin, json={"name": "first", "labels": ["a"]})
+    assert taken.status_code == 409 and taken.headers["content-type"] == "application/problem+json"
+    both = call("POST", "/projects", admin, json={"name": "n", "labels": ["a"], "taxonomy": ["A > B"]})
+    assert both.status_code == 422
+    overlap = call(
+        "POST", "/projects", admin, json={"name": "n", "labels": ["a"], "policy": {"min_overlap": 4, "max_overlap": 2}}
+    )
+    assert overlap.status_code == 422 and "max_overlap" in overlap.json()["detail"]
+    assert call("GET", "/projects/999999", admin).status_code == 404
+    assert call("GET", f"/projects/{pid}/items/nope", owner).status_code == 404
+    assert call("GET", "/no/such/route").headers["content-type"] == "application/problem+json"
+    bad_tax = call(
+        "POST",
+        "/projects/upload",
+        admin,
+        data={"name": "t"},
+        files={"file": ("tax.txt", b"1 - A\n2 - A > B\n3 - C > D\n")},
+    )
+    assert bad_tax.status_code == 400 and "tax.txt, line 3" in bad_tax.json()["detail"]
+
+
+def test_revoked_token_is_refused(world):
+    call, owner, pid = world["call"], world["tokens"]["owner"], world["pid"]
+    made = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "leaver"}).json()
+    assert call("GET", "/me", made["token"]).status_code == 200
+    revoked = call("DELETE", f"/projects/{pid}/annotators/{made['annotator']['id']}/tokens", owner)
+    assert revoked.json() == {"count": 1}
+    assert call("GET", "/me", made["token"]).status_code == 401
+
+
+def test_imports_and_exports_of_every_format(world):
+    call, admin = world["call"], world["tokens"]["admin"]
+    created = call(
+        "POST",
+        "/projects",
+        admin,
+        json={
+            "name": "formats",
+            "taxonomy": ["Animal > Cat", "Animal > Dog"],
+            "gold_rate": 0.0,
+            "policy": {"max_overlap": 2},
+        },
+    ).json()
+    pid, owner = created["project"]["id"], created["owner"]["token"]
+    assert created["project"]["is_taxonomy"] and "Animal" in created["project"]["labels"]
+    files = {
+        "a.csv": b"id,title,gold\nc1,kitten,Animal > Cat\nc2,puppy,\n",
+        "b.jsonl": b'{"id": "j1", "data": {"title": "tabby"}}\n',
+        "c.json": json.dumps(
+            [
+                {
+                    "id": "l1",
+                    "data": {"title": "hound"},
+                    "predictions": [
+                        {"model_version": "v1", "score": 0.8, "result": [{"value": {"choices": ["Animal > Dog"]}}]}
+                    ],
+                    "annotations": [{"completed_by": 1, "result": [{"value": {"choices": ["Animal > Dog"]}}]}],
+                }
+            ]
+        ).encode(),
+        "d.tsv": b"INPUT:id\tINPUT:title\tGOLDEN:category\nt1\tsiamese\tAnimal > Cat\n",
+    }
+    counts = {}
+    for name, content in files.items():
+        response = call("POST", f"/projects/{pid}/items/upload", owner, files={"file": (name, content)})
+        assert response.status_code == 201, response.text
+        counts[name] = response.json()
+    assert counts["a.csv"]["imported"] == 2 and counts["a.csv"]["gold"] == 1
+    assert counts["c.json"]["predictions"] == 1 and counts["c.json"]["annotations_ignored"] == 1
+    assert counts["d.tsv"]["gold"] == 1
+    annotator = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "ann"}).json()["token"]
+    while (task := call("POST", f"/projects/{pid}/tasks/next", annotator)).status_code == 200:
+        call("POST", f"/projects/{pid}/tasks/{task.json()['lease_id']}/submit", annotator, json={"label": "Animal"})
+    exports = {
+        fmt: call("GET", f"/projects/{pid}/export", owner, params={"format": fmt})
+        for fmt in ("labels", "csv", "jsonl", "answers", "label-studio")
+    }
+    assert all(r.status_code == 200 for r in exports.values())
+    labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
+    assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
+    assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
+    answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
+    assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann"}
+    tasks = json.loads(exports["label-studio"].text)
+    assert {t["id"] for t in tasks} == {"c2", "j1", "l1"}
+    assert all(a["completed_by"] == "ann" for t in tasks for a in t["annotations"])
+    assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
+    assert exports["label-studio"].headers["content-type"].startswith("application/json")
+    assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
