@@ -166,15 +166,16 @@ class Jobs(ServiceBase):
         return stored, since
 
     def _redecide_open(self, project_id: int) -> int:
-        """Decide every open (more or escalated) item again, a page per transaction."""
-        last, changed = 0, 0
+        """Decide every open (more or escalated) item again, a page per transaction; returns how
+        many were decided."""
+        last, decided = 0, 0
         while True:
 
             def work(session: Session, last: int = last) -> tuple[int, int]:
                 project = self._project(session, project_id)
-                items = session.scalars(
+                items = session.execute(
                     self._locked(
-                        select(Item)
+                        select(Item.id, Item.status)
                         .where(
                             Item.project_id == project_id,
                             Item.is_gold.is_(False),
@@ -187,9 +188,10 @@ class Jobs(ServiceBase):
                 ).all()
                 if not items:
                     return -1, 0
-                return items[-1].id, self._redecide(session, project, list(items))
+                self._redecide(session, project, items)
+                return items[-1].id, len(items)
 
             last, n = self._run(work)
             if last < 0:
-                return changed
-            changed += n
+                return decided
+            decided += n

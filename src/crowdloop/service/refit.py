@@ -5,8 +5,7 @@ it picks Dawid-Skene or the taxonomy skill model on cross-fitted gold), each mod
 temperature learned like a worker's reliability. Calibrator: a ``TopLabelCalibrator`` fitted on
 the prefix states of the gold items (the item after its first 1, 2, ... answers, as the stopping
 rule sees it) scored by the online posterior with the new skills, so that the loop's calibrated
-0.97 means 97% right. Branch skills (taxonomies): ``BranchSkills`` on gold, reviewed and accepted
-labels.
+0.97 means 97% right. Branch skills (taxonomies): ``BranchSkills`` on the gold and reviewed labels.
 """
 
 from __future__ import annotations
