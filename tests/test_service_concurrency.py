@@ -4,7 +4,9 @@ gets more answers than its policy allows, no answer is lost or counted twice, no
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
+import signal
 import threading
 
 import pytest
@@ -124,3 +126,30 @@ def test_many_annotators_in_processes(service, database_url: str) -> None:
         counts = pool.starmap(annotate, [(database_url, token, 100 + i) for i, token in enumerate(tokens)])
     assert sum(counts) >= N_ITEMS
     _check_invariants(service, project_id, sum(counts))
+
+
+def _answer_until_killed(url: str, token: str, acknowledged) -> None:
+    """Answer tasks, reporting each acknowledged answer, until the parent kills the process."""
+    service = open_service(url, seed=9)
+    me = service.authenticate(token)
+    while (task := service.next_task(me)) is not None:
+        acknowledged.put(service.submit(me, task.lease_id, "a").answer_id)
+    acknowledged.put(None)
+
+
+def test_a_killed_process_loses_no_acknowledged_answer(service, database_url: str) -> None:
+    project_id, tokens = _project(service, "killed", 1)
+    service.engine.dispose()
+    context = multiprocessing.get_context("fork")
+    acknowledged = context.Queue()
+    worker = context.Process(target=_answer_until_killed, args=(database_url, tokens[0], acknowledged))
+    worker.start()
+    seen = [acknowledged.get(timeout=60) for _ in range(5)]
+    os.kill(worker.pid, signal.SIGKILL)  # mid-request, without any chance to clean up
+    worker.join()
+    while not acknowledged.empty():
+        seen.append(acknowledged.get())
+    seen = [s for s in seen if s is not None]
+    with service._sessions() as session:
+        stored = set(session.scalars(select(Answer.id).where(Answer.project_id == project_id)))
+    assert set(seen) <= stored and len(stored) - len(seen) <= 1  # at most the unacknowledged one in flight
