@@ -102,6 +102,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["flat"], choices=MODELS, help="flat is the reference")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--merge", action="store_true", help="keep earlier runs' rows (other datasets or models)")
     args = parser.parse_args()
     present = [name for name in args.datasets if name in product_data.available()]
     if not present:
@@ -112,13 +113,17 @@ def main() -> int:
         frame = product_data.load(name)
         for kind, calibration in runs_of(args):
             runs = [evaluate(frame, calibration, seed, kind) for seed in range(args.repeats)]
-            row = {"dataset": name, "model": kind, "calibration": calibration}
+            row = {"dataset": name, "model": kind, "calibration": calibration, "command": command_line()}
             row |= {"rows": len(frame), "leaves": frame["path"].nunique()}
             row |= {key: statistics.median(run[key] for run in runs) for key in runs[0]}
             row["reference_leaf_acc"] = REFERENCE[name]["leaf"]
             row["reference_top_acc"] = REFERENCE[name]["top"]
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
+    if args.merge and (RESULTS / "text_model.json").is_file():
+        earlier = json.loads((RESULTS / "text_model.json").read_text())
+        old = [{"command": earlier.get("command", "?"), "model": "flat"} | r for r in earlier["rows"] if "top_ece" in r]
+        rows = merged(old, rows)
     table = markdown(rows)
     print(table)
     if not args.no_write:
@@ -157,9 +162,21 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def command_line() -> str:
+    return ("python bench/bench_text_model.py " + " ".join(sys.argv[1:])).strip()
+
+
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """Earlier rows, each replaced by a new row of the same dataset, model and calibration; new ones added."""
+    key = lambda r: (r["dataset"], r.get("model", "flat"), r["calibration"])  # noqa: E731
+    fresh = {key(r): r for r in new}
+    out = [fresh.pop(key(r), r) for r in old]
+    return sorted(out + list(fresh.values()), key=lambda r: (r["dataset"], MODELS.index(r.get("model", "flat"))))
+
+
 def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
-    command = "python bench/bench_text_model.py " + " ".join(sys.argv[1:])
+    commands = list(dict.fromkeys(r.get("command", command_line()) for r in rows))
     machine = (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
@@ -180,14 +197,18 @@ def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
             "",
             table,
             "",
-            f"Command: `{command.strip()}`",
+            "Command"
+            + ("s (each row names its own in the JSON)" if len(commands) > 1 else "")
+            + ": "
+            + ", ".join(f"`{c}`" for c in commands),
             "",
             f"Machine: {machine}, {platform.system()} {platform.release()} (shared with other jobs: read medians).",
             "",
         ]
     )
     (RESULTS / "text_model.md").write_text(text)
-    (RESULTS / "text_model.json").write_text(json.dumps({"command": command.strip(), "rows": rows}, indent=2) + "\n")
+    payload = {"commands": commands, "rows": rows}
+    (RESULTS / "text_model.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
