@@ -161,7 +161,7 @@ def split(frame: pd.DataFrame, seed: int, pool_size: int, test_size: int):
 def run_dataset(name: str, args: argparse.Namespace, competitors: list[str]) -> Iterator[dict]:
     """One run per seed and arm (random first, then the competitors, then our other strategies)."""
     frame = product_data.load(name)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         pool, pool_labels, test, test_labels = split(frame, seed, args.pool, args.test)
         features = TextFeatures().fit_transform(pool)
         ours = [make_arm(s, args) for s in args.strategies]
@@ -220,6 +220,7 @@ def main() -> int:
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     parser.add_argument("--competitors", default="modal,skactiveml")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed + 1, ...")
     parser.add_argument("--schedule", default="500,800,1200,2000", help="labels after each round")
     parser.add_argument("--pool", type=int, default=12_000, help="pool rows drawn from the training split")
     parser.add_argument("--test", type=int, default=2_500, help="held-out rows drawn for accuracy")
