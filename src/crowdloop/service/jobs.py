@@ -122,7 +122,7 @@ class Jobs(ServiceBase):
             lambda last: (
                 select(Item.id, GoldLabel.label)
                 .join(GoldLabel, GoldLabel.item_id == Item.id)
-                .where(Item.project_id == project_id, Item.id > last)
+                .where(Item.project_id == project_id, Item.is_gold.is_(True), Item.id > last)
                 .order_by(Item.id)
                 .limit(PAGE * 10)
             )
@@ -173,23 +173,20 @@ class Jobs(ServiceBase):
 
             def work(session: Session, last: int = last) -> tuple[int, int]:
                 project = self._project(session, project_id)
-                items = session.execute(
+                # a page of all the project's items in id order (an index range), the open ones decided
+                page = session.execute(
                     self._locked(
                         select(Item.id, Item.status)
-                        .where(
-                            Item.project_id == project_id,
-                            Item.is_gold.is_(False),
-                            Item.status.in_((MORE, ESCALATED)),
-                            Item.id > last,
-                        )
+                        .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
                         .order_by(Item.id)
                         .limit(PAGE)
                     )
                 ).all()
-                if not items:
+                if not page:
                     return -1, 0
-                self._redecide(session, project, items)
-                return items[-1].id, len(items)
+                open_items = [row for row in page if row.status in (MORE, ESCALATED)]
+                self._redecide(session, project, open_items)
+                return page[-1].id, len(open_items)
 
             last, n = self._run(work)
             if last < 0:

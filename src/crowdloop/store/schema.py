@@ -107,6 +107,8 @@ class Item(Base):
 
 # the pool in the order next_task reads it: highest priority first, oldest first among equals
 Index("ix_items_pool", Item.project_id, Item.is_gold, Item.status, Item.priority.desc(), Item.id)
+# pages of a project's items in id order (results, refit): a range scan, never a sort of all items
+Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
 
 
 class GoldLabel(Base):
