@@ -36,36 +36,35 @@ class Reports(ServiceBase):
         def work(session: Session) -> Progress:
             project = self._project(session, project_id)
             policy = self._policy(project)
-            counts = dict(
-                session.execute(
-                    select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
-                ).all()
-            )
-            real = select(func.count(), func.coalesce(func.sum(Item.answer_count), 0)).where(
-                Item.project_id == project_id, Item.is_gold.is_(False)
-            )
-            n_items, real_answers = session.execute(real).one()
-            answer_stats = session.execute(
+            # one pass over a covering index of items, one over answers: no table scan
+            by_status = session.execute(
                 select(
+                    Item.status,
                     func.count(),
-                    func.coalesce(func.sum(Answer.is_gold.cast(Integer)), 0),
-                    func.coalesce(func.sum(Answer.is_review.cast(Integer)), 0),
-                ).where(Answer.project_id == project_id)
-            ).one()
-            total, gold_answers, reviews = (int(x) for x in answer_stats)
-            settled = session.execute(
-                select(func.avg(Item.confidence), func.count()).where(
-                    Item.project_id == project_id, Item.is_gold.is_(False), Item.status.in_(SETTLED)
+                    func.coalesce(func.sum(Item.answer_count), 0),
+                    func.coalesce(func.sum(Item.confidence), 0.0),
+                    func.count(Item.confidence),
+                    func.count().filter(Item.answer_count == 0),
                 )
-            ).one()
-            automated = session.scalar(
-                select(func.count()).where(
-                    Item.project_id == project_id,
-                    Item.is_gold.is_(False),
-                    Item.status == ACCEPTED,
-                    Item.answer_count == 0,
-                )
-            )
+                .where(Item.project_id == project_id)
+                .group_by(Item.status)
+            ).all()
+            counts = {row[0]: int(row[1]) for row in by_status}
+            real = [row for row in by_status if row[0] != "gold"]
+            n_items = sum(int(row[1]) for row in real)
+            real_answers = sum(int(row[2]) for row in real)
+            settled = [row for row in real if row[0] in SETTLED]
+            confident = sum(int(row[4]) for row in settled)
+            mean_confidence = sum(float(row[3]) for row in settled) / confident if confident else None
+            automated = sum(int(row[5]) for row in real if row[0] == ACCEPTED)
+            kinds = session.execute(
+                select(Answer.is_gold, Answer.is_review, func.count())
+                .where(Answer.project_id == project_id)
+                .group_by(Answer.is_gold, Answer.is_review)
+            ).all()
+            total = sum(int(n) for _, _, n in kinds)
+            gold_answers = sum(int(n) for gold, review, n in kinds if gold and not review)
+            reviews = sum(int(n) for _, review, n in kinds if review)
             accepted = counts.get(ACCEPTED, 0)
             versions = self._voting_versions(session, project)
             model_rows = (
@@ -86,7 +85,7 @@ class Reports(ServiceBase):
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
             return Progress(
                 project_id=project_id,
-                items=int(n_items),
+                items=n_items,
                 gold_items=counts.get("gold", 0),
                 status_counts={k: int(v) for k, v in counts.items()},
                 answers=crowd,
@@ -94,7 +93,7 @@ class Reports(ServiceBase):
                 reviews=reviews,
                 answers_per_item=float(real_answers) / n_items if n_items else 0.0,
                 cost=float(cost),
-                accuracy_estimate=None if settled[1] == 0 or settled[0] is None else float(settled[0]),
+                accuracy_estimate=mean_confidence,
                 automation_rate=float(automated) / accepted if accepted else 0.0,
                 annotators=int(people[0]),
                 banned=int(people[1]),

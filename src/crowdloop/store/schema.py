@@ -109,6 +109,8 @@ class Item(Base):
 Index("ix_items_pool", Item.project_id, Item.is_gold, Item.status, Item.priority.desc(), Item.id)
 # pages of a project's items in id order (results, refit): a range scan, never a sort of all items
 Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
+# what progress() counts, read from the index alone
+Index("ix_items_progress", Item.project_id, Item.status, Item.answer_count, Item.confidence)
 
 
 class GoldLabel(Base):
@@ -186,6 +188,7 @@ class Answer(Base):
         UniqueConstraint("item_id", "annotator_id"),
         UniqueConstraint("annotator_id", "idempotency_key"),
         Index("ix_answers_project", "project_id", "id"),
+        Index("ix_answers_kinds", "project_id", "is_gold", "is_review"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
