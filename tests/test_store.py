@@ -27,7 +27,10 @@ TABLES = {
 def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     engine = db.make_engine(database_url)
     assert not TABLES & set(inspect(engine).get_table_names())
+    db.upgrade(engine, "0001")  # the first schema, then every migration after it
+    assert "ix_items_page" not in {ix["name"] for ix in inspect(engine).get_indexes("items")}
     db.upgrade(engine)
+    assert {"ix_items_page", "ix_items_progress"} <= {ix["name"] for ix in inspect(engine).get_indexes("items")}
     assert set(inspect(engine).get_table_names()) >= TABLES | {"alembic_version"}
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
