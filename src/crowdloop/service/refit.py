@@ -94,7 +94,7 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
     book.refresh(skill, n_answers)
     online_skill = book.accuracy()
     typical = float(np.median(online_skill))
-    calibrator = _calibrator(answers, soft, temperatures, gold, labels, policy, rules, online_skill, typical)
+    calibrator = _calibrator(answers, soft, temperatures, gold, labels, policy, book, typical)
     branch = _branch_skills(answers, gold, labels, online_skill)
     return RefitResult(
         skill_model=engine.kind_,
@@ -115,11 +115,15 @@ def _calibrator(
     gold: pd.Series,
     labels: LabelSpace,
     policy: ConsensusPolicy,
-    rules: SkillRules,
-    skill: np.ndarray,
+    book: SkillBook,
     typical: float,
 ) -> TopLabelCalibrator | None:
-    """Fitted on the gold items' prefix states under the online posterior (None: too little gold)."""
+    r"""Fitted on the gold items' prefix states under the online posterior (None: too little gold).
+
+    Each answer in a state is weighed with its annotator's skill *leaving that answer out*:
+    $(m\mu + c_w - r_j) / (m + n_w - 1)$ with $r_j$ whether answer $j$ was right. The refit counted
+    every gold answer in the skills; scoring a gold item with them would make its own answers look
+    more reliable than a new item's (the calibrator would learn an optimistic curve)."""
     if not len(gold):
         return None
     gold_codes = answers.items.get_indexer(gold.index)
@@ -140,7 +144,14 @@ def _calibrator(
                 "temperature": rows["version"].map(temperatures).fillna(1.0).to_numpy(),
             }
         )
-    opinions = Opinions.of(states.n_items, states.item, states.label, skill[states.worker], frame)
+    rules = book.rules
+    right = (states.label == truth[state_item[states.item]]).astype(np.float64)
+    evidence = book.model_right + book.since_right
+    total = book.model_total + book.since_total
+    m, mu = rules.prior_strength, rules.prior_mean
+    w = states.worker
+    skill = (m * mu + evidence[w] - right) / np.maximum(m + total[w] - 1, 1e-9)
+    opinions = Opinions.of(states.n_items, states.item, states.label, skill, frame)
     online = OnlineConsensus(labels, policy, rules, typical_skill=typical)
     label, raw = online.raw(opinions)
     right = label == truth[state_item]
