@@ -20,30 +20,15 @@ from sqlalchemy.orm import Session
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
-from crowdloop.errors import (
-    ConfigError,
-    NotFoundError,
-    UnknownLabelError,
-)
+from crowdloop.errors import ConfigError, NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
 from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
-from crowdloop.service.types import (
-    AnnotatorInfo,
-    ItemState,
-    ProjectInfo,
-)
+from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
 from crowdloop.store import queries as q
-from crowdloop.store.schema import (
-    Annotator,
-    Event,
-    Item,
-    ModelVersion,
-    Project,
-    utcnow,
-)
+from crowdloop.store.schema import Annotator, Event, Item, ModelVersion, Project, utcnow
 
 T = TypeVar("T")
 PAGE = 2_000

@@ -10,15 +10,9 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from crowdloop.errors import (
-    ConfigError,
-    InputError,
-    UnknownLabelError,
-)
+from crowdloop.errors import ConfigError, InputError, UnknownLabelError
 from crowdloop.labels import LabelSpace
-from crowdloop.service.types import (
-    ItemIn,
-)
+from crowdloop.service.types import ItemIn
 
 MAX_BATCH = 10_000
 ProgressCallback = Callable[[int], None]

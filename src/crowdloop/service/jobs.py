@@ -13,26 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
-from crowdloop.service.base import (
-    PAGE,
-    ServiceBase,
-    update_rows,
-)
+from crowdloop.service.base import PAGE, ServiceBase, update_rows
 from crowdloop.service.refit import StoredAnswers
 from crowdloop.service.refit import refit as fit_project
-from crowdloop.service.types import (
-    RefitReport,
-)
-from crowdloop.store.schema import (
-    Annotator,
-    Answer,
-    GoldLabel,
-    Item,
-    ModelVersion,
-    Prediction,
-    Project,
-    utcnow,
-)
+from crowdloop.service.types import RefitReport
+from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
 
 
 class Jobs(ServiceBase):

@@ -11,34 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, SkillRules
-from crowdloop.errors import (
-    ConflictError,
-    ForbiddenError,
-    InputError,
-    NotFoundError,
-)
-from crowdloop.service.base import (
-    ProjectRow,
-    ServiceBase,
-    update_rows,
-)
-from crowdloop.service.types import (
-    AnnotatorInfo,
-    ItemState,
-    ReviewAnswer,
-    ReviewTask,
-    SubmitOut,
-    Suggestion,
-    TaskOut,
-)
+from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from crowdloop.service.base import ProjectRow, ServiceBase, update_rows
+from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
-from crowdloop.store.schema import (
-    Annotator,
-    Answer,
-    Item,
-    Lease,
-    utcnow,
-)
+from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
 
 
 class Loop(ServiceBase):

@@ -10,22 +10,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
-from crowdloop.errors import (
-    InputError,
-)
-from crowdloop.service.base import (
-    ServiceBase,
-    update_rows,
-)
+from crowdloop.errors import InputError
+from crowdloop.service.base import ServiceBase, update_rows
 from crowdloop.service.intake import batched, check_batch, parse_probs
-from crowdloop.service.types import (
-    ModelVersionInfo,
-)
-from crowdloop.store.schema import (
-    Item,
-    ModelVersion,
-    Prediction,
-)
+from crowdloop.service.types import ModelVersionInfo
+from crowdloop.store.schema import Item, ModelVersion, Prediction
 
 
 class Predictions(ServiceBase):

@@ -11,22 +11,10 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED
-from crowdloop.service.base import (
-    SETTLED,
-    ServiceBase,
-)
+from crowdloop.service.base import SETTLED, ServiceBase
 from crowdloop.service.intake import check_batch
-from crowdloop.service.types import (
-    Progress,
-    ResultRow,
-)
-from crowdloop.store.schema import (
-    Annotator,
-    Answer,
-    Event,
-    Item,
-    ModelVersion,
-)
+from crowdloop.service.types import Progress, ResultRow
+from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion
 
 
 class Reports(ServiceBase):

@@ -11,36 +11,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED, ConsensusPolicy, SkillRules
-from crowdloop.errors import (
-    AuthError,
-    ConfigError,
-    ConflictError,
-    InputError,
-    NotFoundError,
-)
+from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.base import (
-    ServiceBase,
-    code_or_none,
-    confidence_or_none,
-    make_token,
-    token_digest,
-    update_rows,
-)
+from crowdloop.service.base import ServiceBase, code_or_none, confidence_or_none, make_token, token_digest, update_rows
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.online import Opinions
-from crowdloop.service.types import (
-    KINDS,
-    ROLES,
-    AnnotatorInfo,
-    GoldIn,
-    ItemIn,
-    ItemState,
-    Kind,
-    ProjectInfo,
-    Role,
-)
+from crowdloop.service.types import KINDS, ROLES, AnnotatorInfo, GoldIn, ItemIn, ItemState, Kind, ProjectInfo, Role
 from crowdloop.store.schema import (
     Annotator,
     ApiToken,
@@ -146,9 +123,7 @@ class Setup(ServiceBase):
             parsed = parse_items(batch, info.labels, first_row=stored + 1)
             if any(p["predictions"] for p in parsed) and version_id is None:
                 raise InputError(
-                    "items carry predictions but no model is named",
-                    source="items",
-                    hint="Pass model=(name, version).",
+                    "items carry predictions but no model is named", source="items", hint="Pass model=(name, version)."
                 )
             self._run(
                 lambda s, parsed=parsed, first=stored + 1: self._store_items(s, project_id, parsed, first, version_id)
