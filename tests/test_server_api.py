@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from crowdloop.server import create_app, ensure_admin
+from crowdloop.server.demo import load_demo
 from crowdloop.service import open_service
 
 LABELS = ["cat", "dog", "bird"]
@@ -339,3 +340,21 @@ def test_imports_and_exports_of_every_format(world):
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
+
+
+def test_demo_project_tokens_work(tmp_path):
+    service = open_service(f"sqlite:///{tmp_path / 'demo.db'}", seed=0)
+    try:
+        demo = load_demo(service)
+        again = load_demo(service)  # a second start gives new tokens for the same project
+        assert again.project_id == demo.project_id and again.tokens["alice"] != demo.tokens["alice"]
+        client = TestClient(create_app(service))
+        for tokens in (demo.tokens, again.tokens):
+            task = client.post(f"/projects/{demo.project_id}/tasks/next",
+                               headers={"Authorization": f"Bearer {tokens['alice']}"})  # fmt: skip
+            assert task.status_code == 200 and task.json()["payload"]["title"]
+        progress = client.get(f"/projects/{demo.project_id}/progress",
+                              headers={"Authorization": f"Bearer {demo.tokens['owner']}"}).json()  # fmt: skip
+        assert progress["gold_items"] == demo.gold == 10
+    finally:
+        service.close()

@@ -56,7 +56,7 @@ def token_for(path: str, tokens: dict[str, str]) -> str:
 
 
 @schema.parametrize()
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, fuzzed):
     # steer valid parts of a request to the live project and a token with the right role; a part
     # generated invalid on purpose stays as generated

@@ -28,9 +28,20 @@ class ServerProcess:
     """``crowdloop serve --db URL --workers N`` on 127.0.0.1; ``admin_token`` is the token printed on
     first start (None when the database already had its admin)."""
 
-    def __init__(self, url: str, *, workers: int = 1, log: Path | None = None, startup_seconds: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        workers: int = 1,
+        options: tuple[str, ...] = (),
+        log: Path | None = None,
+        startup_seconds: float = 60.0,
+    ):
         self.url = url
         self.workers = workers
+        self.options = options
+        self.startup_lines: list[str] = []
+        """What ``crowdloop serve`` printed before it served (tokens, the demo project)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.admin_token: str | None = None
@@ -46,7 +57,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         command = [sys.executable, "-c", "from crowdloop.cli import app; app()", "serve", "--db", self.url]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        command += ["--port", str(self.port), "--workers", str(self.workers), *self.options]
         output = open(self._log or os.devnull, "w")  # noqa: SIM115  (kept open while the server runs)
         self._process = subprocess.Popen(
             command,
@@ -59,6 +70,7 @@ class ServerProcess:
         deadline = time.monotonic() + self._startup
         assert self._process.stderr is not None
         for line in self._process.stderr:
+            self.startup_lines.append(line.rstrip("\n"))
             match = _TOKEN_LINE.search(line)
             if match:
                 self.admin_token = match.group(1)

@@ -1,0 +1,41 @@
+"""The README's labeling-service walk-through, run as written (bash + curl) against a live server."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crowdloop.server.process import ServerProcess
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def walk_through() -> str:
+    section = README.read_text().split("## The labeling service", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    return blocks[1]  # the first block lists the commands, the second is the walk-through
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl, which is not installed")
+def test_readme_walk_through_works(tmp_path):
+    with ServerProcess(f"sqlite:///{tmp_path / 'crowdloop.db'}") as server:
+        env = {**os.environ, "API": server.base_url, "ADMIN": server.admin_token}
+        done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", walk_through()], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    labels_csv = done.stdout[done.stdout.index("task,label,confidence,status") :]
+    labels = pd.read_csv(io.StringIO(labels_csv)).set_index("task")
+    assert set(labels.index) == {"p1", "p2", "p3", "p4", "p5", "p8"}  # the gold items are not results
+    assert labels.loc["p8", "status"] == "reviewed"  # the crowd disagreed: escalated, then the reviewer's label
+    accepted = labels[labels["status"] == "accepted"]
+    assert len(accepted) >= 4 and (accepted["confidence"] >= 0.9).all()
+    assert accepted.loc["p2", "label"] == "Footwear > Boots"
+    answers = pd.read_csv(tmp_path / "answers.csv")
+    assert {"alice", "bob", "carol"} <= set(answers["worker"])
