@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 
 import pandas as pd
@@ -358,3 +359,15 @@ def test_demo_project_tokens_work(tmp_path):
         assert progress["gold_items"] == demo.gold == 10
     finally:
         service.close()
+
+
+def test_token_cache_forgets_a_token_revoked_elsewhere(world):
+    service, pid = world["service"], world["pid"]
+    info, token = service.add_annotator(pid, "cached")
+    client = TestClient(create_app(service, auth_cache_seconds=0.3))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/me", headers=headers).status_code == 200
+    service.revoke_tokens(info.id)  # as another server process would
+    assert client.get("/me", headers=headers).status_code == 200  # remembered for 0.3 s at most
+    time.sleep(0.35)
+    assert client.get("/me", headers=headers).status_code == 401

@@ -7,6 +7,7 @@ import os
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from crowdloop.server.auth import TokenCache
 from crowdloop.server.limits import BodyLimit
 from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
 from crowdloop.server.routes import loop, projects, results
@@ -26,11 +27,15 @@ Errors are `application/problem+json` (RFC 9457).
 """
 
 
-def create_app(service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413."""
+def create_app(
+    service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth_cache_seconds: float = 5.0
+) -> FastAPI:
+    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413; a token's
+    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
     app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
     app.state.service = service
     app.state.admin_project_id = None
+    app.state.tokens = TokenCache(auth_cache_seconds)
     install_problem_handlers(app)
     for module in (projects, loop, results):
         app.include_router(module.router)

@@ -9,6 +9,8 @@ as an owner in every one.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -53,8 +55,45 @@ def admin_project_id(request: Request) -> int | None:
 def signed_in(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
-    annotator = service_of(request).authenticate(credentials.credentials)
+    annotator = request.app.state.tokens.get(credentials.credentials)
+    if annotator is None:
+        annotator = service_of(request).authenticate(credentials.credentials)
+        request.app.state.tokens.put(credentials.credentials, annotator)
     return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_project_id(request))
+
+
+class TokenCache:
+    """Who a token belongs to, remembered for ``seconds`` (0: ask the service every time).
+
+    Authentication is a database round trip; a task and its submit would pay it twice. The
+    trade-off: a token revoked or a role changed in another server process takes effect there
+    after at most ``seconds``; in this process at once (the routes that change them call
+    ``forget``). Bans are not affected: the service re-reads an annotator's status in every call."""
+
+    def __init__(self, seconds: float, max_entries: int = 100_000) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, AnnotatorInfo]] = {}
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> AnnotatorInfo | None:
+        entry = self._entries.get(self._key(token)) if self.seconds > 0 else None
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    def put(self, token: str, annotator: AnnotatorInfo) -> None:
+        if self.seconds <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[self._key(token)] = (time.monotonic() + self.seconds, annotator)
+
+    def forget(self, annotator_id: int) -> None:
+        for key, (_, annotator) in list(self._entries.items()):
+            if annotator.id == annotator_id:
+                self._entries.pop(key, None)
 
 
 SignedIn = Annotated[Caller, Depends(signed_in)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -221,10 +221,11 @@ def _annotator_in(service: LabelingService, project_id: ProjectId, annotator_id:
     "/projects/{project_id:int}/annotators/{annotator_id:int}", response_model=AnnotatorOut, tags=["annotators"]
 )
 def set_role(
-    project_id: ProjectId, annotator_id: AnnotatorId, body: RoleIn, caller: Owner, service: Service
+    project_id: ProjectId, annotator_id: AnnotatorId, body: RoleIn, caller: Owner, service: Service, request: Request
 ) -> AnnotatorOut:
     """Promote an annotator to reviewer (or change any role)."""
     _annotator_in(service, project_id, annotator_id)
+    request.app.state.tokens.forget(annotator_id)
     return AnnotatorOut.model_validate(service.set_role(annotator_id, body.role))
 
 
@@ -243,7 +244,11 @@ def new_token(project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, s
 @router.delete(
     "/projects/{project_id:int}/annotators/{annotator_id:int}/tokens", response_model=CountOut, tags=["annotators"]
 )
-def revoke_tokens(project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, service: Service) -> CountOut:
+def revoke_tokens(
+    project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, service: Service, request: Request
+) -> CountOut:
     """Revoke every token of an annotator."""
     _annotator_in(service, project_id, annotator_id)
-    return CountOut(count=service.revoke_tokens(annotator_id))
+    count = service.revoke_tokens(annotator_id)
+    request.app.state.tokens.forget(annotator_id)
+    return CountOut(count=count)
