@@ -4,12 +4,15 @@ the online decision, branch skills and routing by them, ``refit_projects`` (``cr
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import update
 
-from crowdloop.consensus import ConsensusPolicy
+from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import ItemIn, open_service, refit_projects
+from crowdloop.service.online import OnlineConsensus, Opinions
+from crowdloop.service.refit import MIN_CALIBRATION_STATES, StoredAnswers, refit
 from crowdloop.store.schema import Annotator
 
 LABELS = ["a", "b", "c", "d"]
@@ -27,7 +30,7 @@ def test_refit_learns_skills_temperature_and_calibration(service, database_url: 
     policy = ConsensusPolicy(target=0.9, min_overlap=2, max_overlap=3, escalate_early=False)
     project = service.create_project("refit", LabelSpace(LABELS), policy, gold_rate=0.35)
     truth = {f"i{i}": str(rng.choice(LABELS)) for i in range(45)}
-    gold = {f"g{i}": str(rng.choice(LABELS)) for i in range(30)}
+    gold = {f"g{i}": str(rng.choice(LABELS)) for i in range(40)}
     items = [ItemIn(k, {}) for k in truth] + [ItemIn(k, {}, gold=v) for k, v in gold.items()]
     service.import_items(project.id, items)
     truth |= gold
@@ -52,7 +55,8 @@ def test_refit_learns_skills_temperature_and_calibration(service, database_url: 
     before = {a.name: a.skill for a in service.annotator_skills(project.id)}
     (report,) = refit_projects(database_url, project.name)
     after = {a.name: a.skill for a in service.annotator_skills(project.id)}
-    assert report.annotators == 4 and report.calibrated
+    assert report.annotators == 4
+    assert not report.calibrated  # fewer than MIN_CALIBRATION_STATES gold states: the raw posterior stays
     assert min(after["good1"], after["good2"], after["good3"]) > after["poor"] + 0.3
     assert after["poor"] < 0.55 and before["poor"] < 0.55  # gold caught the poor annotator; the EM agrees
     temperature = report.temperatures[str(version.id)]
@@ -82,3 +86,43 @@ def test_routing_sends_items_to_annotators_skilled_in_their_branch(service) -> N
     first_audio = [service.next_task(audio_expert).item for _ in range(1)]
     first_home = [service.next_task(home_expert).item for _ in range(1)]
     assert first_audio[0].startswith("audio") and first_home[0].startswith("home")
+
+
+def test_the_calibrator_makes_the_online_confidence_honest() -> None:
+    """Fitted on cross-fitted gold states, the calibrated confidence of held-out items never claims
+    more than they deliver, and the items it accepts at target 0.9 are at least 88.5% right."""
+    rng = np.random.default_rng(4)
+    labels = LabelSpace(LABELS)
+    skills = rng.uniform(0.55, 0.9, 12)
+    n_items, per_item = 900, 3
+    truth = rng.integers(0, len(LABELS), n_items)
+    item = np.repeat(np.arange(n_items), per_item)
+    worker = np.concatenate([rng.choice(len(skills), per_item, replace=False) for _ in range(n_items)])
+    right = rng.random(len(item)) < skills[worker]
+    wrong = (truth[item] + rng.integers(1, len(LABELS), len(item))) % len(LABELS)
+    label = np.where(right, truth[item], wrong)
+    gold = np.arange(300)  # the first 300 items are gold
+    stored = StoredAnswers(
+        item=item, annotator=worker + 100, label=label, truth_item=gold, truth_label=truth[gold],
+        soft=pd.DataFrame(columns=["version", "item", "label", "prob"]),
+    )  # fmt: skip
+    policy = ConsensusPolicy(target=0.9, max_overlap=per_item)
+    result = refit(stored, labels, policy, SkillRules())
+    assert result.calibrator is not None and 300 * per_item >= MIN_CALIBRATION_STATES
+    # held-out items after one and after two answers, with the skills the loop would use
+    rules = SkillRules()
+    online_skill = (rules.prior_strength * rules.prior_mean + result.skill * result.answers) / (
+        rules.prior_strength + result.answers
+    )
+    decider = OnlineConsensus(labels, policy, rules, typical_skill=result.typical_skill, calibrator=result.calibrator)
+    for seen in (1, 2):
+        held = np.flatnonzero((item >= 300) & (np.arange(len(item)) % per_item < seen))
+        opinions = Opinions.of(n_items - 300, item[held] - 300, label[held], online_skill[worker[held]])
+        table = decider.decide(opinions)
+        hit = table.label == truth[300:]
+        for group in (table.confidence < 0.8, table.confidence >= 0.8):  # low and high confidence alike
+            if group.sum() >= 50:  # never claims more than it delivers (it decides on a cautious quantile)
+                assert hit[group].mean() >= table.confidence[group].mean() - 0.03
+        accepted = table.status == "accepted"
+        if seen == 2:  # two agreeing answers can reach the target
+            assert accepted.sum() >= 50 and hit[accepted].mean() >= policy.target - 0.015

@@ -1,11 +1,11 @@
 """The periodic full refit, as array computations on everything stored for a project.
 
-Skills: ``DynamicConsensus.fit`` (EM over all answers with gold and reviewers' decisions clamped;
-it picks Dawid-Skene or the taxonomy skill model on cross-fitted gold), each model version's
-temperature learned like a worker's reliability. Calibrator: a ``TopLabelCalibrator`` fitted on
-the prefix states of the gold items (the item after its first 1, 2, ... answers, as the stopping
-rule sees it) scored by the online posterior with the new skills, so that the loop's calibrated
-0.97 means 97% right. Branch skills (taxonomies): ``BranchSkills`` on the gold and reviewed labels.
+Skills: ``DynamicConsensus.fit(skills="gold")`` (the taxonomy skill model's EM over all answers
+with gold and reviewers' decisions clamped, annotator accuracy from gold with a prior), each model
+version's temperature learned like a worker's reliability. Calibrator: a ``TopLabelCalibrator``
+fitted on the prefix states of the gold items (the item after its first 1, 2, ... answers, as the
+stopping rule sees it) scored by the online posterior with cross-fitted skills, so that the loop's
+calibrated 0.97 means 97% right. Branch skills (taxonomies): ``BranchSkills`` on the gold and reviewed labels.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from crowdloop.consensus.engine import _prefix_states
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service.online import OnlineConsensus, Opinions
+
+MIN_CALIBRATION_STATES = 100
+"""Gold prefix states needed before the refit calibrates the online decision; fewer, or states at a
+single answer count, leave it on the raw posterior (whose gold-based skills are honest on their own)."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,9 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         with_soft = with_soft.with_soft(f"model:{version}", row_items.to_numpy(), matrix)
     known = np.isin(stored.truth_item, items)
     gold = pd.Series(labels.decode(stored.truth_label[known]), index=pd.Index(stored.truth_item[known]))
-    engine = DynamicConsensus(policy, rules=rules).fit(with_soft, gold if len(gold) else None)
+    # skills from gold: with many items answered once, the EM has no disagreement to learn from and
+    # takes every annotator for better than gold shows; the EM still picks and fits the model
+    engine = DynamicConsensus(policy, rules=rules, skills="gold").fit(with_soft, gold if len(gold) else None)
     n_answers = np.bincount(answers.worker, minlength=answers.n_workers)
     skill = np.asarray(engine.skill_, dtype=np.float64)[: answers.n_workers]
     temperatures_series = getattr(engine.model_, "soft_temperatures_", None)
@@ -120,10 +126,12 @@ def _calibrator(
 ) -> TopLabelCalibrator | None:
     r"""Fitted on the gold items' prefix states under the online posterior (None: too little gold).
 
-    Each answer in a state is weighed with its annotator's skill *leaving that answer out*:
-    $(m\mu + c_w - r_j) / (m + n_w - 1)$ with $r_j$ whether answer $j$ was right. The refit counted
-    every gold answer in the skills; scoring a gold item with them would make its own answers look
-    more reliable than a new item's (the calibrator would learn an optimistic curve)."""
+    Cross-fitted: the gold items fall in two halves, and an answer on an item of one half is
+    weighed with its annotator's gold accuracy on the other half, $(m\mu + c_w^{(-f)}) / (m +
+    n_w^{(-f)})$ (the skills the loop uses are gold accuracies too, ``skills="gold"``). Scoring a gold
+    item with skills that counted its own answers would make them look more reliable than a new
+    item's; leaving just that answer out would make right answers look less reliable than wrong
+    ones (with few gold answers each, the curve would even slope down)."""
     if not len(gold):
         return None
     gold_codes = answers.items.get_indexer(gold.index)
@@ -145,19 +153,26 @@ def _calibrator(
             }
         )
     rules = book.rules
-    right = (states.label == truth[state_item[states.item]]).astype(np.float64)
-    evidence = book.model_right + book.since_right
-    total = book.model_total + book.since_total
+    fold = np.full(answers.n_items, -1, dtype=np.int64)
+    fold[gold_codes] = np.random.default_rng(0).permutation(len(gold_codes)) % 2
+    on_gold = fold[answers.item] >= 0
+    key = answers.worker[on_gold].astype(np.int64) * 2 + fold[answers.item[on_gold]]
+    correct = (answers.label[on_gold] == truth[answers.item[on_gold]]).astype(np.float64)
+    right_in = np.bincount(key, weights=correct, minlength=2 * answers.n_workers).reshape(-1, 2)
+    total_in = np.bincount(key, minlength=2 * answers.n_workers).reshape(-1, 2)
+    other = 1 - fold[state_item[states.item]]  # the half the state's item is not in
     m, mu = rules.prior_strength, rules.prior_mean
-    w = states.worker
-    skill = (m * mu + evidence[w] - right) / np.maximum(m + total[w] - 1, 1e-9)
+    skill = (m * mu + right_in[states.worker, other]) / (m + total_in[states.worker, other])
     opinions = Opinions.of(states.n_items, states.item, states.label, skill, frame)
     online = OnlineConsensus(labels, policy, rules, typical_skill=typical)
     label, raw = online.raw(opinions)
     right = label == truth[state_item]
+    counts = opinions.counts()
+    if len(raw) < MIN_CALIBRATION_STATES or len(np.unique(counts)) < 2:
+        return None  # a curve from fewer states, or from one answer count only, would be guesswork
     calibrator = TopLabelCalibrator(features=("confidence", "n_answers"))
-    with contextlib.suppress(InputError):  # too little gold, or all of it right: stay raw
-        return calibrator.fit(raw, right, n_answers=opinions.counts())
+    with contextlib.suppress(InputError):  # all of it right, or all wrong: stay raw
+        return calibrator.fit(raw, right, n_answers=counts)
     return None
 
 
