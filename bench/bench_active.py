@@ -14,8 +14,14 @@ reach random sampling's final accuracy (linear between rounds) as a share of ran
 (target: <= 60%); Cohen's kappa between the last two rounds' predictions on a stop set (the
 stopping rule's signal); CPU seconds of one run.
 
-    python bench/bench_active.py                      # both datasets, 3 seeds (about 13 CPU minutes)
+    python bench/bench_active.py                      # both datasets, 3 seeds (about 18 CPU minutes)
     python bench/bench_active.py --datasets myntra --seeds 1 --strategies random,margin
+
+On a loaded machine the datasets and seeds can run side by side and be combined:
+
+    python bench/bench_active.py --datasets flipkart --seeds 1 --name active.flipkart
+    python bench/bench_active.py --datasets myntra --name active.myntra
+    python bench/bench_active.py --merge bench/results/active.flipkart.json,bench/results/active.myntra.json
 
 The competitors need ``bench/requirements-active.txt`` (run this file with that venv's python);
 without them their rows are skipped. The data is read from ``../shared/data/products``
