@@ -57,8 +57,8 @@ def test_refit_learns_skills_temperature_and_calibration(service, database_url: 
     after = {a.name: a.skill for a in service.annotator_skills(project.id)}
     assert report.annotators == 4
     assert not report.calibrated  # fewer than MIN_CALIBRATION_STATES gold states: the raw posterior stays
-    assert min(after["good1"], after["good2"], after["good3"]) > after["poor"] + 0.3
-    assert after["poor"] < 0.55 and before["poor"] < 0.55  # gold caught the poor annotator; the EM agrees
+    assert min(after["good1"], after["good2"], after["good3"]) > after["poor"] + 0.25
+    assert after["poor"] < 0.6 and before["poor"] < 0.6  # gold catches the poor annotator
     temperature = report.temperatures[str(version.id)]
     assert temperature < 0.9  # an overconfident model is cooled down
     assert service.model_versions(project.id)[0].temperature == pytest.approx(temperature)
