@@ -271,6 +271,7 @@ def merge(args: argparse.Namespace) -> int:
         for c in result.get("commands")
         or [f"python bench/bench_active.py --datasets {','.join(dict.fromkeys(r['dataset'] for r in result['runs']))}"]
     ]
+    saved.commands.append(command_line("bench_active.py"))
     saved.datasets = ",".join(dict.fromkeys(run["dataset"] for run in runs))
     report(runs, saved, list(dict.fromkeys(notes)), versions, sum(r["cpu_s"] for r in runs), done=True)
     return 0
