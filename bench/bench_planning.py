@@ -45,7 +45,7 @@ def measured_labels_for(curve, target: float) -> float:
 
 def one_seed(frame, seed: int, sizes: list[int]) -> list[dict]:
     from crowdloop.models import TextClassifier
-    from crowdloop.planning import fit_learning_curve, measure_learning_curve
+    from crowdloop.planning import measure_learning_curve
 
     titles, paths = frame["title"].to_numpy(object), frame["path"].to_numpy(object)
     n_train = len(frame) - -(-len(frame) // 5)  # the held-out fold of 5 (one row per distinct title)
@@ -53,7 +53,13 @@ def one_seed(frame, seed: int, sizes: list[int]) -> list[dict]:
     curve = measure_learning_curve(
         titles, paths, sizes=[*sizes, n_train], model=TextClassifier(random_state=seed), random_state=seed
     )
-    measure_s = time.perf_counter() - start
+    return forecasts(curve, seed, time.perf_counter() - start)
+
+
+def forecasts(curve, seed: int, measure_s: float) -> list[dict]:
+    """Fit on the points up to each of ``FIT_UP_TO`` and compare the forecasts with the larger points."""
+    from crowdloop.planning import fit_learning_curve
+
     full = curve.iloc[-1]
     rows = []
     for up_to in FIT_UP_TO:
@@ -63,9 +69,9 @@ def one_seed(frame, seed: int, sizes: list[int]) -> list[dict]:
         row = {
             "seed": seed, "fit_up_to": up_to, "points": len(part), "full_labels": int(full["labels"]),
             "n_eval": int(full["n_eval"]), "a": fitted.a, "b": fitted.b, "c": fitted.c,
-            "forecast_full": at_full.estimate, "forecast_full_low": at_full.low, "forecast_full_high": at_full.high,
-            "measured_full": float(full["accuracy"]), "measure_s": measure_s,
-            "curve": curve[["labels", "accuracy"]].to_dict("list"),
+            "noise_scale": fitted.noise_scale, "forecast_full": at_full.estimate, "forecast_full_low": at_full.low,
+            "forecast_full_high": at_full.high, "measured_full": float(full["accuracy"]), "measure_s": measure_s,
+            "curve": curve[["labels", "accuracy", "n_eval"]].to_dict("list"),
         }  # fmt: skip
         row["full_inside"] = bool(at_full.low <= row["measured_full"] <= at_full.high)
         for target in TARGETS:
@@ -76,6 +82,19 @@ def one_seed(frame, seed: int, sizes: list[int]) -> list[dict]:
             row[f"measured_labels_{target}"] = measured_labels_for(curve, target)
         rows.append(row)
     return rows
+
+
+def saved_curves(path: Path, frame) -> list[tuple[int, object]]:
+    """(seed, measured curve) from a results JSON (the held-out size re-derived when it is absent)."""
+    import pandas as pd
+
+    out = {}
+    for row in json.loads(path.read_text())["rows"]:
+        curve = pd.DataFrame(row["curve"])
+        if "n_eval" not in curve:
+            curve["n_eval"] = -(-len(frame) // 5)
+        out[row["seed"]] = curve
+    return sorted(out.items())
 
 
 def count(x: float) -> str:
@@ -115,6 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--refit", type=Path, help="re-fit the forecasts on the curves a results JSON measured")
     args = parser.parse_args()
     import pandas as pd
     import product_data
@@ -127,6 +147,12 @@ def main() -> int:
     frame = product_data.load_flipkart()
     frame = frame[~pd.Series(normalize_text(frame["title"])).duplicated().to_numpy()].reset_index(drop=True)
     rows = []
+    if args.refit is not None:
+        for seed, curve in saved_curves(args.refit, frame):
+            rows += forecasts(curve, seed, float("nan"))
+            write(frame, rows, refit=True)
+        print(markdown(rows))
+        return 0
     for seed in range(args.seeds):
         rows += one_seed(frame, seed, list(SIZES))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -136,7 +162,7 @@ def main() -> int:
     return 0
 
 
-def write(frame, rows: list[dict]) -> None:
+def write(frame, rows: list[dict], refit: bool = False) -> None:
     from _harness import command_line, machine_lines, markdown_table, write_results
 
     table = markdown(rows)
@@ -157,6 +183,15 @@ def write(frame, rows: list[dict]) -> None:
             "its forecasts are compared with the accuracy the full training set measures and with the labels "
             "the measured curve needs to reach each target (log-linear interpolation between points). "
             f"Medians over {len(seeds)} seed(s) {seeds} (split, order, model seed).",
+            *(
+                [
+                    "",
+                    f"The forecasts were re-fitted (`--refit`) on the curves measured by `python "
+                    f"bench/bench_planning.py --seeds {len(seeds)}`, which the JSON keeps.",
+                ]
+                if refit
+                else []
+            ),
             "",
             table,
             "",

@@ -120,3 +120,13 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     curve = fit_learning_curve(N, measured_curve(), n_eval=N_EVAL, n_boot=5)
     with pytest.raises(ConfigError, match=r"crowdloop\[plot\]"):
         plot_learning_curve(curve, tmp_path / "c.png")
+
+
+def test_points_off_the_power_law_widen_the_interval():
+    exact = fit_learning_curve(N, power_law(N, A, B, C), n_eval=N_EVAL, n_boot=60)
+    assert exact.noise_scale == 1.0
+    kinked = power_law(N, A, B, C) + np.array([0.0, 0.02, -0.02, 0.02, -0.02, 0.0])
+    off = fit_learning_curve(N, kinked, n_eval=N_EVAL, n_boot=60)
+    assert off.noise_scale > 2
+    width = lambda i: i.high - i.low  # noqa: E731
+    assert width(off.accuracy_at(20_000)) > 2 * width(exact.accuracy_at(20_000))

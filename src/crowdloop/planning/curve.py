@@ -12,7 +12,10 @@ $n(t) = (b / (a - t))^{1/c}$; for $t \ge a$ no amount of labels gets there with 
 
 Intervals by the bootstrap (Efron & Tibshirani 1993): with the evaluation-set sizes, each point's
 correct count is redrawn from $\mathrm{Bin}(n_{eval}, \mathrm{acc})$ (resampling the per-item
-correctness); without them, the measured points are resampled with replacement. The curve is
+correctness), the deviation scaled up by $\sqrt{\chi^2_\nu}$ when the points scatter around the
+fit more than that noise explains (the reduced chi-square of the weighted fit, with 4 or more
+points: the training-set draw and the model's own misfit count too); without the sizes, the
+measured points are resampled with replacement. The curve is
 refitted on every replicate; intervals are percentiles, and a forecast whose replicates often find
 the target above the asymptote gets an infinite upper end.
 """
@@ -62,7 +65,8 @@ class Interval:
 
 @dataclass(frozen=True)
 class LearningCurve:
-    """A fitted power law and its bootstrap replicates (rows of ``a, b, c``)."""
+    """A fitted power law, its bootstrap replicates (rows of ``a, b, c``) and the factor by which the
+    bootstrap noise was scaled to the scatter of the points (1: the binomial noise explains it)."""
 
     a: float
     b: float
@@ -71,6 +75,7 @@ class LearningCurve:
     accuracy: np.ndarray
     replicates: np.ndarray = field(repr=False)
     level: float = 0.9
+    noise_scale: float = 1.0
 
     @property
     def asymptote(self) -> Interval:
@@ -185,10 +190,14 @@ def fit_learning_curve(
     else:
         sigma = None
     params = _fit(n, acc, sigma)
+    scale = 1.0
+    if sigma is not None and len(n) > 3:
+        resid = (power_law(n, *params) - acc) / sigma
+        scale = max(1.0, float(np.sqrt(resid @ resid / (len(n) - 3))))
     replicates = []
     for _ in range(n_boot):
         if n_eval is not None:
-            boot_acc = rng.binomial(m, acc) / m
+            boot_acc = np.clip(acc + scale * (rng.binomial(m, acc) / m - acc), 0.0, 1.0)
             boot = (n, boot_acc, sigma)
         else:
             pick = rng.integers(0, len(n), len(n))
@@ -201,4 +210,6 @@ def fit_learning_curve(
             continue
     if not replicates:
         replicates = [params]
-    return LearningCurve(*map(float, params), n_labels=n, accuracy=acc, replicates=np.asarray(replicates), level=level)
+    return LearningCurve(
+        *map(float, params), n_labels=n, accuracy=acc, replicates=np.asarray(replicates), level=level, noise_scale=scale
+    )
