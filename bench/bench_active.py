@@ -272,6 +272,13 @@ def merge(args: argparse.Namespace) -> int:
         or [f"python bench/bench_active.py --datasets {','.join(dict.fromkeys(r['dataset'] for r in result['runs']))}"]
     ]
     saved.commands.append(command_line("bench_active.py"))
+    counts = pd.DataFrame(runs).groupby(["dataset", "strategy"])["seed"].nunique()
+    if counts.groupby(level=0).nunique().gt(1).any():
+        notes.append(
+            "rows with fewer seeds were not run on every seed (runs stopped for time): their accuracy medians "
+            "cover fewer seeds than random's row, while `labels to random's final` always compares with random "
+            "on the same seed"
+        )
     saved.datasets = ",".join(dict.fromkeys(run["dataset"] for run in runs))
     report(runs, saved, list(dict.fromkeys(notes)), versions, sum(r["cpu_s"] for r in runs), done=True)
     return 0
