@@ -54,6 +54,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--gold-share", type=float, default=0.05)
     parser.add_argument("--expert-price", type=float, default=10.0)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--items", type=int, default=0, help="a random sample of this many titles (0: all), for the model and the crowd"
+    )
     parser.add_argument("--probs-cache", type=Path, default=None, help="a .npy file: read if present, else written")
     return parser.parse_args()
 
@@ -81,8 +84,11 @@ def main() -> None:
         print(f"no Flipkart titles under {product_data.PRODUCTS.name}/ (set CROWDLOOP_DATA): nothing to run")
         return
     frame = product_data.load_flipkart().drop_duplicates("title").reset_index(drop=True)
+    n_titles = len(frame)
+    taxonomy = Taxonomy.from_paths(sorted(set(frame["path"])))
+    if 0 < args.items < len(frame):
+        frame = frame.iloc[np.sort(np.random.default_rng(0).choice(len(frame), args.items, replace=False))]
     titles, paths = frame["title"].to_numpy(dtype=object), frame["path"].to_numpy(dtype=object)
-    taxonomy = Taxonomy.from_paths(sorted(set(paths)))
     probs = model_probs(titles, paths, taxonomy, args)
     model_accuracy = float((probs.argmax(axis=1) == taxonomy.encode(paths)).mean())
     thresholds = tuple(float(t) for t in args.thresholds.split(",") if t)
@@ -149,9 +155,11 @@ def main() -> None:
         "",
         f"- command: `{command_line('bench_products.py')}`",
         *machine_lines({}),
-        f"- items: {len(frame):,} distinct Flipkart titles, {len(taxonomy):,} taxonomy nodes from "
-        f"{len(set(paths)):,} category paths (depth up to {taxonomy.max_depth}); model: `TextClassifier()` "
-        f"out-of-fold over {args.folds} folds of distinct normalised titles, leaf accuracy {model_accuracy:.3f}",
+        f"- items: {len(paths):,} distinct Flipkart titles"
+        + (f" (a random sample of the {n_titles:,})" if len(paths) < n_titles else "")
+        + f" with {len(set(paths)):,} category paths; taxonomy: the {len(taxonomy):,} nodes of all titles' "
+        f"paths (depth up to {taxonomy.max_depth}); model: `TextClassifier()` out-of-fold over {args.folds} "
+        f"folds of distinct normalised titles of these items, leaf accuracy {model_accuracy:.3f}",
         f"- crowd: {args.workers} annotators per seed, {args.max_overlap} answers per item generated and revealed "
         "on demand in a random order; wrong answers: a sibling category 60%, a cousin 25%, any category 15%; "
         "`uniform`: every annotator's skill ~ Beta(96, 20) (mean .83, 95% in [.75, .89]); `mixed`: 5% experts "
