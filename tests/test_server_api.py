@@ -341,6 +341,8 @@ def test_imports_and_exports_of_every_format(world):
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
+    pages = [call("GET", f"/projects/{pid}/results", owner, params={"offset": k, "limit": 2}).json() for k in (0, 2)]
+    assert [r["item"] for page in pages for r in page] == labels["task"].tolist()
 
 
 def test_demo_project_tokens_work(tmp_path):

@@ -3,8 +3,9 @@ the refit job."""
 
 from __future__ import annotations
 
+import itertools
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, BackgroundTasks, Query, Response
@@ -55,10 +56,14 @@ def results(
     project_id: ProjectId,
     caller: Owner,
     service: Service,
-    status: Annotated[str | None, Query(max_length=20, description="Only items with this status")] = None,
+    status: Annotated[Literal["more", "accepted", "escalated", "reviewed"] | None, Query()] = None,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[ResultOut]:
-    """Every item's current label, calibrated confidence, status and answer count."""
-    return [ResultOut.model_validate(r) for r in service.results(project_id) if status in (None, r.status)]
+    """Items' current label, calibrated confidence, status and answer count, a page at a time
+    (``offset``, ``limit``; the whole set: ``/export``)."""
+    rows = (r for r in service.results(project_id) if status in (None, r.status))
+    return [ResultOut.model_validate(r) for r in itertools.islice(rows, offset, offset + limit)]
 
 
 @router.get("/projects/{project_id:int}/events", response_model=list[dict[str, Any]], tags=["results"])
