@@ -22,6 +22,7 @@ import json
 import os
 import pstats
 import sys
+import tempfile
 import time
 import uuid
 from importlib import resources
@@ -303,7 +304,7 @@ def main() -> None:
         payload = json.loads((RESULTS / "service.json").read_text())
         write_results("service", render(payload), payload)
         return
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "crowdloop-bench-service"
+    folder = Path(tempfile.gettempdir()) / "crowdloop-bench-service"
     folder.mkdir(parents=True, exist_ok=True)
     configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.configs.split(",")]
     pg_reason = postgres_unavailable() if any(kind == "postgresql" for kind, _ in configs) else None
