@@ -373,3 +373,16 @@ def test_token_cache_forgets_a_token_revoked_elsewhere(world):
     assert client.get("/me", headers=headers).status_code == 200  # remembered for 0.3 s at most
     time.sleep(0.35)
     assert client.get("/me", headers=headers).status_code == 401
+
+
+def test_openapi_docs_and_bearer_scheme(world):
+    client = world["client"]
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schema["components"]["securitySchemes"]["HTTPBearer"]["description"],
+    }
+    errors = schema["paths"]["/projects/{project_id}/tasks/next"]["post"]["responses"]["401"]["content"]
+    assert list(errors) == ["application/problem+json"]
