@@ -212,7 +212,7 @@ class ServiceBase:
         book.fast = np.array([a.fast for a in annotators], dtype=np.float64)
         return book
 
-    def _annotator_info(self, annotator: Annotator, rules: SkillRules) -> AnnotatorInfo:
+    def _annotator_info(self, annotator: Annotator | Row, rules: SkillRules) -> AnnotatorInfo:
         return AnnotatorInfo(
             id=annotator.id,
             project_id=annotator.project_id,

@@ -18,6 +18,7 @@ from crowdloop.service.base import ServiceBase, code_or_none, confidence_or_none
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.online import Opinions
 from crowdloop.service.types import KINDS, ROLES, AnnotatorInfo, GoldIn, ItemIn, ItemState, Kind, ProjectInfo, Role
+from crowdloop.store import queries as q
 from crowdloop.store.schema import (
     Annotator,
     ApiToken,
@@ -372,11 +373,10 @@ class Setup(ServiceBase):
         digest = token_digest(token)
 
         def work(session: Session) -> AnnotatorInfo:
-            stored = session.scalars(select(ApiToken).where(ApiToken.digest == digest)).first()
-            if stored is None or not hmac.compare_digest(stored.digest, digest) or stored.revoked:
+            found = session.connection().execute(q.TOKEN, {"digest": digest}).first()
+            if found is None or not hmac.compare_digest(found.digest, digest) or found.revoked:
                 raise AuthError("unknown or revoked API token")
-            annotator = session.get(Annotator, stored.annotator_id)
-            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
+            return self._annotator_info(found, self._rules_of(session, found.project_id))
 
         return self._run(work)
 

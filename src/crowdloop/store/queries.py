@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, exists, func, insert, select, update
 
-from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, Lease, ModelVersion, Prediction, Project
+from crowdloop.store.schema import (
+    Annotator,
+    Answer,
+    ApiToken,
+    Event,
+    GoldLabel,
+    Item,
+    Lease,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 
 items, leases, answers = Item.__table__, Lease.__table__, Answer.__table__
 annotators, models, predictions = Annotator.__table__, ModelVersion.__table__, Prediction.__table__
 gold_labels, events, projects = GoldLabel.__table__, Event.__table__, Project.__table__
+api_tokens = ApiToken.__table__
 
 PROJECT_HEAVY_COLUMNS = ("labels", "policy", "rules", "calibrator")
 PROJECT = select(*(c for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)).where(
@@ -40,6 +52,11 @@ RECLAIM_BATCH = 200  # expired leases returned to the pool per request
 GOLD_CANDIDATES = 16  # unseen gold items drawn from
 POOL_CANDIDATES = 32
 
+TOKEN = (
+    select(api_tokens.c.digest, api_tokens.c.revoked, *(annotators.c[c] for c in ANNOTATOR_COLUMNS))
+    .join(annotators, annotators.c.id == api_tokens.c.annotator_id)
+    .where(api_tokens.c.digest == bindparam("digest"))
+)
 ANNOTATOR = select(*(annotators.c[c] for c in ANNOTATOR_COLUMNS)).where(annotators.c.id == bindparam("annotator"))
 
 EXPIRED = (
