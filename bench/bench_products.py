@@ -49,6 +49,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--thresholds", default="0.6,0.7,0.8,0.9,0.95")
     parser.add_argument("--target", type=float, default=0.97)
+    parser.add_argument("--extra-targets", default="0.90", help="the dynamic policies again at these targets")
     parser.add_argument("--max-overlap", type=int, default=5)
     parser.add_argument("--workers", type=int, default=150)
     parser.add_argument("--gold-share", type=float, default=0.05)
@@ -107,6 +108,7 @@ def main() -> None:
             policy=policy,
             thresholds=thresholds,
             gold_share=args.gold_share,
+            extra_targets=tuple(float(t) for t in args.extra_targets.split(",") if t),
         )
         began = time.perf_counter()
         comparison = compare_policies(taxonomy, paths, probs, setup, seeds=range(args.seeds))
@@ -165,7 +167,7 @@ def main() -> None:
         "`uniform`: every annotator's skill ~ Beta(96, 20) (mean .83, 95% in [.75, .89]); `mixed`: 5% experts "
         "(.96), 55% good (.85), 22% sloppy (.70), 10% spammers, 8% a colluding ring sharing one wrong answer per "
         "item",
-        f"- policy: target {args.target}, min overlap 1, max overlap {args.max_overlap}, escalation to an expert "
+        f"- policy: target {args.target} (`@ t`: the dynamic policies at target t), min overlap 1, max overlap {args.max_overlap}, escalation to an expert "
         f"(price {args.expert_price:g} crowd answers) when the target is out of reach; {100 * args.gold_share:.0f}% "
         "of the items are honeypots (all their answers, left out of every metric); seeds "
         f"0..{args.seeds - 1} (a new crowd, new orders and new honeypots each); intervals: Student t over seeds",

@@ -11,7 +11,8 @@ and new honeypots, and ``replay`` reveals the answers to each policy in waves:
 - ``model only``: the model's most probable label, no human answer;
 - ``1 human + model >= t``: ``ModelAgreesConsensus`` (accept when a human and the model agree and
   the model's confidence is at least t, otherwise ask more);
-- ``dynamic + model``: ``DynamicConsensus`` with the model as one more (soft) voter.
+- ``dynamic + model``: ``DynamicConsensus`` with the model as one more (soft) voter;
+- with ``extra_targets``, the two dynamic policies again at each of those targets (``@ 0.90``).
 
 Reported per policy (mean and 95% interval over seeds, items that are not honeypots): accuracy
 (escalated items keep their leading label), accuracy when an expert labels the escalated items,
@@ -22,7 +23,7 @@ paid human answers per item, cost per item (crowd answers, expert reviews and mo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import numpy as np
@@ -111,6 +112,7 @@ class ProductSetup:
         default_factory=lambda: ConsensusPolicy(target=0.97, min_overlap=1, max_overlap=5, partial=False)
     )
     thresholds: Sequence[float] = (0.8,)
+    extra_targets: Sequence[float] = ()
     gold_share: float = 0.1
     fixed_overlap: int = 3
 
@@ -159,6 +161,10 @@ def compare_policies(
             engine = ModelAgreesConsensus(policy, threshold=threshold)
             runs[f"1 human + model >= {threshold:.2f}"] = _dynamic(with_model, truth, engine, setup, seed)
         runs["dynamic + model"] = _dynamic(with_model, truth, DynamicConsensus(policy), setup, seed)
+        for target in setup.extra_targets:  # the dynamic policies at other targets
+            other = replace(policy, target=target)
+            runs[f"humans, dynamic @ {target:.2f}"] = _dynamic(humans, truth, DynamicConsensus(other), setup, seed)
+            runs[f"dynamic + model @ {target:.2f}"] = _dynamic(with_model, truth, DynamicConsensus(other), setup, seed)
         for name, metrics in runs.items():
             rows.append({"policy": name, "seed": seed, **metrics})
     per_seed = pd.DataFrame(rows)
