@@ -27,19 +27,53 @@ def test_clopper_pearson_matches_known_values():
     assert clopper_pearson_lower(np.array([90]), np.array([100]), 0.05)[0] == pytest.approx(0.8363, abs=1e-3)
 
 
-@pytest.mark.parametrize("target", [0.95, 0.97])
-def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(target):
+@pytest.mark.parametrize(("target", "min_items"), [(0.95, 200), (0.97, 200), (0.95, 0)])
+def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(target, min_items):
     rng = np.random.default_rng(0)
     ours, baseline, shares = [], [], []
     for _ in range(300):
         confidence, correct = population(1000, rng)
-        choice = choose_threshold(confidence, correct, target=target, confidence_level=0.9)
+        choice = choose_threshold(confidence, correct, target=target, confidence_level=0.9, min_items=min_items)
         ours.append(true_accuracy_above(choice.threshold) < target)
         baseline.append(true_accuracy_above(point_estimate_threshold(confidence, correct, target)) < target)
         shares.append(1 - choice.threshold**6 if np.isfinite(choice.threshold) else 0.0)
     assert np.mean(ours) <= 0.1 + 0.03  # fails at most 1 - confidence_level of the time (+ noise of 300 runs)
     assert np.mean(baseline) > 0.3  # the point estimate misses the target far more often
     assert np.mean(shares) > 0.15  # and ours still automates a real share
+
+
+def good_model(n, rng):
+    """A clearly good model: 80% easy items (confidence ~0.99, right 99% of the time), 20% hard ones
+    (confidence 0.3-0.8, right 70% of the time)."""
+    easy = rng.random(n) < 0.8
+    confidence = np.where(easy, rng.uniform(0.98, 1.0, n), rng.uniform(0.3, 0.8, n))
+    return confidence, rng.random(n) < np.where(easy, 0.99, 0.7)
+
+
+def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smallest_start_does_not():
+    rng = np.random.default_rng(2)
+    confidence, correct = good_model(500, rng)
+    correct[np.argmax(confidence)] = False  # one miss among the most confident: 58/59 fails at 0.95
+    old = choose_threshold(confidence, correct, 0.95, 0.95, n_steps=100, min_items=0)
+    new = choose_threshold(confidence, correct, 0.95, 0.95)
+    assert old.threshold == np.inf and old.steps["n"].iloc[0] == 59
+    assert new.steps["n"].iloc[0] >= 200 and new.lower_bound >= 0.95
+    assert 0.7 < new.automate(confidence).mean() <= 0.85  # the easy items, not the hard ones
+    nothing_old, nothing_new = [], []
+    for _ in range(200):  # and in repeated draws, not only in a planted case
+        confidence, correct = good_model(500, rng)
+        nothing_old.append(np.isinf(choose_threshold(confidence, correct, n_steps=100, min_items=0).threshold))
+        nothing_new.append(np.isinf(choose_threshold(confidence, correct).threshold))
+    assert np.mean(nothing_old) > 0.3 and np.mean(nothing_new) < 0.12  # 5+ misses in 200 at 99% still stop it
+
+
+def test_sequence_depends_on_confidence_only():
+    rng = np.random.default_rng(3)
+    confidence, correct = good_model(1000, rng)
+    a = choose_threshold(confidence, correct, min_items=300, n_steps=7).steps
+    b = choose_threshold(confidence, ~correct, min_items=300, n_steps=7).steps
+    assert a["threshold"].tolist() == b["threshold"].tolist() and a["n"].tolist() == b["n"].tolist()
+    assert a["n"].iloc[0] == 300 and a["n"].iloc[-1] == 1000 and len(a) == 8
 
 
 def test_choice_reports_its_evidence():
@@ -67,6 +101,8 @@ def test_bad_input_is_rejected():
         choose_threshold([0.9, 0.8, 0.7], [True, False], 0.9)
     with pytest.raises(ConfigError, match="target"):
         choose_threshold([0.9], [True], 1.2)
+    with pytest.raises(ConfigError, match="min_items"):
+        choose_threshold([0.9], [True], 0.9, min_items=-1)
 
 
 def test_autolabel_splits_items():

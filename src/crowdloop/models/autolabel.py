@@ -4,19 +4,31 @@ The model labels an item when its confidence reaches a threshold $t$. We want th
 auto-labeled items, $\mathrm{acc}(t) = P(\text{right} \mid \text{conf} \ge t)$, to be at least the
 target $\tau$ with confidence $1 - \alpha$, and as many items automated as that allows.
 
-``choose_threshold`` (ours) tests, on gold items the model did not train on, the hypotheses
-$H_t: \mathrm{acc}(t) < \tau$ for a sequence of thresholds fixed in advance, from high to low.
-$H_t$ is rejected when the one-sided Clopper-Pearson lower bound (Clopper & Pearson, Biometrika
-1934) of the accuracy of the $n_t$ gold items with confidence $\ge t$ reaches $\tau$:
-$\mathrm{Beta}^{-1}(\alpha;\ k_t,\ n_t - k_t + 1) \ge \tau$. Fixed-sequence testing (Westfall &
-Krishen, JSPI 2001; the "Learn then Test" calibration of Angelopoulos et al., 2021) walks down the
-sequence while the hypotheses are rejected, each at level $\alpha$, and stops at the first that is
-not; the lowest rejected threshold is chosen. The family-wise error is at most $\alpha$ with no
-multiplicity correction because a threshold is tested only if every higher one was rejected, so
-$P(\mathrm{acc}(\hat t) < \tau) \le \alpha$. The sequence is built from the gold confidences only
-(never from which items are right): it starts at the smallest count $n_0 = \lceil \log \alpha /
-\log \tau \rceil$ at which an all-right sample could pass, and steps down in up to ``n_steps``
-evenly spaced counts.
+``choose_threshold`` (ours) is a fixed-sequence test in the "Learn then Test" framework
+(Angelopoulos, Bates, Candes, Jordan & Lei, 2021). On gold items the model did not train on it tests
+the null hypotheses $H_t: \mathrm{acc}(t) < \tau$ along a sequence of thresholds $t_1 > t_2 > \dots$.
+$H_t$ is rejected when the one-sided Clopper-Pearson lower bound (Clopper & Pearson, Biometrika 1934)
+of the accuracy of the $n_t$ gold items with confidence $\ge t$, $k_t$ of them right, reaches $\tau$:
+$\mathrm{Beta}^{-1}(\alpha;\ k_t,\ n_t - k_t + 1) \ge \tau$. The walk goes down the sequence while
+the hypotheses are rejected, each at level $\alpha$, and stops at the first that is not; the lowest
+rejected threshold $\hat t$ is chosen (none rejected: automate nothing). Fixed-sequence testing
+(Westfall & Krishen, JSPI 2001) controls the family-wise error at $\alpha$ with no multiplicity
+correction, since $H_{t_j}$ is tested only if $H_{t_1}, \dots, H_{t_{j-1}}$ were all rejected, so
+$P(\mathrm{acc}(\hat t) < \tau) \le \alpha$.
+
+The guarantee needs the sequence to be fixed before the correctness labels are seen; it may depend
+on the model's confidences (they carry no label). Given the $n_t$-th largest gold confidence $t$,
+the $n_t - 1$ gold items above it are i.i.d. draws from the items above $t$, so $k_t$ is binomial
+(up to that one boundary item) with the very accuracy being tested. We use that freedom for power:
+the sequence starts at the threshold whose set already holds ``min_items`` gold items (200 by
+default), then steps down in ``n_steps`` equal counts of gold items (quantiles of the gold
+confidence) to all of them. A start at the $n_0 = \lceil \log \alpha / \log \tau \rceil$ most
+confident items (59 at $\alpha = 0.05$, $\tau = 0.95$: the fewest an all-right sample passes with)
+needs every one of them right, fails often, and then automates nothing, however good the model is
+below. A coarse grid costs nothing in level and stops less often on a chance dip between
+neighbouring thresholds. A monotone recalibration of the confidence leaves the ranking, hence the
+chosen set, unchanged; a calibrator fitted on the same gold would make the order depend on the
+labels and void the guarantee, so the raw confidence is tested.
 
 ``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
 lowest threshold whose *observed* validation accuracy reaches the target. It selects where the
@@ -91,20 +103,26 @@ def choose_threshold(
     correct: np.ndarray | Sequence[bool],
     target: float = 0.95,
     confidence_level: float = 0.95,
-    n_steps: int = 100,
+    n_steps: int = 20,
+    min_items: int = 200,
 ) -> ThresholdChoice:
     """The lowest threshold whose auto-labeled accuracy is at least ``target`` with probability
     ``confidence_level``, by fixed-sequence Clopper-Pearson tests on gold (module docstring).
     ``confidence`` and ``correct``: the model's top-label confidence and whether its label is right,
-    on gold items it did not train on."""
+    on gold items it did not train on. The tested thresholds hold ``min_items`` (at least the fewest an
+    all-right sample can pass with, at most all gold items), then up to ``n_steps`` equal steps more,
+    to all gold items."""
     confidence, correct = _check(confidence, correct, target)
     if not 0 < confidence_level < 1:
         raise ConfigError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
-    alpha = 1 - confidence_level
+    if not (isinstance(min_items, (int, np.integer)) and min_items >= 0):
+        raise ConfigError(f"min_items must be an integer >= 0, got {min_items!r}")
+    alpha, n_gold = 1 - confidence_level, len(confidence)
     thresholds, n, right = _ranked(confidence, correct)
-    n_min = int(np.ceil(np.log(alpha) / np.log(target)))
-    wanted = np.unique(np.linspace(n_min, len(confidence), max(n_steps, 1)).round().astype(np.int64))
-    at = np.unique(np.searchsorted(n, wanted[wanted <= len(confidence)]))  # first threshold reaching each count
+    n_min = int(np.ceil(np.log(alpha) / np.log(target)))  # below this even an all-right sample fails
+    start = max(n_min, min(min_items, n_gold))
+    wanted = np.unique(np.linspace(start, n_gold, max(n_steps, 1) + 1).round().astype(np.int64))
+    at = np.unique(np.searchsorted(n, wanted[wanted <= n_gold]))  # first threshold reaching each count
     bound = clopper_pearson_lower(right[at], n[at], alpha)
     passed = bound >= target
     n_pass = len(passed) if passed.all() else int(np.argmin(passed))  # the walk stops at the first failure
