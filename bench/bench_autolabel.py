@@ -105,7 +105,7 @@ def measure(confidence, correct, target, n_val, n_splits, level) -> list[dict]:
         rows.append({
             "method": name, "target": target, "n_val": n_val, "splits": n_splits,
             "failure_rate": float(np.mean(r["fail"])),
-            "failure_upper": float(1 - clopper_pearson_lower(n_splits - np.sum(r["fail"]), n_splits, 0.05)[0]),
+            "failure_upper": float(1 - clopper_pearson_lower([n_splits - np.sum(r["fail"])], [n_splits], 0.05)[0]),
             "share_median": statistics.median(r["share"]),
             "share_mean": float(np.mean(r["share"])), "acc_median": float(np.nanmedian(acc)) if np.isfinite(acc).any()
             else float("nan"), "acc_p05": float(np.nanquantile(acc, 0.05)) if np.isfinite(acc).any() else float("nan"),

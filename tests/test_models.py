@@ -72,6 +72,17 @@ def test_confidence_tracks_correctness(calibration):
     assert abs(confidence.mean() - right.mean()) < 0.1  # neither wildly over- nor underconfident
 
 
+def test_feature_and_svm_parameters_reach_the_fit():
+    texts, labels = titles(n_per_class=20, seed=5)
+    model = TextClassifier(word_ngrams=(1, 1), char_ngrams=(3, 3), sublinear_tf=False, class_weight="balanced")
+    model.fit(texts, labels)
+    word, char = (dict(model.vectorizer_.transformer_list)[k] for k in ("word", "char"))
+    assert all(" " not in w for w in word.vocabulary_)  # unigrams only
+    assert {len(g) for g in char.vocabulary_} == {3} and not word.sublinear_tf
+    assert model.estimator_.class_weight == "balanced"
+    assert (model.predict(texts) == labels).mean() > 0.95
+
+
 def test_deterministic_for_random_state():
     texts, labels = titles(n_per_class=20, ambiguous=0.3, seed=4)
     a = TextClassifier(random_state=7).fit(texts, labels).predict_proba(texts)

@@ -114,6 +114,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         all data), ``"sigmoid"`` or ``"isotonic"`` (``CalibratedClassifierCV``, averaged fold models).
     cv : folds used to calibrate (distinct normalised texts never straddle folds).
     char_min_df : minimum document frequency of a character n-gram (words keep every n-gram).
+    word_ngrams, char_ngrams : the n-gram ranges of the word and ``char_wb`` vocabularies.
+    sublinear_tf : ``1 + log tf`` instead of raw counts.
+    class_weight : the SVM's per-class loss weights (``None`` or ``"balanced"``).
     max_features : cap on each vocabulary (``None``: no cap).
     random_state : seed of the calibration folds.
 
@@ -135,11 +138,19 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         char_min_df: int = 2,
         max_features: int | None = None,
         random_state: int | None = 0,
+        word_ngrams: tuple[int, int] = (1, 2),
+        char_ngrams: tuple[int, int] = (2, 5),
+        sublinear_tf: bool = True,
+        class_weight: Literal["balanced"] | None = None,
     ) -> None:
         self.C = C
         self.calibration = calibration
         self.cv = cv
         self.char_min_df = char_min_df
+        self.word_ngrams = word_ngrams
+        self.char_ngrams = char_ngrams
+        self.sublinear_tf = sublinear_tf
+        self.class_weight = class_weight
         self.max_features = max_features
         self.random_state = random_state
 
@@ -151,14 +162,14 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         if not (np.isfinite(self.C) and self.C > 0):
             raise ConfigError(f"C must be a positive number, got {self.C!r}")
 
-    def _vectorizer(self) -> FeatureUnion:
-        common = {"sublinear_tf": True, "dtype": np.float32, "max_features": self.max_features}
-        return FeatureUnion(
-            [
-                ("word", TfidfVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b", **common)),
-                ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=1, **common)),
-            ]
-        )
+    def make_vectorizer(self, n_texts: int) -> FeatureUnion:
+        """The unfitted word + char TF-IDF union for ``n_texts`` training texts (``char_min_df`` applies
+        only when it cannot empty a tiny vocabulary)."""
+        common = {"sublinear_tf": self.sublinear_tf, "dtype": np.float32, "max_features": self.max_features}
+        min_df = self.char_min_df if self.char_min_df > 1 and n_texts >= 2 * self.char_min_df else 1
+        word = TfidfVectorizer(ngram_range=tuple(self.word_ngrams), token_pattern=r"(?u)\b\w+\b", **common)
+        char = TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(self.char_ngrams), min_df=min_df, **common)
+        return FeatureUnion([("word", word), ("char", char)])
 
     def fit(
         self,
@@ -177,10 +188,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             codes, classes = pd.factorize(pd.Series(labels), sort=False)
         self.classes_ = np.asarray(classes, dtype=object)
         self.temperature_ = float("nan")
-        vectorizer = self._vectorizer()
-        if self.char_min_df > 1 and len(texts) >= 2 * self.char_min_df:  # min_df must not empty a tiny vocabulary
-            vectorizer.set_params(char__min_df=self.char_min_df)
-        self.vectorizer_ = vectorizer.fit(texts)
+        self.vectorizer_ = self.make_vectorizer(len(texts)).fit(texts)
         if len(self.classes_) == 1:
             self.estimator_ = None
             return self
@@ -194,7 +202,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         n_folds = min(self.cv, len(pd.unique(groups)))
         folds = group_folds(groups, n_folds, self.random_state) if n_folds >= 2 else None
         if self.calibration == "temperature":
-            self.estimator_ = self._svm().fit(X, y, sample_weight=weight)
+            self.estimator_ = self.make_svm().fit(X, y, sample_weight=weight)
             if folds is not None:
                 self.temperature_ = self._fit_temperature(X, y, weight, folds)
             else:
@@ -207,15 +215,16 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             )
             splits = [(train, test) for train, test in splits if len(np.unique(y[train])) >= 2]
             if splits:
-                self.estimator_ = CalibratedClassifierCV(self._svm(), method=self.calibration, cv=splits)
+                self.estimator_ = CalibratedClassifierCV(self.make_svm(), method=self.calibration, cv=splits)
                 self.estimator_.fit(X, y, sample_weight=weight)
             else:  # too little data to calibrate: plain softmax of the margins
-                self.estimator_ = self._svm().fit(X, y, sample_weight=weight)
+                self.estimator_ = self.make_svm().fit(X, y, sample_weight=weight)
                 self.temperature_ = 1.0
         return self
 
-    def _svm(self) -> LinearSVC:
-        return LinearSVC(C=self.C, tol=1e-3, random_state=self.random_state)
+    def make_svm(self) -> LinearSVC:
+        """The unfitted linear SVM."""
+        return LinearSVC(C=self.C, tol=1e-3, class_weight=self.class_weight, random_state=self.random_state)
 
     def _fit_temperature(self, X, y: np.ndarray, weight: np.ndarray, folds: np.ndarray) -> float:
         """The temperature minimising the weighted log-loss of softmax(margins / T) on cross-fitted margins;
@@ -228,7 +237,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             if len(seen) < 2:
                 continue
             margins[np.ix_(np.flatnonzero(test), seen)] = _margins(
-                self._svm().fit(X[train], y[train], sample_weight=weight[train]), X[test]
+                self.make_svm().fit(X[train], y[train], sample_weight=weight[train]), X[test]
             )
         usable = np.isfinite(margins[np.arange(len(y)), y])
         if not usable.any():
