@@ -167,7 +167,8 @@ def main() -> None:
         "`uniform`: every annotator's skill ~ Beta(96, 20) (mean .83, 95% in [.75, .89]); `mixed`: 5% experts "
         "(.96), 55% good (.85), 22% sloppy (.70), 10% spammers, 8% a colluding ring sharing one wrong answer per "
         "item",
-        f"- policy: target {args.target} (`@ t`: the dynamic policies at target t), min overlap 1, max overlap {args.max_overlap}, escalation to an expert "
+        f"- policy: target {args.target} (`@ t`: the dynamic policies at target t), min overlap 1, "
+        f"max overlap {args.max_overlap}, escalation to an expert "
         f"(price {args.expert_price:g} crowd answers) when the target is out of reach; {100 * args.gold_share:.0f}% "
         "of the items are honeypots (all their answers, left out of every metric); seeds "
         f"0..{args.seeds - 1} (a new crowd, new orders and new honeypots each); intervals: Student t over seeds",
