@@ -43,6 +43,16 @@ CROWDKIT_CLASSES: dict[str, str] = {
 """crowdloop registry name -> crowd-kit 1.4.2 class (crowd-kit has no class-conditional DS,
 taxonomy model or ``auto``)."""
 
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ds@ck-stop": ("ds", {"stopping": "crowdkit"}),
+    "mace@1-start": ("mace", {"n_restarts": 1}),
+}
+"""crowdloop methods run with other than default parameters: name -> (registry name, parameters)."""
+
+CONSISTENT_IDS = "@ids"
+"""Suffix of a crowd-kit method run on the same rows with worker and label ids renamed so that their
+sorted order is their order of first appearance (see ``crowdkit_fit``)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # the parent side
@@ -246,7 +256,7 @@ def crowdloop_fit(method: str, frame: pd.DataFrame, params: dict[str, Any]) -> t
         from crowdloop.aggregation.auto import choose_method
         from crowdloop.answers import Answers
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         answers = Answers.from_frame(frame)
         chosen, reason = choose_method(answers)
         cls = method_class(chosen)
@@ -254,11 +264,13 @@ def crowdloop_fit(method: str, frame: pd.DataFrame, params: dict[str, Any]) -> t
         labels = model.fit_predict(answers)
         info.update(chosen=chosen, reason=reason, fit_s=time.perf_counter() - start)
     else:
+        method, preset = VARIANTS.get(method, (method, {}))
         cls = method_class(method)
-        model = cls(**constructor_params(cls, params))
-        start = time.perf_counter()
+        model = cls(**constructor_params(cls, {**params, **preset}))
+        start, cpu = time.perf_counter(), time.process_time()
         labels = model.fit_predict(frame)
         info["fit_s"] = time.perf_counter() - start
+    info["cpu_s"] = time.process_time() - cpu
     info["params"] = constructor_params(cls, params)
     info["iterations"] = _iterations(model)
     return labels, info
@@ -268,14 +280,42 @@ def crowdkit_fit(method: str, frame: pd.DataFrame, params: dict[str, Any]) -> tu
     """Fit crowd-kit's class for ``method`` (see ``CROWDKIT_CLASSES``)."""
     import crowdkit.aggregation as aggregation
 
+    method, consistent, _ = method.partition(CONSISTENT_IDS)
     if method not in CROWDKIT_CLASSES:
         raise KeyError(f"crowd-kit has no {method!r}")
     cls = getattr(aggregation, CROWDKIT_CLASSES[method])
     used = constructor_params(cls, params)
     model = cls(**used)
-    start = time.perf_counter()
+    if consistent:
+        # crowd-kit 1.4.2's MACE codes workers and labels in order of first appearance but sums its
+        # expected strategy counts with a groupby, in sorted order, and mixes the two up; renaming
+        # the ids so that both orders agree gives the model as written (rows and answers unchanged)
+        frame, names = _first_appearance_ids(frame)
+    start, cpu = time.perf_counter(), time.process_time()
     labels = model.fit_predict(frame)
-    return labels, {"fit_s": time.perf_counter() - start, "params": used, "iterations": _iterations(model)}
+    if consistent:
+        labels = labels.map(names)
+    info = {"fit_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
+    return labels, {**info, "params": used, "iterations": _iterations(model)}
+
+
+def _first_appearance_ids(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The frame with workers and labels renamed ``w000001``, ``l01``, ... in order of first
+    appearance, and the map from new label names back to the labels."""
+    workers, _ = pd.factorize(frame["worker"])
+    labels, label_names = pd.factorize(frame["label"])
+    width = len(str(len(label_names)))
+    renamed = frame.assign(worker=[f"w{code:07d}" for code in workers], label=[f"l{code:0{width}d}" for code in labels])
+    names = pd.Series(list(label_names), index=[f"l{code:0{width}d}" for code in range(len(label_names))])
+    return renamed, names
+
+
+def tied_share(frame: pd.DataFrame, truth: pd.Series) -> float:
+    """Share of the truth items whose majority vote is a tie (two labels with the top count)."""
+    votes = frame.groupby(["task", "label"]).size().unstack(fill_value=0)
+    votes = votes.reindex(truth.index[truth.index.isin(votes.index)])
+    ordered = np.sort(votes.to_numpy(), axis=1)
+    return float((ordered[:, -1] == ordered[:, -2]).mean()) if ordered.shape[1] > 1 and len(ordered) else 0.0
 
 
 def cleanlab_fit(method: str, frame: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.Series, dict[str, Any]]:
@@ -407,6 +447,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     frame, truth = load_spec_data(spec["data"])
     tasks = pd.unique(frame["task"])
     report: dict[str, Any] = {"n_answers": len(frame), "baseline_rss_mb": _rss_mb("VmRSS"), "methods": {}}
+    if spec.get("ties"):
+        report["tied_share"] = tied_share(frame, truth)
     fit = FITTERS[spec["impl"]]
     for method in spec["methods"]:
         try:
