@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -40,6 +41,18 @@ def _project(service, name: str, n_annotators: int) -> tuple[int, list[str]]:
     return project.id, tokens
 
 
+def _next_or_wait(service, me):
+    """The next task; when there is none now but others still hold leases (their answers may call
+    for more), ask again shortly, as a client polling for work does; None once nothing is open."""
+    while (task := service.next_task(me)) is None:
+        with service._sessions() as session:
+            held = session.scalar(select(func.count()).where(Lease.project_id == me.project_id, Lease.state == "open"))
+        if not held:
+            return None
+        time.sleep(0.005)
+    return task
+
+
 def annotate(url: str, token: str, seed: int, leases: list | None = None) -> int:
     """One annotator's session: take tasks and answer until none is left (each submit sent twice,
     as a client retrying on a lost response would); returns the answers stored."""
@@ -48,7 +61,7 @@ def annotate(url: str, token: str, seed: int, leases: list | None = None) -> int
         me = service.authenticate(token)
         rng = random.Random(seed)
         stored = 0
-        while (task := service.next_task(me)) is not None:
+        while (task := _next_or_wait(service, me)) is not None:
             if leases is not None:
                 leases.append((me.id, task.lease_id))
                 foreign = [lease for owner, lease in leases if owner != me.id]

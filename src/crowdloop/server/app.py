@@ -15,6 +15,7 @@ from crowdloop.service import LabelingService, open_service
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
+SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
 
 DESCRIPTION = """
 The crowdloop labeling service. Annotators take tasks (`POST /projects/{id}/tasks/next`), answer
@@ -63,4 +64,5 @@ def _openapi(app: FastAPI) -> dict:
 def app_from_environment() -> FastAPI:
     """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
-    return create_app(open_service(), max_body_bytes=max_body)
+    seed = os.environ.get(SEED_VARIABLE)
+    return create_app(open_service(seed=int(seed) if seed else None), max_body_bytes=max_body)

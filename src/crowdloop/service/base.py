@@ -79,6 +79,18 @@ def retryable(exc: DBAPIError) -> bool:
     return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
+class Prefixed:
+    """The columns of one table inside a joined row, by their plain names (``a_status`` -> ``status``)."""
+
+    __slots__ = ("_prefix", "_row")
+
+    def __init__(self, row: Row, prefix: str) -> None:
+        self._row, self._prefix = row, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, self._prefix + name)
+
+
 class ProjectRow:
     """A project's light columns (``queries.PROJECT``); its label space, policy, rules and
     calibrator are read from the same transaction on first use (the service caches what they
@@ -227,7 +239,8 @@ class ServiceBase:
         )
 
     def _rules_of(self, session: Session, project_id: int) -> SkillRules:
-        return self._rules(self._project(session, project_id))
+        rules = self._rule_cache.get(project_id)
+        return rules if rules is not None else self._rules(self._project(session, project_id))
 
     def _event(self, session: Session, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
         session.add(Event(project_id=project_id, kind=kind, detail=detail, created_at=utcnow(), **who))
@@ -266,9 +279,19 @@ class ServiceBase:
             return {}
         return dict(session.connection().execute(q.VOTING_MODELS, {"project": project.id}).all())
 
-    def _redecide(self, session: Session, project: ProjectRow, items: Sequence[Any]) -> int:
+    def _redecide(
+        self,
+        session: Session,
+        project: ProjectRow,
+        items: Sequence[Any],
+        *,
+        answered: bool = False,
+        models: bool = True,
+    ) -> int:
         """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
-        answers and model rows, a fixed number of statements; returns how many changed status."""
+        answers and model rows, a fixed number of statements; returns how many changed status.
+        ``answered``: an answer to each item just came in (counted by the same UPDATE);
+        ``models=False``: the project has no model versions (not asked again)."""
         if not items:
             return 0
         connection = session.connection()
@@ -276,7 +299,7 @@ class ServiceBase:
         ids = list(local)
         answers = connection.execute(q.ITEM_ANSWERS, {"items": ids}).all()
         skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
-        versions = self._voting_versions(session, project)
+        versions = self._voting_versions(session, project) if models else {}
         soft = None
         if versions:
             rows = connection.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
@@ -312,7 +335,7 @@ class ServiceBase:
                 }
                 events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
                                "created_at": now, "detail": detail})  # fmt: skip
-        connection.execute(q.DECISION, changes)
+        connection.execute(q.DECISION_ANSWERED if answered else q.DECISION, changes)
         if events:
             connection.execute(q.NEW_EVENTS, events)
         return len(events)

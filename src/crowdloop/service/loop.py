@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from crowdloop.service.base import ProjectRow, ServiceBase, update_rows
+from crowdloop.service.base import Prefixed, ProjectRow, ServiceBase, update_rows
 from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
@@ -36,32 +36,34 @@ class Loop(ServiceBase):
     def _next_task(self, session: Session, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
         connection = session.connection()
-        annotator = self._worker(connection, annotator_id)
-        project = self._project(session, annotator.project_id)
-        self._reclaim(connection, project.id, now)
-        held = connection.execute(q.HELD, {"annotator": annotator.id, "now": now}).first()
-        if held is not None:
-            return self._task(connection, held.id, held.item_id, held.suggestions, held.expires_at)
-        item_id = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
-        if item_id is None:
-            item_id = self._pick_pool(connection, project, annotator)
-        if item_id is None:
+        found = connection.execute(q.WORKER, {"annotator": annotator_id, "now": now}).first()
+        if found is None:
+            raise NotFoundError(f"no annotator with id {annotator_id!r}")
+        annotator = self._check_worker(Prefixed(found, "a_"))
+        project = ProjectRow(Prefixed(found, "p_"), session)
+        if found.any_expired:
+            self._reclaim(connection, project.id, now)
+        if found.held_id is not None:
+            item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
+            return self._task(found.held_id, item, found.held_suggestions, found.held_expires)
+        item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
+        if item is None:
+            item = self._pick_pool(connection, project, annotator)
+        if item is None:
             return None
         lease_id = secrets.token_hex(16)
-        suggestions = self._suggestions(connection, project, item_id)
+        suggestions = self._suggestions(connection, project, item.id, found.newest_model)
         expires = now + timedelta(seconds=project.lease_seconds)
         connection.execute(
             q.NEW_LEASE,
-            {"id": lease_id, "project_id": project.id, "item_id": item_id, "annotator_id": annotator.id,
+            {"id": lease_id, "project_id": project.id, "item_id": item.id, "annotator_id": annotator.id,
              "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
         )  # fmt: skip
-        return self._task(connection, lease_id, item_id, suggestions, expires)
+        return self._task(lease_id, item, suggestions, expires)
 
-    def _worker(self, connection: Connection, annotator_id: int) -> Row:
-        """The annotator, if allowed to work on tasks (active and human)."""
-        annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).first()
-        if annotator is None:
-            raise NotFoundError(f"no annotator with id {annotator_id!r}")
+    @staticmethod
+    def _check_worker(annotator: Any) -> Any:
+        """``annotator``, if allowed to work on tasks (active and human)."""
         if annotator.status != "active":
             raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
         if annotator.kind != "human":
@@ -69,10 +71,7 @@ class Loop(ServiceBase):
         return annotator
 
     @staticmethod
-    def _task(
-        connection: Connection, lease_id: str, item_id: int, suggestions: list | None, expires: datetime
-    ) -> TaskOut:
-        item = connection.execute(q.TASK_ITEM, {"item": item_id}).one()
+    def _task(lease_id: str, item: Row, suggestions: list | None, expires: datetime) -> TaskOut:
         return TaskOut(
             lease_id=lease_id,
             item=item.external_id,
@@ -92,21 +91,26 @@ class Loop(ServiceBase):
                 reclaimed += 1
         return reclaimed
 
-    def _pick_gold(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
+    def _pick_gold(self, connection: Connection, project: ProjectRow, annotator: Any) -> Row | None:
+        """A gold item the annotator has not seen, leased (its id, external id and payload)."""
         candidates = connection.execute(q.GOLD_POOL, {"project": project.id, "annotator": annotator.id}).scalars().all()
         if not candidates:
             return None
         with self._rng_lock:
             item_id = self._rng.choice(candidates)
-        connection.execute(q.TAKE_GOLD, {"item": item_id})
-        return item_id
+        return connection.execute(q.TAKE_GOLD, {"item": item_id}).first()
 
-    def _pick_pool(self, connection: Connection, project: ProjectRow, annotator: Row) -> int | None:
+    def _pick_pool(self, connection: Connection, project: ProjectRow, annotator: Any) -> Row | None:
+        """The open item that most needs this annotator's answer, leased (id, external id, payload)."""
         routed = project.is_taxonomy and bool(annotator.branch_skills)
-        if routed:
-            statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
+        if not routed:
+            params = {"project": project.id, "annotator": annotator.id}
+            taken = connection.execute(q.TAKE_BEST_LOCKED if self._pg else q.TAKE_BEST, params).first()
+            if taken is not None or not self._pg:
+                return taken  # SQLite holds the write lock: nothing could have taken it meanwhile
+            statement = q.POOL_LOCKED
         else:
-            statement = q.POOL_LOCKED if self._pg else q.POOL
+            statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
         candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
         if routed:
             overall = max(float(self._book([annotator], self._rules(project)).accuracy()[0]), 1e-3)
@@ -117,16 +121,16 @@ class Loop(ServiceBase):
 
             candidates = sorted(candidates, key=lambda c: -routed_value(c))
         for candidate in candidates:
-            if connection.execute(q.TAKE, {"item": candidate.id}).rowcount:
-                return candidate.id
+            taken = connection.execute(q.TAKE, {"item": candidate.id}).first()
+            if taken is not None:
+                return taken
         return None
 
-    def _suggestions(self, connection: Connection, project: ProjectRow, item_id: int) -> list[dict] | None:
-        """The newest model version's top labels for the item, for the annotator's screen."""
-        if project.suggestions <= 0:
-            return None
-        newest = connection.execute(q.NEWEST_MODEL, {"project": project.id}).scalar()
-        if newest is None:
+    def _suggestions(
+        self, connection: Connection, project: ProjectRow, item_id: int, newest: int | None
+    ) -> list[dict] | None:
+        """The newest model version's (``newest``) top labels for the item, for the annotator's screen."""
+        if project.suggestions <= 0 or newest is None:
             return None
         row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
         if row is None:
@@ -194,18 +198,18 @@ class Loop(ServiceBase):
             retry = self._stored_answer(session, annotator_id, lease_id, key)
             if retry is not None:
                 return retry
-        lease = connection.execute(q.LEASE_LOCKED if self._pg else q.LEASE, {"lease": lease_id}).first()
+        lease = connection.execute(q.SUBMITTED_LOCKED if self._pg else q.SUBMITTED, {"lease": lease_id}).first()
         if lease is None or lease.annotator_id != annotator_id:
             raise NotFoundError(f"no lease {lease_id!r} for this annotator")
         if lease.state == "done":
             return self._stored_answer(session, annotator_id, lease_id, None)
         if lease.state != "open":
             raise ConflictError(f"lease {lease_id} is {lease.state}: ask for the next task")
-        self._worker(connection, annotator_id)
-        project = self._project(session, lease.project_id)
+        self._check_worker(Prefixed(lease, "a_"))
+        project = ProjectRow(Prefixed(lease, "p_"), session)
+        item = Prefixed(lease, "i_")
         labels = self._label_space(project)
         code = self._code(labels, label)
-        item = connection.execute(q.ITEM_LOCKED if self._pg else q.ITEM, {"item": lease.item_id}).one()
         if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
             raise ConflictError(f"lease {lease_id} was closed meanwhile")
         answer_id = connection.execute(
@@ -214,12 +218,8 @@ class Loop(ServiceBase):
              "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions, "idempotency_key": key,
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
         ).scalar_one()  # fmt: skip
-        connection.execute(q.COUNT_ANSWER, {"item": item.id})
         rules = self._rules(project)
-        right = 0.0
-        if item.is_gold:
-            truth = connection.execute(q.GOLD_LABEL, {"item": item.id}).scalar()
-            right = float(truth == code)
+        right = float(lease.truth == code) if item.is_gold else 0.0
         timed = duration_ms is not None
         fast = timed and duration_ms < rules.min_seconds * 1000
         annotator = connection.execute(
@@ -228,7 +228,9 @@ class Loop(ServiceBase):
              "fast": float(fast)},
         ).one()  # fmt: skip
         if not item.is_gold and item.status != "reviewed":
-            self._redecide(session, project, [item])
+            self._redecide(session, project, [item], answered=True, models=bool(lease.has_models))
+        else:
+            connection.execute(q.COUNT_ANSWER, {"item": item.id})
         status = self._judge(session, project, annotator, rules)
         return SubmitOut(
             answer_id=answer_id,
@@ -302,6 +304,8 @@ class Loop(ServiceBase):
         def work(session: Session) -> list[ReviewTask]:
             project = self._project(session, project_id)
             labels = self._label_space(project)
+            connection = session.connection()
+            newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
             items = session.scalars(
                 select(Item)
                 .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status == ESCALATED)
@@ -317,6 +321,7 @@ class Loop(ServiceBase):
                     .order_by(Answer.id)
                 ).all()
                 state = self._state(item, labels)
+                shown = self._suggestions(connection, project, item.id, newest) or []
                 out.append(
                     ReviewTask(
                         item=item.external_id,
@@ -324,7 +329,7 @@ class Loop(ServiceBase):
                         label=state.label,
                         confidence=item.confidence,
                         answers=[ReviewAnswer(name, str(labels.decode([code])[0])) for name, code in answers],
-                        suggestions=[Suggestion(**s) for s in self._suggestions(session, project, item.id) or []],
+                        suggestions=[Suggestion(**s) for s in shown],
                     )
                 )
             return out

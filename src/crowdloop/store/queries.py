@@ -8,7 +8,7 @@ transaction may take a different row instead).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Select, Update, and_, bindparam, exists, func, insert, select, update
 
 from crowdloop.store.schema import (
     Annotator,
@@ -197,3 +197,91 @@ ANSWER_BY_LEASE = select(answers.c.id, answers.c.item_id, answers.c.label, answe
 ANSWER_BY_KEY = select(answers.c.id, answers.c.item_id, answers.c.label, answers.c.lease_id).where(
     answers.c.annotator_id == bindparam("annotator"), answers.c.idempotency_key == bindparam("key")
 )
+
+# --- the hot path in as few statements as the invariants allow --------------------------------
+# Columns of several tables in one row carry a prefix (``a_`` annotator, ``p_`` project, ``i_`` item);
+# ``crowdloop.service.base.Prefixed`` reads them back by their plain names.
+PROJECT_LIGHT_COLUMNS = tuple(c.name for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)
+_annotator_columns = tuple(annotators.c[c].label(f"a_{c}") for c in ANNOTATOR_COLUMNS)
+_project_columns = tuple(projects.c[c].label(f"p_{c}") for c in PROJECT_LIGHT_COLUMNS)
+_newest_model = select(func.max(models.c.id)).where(models.c.project_id == projects.c.id).scalar_subquery()
+_expired = leases.alias("expired")
+_any_expired = exists().where(
+    _expired.c.project_id == projects.c.id, _expired.c.state == "open", _expired.c.expires_at <= bindparam("now")
+)
+
+WORKER = (
+    select(
+        *_annotator_columns,
+        *_project_columns,
+        leases.c.id.label("held_id"),
+        leases.c.item_id.label("held_item"),
+        leases.c.suggestions.label("held_suggestions"),
+        leases.c.expires_at.label("held_expires"),
+        _newest_model.label("newest_model"),
+        _any_expired.label("any_expired"),
+    )
+    .select_from(
+        annotators.join(projects, projects.c.id == annotators.c.project_id).outerjoin(
+            leases,
+            and_(
+                leases.c.annotator_id == annotators.c.id,
+                leases.c.state == "open",
+                leases.c.expires_at > bindparam("now"),
+            ),
+        )
+    )
+    .where(annotators.c.id == bindparam("annotator"))
+    .limit(1)
+)
+"""next_task's first read: the annotator, the project's light columns, the lease they hold (if
+any), the newest model version (suggestions) and whether any of the project's leases expired."""
+
+_task_columns = (items.c.id, items.c.external_id, items.c.payload)
+TAKE = TAKE.returning(*_task_columns)
+TAKE_GOLD = TAKE_GOLD.returning(*_task_columns)
+
+
+def _take_best(best: Select) -> Update:
+    return (
+        update(items)
+        .where(items.c.id == best.scalar_subquery().correlate(None), items.c.status == "more",
+               items.c.open_leases < items.c.needed)
+        .values(open_leases=items.c.open_leases + 1)
+        .returning(*_task_columns)
+    )  # fmt: skip
+
+
+_best = POOL.with_only_columns(items.c.id).limit(1)
+TAKE_BEST = _take_best(_best)
+"""The pool's best item for the annotator, leased in one statement (``TAKE`` over ``POOL`` when
+another transaction took it meanwhile)."""
+TAKE_BEST_LOCKED = _take_best(_best.with_for_update(skip_locked=True))
+
+SUBMITTED = (
+    select(
+        leases.c.id,
+        leases.c.project_id,
+        leases.c.item_id,
+        leases.c.annotator_id,
+        leases.c.state,
+        leases.c.suggestions,
+        *_annotator_columns,
+        *_project_columns,
+        *(items.c[c].label(f"i_{c}") for c in ("id", "external_id", "is_gold", "status")),
+        gold_labels.c.label.label("truth"),
+        exists().where(models.c.project_id == leases.c.project_id).label("has_models"),
+    )
+    .select_from(
+        leases.join(annotators, annotators.c.id == leases.c.annotator_id)
+        .join(projects, projects.c.id == leases.c.project_id)
+        .join(items, items.c.id == leases.c.item_id)
+        .outerjoin(gold_labels, gold_labels.c.item_id == leases.c.item_id)
+    )
+    .where(leases.c.id == bindparam("lease"))
+)
+"""submit's one read: the lease with its annotator, project, item and the item's true label (gold)."""
+SUBMITTED_LOCKED = SUBMITTED.with_for_update(of=[leases, items])
+
+DECISION_ANSWERED = DECISION.values(answer_count=items.c.answer_count + 1, open_leases=items.c.open_leases - 1)
+"""``DECISION`` of the item an answer just came in for, counting the answer (one statement)."""
