@@ -354,3 +354,95 @@ def test_a_million_item_pool_is_scored_in_bounded_memory():
     assert len(scores) == n and len(rows) == 100
     sample = np.sort(rows[:5])
     np.testing.assert_allclose(scores[sample], margin(predict(sample)))
+
+
+# --- the learning-curve forecast as a stopping rule ---------------------------------------------
+
+from crowdloop.active.stopping import (  # noqa: E402
+    NOT_WORTH_ITS_PRICE,
+    SMALL_GAIN,
+    TARGET_REACHED,
+    CombinedStopping,
+    LearningCurveForecast,
+)
+from crowdloop.planning import CostModel, labels_for, power_law  # noqa: E402
+
+
+def first_stop(rule, n, acc, n_eval, step):
+    """The first round at which ``rule`` says stop on the curve ``n, acc`` (None if never)."""
+    return next((i for i, (k, a) in enumerate(zip(n, acc, strict=True)) if rule.update(
+        labels=int(k), accuracy=float(a), n_eval=n_eval, next_batch=step)), None)  # fmt: skip
+
+
+def measured(n, a, b, c, n_eval, seed):
+    return np.random.default_rng(seed).binomial(n_eval, power_law(n, a, b, c)) / n_eval
+
+
+STEP, N = 250, np.arange(250, 4001, 250)
+TRUE_GAIN = power_law(N + STEP, 0.9, 2.0, 0.5) - power_law(N, 0.9, 2.0, 0.5)
+
+
+def test_the_forecast_stops_where_the_true_gain_falls_below_the_minimum():
+    star = int(np.argmax(TRUE_GAIN < 0.003))  # round 7: 3,000 labels
+    for seed in range(3):
+        rule = LearningCurveForecast(0.003, n_boot=30)
+        stop = first_stop(rule, N, measured(N, 0.9, 2.0, 0.5, 100_000, seed), 100_000, STEP)
+        assert stop in (star, star + 1)
+        assert rule.fired == SMALL_GAIN and rule.gain_.high < 0.003
+        assert rule.record()["forecast_gain"] == pytest.approx(TRUE_GAIN[stop], rel=0.3)
+
+
+def test_the_forecast_does_not_stop_early_on_a_noisy_rising_curve():
+    n = np.arange(100, 1501, 100)
+    gain = power_law(n + 100, 0.95, 1.2, 0.35) - power_law(n, 0.95, 1.2, 0.35)
+    for seed in range(3):  # 300 test items: each point is off by about 0.025
+        stop = first_stop(LearningCurveForecast(0.003, n_boot=30), n, measured(n, 0.95, 1.2, 0.35, 300, seed), 300, 100)
+        assert stop is None or gain[stop] < 2 * 0.003
+
+
+def test_the_money_criterion_and_the_target():
+    # 250 labels at 0.10 cost 25; an accuracy point worth 100 pays for a gain of 0.0025 or more
+    star = int(np.argmax(TRUE_GAIN < 0.0025))
+    rule = LearningCurveForecast(None, point_value=100, costs=CostModel(price_per_label=0.1), n_boot=30)
+    stop = first_stop(rule, N, measured(N, 0.9, 2.0, 0.5, 100_000, 0), 100_000, STEP)
+    assert stop in (star, star + 1) and rule.fired == NOT_WORTH_ITS_PRICE and rule.batch_price == 25
+    reached = float(labels_for(0.85, 0.9, 2.0, 0.5))  # 1,600 labels
+    rule = LearningCurveForecast(None, target=0.85, n_boot=30)
+    stop = first_stop(rule, N, measured(N, 0.9, 2.0, 0.5, 5000, 1), 5000, STEP)
+    assert stop is not None and N[stop] >= reached and rule.fired == TARGET_REACHED
+    assert rule.record()["forecast_accuracy_low"] >= 0.85
+    short = LearningCurveForecast(None, target=0.85, n_boot=30)  # levels off at 0.84: never reached
+    assert first_stop(short, N, measured(N, 0.84, 2.0, 0.5, 5000, 1), 5000, STEP) is None
+    with pytest.raises(ConfigError, match="needs min_gain"):
+        LearningCurveForecast(None)
+    with pytest.raises(InputError, match="must grow"):
+        short.update(labels=5, accuracy=0.5)
+
+
+def test_combined_stopping_stops_on_either_rule_or_on_both():
+    stable = np.zeros(50)
+    rows = [(int(k), float(a)) for k, a in zip(N[:8], measured(N[:8], 0.9, 2.0, 0.5, 100_000, 0), strict=True)]
+    either = CombinedStopping(StabilizingPredictions(0.99, 2), LearningCurveForecast(0.003, n_boot=20))
+    both = CombinedStopping(StabilizingPredictions(0.99, 2), LearningCurveForecast(0.003, n_boot=20), mode="all")
+    fired = []
+    for k, a in rows:
+        fired.append((either.update(stable, labels=k, accuracy=a), both.update(stable, labels=k, accuracy=a)))
+        if len(fired) == 3:  # predictions stable after 3 rounds, the curve still rising
+            assert fired[2] == (True, False) and either.fired == "stable predictions" and both.fired == ""
+    assert both.should_stop and both.fired == f"stable predictions; {SMALL_GAIN}"  # round 7: 3,000 labels
+    assert set(either.record()) == {"kappa", "forecast_gain", "forecast_gain_high", "forecast_accuracy_low"}
+    with pytest.raises(ConfigError, match="mode"):
+        CombinedStopping(StabilizingPredictions(), mode="most")
+
+
+def test_the_loop_reports_which_rule_stopped_it_and_can_stop_early():
+    texts, labels = product_pool(300, 0)
+    test_texts, test_labels = product_pool(150, 1)
+    rule = CombinedStopping(StabilizingPredictions(0.95, 2), LearningCurveForecast(0.5, n_boot=10, min_points=3))
+    curve = run_active_learning(
+        texts, labels, "margin", [20, 40, 60, 80, 100, 120], test_texts=test_texts, test_labels=test_labels,
+        model_factory=lambda: TextClassifier(cv=2), stopping=rule, stop_early=True, random_state=0,
+    )  # fmt: skip
+    assert curve.stop_round == 2 and SMALL_GAIN in curve.stop_rule  # a gain of 0.5 per batch: never forecast
+    assert curve.curve["labels"].tolist() == [20, 40, 60] and len(curve.order) == 60
+    assert {"kappa", "forecast_gain_high", "stop_rule"} <= set(curve.curve.columns)

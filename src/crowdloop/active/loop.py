@@ -6,7 +6,8 @@ items, records its accuracy on the test items, predicts a stop set for the stopp
 asks the strategy for the next batch from the unlabelled pool (scored in chunks). The first batch
 is a cold start (no labels, so no model): ``cold_start`` is random or a diverse batch on the
 pool's TF-IDF features. The curve is a plain frame with columns ``labels, accuracy`` (plus
-``round, kappa, stop, fit_s, select_s``), the input a learning-curve forecast needs.
+``round``, the stopping rule's measurements such as ``kappa``, ``stop``, ``stop_rule`` naming what
+said stop, ``fit_s, select_s``), the input a learning-curve forecast needs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from crowdloop.active.committee import Committee
 from crowdloop.active.features import TextFeatures
 from crowdloop.active.pool import CHUNK_SIZE, select_from_pool
-from crowdloop.active.stopping import StabilizingPredictions
+from crowdloop.active.stopping import StabilizingPredictions, StoppingRule
 from crowdloop.active.strategies import DiverseBatch, QueryByCommittee, Strategy, make_strategy
 from crowdloop.errors import ConfigError, InputError
 from crowdloop.models import TextClassifier
@@ -41,6 +42,17 @@ class LearningCurve:
     def labels_to_reach(self, accuracy: float) -> float:
         """Labels at which the curve first reaches ``accuracy`` (linear between rounds; nan if never)."""
         return labels_to_reach(self.curve, accuracy)
+
+    @property
+    def stop_round(self) -> int | None:
+        """The first round at which the stopping rule said stop (None if it never did)."""
+        stops = np.flatnonzero(self.curve["stop"].to_numpy(bool))
+        return int(self.curve["round"].iloc[stops[0]]) if len(stops) else None
+
+    @property
+    def stop_rule(self) -> str:
+        """What said stop at ``stop_round`` ('' if nothing did)."""
+        return "" if self.stop_round is None else str(self.curve["stop_rule"].iloc[self.stop_round])
 
 
 def labels_to_reach(curve: pd.DataFrame, accuracy: float) -> float:
@@ -99,7 +111,8 @@ def run_active_learning(
     model_factory: Callable[[], object] = TextClassifier,
     cold_start: str = "random",
     features: np.ndarray | sp.spmatrix | None = None,
-    stopping: StabilizingPredictions | None = None,
+    stopping: StoppingRule | None = None,
+    stop_early: bool = False,
     stop_set_size: int = 2000,
     chunk_size: int = CHUNK_SIZE,
     random_state: int = 0,
@@ -109,7 +122,9 @@ def run_active_learning(
 
     ``features`` (pool rows, e.g. ``TextFeatures().fit_transform(texts)``) are computed when the
     strategy or the cold start needs them and none are given. The stop set is a random sample of
-    ``stop_set_size`` pool items; ``stopping`` defaults to ``StabilizingPredictions()``.
+    ``stop_set_size`` pool items; ``stopping`` (any ``StoppingRule``: ``StabilizingPredictions()``, the
+    default, ``LearningCurveForecast`` or a ``CombinedStopping`` of both) sees every round; with
+    ``stop_early`` the run ends at the first round it says stop, otherwise it only records it.
     """
     texts, labels = check_texts_labels(texts, labels, source="pool")
     test_texts, test_labels = check_texts_labels(test_texts, test_labels, source="test items")
@@ -136,19 +151,24 @@ def run_active_learning(
         model = model_factory().fit(texts[train], labels[train])
         fit_s = time.perf_counter() - started
         accuracy = float((np.asarray(model.predict(test_texts), dtype=object) == test_labels).mean())
-        stop = stopping.update(model.predict(stop_set))
+        last = round_ + 1 == len(schedule)
+        stop = stopping.update(
+            model.predict(stop_set), labels=int(labeled.sum()), accuracy=accuracy, n_eval=len(test_labels),
+            next_batch=None if last else int(schedule[round_ + 1] - schedule[round_]),
+        )  # fmt: skip
         rows.append(
             {
                 "labels": int(labeled.sum()),
                 "accuracy": accuracy,
                 "round": round_,
-                "kappa": stopping.kappas_[-1] if stopping.kappas_ else float("nan"),
+                **stopping.record(),
                 "stop": stop,
+                "stop_rule": stopping.fired,
                 "fit_s": fit_s,
                 "select_s": select_s,
             }
         )
-        if round_ + 1 == len(schedule):
+        if last or (stop and stop_early):
             break
         started = time.perf_counter()
         pool = np.flatnonzero(~labeled)
