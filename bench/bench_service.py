@@ -142,6 +142,19 @@ async def load(base: str, project: dict[str, Any], seconds: float) -> dict[str, 
     return out
 
 
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of a process group (Linux /proc)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ..., utime at 11, stime at 12
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(kind: str, workers: int, args: argparse.Namespace, folder: Path, seed: int) -> dict[str, Any]:
     from crowdloop.server.process import ServerProcess
 
@@ -149,8 +162,13 @@ def one_run(kind: str, workers: int, args: argparse.Namespace, folder: Path, see
     try:
         with ServerProcess(url, workers=workers) as server:
             project = setup_project(server.base_url, server.admin_token, args.items, args.clients, seed)
-            load_before = os.getloadavg()[0]
+            group = server.process_group
+            load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
             result = asyncio.run(load(server.base_url, project, args.seconds))
+            result["client_cpu"] = (time.process_time() - cpu_before) / result["seconds"]
+            result["server_cpu_ms_per_submit"] = (
+                (group_cpu_seconds(group) - server_before) / max(result["submits"], 1) * 1000
+            )
             result["load_before"], result["load_after"] = load_before, os.getloadavg()[0]
     finally:
         drop()
@@ -178,6 +196,8 @@ def profile(n_cycles: int, folder: Path) -> dict[str, float]:
     submit cycles on SQLite, run in this thread as a route runs them: authenticate the token, call
     the service, validate the response model and encode the JSON (the HTTP framework's share is
     the rest of the latency; it runs in other threads, which cProfile does not see)."""
+    from sqlalchemy import event
+
     from crowdloop.labels import Taxonomy
     from crowdloop.server import ensure_admin
     from crowdloop.server.schemas import SubmitOut, TaskOut
@@ -185,6 +205,14 @@ def profile(n_cycles: int, folder: Path) -> dict[str, float]:
 
     url, drop = fresh_database("sqlite", folder)
     service = open_service(url, seed=0)
+    statements = dict.fromkeys(("next", "submit"), 0)
+    phase = ["setup"]
+
+    @event.listens_for(service.engine, "before_cursor_execute")
+    def count(*_: Any) -> None:
+        if phase[0] in statements:
+            statements[phase[0]] += 1
+
     try:
         ensure_admin(service)
         labels = taxonomy_lines()
@@ -201,16 +229,21 @@ def profile(n_cycles: int, folder: Path) -> dict[str, float]:
             start = time.process_time()
             for k in range(offset, offset + n_cycles):
                 annotator = service.authenticate(tokens[k % len(tokens)])
+                phase[0] = "next"
                 task = service.next_task(annotator)
+                phase[0] = "auth"
                 if task is None:
                     continue
                 TaskOut.model_validate(task).model_dump_json()
                 annotator = service.authenticate(tokens[k % len(tokens)])
+                phase[0] = "submit"
                 out = service.submit(annotator, task.lease_id, leaves[int(task.item[1:]) % 10])  # the true label
+                phase[0] = "auth"
                 SubmitOut.model_validate(out).model_dump_json()
             return time.process_time() - start
 
-        cpu = cycles(0)  # without the profiler
+        cpu = cycles(0)  # without the profiler (the statements of these cycles are counted)
+        per_cycle = {f"{k}_statements": v / n_cycles for k, v in statements.items()}
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
         cycles(n_cycles)
@@ -229,7 +262,8 @@ def profile(n_cycles: int, folder: Path) -> dict[str, float]:
     others = sorted(((own, f"{Path(f).name}:{fn}") for (f, _, fn), (_, _, own, _, _) in stats.stats.items()
                      if not any(key in f"{f}:{fn}" for _, keys in GROUPS for key in keys)), reverse=True)  # fmt: skip
     top_other = ", ".join(f"{name} {own / total:.0%}" for own, name in others[:5])
-    return {"cycle_cpu_ms": cpu / n_cycles * 1000, **{k: v / total for k, v in shares.items()}, "top_other": top_other}
+    shares = {k: v / total for k, v in shares.items()}
+    return {"cycle_cpu_ms": cpu / n_cycles * 1000, **shares, "top_other": top_other, **per_cycle}
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -242,17 +276,25 @@ def render(payload: dict[str, Any]) -> str:
     rows = []
     for name, runs in payload["configs"].items():
         if isinstance(runs, str):
-            rows.append([name, "skipped: " + runs, "", "", "", "", "", ""])
+            rows.append([name, "skipped: " + runs, "", "", "", "", "", "", "", ""])
             continue
         med = summary(runs)
         rows.append([
             name, f"{med['submits_per_s']:.0f}", f"{med['next_p50_ms']:.1f}", f"{med['next_p99_ms']:.1f}",
             f"{med['submit_p50_ms']:.1f}", f"{med['submit_p99_ms']:.1f}", f"{med['errors']:.0f}",
+            f"{med.get('server_cpu_ms_per_submit', float('nan')):.1f}", f"{med.get('client_cpu', float('nan')):.0%}",
             f"{med['load_before']:.1f} / {med['load_after']:.1f}",
         ])  # fmt: skip
     headers = ["server", "submits/s", "next p50 ms", "next p99 ms", "submit p50 ms", "submit p99 ms", "errors",
+               "server CPU ms per next + submit", "load generator CPU (of one core)",
                "load avg before / after"]  # fmt: skip
-    parts = ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if k not in ("cycle_cpu_ms", "top_other"))
+    parts = ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if k in dict(GROUPS) or k == "other")
+    counted = (
+        f" SQL statements per call (SQLAlchemy cursor events, BEGIN included): next task "
+        f"{shares['next_statements']:.1f}, submit {shares['submit_statements']:.1f}."
+        if "next_statements" in shares
+        else ""
+    )
     verdict = []
     sqlite = payload["configs"].get("sqlite, 1 process")
     if isinstance(sqlite, list):
@@ -262,10 +304,12 @@ def render(payload: dict[str, Any]) -> str:
             f"Target (>= 300 submits/s with p99 < 50 ms on SQLite, more on PostgreSQL with 2 processes): "
             f"{'met' if met else 'not met'} in this run: SQLite gave {med['submits_per_s']:.0f} submits/s with "
             f"p99 {med['next_p99_ms']:.0f} ms (next) and {med['submit_p99_ms']:.0f} ms (submit), at a load average "
-            f"of {med['load_before']:.0f} on 2 cores (other jobs were running: the server had a small share of the "
-            f"CPU). Without contention the request path's own work, {shares['cycle_cpu_ms']:.1f} ms of CPU per "
-            f"next + submit cycle, bounds one core at about {1000 / shares['cycle_cpu_ms']:.0f} cycles/s before "
-            "the HTTP layer.",
+            f"of {med['load_before']:.0f} on 2 cores. The server's own CPU, measured from outside, is "
+            f"{med['server_cpu_ms_per_submit']:.1f} ms per next + submit cycle (HTTP included): one uncontended "
+            f"core would serve about {1000 / med['server_cpu_ms_per_submit']:.0f} cycles/s; the server used "
+            f"{med['submits_per_s'] * med['server_cpu_ms_per_submit'] / 10:.0f}% of one core during the run, the "
+            f"load generator {med['client_cpu']:.0%}, and the rest of the machine went to other jobs. The request "
+            f"path in one thread without HTTP takes {shares['cycle_cpu_ms']:.1f} ms of CPU per cycle.",
             "",
         ]
     return "\n".join([
@@ -283,7 +327,7 @@ def render(payload: dict[str, Any]) -> str:
         "Where the time of one next task + submit goes (cProfile of the route's work: token, service call, "
         f"response model and JSON; own CPU time by module, {settings['profile_cycles']} cycles on SQLite in one "
         f"thread, {shares['cycle_cpu_ms']:.1f} ms of CPU per cycle without the profiler): {parts} (the largest "
-        f"others: {shares['top_other']}).",
+        f"others: {shares['top_other']}).{counted}",
         "",
         *verdict,
         *machine_lines({}),

@@ -13,9 +13,10 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crowdloop.errors import AuthError, ForbiddenError, NotFoundError
@@ -23,6 +24,7 @@ from crowdloop.server.schemas import ProjectId
 from crowdloop.service import AnnotatorInfo, LabelingService
 
 ADMIN_PROJECT = "crowdloop-admin"
+T = TypeVar("T")
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -37,29 +39,42 @@ class Caller:
     admin: bool
 
 
-def service_of(request: Request) -> LabelingService:
+async def service_of(request: Request) -> LabelingService:
     return request.app.state.service
 
 
-def admin_project_id(request: Request) -> int | None:
+async def call(service: LabelingService, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)`` on the event loop when the database has a single writer (SQLite:
+    no thread hops, no lock contention), else in the thread pool (PostgreSQL: requests overlap)."""
+    if service.single_writer:
+        return work(*args, **kwargs)
+    return await run_in_threadpool(work, *args, **kwargs)
+
+
+async def admin_project_id(request: Request) -> int | None:
     """The reserved admin project's id (looked up once it exists)."""
     state = request.app.state
     if state.admin_project_id is None:
+        service = request.app.state.service
         try:
-            state.admin_project_id = service_of(request).get_project(ADMIN_PROJECT).id
+            state.admin_project_id = (await call(service, service.get_project, ADMIN_PROJECT)).id
         except NotFoundError:
             return None
     return state.admin_project_id
 
 
-def signed_in(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+async def signed_in(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
     annotator = request.app.state.tokens.get(credentials.credentials)
     if annotator is None:
-        annotator = service_of(request).authenticate(credentials.credentials)
+        service = request.app.state.service
+        annotator = await call(service, service.authenticate, credentials.credentials)
         request.app.state.tokens.put(credentials.credentials, annotator)
-    return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_project_id(request))
+    admin_id = await admin_project_id(request)
+    return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_id)
 
 
 class TokenCache:
@@ -99,7 +114,7 @@ class TokenCache:
 SignedIn = Annotated[Caller, Depends(signed_in)]
 
 
-def admin(caller: SignedIn) -> Caller:
+async def admin(caller: SignedIn) -> Caller:
     if not caller.admin:
         raise ForbiddenError("only the admin token may do this")
     return caller
@@ -110,12 +125,13 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
     as an owner of every project where ``admin_acts`` (not where the act needs a member's identity:
     answering, reviewing)."""
 
-    def dependency(project_id: ProjectId, request: Request, caller: SignedIn) -> Caller:
-        reserved = project_id == admin_project_id(request)
+    async def dependency(project_id: ProjectId, request: Request, caller: SignedIn) -> Caller:
+        reserved = project_id == await admin_project_id(request)
         if caller.admin and not reserved:
             if not ("owner" in roles and admin_acts):
                 raise ForbiddenError("the admin token manages projects; answering and reviewing need a member's token")
-            service_of(request).get_project(project_id)  # 404 for a project that does not exist
+            service = request.app.state.service
+            await call(service, service.get_project, project_id)  # 404 for a project that does not exist
             return caller
         if caller.annotator.project_id != project_id or reserved:
             raise NotFoundError(f"no project {project_id}")

@@ -88,6 +88,12 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"the server did not answer on {self.base_url} within {self._startup} s")
 
+    @property
+    def process_group(self) -> int:
+        """The process group of the server and its workers (its own session)."""
+        assert self._process is not None
+        return self._process.pid
+
     def kill(self) -> None:
         """SIGKILL the server and its workers: no shutdown, no flush."""
         if self._process is not None and self._process.poll() is None:

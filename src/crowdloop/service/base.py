@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import pickle
@@ -116,6 +117,9 @@ class ServiceBase:
         self._clock = clock or utcnow
         self._sessions = db.session_factory(engine)
         self._pg = db.is_postgresql(engine)
+        # SQLite has one writer at a time: this process's threads queue on a lock of their own
+        # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
+        self._writer = contextlib.nullcontext() if self._pg else threading.RLock()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._codes: dict[int, tuple[LabelSpace, dict]] = {}  # label -> code, the fast path of _code
@@ -124,11 +128,17 @@ class ServiceBase:
         self._rule_cache: dict[int, SkillRules] = {}
         self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
 
+    @property
+    def single_writer(self) -> bool:
+        """True on SQLite: one write transaction at a time, so a server loses nothing by calling
+        the loop from its event loop rather than from a thread pool."""
+        return not self._pg
+
     def _run(self, work: Callable[[Session], T]) -> T:
         """``work`` in one transaction, retried on deadlocks and serialization failures."""
         for attempt in range(_RETRIES):
             try:
-                with db.transaction(self._sessions) as session:
+                with self._writer, db.transaction(self._sessions) as session:
                     return work(session)
             except DBAPIError as exc:
                 if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:
@@ -342,8 +352,10 @@ class ServiceBase:
 
     def _model_version(self, project_id: int, name: str, version: str) -> int:
         """The id of a model version, created when new."""
-        if not all(isinstance(x, str) and x.strip() and len(x) <= 200 for x in (name, version)):
-            raise ConfigError(f"model name and version must be 1-200 characters, got {name!r}, {version!r}")
+        if not all(isinstance(x, str) and x.strip() and len(x) <= 200 and "\x00" not in x for x in (name, version)):
+            raise ConfigError(
+                f"model name and version must be 1-200 characters without NUL bytes, got {name!r}, {version!r}"
+            )
 
         def work(session: Session) -> int:
             self._project(session, project_id)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from crowdloop.server.auth import Decider, Reviewer, Service, Worker
+from crowdloop.server.auth import Decider, Reviewer, Service, Worker, call
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import (
     ItemPath,
@@ -29,20 +29,28 @@ router = APIRouter(responses=PROBLEM_RESPONSES)
     responses={204: {"description": "Nothing left for this annotator now"}},
     tags=["loop"],
 )
-def next_task(project_id: ProjectId, caller: Worker, service: Service) -> TaskOut | Response:
+async def next_task(project_id: ProjectId, caller: Worker, service: Service) -> TaskOut | Response:
     """Lease the next task: the item that most needs this annotator's answer (sometimes a gold item,
     which looks like any other). 204 when nothing is left for them."""
-    task = service.next_task(caller.annotator)
+    task = await call(service, service.next_task, caller.annotator)
     if task is None:
         return Response(status_code=204)
     return TaskOut.model_validate(task)
 
 
 @router.post("/projects/{project_id:int}/tasks/{lease_id}/submit", response_model=SubmitOut, tags=["loop"])
-def submit(project_id: ProjectId, lease_id: LeaseId, body: SubmitIn, caller: Worker, service: Service) -> SubmitOut:
+async def submit(
+    project_id: ProjectId, lease_id: LeaseId, body: SubmitIn, caller: Worker, service: Service
+) -> SubmitOut:
     """Answer a leased task. Idempotent: a retry returns the stored answer with ``duplicate: true``."""
-    out = service.submit(
-        caller.annotator, lease_id, body.label, duration_ms=body.duration_ms, idempotency_key=body.idempotency_key
+    out = await call(
+        service,
+        service.submit,
+        caller.annotator,
+        lease_id,
+        body.label,
+        duration_ms=body.duration_ms,
+        idempotency_key=body.idempotency_key,
     )
     return SubmitOut.model_validate(out)
 
