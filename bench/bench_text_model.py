@@ -20,7 +20,8 @@ linear SVM numbers of the data README.
 ``--tune`` changes one ``TextClassifier`` parameter at a time from the defaults (``TUNE_GRID``) and
 scores each by leaf accuracy in ``--tune-folds`` group folds of the *training* split (distinct titles
 never straddle folds; the test split is not read); the SVM's argmax does not depend on the
-temperature, so the folds fit vectorizer and SVM only. It writes ``results/text_model.tuning.md``.
+temperature, so the folds fit vectorizer and SVM only. It rewrites ``results/text_model.tuning.<dataset>.md``
+after every variant.
 
 The data is read from ``../shared/data/products`` beside the project (``CROWDLOOP_DATA`` overrides
 it); a missing dataset is skipped.
@@ -53,14 +54,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = {"flipkart": {"leaf": 0.874, "top": 0.947}, "myntra": {"leaf": 0.974, "top": None}}
 CALIBRATIONS = ("temperature", "sigmoid", "isotonic")
 MODELS = ("flat", "hierarchical", "embeddings")
-TUNE_GRID: list[dict] = [
+TUNE_GRID: list[dict] = [  # the likeliest gains first: a run stopped early keeps the rows it wrote
     {},
-    {"C": 0.25},
     {"C": 1.0},
-    {"class_weight": "balanced"},
-    {"word_ngrams": (1, 3)},
     {"char_ngrams": (1, 6)},
+    {"word_ngrams": (1, 3)},
+    {"class_weight": "balanced"},
     {"char_min_df": 1},
+    {"C": 0.25},
     {"sublinear_tf": False},
 ]
 
@@ -71,8 +72,10 @@ def split_of(titles: np.ndarray, paths: np.ndarray, seed: int) -> tuple[np.ndarr
     return next(split.split(titles, paths, groups=normalize_text(titles)))
 
 
-def tune(frame, n_folds: int, seed: int = 0) -> list[dict]:
-    """Leaf accuracy of each ``TUNE_GRID`` variant in group folds of the training split only."""
+def tune(name: str, n_folds: int, args: argparse.Namespace, seed: int = 0) -> None:
+    """Leaf accuracy of each ``TUNE_GRID`` variant in group folds of the training split only; the
+    table is rewritten after every variant."""
+    frame = product_data.load(name)
     titles, paths = frame["title"].to_numpy(object), frame["path"].to_numpy(object)
     train, _ = split_of(titles, paths, seed)
     texts, labels = titles[train], paths[train]
@@ -96,7 +99,7 @@ def tune(frame, n_folds: int, seed: int = 0) -> list[dict]:
         rows.append({"change": json.dumps(change) if change else "defaults", "cv_acc": float(np.mean(accuracy)),
                      "folds": accuracy, "n_train": len(train), "seconds": time.perf_counter() - start})  # fmt: skip
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    return rows
+        write_tuning(name, rows, args)
 
 
 def make_model(kind: str, calibration: str, seed: int):
@@ -161,7 +164,9 @@ def main() -> int:
         print(f"no product data under {product_data.PRODUCTS}: nothing to do (set CROWDLOOP_DATA)")
         return 0
     if args.tune:
-        return write_tuning({name: tune(product_data.load(name), args.tune_folds) for name in present}, args)
+        for name in present:
+            tune(name, args.tune_folds, args)
+        return 0
     rows = []
     for name in present:
         frame = product_data.load(name)
@@ -265,21 +270,19 @@ def write(rows: list[dict], table: str, args: argparse.Namespace) -> None:
     (RESULTS / "text_model.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def write_tuning(results: dict[str, list[dict]], args: argparse.Namespace) -> int:
+def write_tuning(name: str, rows: list[dict], args: argparse.Namespace) -> None:
     lines = ["| dataset | change from the defaults | CV leaf acc | minus defaults | folds | seconds |",
              "|---|---|---:|---:|---|---:|"]  # fmt: skip
-    for name, rows in results.items():
-        base = rows[0]["cv_acc"]
-        for r in rows:
-            folds = ", ".join(f"{a:.4f}" for a in r["folds"])
-            lines.append(f"| {name} | {r['change']} | {r['cv_acc']:.4f} | {r['cv_acc'] - base:+.4f} | {folds} "
-                         f"| {r['seconds']:.0f} |")  # fmt: skip
+    for r in rows:
+        folds = ", ".join(f"{a:.4f}" for a in r["folds"])
+        lines.append(f"| {name} | {r['change']} | {r['cv_acc']:.4f} | {r['cv_acc'] - rows[0]['cv_acc']:+.4f} "
+                     f"| {folds} | {r['seconds']:.0f} |")  # fmt: skip
     table = "\n".join(lines)
-    print(table)
+    print(table, flush=True)
     if args.no_write:
-        return 0
+        return
     text = "\n".join([
-        "# Text classifier: one parameter at a time, cross-validated on the training split",
+        f"# Text classifier on {name}: one parameter at a time, cross-validated on the training split",
         "",
         f"Leaf accuracy of the SVM (vectorizer + LinearSVC; the temperature does not move the argmax) in "
         f"{args.tune_folds} group folds",
@@ -292,9 +295,9 @@ def write_tuning(results: dict[str, list[dict]], args: argparse.Namespace) -> in
         f"Command: `{command_line()}`",
         "",
     ])  # fmt: skip
-    (RESULTS / "text_model.tuning.md").write_text(text)
-    (RESULTS / "text_model.tuning.json").write_text(json.dumps({"command": command_line(), "rows": results}, indent=2))
-    return 0
+    (RESULTS / f"text_model.tuning.{name}.md").write_text(text)
+    payload = {"command": command_line(), "dataset": name, "rows": rows}
+    (RESULTS / f"text_model.tuning.{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
