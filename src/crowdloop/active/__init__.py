@@ -3,7 +3,8 @@
 Strategies score a pool from a model's probabilities and/or the pool's features and pick a batch
 (``strategies``); large pools are scored in chunks (``pool``); ``relabel`` weighs relabelling a
 weakly agreed item against labelling a new one; ``stopping`` says when more labels stop changing
-the model; ``loop`` runs rounds and records a learning curve (``labels, accuracy``).
+the model or stop paying for themselves (a learning-curve forecast); ``loop`` runs rounds and
+records a learning curve (``labels, accuracy``).
 """
 
 from crowdloop.active.committee import Committee
@@ -13,7 +14,13 @@ from crowdloop.active.loop import LearningCurve, cold_start_batch, labels_to_rea
 from crowdloop.active.pool import score_pool, select_from_pool
 from crowdloop.active.relabel import relabel_or_new, relabel_or_new_scores
 from crowdloop.active.scores import entropy, kl_to_consensus, least_confidence, margin, vote_entropy
-from crowdloop.active.stopping import StabilizingPredictions, cohen_kappa
+from crowdloop.active.stopping import (
+    CombinedStopping,
+    LearningCurveForecast,
+    StabilizingPredictions,
+    StoppingRule,
+    cohen_kappa,
+)
 from crowdloop.active.strategies import (
     STRATEGIES,
     DensityWeighted,
@@ -28,13 +35,16 @@ from crowdloop.active.strategies import (
 
 __all__ = [
     "STRATEGIES",
+    "CombinedStopping",
     "Committee",
     "DensityWeighted",
     "DiverseBatch",
     "LearningCurve",
+    "LearningCurveForecast",
     "QueryByCommittee",
     "RandomSampling",
     "StabilizingPredictions",
+    "StoppingRule",
     "Strategy",
     "TextFeatures",
     "UncertaintySampling",
