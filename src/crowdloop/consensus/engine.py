@@ -152,7 +152,7 @@ class DynamicConsensus:
             if not hidden.any():
                 continue
             model, skill = self._refit(answers, Gold(gold.items[~hidden], gold.labels[~hidden]), kind)
-            states, state_item = _prefix_states(answers, gold.items[hidden], self.policy.max_overlap)
+            states, state_item = prefix_states(answers, gold.items[hidden], self.policy.max_overlap)
             label, raw = _score(model, skill, states).top()
             is_last = np.r_[state_item[1:] != state_item[:-1], True]  # an item's states are consecutive
             ends = np.flatnonzero(is_last)
@@ -186,7 +186,7 @@ class DynamicConsensus:
         posterior = _score(self.model_, self.skill_, answers)
         label, raw = posterior.top()
         n = np.bincount(answers.item, minlength=answers.n_items)
-        return ItemStates(label, self._calibrated(raw, n), raw, n), posterior
+        return ItemStates(label, self.calibrated_confidence(raw, n), raw, n), posterior
 
     def decide(self, answers: Answers) -> pd.DataFrame:
         """One row per item: ``task, status, label, confidence, answers, next``; gold items are
@@ -245,8 +245,8 @@ class DynamicConsensus:
 
     def _decide_codes(self, answers: Answers) -> pd.DataFrame:
         states, posterior = self.states(answers)
-        needed = self._answers_needed(states, answers)
-        fallback = self._partial(posterior, answers) if self.policy.partial else (None, None)
+        needed = self.answers_needed(states, answers)
+        fallback = self.partial_acceptance(posterior, answers) if self.policy.partial else (None, None)
         table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
         if self.outlook_:
             stop = (table["status"].to_numpy() == MORE) & (self.gain_per_answer(states) * self.policy.label_value
@@ -278,12 +278,13 @@ class DynamicConsensus:
             best = np.where(reachable, np.maximum(best, gain), best)
         return np.where(raw > 0, best, np.inf)
 
-    def _calibrated(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
+    def calibrated_confidence(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Raw posterior confidence of items with ``n`` answers mapped through the gold calibrator."""
         if self.calibrator_ is None:
             return raw
         return np.where(raw > 0, self.calibrator_.predict(raw, n_answers=n, quantile=self.caution), 0.0)
 
-    def _answers_needed(self, states: ItemStates, answers: Answers) -> np.ndarray:
+    def answers_needed(self, states: ItemStates, answers: Answers) -> np.ndarray:
         r"""Least m such that m more agreeing answers of a typical worker would reach the target.
 
         Each agreeing answer of skill $\bar s$ multiplies the odds of the leading label against
@@ -304,7 +305,7 @@ class DynamicConsensus:
         needed = np.where(enough.any(axis=1), m[np.argmax(enough, axis=1)], np.inf)
         return np.where(states.label < 0, 1.0, needed)
 
-    def _partial(self, posterior: CandidatePosterior, answers: Answers) -> tuple[np.ndarray, np.ndarray]:
+    def partial_acceptance(self, posterior: CandidatePosterior, answers: Answers) -> tuple[np.ndarray, np.ndarray]:
         """The deepest ancestor level whose calibrated confidence reaches the target (-1: none).
 
         The leaf calibrator is applied to the ancestor's posterior mass: conservative, since a
@@ -318,7 +319,7 @@ class DynamicConsensus:
         n = np.bincount(answers.item, minlength=n_items)
         for depth in range(1, labels.max_depth):
             code, raw = posterior.ancestor_top(labels, depth)
-            conf = self._calibrated(raw, n)
+            conf = self.calibrated_confidence(raw, n)
             ok = (conf >= self.policy.target) & (code >= 0) & (labels.depth[np.maximum(code, 0)] == depth)
             best = np.where(ok, code, best)
             best_conf = np.where(ok, conf, best_conf)
@@ -346,7 +347,7 @@ def _gold_series(answers: Answers, gold: Gold) -> pd.Series | None:
     return pd.Series(answers.labels.decode(gold.labels), index=answers.items[gold.items])
 
 
-def _prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tuple[Answers, np.ndarray]:
+def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tuple[Answers, np.ndarray]:
     """Virtual items: item g after its first j answers (in array order), j = 1..min(n_g, max_overlap).
 
     Returns the answers of the virtual items (soft answers of g copied to each of its states) and,

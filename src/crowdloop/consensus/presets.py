@@ -77,7 +77,7 @@ class ModelAgreesConsensus(DynamicConsensus):
         settled = accept_model | accept_humans
         escalate = ~settled & (n >= self.policy.max_overlap)
         status = np.where(settled, ACCEPTED, np.where(escalate, ESCALATED, MORE)).astype(object)
-        confidence = self._calibrated(probability_of(posterior, label), n)
+        confidence = self.calibrated_confidence(probability_of(posterior, label), n)
         return pd.DataFrame(
             {"status": status, "label": label, "confidence": confidence, "answers": n, "next": (status == MORE) * 1}
         )

@@ -224,7 +224,7 @@ class OnlineConsensus:
         label, raw = posterior.top()
         n = opinions.counts()
         engine = self._engine
-        states = ItemStates(label, engine._calibrated(raw, n), raw, n)
+        states = ItemStates(label, engine.calibrated_confidence(raw, n), raw, n)
         codes = Answers(
             item=opinions.item.astype(np.int32),
             worker=np.zeros(len(opinions.item), dtype=np.int32),
@@ -233,8 +233,8 @@ class OnlineConsensus:
             workers=pd.RangeIndex(1),
             labels=self.labels,
         )
-        needed = engine._answers_needed(states, codes)
-        fallback = engine._partial(posterior, codes) if self.policy.partial else (None, None)
+        needed = engine.answers_needed(states, codes)
+        fallback = engine.partial_acceptance(posterior, codes) if self.policy.partial else (None, None)
         table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
         status = table["status"].to_numpy(dtype=object)
         label = table["label"].to_numpy(dtype=np.int64)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.answers import Answers
 from crowdloop.consensus import BranchSkills, ConsensusPolicy, DynamicConsensus, SkillBook, SkillRules
-from crowdloop.consensus.engine import _prefix_states
+from crowdloop.consensus.engine import prefix_states
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service.online import OnlineConsensus, Opinions
@@ -137,7 +137,7 @@ def _calibrator(
     gold_codes = answers.items.get_indexer(gold.index)
     truth = np.full(answers.n_items, -1, dtype=np.int64)
     truth[gold_codes] = labels.encode(gold.to_numpy())
-    states, state_item = _prefix_states(answers, gold_codes, policy.max_overlap)
+    states, state_item = prefix_states(answers, gold_codes, policy.max_overlap)
     # the model rows of each gold item go with every one of its states
     state_of = pd.DataFrame({"state": np.arange(len(state_item)), "item": answers.items.to_numpy()[state_item]})
     rows = soft.merge(state_of, on="item") if len(soft) else soft
