@@ -81,12 +81,7 @@ def k_center_greedy(
     (the labelled points, then the picks). With no labelled points the first pick is random."""
     batch_size = _check(features, batch_size)
     rng = np.random.default_rng(random_state)
-    features = features.tocsr() if sp.issparse(features) else np.asarray(features, dtype=np.float64)
-    norms = squared_norms(features)
-    if labeled_features is not None and labeled_features.shape[0]:
-        nearest = nearest_squared_distance(features, labeled_features, norms=norms)
-    else:
-        nearest = np.full(features.shape[0], np.inf)
+    features, norms, nearest = _start(features, labeled_features)
     picks = np.empty(batch_size, dtype=np.int64)
     for t in range(batch_size):  # greedy: one pass over the pool per pick
         row = int(rng.integers(features.shape[0])) if np.isinf(nearest).all() else int(np.argmax(nearest))
@@ -106,12 +101,7 @@ def kmeans_plus_plus(
     squared distance to the nearest centre (labelled points and earlier picks)."""
     batch_size = _check(features, batch_size)
     rng = np.random.default_rng(random_state)
-    features = features.tocsr() if sp.issparse(features) else np.asarray(features, dtype=np.float64)
-    norms = squared_norms(features)
-    if labeled_features is not None and labeled_features.shape[0]:
-        nearest = nearest_squared_distance(features, labeled_features, norms=norms)
-    else:
-        nearest = np.full(features.shape[0], np.inf)
+    features, norms, nearest = _start(features, labeled_features)
     picks = np.empty(batch_size, dtype=np.int64)
     chosen = np.zeros(features.shape[0], dtype=bool)
     for t in range(batch_size):
@@ -125,3 +115,15 @@ def kmeans_plus_plus(
         chosen[row] = True
         nearest = np.minimum(nearest, _distance_to_row(features, norms, row))
     return picks
+
+
+def _start(
+    features: np.ndarray | sp.spmatrix, labeled_features: np.ndarray | sp.spmatrix | None
+) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray, np.ndarray]:
+    """The pool as CSR or float64, its squared row norms, and each row's squared distance to the
+    nearest labelled point (infinite with none)."""
+    features = features.tocsr() if sp.issparse(features) else np.asarray(features, dtype=np.float64)
+    norms = squared_norms(features)
+    if labeled_features is not None and labeled_features.shape[0]:
+        return features, norms, nearest_squared_distance(features, labeled_features, norms=norms)
+    return features, norms, np.full(features.shape[0], np.inf)
