@@ -1,6 +1,15 @@
 """Dynamic consensus: accept an item, ask for one more answer, or escalate it to an expert."""
 
-from crowdloop.consensus.decisions import ACCEPTED, ESCALATED, MORE, STATUSES, ItemStates, decide
+from crowdloop.consensus.decisions import (
+    ACCEPTED,
+    ESCALATED,
+    MORE,
+    STATUSES,
+    Decided,
+    ItemStates,
+    decide,
+    decide_arrays,
+)
 from crowdloop.consensus.engine import DynamicConsensus
 from crowdloop.consensus.policy import ConsensusPolicy, Prices
 from crowdloop.consensus.presets import POLICIES, ModelAgreesConsensus, consensus_engine
@@ -16,6 +25,7 @@ __all__ = [
     "STATUSES",
     "BranchSkills",
     "ConsensusPolicy",
+    "Decided",
     "DynamicConsensus",
     "ItemStates",
     "ModelAgreesConsensus",
@@ -24,6 +34,7 @@ __all__ = [
     "SkillRules",
     "consensus_engine",
     "decide",
+    "decide_arrays",
     "expected_gain",
     "priority",
 ]

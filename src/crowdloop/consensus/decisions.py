@@ -27,6 +27,24 @@ class ItemStates:
         return len(self.label)
 
 
+@dataclass(frozen=True)
+class Decided:
+    """Per item: ``status`` (object array of ``STATUSES``), ``label`` code (-1: none), calibrated
+    ``confidence``, human ``answers`` so far and ``next``, the answers to order now."""
+
+    status: np.ndarray
+    label: np.ndarray
+    confidence: np.ndarray
+    answers: np.ndarray
+    next: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"status": self.status, "label": self.label, "confidence": self.confidence, "answers": self.answers,
+             "next": self.next}
+        )  # fmt: skip
+
+
 def decide(
     states: ItemStates,
     policy: ConsensusPolicy,
@@ -35,6 +53,20 @@ def decide(
     fallback_label: np.ndarray | None = None,
     fallback_confidence: np.ndarray | None = None,
 ) -> pd.DataFrame:
+    """``decide_arrays`` as a table (columns status, label, confidence, answers, next)."""
+    return decide_arrays(
+        states, policy, answers_needed, fallback_label=fallback_label, fallback_confidence=fallback_confidence
+    ).frame()
+
+
+def decide_arrays(
+    states: ItemStates,
+    policy: ConsensusPolicy,
+    answers_needed: np.ndarray,
+    *,
+    fallback_label: np.ndarray | None = None,
+    fallback_confidence: np.ndarray | None = None,
+) -> Decided:
     """Status and the number of answers to order now, per item.
 
     ``answers_needed[i]`` is the least number of further agreeing answers after which item i would
@@ -61,4 +93,4 @@ def decide(
         confidence[partial] = fallback_confidence[partial]
     need = np.maximum(policy.min_overlap - n, np.where(np.isfinite(answers_needed), answers_needed, 1))
     order = np.where(status == MORE, np.clip(need, 1, np.maximum(room, 1)), 0).astype(np.int64)
-    return pd.DataFrame({"status": status, "label": label, "confidence": confidence, "answers": n, "next": order})
+    return Decided(status, label, confidence, n, order)

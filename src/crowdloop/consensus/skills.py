@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv
 
 from crowdloop.errors import ConfigError
 
@@ -122,7 +122,7 @@ class SkillBook:
         a = m * mu + self.gold_right
         b = m * (1 - mu) + self.gold_total - self.gold_right
         tail = (1 - self.rules.confidence) / 2
-        return beta.ppf(tail, a, b), beta.ppf(1 - tail, a, b)
+        return betaincinv(a, b, tail), betaincinv(a, b, 1 - tail)
 
     def banned(self) -> np.ndarray:
         """Workers to ban: clearly below ``ban_below`` on gold, or implausibly fast."""

@@ -231,7 +231,8 @@ class Loop(ServiceBase):
             self._redecide(session, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
-        status = self._judge(session, project, annotator, rules)
+        # only gold and timed answers change the evidence for a ban or a promotion
+        status = self._judge(session, project, annotator, rules) if item.is_gold or timed else annotator.status
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,

@@ -28,7 +28,15 @@ import pandas as pd
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus import MORE, ConsensusPolicy, DynamicConsensus, ItemStates, SkillRules, decide, priority
+from crowdloop.consensus import (
+    MORE,
+    ConsensusPolicy,
+    DynamicConsensus,
+    ItemStates,
+    SkillRules,
+    decide_arrays,
+    priority,
+)
 from crowdloop.labels import LabelSpace, Taxonomy
 
 EPS = 1e-12
@@ -235,10 +243,8 @@ class OnlineConsensus:
         )
         needed = engine.answers_needed(states, codes)
         fallback = engine.partial_acceptance(posterior, codes) if self.policy.partial else (None, None)
-        table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
-        status = table["status"].to_numpy(dtype=object)
-        label = table["label"].to_numpy(dtype=np.int64)
-        confidence = table["confidence"].to_numpy(dtype=np.float64)
+        table = decide_arrays(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        status, label, confidence = table.status, table.label, table.confidence
         # an item nobody answered has no leading label: one answer is worth the most it can be
         value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
         return Decisions(
@@ -246,7 +252,7 @@ class OnlineConsensus:
             label=label,
             confidence=confidence,
             answers=n,
-            next=table["next"].to_numpy(dtype=np.int64),
+            next=table.next,
             priority=np.where(status == MORE, value, 0.0),
             branch=self.branch(label),
         )
