@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 
 from crowdloop.errors import InputError
-from crowdloop.io.exports import export_answers, export_items, export_label_studio, export_labels
+from crowdloop.io.exports import (
+    export_answers,
+    export_items,
+    export_label_studio,
+    export_labels,
+    stream_label_studio,
+)
 from crowdloop.io.items import Annotation, Prediction, parse_items
 
 RESULTS = pd.DataFrame(
@@ -55,16 +61,43 @@ def test_answers_frame_is_crowdkit_shaped():
 
 
 def test_label_studio_round_trip():
-    text = export_label_studio(RESULTS, ANSWERS, PREDICTIONS, from_name="category", to_name="title")
+    answers = ANSWERS.assign(review=[False, True, False])
+    text = export_label_studio(RESULTS, answers, PREDICTIONS, from_name="category", to_name="title")
     tasks = json.loads(text)
     assert tasks[0]["annotations"][0]["result"][0]["from_name"] == "category"
-    assert tasks[0]["meta"] == {"label": "Shoes", "confidence": 0.981, "status": "accepted"}
+    assert tasks[0]["meta"] == {"label": "Shoes", "confidence": 0.981, "status": "accepted", "answers": 2}
     assert tasks[1]["meta"]["confidence"] is None
+    assert [a["ground_truth"] for a in tasks[0]["annotations"]] == [False, True]
     first, second = parse_items(text, "label-studio")
-    assert first.external_id == "007" and first.payload == {"title": "Red shoe", "id": "007"}
-    assert first.annotations == (Annotation("w1", "Shoes"), Annotation("w2", "Shoes"))
+    assert first.external_id == "007" and first.payload == {"title": "Red shoe"}
+    assert first.annotations == (Annotation("w1", "Shoes"), Annotation("w2", "Shoes", review=True))
     assert first.predictions == (Prediction("Shoes", 0.9, "tfidf-1"),)
     assert second.annotations == (Annotation("w1", "Hats"),) and second.predictions == ()
+
+
+def test_label_studio_taxonomy_results_are_path_lists():
+    results = RESULTS.assign(label=["Apparel > Shoes", None])
+    answers = pd.DataFrame({"task": ["007"], "worker": ["w1"], "label": ["Apparel > Shoes"]})
+    predictions = PREDICTIONS.assign(label=["Apparel"])
+    text = export_label_studio(results, answers, predictions, taxonomy=True)
+    task = json.loads(text)[0]
+    assert task["annotations"][0]["result"][0] == {
+        "from_name": "label",
+        "to_name": "text",
+        "type": "taxonomy",
+        "value": {"taxonomy": [["Apparel", "Shoes"]]},
+    }
+    assert task["predictions"][0]["result"][0]["value"] == {"taxonomy": [["Apparel"]]}
+    first, _ = parse_items(text, "label-studio")
+    assert first.annotations == (Annotation("w1", "Apparel > Shoes"),)
+    assert first.predictions == (Prediction("Apparel", 0.9, "tfidf-1"),)
+
+
+def test_streamed_pages_make_one_json_list():
+    pages = [(RESULTS.iloc[:1], ANSWERS.iloc[:2], PREDICTIONS), (RESULTS.iloc[1:], ANSWERS.iloc[2:], None)]
+    text = "".join(stream_label_studio(pages))
+    assert text == export_label_studio(RESULTS, ANSWERS, PREDICTIONS)
+    assert json.loads("".join(stream_label_studio([]))) == []
 
 
 def test_missing_columns_are_named():

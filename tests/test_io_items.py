@@ -4,6 +4,7 @@ import pytest
 
 from crowdloop.errors import InputError
 from crowdloop.io.items import (
+    LABEL_STUDIO_USER,
     Annotation,
     ImportedItem,
     Prediction,
@@ -68,6 +69,25 @@ def test_label_studio_tasks(tmp_path):
     assert first.predictions == (Prediction("Positive", 0.7, "v2"),)
     assert first.annotations == (Annotation("3", "Positive"), Annotation("a@x.org", "Negative"))
     assert second.predictions == (Prediction("Neutral", 0.4),)  # the result's own score wins
+
+
+def test_label_studio_ids_reviews_taxonomy_and_anonymous_annotators():
+    tasks = [
+        {
+            "id": 901,  # Label Studio's own number: the item id is data.id
+            "data": {"id": "sku-1", "title": "kettle"},
+            "annotations": [
+                {"result": [{"type": "taxonomy", "value": {"taxonomy": [["Home", "Kitchen"]]}}]},
+                {"completed_by": {"id": 7}, "ground_truth": True, "result": [{"value": {"choices": ["Home"]}}]},
+            ],
+        }
+    ]
+    (item,) = parse_items(json.dumps(tasks), "label-studio")
+    assert item.external_id == "sku-1" and item.payload == {"title": "kettle"}
+    assert item.annotations == (Annotation(LABEL_STUDIO_USER, "Home > Kitchen"), Annotation("7", "Home", review=True))
+    bad = [{"id": 1, "data": {}, "annotations": [{"result": [{"value": {"taxonomy": [["A", ""]]}}]}]}]
+    with pytest.raises(InputError, match=r"annotations\[0\]\.result\[0\]\.value\.taxonomy'"):
+        parse_items(json.dumps(bad), "label-studio")
 
 
 def test_label_studio_plain_data_tasks():

@@ -1,6 +1,14 @@
-"""Reading and writing the files people already have: tables, Toloka TSV, items to label, exports."""
+"""Reading and writing the files people already have: tables, answers, Toloka TSV, items to label, exports."""
 
-from crowdloop.io.exports import export_answers, export_items, export_label_studio, export_labels
+from crowdloop.io.answer_tables import parse_answer_table, read_answer_table
+from crowdloop.io.exports import (
+    export_answers,
+    export_items,
+    export_label_studio,
+    export_labels,
+    label_studio_tasks,
+    stream_label_studio,
+)
 from crowdloop.io.items import ImportedItem, parse_items, read_items
 from crowdloop.io.probabilities import read_probabilities
 from crowdloop.io.tables import read_answers, read_gold, read_table, write_table
@@ -12,12 +20,16 @@ __all__ = [
     "export_items",
     "export_label_studio",
     "export_labels",
+    "label_studio_tasks",
+    "parse_answer_table",
     "parse_items",
+    "read_answer_table",
     "read_answers",
     "read_gold",
     "read_items",
     "read_probabilities",
     "read_table",
     "read_toloka",
+    "stream_label_studio",
     "write_table",
 ]

@@ -3,19 +3,23 @@ JSONL, a crowd-kit answers frame, and Label Studio task JSON with predictions an
 
 The inputs are frames: ``results`` has one row per item (``task``, ``status``, ``label``,
 ``confidence`` and optionally ``answers`` and ``data``, the payload dict); ``answers`` has the
-crowd-kit columns ``task``, ``worker``, ``label``; ``predictions`` has ``task``, ``model``,
-``label``, ``score``. Every writer returns the file's text.
+crowd-kit columns ``task``, ``worker``, ``label`` (and optionally ``review``); ``predictions`` has
+``task``, ``model``, ``label``, ``score``. Every writer returns the file's text; Label Studio JSON
+can also be streamed a page of frames at a time (``stream_label_studio``).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crowdloop.errors import InputError
+from crowdloop.labels import PATH_SEPARATOR
 
 EXPORT_FORMATS = ("labels", "csv", "jsonl", "answers", "label-studio")
 LABEL_COLUMNS = ["task", "label", "confidence", "status"]
@@ -61,55 +65,110 @@ def export_label_studio(
     answers: pd.DataFrame | None = None,
     predictions: pd.DataFrame | None = None,
     *,
+    taxonomy: bool = False,
     from_name: str = "label",
     to_name: str = "text",
 ) -> str:
-    """Label Studio task JSON: ``data`` (the payload and the item id), one ``annotations`` entry per
-    answer (``completed_by`` the annotator) and one ``predictions`` entry per model vote; the final
-    label goes in ``meta`` with its confidence and status. ``crowdloop.io.items`` reads it back."""
-    _require(results, ["task", "label", "confidence", "status"], "results")
-    by_task_answers = _group(answers, ANSWER_COLUMNS, "answers")
-    by_task_predictions = _group(predictions, PREDICTION_COLUMNS, "predictions")
+    """Label Studio task JSON (``label_studio_tasks``) as one text."""
+    return "".join(
+        stream_label_studio([(results, answers, predictions)], taxonomy=taxonomy, from_name=from_name, to_name=to_name)
+    )
 
-    def result(label: Any, score: float | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "from_name": from_name,
-            "to_name": to_name,
-            "type": "choices",
-            "value": {"choices": [str(label)]},
-        }
-        if score is not None:
-            entry["score"] = float(score)
-        return entry
+
+def stream_label_studio(
+    pages: Iterable[tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]],
+    *,
+    taxonomy: bool = False,
+    from_name: str = "label",
+    to_name: str = "text",
+) -> Iterator[str]:
+    """One JSON list of Label Studio tasks, written a page ``(results, answers, predictions)`` at a
+    time (``label_studio_tasks``), so that no more than a page is ever held."""
+    yield "["
+    first = True
+    for results, answers, predictions in pages:
+        for task in label_studio_tasks(
+            results, answers, predictions, taxonomy=taxonomy, from_name=from_name, to_name=to_name
+        ):
+            yield ("\n" if first else ",\n") + json.dumps(task, ensure_ascii=False)
+            first = False
+    yield "\n]\n"
+
+
+def label_studio_tasks(
+    results: pd.DataFrame,
+    answers: pd.DataFrame | None = None,
+    predictions: pd.DataFrame | None = None,
+    *,
+    taxonomy: bool = False,
+    from_name: str = "label",
+    to_name: str = "text",
+) -> list[dict[str, Any]]:
+    """Tasks in the JSON Label Studio imports (its documented task format):
+
+    - ``data``: the payload with the item id under ``id`` (Label Studio numbers tasks itself, so
+      the id lives in ``data``; the task's ``id`` repeats it);
+    - ``annotations``: one per answer, ``completed_by`` ``{"email": <annotator>}`` (Label Studio
+      matches it to a member's email), ``ground_truth`` true for a reviewer's final decision
+      (``review`` column of ``answers``);
+    - ``predictions``: one per model vote, ``model_version`` the model, ``score`` its probability;
+    - ``meta``: the final label with its calibrated confidence, the status and the answer count.
+
+    A label is a ``choices`` result, or with ``taxonomy`` a ``taxonomy`` result whose one path
+    lists the nodes from the top level down (``A > B`` is ``["A", "B"]``). ``from_name`` and
+    ``to_name`` name the control and the object tag of the Label Studio labeling config.
+    ``crowdloop.io.items`` reads the tasks back."""
+    _require(results, ["task", "label", "confidence", "status"], "results")
+    by_task_answers = _group(answers, ANSWER_COLUMNS, "answers", extra=("review",))
+    by_task_predictions = _group(predictions, PREDICTION_COLUMNS, "predictions")
+    kind = "taxonomy" if taxonomy else "choices"
+
+    def result(label: Any) -> dict[str, Any]:
+        value = [str(label).split(PATH_SEPARATOR)] if taxonomy else [str(label)]
+        return {"from_name": from_name, "to_name": to_name, "type": kind, "value": {kind: value}}
 
     tasks = []
     data_column = results["data"] if "data" in results.columns else [None] * len(results)
-    for row, data in zip(results.itertuples(index=False), data_column, strict=True):
+    counts = results["answers"] if "answers" in results.columns else [None] * len(results)
+    for row, data, count in zip(results.itertuples(index=False), data_column, counts, strict=True):
         task = str(row.task)
         tasks.append(
             {
                 "id": task,
                 "data": {**(data or {}), "id": task},
                 "annotations": [
-                    {"completed_by": str(worker), "result": [result(label)]}
-                    for worker, label in by_task_answers.get(task, [])
+                    {
+                        "completed_by": {"email": str(worker)},
+                        "ground_truth": bool(review),
+                        "was_cancelled": False,
+                        "result": [result(label)],
+                    }
+                    for worker, label, review in by_task_answers.get(task, [])
                 ],
                 "predictions": [
-                    {"model_version": str(model), "score": float(score), "result": [result(label, score)]}
+                    {"model_version": str(model), "score": float(score), "result": [result(label)]}
                     for model, label, score in by_task_predictions.get(task, [])
                 ],
-                "meta": _clean({"label": row.label, "confidence": row.confidence, "status": row.status}),
+                "meta": _clean(
+                    {"label": row.label, "confidence": row.confidence, "status": row.status, "answers": count}
+                ),
             }
         )
-    return json.dumps(tasks, ensure_ascii=False, indent=1)
+    return tasks
 
 
-def _group(frame: pd.DataFrame | None, columns: list[str], name: str) -> dict[str, list[tuple]]:
+def _group(
+    frame: pd.DataFrame | None, columns: list[str], name: str, *, extra: tuple[str, ...] = ()
+) -> dict[str, list[tuple]]:
+    """Rows of ``frame`` by task: the values of ``columns`` after ``task``, then of ``extra``
+    (False where the frame lacks one)."""
     if frame is None or frame.empty:
         return {}
     _require(frame, columns, name)
     keys = frame["task"].astype(str).to_numpy()
-    rest = list(zip(*(frame[c].to_numpy() for c in columns[1:]), strict=True))
+    values = [frame[c].to_numpy() for c in columns[1:]]
+    values += [frame[c].to_numpy() if c in frame.columns else np.zeros(len(frame), dtype=bool) for c in extra]
+    rest = list(zip(*values, strict=True))
     grouped: dict[str, list[tuple]] = {}
     for key, values in zip(keys, rest, strict=True):
         grouped.setdefault(key, []).append(values)

@@ -6,6 +6,14 @@ Every reader returns ``ImportedItem`` rows: the item's external id, its payload 
 sees), and optionally a gold label (with a hint), model predictions and earlier annotations. Bad
 input raises one ``InputError`` naming the source, the row (line for text formats, task index for
 Label Studio JSON) and the field.
+
+Label Studio tasks: the item id is ``data.id`` when present (what ``crowdloop.io.exports`` writes, and
+the only id that survives a pass through Label Studio, which numbers tasks itself), else the task's
+``id``. Labels are ``choices`` results, or ``taxonomy`` results (each path list ``["A", "B"]`` is the
+label ``A > B``). An annotation's annotator is named after its ``completed_by``: the email of a
+``{"email": ...}`` object (else its ``id``), an integer user id as text (``"3"``), and
+``LABEL_STUDIO_USER`` when it is missing (Label Studio itself credits such annotations to whoever
+imports them). ``ground_truth`` annotations are reviews; cancelled ones are skipped.
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from crowdloop.errors import InputError
+from crowdloop.labels import PATH_SEPARATOR
 
 ITEM_FORMATS = ("csv", "tsv", "jsonl", "label-studio", "toloka")
 ID_FIELDS = ("id", "external_id", "item", "task")
 GOLD_FIELDS = ("gold", "true_label")
 TOLOKA_ID_FIELDS = ("INPUT:id", "TASK:id", "ASSIGNMENT:task_id")
+LABEL_STUDIO_USER = "label-studio"
+"""The annotator of Label Studio annotations without ``completed_by``."""
 _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -39,10 +50,12 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Annotation:
-    """An answer given before import (a Label Studio annotation): who answered and what."""
+    """An answer given before import (a Label Studio annotation): who answered and what, and
+    whether it is a reviewer's final decision (Label Studio's ``ground_truth``)."""
 
     annotator: str
     label: str
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -310,9 +323,9 @@ def _label_studio_task(task: Any, source: str, index: int) -> ImportedItem:
     data = task.get("data", task)
     if not isinstance(data, dict):
         raise InputError("expected an object", source=source, rows=[index], field="data", unit=unit)
-    raw_id = task.get("id", data.get("id")) if "data" in task else data.get("id")
-    external_id = _require_id(raw_id, source, index, "id", unit)
-    payload = {k: v for k, v in data.items() if k != "id"} if "data" not in task else dict(data)
+    in_data = "id" in data or "data" not in task
+    external_id = _require_id(data.get("id") if in_data else task.get("id"), source, index, "id", unit)
+    payload = {k: v for k, v in data.items() if k != "id"} if in_data else dict(data)
     predictions = []
     for p, prediction in enumerate(_list(task, "predictions", source, index)):
         name = f"predictions[{p}]"
@@ -335,8 +348,11 @@ def _label_studio_task(task: Any, source: str, index: int) -> ImportedItem:
         who = annotation.get("completed_by")
         if isinstance(who, dict):
             who = who.get("email") or who.get("id")
-        annotator = str(who if who is not None else f"annotation-{annotation.get('id', a)}")
-        annotations.extend(Annotation(annotator, choice) for _, choice, _ in _choices(annotation, source, index, name))
+        annotator = str(who).strip() if who is not None and str(who).strip() else LABEL_STUDIO_USER
+        review = bool(annotation.get("ground_truth"))
+        annotations.extend(
+            Annotation(annotator, choice, review) for _, choice, _ in _choices(annotation, source, index, name)
+        )
     return ImportedItem(external_id, payload, predictions=tuple(predictions), annotations=tuple(annotations))
 
 
@@ -350,25 +366,39 @@ def _list(task: dict, key: str, source: str, index: int) -> list:
 
 
 def _choices(entry: dict, source: str, index: int, name: str) -> list[tuple[int, str, Any]]:
-    """``(result index, choice, score)`` of every ``choices`` result of a prediction or annotation."""
+    """``(result index, label, score)`` of every ``choices`` or ``taxonomy`` result of a prediction or
+    annotation."""
     results = entry.get("result") or []
     if not isinstance(results, list):
         raise InputError("expected a list", source=source, rows=[index], field=f"{name}.result", unit="task")
     out = []
     for r, result in enumerate(results):
-        field_name = f"{name}.result[{r}].value.choices"
         value = result.get("value") if isinstance(result, dict) else None
         if not isinstance(value, dict):
             raise InputError(
-                "expected a result with a value", source=source, rows=[index], field=field_name, unit="task"
+                "expected a result with a value", source=source, rows=[index], field=f"{name}.result[{r}]", unit="task"
             )
-        choices = value.get("choices")
-        if choices is None:
+        kind = "choices" if "choices" in value else "taxonomy" if "taxonomy" in value else None
+        if kind is None:
             continue  # a non-classification result (a span, a box): not a label of the item
-        if not isinstance(choices, list) or not choices or not all(isinstance(c, str) and c.strip() for c in choices):
-            raise InputError("expected a list of labels", source=source, rows=[index], field=field_name, unit="task")
-        out.extend((r, choice.strip(), result.get("score")) for choice in choices)
+        labels = value[kind]
+        if kind == "taxonomy" and isinstance(labels, list) and all(_is_path(p) for p in labels):
+            labels = [PATH_SEPARATOR.join(part.strip() for part in path) for path in labels]
+        if not isinstance(labels, list) or not labels or not all(isinstance(c, str) and c.strip() for c in labels):
+            expected = "a list of labels" if kind == "choices" else "a list of label paths (lists of text)"
+            raise InputError(
+                f"expected {expected}",
+                source=source,
+                rows=[index],
+                field=f"{name}.result[{r}].value.{kind}",
+                unit="task",
+            )
+        out.extend((r, label.strip(), result.get("score")) for label in labels)
     return out
+
+
+def _is_path(path: Any) -> bool:
+    return isinstance(path, list) and bool(path) and all(isinstance(part, str) and part.strip() for part in path)
 
 
 def _unique(numbered: list[tuple[int, ImportedItem]], source: str, unit: str) -> list[ImportedItem]:
