@@ -1,4 +1,5 @@
-"""The labeling loop over the database: projects, items, gold, annotators, leases, answers, review.
+"""The labeling loop over the database: projects, items, gold, annotators, leases, answers, review,
+and answers imported from before.
 
 Every method is one short transaction (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: row locks with
 ``FOR UPDATE SKIP LOCKED`` and conditional updates), so any number of threads and processes may
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.jobs import Jobs
 from crowdloop.service.loop import Loop
 from crowdloop.service.predictions import Predictions
@@ -48,7 +50,7 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(Setup, Loop, Predictions, Reports, Jobs):
+class LabelingService(Setup, AnswerImport, Loop, Predictions, Reports, Jobs):
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,

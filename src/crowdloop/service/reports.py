@@ -1,9 +1,9 @@
-"""Where a project stands: progress, results, the answers frame and the event log."""
+"""Where a project stands: progress, results, the answers frame, export pages and the event log."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -11,10 +11,19 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED
-from crowdloop.service.base import SETTLED, ServiceBase
+from crowdloop.labels import LabelSpace
+from crowdloop.service.base import PAGE, SETTLED, ServiceBase
 from crowdloop.service.intake import check_batch
 from crowdloop.service.types import Progress, ResultRow
-from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion
+from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion, Prediction
+
+
+class ExportPage(NamedTuple):
+    """A page of the export: frames in the shapes of ``crowdloop.io.exports``."""
+
+    results: pd.DataFrame
+    answers: pd.DataFrame
+    predictions: pd.DataFrame
 
 
 class Reports(ServiceBase):
@@ -111,6 +120,81 @@ class Reports(ServiceBase):
                     r.external_id, r.status, None if r.label is None else str(label), r.confidence, r.answer_count
                 )
             last = page[-1].id
+
+    def export_pages(self, project_id: int, *, batch_size: int = PAGE) -> Iterator[ExportPage]:
+        """Every non-gold item in pages of ``batch_size`` frames, as ``crowdloop.io.exports`` takes
+        them: ``results`` (with the payload under ``data``), its human ``answers`` (``review``: a
+        reviewer's final decision) and the top label of each stored model version's prediction
+        (``model`` ``name:version``, ``score`` its probability). Three statements per page, each a
+        range of item ids, whatever the project's size."""
+        check_batch(batch_size)
+        labels = self.get_project(project_id).labels
+        return self._export_pages(project_id, labels, batch_size)
+
+    def _export_pages(self, project_id: int, labels: LabelSpace, batch_size: int) -> Iterator[ExportPage]:
+        last = 0
+        while True:
+            page = self._run(lambda s, last=last: self._export_page(s, project_id, last, batch_size))
+            if page is None:
+                return
+            last, items, answers, predictions = page
+            decode = labels.decode
+            item_labels = decode([0 if r.label is None else r.label for r in items])
+            results = pd.DataFrame(
+                {
+                    "task": [r.external_id for r in items],
+                    "status": [r.status for r in items],
+                    "label": [None if r.label is None else str(x) for r, x in zip(items, item_labels, strict=True)],
+                    "confidence": [r.confidence for r in items],
+                    "answers": [r.answer_count for r in items],
+                    "data": [r.payload for r in items],
+                }
+            )
+            task = {r.id: r.external_id for r in items}
+            answers = [a for a in answers if a.item_id in task]  # the range also holds gold items
+            answer_frame = pd.DataFrame(
+                {
+                    "task": [task[a.item_id] for a in answers],
+                    "worker": [a.name for a in answers],
+                    "label": decode([a.label for a in answers]).tolist(),
+                    "review": [bool(a.is_review) for a in answers],
+                }
+            )
+            tops = [(p, max(range(len(p.probs)), key=p.probs.__getitem__)) for p in predictions if p.item_id in task]
+            prediction_frame = pd.DataFrame(
+                {
+                    "task": [task[p.item_id] for p, _ in tops],
+                    "model": [f"{p.name}:{p.version}" for p, _ in tops],
+                    "label": decode([p.labels[i] for p, i in tops]).tolist(),
+                    "score": [float(p.probs[i]) for p, i in tops],
+                }
+            )
+            yield ExportPage(results, answer_frame, prediction_frame)
+
+    @staticmethod
+    def _export_page(session: Session, project_id: int, last: int, size: int) -> tuple | None:
+        items = session.execute(
+            select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count, Item.payload)
+            .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
+            .order_by(Item.id)
+            .limit(size)
+        ).all()
+        if not items:
+            return None
+        first, end = items[0].id, items[-1].id
+        answers = session.execute(
+            select(Answer.item_id, Annotator.name, Answer.label, Answer.is_review)
+            .join(Annotator, Annotator.id == Answer.annotator_id)
+            .where(Answer.project_id == project_id, Answer.item_id.between(first, end))
+            .order_by(Answer.item_id, Answer.id)
+        ).all()
+        predictions = session.execute(
+            select(Prediction.item_id, ModelVersion.name, ModelVersion.version, Prediction.labels, Prediction.probs)
+            .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+            .where(ModelVersion.project_id == project_id, Prediction.item_id.between(first, end))
+            .order_by(Prediction.item_id, ModelVersion.id)
+        ).all()
+        return end, items, answers, predictions
 
     def answers_frame(self, project_id: int) -> pd.DataFrame:
         """The human answers as a crowd-kit frame: ``task, worker, label`` (plus ``duration_ms``,

@@ -1,0 +1,293 @@
+"""Answers given before the project came to the service (another tool's export, a crowd-kit frame):
+stored as they are, by annotator name, then the items they touch decided again.
+
+An imported answer counts like a submitted one: the item's answer count, the annotator's answers
+and, on a gold item, their gold record (the evidence a ban or a promotion rests on); a reviewer's
+decision (``review``) settles its item as ``review`` does. Annotators named for the first time are
+created as human annotators without a token (they never log in; ``new_token`` gives them one).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.errors import InputError
+from crowdloop.labels import LabelSpace
+from crowdloop.service.base import PAGE, ProjectRow
+from crowdloop.service.intake import batched, check_batch
+from crowdloop.service.loop import Loop
+from crowdloop.store import queries as q
+from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, utcnow
+
+_COUNT_ANSWERS = (
+    update(Item.__table__)
+    .where(Item.__table__.c.id == bindparam("item"))
+    .values(answer_count=Item.__table__.c.answer_count + bindparam("n"))
+)
+_RECORD_MANY = (
+    update(q.annotators)
+    .where(q.annotators.c.id == bindparam("annotator"))
+    .values(
+        answer_count=q.annotators.c.answer_count + bindparam("n"),
+        gold_right=q.annotators.c.gold_right + bindparam("right"),
+        gold_total=q.annotators.c.gold_total + bindparam("gold"),
+        since_right=q.annotators.c.since_right + bindparam("right"),
+        since_total=q.annotators.c.since_total + bindparam("gold"),
+    )
+)
+_SETTLE = (
+    update(Item.__table__)
+    .where(Item.__table__.c.id == bindparam("item"))
+    .values(
+        status="reviewed",
+        label=bindparam("label"),
+        confidence=bindparam("confidence"),
+        needed=0,
+        priority=0.0,
+        updated_at=bindparam("now"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class AnswerIn:
+    """An answer to import: the item's external id, the annotator's name, the label, and whether
+    it is a reviewer's final decision."""
+
+    item: str
+    annotator: str
+    label: Any
+    review: bool = False
+
+
+@dataclass(frozen=True)
+class AnswersImported:
+    """What ``import_answers`` did: answers stored, the rows not stored because their annotator
+    had answered that item already (the first answer is kept), the annotators it created and the
+    items whose status changed."""
+
+    stored: int = 0
+    duplicates: list[int] = field(default_factory=list)
+    annotators_created: list[str] = field(default_factory=list)
+    items_changed: int = 0
+
+
+@dataclass(frozen=True)
+class _Batch:
+    rows: list[AnswerIn]
+    codes: np.ndarray
+    first_row: int
+    source: str
+
+
+class AnswerImport(Loop):
+    """Answers given before import, stored by annotator name."""
+
+    def check_answers(self, project_id: int, rows: list[AnswerIn], *, source: str = "answers") -> None:
+        """Raise what ``import_answers`` would raise for a bad item id, annotator name or label,
+        without reading or storing anything (check a file's answers before storing its items)."""
+        labels = self.get_project(project_id).labels
+        for first in range(0, len(rows), PAGE):
+            _parse(rows[first : first + PAGE], labels, first + 1, source)
+
+    def import_answers(
+        self, project_id: int, rows: Iterable[AnswerIn], *, batch_size: int = 5000, source: str = "answers"
+    ) -> AnswersImported:
+        """Store answers in batches of ``batch_size`` rows (numbered from 1), each batch one
+        transaction that also re-decides the items it touches. An unknown item, an empty
+        annotator name or a label outside the label space raises ``InputError`` naming the row
+        and the field; nothing of that batch is stored (the batches before it stay). An annotator
+        answering an item twice (in the rows, or already in the project) keeps the first answer;
+        the later rows are reported in ``duplicates``."""
+        check_batch(batch_size)
+        labels = self.get_project(project_id).labels
+        total = AnswersImported()
+        seen = 0
+        for chunk in batched(rows, batch_size):
+            batch = _parse(chunk, labels, seen + 1, source)
+            try:
+                done = self._run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
+            except IntegrityError:  # an annotator of the batch was created meanwhile: read it this time
+                done = self._run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
+            total = AnswersImported(
+                total.stored + done.stored,
+                total.duplicates + done.duplicates,
+                total.annotators_created + done.annotators_created,
+                total.items_changed + done.items_changed,
+            )
+            seen += len(chunk)
+        return total
+
+    def _store_answers(self, session: Session, project_id: int, batch: _Batch) -> AnswersImported:
+        project = self._project(session, project_id)
+        items = self._answered_items(session, project_id, batch)
+        annotators, created = self._annotators_by_name(session, project_id, sorted({r.annotator for r in batch.rows}))
+        pairs = [(items[r.item].id, annotators[r.annotator].id) for r in batch.rows]
+        stored = set(
+            session.execute(
+                select(Answer.item_id, Answer.annotator_id).where(
+                    Answer.item_id.in_(sorted({i for i, _ in pairs})),
+                    Answer.annotator_id.in_(sorted({a for _, a in pairs})),
+                )
+            ).all()
+        )
+        fresh, duplicates = [], []
+        for i, pair in enumerate(pairs):
+            if pair in stored:
+                duplicates.append(batch.first_row + i)
+            else:
+                stored.add(pair)
+                fresh.append(i)
+        if not fresh:
+            return AnswersImported(0, duplicates, created, 0)
+        now = utcnow()
+        rows = [(batch.rows[i], items[batch.rows[i].item], annotators[batch.rows[i].annotator], int(batch.codes[i]))
+                for i in fresh]  # fmt: skip
+        session.execute(
+            insert(Answer.__table__),
+            [{"project_id": project_id, "item_id": item.id, "annotator_id": who.id, "label": code,
+              "is_gold": item.is_gold, "is_review": row.review, "created_at": now}
+             for row, item, who, code in rows],
+        )  # fmt: skip
+        answers = [(row, item, who, code) for row, item, who, code in rows if not row.review]
+        counts = Counter(item.id for _, item, _, _ in answers)
+        if counts:
+            session.execute(_COUNT_ANSWERS, [{"item": i, "n": n} for i, n in counts.items()])
+        self._record(session, project, answers)
+        settled = self._settle(
+            session, project, [(item, who, code) for row, item, who, code in rows if row.review], now
+        )
+        open_items = list({item.id: item for _, item, _, _ in answers if not item.is_gold}.values())
+        open_items = [item for item in open_items if item.id not in settled and item.status != "reviewed"]
+        changed = sum(
+            self._redecide(session, project, open_items[first : first + PAGE])
+            for first in range(0, len(open_items), PAGE)
+        )
+        return AnswersImported(len(fresh), duplicates, created, changed + len(settled))
+
+    def _answered_items(self, session: Session, project_id: int, batch: _Batch) -> dict[str, Any]:
+        """The batch's items (locked on PostgreSQL, as ``submit`` locks them) with their true label."""
+        ids = list(dict.fromkeys(r.item for r in batch.rows))
+        statement = (
+            select(Item.id, Item.external_id, Item.is_gold, Item.status, GoldLabel.label.label("truth"))
+            .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
+            .where(Item.project_id == project_id, Item.external_id.in_(ids))
+            .order_by(Item.id)
+        )
+        items = {r.external_id: r for r in session.execute(self._locked(statement, of=Item)).all()}
+        missing = [batch.first_row + i for i, r in enumerate(batch.rows) if r.item not in items]
+        if missing:
+            raise InputError(
+                f"answer to unknown item {batch.rows[missing[0] - batch.first_row].item!r}",
+                source=batch.source,
+                rows=missing,
+                field="item",
+                unit="row",
+                hint="Import the items first.",
+            )
+        gold_reviews = [batch.first_row + i for i, r in enumerate(batch.rows) if r.review and items[r.item].is_gold]
+        if gold_reviews:
+            raise InputError(
+                "a review of a gold item (its label is known)",
+                source=batch.source,
+                rows=gold_reviews,
+                field="review",
+                unit="row",
+            )
+        return items
+
+    @staticmethod
+    def _annotators_by_name(session: Session, project_id: int, names: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The project's annotators of ``names``; the missing ones created (humans, no token)."""
+        statement = select(*(q.annotators.c[c] for c in q.ANNOTATOR_COLUMNS)).where(
+            q.annotators.c.project_id == project_id, q.annotators.c.name.in_(names)
+        )
+        found = {r.name: r for r in session.execute(statement).all()}
+        created = [name for name in names if name not in found]
+        if created:
+            zero = dict.fromkeys(("answer_count", *q.SKILL_COLUMNS), 0)
+            session.execute(
+                insert(Annotator.__table__),
+                [{"project_id": project_id, "name": name, "role": "annotator", "kind": "human", "status": "active",
+                  "created_at": utcnow(), **zero} for name in created],
+            )  # fmt: skip
+            found = {r.name: r for r in session.execute(statement).all()}
+        return found, created
+
+    def _record(self, session: Session, project: ProjectRow, answers: list[tuple]) -> None:
+        """Count the answers of each annotator, and their gold record (as ``submit`` does), then
+        ban or promote on the new evidence."""
+        totals: dict[int, list[float]] = {}
+        for _, item, who, code in answers:
+            n, gold, right = totals.setdefault(who.id, [0, 0.0, 0.0])
+            totals[who.id] = [n + 1, gold + float(item.is_gold), right + float(item.is_gold and item.truth == code)]
+        session.execute(
+            _RECORD_MANY,
+            [{"annotator": a, "n": n, "gold": g, "right": r} for a, (n, g, r) in totals.items()],
+        )
+        graded = [a for a, (_, gold, _) in totals.items() if gold]
+        if graded:
+            rules = self._rules(project)
+            rows = session.execute(
+                select(*(q.annotators.c[c] for c in q.ANNOTATOR_COLUMNS))
+                .where(q.annotators.c.id.in_(graded))
+                .order_by(q.annotators.c.id)
+            ).all()
+            for row in rows:
+                self._judge(session, project, row, rules)
+
+    def _settle(self, session: Session, project: ProjectRow, reviews: list[tuple], now: Any) -> set[int]:
+        """Reviewers' decisions: each item reviewed with their label, at their skill as confidence
+        (``review``); the last review of an item wins. Returns the items settled."""
+        if not reviews:
+            return set()
+        rules = self._rules(project)
+        last = {item.id: (item, who, code) for item, who, code in reviews}
+        changes, events = [], []
+        for item, who, code in last.values():
+            confidence = float(self._book([who], rules).accuracy()[0])
+            changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
+            events.append({"project_id": project.id, "item_id": item.id, "annotator_id": who.id, "kind": "reviewed",
+                           "created_at": now, "detail": {"from": item.status, "label": code,
+                                                         "confidence": confidence, "imported": True}})  # fmt: skip
+        session.execute(_SETTLE, changes)
+        session.execute(insert(Event.__table__), events)
+        return set(last)
+
+
+def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str) -> _Batch:
+    """Check the rows' item ids, annotator names and labels (no database), naming bad rows."""
+    checked = []
+    for i, row in enumerate(rows):
+        number = first_row + i
+        if not isinstance(row, AnswerIn):
+            raise InputError(
+                f"expected an AnswerIn, got {type(row).__name__}", source=source, rows=[number], unit="row"
+            )
+        item = row.item.strip() if isinstance(row.item, str) else ""
+        if not item or len(item) > 500:
+            raise InputError("item id must be 1-500 characters", source=source, rows=[number], field="item", unit="row")
+        name = row.annotator.strip() if isinstance(row.annotator, str) else ""
+        if not name or len(name) > 200:
+            raise InputError(
+                "annotator name must be 1-200 characters", source=source, rows=[number], field="annotator", unit="row"
+            )
+        checked.append(AnswerIn(item, name, row.label, bool(row.review)))
+    values = [r.label for r in checked]
+    bad = [first_row + i for i, v in enumerate(values) if v is None or isinstance(v, dict | list | bool)]
+    if bad:
+        raise InputError(
+            f"label {values[bad[0] - first_row]!r} is not a label", source=source, rows=bad, field="label", unit="row"
+        )
+    codes = labels.encode(
+        np.asarray(values, dtype=object), source=source, field="label", first_row=first_row, unit="row"
+    )
+    return _Batch(checked, codes, first_row, source)
