@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, Row, select, update
@@ -29,7 +29,8 @@ from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
 from crowdloop.store import queries as q
-from crowdloop.store.schema import Annotator, Event, Item, ModelVersion, Project, utcnow
+from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_transaction
+from crowdloop.store.schema import Annotator, Item, ModelVersion, Project, utcnow
 
 T = TypeVar("T")
 PAGE = 2_000
@@ -92,18 +93,25 @@ class Prefixed:
         return getattr(self._row, self._prefix + name)
 
 
+class Executor(Protocol):
+    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
+    ``store.direct.DirectConnection``."""
+
+    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
+
+
 class ProjectRow:
     """A project's light columns (``queries.PROJECT``); its label space, policy, rules and
     calibrator are read from the same transaction on first use (the service caches what they
     give, so most requests never read them)."""
 
-    def __init__(self, row: Row, session: Session) -> None:
-        self._row, self._session, self._heavy = row, session, None
+    def __init__(self, row: Row, db: Executor) -> None:
+        self._row, self._db, self._heavy = row, db, None
 
     def __getattr__(self, name: str) -> Any:
         if name in q.PROJECT_HEAVY_COLUMNS:
             if self._heavy is None:
-                self._heavy = self._session.connection().execute(q.PROJECT_HEAVY, {"project": self._row.id}).one()
+                self._heavy = self._db.execute(q.PROJECT_HEAVY, {"project": self._row.id}).one()
             return getattr(self._heavy, name)
         return getattr(self._row, name)
 
@@ -123,10 +131,12 @@ class ServiceBase:
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self._codes: dict[int, tuple[LabelSpace, dict]] = {}  # label -> code, the fast path of _code
-        self._labels: dict[int, LabelSpace] = {}  # a project's label space, policy and rules never change
-        self._policy_cache: dict[int, ConsensusPolicy] = {}
-        self._rule_cache: dict[int, SkillRules] = {}
+        self._labels: dict[int, LabelSpace] = {}  # a project's label space never changes
+        # its policy and rules change: cached with the settings_version they were read at
+        self._policy_cache: dict[int, tuple[int, ConsensusPolicy]] = {}
+        self._rule_cache: dict[int, tuple[int, SkillRules]] = {}
         self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
+        self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
 
     @property
     def single_writer(self) -> bool:
@@ -136,9 +146,16 @@ class ServiceBase:
 
     def _run(self, work: Callable[[Session], T]) -> T:
         """``work`` in one transaction, retried on deadlocks and serialization failures."""
+        return self._retried(lambda: db.transaction(self._sessions), work)
+
+    def _run_direct(self, work: Callable[[DirectConnection], T]) -> T:
+        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path)."""
+        return self._retried(lambda: direct_transaction(self.engine, self._direct), work)
+
+    def _retried(self, transaction: Callable[[], contextlib.AbstractContextManager], work: Callable[[Any], T]) -> T:
         for attempt in range(_RETRIES):
             try:
-                with self._writer, db.transaction(self._sessions) as session:
+                with self._writer, transaction() as session:
                     return work(session)
             except DBAPIError as exc:
                 if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:
@@ -155,13 +172,13 @@ class ServiceBase:
         holds the write lock."""
         return statement.with_for_update(skip_locked=skip, of=of) if self._pg else statement
 
-    def _project(self, session: Session, project_id: int) -> ProjectRow:
+    def _project(self, db: Executor, project_id: int) -> ProjectRow:
         row = None
         if isinstance(project_id, int):
-            row = session.connection().execute(q.PROJECT, {"project": project_id}).first()
+            row = db.execute(q.PROJECT, {"project": project_id}).first()
         if row is None:
             raise NotFoundError(f"no project with id {project_id!r}")
-        return ProjectRow(row, session)
+        return ProjectRow(row, db)
 
     def _code(self, labels: LabelSpace, label: Any, *, field: str = "label") -> int:
         """The code of an answer's label (``UnknownLabelError`` when it is not one)."""
@@ -177,16 +194,18 @@ class ServiceBase:
         return int(labels.encode(np.array([label], dtype=object), field=field, source="answer")[0])
 
     def _rules(self, project: ProjectRow) -> SkillRules:
-        rules = self._rule_cache.get(project.id)
-        if rules is None:
-            rules = self._rule_cache[project.id] = codec.rules_from_json(project.rules)
-        return rules
+        """The project's skill rules at its ``settings_version`` (read again once it changes)."""
+        cached = self._rule_cache.get(project.id)
+        if cached is None or cached[0] != project.settings_version:
+            cached = self._rule_cache[project.id] = (project.settings_version, codec.rules_from_json(project.rules))
+        return cached[1]
 
     def _policy(self, project: ProjectRow) -> ConsensusPolicy:
-        policy = self._policy_cache.get(project.id)
-        if policy is None:
-            policy = self._policy_cache[project.id] = codec.policy_from_json(project.policy)
-        return policy
+        """The project's consensus policy at its ``settings_version`` (read again once it changes)."""
+        cached = self._policy_cache.get(project.id)
+        if cached is None or cached[0] != project.settings_version:
+            cached = self._policy_cache[project.id] = (project.settings_version, codec.policy_from_json(project.policy))
+        return cached[1]
 
     def _label_space(self, project: ProjectRow) -> LabelSpace:
         labels = self._labels.get(project.id)
@@ -195,7 +214,8 @@ class ServiceBase:
         return labels
 
     def _decider(self, project: ProjectRow) -> OnlineConsensus:
-        key = (project.id, project.refit_at)
+        """The online decision of the project's last refit under its current settings."""
+        key = (project.id, project.refit_at, project.settings_version)
         decider = self._deciders.get(key)
         if decider is None:
             calibrator: TopLabelCalibrator | None = pickle.loads(project.calibrator) if project.calibrator else None
@@ -249,11 +269,12 @@ class ServiceBase:
         )
 
     def _rules_of(self, session: Session, project_id: int) -> SkillRules:
-        rules = self._rule_cache.get(project_id)
-        return rules if rules is not None else self._rules(self._project(session, project_id))
+        """The project's skill rules (its light columns are read to learn their version)."""
+        return self._rules(self._project(session, project_id))
 
-    def _event(self, session: Session, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
-        session.add(Event(project_id=project_id, kind=kind, detail=detail, created_at=utcnow(), **who))
+    def _event(self, db: Executor, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
+        row = {"project_id": project_id, "item_id": None, "annotator_id": None, **who}
+        db.execute(q.NEW_EVENTS, [{**row, "kind": kind, "detail": detail, "created_at": utcnow()}])
 
     def _annotator(self, session: Session, annotator_id: int) -> Annotator:
         annotator = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
@@ -282,16 +303,16 @@ class ServiceBase:
         )
 
     @staticmethod
-    def _voting_versions(session: Session, project: ProjectRow) -> dict[int, float]:
+    def _voting_versions(db: Executor, project: ProjectRow) -> dict[int, float]:
         """The newest version of each model of the project -> its temperature (none if the
         project's models do not vote)."""
         if not project.model_votes:
             return {}
-        return dict(session.connection().execute(q.VOTING_MODELS, {"project": project.id}).all())
+        return dict(db.execute(q.VOTING_MODELS, {"project": project.id}).all())
 
     def _redecide(
         self,
-        session: Session,
+        db: Executor,
         project: ProjectRow,
         items: Sequence[Any],
         *,
@@ -301,18 +322,25 @@ class ServiceBase:
         """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
         answers and model rows, a fixed number of statements; returns how many changed status.
         ``answered``: an answer to each item just came in (counted by the same UPDATE);
-        ``models=False``: the project has no model versions (not asked again)."""
+        ``models=False``: the project has no model versions (not asked again). One item (the
+        loop's case) takes statements of a fixed size, which the direct path runs."""
         if not items:
             return 0
-        connection = session.connection()
         local = {item.id: i for i, item in enumerate(items)}
         ids = list(local)
-        answers = connection.execute(q.ITEM_ANSWERS, {"items": ids}).all()
+        one = len(ids) == 1
+        if one:
+            answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
+        else:
+            answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
         skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
-        versions = self._voting_versions(session, project) if models else {}
+        versions = self._voting_versions(db, project) if models else {}
         soft = None
         if versions:
-            rows = connection.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
+            if one:
+                rows = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id}).all()
+            else:
+                rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
             soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
         opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
         decider = self._decider(project)
@@ -345,9 +373,9 @@ class ServiceBase:
                 }
                 events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
                                "created_at": now, "detail": detail})  # fmt: skip
-        connection.execute(q.DECISION_ANSWERED if answered else q.DECISION, changes)
+        db.execute(q.DECISION_ANSWERED if answered else q.DECISION, changes)
         if events:
-            connection.execute(q.NEW_EVENTS, events)
+            db.execute(q.NEW_EVENTS, events)
         return len(events)
 
     def _model_version(self, project_id: int, name: str, version: str) -> int:

@@ -6,15 +6,16 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from crowdloop.service.base import Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
 from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
+from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
 
 
@@ -31,16 +32,15 @@ class Loop(ServiceBase):
         Expired leases return to the pool first. An annotator holds one task at a time: asking
         again returns the task they hold."""
         gold_draw = self._draw()
-        return self._run(lambda s: self._next_task(s, annotator.id, gold_draw))
+        return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
 
-    def _next_task(self, session: Session, annotator_id: int, gold_draw: float) -> TaskOut | None:
+    def _next_task(self, connection: DirectConnection, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
-        connection = session.connection()
         found = connection.execute(q.WORKER, {"annotator": annotator_id, "now": now}).first()
         if found is None:
             raise NotFoundError(f"no annotator with id {annotator_id!r}")
         annotator = self._check_worker(Prefixed(found, "a_"))
-        project = ProjectRow(Prefixed(found, "p_"), session)
+        project = ProjectRow(Prefixed(found, "p_"), connection)
         if found.any_expired:
             self._reclaim(connection, project.id, now)
         if found.held_id is not None:
@@ -80,7 +80,7 @@ class Loop(ServiceBase):
             expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
         )
 
-    def _reclaim(self, connection: Connection, project_id: int, now: datetime) -> int:
+    def _reclaim(self, connection: Executor, project_id: int, now: datetime) -> int:
         """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
         statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
@@ -91,7 +91,7 @@ class Loop(ServiceBase):
                 reclaimed += 1
         return reclaimed
 
-    def _pick_gold(self, connection: Connection, project: ProjectRow, annotator: Any) -> Row | None:
+    def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """A gold item the annotator has not seen, leased (its id, external id and payload)."""
         candidates = connection.execute(q.GOLD_POOL, {"project": project.id, "annotator": annotator.id}).scalars().all()
         if not candidates:
@@ -100,7 +100,7 @@ class Loop(ServiceBase):
             item_id = self._rng.choice(candidates)
         return connection.execute(q.TAKE_GOLD, {"item": item_id}).first()
 
-    def _pick_pool(self, connection: Connection, project: ProjectRow, annotator: Any) -> Row | None:
+    def _pick_pool(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """The open item that most needs this annotator's answer, leased (id, external id, payload)."""
         routed = project.is_taxonomy and bool(annotator.branch_skills)
         if not routed:
@@ -127,7 +127,7 @@ class Loop(ServiceBase):
         return None
 
     def _suggestions(
-        self, connection: Connection, project: ProjectRow, item_id: int, newest: int | None
+        self, connection: Executor, project: ProjectRow, item_id: int, newest: int | None
     ) -> list[dict] | None:
         """The newest model version's (``newest``) top labels for the item, for the annotator's screen."""
         if project.suggestions <= 0 or newest is None:
@@ -158,21 +158,25 @@ class Loop(ServiceBase):
             raise InputError(
                 f"duration_ms must be an integer in [0, 86400000], got {duration_ms!r}", field="duration_ms"
             )
-        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 1 <= len(idempotency_key) <= 200):
+        key = idempotency_key
+        if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 200):
             raise InputError("idempotency key must be 1-200 characters", field="idempotency_key")
         if not isinstance(lease_id, str) or not lease_id:
             raise NotFoundError(f"no lease {lease_id!r}")
         try:
-            return self._run(lambda s: self._submit(s, annotator.id, lease_id, label, duration_ms, idempotency_key))
+            return self._run_direct(
+                lambda db: self._submit(db, annotator.id, lease_id, label, duration_ms, idempotency_key)
+            )
         except IntegrityError:
             # a concurrent retry of the same submit won the race: answer as for any retry
-            stored = self._run(lambda s: self._stored_answer(s, annotator.id, lease_id, idempotency_key))
+            stored = self._run_direct(lambda db: self._stored_answer(db, annotator.id, lease_id, key))
             if stored is None:
                 raise
             return stored
 
-    def _stored_answer(self, session: Session, annotator_id: int, lease_id: str, key: str | None) -> SubmitOut | None:
-        connection = session.connection()
+    def _stored_answer(
+        self, connection: Executor, annotator_id: int, lease_id: str, key: str | None
+    ) -> SubmitOut | None:
         answer = connection.execute(q.ANSWER_BY_LEASE, {"annotator": annotator_id, "lease": lease_id}).first()
         if answer is None and key is not None:
             answer = connection.execute(q.ANSWER_BY_KEY, {"annotator": annotator_id, "key": key}).first()
@@ -180,7 +184,7 @@ class Loop(ServiceBase):
             return None
         item = connection.execute(q.ITEM, {"item": answer.item_id}).one()
         annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).one()
-        project = self._project(session, annotator.project_id)
+        project = self._project(connection, annotator.project_id)
         return SubmitOut(
             answer_id=answer.id,
             lease_id=answer.lease_id or lease_id,
@@ -191,22 +195,27 @@ class Loop(ServiceBase):
         )
 
     def _submit(
-        self, session: Session, annotator_id: int, lease_id: str, label: Any, duration_ms: int | None, key: str | None
+        self,
+        connection: DirectConnection,
+        annotator_id: int,
+        lease_id: str,
+        label: Any,
+        duration_ms: int | None,
+        key: str | None,
     ) -> SubmitOut:
-        connection = session.connection()
         if key is not None:
-            retry = self._stored_answer(session, annotator_id, lease_id, key)
+            retry = self._stored_answer(connection, annotator_id, lease_id, key)
             if retry is not None:
                 return retry
         lease = connection.execute(q.SUBMITTED_LOCKED if self._pg else q.SUBMITTED, {"lease": lease_id}).first()
         if lease is None or lease.annotator_id != annotator_id:
             raise NotFoundError(f"no lease {lease_id!r} for this annotator")
         if lease.state == "done":
-            return self._stored_answer(session, annotator_id, lease_id, None)
+            return self._stored_answer(connection, annotator_id, lease_id, None)
         if lease.state != "open":
             raise ConflictError(f"lease {lease_id} is {lease.state}: ask for the next task")
         self._check_worker(Prefixed(lease, "a_"))
-        project = ProjectRow(Prefixed(lease, "p_"), session)
+        project = ProjectRow(Prefixed(lease, "p_"), connection)
         item = Prefixed(lease, "i_")
         labels = self._label_space(project)
         code = self._code(labels, label)
@@ -228,11 +237,11 @@ class Loop(ServiceBase):
              "fast": float(fast)},
         ).one()  # fmt: skip
         if not item.is_gold and item.status != "reviewed":
-            self._redecide(session, project, [item], answered=True, models=bool(lease.has_models))
+            self._redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
         # only gold and timed answers change the evidence for a ban or a promotion
-        status = self._judge(session, project, annotator, rules) if item.is_gold or timed else annotator.status
+        status = self._judge(connection, project, annotator, rules) if item.is_gold or timed else annotator.status
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,
@@ -242,7 +251,7 @@ class Loop(ServiceBase):
             annotator_status=status,
         )
 
-    def _judge(self, session: Session, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
+    def _judge(self, connection: Executor, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
         """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
         returns the annotator's status."""
         if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
@@ -250,16 +259,13 @@ class Loop(ServiceBase):
         book = self._book([annotator], rules)
         if book.banned()[0] and annotator.status == "active":
             fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
-            session.execute(update_rows(Annotator).where(Annotator.id == annotator.id).values(status="banned"))
-            open_leases = session.execute(
-                select(Lease.id, Lease.item_id).where(Lease.annotator_id == annotator.id, Lease.state == "open")
-            ).all()
-            for lease_id, item_id in open_leases:
-                session.execute(update_rows(Lease).where(Lease.id == lease_id).values(state="expired"))
-                session.execute(update_rows(Item).where(Item.id == item_id).values(open_leases=Item.open_leases - 1))
+            connection.execute(q.SET_STATUS, {"annotator": annotator.id, "status": "banned"})
+            for lease_id, item_id in connection.execute(q.OPEN_LEASES_OF, {"annotator": annotator.id}).all():
+                if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
+                    connection.execute(q.RELEASE_ITEM, {"item": item_id})
             _, upper = book.gold_bounds()
             self._event(
-                session,
+                connection,
                 project.id,
                 "banned",
                 {
@@ -273,10 +279,10 @@ class Loop(ServiceBase):
             )
             return "banned"
         if book.promoted()[0] and annotator.role == "annotator":
-            session.execute(update_rows(Annotator).where(Annotator.id == annotator.id).values(role="reviewer"))
+            connection.execute(q.SET_ROLE, {"annotator": annotator.id, "role": "reviewer"})
             lower, _ = book.gold_bounds()
             self._event(
-                session,
+                connection,
                 project.id,
                 "promoted",
                 {"to": "reviewer", "lower_bound": float(lower[0]), "gold_total": annotator.gold_total},

@@ -285,3 +285,24 @@ SUBMITTED_LOCKED = SUBMITTED.with_for_update(of=[leases, items])
 
 DECISION_ANSWERED = DECISION.values(answer_count=items.c.answer_count + 1, open_leases=items.c.open_leases - 1)
 """``DECISION`` of the item an answer just came in for, counting the answer (one statement)."""
+
+# --- the one-item versions the direct path runs (fixed size: no expanding IN lists) -----------
+ONE_ITEM_ANSWERS = (
+    select(answers.c.item_id, answers.c.label, *(annotators.c[c] for c in SKILL_COLUMNS))
+    .join(annotators, annotators.c.id == answers.c.annotator_id)
+    .where(answers.c.item_id == bindparam("item"), answers.c.is_review.is_(False))
+)
+_voting_ids = (
+    select(func.max(models.c.id)).where(models.c.project_id == bindparam("project")).group_by(models.c.name)
+).scalar_subquery()
+ONE_ITEM_VOTES = (
+    select(predictions.c.item_id, predictions.c.model_version_id, predictions.c.labels, predictions.c.probs)
+    .where(predictions.c.item_id == bindparam("item"), predictions.c.model_version_id.in_(_voting_ids))
+)  # fmt: skip
+"""The predictions of the project's voting model versions (the newest of each model) for one item."""
+
+SET_STATUS = update(annotators).where(annotators.c.id == bindparam("annotator")).values(status=bindparam("status"))
+SET_ROLE = update(annotators).where(annotators.c.id == bindparam("annotator")).values(role=bindparam("role"))
+OPEN_LEASES_OF = select(leases.c.id, leases.c.item_id).where(
+    leases.c.annotator_id == bindparam("annotator"), leases.c.state == "open"
+)
