@@ -35,7 +35,7 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         version = connection.exec_driver_sql("select version_num from alembic_version").scalar()
-    assert version == "0003"
+    assert version == "0004"
     db.upgrade(engine)  # running again is a no-op
     engine.dispose()
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from crowdloop.errors import ConfigError, InputError, UnknownLabelError
 from crowdloop.labels import LabelSpace
+from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, check_json, check_text
 from crowdloop.service.types import ItemIn
 
 MAX_BATCH = 10_000
@@ -76,10 +77,7 @@ def parse_items(batch: list[ItemIn], labels: LabelSpace, *, first_row: int) -> l
         if not isinstance(item, ItemIn):
             raise InputError(f"expected an ItemIn, got {type(item).__name__}", source="items", rows=[row], unit="item")
         external_id = item.external_id
-        if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > 500:
-            raise InputError(
-                "external id must be 1-500 characters", source="items", rows=[row], field="external_id", unit="item"
-            )
+        check_text(external_id, EXTERNAL_ID_LENGTH, source="items", row=row, field="external_id")
         if external_id in seen:
             raise InputError(
                 f"item {external_id!r} appears twice",
@@ -97,6 +95,9 @@ def parse_items(batch: list[ItemIn], labels: LabelSpace, *, first_row: int) -> l
             raise InputError(
                 f"payload is not JSON ({exc})", source="items", rows=[row], field="payload", unit="item"
             ) from None
+        check_json(item.payload, source="items", row=row, field="payload")
+        if item.hint is not None:
+            check_text(item.hint, HINT_LENGTH, source="items", row=row, field="hint", blank=True)
         predictions = None
         if item.predictions is not None:
             predictions = parse_probs(item.predictions, labels, row=row, top_k=10, source="items")

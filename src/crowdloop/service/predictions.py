@@ -13,6 +13,7 @@ from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.errors import InputError
 from crowdloop.service.base import ServiceBase, update_rows
 from crowdloop.service.intake import batched, check_batch, parse_probs
+from crowdloop.service.text import EXTERNAL_ID_LENGTH, check_text
 from crowdloop.service.types import ModelVersionInfo
 from crowdloop.store.schema import Item, ModelVersion, Prediction
 
@@ -54,6 +55,8 @@ class Predictions(ServiceBase):
                 for i, (_, probs) in enumerate(batch)
             ]
             ids = [task for task, _ in batch]
+            for row, task in enumerate(ids, start=done + 1):
+                check_text(task, EXTERNAL_ID_LENGTH, source="probabilities", row=row, field="item", unit="row")
             self._run(
                 lambda s, ids=ids, parsed=parsed, first=done + 1: self._store_predictions(
                     s, project_id, version_id, ids, parsed, first

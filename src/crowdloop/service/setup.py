@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ACCEPTED, ConsensusPolicy, SkillRules
+from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillRules
 from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.base import ServiceBase, code_or_none, confidence_or_none, make_token, token_digest, update_rows
+from crowdloop.service.base import (
+    PAGE,
+    ServiceBase,
+    code_or_none,
+    confidence_or_none,
+    make_token,
+    token_digest,
+    update_rows,
+)
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.online import Opinions
-from crowdloop.service.types import KINDS, ROLES, AnnotatorInfo, GoldIn, ItemIn, ItemState, Kind, ProjectInfo, Role
+from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
+from crowdloop.service.types import (
+    KINDS,
+    ROLES,
+    AnnotatorInfo,
+    GoldIn,
+    ItemIn,
+    ItemState,
+    Kind,
+    ProjectInfo,
+    ProjectUpdate,
+    Role,
+)
 from crowdloop.store import queries as q
 from crowdloop.store.schema import (
     Annotator,
@@ -30,6 +51,52 @@ from crowdloop.store.schema import (
     Project,
     utcnow,
 )
+
+T = TypeVar("T")
+REDECIDE_IN_CALL = 10 * PAGE
+"""Items (ten pages) up to which ``update_project`` decides a project's open items again itself."""
+RESETTLING = ("policy", "rules", "model_votes")
+"""The settings that change decisions: the open items are decided again when one changes."""
+
+
+def settings_columns(
+    *,
+    policy: ConsensusPolicy | None = None,
+    rules: SkillRules | None = None,
+    gold_rate: float | None = None,
+    lease_seconds: int | None = None,
+    model_votes: bool | None = None,
+    suggestions: int | None = None,
+) -> dict[str, Any]:
+    """The stored columns of the settings given (None: not given), each checked (``ConfigError``
+    names the first that cannot work)."""
+    if policy is not None and not isinstance(policy, ConsensusPolicy):
+        raise ConfigError(f"policy must be a ConsensusPolicy, got {type(policy).__name__}")
+    if rules is not None and not isinstance(rules, SkillRules):
+        raise ConfigError(f"rules must be SkillRules, got {type(rules).__name__}")
+    if gold_rate is not None and not (
+        isinstance(gold_rate, int | float) and not isinstance(gold_rate, bool) and 0 <= gold_rate <= 1
+    ):
+        raise ConfigError(f"gold_rate must be in [0, 1], got {gold_rate!r}")
+    if lease_seconds is not None and not (
+        isinstance(lease_seconds, int) and not isinstance(lease_seconds, bool) and 1 <= lease_seconds <= 7 * 86400
+    ):
+        raise ConfigError(f"lease_seconds must be an integer in [1, 604800], got {lease_seconds!r}")
+    if model_votes is not None and not isinstance(model_votes, bool):
+        raise ConfigError(f"model_votes must be True or False, got {model_votes!r}")
+    if suggestions is not None and not (
+        isinstance(suggestions, int) and not isinstance(suggestions, bool) and 0 <= suggestions <= 20
+    ):
+        raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
+    columns = {
+        "policy": None if policy is None else codec.policy_to_json(policy),
+        "rules": None if rules is None else codec.rules_to_json(rules),
+        "gold_rate": None if gold_rate is None else float(gold_rate),
+        "lease_seconds": lease_seconds,
+        "model_votes": model_votes,
+        "suggestions": suggestions,
+    }
+    return {name: value for name, value in columns.items() if value is not None}
 
 
 class Setup(ServiceBase):
@@ -51,29 +118,24 @@ class Setup(ServiceBase):
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
         vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
         shown with a task (0: none). Raises ``ConflictError`` for a taken name."""
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ConfigError(f"project name must be 1-200 characters, got {name!r}")
+        name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
-        if not (isinstance(gold_rate, int | float) and 0 <= gold_rate <= 1):
-            raise ConfigError(f"gold_rate must be in [0, 1], got {gold_rate!r}")
-        if not (isinstance(lease_seconds, int) and 1 <= lease_seconds <= 7 * 86400):
-            raise ConfigError(f"lease_seconds must be an integer in [1, 604800], got {lease_seconds!r}")
-        if not (isinstance(suggestions, int) and 0 <= suggestions <= 20):
-            raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
-        policy = policy or ConsensusPolicy()
-        rules = rules or SkillRules()
+        columns = settings_columns(
+            policy=policy or ConsensusPolicy(),
+            rules=rules or SkillRules(),
+            gold_rate=gold_rate,
+            lease_seconds=lease_seconds,
+            model_votes=model_votes,
+            suggestions=suggestions,
+        )
         row = Project(
-            name=name.strip(),
+            name=name,
             is_taxonomy=isinstance(labels, Taxonomy),
             labels=codec.labels_to_json(labels),
-            policy=codec.policy_to_json(policy),
-            rules=codec.rules_to_json(rules),
-            gold_rate=float(gold_rate),
-            lease_seconds=lease_seconds,
-            model_votes=bool(model_votes),
-            suggestions=suggestions,
+            settings_version=0,
             created_at=utcnow(),
+            **columns,
         )
 
         def work(session: Session) -> ProjectInfo:
@@ -85,14 +147,106 @@ class Setup(ServiceBase):
         try:
             return self._run(work)
         except IntegrityError:
-            raise ConflictError(f"a project named {name.strip()!r} exists already") from None
+            raise ConflictError(f"a project named {name!r} exists already") from None
+
+    def update_project(
+        self,
+        project_id: int,
+        *,
+        policy: ConsensusPolicy | Mapping[str, Any] | None = None,
+        rules: SkillRules | Mapping[str, Any] | None = None,
+        gold_rate: float | None = None,
+        lease_seconds: int | None = None,
+        model_votes: bool | None = None,
+        suggestions: int | None = None,
+        name: str | None = None,
+        labels: LabelSpace | None = None,
+    ) -> ProjectUpdate:
+        """Change a project's settings (the owner's or admin's decision), checked as in
+        ``create_project``; None leaves a setting as it is. ``policy`` and ``rules`` are a whole
+        ``ConsensusPolicy``/``SkillRules``, or a mapping of the fields to change (``{"target":
+        0.99}``; ``prices`` may change in part), applied to the stored one in the same transaction,
+        so that two owners changing different fields lose neither change.
+
+        Every process sees the change in its next call (``settings_version``); the event log gets a
+        ``settings`` event with the old and new values. After a change of policy, rules or
+        ``model_votes`` the open items (``more``, ``escalated``) are decided again: an item may
+        now need more or fewer answers, or be accepted; an escalated item under a larger
+        ``max_overlap`` asks for answers again. Settled items stay as they are: an item accepted
+        under a lower target stays accepted when the target is raised. A project of at most
+        ``REDECIDE_IN_CALL`` items is re-decided in this call, page by page; a larger one by the
+        next refit (``left_to_refit`` says how many items wait). The label space never changes
+        (its codes are in every stored answer): ``labels`` other than the project's raise
+        ``ConfigError``. ``ConflictError`` for a name another project has."""
+        if name is not None:
+            name = checked_name(name, "project")
+        if labels is not None and labels != self.get_project(project_id).labels:
+            raise ConfigError(
+                f"the label space of project {project_id} cannot change (its codes are in every stored "
+                "answer): create a new project for other labels"
+            )
+        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes}
+        settings_columns(**given, suggestions=suggestions)  # checked before any transaction
+
+        def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
+            self._project(session, project_id)
+            row = session.scalars(self._locked(select(Project).where(Project.id == project_id))).one()
+            new = settings_columns(
+                policy=self._new_settings(policy, codec.policy_from_json(row.policy), "policy"),
+                rules=self._new_settings(rules, codec.rules_from_json(row.rules), "rules"),
+                **given,
+                suggestions=suggestions,
+            )
+            if name is not None:
+                new["name"] = name
+            changes = {k: {"from": getattr(row, k), "to": v} for k, v in new.items() if getattr(row, k) != v}
+            if changes:
+                for column, change in changes.items():
+                    setattr(row, column, change["to"])
+                row.settings_version += 1
+                self._event(session, project_id, "settings", {**changes, "settings_version": row.settings_version})
+                session.flush()
+            return self._info(row), changes
+
+        try:
+            info, changes = self._run(work)
+        except IntegrityError:
+            raise ConflictError(f"a project named {name!r} exists already") from None
+        redecided = left = 0
+        if changes.keys() & set(RESETTLING):
+            open_items, items = self._run(lambda s: self._open_and_all(s, project_id))
+            if open_items and items <= REDECIDE_IN_CALL:
+                redecided = self._redecide_open(project_id)
+            else:
+                left = open_items
+        return ProjectUpdate(info, changes, redecided, left)
+
+    @staticmethod
+    def _new_settings(given: Any, stored: T, what: str) -> T | None:
+        """The settings to store: ``given`` whole, or ``stored`` with the fields of a mapping."""
+        if isinstance(given, Mapping):
+            return codec.changed(stored, given, what)
+        return given
+
+    @staticmethod
+    def _open_and_all(session: Session, project_id: int) -> tuple[int, int]:
+        """The project's open items and all its items but gold, counted on the progress index."""
+        rows = session.execute(
+            select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
+        ).all()
+        counts = dict(rows)
+        return sum(counts.get(s, 0) for s in (MORE, ESCALATED)), sum(n for s, n in rows if s != "gold")
 
     def get_project(self, project: int | str) -> ProjectInfo:
         """A project by id or name (``NotFoundError``)."""
 
         def work(session: Session) -> ProjectInfo:
             if isinstance(project, str) and not project.isdigit():
-                row = session.scalars(select(Project).where(Project.name == project)).first()
+                row = (
+                    None
+                    if text_problem(project, NAME_LENGTH)
+                    else session.scalars(select(Project).where(Project.name == project)).first()
+                )
                 if row is None:
                     raise NotFoundError(f"no project named {project!r}")
                 return self._info(row)
@@ -232,6 +386,10 @@ class Setup(ServiceBase):
         info = self.get_project(project_id)
         marked = 0
         for batch in batched(rows, batch_size):
+            for row, gold in enumerate(batch, start=marked + 1):
+                check_text(str(gold.external_id), EXTERNAL_ID_LENGTH, source="gold", row=row, field="item", unit="row")
+                if gold.hint is not None:
+                    check_text(gold.hint, HINT_LENGTH, source="gold", row=row, field="hint", unit="row", blank=True)
             codes = encode_labels([g.label for g in batch], info.labels, "gold", marked + 1)
 
             def work(
@@ -289,6 +447,9 @@ class Setup(ServiceBase):
     def item_state(self, project_id: int, external_id: str) -> ItemState:
         """The consensus state of one item (for owners and reviewers, never annotators)."""
 
+        if text_problem(str(external_id), EXTERNAL_ID_LENGTH):
+            raise NotFoundError(f"no item {external_id!r} in project {project_id}")
+
         def work(session: Session) -> ItemState:
             project = self._project(session, project_id)
             item = self._item(session, project_id, external_id)
@@ -301,8 +462,7 @@ class Setup(ServiceBase):
     ) -> tuple[AnnotatorInfo, str]:
         """A new annotator and their API token, returned in plain text this once (only its
         SHA-256 is stored)."""
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ConfigError(f"annotator name must be 1-200 characters, got {name!r}")
+        name = checked_name(name, "annotator")
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if kind not in KINDS:
@@ -312,7 +472,7 @@ class Setup(ServiceBase):
         def work(session: Session) -> AnnotatorInfo:
             rules = self._rules_of(session, project_id)
             annotator = Annotator(
-                project_id=project_id, name=name.strip(), role=role, kind=kind, status="active", created_at=utcnow()
+                project_id=project_id, name=name, role=role, kind=kind, status="active", created_at=utcnow()
             )
             for column in (
                 "answer_count",
@@ -336,7 +496,7 @@ class Setup(ServiceBase):
         try:
             return self._run(work), token
         except IntegrityError:
-            raise ConflictError(f"project {project_id} has an annotator named {name.strip()!r} already") from None
+            raise ConflictError(f"project {project_id} has an annotator named {name!r} already") from None
 
     def new_token(self, annotator_id: int) -> str:
         """Another token for an annotator (e.g. a lost one); earlier tokens stay valid until revoked."""

@@ -63,6 +63,19 @@ class ProjectInfo:
 
 
 @dataclass(frozen=True)
+class ProjectUpdate:
+    """What ``update_project`` did: the project as it is now; ``changed``: each setting changed,
+    ``{"from": old, "to": new}`` (policy and rules as their stored JSON); ``redecided``: open items
+    decided again under the new settings in the same call; ``left_to_refit``: open items the next
+    refit (``crowdloop refit``) decides again, the project having too many items for one call."""
+
+    project: ProjectInfo
+    changed: dict[str, dict[str, Any]]
+    redecided: int
+    left_to_refit: int
+
+
+@dataclass(frozen=True)
 class AnnotatorInfo:
     """An annotator as the service knows it: ``skill`` is the posterior mean accuracy (SkillBook),
     ``gold_right``/``gold_total`` its record on gold items."""
