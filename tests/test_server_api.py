@@ -76,6 +76,13 @@ ROUTES = [
     ("GET", "/projects/{pid}", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN}),
     ("POST", "/projects/{pid}/items", lambda: {"items": [{"id": uuid.uuid4().hex}]}, MANAGE),
     ("POST", "/projects/{pid}/items/upload", None, MANAGE),
+    (
+        "POST",
+        "/projects/{pid}/answers",
+        lambda: {"answers": [{"item": "g0", "annotator": uuid.uuid4().hex, "label": "bird"}]},
+        MANAGE,
+    ),
+    ("POST", "/projects/{pid}/answers/upload", None, MANAGE),
     ("POST", "/projects/{pid}/gold", lambda: {"gold": [{"item": "i11", "label": "cat"}]}, MANAGE),
     (
         "POST",
@@ -104,6 +111,9 @@ UPLOADS = {
     "/projects/upload": lambda: {"data": {"name": uuid.uuid4().hex}, "files": {"file": ("labels.txt", b"a\nb\n")}},
     "/projects/{pid}/items/upload": lambda: {
         "files": {"file": (f"{uuid.uuid4().hex}.csv", b"id,t\n" + uuid.uuid4().hex.encode() + b",x\n")}
+    },
+    "/projects/{pid}/answers/upload": lambda: {
+        "files": {"file": ("answers.csv", b"task,worker,label\ng0," + uuid.uuid4().hex.encode() + b",bird\n")}
     },
 }
 CALLERS = ["nobody", "bad-token", ADMIN, OWNER, REVIEWER, ANNOTATOR, "other"]
@@ -320,7 +330,7 @@ def test_imports_and_exports_of_every_format(world):
         assert response.status_code == 201, response.text
         counts[name] = response.json()
     assert counts["a.csv"]["imported"] == 2 and counts["a.csv"]["gold"] == 1
-    assert counts["c.json"]["predictions"] == 1 and counts["c.json"]["annotations_ignored"] == 1
+    assert counts["c.json"]["predictions"] == 1 and counts["c.json"]["answers"]["stored"] == 1
     assert counts["d.tsv"]["gold"] == 1
     annotator = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "ann"}).json()["token"]
     while (task := call("POST", f"/projects/{pid}/tasks/next", annotator)).status_code == 200:
@@ -334,10 +344,10 @@ def test_imports_and_exports_of_every_format(world):
     assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
     assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
-    assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann"}
+    assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann", "1"}
     tasks = json.loads(exports["label-studio"].text)
     assert {t["id"] for t in tasks} == {"c2", "j1", "l1"}
-    assert all(a["completed_by"] == "ann" for t in tasks for a in t["annotations"])
+    assert {a["completed_by"]["email"] for t in tasks for a in t["annotations"]} == {"ann", "1"}
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422

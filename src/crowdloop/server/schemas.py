@@ -325,3 +325,31 @@ class ModelVersionOut(Out):
 class RefitAccepted(BaseModel):
     project_id: int
     status: Literal["started"] = "started"
+
+
+class AnswerRecord(Strict):
+    """An answer given before import: the item, who answered (by name) and the label; ``review``:
+    a reviewer's final decision."""
+
+    item: ExternalId
+    annotator: Name
+    label: Label
+    review: bool = False
+
+
+class AnswersIn(Strict):
+    answers: list[AnswerRecord] = Field(min_length=1)
+
+
+class AnswersImportOut(Out):
+    stored: int
+    duplicates: list[int] = Field(description="Rows not stored: their annotator had answered the item already.")
+    annotators_created: list[str] = Field(description="Annotators named for the first time (no token yet).")
+    items_changed: int = Field(description="Items whose status the imported answers changed.")
+
+
+class ItemsUploadOut(ImportOut):
+    annotations_ignored: int = Field(
+        0, description="0: the file's annotations are stored as answers (cancelled ones are skipped)."
+    )
+    answers: AnswersImportOut | None = Field(None, description="The file's annotations, stored as answers.")

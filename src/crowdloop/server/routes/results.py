@@ -9,8 +9,9 @@ from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.responses import StreamingResponse
 
-from crowdloop.io.exports import export_answers, export_items, export_label_studio, export_labels
+from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
 from crowdloop.server.auth import Owner, Reviewer, Service
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, ItemStateOut, ProgressOut, ProjectId, RefitAccepted, ResultOut
@@ -93,22 +94,27 @@ def export(
     format: Annotated[ExportFormat, Query(description="labels | csv | jsonl | answers | label-studio")] = (
         ExportFormat.labels
     ),
+    from_name: Annotated[str, Query(min_length=1, max_length=200, description="Label Studio control tag")] = "label",
+    to_name: Annotated[str, Query(min_length=1, max_length=200, description="Label Studio object tag")] = "text",
 ) -> Response:
     """Export: final labels with confidence (``labels``), items (``csv``, ``jsonl``), the crowd-kit
-    answers frame (``answers``), or Label Studio tasks with annotations (``label-studio``)."""
+    answers frame (``answers``), or Label Studio tasks (``label-studio``, streamed: payloads,
+    every answer as an annotation, every model version's prediction, the final label in ``meta``;
+    ``from_name`` and ``to_name`` name the tags of the Label Studio labeling config)."""
     fmt = format.value
+    filename = f"project-{project_id}-{fmt}.{SUFFIX[fmt]}"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if fmt == "label-studio":
+        taxonomy = service.get_project(project_id).is_taxonomy
+        pages = service.export_pages(project_id)
+        body = stream_label_studio(pages, taxonomy=taxonomy, from_name=from_name, to_name=to_name)
+        return StreamingResponse(body, media_type=MEDIA[fmt], headers=headers)
     if fmt == "answers":
         text = export_answers(service.answers_frame(project_id))
     else:
         frame = results_frame(service, project_id)
-        if fmt == "labels":
-            text = export_labels(frame)
-        elif fmt == "label-studio":
-            text = export_label_studio(frame, service.answers_frame(project_id))
-        else:
-            text = export_items(frame, fmt)
-    filename = f"project-{project_id}-{fmt}.{SUFFIX[fmt]}"
-    return Response(text, media_type=MEDIA[fmt], headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        text = export_labels(frame) if fmt == "labels" else export_items(frame, fmt)
+    return Response(text, media_type=MEDIA[fmt], headers=headers)
 
 
 @router.post("/projects/{project_id:int}/refit", status_code=202, response_model=RefitAccepted, tags=["results"])
