@@ -74,6 +74,7 @@ ROUTES = [
     ("GET", "/projects", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN, "other"}),
     ("GET", "/me", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN, "other"}),
     ("GET", "/projects/{pid}", None, {OWNER, REVIEWER, ANNOTATOR, ADMIN}),
+    ("PATCH", "/projects/{pid}", lambda: {"lease_seconds": 600}, MANAGE),
     ("POST", "/projects/{pid}/items", lambda: {"items": [{"id": uuid.uuid4().hex}]}, MANAGE),
     ("POST", "/projects/{pid}/items/upload", None, MANAGE),
     (
@@ -281,6 +282,49 @@ def test_conflicts_and_missing_things(world):
         files={"file": ("tax.txt", b"1 - A\n2 - A > B\n3 - C > D\n")},
     )
     assert bad_tax.status_code == 400 and "tax.txt, line 3" in bad_tax.json()["detail"]
+
+
+def test_project_settings_change_field_by_field(world):
+    call, admin = world["call"], world["tokens"]["admin"]
+    made = call("POST", "/projects", admin, json={"name": "settings", "labels": LABELS, "gold_rate": 0.0}).json()
+    pid, owner = made["project"]["id"], made["owner"]["token"]
+    annotator = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "a"}).json()["token"]
+    items = [{"id": f"i{k}", "data": {}} for k in range(3)] + [{"id": "g", "data": {}, "gold": "cat"}]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+
+    body = {"gold_rate": 1.0, "name": "settings-2", "policy": {"max_overlap": 4, "prices": {"crowd": 2.0}}}
+    changed = call("PATCH", f"/projects/{pid}", owner, json=body)
+    assert changed.status_code == 200, changed.text
+    out = changed.json()
+    assert set(out["changed"]) == {"gold_rate", "name", "policy"}
+    assert out["changed"]["gold_rate"] == {"from": 0.0, "to": 1.0}
+    assert out["redecided"] == 3 and out["left_to_refit"] == 0
+    policy = call("GET", f"/projects/{pid}", owner).json()["policy"]
+    assert (policy["max_overlap"], policy["target"], policy["prices"]) == (
+        4,
+        0.97,
+        {"crowd": 2.0, "expert": 10.0, "model": 0.0},
+    )
+    assert call("POST", f"/projects/{pid}/tasks/next", annotator).json()["item"] == "g"  # gold rate 1 now
+    events = call("GET", f"/projects/{pid}/events", owner).json()
+    assert [e["kind"] for e in events].count("settings") == 1
+
+    refused = {
+        "labels": (["a", "b"], 422, "label space never changes"),
+        "taxonomy": (["A > B"], 422, "label space never changes"),
+        "owner": ("x", 422, "owner"),
+        "gold_rate": (2, 422, "gold_rate"),
+        "name": ("first", 409, "exists already"),
+    }
+    for field, (value, status, detail) in refused.items():
+        response = call("PATCH", f"/projects/{pid}", owner, json={field: value})
+        assert response.status_code == status and detail in response.text, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    crossed = call("PATCH", f"/projects/{pid}", owner, json={"policy": {"min_overlap": 6}})
+    assert crossed.status_code == 422 and "max_overlap" in crossed.json()["detail"]
+    assert call("PATCH", f"/projects/{pid}", owner, json={"name": "a\u0000b"}).status_code == 422
+    assert call("PATCH", f"/projects/{world['pid']}", owner, json={"gold_rate": 0.5}).status_code == 404
+    assert call("GET", f"/projects/{pid}", owner).json()["policy"] == policy  # nothing refused was stored
 
 
 def test_revoked_token_is_refused(world):

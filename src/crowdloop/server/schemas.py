@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from crowdloop.service.text import nul_at
+
 MAX_ID = 2**31 - 1
 TEXT = r"^[^\x00]*\S[^\x00]*$"
 """Text with a visible character and no NUL (which no database column stores)."""
@@ -24,21 +26,22 @@ ItemPath = Annotated[str, Path(min_length=1, max_length=500, pattern=TEXT)]
 LeaseId = Annotated[str, Path(min_length=1, max_length=200, pattern=TEXT)]
 
 
-def _no_nul(value: Any, where: str = "data") -> Any:
+def _no_nul(value: Any) -> Any:
     """Refuse NUL characters anywhere in a JSON payload (keys and strings)."""
-    if isinstance(value, str) and "\x00" in value:
+    where = nul_at(value, "data")
+    if where:
         raise ValueError(f"{where} contains a NUL character")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key, where)
-            _no_nul(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _no_nul(item, f"{where}[{i}]")
     return value
 
 
 Payload = Annotated[dict[str, Any], AfterValidator(_no_nul)]
+Target = Annotated[float, Field(ge=0.5, lt=1)]
+MinOverlap = Annotated[int, Field(ge=0, le=100)]
+MaxOverlap = Annotated[int, Field(ge=1, le=100)]
+GoldRate = Annotated[float, Field(ge=0, le=1, description="Share of tasks that are gold (control) items.")]
+LeaseSeconds = Annotated[int, Field(ge=5, le=7 * 86400, description="How long an annotator holds a task.")]
+ModelVotes = Annotated[bool, Field(description="The latest model version votes in the consensus.")]
+SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
 
 
 class Strict(BaseModel):
@@ -63,9 +66,9 @@ class PolicyIn(Strict):
     """When an item is done: accept at ``target`` confidence, between ``min_overlap`` and
     ``max_overlap`` human answers; escalate to a reviewer otherwise."""
 
-    target: float = Field(0.97, ge=0.5, lt=1)
-    min_overlap: int = Field(1, ge=0, le=100)
-    max_overlap: int = Field(5, ge=1, le=100)
+    target: Target = 0.97
+    min_overlap: MinOverlap = 1
+    max_overlap: MaxOverlap = 5
     escalate_early: bool = True
     partial: bool = True
     prices: PricesIn = Field(default_factory=PricesIn)
@@ -77,12 +80,23 @@ class PolicyIn(Strict):
         return self
 
 
+class PolicyPatch(Strict):
+    """The policy fields to change (``prices`` too may change in part); the others stay as they are."""
+
+    target: Target | None = None
+    min_overlap: MinOverlap | None = None
+    max_overlap: MaxOverlap | None = None
+    escalate_early: bool | None = None
+    partial: bool | None = None
+    prices: PricesIn | None = None
+
+
 class ProjectSettings(Strict):
     policy: PolicyIn = Field(default_factory=PolicyIn)
-    gold_rate: float = Field(0.1, ge=0, le=1, description="Share of tasks that are gold (control) items.")
-    lease_seconds: int = Field(600, ge=5, le=7 * 86400, description="How long an annotator holds a task.")
-    model_votes: bool = Field(True, description="The latest model version votes in the consensus.")
-    suggestions: int = Field(3, ge=0, le=50, description="Top-k pre-labels shown with a task (0: none).")
+    gold_rate: GoldRate = 0.1
+    lease_seconds: LeaseSeconds = 600
+    model_votes: ModelVotes = True
+    suggestions: SuggestionCount = 3
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -99,6 +113,27 @@ class ProjectIn(ProjectSettings):
         if (self.labels is None) == (self.taxonomy is None):
             raise ValueError("give labels or taxonomy, exactly one")
         return self
+
+
+class ProjectPatch(Strict):
+    """The settings to change, any of them; the label space never changes."""
+
+    name: Name | None = None
+    policy: PolicyPatch | None = None
+    gold_rate: GoldRate | None = None
+    lease_seconds: LeaseSeconds | None = None
+    model_votes: ModelVotes | None = None
+    suggestions: SuggestionCount | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _labels_stay(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.keys() & {"labels", "taxonomy"}:
+            raise ValueError(
+                "a project's label space never changes (its codes are in every stored answer): "
+                "create a new project for other labels"
+            )
+        return data
 
 
 class PricesOut(Out):
@@ -127,6 +162,15 @@ class ProjectOut(Out):
     model_votes: bool
     suggestions: int
     created_at: datetime
+
+
+class ProjectUpdated(BaseModel):
+    project: ProjectOut
+    changed: dict[str, dict[str, Any]] = Field(description="Each setting changed: {'from': old, 'to': new}.")
+    redecided: int = Field(description="Open items decided again under the new settings in this request.")
+    left_to_refit: int = Field(
+        description="Open items the next refit (crowdloop refit) decides again: too many for one request."
+    )
 
 
 class ProjectBrief(Out):
