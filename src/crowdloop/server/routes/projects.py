@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from crowdloop.consensus import ConsensusPolicy, Prices
 from crowdloop.errors import InputError, NotFoundError
+from crowdloop.io.answer_tables import parse_answer_table
 from crowdloop.io.items import ITEM_FORMATS, ImportedItem, detect_item_format, parse_items
 from crowdloop.labels import LabelSpace
 from crowdloop.server.auth import ADMIN_PROJECT, Admin, Anyone, Owner, Service, SignedIn
@@ -20,11 +21,14 @@ from crowdloop.server.schemas import (
     AnnotatorId,
     AnnotatorIn,
     AnnotatorOut,
+    AnswersImportOut,
+    AnswersIn,
     CountOut,
     CreatedProject,
     GoldListIn,
     ImportOut,
     ItemsIn,
+    ItemsUploadOut,
     MeOut,
     ModelVersionOut,
     PredictionsIn,
@@ -39,6 +43,7 @@ from crowdloop.server.schemas import (
     TokenOut,
 )
 from crowdloop.service import GoldIn, ItemIn, LabelingService, ProjectInfo
+from crowdloop.service.answer_import import AnswerIn
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -165,7 +170,7 @@ def import_items(project_id: ProjectId, body: ItemsIn, caller: Owner, service: S
     return _store_items(service, project_id, rows, model)
 
 
-@router.post("/projects/{project_id:int}/items/upload", status_code=201, response_model=ImportOut, tags=["setup"])
+@router.post("/projects/{project_id:int}/items/upload", status_code=201, response_model=ItemsUploadOut, tags=["setup"])
 def upload_items(
     project_id: ProjectId,
     caller: Owner,
@@ -173,15 +178,21 @@ def upload_items(
     file: Annotated[UploadFile, File(description="CSV, TSV, JSONL, Label Studio JSON or Toloka TSV")],
     format: Annotated[str | None, Form(description=f"One of {', '.join(ITEM_FORMATS)}; default: from the name")] = None,
     model_version: Annotated[str, Form(max_length=200)] = "imported",
-) -> ImportOut:
+) -> ItemsUploadOut:
     """Import an item file: CSV/TSV/JSONL (an ``id`` column, optional ``gold`` and ``hint``), Label
-    Studio tasks (with ``predictions``), or Toloka tasks (``INPUT:*``, ``GOLDEN:*``, ``HINT:*``)."""
+    Studio tasks (with ``predictions``, and ``annotations`` stored as answers), or Toloka tasks
+    (``INPUT:*``, ``GOLDEN:*``, ``HINT:*``)."""
     name = file.filename or "upload"
     content = file.file.read()
     items = parse_items(content, format or detect_item_format(name, content), source=name)
     rows, model = _items_in(items, model_version)
-    out = _store_items(service, project_id, rows, model)
-    out.annotations_ignored = sum(len(i.annotations) for i in items)
+    answers = [AnswerIn(i.external_id, a.annotator, a.label, a.review) for i in items for a in i.annotations]
+    source = f"{name} annotations"
+    if answers:  # a bad annotation fails before any item is stored
+        service.check_answers(project_id, answers, source=source)
+    out = ItemsUploadOut.model_validate(_store_items(service, project_id, rows, model).model_dump())
+    if answers:
+        out.answers = AnswersImportOut.model_validate(service.import_answers(project_id, answers, source=source))
     return out
 
 
@@ -199,6 +210,32 @@ def _items_in(items: list[ImportedItem], version: str) -> tuple[list[ItemIn], tu
         for i in items
     ]
     return rows, (model, version) if model is not None else None
+
+
+@router.post("/projects/{project_id:int}/answers", status_code=201, response_model=AnswersImportOut, tags=["setup"])
+def import_answers(project_id: ProjectId, body: AnswersIn, caller: Owner, service: Service) -> AnswersImportOut:
+    """Import answers given before (``item``, ``annotator`` name, ``label``, optional ``review``):
+    annotators are created when new, a second answer of an annotator to an item is reported and
+    not stored, and the items are decided again."""
+    rows = [AnswerIn(r.item, r.annotator, r.label, r.review) for r in body.answers]
+    return AnswersImportOut.model_validate(service.import_answers(project_id, rows))
+
+
+@router.post(
+    "/projects/{project_id:int}/answers/upload", status_code=201, response_model=AnswersImportOut, tags=["setup"]
+)
+def upload_answers(
+    project_id: ProjectId,
+    caller: Owner,
+    service: Service,
+    file: Annotated[UploadFile, File(description="A task,worker,label table (CSV, TSV, JSONL, Parquet) or Toloka TSV")],
+) -> AnswersImportOut:
+    """Import an answers file: a crowd-kit frame (``task``, ``worker``, ``label`` columns) or a Toloka
+    assignments TSV (``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id``, ``OUTPUT:*``)."""
+    name = file.filename or "upload"
+    table = parse_answer_table(file.file.read(), name)
+    rows = [AnswerIn(t, w, label) for t, w, label in zip(table["task"], table["worker"], table["label"], strict=True)]
+    return AnswersImportOut.model_validate(service.import_answers(project_id, rows, source=name))
 
 
 @router.post("/projects/{project_id:int}/gold", status_code=201, response_model=CountOut, tags=["setup"])
