@@ -29,7 +29,18 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     assert not TABLES & set(inspect(engine).get_table_names())
     db.upgrade(engine, "0001")  # the first schema, then every migration after it
     assert "ix_items_page" not in {ix["name"] for ix in inspect(engine).get_indexes("items")}
+    db.upgrade(engine, "0003")
+    with engine.begin() as connection:  # a project as 0003 stored it, before settings had a version
+        connection.exec_driver_sql(
+            "insert into projects (name, is_taxonomy, labels, policy, rules, gold_rate, lease_seconds, model_votes,"
+            ' suggestions, created_at) values (\'made-at-0003\', false, \'{"kind": "labels", "labels": ["a"]}\','
+            " '{}', '{}', 0.1, 600, true, 3, '2026-01-01 00:00:00')"
+        )
     db.upgrade(engine)
+    made = LabelingService(engine).get_project("made-at-0003")
+    assert made.policy == ConsensusPolicy() and made.gold_rate == 0.1
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("select settings_version from projects").scalar() == 0
     assert {"ix_items_page", "ix_items_progress"} <= {ix["name"] for ix in inspect(engine).get_indexes("items")}
     assert set(inspect(engine).get_table_names()) >= TABLES | {"alembic_version"}
     with engine.connect() as connection:
