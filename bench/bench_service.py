@@ -3,24 +3,28 @@
 Each run starts a server in a child process on a fresh database (SQLite file; PostgreSQL schema on
 127.0.0.1:5432, skipped when it does not answer), creates a project on the shipped retail taxonomy
 (34 labels) with ``--items`` items (10% gold, gold rate 0.1, target 0.9, overlap 1-3), and lets
-``--clients`` simulated annotators (asyncio + httpx on loopback, each 80% right, no think time)
-loop next task -> submit for ``--seconds``. It reports acknowledged submits per second and the
-p50/p99 latency of next-task and submit, the median over ``--runs`` runs, for SQLite with one
-process and PostgreSQL with 1 and 2 processes. Then a profile (cProfile) of the same request
-path in-process says where the time of a request goes: database, serialization, consensus, HTTP.
+simulated annotators (asyncio + aiohttp on loopback, each 80% right) work for ``--seconds``:
+asking for a task and answering it in two requests (*separate*) or answering with ``?next=true``,
+which returns the next task (*combined*); without pauses (``--clients`` annotators, the server
+saturated) or paced to a rate (``--paced-clients`` annotators pausing between task and answer).
+It reports acknowledged answers per second, p50/p99 latency of next-task and submit and the
+server's CPU per answer, the median over ``--runs`` runs, for SQLite with one process and
+PostgreSQL with 1 and 2 processes; then py-spy samples one SQLite server to say where its time
+goes (database, consensus, service, HTTP), and SQLite's trace counts the statements per call.
+The extra tools: ``pip install -r bench/requirements-service.txt`` (aiohttp, py-spy).
 
     python bench/bench_service.py
-    python bench/bench_service.py --runs 3 --seconds 10 --clients 16 --configs sqlite:1,postgresql:2
+    python bench/bench_service.py --runs 3 --seconds 10 --configs sqlite:1,postgresql:2 --loads combined@300
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import os
-import pstats
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import numpy as np
 
@@ -109,36 +114,54 @@ def setup_project(base: str, admin: str, n_items: int, n_clients: int, seed: int
     return {"pid": pid, "truth": truth, "labels": leaves, "tokens": tokens}
 
 
-async def annotator(base: str, project: dict[str, Any], token: str, until: float, seed: int, out: dict) -> None:
+async def annotator(
+    session: aiohttp.ClientSession, project: dict[str, Any], token: str, plan: dict, seed: int, out: dict
+) -> None:
+    """One annotator until ``plan["until"]``: ``plan["mode"]`` "separate" asks for a task, then
+    answers it (two requests); "combined" answers with ``?next=true``, which returns the next task
+    (one request per answer). ``plan["think"]``: mean seconds between getting a task and
+    answering it (exponential; 0: no pause, the server saturated)."""  # fmt: skip
     rng = np.random.default_rng(seed)
     pid, truth, labels = project["pid"], project["truth"], project["labels"]
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-        while time.perf_counter() < until:
+    headers = {"Authorization": f"Bearer {token}"}
+    combined = plan["mode"] == "combined"
+    body = None
+    while time.perf_counter() < plan["until"]:
+        if body is None:
             start = time.perf_counter()
-            task = await client.post(f"/projects/{pid}/tasks/next")
+            async with session.post(f"/projects/{pid}/tasks/next", headers=headers) as task:
+                body = await task.json() if task.status == 200 else None
             out["next"].append(time.perf_counter() - start)
-            if task.status_code != 200:
-                out["no_task" if task.status_code == 204 else "errors"] += 1
+            if body is None:
+                out["no_task" if task.status == 204 else "errors"] += 1
                 await asyncio.sleep(0.05)
                 continue
-            body = task.json()
-            right = rng.random() < 0.8
-            label = truth[body["item"]] if right else labels[int(rng.integers(len(labels)))]
-            start = time.perf_counter()
-            answer = await client.post(f"/projects/{pid}/tasks/{body['lease_id']}/submit", json={"label": label})
-            out["submit"].append(time.perf_counter() - start)
-            if answer.status_code == 200:
-                out["submits"] += 1
-            else:
-                out["errors"] += 1
+        if plan["think"]:
+            await asyncio.sleep(rng.exponential(plan["think"]))
+        right = rng.random() < 0.8
+        label = truth[body["item"]] if right else labels[int(rng.integers(len(labels)))]
+        start = time.perf_counter()
+        url = f"/projects/{pid}/tasks/{body['lease_id']}/submit" + ("?next=true" if combined else "")
+        async with session.post(url, headers=headers, json={"label": label}) as answer:
+            reply = await answer.json() if answer.status == 200 else None
+        out["submit"].append(time.perf_counter() - start)
+        if reply is not None:
+            out["submits"] += 1
+        else:
+            out["errors"] += 1
+        body = reply.get("next_task") if combined and reply is not None else None
 
 
-async def load(base: str, project: dict[str, Any], seconds: float) -> dict[str, Any]:
+async def load(base: str, project: dict[str, Any], seconds: float, mode: str, think: float) -> dict[str, Any]:
+    """``len(project["tokens"])`` annotators on one keep-alive connection each, for ``seconds``."""
     out: dict[str, Any] = {"next": [], "submit": [], "submits": 0, "errors": 0, "no_task": 0}
-    start = time.perf_counter()
-    until = start + seconds
-    await asyncio.gather(*(annotator(base, project, t, until, k, out) for k, t in enumerate(project["tokens"])))
-    out["seconds"] = time.perf_counter() - start
+    connector = aiohttp.TCPConnector(limit=len(project["tokens"]))
+    async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        start = time.perf_counter()
+        plan = {"until": start + seconds, "mode": mode, "think": think}
+        tokens = project["tokens"]
+        await asyncio.gather(*(annotator(session, project, t, plan, k, out) for k, t in enumerate(tokens)))
+        out["seconds"] = time.perf_counter() - start
     return out
 
 
@@ -155,16 +178,22 @@ def group_cpu_seconds(group: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(kind: str, workers: int, args: argparse.Namespace, folder: Path, seed: int) -> dict[str, Any]:
+def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, folder: Path, seed: int) -> dict:
+    """One server on a fresh database under one load: ``load_kind`` is "MODE" (no think time, as
+    many answers as the server takes) or "MODE@RATE" (annotators pausing so that together they
+    offer about RATE answers per second)."""
     from crowdloop.server.process import ServerProcess
 
+    mode, _, rate = load_kind.partition("@")
+    clients = args.clients if not rate else args.paced_clients
+    think = clients / float(rate) if rate else 0.0
     url, drop = fresh_database(kind, folder)
     try:
         with ServerProcess(url, workers=workers) as server:
-            project = setup_project(server.base_url, server.admin_token, args.items, args.clients, seed)
+            project = setup_project(server.base_url, server.admin_token, args.items, clients, seed)
             group = server.process_group
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
-            result = asyncio.run(load(server.base_url, project, args.seconds))
+            result = asyncio.run(load(server.base_url, project, args.seconds, mode, think))
             result["client_cpu"] = (time.process_time() - cpu_before) / result["seconds"]
             result["server_cpu_ms_per_submit"] = (
                 (group_cpu_seconds(group) - server_before) / max(result["submits"], 1) * 1000
@@ -179,91 +208,101 @@ def one_run(kind: str, workers: int, args: argparse.Namespace, folder: Path, see
         "next_p99_ms": float(np.percentile(ms["next"], 99)) if ms["next"].size else float("nan"),
         "submit_p50_ms": float(np.percentile(ms["submit"], 50)) if ms["submit"].size else float("nan"),
         "submit_p99_ms": float(np.percentile(ms["submit"], 99)) if ms["submit"].size else float("nan"),
+        "clients": clients,
         **result,
     }
 
 
-GROUPS = (
-    ("database (SQLAlchemy, driver, store)", ("sqlalchemy", "sqlite3", "psycopg", "crowdloop/store/")),
-    ("serialization (pydantic, JSON)", ("pydantic", "json", "crowdloop/server/schemas")),
-    ("consensus (engine, NumPy)", ("crowdloop/consensus", "crowdloop/aggregation", "numpy", "scipy")),
-    ("service logic", ("crowdloop/service",)),
-)
+PARTS = (  # (part, path fragments of the innermost frame), first match wins
+    ("database (driver, statements)", ("crowdloop/store/", "sqlalchemy/", "sqlite3", "psycopg")),
+    ("consensus (posterior, decision, NumPy)", ("crowdloop/service/online", "crowdloop/consensus/",
+                                                "crowdloop/aggregation/", "numpy/", "scipy/")),
+    ("service logic", ("crowdloop/service/", "crowdloop/labels")),
+    ("HTTP (uvicorn, Starlette, FastAPI, pydantic)", ("uvicorn/", "starlette/", "fastapi/", "pydantic",
+                                                      "h11/", "httptools", "crowdloop/server/", "json/")),
+)  # fmt: skip
 
 
-def profile(n_cycles: int, folder: Path) -> dict[str, float]:
-    """Share of the CPU time (own time of each function) by part, over ``n_cycles`` next-task +
-    submit cycles on SQLite, run in this thread as a route runs them: authenticate the token, call
-    the service, validate the response model and encode the JSON (the HTTP framework's share is
-    the rest of the latency; it runs in other threads, which cProfile does not see)."""
+def where_time_goes(samples: Path) -> dict[str, float]:
+    """Share of the server's samples by part of the code its innermost frame is in (py-spy's raw
+    output: one line per distinct stack, frames separated by ';', then the sample count)."""
+    shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + ["other (event loop, asyncio)"], 0.0)
+    total = 0
+    for line in samples.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.rsplit(";", 1)[-1]
+        part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), "other (event loop, asyncio)")
+        shares[part] += int(count)
+        total += int(count)
+    return {name: value / max(total, 1) for name, value in shares.items()} | {"samples": total}
+
+
+def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """A saturated SQLite run (separate requests) with py-spy sampling the server process."""
+    from crowdloop.server.process import ServerProcess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return {"skipped": "py-spy is not installed (pip install -r bench/requirements-service.txt)"}
+    url, drop = fresh_database("sqlite", folder)
+    out = folder / f"{uuid.uuid4().hex}.spy"
+    try:
+        with ServerProcess(url, workers=1) as server:
+            project = setup_project(server.base_url, server.admin_token, args.items, args.clients, 0)
+            assert server._process is not None
+            command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
+                       "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+            sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            asyncio.run(load(server.base_url, project, args.seconds, "separate", 0.0))
+            _, error = sampler.communicate(timeout=60)
+            if not out.exists():
+                return {"skipped": f"py-spy could not sample the server: {error.strip()[-200:]}"}
+            return where_time_goes(out)
+    finally:
+        out.unlink(missing_ok=True)
+        drop()
+
+
+def statements_per_call(folder: Path, n_cycles: int = 200) -> dict[str, float]:
+    """SQL statements per next task and per submit (BEGIN and COMMIT included), counted by SQLite's
+    trace callback on every connection the service checks out."""
     from sqlalchemy import event
 
     from crowdloop.labels import Taxonomy
-    from crowdloop.server import ensure_admin
-    from crowdloop.server.schemas import SubmitOut, TaskOut
-    from crowdloop.service import open_service
+    from crowdloop.service import ItemIn, open_service
 
     url, drop = fresh_database("sqlite", folder)
     service = open_service(url, seed=0)
-    statements = dict.fromkeys(("next", "submit"), 0)
-    phase = ["setup"]
+    counts = {"next": 0, "submit": 0, "other": 0}
+    phase = ["other"]
 
-    @event.listens_for(service.engine, "before_cursor_execute")
-    def count(*_: Any) -> None:
-        if phase[0] in statements:
-            statements[phase[0]] += 1
+    @event.listens_for(service.engine, "checkout")
+    def trace(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.set_trace_callback(lambda _sql: counts.__setitem__(phase[0], counts[phase[0]] + 1))
 
     try:
-        ensure_admin(service)
         labels = taxonomy_lines()
         project = service.create_project("p", Taxonomy.from_paths(labels), gold_rate=0.1)
-        from crowdloop.service import ItemIn
-
         leaves = labels[-10:]
         rows = [ItemIn(f"i{k}", {"title": f"product {k}"}, gold=leaves[k % 10] if k % 50 == 0 else None)
                 for k in range(2000)]  # fmt: skip
         service.import_items(project.id, rows)
-        tokens = [service.add_annotator(project.id, f"a{k}")[1] for k in range(8)]
-
-        def cycles(offset: int) -> float:
-            start = time.process_time()
-            for k in range(offset, offset + n_cycles):
-                annotator = service.authenticate(tokens[k % len(tokens)])
-                phase[0] = "next"
-                task = service.next_task(annotator)
-                phase[0] = "auth"
-                if task is None:
-                    continue
-                TaskOut.model_validate(task).model_dump_json()
-                annotator = service.authenticate(tokens[k % len(tokens)])
-                phase[0] = "submit"
-                out = service.submit(annotator, task.lease_id, leaves[int(task.item[1:]) % 10])  # the true label
-                phase[0] = "auth"
-                SubmitOut.model_validate(out).model_dump_json()
-            return time.process_time() - start
-
-        cpu = cycles(0)  # without the profiler (the statements of these cycles are counted)
-        per_cycle = {f"{k}_statements": v / n_cycles for k, v in statements.items()}
-        profiler = cProfile.Profile(time.process_time)
-        profiler.enable()
-        cycles(n_cycles)
-        profiler.disable()
+        annotators = [service.authenticate(service.add_annotator(project.id, f"a{k}")[1]) for k in range(8)]
+        done = 0
+        for k in range(n_cycles):
+            phase[0] = "next"
+            task = service.next_task(annotators[k % len(annotators)])
+            phase[0] = "other"
+            if task is None:
+                continue
+            phase[0] = "submit"
+            service.submit(annotators[k % len(annotators)], task.lease_id, leaves[int(task.item[1:]) % 10])
+            phase[0] = "other"
+            done += 1
     finally:
         service.close()
         drop()
-    stats = pstats.Stats(profiler)
-    shares = dict.fromkeys([name for name, _ in GROUPS] + ["other"], 0.0)
-    total = 0.0
-    for (filename, _, function), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
-        total += own
-        where = f"{filename}:{function}"
-        group = next((name for name, keys in GROUPS if any(key in where for key in keys)), "other")
-        shares[group] += own
-    others = sorted(((own, f"{Path(f).name}:{fn}") for (f, _, fn), (_, _, own, _, _) in stats.stats.items()
-                     if not any(key in f"{f}:{fn}" for _, keys in GROUPS for key in keys)), reverse=True)  # fmt: skip
-    top_other = ", ".join(f"{name} {own / total:.0%}" for own, name in others[:5])
-    shares = {k: v / total for k, v in shares.items()}
-    return {"cycle_cpu_ms": cpu / n_cycles * 1000, **shares, "top_other": top_other, **per_cycle}
+    return {"next_statements": counts["next"] / n_cycles, "submit_statements": counts["submit"] / max(done, 1)}
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -272,64 +311,57 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 def render(payload: dict[str, Any]) -> str:
     """The Markdown report of a result payload (``--render`` redoes it from service.json)."""
-    settings, shares = payload["settings"], payload["profile"]
+    settings = payload["settings"]
     rows = []
-    for name, runs in payload["configs"].items():
+    for key, runs in payload["runs"].items():
+        server, load_kind = key.split(" | ")
+        mode, _, rate = load_kind.partition("@")
+        what = f"{mode}, {'paced to ' + rate + ' answers/s' if rate else 'no pauses (saturated)'}"
         if isinstance(runs, str):
-            rows.append([name, "skipped: " + runs, "", "", "", "", "", "", "", ""])
+            rows.append([server, what, "skipped: " + runs, *[""] * 9])
             continue
         med = summary(runs)
         rows.append([
-            name, f"{med['submits_per_s']:.0f}", f"{med['next_p50_ms']:.1f}", f"{med['next_p99_ms']:.1f}",
-            f"{med['submit_p50_ms']:.1f}", f"{med['submit_p99_ms']:.1f}", f"{med['errors']:.0f}",
-            f"{med.get('server_cpu_ms_per_submit', float('nan')):.1f}", f"{med.get('client_cpu', float('nan')):.0%}",
+            server, what, f"{med['clients']:.0f}", f"{med['submits_per_s']:.0f}", f"{med['next_p50_ms']:.1f}",
+            f"{med['next_p99_ms']:.1f}", f"{med['submit_p50_ms']:.1f}", f"{med['submit_p99_ms']:.1f}",
+            f"{med['errors']:.0f}", f"{med['server_cpu_ms_per_submit']:.2f}", f"{med['client_cpu']:.0%}",
             f"{med['load_before']:.1f} / {med['load_after']:.1f}",
         ])  # fmt: skip
-    headers = ["server", "submits/s", "next p50 ms", "next p99 ms", "submit p50 ms", "submit p99 ms", "errors",
-               "server CPU ms per next + submit", "load generator CPU (of one core)",
+    headers = ["server", "load", "annotators", "answers/s", "next p50 ms", "next p99 ms", "submit p50 ms",
+               "submit p99 ms", "errors", "server CPU ms per answer", "load generator CPU (of one core)",
                "load avg before / after"]  # fmt: skip
-    parts = ", ".join(f"{k} {v:.0%}" for k, v in shares.items() if k in dict(GROUPS) or k == "other")
-    counted = (
-        f" SQL statements per call (SQLAlchemy cursor events, BEGIN included): next task "
-        f"{shares['next_statements']:.1f}, submit {shares['submit_statements']:.1f}."
-        if "next_statements" in shares
-        else ""
-    )
-    verdict = []
-    sqlite = payload["configs"].get("sqlite, 1 process")
-    if isinstance(sqlite, list):
-        med = summary(sqlite)
-        met = med["submits_per_s"] >= 300 and max(med["next_p99_ms"], med["submit_p99_ms"]) < 50
-        verdict = [
-            f"Target (>= 300 submits/s with p99 < 50 ms on SQLite, more on PostgreSQL with 2 processes): "
-            f"{'met' if met else 'not met'} in this run: SQLite gave {med['submits_per_s']:.0f} submits/s with "
-            f"p99 {med['next_p99_ms']:.0f} ms (next) and {med['submit_p99_ms']:.0f} ms (submit), at a load average "
-            f"of {med['load_before']:.0f} on 2 cores. The server's own CPU, measured from outside, is "
-            f"{med['server_cpu_ms_per_submit']:.1f} ms per next + submit cycle (HTTP included): one uncontended "
-            f"core would serve about {1000 / med['server_cpu_ms_per_submit']:.0f} cycles/s; the server used "
-            f"{med['submits_per_s'] * med['server_cpu_ms_per_submit'] / 10:.0f}% of one core during the run, the "
-            f"load generator {med['client_cpu']:.0%}, and the rest of the machine went to other jobs. The request "
-            f"path in one thread without HTTP takes {shares['cycle_cpu_ms']:.1f} ms of CPU per cycle.",
-            "",
-        ]
+    where = payload.get("where", {})
+    if "skipped" in where:
+        breakdown = f"Where the time goes: not sampled ({where['skipped']})."
+    else:
+        parts = ", ".join(f"{k} {v:.0%}" for k, v in where.items() if k != "samples")
+        breakdown = (f"Where the server's time goes (py-spy sampling the SQLite server at 250 Hz through a saturated "
+                     f"run with separate requests, {where.get('samples', 0):.0f} samples, by the innermost Python "
+                     f"frame; time inside C code such as SQLite counts to its caller): {parts}.")  # fmt: skip
+    counted = payload.get("statements", {})
+    if counted:
+        breakdown += (f" SQL statements per call (SQLite's trace callback, BEGIN and COMMIT included): next task "
+                      f"{counted['next_statements']:.1f}, submit {counted['submit_statements']:.1f}.")  # fmt: skip
     return "\n".join([
         "# Labeling service under load",
         "",
         f"`{payload['command']}`",
         "",
-        f"{settings['clients']} simulated annotators (asyncio + httpx on loopback, no think time) loop next task -> "
-        f"submit for {settings['seconds']:.0f} s against `crowdloop serve` on a fresh database; project on the "
-        f"shipped 34-label taxonomy, {settings['items']} items, gold rate 0.1, target 0.9, overlap 1-3. Medians "
-        f"over {settings['runs']} runs; the load generator runs on the same 2 cores as the server.",
+        f"Simulated annotators (asyncio + aiohttp on loopback, one keep-alive connection each, 80% right) work for "
+        f"{settings['seconds']:.0f} s against `crowdloop serve` on a fresh database; project on the shipped 34-label "
+        f"taxonomy, {settings['items']} items, gold rate 0.1, target 0.9, overlap 1-3. Loads: *separate* asks for a "
+        f"task, then answers it (two requests per answer); *combined* answers with `?next=true`, whose response "
+        f"carries the next task (one request per answer). *No pauses*: {settings['clients']} annotators answer at "
+        f"once, as fast as the server takes them (throughput; latency is then mostly queueing); *paced*: "
+        f"{settings['paced_clients']} annotators each pausing a random (exponential) time between task and answer so "
+        f"that together they offer the stated rate (latency at that rate). Medians over {settings['runs']} runs; the "
+        f"load generator runs on the same 2 cores as the server. Server CPU is measured from outside (/proc, the "
+        f"server's process group) and divided by the acknowledged answers.",
         "",
         markdown_table(headers, rows),
         "",
-        "Where the time of one next task + submit goes (cProfile of the route's work: token, service call, "
-        f"response model and JSON; own CPU time by module, {settings['profile_cycles']} cycles on SQLite in one "
-        f"thread, {shares['cycle_cpu_ms']:.1f} ms of CPU per cycle without the profiler): {parts} (the largest "
-        f"others: {shares['top_other']}).{counted}",
+        breakdown,
         "",
-        *verdict,
         *machine_lines({}),
     ])  # fmt: skip
 
@@ -337,11 +369,13 @@ def render(payload: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="sqlite:1,postgresql:1,postgresql:2", help="database:processes,...")
+    parser.add_argument("--loads", default="separate,combined,separate@300,combined@300",
+                        help="MODE (no pauses) or MODE@RATE (paced), MODE separate|combined")  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=16, help="Annotators in the loads without pauses.")
+    parser.add_argument("--paced-clients", type=int, default=64, help="Annotators in the paced loads.")
     parser.add_argument("--items", type=int, default=5000)
-    parser.add_argument("--profile-cycles", type=int, default=300)
     parser.add_argument("--render", action="store_true", help="Only redo the Markdown from results/service.json.")
     args = parser.parse_args()
     if args.render:
@@ -353,15 +387,18 @@ def main() -> None:
     configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.configs.split(",")]
     pg_reason = postgres_unavailable() if any(kind == "postgresql" for kind, _ in configs) else None
     settings = {k: v for k, v in vars(args).items() if k != "render"}
-    payload: dict[str, Any] = {"command": command_line("bench_service.py"), "settings": settings, "configs": {}}
+    payload: dict[str, Any] = {"command": command_line("bench_service.py"), "settings": settings, "runs": {}}
     for kind, workers in configs:
-        name = f"{kind}, {workers} process{'es' if workers > 1 else ''}"
-        if kind == "postgresql" and pg_reason:
-            payload["configs"][name] = pg_reason
-            continue
-        payload["configs"][name] = [one_run(kind, workers, args, folder, seed) for seed in range(args.runs)]
-        print(name, {k: round(v, 2) for k, v in summary(payload["configs"][name]).items()}, flush=True)
-    payload["profile"] = profile(args.profile_cycles, folder)
+        server = f"{kind}, {workers} process{'es' if workers > 1 else ''}"
+        for load_kind in args.loads.split(","):
+            key = f"{server} | {load_kind}"
+            if kind == "postgresql" and pg_reason:
+                payload["runs"][key] = pg_reason
+                continue
+            payload["runs"][key] = [one_run(kind, workers, load_kind, args, folder, s) for s in range(args.runs)]
+            print(key, {k: round(v, 2) for k, v in summary(payload["runs"][key]).items()}, flush=True)
+    payload["where"] = sampled_run(args, folder)
+    payload["statements"] = statements_per_call(folder)
     markdown = render(payload)
     print(markdown)
     write_results("service", markdown, payload)

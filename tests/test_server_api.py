@@ -210,6 +210,29 @@ def test_an_annotator_never_sees_gold_answers_or_consensus(world):
     assert set(brief) == {"id", "name", "labels", "is_taxonomy"}
 
 
+def test_submit_with_next_answers_and_leases_in_one_request(world):
+    call, pid, service = world["call"], world["pid"], world["service"]
+    token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "chain"}).json()[
+        "token"
+    ]
+    task = call("POST", f"/projects/{pid}/tasks/next", token).json()
+    answered = []
+    while task is not None:
+        out = call("POST", f"/projects/{pid}/tasks/{task['lease_id']}/submit?next=true", token, json={"label": "cat"})
+        assert out.status_code == 200, out.text
+        body = out.json()
+        assert body["item"] == task["item"] and body["label"] == "cat" and not body["duplicate"]
+        answered.append(body["item"])
+        task = body["next_task"]
+        if task is not None:  # the next task looks exactly like one from tasks/next
+            assert set(task) == {"lease_id", "item", "payload", "suggestions", "expires_at"}
+            assert task["item"] not in answered
+    assert len(answered) == len(set(answered)) > 1
+    assert call("POST", f"/projects/{pid}/tasks/next", token).status_code == 204  # nothing left, no lease held
+    chain = next(a for a in service.annotator_skills(pid) if a.name == "chain")
+    assert chain.answers == len(answered)  # every answer stored once
+
+
 def test_submit_is_idempotent_and_checks_labels(world):
     call, pid, service = world["call"], world["pid"], world["service"]
     token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]

@@ -7,6 +7,7 @@ label, so a worker who only knows "Electronics > Audio" can say so.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
@@ -106,7 +107,15 @@ class LabelSpace:
 
     def decode(self, codes: np.ndarray | Sequence[int]) -> np.ndarray:
         """Labels of codes, as an object array."""
-        return self._index.to_numpy(dtype=object)[np.asarray(codes, dtype=np.intp)]
+        return self._values[np.asarray(codes, dtype=np.intp)]
+
+    def name(self, code: int) -> str:
+        """The text of one label code (what the API shows and takes)."""
+        return str(self._values[code])
+
+    @functools.cached_property
+    def _values(self) -> np.ndarray:
+        return self._index.to_numpy(dtype=object)
 
     def _lookup(self, values: pd.Index) -> np.ndarray:
         codes = self._index.get_indexer(values)

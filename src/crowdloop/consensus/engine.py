@@ -238,8 +238,7 @@ class DynamicConsensus:
         """Order of the items that need more answers: expected information per unit of cost of
         one more crowd answer (``priority``), 0 for settled items; highest first."""
         table = self.decide(answers) if table is None else table
-        typical = float(np.median(self.skill_)) if len(self.skill_) else self.rules.prior_mean
-        value = priority(table["confidence"].to_numpy(dtype=np.float64), typical, self.policy.prices.crowd)
+        value = priority(table["confidence"].to_numpy(dtype=np.float64), self.typical_skill(), self.policy.prices.crowd)
         value = np.where(table["status"].to_numpy() == MORE, value, 0.0)
         return pd.Series(value, index=answers.items, name="priority").sort_values(ascending=False, kind="stable")
 
@@ -284,13 +283,23 @@ class DynamicConsensus:
             return raw
         return np.where(raw > 0, self.calibrator_.predict(raw, n_answers=n, quantile=self.caution), 0.0)
 
+    def typical_skill(self) -> float:
+        """The median accuracy of the fitted workers (the prior mean before a fit)."""
+        skill = getattr(self, "skill_", None)
+        if skill is None or not len(skill):
+            return self.rules.prior_mean
+        cached = getattr(self, "_typical", None)
+        if cached is None or cached[0] is not skill:
+            cached = self._typical = (skill, float(np.median(skill)))
+        return cached[1]
+
     def answers_needed(self, states: ItemStates, answers: Answers) -> np.ndarray:
         r"""Least m such that m more agreeing answers of a typical worker would reach the target.
 
         Each agreeing answer of skill $\bar s$ multiplies the odds of the leading label against
         any other by $\bar s (K - 1) / (1 - \bar s)$ (the flat one-coin factor)."""
         k = max(answers.n_labels, 2)
-        typical = float(np.clip(np.median(self.skill_), 0.05, 0.999)) if len(self.skill_) else self.rules.prior_mean
+        typical = min(max(self.typical_skill(), 0.05), 0.999)
         step = np.log(typical * (k - 1) / (1 - typical))
         room = max(self.policy.max_overlap, 1)
         m = np.arange(1, room + 1)

@@ -38,7 +38,7 @@ def create_app(
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
     install_problem_handlers(app)
-    for module in (projects, loop, results):
+    for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)

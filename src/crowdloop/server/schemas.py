@@ -292,6 +292,9 @@ class SubmitOut(Out):
     label: str
     duplicate: bool
     annotator_status: str
+    next_task: TaskOut | None = Field(
+        None, description="With `?next=true`: the annotator's next task, leased (null when none is left)."
+    )
 
 
 class ItemStateOut(Out):

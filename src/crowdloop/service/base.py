@@ -294,7 +294,7 @@ class ServiceBase:
         return ItemState(
             item=item.external_id,
             status=item.status,
-            label=None if item.label is None else str(labels.decode([item.label])[0]),
+            label=None if item.label is None else labels.name(item.label),
             confidence=item.confidence,
             answers=item.answer_count,
             open_leases=item.open_leases,
@@ -363,9 +363,7 @@ class ServiceBase:
             if status != item.status:
                 detail = {
                     "from": item.status,
-                    "label": None
-                    if values["label"] is None
-                    else str(self._label_space(project).decode([values["label"]])[0]),
+                    "label": None if values["label"] is None else self._label_space(project).name(values["label"]),
                     "confidence": values["confidence"],
                     "answers": int(table.answers[i]),
                     "target": decider.policy.target,

@@ -137,7 +137,7 @@ class Loop(ServiceBase):
             return None
         labels = self._label_space(project)
         top = sorted(zip(row.labels, row.probs, strict=True), key=lambda x: -x[1])[: project.suggestions]
-        return [{"label": str(labels.decode([code])[0]), "probability": round(float(p), 4)} for code, p in top]
+        return [{"label": labels.name(code), "probability": round(float(p), 4)} for code, p in top]
 
     def submit(
         self,
@@ -189,7 +189,7 @@ class Loop(ServiceBase):
             answer_id=answer.id,
             lease_id=answer.lease_id or lease_id,
             item=item.external_id,
-            label=str(self._label_space(project).decode([answer.label])[0]),
+            label=self._label_space(project).name(answer.label),
             duplicate=True,
             annotator_status=annotator.status,
         )
@@ -246,7 +246,7 @@ class Loop(ServiceBase):
             answer_id=answer_id,
             lease_id=lease_id,
             item=item.external_id,
-            label=str(labels.decode([code])[0]),
+            label=labels.name(code),
             duplicate=False,
             annotator_status=status,
         )
@@ -335,7 +335,7 @@ class Loop(ServiceBase):
                         payload=item.payload,
                         label=state.label,
                         confidence=item.confidence,
-                        answers=[ReviewAnswer(name, str(labels.decode([code])[0])) for name, code in answers],
+                        answers=[ReviewAnswer(name, labels.name(code)) for name, code in answers],
                         suggestions=[Suggestion(**s) for s in shown],
                     )
                 )

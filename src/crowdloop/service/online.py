@@ -29,6 +29,7 @@ from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
 from crowdloop.consensus import (
+    ESCALATED,
     MORE,
     ConsensusPolicy,
     DynamicConsensus,
@@ -242,8 +243,12 @@ class OnlineConsensus:
             labels=self.labels,
         )
         needed = engine.answers_needed(states, codes)
-        fallback = engine.partial_acceptance(posterior, codes) if self.policy.partial else (None, None)
-        table = decide_arrays(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
+        table = decide_arrays(states, self.policy, needed)
+        if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
+            partial, partial_confidence = engine.partial_acceptance(posterior, codes)
+            table = decide_arrays(
+                states, self.policy, needed, fallback_label=partial, fallback_confidence=partial_confidence
+            )
         status, label, confidence = table.status, table.label, table.confidence
         # an item nobody answered has no leading label: one answer is worth the most it can be
         value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
