@@ -127,3 +127,14 @@ def test_plain_label_file_is_a_flat_space(tmp_path):
     path.write_text("positive\nnegative\n")
     space = LabelSpace.read(path)
     assert type(space) is LabelSpace and space.labels == ["positive", "negative"]
+
+
+def test_credit_counts_the_share_of_the_true_path_an_answer_names():
+    taxonomy = Taxonomy.from_paths(["A", "A > B", "A > B > C", "A > D", "E"])
+    code = taxonomy.code
+    pairs = [("A", "A > B > C"), ("A > B", "A > B > C"), ("A > B > C", "A > B > C"), ("A > B > C", "A > B"),
+             ("A > D", "A > B > C"), ("E", "A"), ("A > B", "A > D")]  # fmt: skip
+    credit = taxonomy.credit([code(a) for a, _ in pairs], [code(t) for _, t in pairs])
+    np.testing.assert_allclose(credit, [1 / 3, 2 / 3, 1, 1, 0, 0, 0])
+    flat = LabelSpace(["x", "y", "z"])
+    np.testing.assert_array_equal(flat.credit([0, 1, 2], [0, 0, 2]), [1.0, 0.0, 1.0])

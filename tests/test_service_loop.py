@@ -14,7 +14,7 @@ from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.errors import AuthError, ConflictError, ForbiddenError, InputError, NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import GoldIn, ItemIn, TaskOut, open_service
-from crowdloop.store.schema import ApiToken
+from crowdloop.store.schema import Annotator, ApiToken
 
 TAXONOMY = Taxonomy.from_paths(
     [f"{top} > {leaf}" for top, leaves in {"Audio": "abc", "Home": "def"}.items() for leaf in leaves]
@@ -181,6 +181,23 @@ def test_skip_gives_the_task_back(service) -> None:
     assert service.next_task(other).item == "one"
     with pytest.raises(ConflictError):
         service.skip(worker, task.lease_id)
+
+
+def test_an_answer_on_the_true_path_of_a_gold_item_earns_its_share(service) -> None:
+    project = service.create_project(name(), TAXONOMY, ConsensusPolicy(), gold_rate=1.0)
+    service.import_items(
+        project.id, [ItemIn("leaf", {"i": 0}, gold="Audio > a"), ItemIn("inner", {"i": 1}, gold="Home")]
+    )
+    worker, _ = service.add_annotator(project.id, "cautious")
+    answers = {"leaf": "Audio", "inner": "Home > d"}  # the branch of a leaf; a leaf below a true branch
+    for _ in range(2):
+        task = service.next_task(worker)
+        service.submit(worker, task.lease_id, answers[task.item])
+    with service.engine.connect() as connection:
+        row = connection.execute(
+            select(Annotator.gold_right, Annotator.gold_total).where(Annotator.id == worker.id)
+        ).one()
+    assert row.gold_total == 2 and row.gold_right == pytest.approx(0.5 + 1.0)
 
 
 def test_gold_failures_ban_an_annotator(service) -> None:

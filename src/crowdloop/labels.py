@@ -109,6 +109,11 @@ class LabelSpace:
         """Labels of codes, as an object array."""
         return self._values[np.asarray(codes, dtype=np.intp)]
 
+    def credit(self, answers: np.ndarray | Sequence[int], truths: np.ndarray | Sequence[int]) -> np.ndarray:
+        """How right each answer (code) is about its true label (code), in [0, 1]: here 1 for the
+        true label and 0 for any other (a taxonomy also credits answers on the true path)."""
+        return (np.asarray(answers) == np.asarray(truths)).astype(np.float64)
+
     def name(self, code: int) -> str:
         """The text of one label code (what the API shows and takes)."""
         return str(self._values[code])
@@ -247,6 +252,17 @@ class Taxonomy(LabelSpace):
         pa, pb = self.path_codes[np.asarray(a)], self.path_codes[np.asarray(b)]
         same = (pa == pb) & (pa >= 0)
         return np.cumprod(same, axis=-1).sum(axis=-1).astype(np.int32)
+
+    def credit(self, answers: np.ndarray | Sequence[int], truths: np.ndarray | Sequence[int]) -> np.ndarray:
+        """How right each answer is about its true label, in [0, 1]: an answer on the true path
+        earns the share of it that it names, $d(a) / d(t)$ for an ancestor $a$ of the truth $t$
+        ("Animals" for "Animals > Birds > Owls" is a third right: right, but it says less); the
+        truth itself, or a node below a true inner node, is right; a node off the path is wrong.
+        An annotator who always answers a top level thus scores low, as the posterior, which
+        counts an ancestor answer as agreeing with every label below it, needs."""
+        a, t = np.asarray(answers), np.asarray(truths)
+        lca, depth_a, depth_t = self.lca_depth(a, t), self.depth[a], self.depth[t]
+        return np.where(lca == depth_a, depth_a / depth_t, np.where(lca == depth_t, 1.0, 0.0)).astype(np.float64)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Tree distance (edges between the nodes, through a virtual root) of each pair."""

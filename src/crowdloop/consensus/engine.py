@@ -92,7 +92,7 @@ class DynamicConsensus:
         truth = _gold_of(codes, answers.n_items)[answers.item]
         on_gold = truth >= 0
         self.book_ = SkillBook(answers.n_workers, self.rules)
-        self.book_.record_gold(answers.worker[on_gold], answers.label[on_gold] == truth[on_gold])
+        self.book_.record_gold(answers.worker[on_gold], answers.labels.credit(answers.label[on_gold], truth[on_gold]))
         if answers.time is not None:
             self.book_.record_time(answers.worker, answers.time)
         self.calibrator_ = None
@@ -132,8 +132,8 @@ class DynamicConsensus:
             return model.skill_codes_
         gold_label = _gold_of(gold, answers.n_items)[answers.item]
         on_gold = gold_label >= 0
-        right = np.bincount(answers.worker[on_gold], weights=answers.label[on_gold] == gold_label[on_gold],
-                            minlength=answers.n_workers)  # fmt: skip
+        credit = answers.labels.credit(answers.label[on_gold], gold_label[on_gold])
+        right = np.bincount(answers.worker[on_gold], weights=credit, minlength=answers.n_workers)
         total = np.bincount(answers.worker[on_gold], minlength=answers.n_workers)
         mean = (right.sum() + 1.0) / (total.sum() + 2.0)
         m = self.rules.prior_strength

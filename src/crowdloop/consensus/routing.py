@@ -38,7 +38,7 @@ class BranchSkills:
         branch = branch_of[taxonomy.ancestor_at(np.maximum(truth, 0), 1)]
         key = answers.worker[known].astype(np.int64) * len(tops) + branch[known]
         size = answers.n_workers * len(tops)
-        right = np.bincount(key, weights=answers.label[known] == truth[known], minlength=size)
+        right = np.bincount(key, weights=taxonomy.credit(answers.label[known], truth[known]), minlength=size)
         total = np.bincount(key, minlength=size)
         prior = np.repeat(np.asarray(overall, dtype=np.float64), len(tops))
         self.skill_ = ((right + self.strength * prior) / (total + self.strength)).reshape(answers.n_workers, len(tops))

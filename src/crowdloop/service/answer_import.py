@@ -75,9 +75,14 @@ class AnswersImported:
     items whose status changed."""
 
     stored: int = 0
-    duplicates: list[int] = field(default_factory=list)
-    annotators_created: list[str] = field(default_factory=list)
-    items_changed: int = 0
+    duplicates: list[int] = field(
+        default_factory=list,
+        metadata={"description": "Rows not stored: their annotator had answered the item already."},
+    )
+    annotators_created: list[str] = field(
+        default_factory=list, metadata={"description": "Annotators named for the first time (no token yet)."}
+    )
+    items_changed: int = field(default=0, metadata={"description": "Items whose status the imported answers changed."})
 
 
 @dataclass(frozen=True)
@@ -226,9 +231,11 @@ class AnswerImport(Loop):
         """Count the answers of each annotator, and their gold record (as ``submit`` does), then
         ban or promote on the new evidence."""
         totals: dict[int, list[float]] = {}
+        labels = self._label_space(project)
         for _, item, who, code in answers:
             n, gold, right = totals.setdefault(who.id, [0, 0.0, 0.0])
-            totals[who.id] = [n + 1, gold + float(item.is_gold), right + float(item.is_gold and item.truth == code)]
+            credit = float(labels.credit([code], [item.truth])[0]) if item.is_gold else 0.0
+            totals[who.id] = [n + 1, gold + float(item.is_gold), right + credit]
         session.execute(
             _RECORD_MANY,
             [{"annotator": a, "n": n, "gold": g, "right": r} for a, (n, g, r) in totals.items()],

@@ -228,7 +228,7 @@ class Loop(ServiceBase):
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
         ).scalar_one()  # fmt: skip
         rules = self._rules(project)
-        right = float(lease.truth == code) if item.is_gold else 0.0
+        right = float(labels.credit([code], [lease.truth])[0]) if item.is_gold else 0.0
         timed = duration_ms is not None
         fast = timed and duration_ms < rules.min_seconds * 1000
         annotator = connection.execute(

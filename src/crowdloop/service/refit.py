@@ -157,7 +157,7 @@ def _calibrator(
     fold[gold_codes] = np.random.default_rng(0).permutation(len(gold_codes)) % 2
     on_gold = fold[answers.item] >= 0
     key = answers.worker[on_gold].astype(np.int64) * 2 + fold[answers.item[on_gold]]
-    correct = (answers.label[on_gold] == truth[answers.item[on_gold]]).astype(np.float64)
+    correct = labels.credit(answers.label[on_gold], truth[answers.item[on_gold]])
     right_in = np.bincount(key, weights=correct, minlength=2 * answers.n_workers).reshape(-1, 2)
     total_in = np.bincount(key, minlength=2 * answers.n_workers).reshape(-1, 2)
     other = 1 - fold[state_item[states.item]]  # the half the state's item is not in
