@@ -68,8 +68,10 @@ def test_a_second_answer_of_an_annotator_is_reported_not_stored(service) -> None
             "answers, row 2, field 'label': label 'cow' is not in the label space",
         ),
         ([AnswerIn("a", "ann", "cat"), AnswerIn("zz", "bob", "cat")], InputError, "row 2, field 'item': answer to "),
-        ([AnswerIn("a", " ", "cat")], InputError, "row 1, field 'annotator': annotator name must be 1-200"),
-        ([AnswerIn("", "ann", "cat")], InputError, "row 1, field 'item': item id must be 1-500"),
+        ([AnswerIn("a", " ", "cat")], InputError, "row 1, field 'annotator': annotator must not be empty"),
+        ([AnswerIn("a", "an\x00n", "cat")], InputError, "row 1, field 'annotator': annotator contains a NUL"),
+        ([AnswerIn("", "ann", "cat")], InputError, "row 1, field 'item': item must not be empty"),
+        ([AnswerIn("a" * 501, "ann", "cat")], InputError, "row 1, field 'item': item must be at most 500"),
         ([AnswerIn("a", "ann", None)], InputError, "row 1, field 'label': label None is not a label"),
     ],
 )

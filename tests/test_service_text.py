@@ -99,7 +99,7 @@ def test_bad_prediction_ids_are_refused_before_the_database(service, project):
     with pytest.raises(InputError) as error:
         service.add_model_predictions(project.id, "m", "1", {"kept": {"cat": 0.9}, "x\x00": {"dog": 0.8}})
     assert error.value.rows == [2] and "item contains a NUL character" in str(error.value)
-    with pytest.raises(ConfigError, match="without NUL"):
+    with pytest.raises(ConfigError, match="model name contains a NUL"):
         service.add_model_predictions(project.id, "m\x00", "1", {"kept": {"cat": 0.9}})
     after = stored(service, project.id)
     assert after == before
@@ -149,3 +149,21 @@ def test_lookups_with_a_nul_find_nothing_and_answers_with_one_are_unknown_labels
         service.submit(annotator, task.lease_id, "c\x00at")
     assert stored(service, project.id) == before
     assert service.submit(annotator, task.lease_id, "cat").label == "cat"
+
+
+def test_lease_ids_idempotency_keys_and_reviewed_ids_with_nul_are_refused_before_the_database(service):
+    info = service.create_project(f"loop-text-{next(_names)}", LABELS, ConsensusPolicy(), gold_rate=0)
+    service.import_items(info.id, [ItemIn("open", {"title": "x"})])
+    worker, _ = service.add_annotator(info.id, "worker")
+    task = service.next_task(worker)
+    for bad in ("lease\x00", "", "x" * 33):
+        with pytest.raises(NotFoundError, match="no lease"):
+            service.submit(worker, bad, "cat")
+        with pytest.raises(NotFoundError, match="no lease"):
+            service.skip(worker, bad)
+    with pytest.raises(InputError, match="idempotency key contains a NUL"):
+        service.submit(worker, task.lease_id, "cat", idempotency_key="k\x00")
+    owner, _ = service.add_annotator(info.id, "owner", role="owner")
+    with pytest.raises(NotFoundError, match="no item"):
+        service.review(owner, info.id, "open\x00", "cat")
+    assert service.submit(worker, task.lease_id, "cat").label == "cat"  # the lease survived every refusal

@@ -65,4 +65,5 @@ def app_from_environment() -> FastAPI:
     """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     seed = os.environ.get(SEED_VARIABLE)
-    return create_app(open_service(seed=int(seed) if seed else None), max_body_bytes=max_body)
+    service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
+    return create_app(service, max_body_bytes=max_body)

@@ -24,6 +24,7 @@ from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, ProjectRow
 from crowdloop.service.intake import batched, check_batch
 from crowdloop.service.loop import Loop
+from crowdloop.service.text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, utcnow
 
@@ -279,14 +280,9 @@ def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str
             raise InputError(
                 f"expected an AnswerIn, got {type(row).__name__}", source=source, rows=[number], unit="row"
             )
-        item = row.item.strip() if isinstance(row.item, str) else ""
-        if not item or len(item) > 500:
-            raise InputError("item id must be 1-500 characters", source=source, rows=[number], field="item", unit="row")
-        name = row.annotator.strip() if isinstance(row.annotator, str) else ""
-        if not name or len(name) > 200:
-            raise InputError(
-                "annotator name must be 1-200 characters", source=source, rows=[number], field="annotator", unit="row"
-            )
+        check_text(row.item, EXTERNAL_ID_LENGTH, source=source, row=number, field="item", unit="row")
+        check_text(row.annotator, NAME_LENGTH, source=source, row=number, field="annotator", unit="row")
+        item, name = row.item.strip(), row.annotator.strip()
         checked.append(AnswerIn(item, name, row.label, bool(row.review)))
     values = [r.label for r in checked]
     bad = [first_row + i for i, v in enumerate(values) if v is None or isinstance(v, dict | list | bool)]

@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
-from crowdloop.errors import ConfigError, NotFoundError, UnknownLabelError
+from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
 from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
+from crowdloop.service.text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
 from crowdloop.store import queries as q
@@ -137,6 +138,7 @@ class ServiceBase:
         self._rule_cache: dict[int, tuple[int, SkillRules]] = {}
         self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
+        self.checkpointer: db.WalCheckpointer | None = None
 
     @property
     def single_writer(self) -> bool:
@@ -283,8 +285,10 @@ class ServiceBase:
         return annotator
 
     def _item(self, session: Session, project_id: int, external_id: str, *, lock: bool = False) -> Item:
-        statement = select(Item).where(Item.project_id == project_id, Item.external_id == str(external_id))
-        item = session.scalars(self._locked(statement) if lock else statement).first()
+        item = None
+        if not text_problem(str(external_id), EXTERNAL_ID_LENGTH):  # no stored id could match
+            statement = select(Item).where(Item.project_id == project_id, Item.external_id == str(external_id))
+            item = session.scalars(self._locked(statement) if lock else statement).first()
         if item is None:
             raise NotFoundError(f"no item {external_id!r} in project {project_id}")
         return item
@@ -378,10 +382,7 @@ class ServiceBase:
 
     def _model_version(self, project_id: int, name: str, version: str) -> int:
         """The id of a model version, created when new."""
-        if not all(isinstance(x, str) and x.strip() and len(x) <= 200 and "\x00" not in x for x in (name, version)):
-            raise ConfigError(
-                f"model name and version must be 1-200 characters without NUL bytes, got {name!r}, {version!r}"
-            )
+        name, version = checked_name(name, "model"), checked_name(version, "model version")
 
         def work(session: Session) -> int:
             self._project(session, project_id)
@@ -410,5 +411,7 @@ class ServiceBase:
             return self._run(work)
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop the log checkpoints (if any) and release the database connections."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()

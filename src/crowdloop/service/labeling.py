@@ -30,14 +30,23 @@ __all__ = ["DEFAULT_URL", "URL_VARIABLE", "LabelingService", "open_service", "re
 
 
 def open_service(
-    url: str | None = None, *, seed: int | None = None, clock: Callable[[], datetime] | None = None
+    url: str | None = None,
+    *,
+    seed: int | None = None,
+    clock: Callable[[], datetime] | None = None,
+    background_checkpoints: bool = False,
 ) -> LabelingService:
     """The service on ``url`` (default: ``$CROWDLOOP_DATABASE_URL``, else ``./crowdloop.db``),
     with the schema migrated to the latest version. ``seed`` fixes the gold draws and ``clock``
-    (a function returning an aware UTC datetime) the time leases are measured by (tests)."""
-    engine = db.make_engine(url)
+    (a function returning an aware UTC datetime) the time leases are measured by (tests).
+    ``background_checkpoints``: a server's SQLite log is checkpointed by a thread of its own
+    (``store.db.WalCheckpointer``), not inside requests; ``close`` stops it."""
+    engine = db.make_engine(url, background_checkpoints=background_checkpoints)
     db.upgrade(engine)
-    return LabelingService(engine, seed=seed, clock=clock)
+    service = LabelingService(engine, seed=seed, clock=clock)
+    if background_checkpoints:
+        service.checkpointer = db.start_checkpointer(engine)
+    return service
 
 
 def refit_projects(url: str | None = None, project: int | str | None = None) -> list[RefitReport]:

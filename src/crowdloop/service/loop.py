@@ -13,10 +13,14 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.text import text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
+
+IDEMPOTENCY_KEY_LENGTH = 200
+LEASE_ID_LENGTH = 32
 
 
 class Loop(ServiceBase):
@@ -159,10 +163,11 @@ class Loop(ServiceBase):
                 f"duration_ms must be an integer in [0, 86400000], got {duration_ms!r}", field="duration_ms"
             )
         key = idempotency_key
-        if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 200):
-            raise InputError("idempotency key must be 1-200 characters", field="idempotency_key")
-        if not isinstance(lease_id, str) or not lease_id:
-            raise NotFoundError(f"no lease {lease_id!r}")
+        if key is not None and text_problem(key, IDEMPOTENCY_KEY_LENGTH):
+            raise InputError(
+                f"idempotency key {text_problem(key, IDEMPOTENCY_KEY_LENGTH)}: {key!r}", field="idempotency_key"
+            )
+        self._check_lease_id(lease_id)
         try:
             return self._run_direct(
                 lambda db: self._submit(db, annotator.id, lease_id, label, duration_ms, idempotency_key)
@@ -290,8 +295,15 @@ class Loop(ServiceBase):
             )
         return annotator.status
 
+    @staticmethod
+    def _check_lease_id(lease_id: Any) -> None:
+        """``NotFoundError`` for what cannot be a lease id (leases are 32 hex digits)."""
+        if not isinstance(lease_id, str) or text_problem(lease_id, LEASE_ID_LENGTH):
+            raise NotFoundError(f"no lease {lease_id!r}")
+
     def skip(self, annotator: AnnotatorInfo, lease_id: str) -> None:
         """Give a leased task back; it is not offered to this annotator again."""
+        self._check_lease_id(lease_id)
 
         def work(session: Session) -> None:
             lease = session.scalars(self._locked(select(Lease).where(Lease.id == lease_id))).first()

@@ -447,9 +447,6 @@ class Setup(ServiceBase):
     def item_state(self, project_id: int, external_id: str) -> ItemState:
         """The consensus state of one item (for owners and reviewers, never annotators)."""
 
-        if text_problem(str(external_id), EXTERNAL_ID_LENGTH):
-            raise NotFoundError(f"no item {external_id!r} in project {project_id}")
-
         def work(session: Session) -> ItemState:
             project = self._project(session, project_id)
             item = self._item(session, project_id, external_id)

@@ -1,0 +1,119 @@
+"""The hot path on the driver's connection (``store.direct``) reads and writes what SQLAlchemy
+would, raises SQLAlchemy's errors, and commits all or nothing; SQLite's log checkpoints can run
+beside the requests. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from crowdloop.labels import LabelSpace
+from crowdloop.service import ItemIn, open_service
+from crowdloop.store import db
+from crowdloop.store import queries as q
+from crowdloop.store.direct import direct_transaction
+
+
+@pytest.fixture(scope="module")
+def service(database_url: str):
+    svc = open_service(database_url, seed=1)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture(scope="module")
+def rows(service):
+    """A project with one item and one annotator: the ids a lease needs."""
+    project = service.create_project("direct", LabelSpace(["a", "b"]), gold_rate=0.0)
+    service.import_items(project.id, [ItemIn("one", {"title": "naïve ☃", "tags": [1, 2]})])
+    annotator, _ = service.add_annotator(project.id, "worker")
+    with service.engine.connect() as connection:
+        item = connection.execute(select(q.items.c.id).where(q.items.c.project_id == project.id)).scalar_one()
+    return {"project_id": project.id, "item_id": item, "annotator_id": annotator.id}
+
+
+def lease(rows: dict, lease_id: str, expires: datetime) -> dict:
+    return {"id": lease_id, **rows, "state": "open", "suggestions": [{"label": "a", "probability": 0.75}],
+            "created_at": expires - timedelta(minutes=10), "expires_at": expires}  # fmt: skip
+
+
+def test_rows_match_what_sqlalchemy_reads(service, rows) -> None:
+    expires = datetime(2030, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    cache: dict = {}
+    with direct_transaction(service.engine, cache) as connection:
+        connection.execute(q.NEW_LEASE, lease(rows, "f" * 32, expires))
+        fast = connection.execute(q.SUBMITTED, {"lease": "f" * 32}).one()
+        payload = connection.execute(q.TASK_ITEM, {"item": rows["item_id"]}).one()
+    with service.engine.connect() as connection:
+        slow = connection.execute(q.SUBMITTED, {"lease": "f" * 32}).one()
+        slow_payload = connection.execute(q.TASK_ITEM, {"item": rows["item_id"]}).one()
+    assert tuple(fast) == tuple(slow) and fast._fields == tuple(slow._mapping.keys())
+    assert fast.suggestions == [{"label": "a", "probability": 0.75}]  # JSON decoded
+    assert fast.i_is_gold is False and fast.has_models is not None  # booleans as booleans
+    assert tuple(payload) == tuple(slow_payload) and payload.payload == {"title": "naïve ☃", "tags": [1, 2]}
+    with service.engine.connect() as connection:
+        stored = connection.execute(select(q.leases.c.expires_at).where(q.leases.c.id == "f" * 32)).scalar_one()
+    assert stored == expires  # the same timestamp, timezone-aware, through either path
+    assert len(cache) == 3  # each statement compiled once for its parameter names
+
+
+def test_errors_are_sqlalchemys_and_roll_back_the_whole_transaction(service, rows) -> None:
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    with pytest.raises(IntegrityError), direct_transaction(service.engine, {}) as connection:
+        connection.execute(q.NEW_LEASE, lease(rows, "a" * 32, expires))
+        connection.execute(q.NEW_LEASE, lease(rows, "a" * 32, expires))  # the same primary key
+    with service.engine.connect() as connection:
+        assert connection.execute(select(q.leases.c.id).where(q.leases.c.id == "a" * 32)).first() is None
+
+
+def test_refuses_what_it_cannot_run_exactly(service, rows) -> None:
+    with direct_transaction(service.engine, {}) as connection:
+        with pytest.raises(ValueError, match="expanding"):
+            connection.execute(q.ITEM_ANSWERS, {"items": [rows["item_id"]]})
+        with pytest.raises(ValueError, match="no value"):
+            connection.execute(q.TASK_ITEM, {})
+
+
+def test_many_rows_in_one_call_update_each(service, rows) -> None:
+    now = datetime(2030, 2, 2, tzinfo=UTC)
+    change = {"status": "more", "label": None, "confidence": None, "needed": 2, "priority": 0.5, "branch": -1,
+              "now": now}  # fmt: skip
+    with direct_transaction(service.engine, {}) as connection:
+        done = connection.execute(q.DECISION, [{**change, "item": rows["item_id"]}, {**change, "item": -1}])
+    assert done.rowcount == 1
+    with service.engine.connect() as connection:
+        needed = connection.execute(select(q.items.c.needed).where(q.items.c.id == rows["item_id"])).scalar_one()
+    assert needed == 2
+
+
+def test_background_checkpoints_move_the_log_into_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "checkpointed.db"
+    service = open_service(f"sqlite:///{path}", background_checkpoints=True)
+    try:
+        assert service.checkpointer is not None
+        before = path.stat().st_size
+        project = service.create_project("wal", LabelSpace(["a", "b"]), gold_rate=0.0)
+        service.import_items(project.id, [ItemIn(f"i{k}", {"text": "x" * 200}) for k in range(3000)])
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert path.stat().st_size > before  # pages copied from the log by the checkpointer thread
+    finally:
+        service.close()
+    assert not service.checkpointer._thread.is_alive()
+
+
+def test_without_background_checkpoints_the_engine_checkpoints_itself(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    engine.dispose()
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'server.db'}", background_checkpoints=True)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    engine.dispose()
