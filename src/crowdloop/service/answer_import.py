@@ -26,7 +26,7 @@ from crowdloop.service.intake import batched, check_batch
 from crowdloop.service.loop import Loop
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.store import queries as q
-from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, utcnow
+from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, utcnow
 
 _COUNT_ANSWERS = (
     update(Item.__table__)
@@ -42,18 +42,6 @@ _RECORD_MANY = (
         gold_total=q.annotators.c.gold_total + bindparam("gold"),
         since_right=q.annotators.c.since_right + bindparam("right"),
         since_total=q.annotators.c.since_total + bindparam("gold"),
-    )
-)
-_SETTLE = (
-    update(Item.__table__)
-    .where(Item.__table__.c.id == bindparam("item"))
-    .values(
-        status="reviewed",
-        label=bindparam("label"),
-        confidence=bindparam("confidence"),
-        needed=0,
-        priority=0.0,
-        updated_at=bindparam("now"),
     )
 )
 
@@ -168,9 +156,9 @@ class AnswerImport(Loop):
         if counts:
             session.execute(_COUNT_ANSWERS, [{"item": i, "n": n} for i, n in counts.items()])
         self._record(session, project, answers)
-        settled = self._settle(
-            session, project, [(item, who, code) for row, item, who, code in rows if row.review], now
-        )
+        reviews = {item.id: (item, who, code) for row, item, who, code in rows if row.review}  # the last one wins
+        self._settle(session, project, list(reviews.values()), imported=True)
+        settled = set(reviews)
         open_items = list({item.id: item for _, item, _, _ in answers if not item.is_gold}.values())
         open_items = [item for item in open_items if item.id not in settled and item.status != "reviewed"]
         changed = sum(
@@ -183,7 +171,7 @@ class AnswerImport(Loop):
         """The batch's items (locked on PostgreSQL, as ``submit`` locks them) with their true label."""
         ids = list(dict.fromkeys(r.item for r in batch.rows))
         statement = (
-            select(Item.id, Item.external_id, Item.is_gold, Item.status, GoldLabel.label.label("truth"))
+            select(Item.id, Item.external_id, Item.is_gold, Item.status, Item.label, GoldLabel.label.label("truth"))
             .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
             .where(Item.project_id == project_id, Item.external_id.in_(ids))
             .order_by(Item.id)
@@ -251,24 +239,6 @@ class AnswerImport(Loop):
             ).all()
             for row in rows:
                 self._judge(session, project, row, rules)
-
-    def _settle(self, session: Session, project: ProjectRow, reviews: list[tuple], now: Any) -> set[int]:
-        """Reviewers' decisions: each item reviewed with their label, at their skill as confidence
-        (``review``); the last review of an item wins. Returns the items settled."""
-        if not reviews:
-            return set()
-        rules = self._rules(project)
-        last = {item.id: (item, who, code) for item, who, code in reviews}
-        changes, events = [], []
-        for item, who, code in last.values():
-            confidence = float(self._book([who], rules).accuracy()[0])
-            changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
-            events.append({"project_id": project.id, "item_id": item.id, "annotator_id": who.id, "kind": "reviewed",
-                           "created_at": now, "detail": {"from": item.status, "label": code,
-                                                         "confidence": confidence, "imported": True}})  # fmt: skip
-        session.execute(_SETTLE, changes)
-        session.execute(insert(Event.__table__), events)
-        return set(last)
 
 
 def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str) -> _Batch:

@@ -370,8 +370,6 @@ class Loop(ServiceBase):
             item = self._item(session, project_id, external_id, lock=True)
             if item.is_gold:
                 raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
-            rules = self._rules(project)
-            confidence = float(self._book([person], rules).accuracy()[0])
             own = session.scalars(
                 select(Answer).where(Answer.item_id == item.id, Answer.annotator_id == person.id)
             ).first()
@@ -389,18 +387,9 @@ class Loop(ServiceBase):
                         created_at=utcnow(),
                     )
                 )
-            before = (item.status, item.label)
-            item.status, item.label, item.confidence = "reviewed", code, confidence
-            item.needed, item.priority, item.updated_at = 0, 0.0, utcnow()
-            self._event(
-                session,
-                project_id,
-                "reviewed",
-                {"from": before[0], "crowd_label": before[1], "label": code, "confidence": confidence},
-                item_id=item.id,
-                annotator_id=person.id,
-            )
             session.flush()
+            self._settle(session, project, [(item, person, code)])
+            session.expire(item)  # read back as settled
             return self._state(item, labels)
 
         return self._run(work)
