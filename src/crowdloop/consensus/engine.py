@@ -30,7 +30,7 @@ from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
 from crowdloop.consensus.skills import SkillBook, SkillRules
 from crowdloop.errors import ConfigError, InputError
-from crowdloop.labels import Taxonomy
+from crowdloop.labels import LabelSpace, Taxonomy
 
 SkillSource = Literal["em", "gold"]
 HORIZONS = (1, 2, 3, 5, 8, 13, 21, 34)
@@ -244,8 +244,10 @@ class DynamicConsensus:
 
     def _decide_codes(self, answers: Answers) -> pd.DataFrame:
         states, posterior = self.states(answers)
-        needed = self.answers_needed(states, answers)
-        fallback = self.partial_acceptance(posterior, answers) if self.policy.partial else (None, None)
+        needed = self.answers_needed(states, answers.n_labels)
+        fallback = (
+            self.partial_acceptance(posterior, answers.labels, states.answers) if self.policy.partial else (None, None)
+        )
         table = decide(states, self.policy, needed, fallback_label=fallback[0], fallback_confidence=fallback[1])
         if self.outlook_:
             stop = (table["status"].to_numpy() == MORE) & (self.gain_per_answer(states) * self.policy.label_value
@@ -293,12 +295,12 @@ class DynamicConsensus:
             cached = self._typical = (skill, float(np.median(skill)))
         return cached[1]
 
-    def answers_needed(self, states: ItemStates, answers: Answers) -> np.ndarray:
+    def answers_needed(self, states: ItemStates, n_labels: int) -> np.ndarray:
         r"""Least m such that m more agreeing answers of a typical worker would reach the target.
 
         Each agreeing answer of skill $\bar s$ multiplies the odds of the leading label against
         any other by $\bar s (K - 1) / (1 - \bar s)$ (the flat one-coin factor)."""
-        k = max(answers.n_labels, 2)
+        k = max(n_labels, 2)
         typical = min(max(self.typical_skill(), 0.05), 0.999)
         step = np.log(typical * (k - 1) / (1 - typical))
         room = max(self.policy.max_overlap, 1)
@@ -314,18 +316,19 @@ class DynamicConsensus:
         needed = np.where(enough.any(axis=1), m[np.argmax(enough, axis=1)], np.inf)
         return np.where(states.label < 0, 1.0, needed)
 
-    def partial_acceptance(self, posterior: CandidatePosterior, answers: Answers) -> tuple[np.ndarray, np.ndarray]:
-        """The deepest ancestor level whose calibrated confidence reaches the target (-1: none).
+    def partial_acceptance(
+        self, posterior: CandidatePosterior, labels: LabelSpace, n: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The deepest ancestor level whose calibrated confidence reaches the target (-1: none),
+        for items with ``n`` human answers each.
 
         The leaf calibrator is applied to the ancestor's posterior mass: conservative, since a
         coarser label is right at least as often as a leaf label of the same confidence."""
-        labels = answers.labels
-        n_items = answers.n_items
+        n_items = len(n)
         best = np.full(n_items, -1, dtype=np.int64)
         best_conf = np.zeros(n_items)
         if not isinstance(labels, Taxonomy):
             return best, best_conf
-        n = np.bincount(answers.item, minlength=n_items)
         for depth in range(1, labels.max_depth):
             code, raw = posterior.ancestor_top(labels, depth)
             conf = self.calibrated_confidence(raw, n)

@@ -27,7 +27,6 @@ import pandas as pd
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
-from crowdloop.answers import Answers
 from crowdloop.consensus import (
     ESCALATED,
     MORE,
@@ -136,30 +135,32 @@ class OnlineConsensus:
         """The candidate posterior of every item of the batch."""
         k = len(self.labels)
         n = opinions.n_items
-        skill = np.clip(opinions.skill, 1e-4, 1 - 1e-4)
+        skill = np.minimum(np.maximum(opinions.skill, 1e-4), 1 - 1e-4)
         wrong = np.log1p(-skill) - np.log(max(k - 1, 1))
         agree = np.log(skill) - wrong
-        base = np.bincount(opinions.item, weights=wrong, minlength=n).astype(np.float64)
-        hard_keys = opinions.item * k + opinions.label
-        keys = np.unique(np.concatenate([hard_keys, opinions.soft_item * k + opinions.soft_label]))
+        base = np.bincount(opinions.item, weights=wrong, minlength=n).astype(np.float64)  # float when empty too
+        keys = opinions.item * k + opinions.label
+        if len(opinions.soft_row):
+            keys = np.concatenate([keys, opinions.soft_item * k + opinions.soft_label])
+        keys = np.unique(keys)
         c_item, c_label = keys // k, keys % k
         indptr = np.searchsorted(c_item, np.arange(n + 1))
-        score = base[c_item].astype(np.float64)
-        score += self._agreement(opinions, agree, c_item, c_label, indptr)
-        rest = base.copy()
+        per_item = np.diff(indptr)
+        score = base[c_item] + self._agreement(opinions, agree, c_label, indptr, per_item)
+        rest = base
         if len(opinions.soft_row):
             soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
             score += soft_cand
-            rest += soft_rest
-        unproposed = k - np.diff(indptr)
-        with np.errstate(divide="ignore"):
-            rest = np.where(unproposed > 0, rest + np.log(np.maximum(unproposed, 1)), -np.inf)
-        top = np.full(n, -np.inf)
-        np.maximum.at(top, c_item, score)
-        top = np.maximum(top, rest)
+            rest = rest + soft_rest
+        unproposed = k - per_item
+        rest = np.where(unproposed > 0, rest + np.log(np.maximum(unproposed, 1)), -np.inf)
+        top = rest.copy()
+        proposed = per_item > 0
+        if len(score):  # candidates are sorted by item: the best of each item's run
+            top[proposed] = np.maximum(top[proposed], np.maximum.reduceat(score, indptr[:-1][proposed]))
         total = np.bincount(c_item, weights=np.exp(score - top[c_item]), minlength=n) + np.exp(rest - top)
         norm = top + np.log(total)
-        empty = np.diff(indptr) == 0
+        empty = ~proposed
         return CandidatePosterior(
             c_item=c_item,
             c_label=c_label,
@@ -169,10 +170,9 @@ class OnlineConsensus:
         )
 
     def _agreement(
-        self, opinions: Opinions, agree: np.ndarray, c_item: np.ndarray, c_label: np.ndarray, indptr: np.ndarray
+        self, opinions: Opinions, agree: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
     ) -> np.ndarray:
         """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$)."""
-        per_item = np.diff(indptr)
         reps = per_item[opinions.item]
         answer = np.repeat(np.arange(len(opinions.item)), reps)
         offsets = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
@@ -184,7 +184,7 @@ class OnlineConsensus:
             ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
             consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
         weights = agree[answer][consistent]
-        return np.bincount(pair_cand[consistent], weights=weights, minlength=len(c_item)).astype(np.float64)
+        return np.bincount(pair_cand[consistent], weights=weights, minlength=len(c_label)).astype(np.float64)
 
     @staticmethod
     def _soft_scores(
@@ -234,31 +234,25 @@ class OnlineConsensus:
         n = opinions.counts()
         engine = self._engine
         states = ItemStates(label, engine.calibrated_confidence(raw, n), raw, n)
-        codes = Answers(
-            item=opinions.item.astype(np.int32),
-            worker=np.zeros(len(opinions.item), dtype=np.int32),
-            label=opinions.label.astype(np.int32),
-            items=pd.RangeIndex(opinions.n_items),
-            workers=pd.RangeIndex(1),
-            labels=self.labels,
-        )
-        needed = engine.answers_needed(states, codes)
+        needed = engine.answers_needed(states, len(self.labels))
         table = decide_arrays(states, self.policy, needed)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
-            partial, partial_confidence = engine.partial_acceptance(posterior, codes)
+            partial, partial_confidence = engine.partial_acceptance(posterior, self.labels, n)
             table = decide_arrays(
                 states, self.policy, needed, fallback_label=partial, fallback_confidence=partial_confidence
             )
         status, label, confidence = table.status, table.label, table.confidence
-        # an item nobody answered has no leading label: one answer is worth the most it can be
-        value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
+        open_ = status == MORE
+        value = np.zeros(len(status))
+        if open_.any():  # an item nobody answered has no leading label: one answer is worth the most it can be
+            value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
         return Decisions(
             status=status,
             label=label,
             confidence=confidence,
             answers=n,
             next=table.next,
-            priority=np.where(status == MORE, value, 0.0),
+            priority=np.where(open_, value, 0.0),
             branch=self.branch(label),
         )
 
