@@ -3,6 +3,8 @@ can never read, problem+json errors, the size limit, imports and exports."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 import json
 import time
@@ -14,7 +16,18 @@ from fastapi.testclient import TestClient
 
 from crowdloop.server import create_app, ensure_admin
 from crowdloop.server.demo import load_demo
-from crowdloop.service import open_service
+from crowdloop.service import (
+    AnnotatorInfo,
+    ItemState,
+    ModelVersionInfo,
+    Progress,
+    ResultRow,
+    ReviewTask,
+    SubmitOut,
+    TaskOut,
+    open_service,
+)
+from crowdloop.service.answer_import import AnswersImported
 
 LABELS = ["cat", "dog", "bird"]
 MAX_BODY = 200_000
@@ -463,3 +476,40 @@ def test_openapi_docs_and_bearer_scheme(world):
     }
     errors = schema["paths"]["/projects/{project_id}/tasks/next"]["post"]["responses"]["401"]["content"]
     assert list(errors) == ["application/problem+json"]
+
+
+SERVICE_RESULTS = {
+    ("/projects/{project_id}/tasks/next", "post", "200"): TaskOut,
+    ("/projects/{project_id}/tasks/{lease_id}/submit", "post", "200"): SubmitOut,
+    ("/projects/{project_id}/review", "get", "200"): ReviewTask,
+    ("/projects/{project_id}/review/{item}", "post", "200"): ItemState,
+    ("/projects/{project_id}/items/{item}", "get", "200"): ItemState,
+    ("/projects/{project_id}/progress", "get", "200"): Progress,
+    ("/projects/{project_id}/results", "get", "200"): ResultRow,
+    ("/projects/{project_id}/annotators", "get", "200"): AnnotatorInfo,
+    ("/projects/{project_id}/annotators/{annotator_id}", "patch", "200"): AnnotatorInfo,
+    ("/projects/{project_id}/predictions", "post", "201"): ModelVersionInfo,
+    ("/projects/{project_id}/answers", "post", "201"): AnswersImported,
+}
+
+
+def test_openapi_documents_service_results_as_they_are(world):
+    """A route answering with a service result documents that dataclass: its fields, its docstring
+    and the descriptions its fields carry."""
+    schema = world["client"].get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    for (path, method, status), result in SERVICE_RESULTS.items():
+        body = schema["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        name = body.get("$ref", body.get("items", {}).get("$ref", "")).rsplit("/", 1)[-1]
+        assert name == result.__name__, path
+        component = components[name]
+        assert set(component["properties"]) == {f.name for f in dataclasses.fields(result)}, name
+        assert component["description"] == inspect.cleandoc(result.__doc__), name
+        for f in dataclasses.fields(result):
+            assert component["properties"][f.name].get("description") == f.metadata.get("description"), (name, f.name)
+    submit = components["SubmitOut"]
+    assert submit["properties"]["next_task"]["description"].startswith("With `?next=true`")
+    assert "next_task" not in submit["required"]
+    imported = components["AnswersImported"]["properties"]
+    assert all(imported[f]["description"] for f in ("duplicates", "annotators_created", "items_changed"))
+    assert components["TokenOut"]["properties"]["annotator"] == {"$ref": "#/components/schemas/AnnotatorInfo"}

@@ -1,5 +1,7 @@
-"""The API's request and response bodies: pydantic models, validated on the way in and documented
-in the OpenAPI schema."""
+"""The API's request bodies (pydantic models, validated on the way in and documented in the OpenAPI
+schema), their validation helpers, and the responses whose shape is the API's own. A response that is
+a service result field for field is that result's dataclass (``crowdloop.service.types``), returned
+as it is."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from crowdloop.service import AnnotatorInfo
+from crowdloop.service.answer_import import AnswersImported
 from crowdloop.service.text import nul_at
 
 MAX_ID = 2**31 - 1
@@ -51,6 +55,8 @@ class Strict(BaseModel):
 
 
 class Out(BaseModel):
+    """A response read from the attributes of the service's objects it converts."""
+
     model_config = ConfigDict(from_attributes=True)
 
 
@@ -137,12 +143,17 @@ class ProjectPatch(Strict):
 
 
 class PricesOut(Out):
+    """The policy's prices (``Prices``), nested in ``PolicyOut``."""
+
     crowd: float
     expert: float
     model: float
 
 
 class PolicyOut(Out):
+    """The settings of ``ConsensusPolicy`` a project is created with (``PolicyIn``), without the
+    engine's ``label_value``, which the API does not set."""
+
     target: float
     min_overlap: int
     max_overlap: int
@@ -152,6 +163,9 @@ class PolicyOut(Out):
 
 
 class ProjectOut(Out):
+    """A project (``ProjectInfo``) with its label space as the list of label names (paths in a
+    taxonomy) and ``is_taxonomy``, and its policy as ``PolicyOut``; the skill rules stay inside."""
+
     id: int
     name: str
     labels: list[str]
@@ -165,6 +179,8 @@ class ProjectOut(Out):
 
 
 class ProjectUpdated(BaseModel):
+    """What a PATCH did (``ProjectUpdate``), with the project as ``ProjectOut``."""
+
     project: ProjectOut
     changed: dict[str, dict[str, Any]] = Field(description="Each setting changed: {'from': old, 'to': new}.")
     redecided: int = Field(description="Open items decided again under the new settings in this request.")
@@ -192,33 +208,24 @@ class RoleIn(Strict):
     role: RoleName
 
 
-class AnnotatorOut(Out):
-    id: int
-    project_id: int
-    name: str
-    role: str
-    kind: str
-    status: str
-    skill: float
-    answers: int
-    gold_right: int
-    gold_total: int
-
-
 class TokenOut(BaseModel):
     """A bearer token, shown this once (only its hash is stored)."""
 
-    annotator: AnnotatorOut
+    annotator: AnnotatorInfo
     token: str
 
 
 class CreatedProject(BaseModel):
+    """A new project and its first owner's token."""
+
     project: ProjectOut
     owner: TokenOut
 
 
 class MeOut(BaseModel):
-    annotator: AnnotatorOut
+    """The token's annotator, and whether the token is the admin's."""
+
+    annotator: AnnotatorInfo
     admin: bool
 
 
@@ -244,6 +251,8 @@ class ItemsIn(Strict):
 
 
 class ImportOut(BaseModel):
+    """What an item import stored (the service counts the items; the API also the gold and predictions)."""
+
     imported: int
     gold: int
     predictions: int
@@ -263,20 +272,9 @@ class GoldListIn(Strict):
 
 
 class CountOut(BaseModel):
+    """How many rows a request changed (the service answers with the bare number)."""
+
     count: int
-
-
-class SuggestionOut(Out):
-    label: str
-    probability: float
-
-
-class TaskOut(Out):
-    lease_id: str
-    item: str
-    payload: dict[str, Any]
-    suggestions: list[SuggestionOut]
-    expires_at: datetime
 
 
 class SubmitIn(Strict):
@@ -285,69 +283,8 @@ class SubmitIn(Strict):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")] | None = None
 
 
-class SubmitOut(Out):
-    answer_id: int
-    lease_id: str
-    item: str
-    label: str
-    duplicate: bool
-    annotator_status: str
-    next_task: TaskOut | None = Field(
-        None, description="With `?next=true`: the annotator's next task, leased (null when none is left)."
-    )
-
-
-class ItemStateOut(Out):
-    item: str
-    status: str
-    label: str | None
-    confidence: float | None
-    answers: int
-    open_leases: int
-    needed: int
-    is_gold: bool
-
-
-class ReviewAnswerOut(Out):
-    annotator: str
-    label: str
-
-
-class ReviewTaskOut(Out):
-    item: str
-    payload: dict[str, Any]
-    label: str | None
-    confidence: float | None
-    answers: list[ReviewAnswerOut]
-    suggestions: list[SuggestionOut]
-
-
 class ReviewIn(Strict):
     label: Label
-
-
-class ProgressOut(Out):
-    project_id: int
-    items: int
-    gold_items: int
-    status_counts: dict[str, int]
-    answers: int
-    gold_answers: int
-    reviews: int
-    answers_per_item: float
-    cost: float
-    accuracy_estimate: float | None
-    automation_rate: float
-    annotators: int
-    banned: int
-
-
-class ResultOut(Out):
-    item: str
-    status: str
-    label: str | None
-    confidence: float | None
-    answers: int
 
 
 class PredictionsIn(Strict):
@@ -359,17 +296,10 @@ class PredictionsIn(Strict):
     top_k: int = Field(10, ge=1, le=1000)
 
 
-class ModelVersionOut(Out):
-    id: int
-    project_id: int
-    name: str
-    version: str
-    predictions: int
-    temperature: float
-    created_at: datetime
-
-
 class RefitAccepted(BaseModel):
+    """A refit started after the response: the request does not wait for its ``RefitReport`` (the
+    event log, ``/events``, records what it did)."""
+
     project_id: int
     status: Literal["started"] = "started"
 
@@ -388,15 +318,10 @@ class AnswersIn(Strict):
     answers: list[AnswerRecord] = Field(min_length=1)
 
 
-class AnswersImportOut(Out):
-    stored: int
-    duplicates: list[int] = Field(description="Rows not stored: their annotator had answered the item already.")
-    annotators_created: list[str] = Field(description="Annotators named for the first time (no token yet).")
-    items_changed: int = Field(description="Items whose status the imported answers changed.")
-
-
 class ItemsUploadOut(ImportOut):
+    """An item file's import, with the file's annotations stored as answers."""
+
     annotations_ignored: int = Field(
         0, description="0: the file's annotations are stored as answers (cancelled ones are skipped)."
     )
-    answers: AnswersImportOut | None = Field(None, description="The file's annotations, stored as answers.")
+    answers: AnswersImported | None = Field(None, description="The file's annotations, stored as answers.")

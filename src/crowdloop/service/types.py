@@ -115,7 +115,8 @@ class TaskOut:
 @dataclass(frozen=True)
 class SubmitOut:
     """What the annotator learns after a submit: the answer is stored (``duplicate``: this was a
-    retry of a submit already stored, which did not count again) and whether they may go on."""
+    retry of a submit already stored, which did not count again) and whether they may go on;
+    ``next_task``: the next task, when the submit asked for it in the same call."""
 
     answer_id: int
     lease_id: str
@@ -123,6 +124,10 @@ class SubmitOut:
     label: str
     duplicate: bool
     annotator_status: AnnotatorStatus
+    next_task: TaskOut | None = field(
+        default=None,
+        metadata={"description": "With `?next=true`: the annotator's next task, leased (null when none is left)."},
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,8 @@ class ItemState:
 
 @dataclass(frozen=True)
 class ReviewAnswer:
+    """One crowd answer to an escalated item: who answered and the label."""
+
     annotator: str
     label: str
 
@@ -159,6 +166,9 @@ class ReviewTask:
 
 @dataclass(frozen=True)
 class ModelVersionInfo:
+    """A stored model version: its predictions (items it has probabilities for) and the
+    temperature the last refit learned for it."""
+
     id: int
     project_id: int
     name: str

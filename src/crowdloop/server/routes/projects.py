@@ -20,8 +20,6 @@ from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import (
     AnnotatorId,
     AnnotatorIn,
-    AnnotatorOut,
-    AnswersImportOut,
     AnswersIn,
     CountOut,
     CreatedProject,
@@ -30,7 +28,6 @@ from crowdloop.server.schemas import (
     ItemsIn,
     ItemsUploadOut,
     MeOut,
-    ModelVersionOut,
     PredictionsIn,
     ProjectBrief,
     ProjectId,
@@ -42,8 +39,8 @@ from crowdloop.server.schemas import (
     RoleIn,
     TokenOut,
 )
-from crowdloop.service import GoldIn, ItemIn, LabelingService, ProjectInfo
-from crowdloop.service.answer_import import AnswerIn
+from crowdloop.service import AnnotatorInfo, GoldIn, ItemIn, LabelingService, ModelVersionInfo, ProjectInfo
+from crowdloop.service.answer_import import AnswerIn, AnswersImported
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -73,9 +70,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         suggestions=settings.suggestions,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
-    return CreatedProject(
-        project=project_out(info), owner=TokenOut(annotator=AnnotatorOut.model_validate(owner), token=token)
-    )
+    return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))
 
 
 @router.post("/projects", status_code=201, response_model=CreatedProject, tags=["setup"])
@@ -150,7 +145,7 @@ def update_project(project_id: ProjectId, body: ProjectPatch, caller: Owner, ser
 @router.get("/me", response_model=MeOut, tags=["setup"])
 def me(caller: SignedIn) -> MeOut:
     """Who the token belongs to."""
-    return MeOut(annotator=AnnotatorOut.model_validate(caller.annotator), admin=caller.admin)
+    return MeOut(annotator=caller.annotator, admin=caller.admin)
 
 
 def _store_items(service: LabelingService, project_id: ProjectId, rows: list[ItemIn], model: tuple[str, str] | None):
@@ -190,10 +185,9 @@ def upload_items(
     source = f"{name} annotations"
     if answers:  # a bad annotation fails before any item is stored
         service.check_answers(project_id, answers, source=source)
-    out = ItemsUploadOut.model_validate(_store_items(service, project_id, rows, model).model_dump())
-    if answers:
-        out.answers = AnswersImportOut.model_validate(service.import_answers(project_id, answers, source=source))
-    return out
+    imported = _store_items(service, project_id, rows, model)
+    stored = service.import_answers(project_id, answers, source=source) if answers else None
+    return ItemsUploadOut(**imported.model_dump(), answers=stored)
 
 
 def _items_in(items: list[ImportedItem], version: str) -> tuple[list[ItemIn], tuple[str, str] | None]:
@@ -212,30 +206,30 @@ def _items_in(items: list[ImportedItem], version: str) -> tuple[list[ItemIn], tu
     return rows, (model, version) if model is not None else None
 
 
-@router.post("/projects/{project_id:int}/answers", status_code=201, response_model=AnswersImportOut, tags=["setup"])
-def import_answers(project_id: ProjectId, body: AnswersIn, caller: Owner, service: Service) -> AnswersImportOut:
+@router.post("/projects/{project_id:int}/answers", status_code=201, response_model=AnswersImported, tags=["setup"])
+def import_answers(project_id: ProjectId, body: AnswersIn, caller: Owner, service: Service) -> AnswersImported:
     """Import answers given before (``item``, ``annotator`` name, ``label``, optional ``review``):
     annotators are created when new, a second answer of an annotator to an item is reported and
     not stored, and the items are decided again."""
     rows = [AnswerIn(r.item, r.annotator, r.label, r.review) for r in body.answers]
-    return AnswersImportOut.model_validate(service.import_answers(project_id, rows))
+    return service.import_answers(project_id, rows)
 
 
 @router.post(
-    "/projects/{project_id:int}/answers/upload", status_code=201, response_model=AnswersImportOut, tags=["setup"]
+    "/projects/{project_id:int}/answers/upload", status_code=201, response_model=AnswersImported, tags=["setup"]
 )
 def upload_answers(
     project_id: ProjectId,
     caller: Owner,
     service: Service,
     file: Annotated[UploadFile, File(description="A task,worker,label table (CSV, TSV, JSONL, Parquet) or Toloka TSV")],
-) -> AnswersImportOut:
+) -> AnswersImported:
     """Import an answers file: a crowd-kit frame (``task``, ``worker``, ``label`` columns) or a Toloka
     assignments TSV (``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id``, ``OUTPUT:*``)."""
     name = file.filename or "upload"
     table = parse_answer_table(file.file.read(), name)
     rows = [AnswerIn(t, w, label) for t, w, label in zip(table["task"], table["worker"], table["label"], strict=True)]
-    return AnswersImportOut.model_validate(service.import_answers(project_id, rows, source=name))
+    return service.import_answers(project_id, rows, source=name)
 
 
 @router.post("/projects/{project_id:int}/gold", status_code=201, response_model=CountOut, tags=["setup"])
@@ -244,25 +238,24 @@ def add_gold(project_id: ProjectId, body: GoldListIn, caller: Owner, service: Se
     return CountOut(count=service.add_gold(project_id, [GoldIn(g.item, g.label, g.hint) for g in body.gold]))
 
 
-@router.post("/projects/{project_id:int}/predictions", status_code=201, response_model=ModelVersionOut, tags=["setup"])
-def add_predictions(project_id: ProjectId, body: PredictionsIn, caller: Owner, service: Service) -> ModelVersionOut:
+@router.post("/projects/{project_id:int}/predictions", status_code=201, response_model=ModelVersionInfo, tags=["setup"])
+def add_predictions(project_id: ProjectId, body: PredictionsIn, caller: Owner, service: Service) -> ModelVersionInfo:
     """Store a model version's probabilities per item; it suggests pre-labels and (if the project
     says so) votes."""
-    info = service.add_model_predictions(project_id, body.model, body.version, body.probabilities, top_k=body.top_k)
-    return ModelVersionOut.model_validate(info)
+    return service.add_model_predictions(project_id, body.model, body.version, body.probabilities, top_k=body.top_k)
 
 
 @router.post("/projects/{project_id:int}/annotators", status_code=201, response_model=TokenOut, tags=["annotators"])
 def add_annotator(project_id: ProjectId, body: AnnotatorIn, caller: Owner, service: Service) -> TokenOut:
     """A new annotator (or reviewer, or owner) and their token, shown this once."""
     info, token = service.add_annotator(project_id, body.name, role=body.role, kind=body.kind)
-    return TokenOut(annotator=AnnotatorOut.model_validate(info), token=token)
+    return TokenOut(annotator=info, token=token)
 
 
-@router.get("/projects/{project_id:int}/annotators", response_model=list[AnnotatorOut], tags=["annotators"])
-def list_annotators(project_id: ProjectId, caller: Owner, service: Service) -> list[AnnotatorOut]:
+@router.get("/projects/{project_id:int}/annotators", response_model=list[AnnotatorInfo], tags=["annotators"])
+def list_annotators(project_id: ProjectId, caller: Owner, service: Service) -> list[AnnotatorInfo]:
     """Every annotator with role, status, skill, answers and gold record."""
-    return [AnnotatorOut.model_validate(a) for a in service.annotator_skills(project_id)]
+    return service.annotator_skills(project_id)
 
 
 def _annotator_in(service: LabelingService, project_id: ProjectId, annotator_id: AnnotatorId):
@@ -273,15 +266,15 @@ def _annotator_in(service: LabelingService, project_id: ProjectId, annotator_id:
 
 
 @router.patch(
-    "/projects/{project_id:int}/annotators/{annotator_id:int}", response_model=AnnotatorOut, tags=["annotators"]
+    "/projects/{project_id:int}/annotators/{annotator_id:int}", response_model=AnnotatorInfo, tags=["annotators"]
 )
 def set_role(
     project_id: ProjectId, annotator_id: AnnotatorId, body: RoleIn, caller: Owner, service: Service, request: Request
-) -> AnnotatorOut:
+) -> AnnotatorInfo:
     """Promote an annotator to reviewer (or change any role)."""
     _annotator_in(service, project_id, annotator_id)
     request.app.state.tokens.forget(annotator_id)
-    return AnnotatorOut.model_validate(service.set_role(annotator_id, body.role))
+    return service.set_role(annotator_id, body.role)
 
 
 @router.post(
@@ -293,7 +286,7 @@ def set_role(
 def new_token(project_id: ProjectId, annotator_id: AnnotatorId, caller: Owner, service: Service) -> TokenOut:
     """Another token for an annotator; earlier ones stay valid until revoked."""
     info = _annotator_in(service, project_id, annotator_id)
-    return TokenOut(annotator=AnnotatorOut.model_validate(info), token=service.new_token(annotator_id))
+    return TokenOut(annotator=info, token=service.new_token(annotator_id))
 
 
 @router.delete(

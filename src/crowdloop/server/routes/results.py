@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
 from crowdloop.server.auth import Owner, Reviewer, Service
 from crowdloop.server.problems import PROBLEM_RESPONSES
-from crowdloop.server.schemas import ItemPath, ItemStateOut, ProgressOut, ProjectId, RefitAccepted, ResultOut
-from crowdloop.service import LabelingService
+from crowdloop.server.schemas import ItemPath, ProjectId, RefitAccepted
+from crowdloop.service import ItemState, LabelingService, Progress, ResultRow
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 
@@ -40,19 +40,19 @@ MEDIA = {
 SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "label-studio": "json"}
 
 
-@router.get("/projects/{project_id:int}/items/{item}", response_model=ItemStateOut, tags=["results"])
-def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemStateOut:
+@router.get("/projects/{project_id:int}/items/{item}", response_model=ItemState, tags=["results"])
+def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemState:
     """The consensus state of one item (owners and reviewers; never annotators)."""
-    return ItemStateOut.model_validate(service.item_state(project_id, item))
+    return service.item_state(project_id, item)
 
 
-@router.get("/projects/{project_id:int}/progress", response_model=ProgressOut, tags=["results"])
-def progress(project_id: ProjectId, caller: Owner, service: Service) -> ProgressOut:
+@router.get("/projects/{project_id:int}/progress", response_model=Progress, tags=["results"])
+def progress(project_id: ProjectId, caller: Owner, service: Service) -> Progress:
     """Accuracy estimate, answers per item, cost so far, automation rate, status counts."""
-    return ProgressOut.model_validate(service.progress(project_id))
+    return service.progress(project_id)
 
 
-@router.get("/projects/{project_id:int}/results", response_model=list[ResultOut], tags=["results"])
+@router.get("/projects/{project_id:int}/results", response_model=list[ResultRow], tags=["results"])
 def results(
     project_id: ProjectId,
     caller: Owner,
@@ -60,11 +60,11 @@ def results(
     status: Annotated[Literal["more", "accepted", "escalated", "reviewed"] | None, Query()] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-) -> list[ResultOut]:
+) -> list[ResultRow]:
     """Items' current label, calibrated confidence, status and answer count, a page at a time
     (``offset``, ``limit``; the whole set: ``/export``)."""
     rows = (r for r in service.results(project_id) if status in (None, r.status))
-    return [ResultOut.model_validate(r) for r in itertools.islice(rows, offset, offset + limit)]
+    return list(itertools.islice(rows, offset, offset + limit))
 
 
 @router.get("/projects/{project_id:int}/events", response_model=list[dict[str, Any]], tags=["results"])
