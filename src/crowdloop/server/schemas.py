@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from crowdloop.consensus import Prices
 from crowdloop.service import AnnotatorInfo
 from crowdloop.service.answer_import import AnswersImported
 from crowdloop.service.text import nul_at
@@ -142,14 +143,6 @@ class ProjectPatch(Strict):
         return data
 
 
-class PricesOut(Out):
-    """The policy's prices (``Prices``), nested in ``PolicyOut``."""
-
-    crowd: float
-    expert: float
-    model: float
-
-
 class PolicyOut(Out):
     """The settings of ``ConsensusPolicy`` a project is created with (``PolicyIn``), without the
     engine's ``label_value``, which the API does not set."""
@@ -159,7 +152,7 @@ class PolicyOut(Out):
     max_overlap: int
     escalate_early: bool
     partial: bool
-    prices: PricesOut
+    prices: Prices
 
 
 class ProjectOut(Out):
@@ -190,7 +183,8 @@ class ProjectUpdated(BaseModel):
 
 
 class ProjectBrief(Out):
-    """What an annotator sees of their project: its name and the labels to answer with."""
+    """What an annotator sees of their project: its name and the labels to answer with (the
+    settings in ``ProjectOut`` are for owners)."""
 
     id: int
     name: str
