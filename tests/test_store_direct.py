@@ -117,3 +117,25 @@ def test_without_background_checkpoints_the_engine_checkpoints_itself(tmp_path: 
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     engine.dispose()
+
+
+def test_a_lost_connection_is_replaced_and_the_transaction_retried(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only a database server can drop a connection")
+    service = open_service(database_url, seed=2)
+    try:
+        project = service.create_project("lost", LabelSpace(["a", "b"]), gold_rate=0.0)
+        service.import_items(project.id, [ItemIn(f"i{k}", {}) for k in range(3)])
+        worker, _ = service.add_annotator(project.id, "worker")
+        service.engine.dispose()  # one pooled connection from here on
+        raw = service.engine.raw_connection()
+        pid = raw.driver_connection.info.backend_pid
+        raw.close()
+        admin = db.make_engine(database_url)  # another engine's connection ends that backend
+        with admin.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        admin.dispose()
+        task = service.next_task(worker)  # fails on the dead connection, retried on a new one
+        assert task is not None and service.submit(worker, task.lease_id, "a").label == "a"
+    finally:
+        service.close()

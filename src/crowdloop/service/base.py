@@ -77,9 +77,10 @@ def token_digest(token: str) -> str:
 
 
 def retryable(exc: DBAPIError) -> bool:
-    """A deadlock or serialization failure (PostgreSQL) or a busy database (SQLite): try again."""
+    """A deadlock or serialization failure (PostgreSQL), a busy database (SQLite) or a lost
+    connection (the pool has dropped it): try again."""
     code = getattr(exc.orig, "sqlstate", None)
-    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+    return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
 class Prefixed:

@@ -50,7 +50,9 @@ def make_engine(url: str | None = None, *, background_checkpoints: bool = False)
     if backend == "sqlite":
         return _sqlite_engine(url, background_checkpoints)
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        # no ping before each checkout (a round trip per transaction): a connection found dead
+        # is invalidated when it fails, and the service retries the transaction on a new one
+        return create_engine(url, pool_size=10, max_overflow=20)
     raise ConfigError(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql+psycopg://...")
 
 

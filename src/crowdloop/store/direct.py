@@ -57,16 +57,21 @@ class CompiledStatement:
             values[name] = convert(values[name])
         return [values[name] for name in self._names] if self._positional else values
 
-    def rows(self, description: Sequence[Sequence[Any]], raws: list[Sequence[Any]]) -> list[Any]:
-        """The driver's rows as named rows, each value through the dialect's result processor
-        (chosen once, by the driver's column types in ``description``)."""
+    @property
+    def returns_rows(self) -> bool:
+        return self._named is not None
+
+    def rows(self, cursor: Any) -> list[Any]:
+        """The cursor's rows as named rows, each value through the dialect's result processor
+        (chosen once, by the driver's column types; the description is read only then, as some
+        drivers build it anew on every read)."""
         if self._results is None:
             self._results = [
                 (i, f)
-                for i, (kind, column) in enumerate(zip(self._types, description, strict=True))
+                for i, (kind, column) in enumerate(zip(self._types, cursor.description, strict=True))
                 if (f := kind.result_processor(self._dialect, column[1])) is not None
             ]
-        return [self._one_row(raw) for raw in raws]
+        return [self._one_row(raw) for raw in cursor.fetchall()]
 
     def _one_row(self, raw: Sequence[Any]) -> Any:
         if not self._results:
@@ -129,7 +134,7 @@ class DirectConnection:
             return DirectResult([], cursor.rowcount)
         values = compiled.parameters(params)
         self._guard(compiled.sql, values, lambda: cursor.execute(compiled.sql, values))
-        rows = compiled.rows(cursor.description, cursor.fetchall()) if cursor.description else []
+        rows = compiled.rows(cursor) if compiled.returns_rows else []
         return DirectResult(rows, cursor.rowcount)
 
     def sql(self, text: str) -> None:
@@ -143,8 +148,10 @@ class DirectConnection:
         try:
             work()
         except self._dialect.loaded_dbapi.Error as exc:
-            error = self._dialect.loaded_dbapi.Error
-            raise DBAPIError.instance(sql, params, exc, error, dialect=self._dialect) from exc
+            error, lost = self._dialect.loaded_dbapi.Error, self._dialect.is_disconnect(exc, self._driver, self._cursor)
+            raise DBAPIError.instance(
+                sql, params, exc, error, dialect=self._dialect, connection_invalidated=lost
+            ) from exc
 
 
 @contextmanager
@@ -161,6 +168,12 @@ def direct_transaction(engine: Engine, cache: dict[tuple, CompiledStatement]) ->
         try:
             yield connection
             connection.commit()
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                proxied.invalidate()  # never back to the pool
+            else:
+                driver.rollback()
+            raise
         except BaseException:
             driver.rollback()
             raise
