@@ -6,7 +6,7 @@ Each run starts a server in a child process on a fresh database (SQLite file; Po
 simulated annotators (asyncio + aiohttp on loopback, each 80% right) work for ``--seconds``:
 asking for a task and answering it in two requests (*separate*) or answering with ``?next=true``,
 which returns the next task (*combined*); without pauses (``--clients`` annotators, the server
-saturated) or paced to a rate (``--paced-clients`` annotators pausing between task and answer).
+saturated) or with answers arriving at a rate (``--paced-clients`` annotators, open loop).
 It reports acknowledged answers per second, p50/p99 latency of next-task and submit and the
 server's CPU per answer, the median over ``--runs`` runs, for SQLite with one process and
 PostgreSQL with 1 and 2 processes; then py-spy samples one SQLite server to say where its time
@@ -114,53 +114,81 @@ def setup_project(base: str, admin: str, n_items: int, n_clients: int, seed: int
     return {"pid": pid, "truth": truth, "labels": leaves, "tokens": tokens}
 
 
-async def annotator(
-    session: aiohttp.ClientSession, project: dict[str, Any], token: str, plan: dict, seed: int, out: dict
-) -> None:
-    """One annotator until ``plan["until"]``: ``plan["mode"]`` "separate" asks for a task, then
-    answers it (two requests); "combined" answers with ``?next=true``, which returns the next task
-    (one request per answer). ``plan["think"]``: mean seconds between getting a task and
-    answering it (exponential; 0: no pause, the server saturated)."""  # fmt: skip
-    rng = np.random.default_rng(seed)
-    pid, truth, labels = project["pid"], project["truth"], project["labels"]
-    headers = {"Authorization": f"Bearer {token}"}
-    combined = plan["mode"] == "combined"
-    body = None
-    while time.perf_counter() < plan["until"]:
-        if body is None:
+class Annotator:
+    """One simulated annotator (80% right), holding at most one leased task."""
+
+    def __init__(self, session: aiohttp.ClientSession, project: dict[str, Any], token: str, seed: int) -> None:
+        self.session, self.project = session, project
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.rng = np.random.default_rng(seed)
+        self.task: dict | None = None
+
+    async def answer(self, combined: bool, out: dict) -> bool:
+        """Lease a task unless one is held, then answer it: two requests ("separate"), or one
+        ("combined": the answer with ``?next=true`` returns the next task). False: no task."""
+        pid = self.project["pid"]
+        if self.task is None:
             start = time.perf_counter()
-            async with session.post(f"/projects/{pid}/tasks/next", headers=headers) as task:
-                body = await task.json() if task.status == 200 else None
+            async with self.session.post(f"/projects/{pid}/tasks/next", headers=self.headers) as reply:
+                self.task = await reply.json() if reply.status == 200 else None
             out["next"].append(time.perf_counter() - start)
-            if body is None:
-                out["no_task" if task.status == 204 else "errors"] += 1
-                await asyncio.sleep(0.05)
-                continue
-        if plan["think"]:
-            await asyncio.sleep(rng.exponential(plan["think"]))
-        right = rng.random() < 0.8
-        label = truth[body["item"]] if right else labels[int(rng.integers(len(labels)))]
+            if self.task is None:
+                out["no_task" if reply.status == 204 else "errors"] += 1
+                return False
+        truth, labels = self.project["truth"], self.project["labels"]
+        right = self.rng.random() < 0.8
+        label = truth[self.task["item"]] if right else labels[int(self.rng.integers(len(labels)))]
+        url = f"/projects/{pid}/tasks/{self.task['lease_id']}/submit" + ("?next=true" if combined else "")
         start = time.perf_counter()
-        url = f"/projects/{pid}/tasks/{body['lease_id']}/submit" + ("?next=true" if combined else "")
-        async with session.post(url, headers=headers, json={"label": label}) as answer:
-            reply = await answer.json() if answer.status == 200 else None
+        async with self.session.post(url, headers=self.headers, json={"label": label}) as reply:
+            body = await reply.json() if reply.status == 200 else None
         out["submit"].append(time.perf_counter() - start)
-        if reply is not None:
-            out["submits"] += 1
-        else:
-            out["errors"] += 1
-        body = reply.get("next_task") if combined and reply is not None else None
+        out["submits" if body is not None else "errors"] += 1
+        self.task = body.get("next_task") if combined and body is not None else None
+        return True
 
 
-async def load(base: str, project: dict[str, Any], seconds: float, mode: str, think: float) -> dict[str, Any]:
-    """``len(project["tokens"])`` annotators on one keep-alive connection each, for ``seconds``."""
-    out: dict[str, Any] = {"next": [], "submit": [], "submits": 0, "errors": 0, "no_task": 0}
+async def load(base: str, project: dict[str, Any], seconds: float, mode: str, rate: float) -> dict[str, Any]:
+    """``len(project["tokens"])`` annotators on one keep-alive connection each, for ``seconds``.
+    ``rate`` 0: each answers again as soon as the last answer is acknowledged (closed loop: the
+    server saturated). Otherwise answers arrive at random (Poisson) times, ``rate`` per second
+    on average, each taken by an idle annotator (open loop: latency at that offered rate; when no
+    annotator is idle the arrival waits for one, and the answers per second fall short of it)."""
+    out: dict[str, Any] = {"next": [], "submit": [], "submits": 0, "errors": 0, "no_task": 0, "waited": []}
+    combined = mode == "combined"
     connector = aiohttp.TCPConnector(limit=len(project["tokens"]))
     async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        crowd = [Annotator(session, project, t, k) for k, t in enumerate(project["tokens"])]
         start = time.perf_counter()
-        plan = {"until": start + seconds, "mode": mode, "think": think}
-        tokens = project["tokens"]
-        await asyncio.gather(*(annotator(session, project, t, plan, k, out) for k, t in enumerate(tokens)))
+        until = start + seconds
+        if not rate:
+
+            async def keep_answering(one: Annotator) -> None:
+                while time.perf_counter() < until:
+                    if not await one.answer(combined, out):
+                        await asyncio.sleep(0.05)
+
+            await asyncio.gather(*(keep_answering(one) for one in crowd))
+        else:
+            idle: asyncio.Queue[Annotator] = asyncio.Queue()
+            for one in crowd:
+                idle.put_nowait(one)
+
+            async def arrival(due: float) -> None:
+                one = await idle.get()
+                out["waited"].append(time.perf_counter() - due)
+                await one.answer(combined, out)
+                idle.put_nowait(one)
+
+            gaps = np.random.default_rng(0).exponential(1 / rate, size=int(rate * seconds * 2))
+            arrivals, due = [], start
+            for gap in gaps:
+                due += gap
+                if due >= until:
+                    break
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                arrivals.append(asyncio.ensure_future(arrival(due)))
+            await asyncio.gather(*arrivals)
         out["seconds"] = time.perf_counter() - start
     return out
 
@@ -179,21 +207,19 @@ def group_cpu_seconds(group: int) -> float:
 
 
 def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, folder: Path, seed: int) -> dict:
-    """One server on a fresh database under one load: ``load_kind`` is "MODE" (no think time, as
-    many answers as the server takes) or "MODE@RATE" (annotators pausing so that together they
-    offer about RATE answers per second)."""
+    """One server on a fresh database under one load: ``load_kind`` is "MODE" (closed loop, as
+    many answers as the server takes) or "MODE@RATE" (open loop, RATE answers offered per second)."""
     from crowdloop.server.process import ServerProcess
 
     mode, _, rate = load_kind.partition("@")
     clients = args.clients if not rate else args.paced_clients
-    think = clients / float(rate) if rate else 0.0
     url, drop = fresh_database(kind, folder)
     try:
         with ServerProcess(url, workers=workers) as server:
             project = setup_project(server.base_url, server.admin_token, args.items, clients, seed)
             group = server.process_group
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
-            result = asyncio.run(load(server.base_url, project, args.seconds, mode, think))
+            result = asyncio.run(load(server.base_url, project, args.seconds, mode, float(rate or 0)))
             result["client_cpu"] = (time.process_time() - cpu_before) / result["seconds"]
             result["server_cpu_ms_per_submit"] = (
                 (group_cpu_seconds(group) - server_before) / max(result["submits"], 1) * 1000
@@ -201,8 +227,9 @@ def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, f
             result["load_before"], result["load_after"] = load_before, os.getloadavg()[0]
     finally:
         drop()
-    ms = {name: np.asarray(result.pop(name)) * 1000 for name in ("next", "submit")}
+    ms = {name: np.asarray(result.pop(name)) * 1000 for name in ("next", "submit", "waited")}
     return {
+        "waited_p99_ms": float(np.percentile(ms["waited"], 99)) if ms["waited"].size else float("nan"),
         "submits_per_s": result["submits"] / result["seconds"],
         "next_p50_ms": float(np.percentile(ms["next"], 50)) if ms["next"].size else float("nan"),
         "next_p99_ms": float(np.percentile(ms["next"], 99)) if ms["next"].size else float("nan"),
@@ -253,7 +280,7 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
                        "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
             sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            asyncio.run(load(server.base_url, project, args.seconds, "separate", 0.0))
+            asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
             _, error = sampler.communicate(timeout=60)
             if not out.exists():
                 return {"skipped": f"py-spy could not sample the server: {error.strip()[-200:]}"}
@@ -316,20 +343,21 @@ def render(payload: dict[str, Any]) -> str:
     for key, runs in payload["runs"].items():
         server, load_kind = key.split(" | ")
         mode, _, rate = load_kind.partition("@")
-        what = f"{mode}, {'paced to ' + rate + ' answers/s' if rate else 'no pauses (saturated)'}"
+        what = f"{mode}, {rate + ' answers/s offered' if rate else 'closed loop (saturated)'}"
         if isinstance(runs, str):
-            rows.append([server, what, "skipped: " + runs, *[""] * 9])
+            rows.append([server, what, "skipped: " + runs, *[""] * 10])
             continue
         med = summary(runs)
         rows.append([
             server, what, f"{med['clients']:.0f}", f"{med['submits_per_s']:.0f}", f"{med['next_p50_ms']:.1f}",
             f"{med['next_p99_ms']:.1f}", f"{med['submit_p50_ms']:.1f}", f"{med['submit_p99_ms']:.1f}",
+            "-" if not rate else f"{med['waited_p99_ms']:.1f}",
             f"{med['errors']:.0f}", f"{med['server_cpu_ms_per_submit']:.2f}", f"{med['client_cpu']:.0%}",
             f"{med['load_before']:.1f} / {med['load_after']:.1f}",
         ])  # fmt: skip
     headers = ["server", "load", "annotators", "answers/s", "next p50 ms", "next p99 ms", "submit p50 ms",
-               "submit p99 ms", "errors", "server CPU ms per answer", "load generator CPU (of one core)",
-               "load avg before / after"]  # fmt: skip
+               "submit p99 ms", "arrival wait p99 ms", "errors", "server CPU ms per answer",
+               "load generator CPU (of one core)", "load avg before / after"]  # fmt: skip
     where = payload.get("where", {})
     if "skipped" in where:
         breakdown = f"Where the time goes: not sampled ({where['skipped']})."
@@ -351,10 +379,12 @@ def render(payload: dict[str, Any]) -> str:
         f"{settings['seconds']:.0f} s against `crowdloop serve` on a fresh database; project on the shipped 34-label "
         f"taxonomy, {settings['items']} items, gold rate 0.1, target 0.9, overlap 1-3. Loads: *separate* asks for a "
         f"task, then answers it (two requests per answer); *combined* answers with `?next=true`, whose response "
-        f"carries the next task (one request per answer). *No pauses*: {settings['clients']} annotators answer at "
-        f"once, as fast as the server takes them (throughput; latency is then mostly queueing); *paced*: "
-        f"{settings['paced_clients']} annotators each pausing a random (exponential) time between task and answer so "
-        f"that together they offer the stated rate (latency at that rate). Medians over {settings['runs']} runs; the "
+        f"carries the next task (one request per answer). *Closed loop*: {settings['clients']} annotators answer "
+        f"again as soon as the last answer is acknowledged, as fast as the server takes them (throughput; latency is "
+        f"then mostly queueing); *offered*: answers arrive at random (Poisson) times at the stated rate, each taken "
+        f"by an idle one of {settings['paced_clients']} annotators (open loop: the latency at that rate; an arrival "
+        f"that finds no idle annotator waits, shown as arrival wait, and the answers per second fall short of the "
+        f"offer). Medians over {settings['runs']} runs; the "
         f"load generator runs on the same 2 cores as the server. Server CPU is measured from outside (/proc, the "
         f"server's process group) and divided by the acknowledged answers.",
         "",
@@ -370,11 +400,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="sqlite:1,postgresql:1,postgresql:2", help="database:processes,...")
     parser.add_argument("--loads", default="separate,combined,separate@300,combined@300",
-                        help="MODE (no pauses) or MODE@RATE (paced), MODE separate|combined")  # fmt: skip
+                        help="MODE (closed loop) or MODE@RATE (open loop), MODE separate|combined")  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--clients", type=int, default=16, help="Annotators in the loads without pauses.")
-    parser.add_argument("--paced-clients", type=int, default=64, help="Annotators in the paced loads.")
+    parser.add_argument("--clients", type=int, default=16, help="Annotators in the closed loops.")
+    parser.add_argument("--paced-clients", type=int, default=64, help="Annotators in the open loops.")
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--render", action="store_true", help="Only redo the Markdown from results/service.json.")
     args = parser.parse_args()
