@@ -41,12 +41,14 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     assert made.policy == ConsensusPolicy() and made.gold_rate == 0.1
     with engine.connect() as connection:
         assert connection.exec_driver_sql("select settings_version from projects").scalar() == 0
-    assert {"ix_items_page", "ix_items_progress"} <= {ix["name"] for ix in inspect(engine).get_indexes("items")}
+    assert {"ix_items_page", "ix_items_progress", "ix_items_gold_pool"} <= {
+        ix["name"] for ix in inspect(engine).get_indexes("items")
+    }
     assert set(inspect(engine).get_table_names()) >= TABLES | {"alembic_version"}
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         version = connection.exec_driver_sql("select version_num from alembic_version").scalar()
-    assert version == "0004"
+    assert version == "0005"
     db.upgrade(engine)  # running again is a no-op
     engine.dispose()
 

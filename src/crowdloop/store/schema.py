@@ -110,6 +110,9 @@ class Item(Base):
 
 # the pool in the order next_task reads it: highest priority first, oldest first among equals
 Index("ix_items_pool", Item.project_id, Item.is_gold, Item.status, Item.priority.desc(), Item.id)
+# gold items in the order next_task hands them out (fewest answers first): it stops at the first
+# few an annotator has not seen instead of sorting every gold item
+Index("ix_items_gold_pool", Item.project_id, Item.is_gold, Item.answer_count, Item.id)
 # pages of a project's items in id order (results, refit): a range scan, never a sort of all items
 Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
 # what progress() counts, read from the index alone
