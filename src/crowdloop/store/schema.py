@@ -111,8 +111,16 @@ class Item(Base):
 # the pool in the order next_task reads it: highest priority first, oldest first among equals
 Index("ix_items_pool", Item.project_id, Item.is_gold, Item.status, Item.priority.desc(), Item.id)
 # gold items in the order next_task hands them out (fewest answers first): it stops at the first
-# few an annotator has not seen instead of sorting every gold item
-Index("ix_items_gold_pool", Item.project_id, Item.is_gold, Item.answer_count, Item.id)
+# few an annotator has not seen instead of sorting every gold item; partial, so that an answer to
+# any other item does not move an entry of it
+Index(
+    "ix_items_gold_pool",
+    Item.project_id,
+    Item.answer_count,
+    Item.id,
+    sqlite_where=Item.is_gold.is_(True),
+    postgresql_where=Item.is_gold.is_(True),
+)
 # pages of a project's items in id order (results, refit): a range scan, never a sort of all items
 Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
 # what progress() counts, read from the index alone
