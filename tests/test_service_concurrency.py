@@ -55,13 +55,15 @@ def _next_or_wait(service, me):
 
 def annotate(url: str, token: str, seed: int, leases: list | None = None) -> int:
     """One annotator's session: take tasks and answer until none is left (each submit sent twice,
-    as a client retrying on a lost response would); returns the answers stored."""
+    as a client retrying on a lost response would; odd seeds take their next task with the
+    answer, ``then_next``); returns the answers stored."""
     service = open_service(url, seed=seed)
     try:
         me = service.authenticate(token)
         rng = random.Random(seed)
-        stored = 0
-        while (task := _next_or_wait(service, me)) is not None:
+        stored, chained = 0, seed % 2 == 1
+        task = _next_or_wait(service, me)
+        while task is not None:
             if leases is not None:
                 leases.append((me.id, task.lease_id))
                 foreign = [lease for owner, lease in leases if owner != me.id]
@@ -69,10 +71,13 @@ def annotate(url: str, token: str, seed: int, leases: list | None = None) -> int
                     with pytest.raises(NotFoundError):
                         service.submit(me, rng.choice(foreign), "a")
             label = rng.choice(LABELS)
-            first = service.submit(me, task.lease_id, label, idempotency_key=f"{me.id}-{task.lease_id}")
-            retry = service.submit(me, task.lease_id, label, idempotency_key=f"{me.id}-{task.lease_id}")
+            key = f"{me.id}-{task.lease_id}"
+            first = service.submit(me, task.lease_id, label, idempotency_key=key, then_next=chained)
+            retry = service.submit(me, task.lease_id, label, idempotency_key=key, then_next=chained)
             assert retry.duplicate and retry.answer_id == first.answer_id
+            assert retry.next_task == first.next_task  # the same next lease, not a second one
             stored += not first.duplicate
+            task = first.next_task or _next_or_wait(service, me)
         return stored
     finally:
         service.close()

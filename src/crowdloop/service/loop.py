@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -151,13 +152,16 @@ class Loop(ServiceBase):
         *,
         duration_ms: int | None = None,
         idempotency_key: str | None = None,
+        then_next: bool = False,
     ) -> SubmitOut:
         """Store the answer to a leased task and, in the same transaction, update the item's
         posterior and status (accept / more / escalate) or, for gold, the annotator's skill and a
         possible ban. A retry with the same lease (or the same ``idempotency_key``) returns the
         stored answer with ``duplicate=True``. Raises ``UnknownLabelError`` for a label outside the
         label space (taxonomy inner nodes are fine), ``ConflictError`` for an expired, skipped or
-        foreign lease."""
+        foreign lease. ``then_next``: the same transaction also leases the annotator's next task
+        (``next_task`` of the result; none for a banned annotator): both or neither, so a retry
+        after a failure finds the answer and the lease it acknowledged, or neither."""
         if duration_ms is not None and not (isinstance(duration_ms, int) and 0 <= duration_ms <= 86_400_000):
             raise InputError(
                 f"duration_ms must be an integer in [0, 86400000], got {duration_ms!r}", field="duration_ms"
@@ -168,13 +172,20 @@ class Loop(ServiceBase):
                 f"idempotency key {text_problem(key, IDEMPOTENCY_KEY_LENGTH)}: {key!r}", field="idempotency_key"
             )
         self._check_lease_id(lease_id)
+        gold_draw = self._draw() if then_next else 1.0
+
+        def and_next(db: DirectConnection, out: SubmitOut | None) -> SubmitOut | None:
+            if out is None or not then_next or out.annotator_status != "active":
+                return out
+            return dataclasses.replace(out, next_task=self._next_task(db, annotator.id, gold_draw))
+
         try:
             return self._run_direct(
-                lambda db: self._submit(db, annotator.id, lease_id, label, duration_ms, idempotency_key)
+                lambda db: and_next(db, self._submit(db, annotator.id, lease_id, label, duration_ms, key))
             )
         except IntegrityError:
             # a concurrent retry of the same submit won the race: answer as for any retry
-            stored = self._run_direct(lambda db: self._stored_answer(db, annotator.id, lease_id, key))
+            stored = self._run_direct(lambda db: and_next(db, self._stored_answer(db, annotator.id, lease_id, key)))
             if stored is None:
                 raise
             return stored

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -48,8 +47,8 @@ async def submit(
     ] = False,
 ) -> Response:
     """Answer a leased task. Idempotent: a retry returns the stored answer with ``duplicate: true``.
-    With ``?next=true`` the answer is stored first (its own transaction) and the next task comes
-    in the same response: one request per answer instead of two."""
+    With ``?next=true`` the same transaction leases the next task, which comes in the response:
+    one request per answer instead of two (a retry returns the same next task)."""
     out = await call(
         service,
         service.submit,
@@ -58,12 +57,9 @@ async def submit(
         body.label,
         duration_ms=body.duration_ms,
         idempotency_key=body.idempotency_key,
+        then_next=then_next,
     )
-    if not then_next:
-        return Response(SUBMIT.dump_json(out, exclude={"next_task"}), media_type=JSON)
-    if out.annotator_status == "active":
-        out = dataclasses.replace(out, next_task=await call(service, service.next_task, caller.annotator))
-    return Response(SUBMIT.dump_json(out), media_type=JSON)
+    return Response(SUBMIT.dump_json(out, exclude=None if then_next else {"next_task"}), media_type=JSON)
 
 
 @router.post(
