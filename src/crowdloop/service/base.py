@@ -271,9 +271,9 @@ class ServiceBase:
             gold_total=round(annotator.gold_total),
         )
 
-    def _rules_of(self, session: Session, project_id: int) -> SkillRules:
+    def _rules_of(self, db: Executor, project_id: int) -> SkillRules:
         """The project's skill rules (its light columns are read to learn their version)."""
-        return self._rules(self._project(session, project_id))
+        return self._rules(self._project(db, project_id))
 
     def _event(self, db: Executor, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
         row = {"project_id": project_id, "item_id": None, "annotator_id": None, **who}
