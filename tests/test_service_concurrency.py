@@ -43,8 +43,11 @@ def _project(service, name: str, n_annotators: int) -> tuple[int, list[str]]:
 
 def _next_or_wait(service, me):
     """The next task; when there is none now but others still hold leases (their answers may call
-    for more), ask again shortly, as a client polling for work does; None once nothing is open."""
+    for more), ask again shortly, as a client polling for work does; None once nothing is open
+    (a minute of waiting fails: another annotator died holding a lease)."""
+    deadline = time.monotonic() + 60
     while (task := service.next_task(me)) is None:
+        assert time.monotonic() < deadline, "leases held for a minute: did another annotator fail?"
         with service._sessions() as session:
             held = session.scalar(select(func.count()).where(Lease.project_id == me.project_id, Lease.state == "open"))
         if not held:
@@ -75,9 +78,10 @@ def annotate(url: str, token: str, seed: int, leases: list | None = None) -> int
             first = service.submit(me, task.lease_id, label, idempotency_key=key, then_next=chained)
             retry = service.submit(me, task.lease_id, label, idempotency_key=key, then_next=chained)
             assert retry.duplicate and retry.answer_id == first.answer_id
-            assert retry.next_task == first.next_task  # the same next lease, not a second one
+            if first.next_task is not None:  # the same next lease, not a second one
+                assert retry.next_task == first.next_task
             stored += not first.duplicate
-            task = first.next_task or _next_or_wait(service, me)
+            task = first.next_task or retry.next_task or _next_or_wait(service, me)
         return stored
     finally:
         service.close()
