@@ -406,17 +406,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="Annotators in the closed loops.")
     parser.add_argument("--paced-clients", type=int, default=64, help="Annotators in the open loops.")
     parser.add_argument("--items", type=int, default=5000)
-    parser.add_argument("--render", action="store_true", help="Only redo the Markdown from results/service.json.")
+    parser.add_argument("--name", default="service", help="Results file name (results/NAME.md and .json).")
+    parser.add_argument("--render", action="store_true", help="Only redo the Markdown from results/NAME.json.")
     args = parser.parse_args()
     if args.render:
-        payload = json.loads((RESULTS / "service.json").read_text())
-        write_results("service", render(payload), payload)
+        payload = json.loads((RESULTS / f"{args.name}.json").read_text())
+        write_results(args.name, render(payload), payload)
         return
     folder = Path(tempfile.gettempdir()) / "crowdloop-bench-service"
     folder.mkdir(parents=True, exist_ok=True)
     configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.configs.split(",")]
     pg_reason = postgres_unavailable() if any(kind == "postgresql" for kind, _ in configs) else None
-    settings = {k: v for k, v in vars(args).items() if k != "render"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("render", "name")}
     payload: dict[str, Any] = {"command": command_line("bench_service.py"), "settings": settings, "runs": {}}
     for kind, workers in configs:
         server = f"{kind}, {workers} process{'es' if workers > 1 else ''}"
@@ -431,7 +432,7 @@ def main() -> None:
     payload["statements"] = statements_per_call(folder)
     markdown = render(payload)
     print(markdown)
-    write_results("service", markdown, payload)
+    write_results(args.name, markdown, payload)
 
 
 if __name__ == "__main__":
