@@ -219,17 +219,23 @@ class AnswerImport(Loop):
     def _record(self, session: Session, project: ProjectRow, answers: list[tuple]) -> None:
         """Count the answers of each annotator, and their gold record (as ``submit`` does), then
         ban or promote on the new evidence."""
-        totals: dict[int, list[float]] = {}
-        labels = self._label_space(project)
-        for _, item, who, code in answers:
-            n, gold, right = totals.setdefault(who.id, [0, 0.0, 0.0])
-            credit = float(labels.credit([code], [item.truth])[0]) if item.is_gold else 0.0
-            totals[who.id] = [n + 1, gold + float(item.is_gold), right + credit]
+        if not answers:
+            return
+        who = np.array([w.id for _, _, w, _ in answers], dtype=np.int64)
+        on_gold = np.array([item.is_gold for _, item, _, _ in answers], dtype=bool)
+        code = np.array([c for _, _, _, c in answers], dtype=np.int64)
+        truth = np.array([item.truth if item.is_gold else c for _, item, _, c in answers], dtype=np.int64)
+        credit = np.where(on_gold, self._label_space(project).credit(code, truth), 0.0)
+        annotators, slot = np.unique(who, return_inverse=True)
+        n = np.bincount(slot, minlength=len(annotators))
+        gold = np.bincount(slot, weights=on_gold, minlength=len(annotators))
+        right = np.bincount(slot, weights=credit, minlength=len(annotators))
         session.execute(
             _RECORD_MANY,
-            [{"annotator": a, "n": n, "gold": g, "right": r} for a, (n, g, r) in totals.items()],
-        )
-        graded = [a for a, (_, gold, _) in totals.items() if gold]
+            [{"annotator": int(a), "n": int(c), "gold": float(g), "right": float(r)}
+             for a, c, g, r in zip(annotators, n, gold, right, strict=True)],
+        )  # fmt: skip
+        graded = [int(a) for a, g in zip(annotators, gold, strict=True) if g]
         if graded:
             rules = self._rules(project)
             rows = session.execute(

@@ -387,18 +387,20 @@ class ServiceBase:
         """Reviewers' final labels: each ``(item, reviewer, code)`` (item with ``id``, ``status`` and
         ``label``; reviewer with the skill columns) settles the item as reviewed, with the
         reviewer's skill as its confidence, and logs a "reviewed" event (``detail`` added to it)."""
-        rules, now = self._rules(project), utcnow()
+        if not reviews:
+            return
+        now = utcnow()
+        skills = self._book([reviewer for _, reviewer, _ in reviews], self._rules(project)).accuracy()
         changes, events = [], []
-        for item, reviewer, code in reviews:
-            confidence = float(self._book([reviewer], rules).accuracy()[0])
+        for (item, reviewer, code), skill in zip(reviews, skills, strict=True):
+            confidence = float(skill)
             changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
             events.append({"project_id": project.id, "item_id": item.id, "annotator_id": reviewer.id,
                            "kind": "reviewed", "created_at": now,
                            "detail": {"from": item.status, "crowd_label": item.label, "label": code,
                                       "confidence": confidence, **detail}})  # fmt: skip
-        if changes:
-            db.execute(q.SETTLE, changes)
-            db.execute(q.NEW_EVENTS, events)
+        db.execute(q.SETTLE, changes)
+        db.execute(q.NEW_EVENTS, events)
 
     def _model_version(self, project_id: int, name: str, version: str) -> int:
         """The id of a model version, created when new."""

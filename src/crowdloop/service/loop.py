@@ -167,10 +167,8 @@ class Loop(ServiceBase):
                 f"duration_ms must be an integer in [0, 86400000], got {duration_ms!r}", field="duration_ms"
             )
         key = idempotency_key
-        if key is not None and text_problem(key, IDEMPOTENCY_KEY_LENGTH):
-            raise InputError(
-                f"idempotency key {text_problem(key, IDEMPOTENCY_KEY_LENGTH)}: {key!r}", field="idempotency_key"
-            )
+        if key is not None and (problem := text_problem(key, IDEMPOTENCY_KEY_LENGTH)):
+            raise InputError(f"idempotency key {problem}: {key!r}", field="idempotency_key")
         self._check_lease_id(lease_id)
         gold_draw = self._draw() if then_next else 1.0
 
