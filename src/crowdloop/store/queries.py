@@ -17,6 +17,7 @@ from crowdloop.store.schema import (
     Event,
     GoldLabel,
     Item,
+    JobClaim,
     Lease,
     ModelVersion,
     Prediction,
@@ -27,6 +28,7 @@ items, leases, answers = Item.__table__, Lease.__table__, Answer.__table__
 annotators, models, predictions = Annotator.__table__, ModelVersion.__table__, Prediction.__table__
 gold_labels, events, projects = GoldLabel.__table__, Event.__table__, Project.__table__
 api_tokens = ApiToken.__table__
+job_claims = JobClaim.__table__
 
 PROJECT_HEAVY_COLUMNS = ("labels", "policy", "rules", "calibrator")
 PROJECT = select(*(c for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)).where(
@@ -313,3 +315,23 @@ SET_ROLE = update(annotators).where(annotators.c.id == bindparam("annotator")).v
 OPEN_LEASES_OF = select(leases.c.id, leases.c.item_id).where(
     leases.c.annotator_id == bindparam("annotator"), leases.c.state == "open"
 )
+
+# --- jobs one process at a time runs on a project (``service.jobs.Claim``) ----------------------
+_claim = and_(job_claims.c.project_id == bindparam("project"), job_claims.c.job == bindparam("kind"))
+TAKE_LAPSED_CLAIM = (
+    update(job_claims)
+    .where(_claim, job_claims.c.expires_at <= bindparam("now"))
+    .values(holder=bindparam("claimant"), expires_at=bindparam("until"))
+)
+"""Take over a claim whose holder stopped renewing it (rowcount 1: taken)."""
+NEW_CLAIM = insert(job_claims)
+RENEW_CLAIM = (
+    update(job_claims)
+    .where(_claim, job_claims.c.holder == bindparam("claimant"), job_claims.c.expires_at > bindparam("now"))
+    .values(expires_at=bindparam("until"))
+)
+"""Renew a claim while it is still this holder's (rowcount 0: lost; the job must write nothing more)."""
+RELEASE_CLAIM = (
+    update(job_claims).where(_claim, job_claims.c.holder == bindparam("claimant")).values(expires_at=bindparam("now"))
+)
+CLAIM_HOLDER = select(job_claims.c.holder, job_claims.c.expires_at).where(_claim)

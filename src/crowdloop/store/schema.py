@@ -218,6 +218,18 @@ class Answer(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class JobClaim(Base):
+    """A job that runs on one project in one process at a time (``job``: ``refit``): ``holder``
+    (a random id of the process's claim) holds it until ``expires_at`` and renews it while it runs,
+    so a holder that died leaves a claim the next one takes over once it lapses."""
+
+    __tablename__ = "job_claims"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ModelVersion(Base):
     """A version of a model whose predictions vote; ``temperature``: the reliability the refit
     learned on gold (probabilities enter the posterior raised to it)."""
