@@ -2,7 +2,8 @@
 
 ``database_url`` is parametrized over SQLite (a fresh file per test module) and PostgreSQL (a fresh
 schema per test module on 127.0.0.1:5432, database ``test``; skipped with the reason when the
-server does not answer). Set ``CROWDLOOP_TEST_POSTGRES_URL`` to use another server.
+server does not answer). Set ``CROWDLOOP_TEST_POSTGRES_URL`` to use another server, and
+``CROWDLOOP_REQUIRE_POSTGRES=1`` to fail instead of skipping when it does not answer (the CI does).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 POSTGRES_URL = os.environ.get("CROWDLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRES = os.environ.get("CROWDLOOP_REQUIRE_POSTGRES", "") not in ("", "0")
 
 
 def postgres_unavailable() -> str | None:
@@ -45,6 +47,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'crowdloop.db'}"
         return
     reason = postgres_unavailable()
+    if reason and REQUIRE_POSTGRES:
+        pytest.fail(f"{reason} (CROWDLOOP_REQUIRE_POSTGRES is set)")
     if reason:
         pytest.skip(reason)
     import sqlalchemy as sa

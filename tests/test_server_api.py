@@ -517,3 +517,17 @@ def test_openapi_documents_service_results_as_they_are(world):
     imported = components["AnswersImported"]["properties"]
     assert all(imported[f]["description"] for f in ("duplicates", "annotators_created", "items_changed"))
     assert components["TokenOut"]["properties"]["annotator"] == {"$ref": "#/components/schemas/AnnotatorInfo"}
+
+
+def test_a_refit_while_one_runs_answers_409(world):
+    """The refit's claim is the database's: while one is held (here by the service, as ``crowdloop
+    refit`` from cron would hold it), the API answers 409; once released it starts one (202)."""
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    claim = world["service"].claim_refit(pid)
+    try:
+        busy = call("POST", f"/projects/{pid}/refit", owner)
+        assert busy.status_code == 409 and "refit" in busy.json()["detail"], busy.text
+    finally:
+        claim.release()
+    assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202
+    assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202  # the last one was released

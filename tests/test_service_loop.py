@@ -354,3 +354,45 @@ def test_unknown_things_are_not_found(service) -> None:
         service.item_state(project.id, "missing")
     with pytest.raises(ConflictError):
         service.create_project(project.name, LabelSpace(["x"]), ConsensusPolicy())
+
+
+def test_a_lease_past_its_expiry_is_refused(service, clock: Clock) -> None:
+    """A submit after the lease's expiry answers ConflictError even when nobody reclaimed it yet,
+    and the item goes back to the pool at once."""
+    project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=2), gold_rate=0,
+                                     lease_seconds=5)  # fmt: skip
+    service.import_items(project.id, [ItemIn("only", {})])
+    worker, _ = service.add_annotator(project.id, "w")
+    task = service.next_task(worker)
+    clock.advance(6.5)
+    with pytest.raises(ConflictError, match="expired"):
+        service.submit(worker, task.lease_id, "x")
+    assert service.item_state(project.id, "only").open_leases == 0
+    with pytest.raises(ConflictError, match="expired"):  # and stays refused
+        service.submit(worker, task.lease_id, "x")
+    again = service.next_task(worker)
+    assert again is not None and again.lease_id != task.lease_id
+    assert not service.submit(worker, again.lease_id, "x").duplicate
+
+
+def test_an_item_answered_meanwhile_frees_the_lease(service) -> None:
+    """The owner imports the annotator's answer to the item they hold: the submit answers
+    ConflictError (not a database error), the lease is released, and ``next`` moves on."""
+    from crowdloop.service.answer_import import AnswerIn
+
+    project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=3), gold_rate=0)
+    service.import_items(project.id, [ItemIn("a", {}), ItemIn("b", {})])
+    worker, _ = service.add_annotator(project.id, "w")
+    held = service.next_task(worker)
+    service.import_answers(project.id, [AnswerIn(held.item, "w", "y")])
+    with pytest.raises(ConflictError, match="answered"):
+        service.submit(worker, held.lease_id, "x")
+    assert service.item_state(project.id, held.item).open_leases == 0
+    nxt = service.next_task(worker)
+    assert nxt is not None and nxt.lease_id != held.lease_id and nxt.item != held.item
+    # held again before the submit: next() itself lets the stuck lease go
+    other = "a" if nxt.item == "b" else "b"
+    assert other == held.item
+    service.import_answers(project.id, [AnswerIn(nxt.item, "w", "x")])
+    assert service.next_task(worker) is None
+    assert service.item_state(project.id, nxt.item).open_leases == 0

@@ -89,7 +89,8 @@ def refit(
     project: Annotated[str | None, typer.Option(help="Project id or name (default: every project).")] = None,
 ) -> None:
     """Full refit of annotator skills, model temperatures and calibration, then every open item
-    re-decided (run it periodically, e.g. from cron)."""
+    re-decided (run it periodically, e.g. from cron). One refit of a project runs at a time: while
+    another runs (the API's, or an earlier cron job's) this one stops with an error."""
     from crowdloop.service import refit_projects
 
     reports = run(lambda: refit_projects(database_url(db), project))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,12 @@ from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
 
 IDEMPOTENCY_KEY_LENGTH = 200
 LEASE_ID_LENGTH = 32
+T = TypeVar("T")
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite keeps them naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Loop(ServiceBase):
@@ -34,10 +40,15 @@ class Loop(ServiceBase):
         with the highest expected information per cost (``crowdloop.consensus.priority``), never
         one they answered or hold, never beyond the answers the item still needs counting open
         leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
-        Expired leases return to the pool first. An annotator holds one task at a time: asking
-        again returns the task they hold."""
+        Expired leases return to the pool first. An annotator holds one task at a time (the
+        database holds one open lease per annotator): asking again, or many times at once, returns
+        the task they hold, unless it expired or they answered its item meanwhile (an import, a
+        review): then it is let go and the next one leased."""
         gold_draw = self._draw()
-        return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+        try:
+            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+        except IntegrityError:  # a concurrent call leased their task first: it is the one they hold
+            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
 
     def _next_task(self, connection: DirectConnection, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
@@ -49,8 +60,11 @@ class Loop(ServiceBase):
         if found.any_expired:
             self._reclaim(connection, project.id, now)
         if found.held_id is not None:
-            item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
-            return self._task(found.held_id, item, found.held_suggestions, found.held_expires)
+            expires = aware(found.held_expires)
+            if expires > now and not found.held_answered:
+                item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
+                return self._task(found.held_id, item, found.held_suggestions, expires)
+            self._let_go(connection, found.held_id, found.held_item)
         item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
         if item is None:
             item = self._pick_pool(connection, project, annotator)
@@ -82,19 +96,23 @@ class Loop(ServiceBase):
             item=item.external_id,
             payload=item.payload,
             suggestions=[Suggestion(**s) for s in suggestions or []],
-            expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+            expires_at=aware(expires),
         )
+
+    @staticmethod
+    def _let_go(connection: Executor, lease_id: str, item_id: int) -> bool:
+        """Close an open lease as expired and give its item's place back to the pool (False: it was
+        closed already)."""
+        if not connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
+            return False
+        connection.execute(q.RELEASE_ITEM, {"item": item_id})
+        return True
 
     def _reclaim(self, connection: Executor, project_id: int, now: datetime) -> int:
         """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
         statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
-        reclaimed = 0
-        for lease_id, item_id in expired:
-            if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
-                connection.execute(q.RELEASE_ITEM, {"item": item_id})
-                reclaimed += 1
-        return reclaimed
+        return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
 
     def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """A gold item the annotator has not seen, leased (its id, external id and payload)."""
@@ -172,21 +190,26 @@ class Loop(ServiceBase):
         self._check_lease_id(lease_id)
         gold_draw = self._draw() if then_next else 1.0
 
-        def and_next(db: DirectConnection, out: SubmitOut | None) -> SubmitOut | None:
-            if out is None or not then_next or out.annotator_status != "active":
+        def and_next(db: DirectConnection, out: T) -> T:
+            if not isinstance(out, SubmitOut) or not then_next or out.annotator_status != "active":
                 return out
             return dataclasses.replace(out, next_task=self._next_task(db, annotator.id, gold_draw))
 
-        try:
+        def attempt() -> SubmitOut | ConflictError:
             return self._run_direct(
                 lambda db: and_next(db, self._submit(db, annotator.id, lease_id, label, duration_ms, key))
             )
+
+        try:
+            out = attempt()
         except IntegrityError:
             # a concurrent retry of the same submit won the race: answer as for any retry
             stored = self._run_direct(lambda db: and_next(db, self._stored_answer(db, annotator.id, lease_id, key)))
-            if stored is None:
-                raise
-            return stored
+            # else a concurrent ``next`` leased the task the chained one wanted to: once more
+            out = stored if stored is not None else attempt()
+        if isinstance(out, ConflictError):
+            raise out  # its lease was let go in the transaction, committed
+        return out
 
     def _stored_answer(
         self, connection: Executor, annotator_id: int, lease_id: str, key: str | None
@@ -216,7 +239,9 @@ class Loop(ServiceBase):
         label: Any,
         duration_ms: int | None,
         key: str | None,
-    ) -> SubmitOut:
+    ) -> SubmitOut | ConflictError:
+        """The answer stored, or the refusal to raise once the transaction has let the lease go
+        (it expired, or the annotator answered its item meanwhile)."""
         if key is not None:
             retry = self._stored_answer(connection, annotator_id, lease_id, key)
             if retry is not None:
@@ -231,6 +256,14 @@ class Loop(ServiceBase):
         self._check_worker(Prefixed(lease, "a_"))
         project = ProjectRow(Prefixed(lease, "p_"), connection)
         item = Prefixed(lease, "i_")
+        if aware(lease.expires_at) <= self._clock():
+            self._let_go(connection, lease_id, item.id)
+            return ConflictError(f"lease {lease_id} expired at {aware(lease.expires_at):%Y-%m-%d %H:%M:%S} UTC: "
+                                 "its item went back to the pool; ask for the next task")  # fmt: skip
+        if lease.answered:
+            self._let_go(connection, lease_id, item.id)
+            return ConflictError(f"you answered item {item.external_id!r} already (an answer imported or a review "
+                                 "since the task was given): the lease is let go; ask for the next task")  # fmt: skip
         labels = self._label_space(project)
         code = self._code(labels, label)
         if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:

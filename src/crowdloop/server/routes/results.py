@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
@@ -118,8 +118,17 @@ def export(
 
 
 @router.post("/projects/{project_id:int}/refit", status_code=202, response_model=RefitAccepted, tags=["results"])
-def refit(project_id: ProjectId, caller: Owner, service: Service, background: BackgroundTasks) -> RefitAccepted:
+def refit(
+    project_id: ProjectId, caller: Owner, service: Service, background: BackgroundTasks, request: Request
+) -> RefitAccepted:
     """Start a full refit of skills and calibration after the response (the job ``crowdloop refit``
-    runs the same); the loop keeps serving meanwhile."""
-    background.add_task(service.refit, project_id)
+    runs the same); the loop keeps serving meanwhile. 409 while a refit of the project runs (this
+    server's or any other process's); a server runs one refit at a time, the others wait their turn."""
+    claim = service.claim_refit(project_id)
+
+    def run() -> None:
+        with request.app.state.refits:
+            service.refit(project_id, claim=claim)
+
+    background.add_task(run)
     return RefitAccepted(project_id=project_id)
