@@ -531,3 +531,27 @@ def test_a_refit_while_one_runs_answers_409(world):
         claim.release()
     assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202
     assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202  # the last one was released
+
+
+def test_me_shows_an_annotator_nothing_that_moves_with_gold(world):
+    """An annotator's ``/me`` is the same after a gold answer as after any other (no skill, no gold
+    record: comparing them after each submit told which items were gold); owners see the record."""
+    call, admin = world["call"], world["tokens"]["admin"]
+    made = call("POST", "/projects", admin, json={"name": "me-probe", "labels": LABELS, "gold_rate": 0.5}).json()
+    pid, owner = made["project"]["id"], made["owner"]["token"]
+    items = [{"id": f"r{k}", "data": {}} for k in range(6)] + [
+        {"id": f"g{k}", "data": {}, "gold": "cat"} for k in range(6)
+    ]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "prober"}).json()["token"]
+    seen = []
+    while (task := call("POST", f"/projects/{pid}/tasks/next", token)).status_code == 200:
+        lease = task.json()["lease_id"]
+        assert call("POST", f"/projects/{pid}/tasks/{lease}/submit", token, json={"label": "cat"}).status_code == 200
+        me = call("GET", "/me", token).json()["annotator"]
+        assert not {"skill", "gold_right", "gold_total"} & set(me)
+        seen.append({k: v for k, v in me.items() if k != "answers"})
+    assert len(seen) >= 7 and all(s == seen[0] for s in seen)  # six real items and some gold
+    (record,) = [a for a in call("GET", f"/projects/{pid}/annotators", owner).json() if a["name"] == "prober"]
+    assert record["gold_total"] >= 1 and record["answers"] == len(seen)
+    assert {"skill", "gold_right", "gold_total"} <= set(call("GET", "/me", owner).json()["annotator"])

@@ -216,10 +216,24 @@ class CreatedProject(BaseModel):
     owner: TokenOut
 
 
-class MeOut(BaseModel):
-    """The token's annotator, and whether the token is the admin's."""
+class Member(BaseModel):
+    """Who an annotator or reviewer is, without their skill or gold record (which move with each
+    gold answer, so showing them would tell which tasks were gold)."""
 
-    annotator: AnnotatorInfo
+    id: int
+    project_id: int
+    name: str
+    role: RoleName
+    kind: str
+    status: str
+    answers: int
+
+
+class MeOut(BaseModel):
+    """The token's annotator (for owners and the admin with skill and gold record), and whether the
+    token is the admin's."""
+
+    annotator: AnnotatorInfo | Member
     admin: bool
 
 

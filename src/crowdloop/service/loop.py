@@ -36,7 +36,8 @@ class Loop(ServiceBase):
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
         """Lease the next task to an active annotator (None: nothing left for them).
 
-        With probability ``gold_rate`` a gold item they have not answered; otherwise the open item
+        With probability ``gold_rate`` a gold item they have not answered, while there is real work
+        for them (never gold alone: a task after "nothing left" would be gold); otherwise the open item
         with the highest expected information per cost (``crowdloop.consensus.priority``), never
         one they answered or hold, never beyond the answers the item still needs counting open
         leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
@@ -65,7 +66,9 @@ class Loop(ServiceBase):
                 item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
                 return self._task(found.held_id, item, found.held_suggestions, expires)
             self._let_go(connection, found.held_id, found.held_item)
-        item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
+        item = None
+        if gold_draw < project.gold_rate and self._has_work(connection, project, annotator):
+            item = self._pick_gold(connection, project, annotator)
         if item is None:
             item = self._pick_pool(connection, project, annotator)
         if item is None:
@@ -113,6 +116,13 @@ class Loop(ServiceBase):
         statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
         return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
+
+    @staticmethod
+    def _has_work(connection: Executor, project: ProjectRow, annotator: Any) -> bool:
+        """Whether the pool holds an item for the annotator: gold only goes beside real work, or
+        every task after a 204 would be gold."""
+        params = {"project": project.id, "annotator": annotator.id}
+        return connection.execute(q.REAL_WORK, params).first() is not None
 
     def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """A gold item the annotator has not seen, leased (its id, external id and payload)."""
