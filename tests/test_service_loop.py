@@ -289,12 +289,14 @@ def test_auth_tokens_are_hashed_and_revocable(service) -> None:
 
 def test_review_needs_a_reviewer_and_is_final(service) -> None:
     policy = ConsensusPolicy(target=0.95, max_overlap=2)
-    project = service.create_project(name(), LabelSpace(["x", "y"]), policy, gold_rate=0)
+    project = service.create_project(name(), LabelSpace(["x", "y"]), policy, gold_rate=0, reviewers_see_gold=True)
     service.import_items(project.id, [ItemIn("a", {}), ItemIn("g", {}, gold="x")])
     worker, _ = service.add_annotator(project.id, "w")
     reviewer, _ = service.add_annotator(project.id, "r", role="reviewer")
     with pytest.raises(ForbiddenError):
         service.review(worker, project.id, "a", "x")
+    with pytest.raises(ForbiddenError, match="reviewer"):
+        service.next_task(reviewer)  # reviewers review; they take no tasks
     with pytest.raises(ConflictError, match="gold"):
         service.review(reviewer, project.id, "g", "x")
     with pytest.raises(NotFoundError):
@@ -302,6 +304,17 @@ def test_review_needs_a_reviewer_and_is_final(service) -> None:
     state = service.review(reviewer, project.id, "a", "y")
     assert state.status == "reviewed" and state.label == "y"
     assert service.next_task(worker) is None  # a reviewed item needs nothing more
+    # without reviewers_see_gold a reviewer finds only the items up for review (gold looks like the rest)
+    service.update_project(project.id, reviewers_see_gold=False)
+    service.import_items(project.id, [ItemIn("b", {})])
+    for item in ("g", "b"):
+        with pytest.raises(NotFoundError, match=f"no item '{item}'"):
+            service.review(reviewer, project.id, item, "x")
+        with pytest.raises(NotFoundError, match=f"no item '{item}'"):
+            service.item_state(project.id, item, viewer=reviewer)
+    assert service.item_state(project.id, "a", viewer=reviewer).status == "reviewed"
+    owner, _ = service.add_annotator(project.id, "o", role="owner")
+    assert service.review(owner, project.id, "b", "x").status == "reviewed"  # owners review anything
 
 
 def test_the_model_votes_and_suggests(service) -> None:

@@ -69,6 +69,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         lease_seconds=settings.lease_seconds,
         model_votes=settings.model_votes,
         suggestions=settings.suggestions,
+        reviewers_see_gold=settings.reviewers_see_gold,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
     return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))
