@@ -526,6 +526,40 @@ class Setup(ServiceBase):
         self._run(work)
         return token
 
+    def rotate_token(self, annotator_id: int) -> str:
+        """A new token for an annotator that replaces every earlier one (revoked in the same
+        transaction: there is never a moment with none, nor one with two)."""
+        token = make_token()
+
+        def work(session: Session) -> None:
+            self._annotator(session, annotator_id)
+            session.execute(
+                update_rows(ApiToken)
+                .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
+                .values(revoked=True)
+            )
+            session.add(
+                ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
+            )
+
+        self._run(work)
+        return token
+
+    def revoke_token(self, token: str) -> AnnotatorInfo:
+        """Revoke one token (a leaked one, the admin's too); returns whose it was (``AuthError``
+        when it is unknown or revoked already)."""
+        annotator = self.authenticate(token)
+        digest = token_digest(token)
+
+        def work(session: Session) -> int:
+            return session.execute(
+                update_rows(ApiToken).where(ApiToken.digest == digest, ApiToken.revoked.is_(False)).values(revoked=True)
+            ).rowcount
+
+        if not self._run(work):
+            raise AuthError("unknown or revoked API token")
+        return annotator
+
     def revoke_tokens(self, annotator_id: int) -> int:
         """Revoke every token of an annotator; returns how many."""
 
