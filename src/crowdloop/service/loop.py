@@ -20,9 +20,28 @@ from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
 
+REVIEWED = "reviewed"
 IDEMPOTENCY_KEY_LENGTH = 200
 LEASE_ID_LENGTH = 32
 T = TypeVar("T")
+
+
+def checked_member(session: Session, annotator_id: int, project_id: int) -> Annotator:
+    """The annotator, read again: a member of the project (``NotFoundError`` otherwise, as for
+    another project) and active (``ForbiddenError``: a banned member reads nothing)."""
+    person = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
+    if person is None or person.project_id != project_id:
+        raise NotFoundError(f"no project with id {project_id!r}")
+    if person.status != "active":
+        raise ForbiddenError(f"annotator {person.name!r} is {person.status}")
+    return person
+
+
+def hidden_from(person: Annotator, project: Any, item: Item) -> bool:
+    """Whether a reviewer may not see the item: without the project's ``reviewers_see_gold`` they
+    see the items they review (escalated or reviewed) only, so that a gold item looks like any
+    item not up for review."""
+    return person.role == "reviewer" and not project.reviewers_see_gold and item.status not in (ESCALATED, REVIEWED)
 
 
 def aware(moment: datetime) -> datetime:
@@ -36,7 +55,8 @@ class Loop(ServiceBase):
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
         """Lease the next task to an active annotator (None: nothing left for them).
 
-        With probability ``gold_rate`` a gold item they have not answered; otherwise the open item
+        With probability ``gold_rate`` a gold item they have not answered, while there is real work
+        for them (never gold alone: a task after "nothing left" would be gold); otherwise the open item
         with the highest expected information per cost (``crowdloop.consensus.priority``), never
         one they answered or hold, never beyond the answers the item still needs counting open
         leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
@@ -56,6 +76,9 @@ class Loop(ServiceBase):
         if found is None:
             raise NotFoundError(f"no annotator with id {annotator_id!r}")
         annotator = self._check_worker(Prefixed(found, "a_"))
+        if annotator.role != "annotator":
+            raise ForbiddenError(f"{annotator.name!r} is a{'n' * (annotator.role == 'owner')} {annotator.role}: "
+                                 "reviewers review and owners manage; annotators take tasks")  # fmt: skip
         project = ProjectRow(Prefixed(found, "p_"), connection)
         if found.any_expired:
             self._reclaim(connection, project.id, now)
@@ -65,7 +88,9 @@ class Loop(ServiceBase):
                 item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
                 return self._task(found.held_id, item, found.held_suggestions, expires)
             self._let_go(connection, found.held_id, found.held_item)
-        item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
+        item = None
+        if gold_draw < project.gold_rate and self._has_work(connection, project, annotator):
+            item = self._pick_gold(connection, project, annotator)
         if item is None:
             item = self._pick_pool(connection, project, annotator)
         if item is None:
@@ -119,6 +144,13 @@ class Loop(ServiceBase):
         statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
         return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
+
+    @staticmethod
+    def _has_work(connection: Executor, project: ProjectRow, annotator: Any) -> bool:
+        """Whether the pool holds an item for the annotator: gold only goes beside real work, or
+        every task after a 204 would be gold."""
+        params = {"project": project.id, "annotator": annotator.id}
+        return connection.execute(q.REAL_WORK, params).first() is not None
 
     def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """A gold item the annotator has not seen, leased (its id, external id and payload)."""
@@ -199,7 +231,11 @@ class Loop(ServiceBase):
         def and_next(db: DirectConnection, out: T) -> T:
             if not isinstance(out, SubmitOut) or not then_next or out.annotator_status != "active":
                 return out
-            return dataclasses.replace(out, next_task=self._next_task(db, annotator.id, gold_draw))
+            try:
+                task = self._next_task(db, annotator.id, gold_draw)
+            except ForbiddenError:  # promoted to reviewer by this answer: no more tasks (nothing written yet)
+                return out
+            return dataclasses.replace(out, next_task=task)
 
         def attempt() -> SubmitOut | ConflictError:
             return self._run_direct(
@@ -364,12 +400,17 @@ class Loop(ServiceBase):
 
         self._run(work)
 
-    def review_queue(self, project_id: int, *, limit: int = 50) -> list[ReviewTask]:
-        """Escalated items, oldest first, with the crowd's answers."""
+    def review_queue(
+        self, project_id: int, *, limit: int = 50, viewer: AnnotatorInfo | None = None
+    ) -> list[ReviewTask]:
+        """Escalated items, oldest first, with the crowd's answers. ``viewer``: the member who asks
+        (read again: a banned one is refused)."""
         limit = max(1, min(int(limit), 500))
 
         def work(session: Session) -> list[ReviewTask]:
             project = self._project(session, project_id)
+            if viewer is not None:
+                checked_member(session, viewer.id, project_id)
             labels = self._label_space(project)
             connection = session.connection()
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
@@ -404,18 +445,20 @@ class Loop(ServiceBase):
         return self._run(work)
 
     def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
-        """A reviewer's (or owner's) final label for an item (escalated or not)."""
+        """A reviewer's (or owner's) final label for an item: an owner's for any item, a
+        reviewer's for the escalated and reviewed ones (any, with the project's
+        ``reviewers_see_gold``); not a gold item (``ConflictError``)."""
 
         def work(session: Session) -> ItemState:
-            person = self._annotator(session, reviewer.id)
-            if person.project_id != project_id:
-                raise NotFoundError(f"no project with id {project_id!r}")
-            if person.role not in ("reviewer", "owner") or person.status != "active":
-                raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role}, {person.status})")
+            person = checked_member(session, reviewer.id, project_id)
+            if person.role not in ("reviewer", "owner"):
+                raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role})")
             project = self._project(session, project_id)
             labels = self._label_space(project)
             code = self._code(labels, label)
             item = self._item(session, project_id, external_id, lock=True)
+            if hidden_from(person, project, item):
+                raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             if item.is_gold:
                 raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
             own = session.scalars(

@@ -252,6 +252,9 @@ def _take_best(best: Select) -> Update:
 
 
 _best = POOL.with_only_columns(items.c.id).limit(1)
+REAL_WORK = _best
+"""The pool's best item for the annotator, not leased: whether there is real work for them (gold
+is handed out only beside it)."""
 TAKE_BEST = _take_best(_best)
 """The pool's best item for the annotator, leased in one statement (``TAKE`` over ``POOL`` when
 another transaction took it meanwhile)."""

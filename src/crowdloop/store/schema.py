@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -62,7 +63,8 @@ class Base(DeclarativeBase):
 
 class Project(Base):
     """A labeling project: its label space (``labels``: the labels, or for a taxonomy the paths
-    and optional ids), consensus policy, skill rules, gold rate and the online calibrator.
+    and optional ids), consensus policy, skill rules, gold rate, whether reviewers may read gold
+    items (``reviewers_see_gold``) and the online calibrator.
     ``settings_version`` counts the changes of its settings: every process caches a policy and
     rules under the version they were read at, so a change made in one process is seen by all."""
 
@@ -78,6 +80,7 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer)
     model_votes: Mapped[bool] = mapped_column(Boolean)
     suggestions: Mapped[int] = mapped_column(Integer)
+    reviewers_see_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     calibrator: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -42,8 +42,9 @@ SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "la
 
 @router.get("/projects/{project_id:int}/items/{item}", response_model=ItemState, tags=["results"])
 def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemState:
-    """The consensus state of one item (owners and reviewers; never annotators)."""
-    return service.item_state(project_id, item)
+    """The consensus state of one item (owners and reviewers; never annotators). Reviewers read the
+    items they review (escalated or reviewed), or every item if the project's ``reviewers_see_gold``."""
+    return service.item_state(project_id, item, viewer=None if caller.admin else caller.annotator)
 
 
 @router.get("/projects/{project_id:int}/progress", response_model=Progress, tags=["results"])
