@@ -163,16 +163,6 @@ class MACE(Aggregator):
         self.skills_ = self._worker_series(competence)
         return Posterior(probs)
 
-    def answer_log_likelihood(self, answers: Answers) -> np.ndarray:
-        r"""``log P(y = l | z = k)`` of every hard answer of ``answers`` (fitted code tables):
-        $\log(\theta_w [l = k] + (1 - \theta_w)\, \xi_{wl})$ with the fitted weights normalised."""
-        spamming = self.spamming_ / self.spamming_.sum(axis=1, keepdims=True)
-        strategy = self.thetas_ / self.thetas_.sum(axis=1, keepdims=True)
-        know = spamming[answers.worker, 1][:, None]
-        spam = (1 - know) * strategy[answers.worker, answers.label][:, None]
-        same = answers.label[:, None] == np.arange(answers.n_labels)
-        return np.log(np.maximum(spam + know * same, EPS))
-
 
 class _MaceFit:
     """MACE's parameters (``spamming``: weights of spamming and knowing; ``strategy``) and the
