@@ -156,7 +156,7 @@ class _PairEM(Aggregator):
         saw gets its posterior-mean probability under the prior: for a known worker
         $(\tau \bar e_{kl} + c_{kl}) / (n_{wk} + \tau + \sum_l c_{kl})$ (``shrinkage`` $\tau$,
         pooled confusion $\bar e$, prior pseudo-counts $c$, expected answers $n_{wk}$), and for an
-        unknown worker the pooled confusion."""
+        unknown worker (or one without answers or prior) the pooled confusion."""
         fitted = self._scoring
         k = answers.n_labels
         key = answers.worker.astype(np.int64) * k + answers.label
@@ -165,6 +165,7 @@ class _PairEM(Aggregator):
         known = (answers.worker < len(fitted.worker_totals))[:, None]
         pseudo = fitted.pseudo_counts[answers.label]
         totals = fitted.worker_totals[worker] + fitted.shrinkage + fitted.pseudo_counts.sum(axis=0)
+        known = known & (totals > 0)  # a worker without answers or prior answers as the pool
         unseen_known = (fitted.shrinkage * fitted.pooled[answers.label] + pseudo) / np.maximum(totals, EPS)
         unseen_pair = np.log(np.maximum(np.where(known, unseen_known, fitted.pooled[answers.label]), EPS))
         return np.where((fitted.keys[at] == key)[:, None], fitted.log_errors[at], unseen_pair)
@@ -344,6 +345,20 @@ class _SymmetricErrorEM(_PairEM):
             correct, total = correct.sum(axis=1, keepdims=True), total.sum(axis=1, keepdims=True)
         right, wrong = self.skill_prior
         return (correct + right) / np.maximum(total + right + wrong, EPS)
+
+    def answer_log_likelihood(self, answers: Answers) -> np.ndarray:
+        r"""``log P(y = l | z = k)`` of every hard answer of ``answers`` (fitted code tables):
+        $\log \hat s_{wk}$ if $l = k$, else $\log \frac{1 - \hat s_{wk}}{K - 1}$; a worker the fit never
+        saw has the prior's accuracy (the mode of the Beta prior)."""
+        k = answers.n_labels
+        fitted = self._fitted_accuracy
+        right, wrong = self.skill_prior
+        prior = (right / (right + wrong)) if right + wrong > 0 else 1.0 / k
+        known = answers.worker < len(fitted)
+        accuracy = np.where(known[:, None], fitted[np.minimum(answers.worker, len(fitted) - 1)], prior)
+        accuracy = np.clip(np.broadcast_to(accuracy, (answers.n_answers, k)), EPS, 1 - EPS)
+        same = answers.label[:, None] == np.arange(k)
+        return np.log(np.where(same, accuracy, (1 - accuracy) / max(k - 1, 1)))
 
     def _pair_probs(self, pairs: AnswerPairs, counts: np.ndarray, n_workers: int) -> np.ndarray:
         n_labels = counts.shape[1]
