@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 
 from crowdloop.consensus import ConsensusPolicy, SkillRules
+from crowdloop.consensus.decider import Decider, Opinions
+from crowdloop.consensus.fitting import MIN_CALIBRATION_STATES, StoredAnswers, refit
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import ItemIn, open_service, refit_projects
-from crowdloop.service.online import OnlineConsensus, Opinions
-from crowdloop.service.refit import MIN_CALIBRATION_STATES, StoredAnswers, refit
 from crowdloop.store.schema import Annotator
 
 LABELS = ["a", "b", "c", "d"]
@@ -110,11 +110,8 @@ def test_the_calibrator_makes_the_online_confidence_honest() -> None:
     result = refit(stored, labels, policy, SkillRules())
     assert result.calibrator is not None and 300 * per_item >= MIN_CALIBRATION_STATES
     # held-out items after one and after two answers, with the skills the loop would use
-    rules = SkillRules()
-    online_skill = (rules.prior_strength * rules.prior_mean + result.skill * result.answers) / (
-        rules.prior_strength + result.answers
-    )
-    decider = OnlineConsensus(labels, policy, rules, typical_skill=result.typical_skill, calibrator=result.calibrator)
+    online_skill = result.skill
+    decider = Decider(labels, policy, typical_skill=result.typical_skill, calibrator=result.calibrator)
     for seen in (1, 2):
         held = np.flatnonzero((item >= 300) & (np.arange(len(item)) % per_item < seen))
         opinions = Opinions.of(n_items - 300, item[held] - 300, label[held], online_skill[worker[held]])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
+from crowdloop.consensus.fitting import StoredAnswers
+from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.service.base import PAGE, ServiceBase, update_rows
-from crowdloop.service.refit import StoredAnswers
-from crowdloop.service.refit import refit as fit_project
 from crowdloop.service.types import RefitReport
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
 
@@ -24,8 +23,9 @@ class Jobs(ServiceBase):
     """The periodic full refit as a job over the database, never inside a request."""
 
     def refit(self, project_id: int) -> RefitReport:
-        """Full EM refit (``crowdloop.consensus.DynamicConsensus`` on every answer, gold clamped):
-        annotator skills, the model versions' temperatures, the calibrator of the online decision,
+        """Full EM refit (``crowdloop.consensus.fitting.refit``, the fit of ``crowdloop decide``, on
+        every answer, gold clamped): annotator skills and their prior, the model versions'
+        temperatures, the calibrator of the decision (stored as JSON),
         then every open item re-decided. A job (``crowdloop refit``), never inside a request."""
         started = time.perf_counter()
         info = self.get_project(project_id)
@@ -36,17 +36,18 @@ class Jobs(ServiceBase):
 
         def write(session: Session) -> None:
             project = session.get(Project, project_id)
-            project.calibrator = pickle.dumps(result.calibrator) if result.calibrator is not None else None
+            project.calibrator = result.calibrator.to_dict() if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
+            project.skill_prior = result.prior
             project.refit_at = utcnow()
-            for a, n, s in zip(result.annotators, result.answers, result.skill, strict=True):
+            for a, right, total in zip(result.annotators, result.right, result.total, strict=True):
                 before = since[int(a)]
                 session.execute(
                     update_rows(Annotator)
                     .where(Annotator.id == int(a))
                     .values(
-                        model_right=float(s * n),
-                        model_total=float(n),
+                        model_right=float(right),
+                        model_total=float(total),
                         since_right=Annotator.since_right - before[0],
                         since_total=Annotator.since_total - before[1],
                         branch_skills=result.branch_skills.get(int(a)),
