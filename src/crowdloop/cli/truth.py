@@ -118,6 +118,23 @@ def decide(
     labels: LabelsOption = None,
     taxonomy: TaxonomyOption = None,
     price: Annotated[float, typer.Option(help="Price of one crowd answer.")] = 1.0,
+    expert_cost: Annotated[
+        float, typer.Option("--expert-cost", help="Price of an expert review, in crowd answers.")
+    ] = 10.0,
+    label_value: Annotated[
+        float | None, typer.Option("--label-value", help="Worth of a right label, in crowd answers (optional).")
+    ] = None,
+    prior_accuracy: Annotated[
+        float, typer.Option(help="Stated prior accuracy of an annotator (moved by the crowd's agreement).")
+    ] = 0.7,
+    escalate_early: Annotated[
+        bool,
+        typer.Option(
+            "--escalate-early/--keep-asking",
+            help="Escalate as soon as an expert is cheaper than the crowd's expected answers (default), or keep "
+            "asking up to --max-overlap (no expert).",
+        ),
+    ] = True,
     policy_name: Annotated[
         str,
         typer.Option(
@@ -135,12 +152,23 @@ def decide(
     """Decide per task: accepted, more (with how many answers to order now) or escalated.
 
     Run it after every batch of answers from any crowd platform, and upload the 'more' tasks again.
-    Writes task,status,label,confidence,answers,next."""
+    Each step takes the action of the lowest expected cost of reaching the target (a crowd answer
+    at --price, an expert review at --expert-cost answers). Writes task,status,label,confidence,
+    answers,next (answers to order now),expected (crowd answers still expected),expert (chance of
+    ending with an expert)."""
     from crowdloop.consensus import ConsensusPolicy, Prices, consensus_engine
     from crowdloop.io import read_probabilities, write_table
 
     def job() -> None:
-        policy = ConsensusPolicy(target, min_overlap, max_overlap, prices=Prices(crowd=price))
+        policy = ConsensusPolicy(
+            target,
+            min_overlap,
+            max_overlap,
+            escalate_early=escalate_early,
+            label_value=None if label_value is None else label_value * price,
+            prices=Prices(crowd=price, expert=expert_cost * price),
+            prior_accuracy=prior_accuracy,
+        )
         consensus_engine(policy_name, policy, threshold=model_threshold)  # bad options fail before any reading
         data, truth = load(answers, labels=labels, taxonomy=taxonomy, gold=gold, task=task_column,
                            worker=worker_column, label=label_column, duplicates=duplicates)  # fmt: skip
@@ -152,17 +180,20 @@ def decide(
         with console.status(f"weighing {data.n_answers:,} answers ..."):
             engine = consensus_engine(policy_name, policy, threshold=model_threshold).fit(data, truth)
             table = engine.decide(data)
-        table["confidence"] = table["confidence"].round(6)
+        for column, digits in (("confidence", 6), ("expected", 3), ("expert", 4)):
+            table[column] = table[column].round(digits)
         write_table(table, out)
         counts = table["status"].value_counts()
+        crowd_to_come = float(table["expected"].sum()) * price
+        expert_to_come = float(table["expert"].sum()) * policy.prices.expert
         rows = [
             *[(status, f"{counts.get(status, 0):,}") for status in ("accepted", "more", "escalated")],
             ("answers to order now", f"{table['next'].sum():,}"),
             ("answers so far (cost)", f"{data.n_answers:,} ({data.n_answers * price:,.2f})"),
-            (
-                "confidence",
-                "calibrated on gold" if engine.calibrator_ is not None else "uncalibrated (too little gold)",
-            ),
+            ("expected cost to finish", f"{crowd_to_come + expert_to_come:,.2f}"),
+            ("  crowd", f"{crowd_to_come:,.2f} ({table['expected'].sum():,.1f} answers)"),
+            ("  expert", f"{expert_to_come:,.2f} ({table['expert'].sum():,.1f} reviews at {policy.prices.expert:g})"),
+            ("confidence", engine.model_.confidence_note()),
         ]
         rule = f"model-agrees at {model_threshold}" if policy_name == "model-agrees" else f"target {target}"
         show(f"{len(table):,} tasks, {rule} -> {out}", rows)
