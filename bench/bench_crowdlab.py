@@ -194,6 +194,13 @@ def _cleanlab_accuracy(seed: dict[str, Any]) -> float | None:
     return None if not other or "error" in other else other["accuracy"]
 
 
+def _refusal(errors: set[str]) -> str:
+    """CROWDLAB's reason for not running, in a few words."""
+    if any("only has one label" in e for e in errors):
+        return "- (refuses: every item has one answer)"
+    return "- (" + "; ".join(errors)[:60] + ")" if errors else "-"
+
+
 def render(result: dict[str, Any], command: str, versions: dict[str, str]) -> str:
     from _harness import fmt, machine_lines, markdown_table
 
@@ -217,7 +224,7 @@ def render(result: dict[str, Any], command: str, versions: dict[str, str]) -> st
                 row["mix"],
                 f"{_median(seeds, lambda s: s['answers_per_item']):.2f}",
                 fmt(ours),
-                fmt(theirs) if theirs == theirs else ("- (" + "; ".join(errors)[:60] + ")" if errors else "-"),
+                fmt(theirs) if theirs == theirs else _refusal(errors),
                 fmt(achievable),
                 fmt(_median(seeds, lambda s: s["majority_vote"])),
                 fmt(_median(seeds, lambda s: s["model"])),

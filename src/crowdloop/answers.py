@@ -249,7 +249,7 @@ class Answers:
             probs = probs.to_numpy(dtype=np.float64)
         matrix = sp.csr_matrix(probs, dtype=np.float64)
         ids = pd.Index(items)
-        answers = self if labels is None else self._with_labels(labels, source)
+        answers = self if labels is None else self.with_labels(labels, source=source)
         columns = np.arange(answers.n_labels) if labels is None else answers.labels.encode(list(labels))
         if matrix.shape != (len(ids), len(columns)):
             raise InputError(
@@ -310,7 +310,7 @@ class Answers:
             )
         return replace(answers, items=item_table, workers=worker_table, soft=soft)
 
-    def _with_labels(self, labels: Sequence[Hashable], source: str) -> Answers:
+    def with_labels(self, labels: Sequence[Hashable], *, source: str = "labels") -> Answers:
         """The same answers over a label space that also holds ``labels`` (codes remapped: the new
         labels are sorted in when the space is in sorted order, else appended)."""
         new = pd.Index(list(labels)).difference(pd.Index(self.labels.labels), sort=False)
@@ -347,9 +347,16 @@ class Answers:
         )
 
     def encode_gold(
-        self, gold: Mapping[Hashable, Hashable] | pd.Series | None, *, source: str = "gold"
+        self,
+        gold: Mapping[Hashable, Hashable] | pd.Series | None,
+        *,
+        source: str = "gold",
+        first_row: int = 1,
+        unit: str = "row",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Gold as (item codes, label codes); an item without answers or an unknown label is an error."""
+        """Gold as (item codes, label codes); an item without answers or an unknown label is an error
+        naming ``source`` and the row (``first_row``: the number of the first entry, 2 for a file
+        with a header line, whose ``unit`` is "line")."""
         if gold is None:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
         series = gold if isinstance(gold, pd.Series) else pd.Series(dict(gold), dtype=object)
@@ -361,11 +368,12 @@ class Answers:
             raise InputError(
                 f"gold item {series.index[unknown[0]]!r} is not among the answered items",
                 source=source,
-                rows=(unknown + 1).tolist(),
-                unit="row",
+                rows=(unknown + first_row).tolist(),
+                unit=unit,
+                field="task" if unit == "line" else None,
                 hint="Gold must use the same task ids as the answers.",
             )
-        labels = self.labels.encode(series.to_numpy(), source=source, field="label", unit="row")
+        labels = self.labels.encode(series.to_numpy(), source=source, field="label", first_row=first_row, unit=unit)
         return codes.astype(np.int32), labels
 
     def answers_per_item(self) -> np.ndarray:
