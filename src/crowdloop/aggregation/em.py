@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from scipy.special import logsumexp
 
 from crowdloop.aggregation.base import Gold
-from crowdloop.aggregation.posterior import clamp_gold, softmax_in_place, softmax_rows
+from crowdloop.aggregation.posterior import clamp_gold, row_max, row_sum, softmax_in_place, softmax_rows
 from crowdloop.answers import Answers
 
 EPS = 1e-10
@@ -196,15 +196,22 @@ def _mean_information(log_probs: np.ndarray) -> float:
     return float(((p * log_probs**2).sum(axis=1) - mean**2).mean())
 
 
-def _lse_moments(scores: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: log-sum-exp of ``scores`` and the mean and variance of ``values`` under softmax(scores)."""
-    top = scores.max(axis=1, keepdims=True)
-    weight = np.exp(scores - top)
-    total = weight.sum(axis=1)
-    weight /= total[:, None]
-    mean = (weight * values).sum(axis=1)
-    variance = np.maximum((weight * values**2).sum(axis=1) - mean**2, 0.0)
-    return np.log(total) + top[:, 0], mean, variance
+def _lse_moments(
+    scores: np.ndarray, values: np.ndarray, squares: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: log-sum-exp of ``scores`` and the mean and variance of ``values`` (``squares``: their
+    squares) under softmax(scores). Row reductions run column by column (``row_sum``): NumPy is
+    slow on a short last axis."""
+    top = row_max(scores)
+    weight = np.exp(scores - top[:, None])
+    total = row_sum(weight)
+    mean = row_sum(weight * values) / total
+    variance = np.maximum(row_sum(weight * squares) / total - mean**2, 0.0)
+    return np.log(total) + top, mean, variance
+
+
+NEWTON_TOLERANCE = 1e-3
+"""A Newton step in log-temperature below this (0.1% of the temperature) ends the refit."""
 
 
 def _map_temperature(
@@ -218,12 +225,13 @@ def _map_temperature(
     """The MAP temperature of ``SoftVotes`` (see its docstring) by safeguarded Newton steps in
     ``u = log alpha`` from ``start``: a step that does not raise the objective is halved."""
     low, high = np.log(bounds[0]), np.log(bounds[1])
+    squares = log_probs**2
 
     def terms(u: float) -> tuple[float, float, float]:
         alpha = np.exp(u)
         scaled = alpha * log_probs
-        post, post_mean, post_var = _lse_moments(other + scaled, log_probs)
-        base, base_mean, base_var = _lse_moments(log_prior + scaled, log_probs)
+        post, post_mean, post_var = _lse_moments(other + scaled, log_probs, squares)
+        base, base_mean, base_var = _lse_moments(log_prior + scaled, log_probs, squares)
         gradient = alpha * float((post_mean - base_mean).sum())
         curvature = gradient + alpha**2 * float((post_var - base_var).sum())
         value = float((post - base).sum()) - 0.5 * precision * (alpha - 1) ** 2
@@ -235,6 +243,8 @@ def _map_temperature(
     for _ in range(SoftVotes.NEWTON_STEPS):
         step = -gradient / curvature if curvature < 0 else np.sign(gradient) * 0.5
         step = float(np.clip(step, -1.0, 1.0))
+        if curvature < 0 and abs(step) < NEWTON_TOLERANCE:  # converged: take the last, tiny step
+            return float(np.exp(np.clip(u + step, low, high)))
         for _ in range(20):
             candidate = float(np.clip(u + step, low, high))
             if candidate == u:
@@ -245,10 +255,7 @@ def _map_temperature(
             step /= 2
         else:
             break
-        done = abs(candidate - u) < 1e-4
         u, (value, gradient, curvature) = candidate, new
-        if done:
-            break
     return float(np.exp(u))
 
 
