@@ -111,3 +111,14 @@ def test_with_soft_renormalises_rounded_rows_and_refuses_what_is_not_a_distribut
         answers.with_soft("model", ["a", "b"], np.array([[0.3, 0.5], [0.5, 0.5]]))
     with pytest.raises(InputError, match="not a number"):
         answers.with_soft("model", ["a", "b"], np.array([[np.nan, 1.0], [0.5, 0.5]]))
+
+
+def test_the_taxonomy_model_keeps_a_stated_temperature() -> None:
+    from crowdloop.aggregation.taxonomy_model import TaxonomySkillModel
+
+    answers, truth, probs = _crowd(1_000, 3)
+    items = np.arange(len(truth))
+    stated = TaxonomySkillModel().fit(answers.with_soft("model", items, probs, temperature=1.0))
+    assert stated.soft_temperatures_["model"] == 1.0
+    bounded = TaxonomySkillModel().fit(answers.with_soft("model", items, probs, temperature=(1.5, 3.0)))
+    assert 1.5 <= bounded.soft_temperatures_["model"] <= 3.0
