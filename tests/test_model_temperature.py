@@ -55,6 +55,13 @@ def test_gold_teaches_the_temperature_where_the_crowd_model_cannot() -> None:
     assert _accuracy(taught, truth, rest) > _accuracy(plain, truth, rest)
 
 
+def test_a_little_gold_joins_the_crowd_rather_than_replacing_it() -> None:
+    answers, truth, probs = _crowd(3_000, 3)
+    with_model = answers.with_soft("model", np.arange(len(truth)), probs)
+    few = DawidSkene().fit(with_model, pd.Series(truth[:5], index=np.arange(5)))
+    assert abs(few.temperatures_["model"] - TRUE_TEMPERATURE) < 0.1
+
+
 def test_a_useless_model_is_still_silenced() -> None:
     answers, truth, _ = _crowd(2_000, 3)
     noise = np.random.default_rng(3).dirichlet(np.ones(10), size=len(truth))

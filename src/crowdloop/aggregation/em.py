@@ -83,10 +83,11 @@ class SoftVotes:
                    = \sum_i \Big[\operatorname{lse}_k(h_{ik} + \alpha \log p_{ik})
                                 - \operatorname{lse}_k(\log \pi_k + \alpha \log p_{ik})\Big]$$
 
-    with $h = \log \pi + \log L$ the posterior of the other opinions. **With gold**, only the gold
-    items count: $L$ is then the indicator of the true label and $\ell$ is the log-likelihood of
-    temperature scaling (Guo et al., ICML 2017), free of any error of the crowd's model (a
-    per-worker confusion matrix fitted on one answer per item overrates the model). Wherever gold
+    with $h = \log \pi + \log L$ the posterior of the other opinions; on a gold item $L$ is the
+    indicator of its true label, and its term is the log-likelihood of temperature scaling (Guo et
+    al., ICML 2017). **With gold** worth at least the prior (``prior_items`` gold items), only the
+    gold items count: exact evidence, free of any error of the crowd's model (a per-worker
+    confusion matrix fitted on one answer per item overrates the model); less gold joins the crowd. Wherever gold
     is split to calibrate (``CalibratedAggregator``, ``DynamicConsensus``), the temperature that
     scores a gold item is fitted on the other half: cross-fitted. The model's rows for gold items
     must be out-of-fold (``crowdloop.models.out_of_fold_proba``) if it was trained on them. Unlike fitting
@@ -156,22 +157,24 @@ class SoftVotes:
 
     def fit(self, hard_log_posterior: np.ndarray) -> None:
         """Refit each learned temperature given the unnormalised log posterior of the other opinions
-        (hard answers and class prior), or, when the soft worker has rows on gold items, on those
-        items' true labels alone."""
+        (hard answers and class prior; gold items: their true labels), or on the gold items alone
+        when the soft worker has at least ``prior_items`` of them."""
         for m, spec in self.specs.items():
             rows = np.flatnonzero((self.worker == m) & self.referenced)
             if spec.value is not None or not len(rows):
                 continue
             gold = self.gold_row[self.item[rows]]
-            if (gold >= 0).any():  # exact evidence: the gold items alone
-                rows, gold = rows[gold >= 0], gold[gold >= 0]
+            on_gold = gold >= 0
+            if on_gold.sum() >= max(spec.prior_items, 1):  # exact evidence, worth more than the prior
+                rows, gold = rows[on_gold], gold[on_gold]
             other = np.array(hard_log_posterior[self.item[rows]], dtype=np.float64)
             other -= other.max(axis=1, keepdims=True)
             # the class prior: the mean posterior of the other opinions
             log_prior = np.log(np.maximum(softmax_rows(other).mean(axis=0), EPS))
-            if gold[0] >= 0:
-                other[:] = -np.inf
-                other[np.arange(len(rows)), gold] = log_prior[gold]
+            on_gold = gold >= 0
+            if on_gold.any():
+                other[on_gold] = -np.inf
+                other[on_gold, gold[on_gold]] = log_prior[gold[on_gold]]
             self.alpha[m] = _map_temperature(
                 self.log_probs[rows], other, log_prior, self.alpha[m], self.prior_precision[m], spec.bounds
             )
