@@ -88,7 +88,7 @@ def aggregate(
                 model = model.aggregator.fit(data, truth)
                 calibrated = False
         elapsed = time.perf_counter() - started
-        fitted = getattr(model, "aggregator", model)
+        fitted = getattr(model, "base_", model)  # the calibrated model's own fit
         temperatures = getattr(fitted, "temperatures_", getattr(fitted, "soft_temperatures_", None))
         result = pd.DataFrame(
             {
@@ -190,7 +190,7 @@ def _temperature_note(data, temperatures: pd.Series | None, truth: pd.Series | N
         return f"{spec.value:g} (stated)"
     value = temperatures.get(data.workers[code]) if temperatures is not None else None
     if value is None:
-        return "learned"
+        return "none (this method counts the probabilities as one vote)"
     return f"{value:.2f} (learned from {'gold' if truth is not None and len(truth) else 'the crowd'})"
 
 
