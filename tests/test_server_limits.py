@@ -4,9 +4,11 @@ with slashes, and exports that keep gold items and defuse spreadsheet formulas."
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,7 +16,7 @@ from sqlalchemy import func, insert, select
 
 from crowdloop.server import create_app, ensure_admin
 from crowdloop.service import open_service
-from crowdloop.store.schema import Item, Lease, utcnow
+from crowdloop.store.schema import Answer, Item, Lease, utcnow
 
 LABELS = ["cat", "dog", "=cmd"]
 
@@ -57,6 +59,58 @@ def _gzip_rows(header: bytes, row: bytes, rows: int) -> bytes:
         for _ in range(rows // 50_000):
             gz.write(row * 50_000)
     return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("route", "name", "header", "row"),
+    [
+        ("answers/upload", "answers.csv.gz", b"task,worker,label\n", b"item0001,worker01,cat\n"),
+        ("items/upload", "items.csv.gz", b"id,title\n", b"item00000001,a title\n"),
+    ],
+)
+def test_a_gzip_bomb_is_refused_with_413_within_a_second(world, route, name, header, row):
+    bomb = _gzip_rows(header, row, 4_000_000)  # ~90 MB of rows in a few hundred KB
+    assert len(bomb) < 500_000
+    started = time.perf_counter()
+    response = world["call"](
+        "POST", f"/projects/{world['pid']}/{route}", world["tokens"]["owner"], files={"file": (name, bomb)}
+    )
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 413, response.text[:300]
+    assert response.headers["content-type"] == "application/problem+json" and name in response.json()["detail"]
+    assert elapsed < 1.0, elapsed
+    assert _count(world["service"], Answer.__table__) == 0 and _count(world["service"], Item.__table__) == 0
+
+
+def test_a_body_is_not_read_before_its_token_is_checked(world):
+    """ASGI-level: the app answers 401 without once asking for the body of a 62 MB request."""
+    app, path = world["app"], f"/projects/{world['pid']}/items"
+
+    def run(token: str | None) -> tuple[int, int]:
+        asked, sent = [], []
+
+        async def receive():
+            asked.append(1)
+            return {"type": "http.request", "body": b'{"items": [{"id": "x"}]}', "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(62 * 2**20).encode())]
+        if token is not None:
+            headers.append((b"authorization", f"Bearer {token}".encode()))
+        scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": headers, "scheme": "http", "server": ("test", 80), "client": ("test", 1),
+                 "http_version": "1.1", "root_path": ""}  # fmt: skip
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], len(asked)
+
+    assert run(None) == (401, 0)
+    assert run("x" * 40) == (401, 0)  # an unknown token: refused as early
+    assert run(world["tokens"]["ann"])[0] == 403  # a known token goes on to the route's own checks
+    started = time.perf_counter()
+    response = world["call"]("POST", path, content=b"[" + b"1," * (30 * 2**20) + b"1]")
+    assert response.status_code == 401 and time.perf_counter() - started < 2.0
 
 
 POISONS = {
@@ -103,3 +157,19 @@ def test_an_item_stored_before_the_checks_never_leaves_a_lease_behind(world):
     assert _count(service, Lease.__table__) == 0
     with service.engine.begin() as connection:
         connection.execute(Item.__table__.delete().where(Item.__table__.c.external_id == "legacy"))
+
+
+def test_item_ids_with_slashes_can_be_read_and_reviewed(world):
+    call, pid, tokens = world["call"], world["pid"], world["tokens"]
+    items = [{"id": "shop/shoes/1", "data": {"t": "a"}}, {"id": "/lead", "data": {"t": "b"}}]
+    assert call("POST", f"/projects/{pid}/items", tokens["owner"], json={"items": items}).status_code == 201
+    for path in ("shop/shoes/1", "shop%2Fshoes%2F1", "/lead"):
+        response = call("GET", f"/projects/{pid}/items/{path}", tokens["rita"])
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["item"] == ("/lead" if path == "/lead" else "shop/shoes/1")
+    response = call("POST", f"/projects/{pid}/review/shop/shoes/1", tokens["rita"], json={"label": "dog"})
+    assert response.status_code == 200, response.text
+    state = response.json()
+    assert state["status"] == "reviewed" and state["label"] == "dog"
+    response = call("POST", f"/projects/{pid}/review/%2Flead", tokens["rita"], json={"label": "cat"})
+    assert response.status_code == 200 and response.json()["item"] == "/lead"

@@ -13,11 +13,12 @@ from fastapi.responses import StreamingResponse
 
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
 from crowdloop.server.auth import Owner, Reviewer, Service
+from crowdloop.server.limits import AuthFirstRoute
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, ProjectId, RefitAccepted
 from crowdloop.service import ItemState, LabelingService, Progress, ResultRow
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 
 
 class ExportFormat(StrEnum):
@@ -40,7 +41,7 @@ MEDIA = {
 SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "label-studio": "json"}
 
 
-@router.get("/projects/{project_id:int}/items/{item}", response_model=ItemState, tags=["results"])
+@router.get("/projects/{project_id:int}/items/{item:path}", response_model=ItemState, tags=["results"])
 def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemState:
     """The consensus state of one item (owners and reviewers; never annotators)."""
     return service.item_state(project_id, item)
