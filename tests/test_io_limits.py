@@ -18,10 +18,10 @@ from crowdloop.io.uploads import UploadLimits, read_upload
 
 def test_many_columns_are_refused_at_once_naming_the_header():
     header = ",".join(f"c{i}" for i in range(20_000))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(InputError, match=f"at most {MAX_COLUMNS}") as error:
         parse_items(f"id,{header}\n1,{',' * 19_999}\n", "csv", source="wide.csv")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert error.value.source == "wide.csv" and error.value.rows == [1]
 
 
@@ -61,11 +61,11 @@ def test_a_gzip_bomb_is_refused_while_streaming_in_bounded_memory():
     assert len(bomb) < 500_000
     limits = UploadLimits(max_bytes=64 * 2**20, max_rows=1_000_000)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         with pytest.raises(TooLargeError, match="1000000 lines") as error:
             read_upload(io.BytesIO(bomb), "answers.csv.gz", limits)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

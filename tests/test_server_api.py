@@ -426,17 +426,18 @@ def test_imports_and_exports_of_every_format(world):
     assert all(r.status_code == 200 for r in exports.values())
     labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
     assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
-    assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
+    assert set(labels["task"]) == {"c1", "c2", "j1", "l1", "t1"}  # gold items too, marked gold
+    assert set(labels.loc[labels["status"] == "gold", "task"]) == {"c1", "t1"}
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
     assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann", "1"}
     tasks = json.loads(exports["label-studio"].text)
-    assert {t["id"] for t in tasks} == {"c2", "j1", "l1"}
+    assert {t["id"] for t in tasks} == {"c1", "c2", "j1", "l1", "t1"}
     assert {a["completed_by"]["email"] for t in tasks for a in t["annotations"]} == {"ann", "1"}
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
     pages = [call("GET", f"/projects/{pid}/results", owner, params={"offset": k, "limit": 2}).json() for k in (0, 2)]
-    assert [r["item"] for page in pages for r in page] == labels["task"].tolist()
+    assert [r["item"] for page in pages for r in page] == labels.loc[labels["status"] != "gold", "task"].tolist()
 
 
 def test_demo_project_tokens_work(tmp_path):

@@ -10,6 +10,7 @@ import io
 import json
 import time
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
@@ -71,11 +72,11 @@ def _gzip_rows(header: bytes, row: bytes, rows: int) -> bytes:
 def test_a_gzip_bomb_is_refused_with_413_within_a_second(world, route, name, header, row):
     bomb = _gzip_rows(header, row, 4_000_000)  # ~90 MB of rows in a few hundred KB
     assert len(bomb) < 500_000
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the machine may be busy with other work
     response = world["call"](
         "POST", f"/projects/{world['pid']}/{route}", world["tokens"]["owner"], files={"file": (name, bomb)}
     )
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert response.status_code == 413, response.text[:300]
     assert response.headers["content-type"] == "application/problem+json" and name in response.json()["detail"]
     assert elapsed < 1.0, elapsed
@@ -108,9 +109,9 @@ def test_a_body_is_not_read_before_its_token_is_checked(world):
     assert run(None) == (401, 0)
     assert run("x" * 40) == (401, 0)  # an unknown token: refused as early
     assert run(world["tokens"]["ann"])[0] == 403  # a known token goes on to the route's own checks
-    started = time.perf_counter()
+    started = time.process_time()
     response = world["call"]("POST", path, content=b"[" + b"1," * (30 * 2**20) + b"1]")
-    assert response.status_code == 401 and time.perf_counter() - started < 2.0
+    assert response.status_code == 401 and time.process_time() - started < 2.0
 
 
 POISONS = {
@@ -171,5 +172,62 @@ def test_item_ids_with_slashes_can_be_read_and_reviewed(world):
     assert response.status_code == 200, response.text
     state = response.json()
     assert state["status"] == "reviewed" and state["label"] == "dog"
+    assert state["confidence"] == 1.0  # a review settles the item: final, as refit takes it (truth)
     response = call("POST", f"/projects/{pid}/review/%2Flead", tokens["rita"], json={"label": "cat"})
     assert response.status_code == 200 and response.json()["item"] == "/lead"
+
+
+def test_exports_keep_gold_items_carry_payloads_and_defuse_formulas(world):
+    call, admin = world["call"], world["tokens"]["admin"]
+    created = call("POST", "/projects", admin, json={"name": "exports", "labels": LABELS, "gold_rate": 0.0}).json()
+    pid, owner = created["project"]["id"], created["owner"]["token"]
+    items = [
+        {"id": "=HYPERLINK(1)", "data": {"title": "@SUM(A1)", "n": 3}},
+        {"id": "g1", "data": {"title": "a cat"}, "gold": "cat", "hint": "whiskers"},
+        {"id": "i2", "data": {"title": "-2+3"}},
+    ]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    reviewer = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "+rev", "role": "reviewer"})
+    assert (
+        call("POST", f"/projects/{pid}/review/i2", reviewer.json()["token"], json={"label": "=cmd"}).status_code == 200
+    )
+
+    def export(fmt: str) -> str:
+        response = call("GET", f"/projects/{pid}/export", owner, params={"format": fmt})
+        assert response.status_code == 200, response.text
+        return response.text
+
+    labels = pd.read_csv(io.StringIO(export("labels")), dtype=str, keep_default_na=False)
+    assert labels["task"].tolist() == ["'=HYPERLINK(1)", "g1", "i2"]
+    assert (
+        labels.set_index("task").loc["g1", "status"] == "gold" and labels.set_index("task").loc["g1", "label"] == "cat"
+    )
+    assert labels.set_index("task").loc["i2", "label"] == "'=cmd"
+    assert float(labels.set_index("task").loc["i2", "confidence"]) == 1.0
+    table = pd.read_csv(io.StringIO(export("csv")), dtype=str, keep_default_na=False).set_index("task")
+    assert table.loc["'=HYPERLINK(1)", "title"] == "'@SUM(A1)" and table.loc["i2", "title"] == "'-2+3"
+    assert table.loc["g1", "gold"] == "cat" and table.loc["i2", "gold"] == ""
+    records = {r["task"]: r for r in map(json.loads, export("jsonl").splitlines())}
+    assert records["=HYPERLINK(1)"]["data"] == {"title": "@SUM(A1)", "n": 3} and records["g1"]["gold"] == "cat"
+    answers = pd.read_csv(io.StringIO(export("answers")), dtype=str)
+    assert answers["worker"].tolist() == ["'+rev"] and answers["label"].tolist() == ["'=cmd"]
+    tasks = {t["id"]: t for t in json.loads(export("label-studio"))}
+    assert tasks["g1"]["meta"] == {
+        "label": "cat",
+        "confidence": 1.0,
+        "status": "gold",
+        "answers": 0,
+        "hint": "whiskers",
+    }
+    # the round trip: a new project takes the tasks back, gold included
+    copy = call("POST", "/projects", admin, json={"name": "exports-copy", "labels": LABELS}).json()
+    cid, cowner = copy["project"]["id"], copy["owner"]["token"]
+    files = {"file": ("tasks.json", export("label-studio").encode())}
+    imported = call("POST", f"/projects/{cid}/items/upload", cowner, files=files).json()
+    assert imported["imported"] == 3 and imported["gold"] == 1
+    back = call("GET", f"/projects/{cid}/export", cowner, params={"format": "jsonl"}).text
+    assert {r["task"]: r["gold"] for r in map(json.loads, back.splitlines())} == {
+        "=HYPERLINK(1)": None,
+        "g1": "cat",
+        "i2": None,
+    }
