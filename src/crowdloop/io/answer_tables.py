@@ -12,7 +12,7 @@ import pandas as pd
 from crowdloop.errors import InputError
 from crowdloop.io.tables import read_table, table_format
 from crowdloop.io.toloka import is_toloka, read_toloka
-from crowdloop.io.uploads import UploadLimits, is_gzip, read_upload
+from crowdloop.io.uploads import UploadLimits, check_columns, check_lines, is_gzip, read_upload
 
 ANSWER_TABLE_COLUMNS = ("task", "worker", "label")
 
@@ -42,9 +42,14 @@ def read_answer_table(path: str | Path, *, source: str | None = None) -> pd.Data
 def parse_answer_table(stream: BinaryIO, name: str, limits: UploadLimits | None = None) -> pd.DataFrame:
     """``read_answer_table`` of an uploaded file; ``name`` (its file name) gives the format, and
     ``.gz`` means gzipped. Read within ``limits`` (``TooLargeError`` past them: see ``read_upload``;
-    a Parquet file's rows and decompressed size are read from its footer before its data)."""
+    a Parquet file's rows and decompressed size are read from its footer before its data), and for
+    text formats within ``MAX_LINE_BYTES`` per line and ``MAX_COLUMNS`` columns."""
     fmt = table_format(name)  # an unknown suffix fails before anything is read
     content = read_upload(stream, name, limits, lines=fmt != "parquet")
+    if fmt != "parquet":
+        check_lines(content, name)
+    if fmt in ("csv", "tsv"):  # the header's separators: an upper bound of its columns
+        check_columns(content[: content.find(b"\n")].count(b"," if fmt == "csv" else b"\t") + 1, name)
     suffix = Path(name[: -len(".gz")] if is_gzip(name) else name).suffix
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"answers{suffix}"

@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
 from crowdloop.errors import InputError, TooLargeError
 
 CHUNK = 2**20
 DEFAULT_MAX_BYTES = 64 * 2**20
 DEFAULT_MAX_ROWS = 1_000_000
 _SPLIT = "Split the file into parts within the server's upload limits."
+MAX_COLUMNS = 1000
+"""Columns of a CSV or TSV file (a wide header costs every row)."""
+MAX_LINE_BYTES = 2**20
+"""Bytes of one line of a CSV, TSV or JSONL file."""
 
 
 @dataclass(frozen=True)
@@ -67,3 +73,23 @@ def read_upload(stream: BinaryIO, name: str, limits: UploadLimits | None = None,
     except zlib.error as exc:
         raise InputError(f"the gzip data is damaged ({exc})", source=name) from None
     return bytes(content)
+
+
+def check_lines(data: bytes, source: str) -> None:
+    """``TooLargeError`` naming the first line longer than ``MAX_LINE_BYTES``."""
+    if len(data) <= MAX_LINE_BYTES:
+        return
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    lengths = np.diff(ends, prepend=-1, append=len(data)) - 1
+    over = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    if over.size:
+        line = int(over[0])
+        raise TooLargeError(
+            f"a line longer than {MAX_LINE_BYTES} bytes ({int(lengths[line])})", source=source, rows=[line + 1]
+        )
+
+
+def check_columns(count: int, source: str) -> None:
+    """``TooLargeError`` when a header has more than ``MAX_COLUMNS`` columns."""
+    if count > MAX_COLUMNS:
+        raise TooLargeError(f"{count} columns, at most {MAX_COLUMNS}", source=source, rows=[1])
