@@ -142,22 +142,27 @@ def test_payloads_no_response_can_carry_are_refused_at_import(world, poison):
 
 
 def test_an_item_stored_before_the_checks_never_leaves_a_lease_behind(world):
-    """An item whose payload is too deep for a response (stored as imports once allowed) answers a
-    clear 409, and no lease is committed for it."""
+    """Items whose payload no response can carry (stored as imports once allowed) answer a clear
+    409, no lease is committed for them, and the Label Studio export streams past them."""
     service, call, pid = world["service"], world["call"], world["pid"]
-    with service.engine.begin() as connection:
-        connection.execute(
-            insert(Item.__table__),
-            [{"project_id": pid, "external_id": "legacy", "payload": {"deep": json.loads("[" * 300 + "]" * 300)},
-              "is_gold": False, "status": "more", "label": None, "confidence": None, "answer_count": 0,
-              "open_leases": 0, "needed": 1, "priority": 1e9, "branch": -1, "updated_at": utcnow()}],
-        )  # fmt: skip
-    for _ in range(2):
-        response = call("POST", f"/projects/{pid}/tasks/next", world["tokens"]["ann"])
-        assert response.status_code == 409 and "legacy" in response.json()["detail"], response.text
-    assert _count(service, Lease.__table__) == 0
-    with service.engine.begin() as connection:
-        connection.execute(Item.__table__.delete().where(Item.__table__.c.external_id == "legacy"))
+    legacy = {"legacy-deep": {"deep": json.loads("[" * 300 + "]" * 300)}, "legacy-surrogate": {"t": "\udfff"}}
+    for external_id, payload in legacy.items():
+        with service.engine.begin() as connection:
+            connection.execute(
+                insert(Item.__table__),
+                [{"project_id": pid, "external_id": external_id, "payload": payload, "is_gold": False,
+                  "status": "more", "label": None, "confidence": None, "answer_count": 0, "open_leases": 0,
+                  "needed": 1, "priority": 1e9, "branch": -1, "updated_at": utcnow()}],
+            )  # fmt: skip
+        for _ in range(2):
+            response = call("POST", f"/projects/{pid}/tasks/next", world["tokens"]["ann"])
+            assert response.status_code == 409 and external_id in response.json()["detail"], response.text
+        assert _count(service, Lease.__table__) == 0
+        export = call("GET", f"/projects/{pid}/export", world["tokens"]["owner"], params={"format": "label-studio"})
+        assert export.status_code == 200
+        assert {t["id"]: t["data"] for t in json.loads(export.text)}[external_id] == {**payload, "id": external_id}
+        with service.engine.begin() as connection:
+            connection.execute(Item.__table__.delete().where(Item.__table__.c.external_id == external_id))
 
 
 def test_item_ids_with_slashes_can_be_read_and_reviewed(world):
