@@ -236,3 +236,17 @@ def test_exports_keep_gold_items_carry_payloads_and_defuse_formulas(world):
         "g1": "cat",
         "i2": None,
     }
+
+
+def test_a_taxonomy_too_deep_is_refused_at_once(world):
+    line = " > ".join(f"n{i}" for i in range(2000))
+    started = time.process_time()
+    response = world["call"](
+        "POST",
+        "/projects/upload",
+        world["tokens"]["admin"],
+        data={"name": "deep"},
+        files={"file": ("deep.txt", f"A > B\n{line}\n".encode())},
+    )
+    assert response.status_code == 400 and time.process_time() - started < 1.0, response.text
+    assert "deep.txt, line 2: a path 2000 levels deep" in response.json()["detail"]
