@@ -8,6 +8,7 @@ import threading
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from crowdloop.io.uploads import DEFAULT_MAX_ROWS, UploadLimits
 from crowdloop.server.auth import TokenCache
 from crowdloop.server.limits import BodyLimit
 from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
@@ -16,6 +17,7 @@ from crowdloop.service import LabelingService, open_service
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
+MAX_ROWS_VARIABLE = "CROWDLOOP_MAX_UPLOAD_ROWS"
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
 
 DESCRIPTION = """
@@ -30,16 +32,23 @@ Errors are `application/problem+json` (RFC 9457).
 
 
 def create_app(
-    service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth_cache_seconds: float = 5.0
+    service: LabelingService,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_upload_rows: int = DEFAULT_MAX_ROWS,
+    auth_cache_seconds: float = 5.0,
 ) -> FastAPI:
-    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413; a token's
-    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
+    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413, and so
+    are uploaded files over ``max_body_bytes`` or ``max_upload_rows`` rows once decompressed; a
+    body is read only after its token is checked (``AuthFirstRoute``); a token's annotator is remembered
+    for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
     app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
     # refits are CPU-bound: one at a time per process, so that the requests keep their share of it
     app.state.refits = threading.Lock()
+    app.state.upload_limits = UploadLimits(max_bytes=max_body_bytes, max_rows=max_upload_rows)
     install_problem_handlers(app)
     for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)
@@ -67,6 +76,7 @@ def _openapi(app: FastAPI) -> dict:
 def app_from_environment() -> FastAPI:
     """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
+    max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
-    return create_app(service, max_body_bytes=max_body)
+    return create_app(service, max_body_bytes=max_body, max_upload_rows=max_rows)
