@@ -606,3 +606,46 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     # the service refuses too, whatever a server remembers of the token
     assert call("GET", f"/projects/{pid}/review", rita["token"]).status_code == 403
     assert call("GET", f"/projects/{pid}/items/a", rita["token"]).status_code == 403
+
+
+def test_reads_answer_while_a_long_write_holds_the_database(world):
+    """A long write (a refit's page, an import) holds the database: a ``next`` waiting for it
+    stalls nobody else, and reads (a token never seen, progress, results, an export) answer
+    before the write ends (SQLite read in deferred transactions, off the event loop)."""
+    import threading
+
+    from sqlalchemy import update
+
+    from crowdloop.store.schema import Project
+
+    service, admin = world["service"], world["tokens"]["admin"]
+    with TestClient(create_app(service, auth_cache_seconds=0)) as client:  # one event loop for all requests
+
+        def call(method, path, token, **kwargs):
+            return client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+        made = call("POST", "/projects", admin, json={"name": "busy", "labels": LABELS}).json()
+        pid, owner = made["project"]["id"], made["owner"]["token"]
+        call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": f"i{k}"} for k in range(5)]})
+        worker = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "w"}).json()["token"]
+        holding, gate, released = threading.Event(), threading.Event(), threading.Event()
+
+        def hold(session) -> None:
+            session.execute(update(Project).where(Project.id == pid).values(suggestions=3))
+            holding.set()
+            gate.wait(5)
+            released.set()
+
+        writer = threading.Thread(target=service._run, args=(hold,))
+        writer.start()
+        assert holding.wait(10)
+        waiting: list = []
+        stalled = threading.Thread(target=lambda: waiting.append(call("POST", f"/projects/{pid}/tasks/next", worker)))
+        stalled.start()
+        for path in ("/me", f"/projects/{pid}/progress", f"/projects/{pid}/results", f"/projects/{pid}/export"):
+            assert call("GET", path, owner).status_code == 200
+            assert not released.is_set(), f"{path} waited for the write to end"
+        gate.set()
+        writer.join()
+        stalled.join()
+        assert waiting[0].status_code == 200

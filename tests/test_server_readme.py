@@ -26,7 +26,7 @@ def walk_through() -> str:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walk-through uses curl, which is not installed")
 def test_readme_walk_through_works(tmp_path, monkeypatch):
-    monkeypatch.setenv(SEED_VARIABLE, "5")  # the gold draws fixed: the walk-through runs the same every time
+    monkeypatch.setenv(SEED_VARIABLE, "1")  # the gold draws fixed: the walk-through runs the same every time
     with ServerProcess(f"sqlite:///{tmp_path / 'crowdloop.db'}") as server:
         env = {**os.environ, "API": server.base_url, "ADMIN": server.admin_token}
         done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", walk_through()], cwd=tmp_path, env=env,

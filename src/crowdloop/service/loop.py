@@ -436,7 +436,7 @@ class Loop(ServiceBase):
                 )
             return out
 
-        return self._run(work)
+        return self._read(work)
 
     def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
         """A reviewer's (or owner's) final label for an item: an owner's for any item, a
