@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import io
 import json
+import re
 import time
 import uuid
 
@@ -649,3 +650,27 @@ def test_reads_answer_while_a_long_write_holds_the_database(world):
         writer.join()
         stalled.join()
         assert waiting[0].status_code == 200
+
+
+def test_api_errors_speak_of_json_fields_not_cli_flags(world):
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    bad_gold = call("POST", f"/projects/{pid}/gold", owner, json={"gold": [{"item": "i3", "label": "fish"}]})
+    bad_item = call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "f1", "gold": "fish"}]})
+    for response in (bad_gold, bad_item):
+        assert response.status_code == 422 and "fish" in response.json()["detail"], response.text
+        assert "--" not in response.json()["detail"]
+
+
+def test_every_request_is_logged_without_secrets(world, caplog):
+    """One line per request: method, path, status and milliseconds; never a token, never a query string."""
+    import logging
+
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    with caplog.at_level(logging.INFO, logger="crowdloop.requests"):
+        call("GET", f"/projects/{pid}/progress?token=secret-in-a-query", owner)
+        call("GET", "/me", "cl_not-a-valid-token-at-all")
+    lines = [r.getMessage() for r in caplog.records if r.name == "crowdloop.requests"]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"GET /projects/{pid}/progress 200 \d+\.\d ms", lines[0]), lines[0]
+    assert re.fullmatch(r"GET /me 401 \d+\.\d ms", lines[1]), lines[1]
+    assert not any(owner in line or "secret" in line or "cl_" in line for line in lines)
