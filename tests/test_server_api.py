@@ -116,9 +116,9 @@ ROUTES = [
     ("PATCH", "/projects/{pid}/annotators/{spare}", lambda: {"role": "annotator"}, MANAGE),
     ("POST", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
     ("DELETE", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
-    ("POST", "/projects/{pid}/tasks/next", None, {ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/next", None, {ANNOTATOR}),  # its reviewers see gold: no tasks for them
+    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {REVIEWER, ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {REVIEWER, ANNOTATOR}),
     ("GET", "/projects/{pid}/review", None, {OWNER, REVIEWER, ADMIN}),
     ("POST", "/projects/{pid}/review/i9", lambda: {"label": "dog"}, {OWNER, REVIEWER}),
     ("GET", "/projects/{pid}/items/i1", None, {OWNER, REVIEWER, ADMIN}),
@@ -450,15 +450,17 @@ def test_demo_project_tokens_work(tmp_path):
     service = open_service(f"sqlite:///{tmp_path / 'demo.db'}", seed=0)
     try:
         demo = load_demo(service)
-        again = load_demo(service)  # a second start gives new tokens for the same project
+        again = load_demo(service)  # a second start: new tokens for the same project, the old ones revoked
         assert again.project_id == demo.project_id and again.tokens["alice"] != demo.tokens["alice"]
         client = TestClient(create_app(service))
-        for tokens in (demo.tokens, again.tokens):
-            task = client.post(f"/projects/{demo.project_id}/tasks/next",
-                               headers={"Authorization": f"Bearer {tokens['alice']}"})  # fmt: skip
-            assert task.status_code == 200 and task.json()["payload"]["title"]
+        old = client.post(f"/projects/{demo.project_id}/tasks/next",
+                          headers={"Authorization": f"Bearer {demo.tokens['alice']}"})  # fmt: skip
+        assert old.status_code == 401
+        task = client.post(f"/projects/{demo.project_id}/tasks/next",
+                           headers={"Authorization": f"Bearer {again.tokens['alice']}"})  # fmt: skip
+        assert task.status_code == 200 and task.json()["payload"]["title"]
         progress = client.get(f"/projects/{demo.project_id}/progress",
-                              headers={"Authorization": f"Bearer {demo.tokens['owner']}"}).json()  # fmt: skip
+                              headers={"Authorization": f"Bearer {again.tokens['owner']}"}).json()  # fmt: skip
         assert progress["gold_items"] == demo.gold == 10
     finally:
         service.close()
@@ -565,9 +567,9 @@ def test_me_shows_an_annotator_nothing_that_moves_with_gold(world):
 
 
 def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
-    """Reviewers take no tasks; without the project's ``reviewers_see_gold`` they read and review
-    the escalated and reviewed items only (a gold item is not found, like any item not up for
-    review); with it they read gold too; a banned reviewer reads nothing at all."""
+    """Without the project's ``reviewers_see_gold`` reviewers read and review the escalated and
+    reviewed items only (a gold item is not found, like any item not up for review) and may take
+    tasks; with it they read gold too and take no tasks; a banned reviewer reads nothing at all."""
     from sqlalchemy import update
 
     from crowdloop.store.schema import Annotator
@@ -580,7 +582,8 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     items = [{"id": "a", "data": {}}, {"id": "b", "data": {}}, {"id": "g", "data": {}, "gold": "cat"}]
     assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
     rita = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "rita", "role": "reviewer"}).json()
-    assert call("POST", f"/projects/{pid}/tasks/next", rita["token"]).status_code == 403
+    task = call("POST", f"/projects/{pid}/tasks/next", rita["token"])  # no gold to read: reviewers may answer
+    assert call("POST", f"/projects/{pid}/tasks/{task.json()['lease_id']}/skip", rita["token"]).status_code == 204
     for name, label in (("x", "cat"), ("y", "dog")):  # two answers that disagree: escalated
         token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": name}).json()["token"]
         while (task := call("POST", f"/projects/{pid}/tasks/next", token)).status_code == 200:
@@ -598,6 +601,7 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     assert call("GET", f"/projects/{pid}/items/g", owner).json()["is_gold"] is True
     assert call("PATCH", f"/projects/{pid}", owner, json={"reviewers_see_gold": True}).status_code == 200
     assert call("GET", f"/projects/{pid}/items/g", rita["token"]).json()["is_gold"] is True
+    assert call("POST", f"/projects/{pid}/tasks/next", rita["token"]).status_code == 403  # and answers nothing
     with world["service"]._sessions() as session, session.begin():
         session.execute(update(Annotator).where(Annotator.id == rita["annotator"]["id"]).values(status="banned"))
     fresh = TestClient(create_app(world["service"], auth_cache_seconds=0))

@@ -150,7 +150,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
 Owner = Annotated[Caller, Depends(member("owner"))]
 Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
 Decider = Annotated[Caller, Depends(member("owner", "reviewer", admin_acts=False))]
-Worker = Annotated[Caller, Depends(member("annotator"))]
+Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
 Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
 Admin = Annotated[Caller, Depends(admin)]
 Service = Annotated[LabelingService, Depends(service_of)]
