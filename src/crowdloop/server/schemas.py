@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from crowdloop.consensus import Prices
 from crowdloop.service import AnnotatorInfo
 from crowdloop.service.answer_import import AnswersImported
-from crowdloop.service.text import nul_at
+from crowdloop.service.text import json_problem
 
 MAX_ID = 2**31 - 1
 TEXT = r"^[^\x00]*\S[^\x00]*$"
@@ -31,15 +31,15 @@ ItemPath = Annotated[str, Path(min_length=1, max_length=500, pattern=TEXT)]
 LeaseId = Annotated[str, Path(min_length=1, max_length=200, pattern=TEXT)]
 
 
-def _no_nul(value: Any) -> Any:
-    """Refuse NUL characters anywhere in a JSON payload (keys and strings)."""
-    where = nul_at(value, "data")
-    if where:
-        raise ValueError(f"{where} contains a NUL character")
+def _storable(value: Any) -> Any:
+    """Refuse a JSON payload the database cannot hold or a response cannot carry (``json_problem``)."""
+    problem = json_problem(value, "data")
+    if problem:
+        raise ValueError(problem)
     return value
 
 
-Payload = Annotated[dict[str, Any], AfterValidator(_no_nul)]
+Payload = Annotated[dict[str, Any], AfterValidator(_storable)]
 Target = Annotated[float, Field(ge=0.5, lt=1)]
 MinOverlap = Annotated[int, Field(ge=0, le=100)]
 MaxOverlap = Annotated[int, Field(ge=1, le=100)]

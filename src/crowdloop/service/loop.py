@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
-from crowdloop.service.text import text_problem
+from crowdloop.service.text import json_problem, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
@@ -95,12 +95,13 @@ class Loop(ServiceBase):
         lease_id = secrets.token_hex(16)
         suggestions = self._suggestions(connection, project, item.id, found.newest_model)
         expires = now + timedelta(seconds=project.lease_seconds)
+        task = self._task(lease_id, item, suggestions, expires)  # first: no lease is stored without its response
         connection.execute(
             q.NEW_LEASE,
             {"id": lease_id, "project_id": project.id, "item_id": item.id, "annotator_id": annotator.id,
              "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
         )  # fmt: skip
-        return self._task(lease_id, item, suggestions, expires)
+        return task
 
     @staticmethod
     def _check_worker(annotator: Any, project: Any) -> Any:
@@ -119,6 +120,11 @@ class Loop(ServiceBase):
 
     @staticmethod
     def _task(lease_id: str, item: Row, suggestions: list | None, expires: datetime) -> TaskOut:
+        """The task of a lease; ``ConflictError`` for an item whose payload no response can carry
+        (stored before imports were checked as they are now: see ``crowdloop.service.text``)."""
+        problem = json_problem(item.payload, "payload")
+        if problem:
+            raise ConflictError(f"item {item.external_id!r} cannot be sent ({problem}): import it again")
         return TaskOut(
             lease_id=lease_id,
             item=item.external_id,
