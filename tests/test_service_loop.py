@@ -296,7 +296,7 @@ def test_review_needs_a_reviewer_and_is_final(service) -> None:
     with pytest.raises(ForbiddenError):
         service.review(worker, project.id, "a", "x")
     with pytest.raises(ForbiddenError, match="reviewer"):
-        service.next_task(reviewer)  # reviewers review; they take no tasks
+        service.next_task(reviewer)  # a reviewer who may read gold takes no tasks
     with pytest.raises(ConflictError, match="gold"):
         service.review(reviewer, project.id, "g", "x")
     with pytest.raises(NotFoundError):

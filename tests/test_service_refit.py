@@ -130,7 +130,8 @@ def test_the_calibrator_makes_the_online_confidence_honest() -> None:
 def _refit_world(service, name: str) -> int:
     """A project with gold answers counted since the last refit (``since_*`` > 0)."""
     rng = np.random.default_rng(7)
-    project = service.create_project(name, LabelSpace(LABELS), ConsensusPolicy(max_overlap=3), gold_rate=0.5)
+    policy = ConsensusPolicy(min_overlap=3, max_overlap=3)  # every annotator answers every item
+    project = service.create_project(name, LabelSpace(LABELS), policy, gold_rate=0.5)
     rows = [ItemIn(f"i{i}", {}) for i in range(12)] + [ItemIn(f"g{i}", {}, gold="a") for i in range(8)]
     service.import_items(project.id, rows)
     for name_ in ("x", "y", "z"):

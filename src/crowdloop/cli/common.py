@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crowdloop.answers import DUPLICATE_POLICIES, Answers
@@ -71,7 +72,7 @@ def run(job: Callable[[], T]) -> T:
     try:
         return job()
     except CrowdloopError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] nothing was written")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
+import time
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -31,6 +35,45 @@ Errors are `application/problem+json` (RFC 9457).
 """
 
 
+REQUEST_LOG = logging.getLogger("crowdloop.requests")
+
+
+class RequestLog:
+    """One line per request on the ``crowdloop.requests`` logger (INFO): method, path, status and
+    milliseconds. Never a header (the tokens) nor the query string (where a client may put one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            REQUEST_LOG.info("%s %s %d %.1f ms", scope["method"], scope["path"], status, ms)
+
+
+def log_requests_to_stderr() -> None:
+    """Print the request log (``RequestLog``) on stderr, a timestamp before each line."""
+    if not REQUEST_LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        REQUEST_LOG.addHandler(handler)
+        REQUEST_LOG.setLevel(logging.INFO)
+        REQUEST_LOG.propagate = False
+
+
 def create_app(
     service: LabelingService,
     *,
@@ -53,6 +96,7 @@ def create_app(
     for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestLog)  # outermost: it times and logs every answer, refusals included
     app.openapi = lambda: _openapi(app)
     return app
 
@@ -79,4 +123,5 @@ def app_from_environment() -> FastAPI:
     max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
+    log_requests_to_stderr()
     return create_app(service, max_body_bytes=max_body, max_upload_rows=max_rows)

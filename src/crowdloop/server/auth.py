@@ -44,11 +44,9 @@ async def service_of(request: Request) -> LabelingService:
     return request.app.state.service
 
 
-async def call(service: LabelingService, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``work(*args, **kwargs)`` on the event loop when the database has a single writer (SQLite:
-    no thread hops, no lock contention), else in the thread pool (PostgreSQL: requests overlap)."""
-    if service.single_writer:
-        return work(*args, **kwargs)
+async def call(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)`` (the service's blocking work) in the thread pool, never on the event
+    loop: a call waiting for the database (SQLite's one writer, a row lock) stalls no other request."""
     return await run_in_threadpool(work, *args, **kwargs)
 
 
@@ -58,7 +56,7 @@ async def admin_project_id(request: Request) -> int | None:
     if state.admin_project_id is None:
         service = request.app.state.service
         try:
-            state.admin_project_id = (await call(service, service.get_project, ADMIN_PROJECT)).id
+            state.admin_project_id = (await call(service.get_project, ADMIN_PROJECT)).id
         except NotFoundError:
             return None
     return state.admin_project_id
@@ -85,7 +83,7 @@ async def annotator_of(connection: HTTPConnection, token: str) -> AnnotatorInfo:
     annotator = connection.app.state.tokens.get(token)
     if annotator is None:
         service = connection.app.state.service
-        annotator = await call(service, service.authenticate, token)
+        annotator = await call(service.authenticate, token)
         connection.app.state.tokens.put(token, annotator)
     state["token_annotator"] = (token, annotator)
     return annotator
@@ -157,7 +155,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
             if not ("owner" in roles and admin_acts):
                 raise ForbiddenError("the admin token manages projects; answering and reviewing need a member's token")
             service = request.app.state.service
-            await call(service, service.get_project, project_id)  # 404 for a project that does not exist
+            await call(service.get_project, project_id)  # 404 for a project that does not exist
             return caller
         if caller.annotator.project_id != project_id or reserved:
             raise NotFoundError(f"no project {project_id}")
@@ -173,7 +171,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
 Owner = Annotated[Caller, Depends(member("owner"))]
 Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
 Decider = Annotated[Caller, Depends(member("owner", "reviewer", admin_acts=False))]
-Worker = Annotated[Caller, Depends(member("annotator"))]
+Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
 Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
 Admin = Annotated[Caller, Depends(admin)]
 Service = Annotated[LabelingService, Depends(service_of)]

@@ -132,6 +132,7 @@ class ServiceBase:
         self.engine = engine
         self._clock = clock or utcnow
         self._sessions = db.session_factory(engine)
+        self._readers = db.session_factory(db.reader(engine))
         self._pg = db.is_postgresql(engine)
         # SQLite has one writer at a time: this process's threads queue on a lock of their own
         # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
@@ -147,24 +148,33 @@ class ServiceBase:
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self.checkpointer: db.WalCheckpointer | None = None
 
-    @property
-    def single_writer(self) -> bool:
-        """True on SQLite: one write transaction at a time, so a server loses nothing by calling
-        the loop from its event loop rather than from a thread pool."""
-        return not self._pg
-
     def _run(self, work: Callable[[Session], T]) -> T:
         """``work`` in one transaction, retried on deadlocks and serialization failures."""
-        return self._retried(lambda: db.transaction(self._sessions), work)
+        return self._retried(lambda: db.transaction(self._sessions), work, self._writer)
 
-    def _run_direct(self, work: Callable[[DirectConnection], T]) -> T:
-        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path)."""
-        return self._retried(lambda: direct_transaction(self.engine, self._direct), work)
+    def _read(self, work: Callable[[Session], T]) -> T:
+        """``work`` that only reads, in one transaction that waits for no writer (SQLite: deferred,
+        a snapshot beside the write lock)."""
+        return self._retried(lambda: db.transaction(self._readers), work, contextlib.nullcontext())
 
-    def _retried(self, transaction: Callable[[], contextlib.AbstractContextManager], work: Callable[[Any], T]) -> T:
+    def _run_direct(self, work: Callable[[DirectConnection], T], *, write: bool = True) -> T:
+        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path);
+        ``write=False`` for one that only reads (see ``_read``)."""
+        return self._retried(
+            lambda: direct_transaction(self.engine, self._direct, write=write),
+            work,
+            self._writer if write else contextlib.nullcontext(),
+        )
+
+    def _retried(
+        self,
+        transaction: Callable[[], contextlib.AbstractContextManager],
+        work: Callable[[Any], T],
+        writer: contextlib.AbstractContextManager,
+    ) -> T:
         for attempt in range(_RETRIES):
             try:
-                with self._writer, transaction() as session:
+                with writer, transaction() as session:
                     return work(session)
             except DBAPIError as exc:
                 if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:

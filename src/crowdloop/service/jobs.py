@@ -180,7 +180,7 @@ class Jobs(ServiceBase):
         def pages(statement_of: Callable[[int], Any]) -> list:
             out, last = [], 0
             while True:
-                page = self._run(lambda s, last=last: s.execute(statement_of(last)).all())
+                page = self._read(lambda s, last=last: s.execute(statement_of(last)).all())
                 out.extend(page)
                 if len(page) < PAGE * 10:
                     return out
@@ -205,7 +205,7 @@ class Jobs(ServiceBase):
         )
         since = dict(
             (a, (r, t))
-            for a, r, t in self._run(
+            for a, r, t in self._read(
                 lambda s: s.execute(
                     select(Annotator.id, Annotator.since_right, Annotator.since_total).where(
                         Annotator.project_id == project_id
@@ -213,7 +213,7 @@ class Jobs(ServiceBase):
                 ).all()
             )
         )
-        versions = self._run(lambda s: self._voting_versions(s, self._project(s, project_id)))
+        versions = self._read(lambda s: self._voting_versions(s, self._project(s, project_id)))
         soft_rows = []
         for version_id in versions:
             soft_rows += [

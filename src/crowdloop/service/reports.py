@@ -96,7 +96,7 @@ class Reports(ServiceBase):
                 banned=int(people[1]),
             )
 
-        return self._run(work)
+        return self._read(work)
 
     def results(self, project_id: int, *, batch_size: int = 10000) -> Iterator[ResultRow]:
         """Every non-gold item with its label and calibrated confidence, read in fixed-size pages."""
@@ -104,7 +104,7 @@ class Reports(ServiceBase):
         info = self.get_project(project_id)
         last = 0
         while True:
-            page = self._run(
+            page = self._read(
                 lambda s, last=last: s.execute(
                     select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count)
                     .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
@@ -143,7 +143,7 @@ class Reports(ServiceBase):
     ) -> Iterator[ExportPage]:
         last = 0
         while True:
-            page = self._run(lambda s, last=last: self._export_page(s, project_id, last, batch_size, details))
+            page = self._read(lambda s, last=last: self._export_page(s, project_id, last, batch_size, details))
             if page is None:
                 return
             last, items, answers, predictions = page
@@ -210,7 +210,7 @@ class Reports(ServiceBase):
         """The human answers as a crowd-kit frame: ``task, worker, label`` (plus ``duration_ms``,
         ``gold``: whether the item is gold, ``review``: a reviewer's final decision)."""
         info = self.get_project(project_id)
-        rows = self._run(
+        rows = self._read(
             lambda s: s.execute(
                 select(
                     Item.external_id, Annotator.name, Answer.label, Answer.duration_ms, Answer.is_gold, Answer.is_review
@@ -244,7 +244,7 @@ class Reports(ServiceBase):
                 for e, item, name in rows
             ]
 
-        return self._run(work)
+        return self._read(work)
 
 
 def _results_frame(items: list, labels: list) -> pd.DataFrame:

@@ -30,7 +30,7 @@ SUBMIT = TypeAdapter(SubmitOut)
 async def next_task(project_id: ProjectId, caller: Worker, service: Service) -> Response:
     """Lease the next task: the item that most needs this annotator's answer (sometimes a gold item,
     which looks like any other). 204 when nothing is left for them."""
-    task = await call(service, service.next_task, caller.annotator)
+    task = await call(service.next_task, caller.annotator)
     if task is None:
         return Response(status_code=204)
     return Response(TASK.dump_json(task), media_type=JSON)
@@ -51,7 +51,6 @@ async def submit(
     With ``?next=true`` the same transaction leases the next task, which comes in the response:
     one request per answer instead of two (a retry returns the same next task)."""
     out = await call(
-        service,
         service.submit,
         caller.annotator,
         lease_id,
