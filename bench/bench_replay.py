@@ -206,8 +206,10 @@ def verdict(row: dict[str, Any]) -> str:
         cheap = (row["accuracy_expert"] >= row["mv_all"] and row["cost_share"] <= 0.5) if many else True
     else:
         return "-"
-    return "**yes**" if calibrated and cheap else "no" + ("" if calibrated else " (calibration)") + (
-        "" if cheap else " (cost/accuracy)"
+    return (
+        "**yes**"
+        if calibrated and cheap
+        else "no" + ("" if calibrated else " (calibration)") + ("" if cheap else " (cost/accuracy)")
     )
 
 
