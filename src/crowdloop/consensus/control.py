@@ -5,12 +5,15 @@ control of crowd-sourced workflows" (AAAI 2010), and V. S. Sheng, F. Provost and
 "Get another label? Improving data quality and data mining using multiple, noisy labelers" (KDD
 2008): each further answer is bought only while it is expected to cost less than the alternative.
 
-The state of an item is its posterior: $p_1$ on the leading label, $p_2$ on the runner-up and
-$p_3 = 1 - p_1 - p_2$ on all others, after $n$ human answers. A future answer comes from a typical
-annotator (the median skill $s$ of the project's annotators) and names the leading label, the
-runner-up or another one. With one-coin errors over the $K - 1$ other labels ($q = (1 - s) / (K -
-1)$), after $a$ answers for the leader, $b$ for the runner-up and $d$ others among $m$ more, Bayes'
-rule weighs the three hypotheses "the truth is the leader / the runner-up / another label" as
+The state of an item is its posterior: $p_1$ on the leading label, $p_2$ on the strongest
+alternative and $p_3 = 1 - p_1 - p_2$ on all others, after $n$ human answers (the ``Decider`` takes
+the runner-up as the alternative, or, when the labels nobody named yet weigh more, one of those:
+after a poor annotator's answer the truth is most likely a label still to be named). A future
+answer comes from a typical annotator (the median skill $s$ of the project's annotators) and
+names the leading label, the alternative or another one. With one-coin errors over the $K - 1$
+other labels ($q = (1 - s) / (K - 1)$), after $a$ answers for the leader, $b$ for the alternative
+and $d$ others among $m$ more, Bayes' rule weighs the three hypotheses "the truth is the leader /
+the alternative / another label" as
 
 $$w_1 = p_1 s^a q^b r^d, \quad w_2 = p_2 q^a s^b r^d, \quad w_3 = p_3 q^{a+b} (1 - 2q)^d,
   \qquad r = 1 - s - q,$$

@@ -246,9 +246,12 @@ class Decider:
     def decide(self, opinions: Opinions) -> Decisions:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
+        second = runner_up(posterior)
         ahead = outlook(
             states.raw_confidence,
-            runner_up(posterior),
+            # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
+            # the mass outweighs it (after a poor annotator's answer the truth is most likely elsewhere)
+            np.maximum(second, 1 - states.raw_confidence - second),
             states.answers,
             states.label >= 0,
             self.policy,
