@@ -11,6 +11,8 @@ from crowdloop.server.auth import TokenCache
 from crowdloop.server.limits import BodyLimit
 from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
 from crowdloop.server.routes import loop, projects, results
+from crowdloop.server.sessions import SECRET_VARIABLE, SessionSigner
+from crowdloop.server.web import install_web
 from crowdloop.service import LabelingService, open_service
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -29,17 +31,25 @@ Errors are `application/problem+json` (RFC 9457).
 
 
 def create_app(
-    service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth_cache_seconds: float = 5.0
+    service: LabelingService,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    auth_cache_seconds: float = 5.0,
+    session_secret: str | None = None,
 ) -> FastAPI:
-    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413; a token's
-    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
-    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
+    """The API over ``service`` and the web pages at ``/``; request bodies over ``max_body_bytes``
+    are refused with 413; a token's annotator is remembered for ``auth_cache_seconds`` (see
+    ``TokenCache``; 0 turns it off); session cookies are signed with ``session_secret`` (random
+    when None: sessions end with the process)."""
+    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip(), docs_url=None, redoc_url=None)
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
+    app.state.sessions = SessionSigner(session_secret)
     install_problem_handlers(app)
     for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)
+    install_web(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.openapi = lambda: _openapi(app)
     return app
@@ -66,4 +76,4 @@ def app_from_environment() -> FastAPI:
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
-    return create_app(service, max_body_bytes=max_body)
+    return create_app(service, max_body_bytes=max_body, session_secret=os.environ.get(SECRET_VARIABLE))
