@@ -5,6 +5,7 @@ does)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
@@ -320,17 +321,28 @@ def _settings_values(info: Any) -> dict[str, Any]:
 
 
 def _patch_body(form: dict[str, str]) -> dict[str, Any]:
-    """The form as the nested body of PATCH /projects/{id} (unchecked boxes are false; text as sent,
-    for pydantic to judge)."""
+    """The form as the JSON body of PATCH /projects/{id} would be: unchecked boxes false, numbers
+    as numbers, anything else as the text sent (for the API's model to refuse with its message)."""
     body: dict[str, Any] = {}
     for field, (path, kind) in SETTINGS_FIELDS.items():
         value: Any = field in form if kind is bool else form.get(field, "").strip()
+        if kind in (int, float):
+            value = _number(value)
         node = body
         *parents, leaf = path.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
     return body
+
+
+def _number(text: str) -> Any:
+    """``text`` as the JSON number it spells, else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
 
 
 @router.get("/p/{project_id:int}/settings")

@@ -141,7 +141,8 @@
       const chain = [];
       for (let i = this.node; i >= 0; i = this.parent[i]) chain.unshift(i);
       for (const i of chain) {
-        const crumb = el("button", "crumb", this.labels[i].slice(this.labels[i].lastIndexOf(SEP) + (this.labels[i].includes(SEP) ? SEP.length : 0)));
+        const cut = this.labels[i].lastIndexOf(SEP);
+        const crumb = el("button", "crumb", cut < 0 ? this.labels[i] : this.labels[i].slice(cut + SEP.length));
         crumb.type = "button";
         crumb.addEventListener("click", () => this.open(i));
         this.crumbs.append(SEP, crumb);
