@@ -235,3 +235,14 @@ def test_payload_script_stays_text(page, web, shots):
     page.keyboard.press("2")  # a flat label space: number keys
     page.wait_for_selector("#done:not([hidden])")
     assert page.dialogs == []
+
+
+def test_docs_render_from_this_server_alone(page, web, shots):
+    hosts: set[str] = set()
+    page.on("request", lambda r: hosts.add(r.url.split("/")[2]))
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "crowdloop" in page.locator(".swagger-ui .info .title").inner_text()
+    assert page.locator(".opblock").count() > 10
+    assert hosts == {web.base.split("/")[2]}
+    page.screenshot(path=shots / "docs.png")

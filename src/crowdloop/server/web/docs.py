@@ -1,5 +1,6 @@
-"""``/docs``: Swagger UI from the ``swagger-ui-bundle`` package's files, served by this server
-(the framework's own page loads them from a CDN and starts them with an inline script)."""
+"""``/docs``: Swagger UI 5 from the ``swagger-ui-bundle-v2`` package's files (module
+``swagger_ui_bundle``), served by this server: the framework's own page loads them from a CDN and
+starts them with an inline script, which the pages' Content-Security-Policy forbids."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def swagger_ui_path() -> str | None:
-    """The folder of Swagger UI's files, when ``swagger-ui-bundle`` is installed."""
+    """The folder of Swagger UI's files, when ``swagger-ui-bundle-v2`` is installed."""
     try:
         from swagger_ui_bundle import swagger_ui_path as path
     except ImportError:

@@ -49,6 +49,7 @@
         const cut = taxonomy ? p.lastIndexOf(SEP) : -1;
         return cut < 0 ? -1 : (position.get(p.slice(0, cut)) ?? -1);
       });
+      this.byLength = paths.map((_, i) => i).sort((a, b) => paths[a].length - paths[b].length);
       this.children = paths.map(() => []);
       this.top = [];
       this.parent.forEach((q, i) => (q < 0 ? this.top : this.children[q]).push(i));
@@ -112,18 +113,19 @@
       if (words.length) {
         const prev = this.previous;
         const narrow = prev.matches && prev.node === this.node && query.startsWith(prev.query);
-        const pool = narrow ? prev.matches : this.lower.map((_, i) => i).filter((i) => this.inSubtree(i));
+        // the pool and the matches stay in order of path length: no sort per keystroke
+        const pool = narrow ? prev.matches : this.byLength.filter((i) => this.inSubtree(i));
         matches = pool.filter((i) => words.every((w) => this.lower[i].includes(w)));
         this.previous = { query, node: this.node, matches };
-        // the leaf named exactly first, then leaves starting with the last word, then containing it
+        // the leaf named exactly first, then leaves starting with the last word, then containing
+        // it, then the rest (a word matched a branch), each the shortest path first
         const last = words[words.length - 1];
-        const rank = (i) => {
+        const ranks = [[], [], [], []];
+        for (const i of matches) {
           const leaf = this.leafLower[i];
-          return leaf === query ? 0 : leaf.startsWith(last) ? 1 : leaf.includes(last) ? 2 : 3;
-        };
-        matches = matches
-          .slice()
-          .sort((a, b) => rank(a) - rank(b) || this.lower[a].length - this.lower[b].length);
+          ranks[leaf === query ? 0 : leaf.startsWith(last) ? 1 : leaf.includes(last) ? 2 : 3].push(i);
+        }
+        matches = ranks.flat();
       } else {
         this.previous = { query: null, node: this.node, matches: null };
       }
