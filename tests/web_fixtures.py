@@ -45,7 +45,7 @@ def _team(base: str, owner: str, project: int, names: dict[str, str]) -> dict[st
             for n, r in names.items()}  # fmt: skip
 
 
-def start_server(db: Path, *, seed: int = 3) -> tuple[ServerProcess, WebServer]:
+def start_server(db: Path, *, seed: int = 3, shop_items: int = 30) -> tuple[ServerProcess, WebServer]:
     """``crowdloop serve --demo`` on a SQLite file, with a taxonomy project ``shop`` (every answer
     goes to review; each item has a model's three suggestions) and a project ``xss`` whose item
     title is a script."""
@@ -67,7 +67,7 @@ def start_server(db: Path, *, seed: int = 3) -> tuple[ServerProcess, WebServer]:
     rng = np.random.default_rng(seed)
     inner = {p.rsplit(" > ", 1)[0] for p in paths if " > " in p}
     leaves = [p for p in paths if p not in inner]
-    truth = {f"p{k:02d}": str(rng.choice(leaves)) for k in range(30)}
+    truth = {f"p{k:02d}": str(rng.choice(leaves)) for k in range(shop_items)}
     items = []
     for item, path in truth.items():
         others = rng.choice(len(paths), size=2, replace=False)

@@ -38,6 +38,7 @@
     $("count").textContent = `${M["js.submitted"]}: ${answered}`;
     $("task").dataset.lease = task.lease_id;
     shownAt = performance.now();
+    if (timings.firstTask === undefined) timings.firstTask = shownAt; // since the page's navigation began
   }
 
   async function failed(response) {
