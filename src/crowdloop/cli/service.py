@@ -39,7 +39,7 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo project and print its tokens.")] = False,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, in MiB.")] = 64.0,
 ) -> None:
-    """Run the labeling service's REST API (docs at /docs). On first start it prints the admin
+    """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it prints the admin
     token, which creates projects; keep it."""
     from crowdloop.server.app import MAX_BODY_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
