@@ -119,7 +119,7 @@ def test_records_from_a_body():
         ("csv", "id,title\n1,a\n,b\n", "items, line 3, field 'id': empty item id"),
         ("csv", "id,title\n1,a\n1,b\n", "items, line 3: item id '1' appears twice"),
         ("csv", "id,title\n1,a,extra\n", "items, line 2: 3 fields where the header has 2"),
-        ("csv", "id,id\n1,2\n", "items, line 1: column 'id' appears twice"),
+        ("csv", "id,id\n1,2\n", "items, line 1, field 'id': column 'id' appears twice"),
         ("toloka", "INPUT:title\nmug\n", "items, line 1: no task id column in a Toloka TSV"),
         ("toloka", "INPUT:id\tGOLDEN:a\tGOLDEN:b\nT\tx\ty\n", "several GOLDEN fields"),
         ("jsonl", '{"id": 1}\n{"id": 2\n', "items, line 2: not JSON"),
@@ -163,3 +163,33 @@ def test_bad_files(tmp_path):
     path.write_bytes(b"id,title\n1,caf\xe9\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_items(path)
+
+
+def test_a_label_studio_task_without_data_keeps_only_its_data():
+    task = {
+        "id": 7,
+        "text": "a phone",
+        "annotations": [{"completed_by": {"email": "ann@x.org"}, "result": [{"value": {"choices": ["Pos"]}}]}],
+        "predictions": [{"model_version": "m", "result": [{"value": {"choices": ["Neg"]}}]}],
+        "meta": {"label": "Pos"},
+        "drafts": [{"result": []}],
+        "total_annotations": 1,
+        "is_labeled": True,
+        "created_at": "2024-01-01",
+    }
+    (item,) = parse_items(json.dumps([task]), "label-studio")
+    assert item.payload == {"text": "a phone"}
+    assert [a.label for a in item.annotations] == ["Pos"] and [p.label for p in item.predictions] == ["Neg"]
+
+
+def test_every_answer_column_leaves_the_payload():
+    items = parse_items("id,title,gold,true_label,hint\n1,shoe,Shoes,Shoes,sole\n2,hat,,,\n", "csv")
+    assert [i.payload for i in items] == [{"title": "shoe"}, {"title": "hat"}]
+    assert items[0].gold == "Shoes" and items[1].gold is None
+    items = parse_items("id,title,gold,true_label\n1,shoe,,Shoes\n", "csv")
+    assert items[0].gold == "Shoes" and items[0].payload == {"title": "shoe"}
+    with pytest.raises(InputError, match="disagree") as error:
+        parse_items("id,title,gold,true_label\n1,shoe,Hats,Shoes\n", "csv", source="x.csv")
+    assert error.value.rows == [2] and error.value.field == "true_label"
+    (record,) = parse_items(json.dumps({"id": 1, "t": "x", "gold": "A", "true_label": "A", "annotations": []}), "jsonl")
+    assert record.payload == {"t": "x"} and record.gold == "A"

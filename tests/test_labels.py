@@ -1,7 +1,10 @@
+import time
+
 import numpy as np
 import pytest
 
 from crowdloop import InputError, LabelSpace, Taxonomy, TaxonomyError, UnknownLabelError
+from crowdloop.labels import MAX_TAXONOMY_DEPTH, PATH_SEPARATOR
 
 
 def test_label_space_codes_are_stable_and_round_trip():
@@ -138,3 +141,40 @@ def test_credit_counts_the_share_of_the_true_path_an_answer_names():
     np.testing.assert_allclose(credit, [1 / 3, 2 / 3, 1, 1, 0, 0, 0])
     flat = LabelSpace(["x", "y", "z"])
     np.testing.assert_array_equal(flat.credit([0, 1, 2], [0, 0, 2]), [1.0, 0.0, 1.0])
+
+
+def test_a_deep_taxonomy_line_is_refused_at_once():
+    line = PATH_SEPARATOR.join(f"n{i}" for i in range(2000))
+    started = time.perf_counter()
+    with pytest.raises(TaxonomyError, match=f"at most {MAX_TAXONOMY_DEPTH}") as error:
+        Taxonomy.from_paths(["a > b", line], source="deep.txt")
+    assert time.perf_counter() - started < 1.0
+    assert error.value.rows == [2] and error.value.source == "deep.txt"
+
+
+def test_google_format_depth_is_capped_too(tmp_path):
+    path = tmp_path / "google.txt"
+    lines = [f"{d + 1} - " + PATH_SEPARATOR.join(f"n{i}" for i in range(d + 1)) for d in range(MAX_TAXONOMY_DEPTH + 1)]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaxonomyError, match="levels deep") as error:
+        LabelSpace.read(path)
+    assert error.value.rows == [MAX_TAXONOMY_DEPTH + 1]
+
+
+def test_taxonomy_arrays_of_a_large_deep_tree_are_built_quickly_and_right():
+    rng = np.random.default_rng(0)
+    paths = ["root"]
+    for _ in range(30_000):  # each new node under a random existing one, up to the depth cap
+        parent = paths[rng.integers(len(paths))]
+        if parent.count(">") + 1 < MAX_TAXONOMY_DEPTH:
+            paths.append(f"{parent}{PATH_SEPARATOR}x{len(paths)}")
+    started = time.perf_counter()
+    tree = Taxonomy.from_paths(paths)
+    assert time.perf_counter() - started < 5.0
+    names = tree.labels
+    for code in rng.integers(len(names), size=200):
+        parts = names[code].split(PATH_SEPARATOR)
+        expected = [tree.code(PATH_SEPARATOR.join(parts[: d + 1])) for d in range(len(parts))]
+        assert tree.path_codes[code, : len(parts)].tolist() == expected
+        assert (tree.path_codes[code, len(parts) :] == -1).all() and tree.depth[code] == len(parts)
+        assert tree.parent[code] == (expected[-2] if len(parts) > 1 else -1)

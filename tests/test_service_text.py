@@ -1,10 +1,12 @@
-"""Text the service stores, on SQLite and PostgreSQL (which refuses NUL characters): a NUL or an
-over-long text in any name, label, id, hint or payload gives an error naming the row and field, and
-the database keeps what it had (the whole batch is refused)."""
+"""Text the service stores, on SQLite and PostgreSQL (which refuses NUL characters): a NUL, a lone
+surrogate or an over-long text in any name, label, id, hint or payload, or a payload nested too
+deep for a response, gives an error naming the row and field, and the database keeps what it had
+(the whole batch is refused)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -43,6 +45,15 @@ def stored(service, project_id: int) -> tuple:
     )
 
 
+def nested(depth: int) -> list:
+    """Lists ``depth`` deep, built without recursion (deeper than Python's JSON reader goes)."""
+    outer = inner = []
+    for _ in range(depth - 1):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
 @pytest.mark.parametrize(
     ("item", "field", "problem"),
     [
@@ -55,6 +66,12 @@ def stored(service, project_id: int) -> tuple:
         (ItemIn("new", {}, gold="cat", hint="\x00"), "hint", "hint contains a NUL character"),
         (ItemIn("new", {}, gold="cat", hint="h" * 5001), "hint", "hint must be at most 5000 characters"),
         (ItemIn("new", {}, gold="cat", hint=7), "hint", "hint must be text, got int"),
+        (ItemIn("new", {"title": "ok \udfff"}), "payload", "payload.title contains a lone surrogate at character 3"),
+        (ItemIn("new", {"\ud800": 1}), "payload", "a key of payload contains a lone surrogate"),
+        (ItemIn("\udfff", {}), "external_id", "external id contains a lone surrogate"),
+        (ItemIn("new", {}, gold="cat", hint="\ud800"), "hint", "hint contains a lone surrogate"),
+        (ItemIn("new", {"d": json.loads("[" * 255 + "]" * 255)}), "payload", "is nested more than 64 levels deep"),
+        (ItemIn("new", {"d": nested(5000)}), "payload", "is nested more than 64 levels deep"),
     ],
 )
 def test_a_bad_item_names_its_row_and_field_and_nothing_of_the_batch_is_stored(service, project, item, field, problem):

@@ -246,3 +246,19 @@ def test_docs_render_from_this_server_alone(page, web, shots):
     assert page.locator(".opblock").count() > 10
     assert hosts == {web.base.split("/")[2]}
     page.screenshot(path=shots / "docs.png")
+
+
+def test_a_banned_annotator_is_told_why(page, web, shots):
+    owner = {"Authorization": f"Bearer {web.demo_tokens['owner']}"}
+    token = httpx.post(f"{web.base}/projects/{web.demo_id}/annotators", headers=owner, json={"name": "speedy"})
+    client = httpx.Client(base_url=web.base, headers={"Authorization": f"Bearer {token.json()['token']}"})
+    for _ in range(12):  # answers in 0.1 s: implausibly fast once ten are timed
+        task = client.post(f"/projects/{web.demo_id}/tasks/next")
+        if task.status_code != 200:
+            break
+        client.post(f"/projects/{web.demo_id}/tasks/{task.json()['lease_id']}/submit",
+                    json={"label": "Electronics", "duration_ms": 100})  # fmt: skip
+    sign_in(page, token.json()["token"])
+    assert "too fast" in page.locator("#banned").inner_text()
+    assert page.locator("#payload").count() == 0
+    page.screenshot(path=shots / "banned.png")

@@ -177,8 +177,10 @@ def test_a_banned_annotator_is_told_why(world):
         ):
             break
     assert service.get_annotator(info.id).status == "banned"
-    page = client_for(world, token).get(f"/p/{pid}/label")
-    assert page.status_code == 200
+    client = client_for(world, token)
+    assert client.get("/", follow_redirects=False).headers["location"] == f"/p/{pid}/label"
+    page = client.get(f"/p/{pid}/label")
+    assert page.status_code == 403
     assert "too fast" in page.text and 'id="page-data"' not in page.text
 
 

@@ -49,6 +49,10 @@ class UnknownLabelError(InputError):
     """A label that is not in the project's label space or taxonomy."""
 
 
+class TooLargeError(InputError):
+    """Input over a size limit (bytes, lines, rows or columns, counted after decompression)."""
+
+
 class TaxonomyError(InputError):
     """A malformed taxonomy: unknown parent, duplicate id or path, empty line content."""
 

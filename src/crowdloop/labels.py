@@ -18,6 +18,8 @@ import pandas as pd
 from crowdloop.errors import InputError, TaxonomyError, UnknownLabelError
 
 PATH_SEPARATOR = " > "
+MAX_TAXONOMY_DEPTH = 64
+"""The deepest path a taxonomy may hold (the Google Product Taxonomy's is 7)."""
 _INTEGER = re.compile(r"^-?\d+$")
 _GOOGLE_LINE = re.compile(r"^\s*(\d+)\s+-\s+(.*\S)\s*$")
 
@@ -152,6 +154,7 @@ class Taxonomy(LabelSpace):
         ids: Sequence[str] | None = None,
         source: str | None = None,
     ) -> None:
+        _check_depth([len(p) for p in paths], source)
         names = [PATH_SEPARATOR.join(p) for p in paths]
         super().__init__(names, source=source)
         code_of = {name: i for i, name in enumerate(names)}
@@ -168,8 +171,10 @@ class Taxonomy(LabelSpace):
             )
         self.depth = np.array([len(p) for p in paths], dtype=np.int32)
         self.path_codes = np.full((len(paths), int(self.depth.max())), -1, dtype=np.int32)
-        for code, path in enumerate(paths):
-            self.path_codes[code, : len(path)] = [code_of[PATH_SEPARATOR.join(path[: d + 1])] for d in range(len(path))]
+        for depth in range(1, self.path_codes.shape[1] + 1):  # a node's path is its parent's and itself
+            nodes = np.flatnonzero(self.depth == depth)
+            self.path_codes[nodes, : depth - 1] = self.path_codes[self.parent[nodes], : depth - 1]
+            self.path_codes[nodes, depth - 1] = nodes
         self.ids = list(ids) if ids is not None else None
         self._aliases = pd.Index(self.ids) if self.ids is not None else None
         self.is_leaf = np.ones(len(paths), dtype=bool)
@@ -183,6 +188,7 @@ class Taxonomy(LabelSpace):
         nodes: dict[tuple[str, ...], None] = {}
         for row, text in enumerate(paths, start=1):
             parts = tuple(part.strip() for part in str(text).split(separator.strip()))
+            _check_depth([len(parts)], source, [row])
             if any(not part for part in parts):
                 raise TaxonomyError("empty path segment", source=source, rows=[row])
             for d in range(1, len(parts) + 1):
@@ -207,6 +213,7 @@ class Taxonomy(LabelSpace):
         ids = [match.group(1) for _, match in google]
         paths = [tuple(part.strip() for part in match.group(2).split(PATH_SEPARATOR.strip())) for _, match in google]
         rows = [row for row, _ in google]
+        _check_depth([len(p) for p in paths], source, rows)
         for kind, keys in (("id", ids), ("path", [PATH_SEPARATOR.join(p) for p in paths])):
             dup = np.flatnonzero(pd.Index(keys).duplicated())
             if dup.size:
@@ -268,6 +275,18 @@ class Taxonomy(LabelSpace):
         """Tree distance (edges between the nodes, through a virtual root) of each pair."""
         a, b = np.asarray(a), np.asarray(b)
         return (self.depth[a] + self.depth[b] - 2 * self.lca_depth(a, b)).astype(np.int32)
+
+
+def _check_depth(depths: Sequence[int], source: str | None, rows: Sequence[int] | None = None) -> None:
+    """``TaxonomyError`` naming the first path deeper than ``MAX_TAXONOMY_DEPTH``."""
+    deep = np.flatnonzero(np.asarray(depths) > MAX_TAXONOMY_DEPTH)
+    if deep.size:
+        first = int(deep[0])
+        raise TaxonomyError(
+            f"a path {depths[first]} levels deep; a taxonomy holds at most {MAX_TAXONOMY_DEPTH}",
+            source=source,
+            rows=[rows[first] if rows is not None else first + 1],
+        )
 
 
 def _is_empty(label: object) -> bool:

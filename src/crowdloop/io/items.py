@@ -13,7 +13,15 @@ the only id that survives a pass through Label Studio, which numbers tasks itsel
 label ``A > B``). An annotation's annotator is named after its ``completed_by``: the email of a
 ``{"email": ...}`` object (else its ``id``), an integer user id as text (``"3"``), and
 ``LABEL_STUDIO_USER`` when it is missing (Label Studio itself credits such annotations to whoever
-imports them). ``ground_truth`` annotations are reviews; cancelled ones are skipped.
+imports them). ``ground_truth`` annotations are reviews; cancelled ones are skipped. A task whose
+``meta`` says ``"status": "gold"`` (what the export writes for a gold item) is gold, its label
+``meta.label``. A task without ``data`` is its own data, less Label Studio's task fields.
+
+Payloads never carry answers: the columns (or fields beside ``data``) in ``ANSWER_FIELDS`` are read
+as gold and hint or dropped, so that an annotator never sees a gold label, another annotator's
+answer, a model's prediction or a result (an export of crowdloop imported again). Text formats
+are read within limits: ``MAX_COLUMNS`` columns, lines of at most ``MAX_LINE_BYTES`` bytes, and with
+``read_item_upload`` the decompressed size and the rows of ``crowdloop.io.uploads.UploadLimits``.
 """
 
 from __future__ import annotations
@@ -22,17 +30,33 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from crowdloop.errors import InputError
+import numpy as np
+
+from crowdloop.errors import InputError, TooLargeError
+from crowdloop.io.uploads import UploadLimits, read_upload
 from crowdloop.labels import PATH_SEPARATOR
 
 ITEM_FORMATS = ("csv", "tsv", "jsonl", "label-studio", "toloka")
 ID_FIELDS = ("id", "external_id", "item", "task")
 GOLD_FIELDS = ("gold", "true_label")
+ANSWER_FIELDS = (*GOLD_FIELDS, "hint", "label", "confidence", "status", "answers", "predictions", "annotations", "meta")
+"""Columns, and JSON fields beside ``data``, that are never part of a payload: gold labels and hints,
+answers, predictions, and the result columns crowdloop's exports write beside the payload."""
+LABEL_STUDIO_FIELDS = (
+    "id", "annotations", "predictions", "drafts", "meta", "annotators", "ground_truth", "total_annotations",
+    "cancelled_annotations", "total_predictions", "is_labeled", "overlap", "inner_id", "project", "file_upload",
+    "created_at", "updated_at", "updated_by", "completed_at", "comment_count", "unresolved_comment_count",
+    "last_comment_updated_at", "comment_authors", "storage_filename",
+)  # fmt: skip
+"""The fields of a Label Studio task beside its ``data`` (its export's, see its task format)."""
+MAX_COLUMNS = 1000
+MAX_LINE_BYTES = 2**20
 TOLOKA_ID_FIELDS = ("INPUT:id", "TASK:id", "ASSIGNMENT:task_id")
 LABEL_STUDIO_USER = "label-studio"
 """The annotator of Label Studio annotations without ``completed_by``."""
@@ -91,14 +115,28 @@ def detect_item_format(name: str, content: str | bytes | None = None) -> str:
 
 
 def read_items(path: str | Path, *, fmt: str | None = None) -> list[ImportedItem]:
-    """Items from a file; the format follows the suffix unless ``fmt`` names it."""
+    """Items from a file (gzipped when it ends in ``.gz``); the format follows the suffix unless
+    ``fmt`` names it."""
     if fmt is None:
         detect_item_format(str(path))
     try:
-        content = Path(path).read_bytes()
+        with open(path, "rb") as stream:
+            return read_item_upload(stream, str(path), fmt)
     except FileNotFoundError as exc:
         raise InputError("no such file", source=str(path)) from exc
-    return parse_items(content, fmt or detect_item_format(str(path), content), source=str(path))
+
+
+def read_item_upload(
+    stream: BinaryIO, name: str, fmt: str | None = None, limits: UploadLimits | None = None
+) -> list[ImportedItem]:
+    """Items from a file's bytes, read within ``limits`` (``TooLargeError`` past them: see
+    ``read_upload``); ``name`` gives the format unless ``fmt`` does, and ``.gz`` means gzipped."""
+    known = fmt or detect_item_format(name)  # an unknown suffix fails before anything is read
+    content = read_upload(stream, name, limits, lines=known != "label-studio")
+    items = parse_items(content, fmt or detect_item_format(name, content), source=name)
+    if limits is not None:
+        limits.check_rows(len(items), name, "items")
+    return items
 
 
 def parse_items(content: str | bytes, fmt: str, *, source: str = "items") -> list[ImportedItem]:
@@ -106,6 +144,8 @@ def parse_items(content: str | bytes, fmt: str, *, source: str = "items") -> lis
     if fmt not in ITEM_FORMATS:
         raise InputError(f"unknown item format {fmt!r}", source=source, hint=f"Use one of {', '.join(ITEM_FORMATS)}.")
     text = _decode(content, source)
+    if fmt != "label-studio":
+        _check_lines(content if isinstance(content, bytes) else text.encode("utf-8", "surrogatepass"), source)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise InputError("a NUL character (not text)", source=source, rows=[line])
@@ -129,6 +169,20 @@ def items_from_records(records: Iterable[dict[str, Any]], *, source: str = "body
     return _unique([(row, _record(record, source, row)) for row, record in enumerate(records, start=1)], source, "row")
 
 
+def _check_lines(data: bytes, source: str) -> None:
+    """``TooLargeError`` naming the first line longer than ``MAX_LINE_BYTES``."""
+    if len(data) <= MAX_LINE_BYTES:
+        return
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+    lengths = np.diff(ends, prepend=-1, append=len(data)) - 1
+    over = np.flatnonzero(lengths > MAX_LINE_BYTES)
+    if over.size:
+        line = int(over[0])
+        raise TooLargeError(
+            f"a line longer than {MAX_LINE_BYTES} bytes ({int(lengths[line])})", source=source, rows=[line + 1]
+        )
+
+
 def _decode(content: str | bytes, source: str) -> str:
     if isinstance(content, str):
         return content
@@ -142,6 +196,8 @@ def _delimited(text: str, sep: str, source: str) -> list[tuple[int, dict[str, st
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     try:
         header = [h.strip() for h in next(reader)]
+        if len(header) > MAX_COLUMNS:
+            raise TooLargeError(f"{len(header)} columns, at most {MAX_COLUMNS}", source=source, rows=[1])
         rows = []
         for line, values in enumerate(reader, start=2):
             if not any(v.strip() for v in values):
@@ -154,9 +210,10 @@ def _delimited(text: str, sep: str, source: str) -> list[tuple[int, dict[str, st
     empty = [i + 1 for i, h in enumerate(header) if not h]
     if empty:
         raise InputError(f"empty column name (column {empty[0]})", source=source, rows=[1])
-    dup = sorted({h for h in header if header.count(h) > 1})
-    if dup:
-        raise InputError(f"column {dup[0]!r} appears twice", source=source, rows=[1])
+    counts = Counter(header)
+    dup = next((h for h in header if counts[h] > 1), None)
+    if dup is not None:
+        raise InputError(f"column {dup!r} appears twice", source=source, rows=[1], field=dup)
     return rows
 
 
@@ -184,23 +241,40 @@ def _table(rows: list[tuple[int, dict[str, str]]], source: str) -> list[tuple[in
             rows=[1],
             hint=f"Name one column {' or '.join(ID_FIELDS)}.",
         )
-    gold_col = _pick(columns, GOLD_FIELDS)
     items = []
     for line, row in rows:
-        gold = row.get(gold_col, "").strip() if gold_col else ""
-        payload = {k: v for k, v in row.items() if k not in (id_col, gold_col, "hint")}
         items.append(
             (
                 line,
                 ImportedItem(
                     _require_id(row[id_col], source, line, id_col),
-                    payload,
-                    gold=gold or None,
+                    _payload(row, id_col),
+                    gold=_gold(row, source, line, "line"),
                     hint=(row.get("hint") or "").strip() or None,
                 ),
             )
         )
     return items
+
+
+def _payload(record: dict[str, Any], id_field: str, reserved: tuple[str, ...] = ANSWER_FIELDS) -> dict[str, Any]:
+    """A flat record's payload: every field but its id and ``reserved`` ones."""
+    return {k: v for k, v in record.items() if k != id_field and k not in reserved}
+
+
+def _gold(record: dict[str, Any], source: str, row: int, unit: str) -> str | None:
+    """The gold label of a record's ``GOLD_FIELDS`` (the first given; two that differ are an error)."""
+    given = [(name, _optional_text(record.get(name), source, row, name, unit)) for name in GOLD_FIELDS]
+    given = [(name, value) for name, value in given if value is not None]
+    if len({value for _, value in given}) > 1:
+        raise InputError(
+            f"gold labels disagree ({' and '.join(f'{n} {v!r}' for n, v in given)})",
+            source=source,
+            rows=[row],
+            field=given[-1][0],
+            unit=unit,
+        )
+    return given[0][1] if given else None
 
 
 def _toloka(rows: list[tuple[int, dict[str, str]]], source: str) -> list[tuple[int, ImportedItem]]:
@@ -247,6 +321,8 @@ def _jsonl(text: str, source: str) -> list[tuple[int, ImportedItem]]:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InputError(f"not JSON ({exc.msg}, column {exc.colno})", source=source, rows=[line]) from exc
+        except RecursionError:
+            raise InputError("JSON nested too deep", source=source, rows=[line]) from None
         items.append((line, _record(record, source, line, unit="line")))
     return items
 
@@ -258,15 +334,13 @@ def _record(record: Any, source: str, row: int, unit: str = "row") -> ImportedIt
     if id_key is None:
         raise InputError(f"no item id ({' or '.join(ID_FIELDS)})", source=source, rows=[row], unit=unit)
     external_id = _require_id(record[id_key], source, row, id_key, unit)
-    gold_key = _pick(record, GOLD_FIELDS)
-    reserved = {id_key, gold_key, "hint", "predictions", "data"}
     if "data" in record:
         if not isinstance(record["data"], dict):
             raise InputError("expected an object", source=source, rows=[row], field="data", unit=unit)
         payload = dict(record["data"])
     else:
-        payload = {k: v for k, v in record.items() if k not in reserved}
-    gold = _optional_text(record.get(gold_key) if gold_key else None, source, row, gold_key, unit)
+        payload = _payload(record, id_key)
+    gold = _gold(record, source, row, unit)
     hint = _optional_text(record.get("hint"), source, row, "hint", unit)
     predictions = _plain_predictions(record.get("predictions"), source, row, unit)
     return ImportedItem(external_id, payload, gold=gold, hint=hint, predictions=predictions)
@@ -309,6 +383,8 @@ def _label_studio(text: str, source: str) -> list[tuple[int, ImportedItem]]:
         tasks = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})", source=source) from exc
+    except RecursionError:
+        raise InputError("JSON nested too deep", source=source) from None
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -325,7 +401,17 @@ def _label_studio_task(task: Any, source: str, index: int) -> ImportedItem:
         raise InputError("expected an object", source=source, rows=[index], field="data", unit=unit)
     in_data = "id" in data or "data" not in task
     external_id = _require_id(data.get("id") if in_data else task.get("id"), source, index, "id", unit)
-    payload = {k: v for k, v in data.items() if k != "id"} if in_data else dict(data)
+    if "data" in task:
+        payload = {k: v for k, v in data.items() if k != "id"}
+    else:  # the task is its own data: its Label Studio fields and any answer are not
+        payload = _payload(task, "id", (*LABEL_STUDIO_FIELDS, *ANSWER_FIELDS))
+    meta = task.get("meta")
+    gold = hint = None
+    if isinstance(meta, dict) and meta.get("status") == "gold":
+        gold = _optional_text(meta.get("label"), source, index, "meta.label", unit)
+        hint = _optional_text(meta.get("hint"), source, index, "meta.hint", unit)
+        if gold is None:
+            raise InputError("a gold task without a label", source=source, rows=[index], field="meta.label", unit=unit)
     predictions = []
     for p, prediction in enumerate(_list(task, "predictions", source, index)):
         name = f"predictions[{p}]"
@@ -353,7 +439,9 @@ def _label_studio_task(task: Any, source: str, index: int) -> ImportedItem:
         annotations.extend(
             Annotation(annotator, choice, review) for _, choice, _ in _choices(annotation, source, index, name)
         )
-    return ImportedItem(external_id, payload, predictions=tuple(predictions), annotations=tuple(annotations))
+    return ImportedItem(
+        external_id, payload, gold=gold, hint=hint, predictions=tuple(predictions), annotations=tuple(annotations)
+    )
 
 
 def _list(task: dict, key: str, source: str, index: int) -> list:

@@ -20,6 +20,7 @@ from crowdloop.errors import (
     ForbiddenError,
     InputError,
     NotFoundError,
+    TooLargeError,
     UnknownLabelError,
 )
 
@@ -29,12 +30,13 @@ STATUS_OF: tuple[tuple[type[CrowdloopError], int], ...] = (
     (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (TooLargeError, 413),
     (UnknownLabelError, 422),
     (InputError, 400),
     (ConfigError, 422),
 )
-"""First match wins: an unknown label is well-formed but invalid (422); a file that cannot be read
-is a bad request (400)."""
+"""First match wins: an upload over a limit once decompressed is too large (413); an unknown label is
+well-formed but invalid (422); a file that cannot be read is a bad request (400)."""
 
 
 class Problem(BaseModel):

@@ -89,13 +89,13 @@ def parse_items(batch: list[ItemIn], labels: LabelSpace, *, first_row: int) -> l
         seen[external_id] = row
         if not isinstance(item.payload, dict):
             raise InputError("payload must be a JSON object", source="items", rows=[row], field="payload", unit="item")
+        check_json(item.payload, source="items", row=row, field="payload")  # first: bounds the depth json.dumps meets
         try:
             json.dumps(item.payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InputError(
                 f"payload is not JSON ({exc})", source="items", rows=[row], field="payload", unit="item"
             ) from None
-        check_json(item.payload, source="items", row=row, field="payload")
         if item.hint is not None:
             check_text(item.hint, HINT_LENGTH, source="items", row=row, field="hint", blank=True)
         predictions = None

@@ -1,6 +1,9 @@
-"""Text the database stores: no NUL character, which PostgreSQL refuses in any text column, and no
-more characters than its column holds. Every name, id, label, hint and payload the service writes
-or looks up passes here first, so bad input gets an error that names it, not a driver's failure."""
+"""Text the database stores and the API sends: no NUL character, which PostgreSQL refuses in any text
+column; no lone surrogate (``"\\udfff"``, which Python's JSON reader accepts but no UTF-8 response
+and no PostgreSQL JSON column holds); no more characters than its column holds; and JSON payloads
+nested at most ``MAX_JSON_DEPTH`` deep (the response serializer stops at 255 levels). Every name,
+id, label, hint and payload the service writes or looks up passes here first, so bad input gets an
+error that names it, not a driver's failure at import or a response that cannot be built later."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ NAME_LENGTH = 200  # projects, annotators, model names and versions
 EXTERNAL_ID_LENGTH = 500  # item ids
 LABEL_LENGTH = 1000  # a label, or a taxonomy node's full path
 HINT_LENGTH = 5000  # gold hints
+MAX_JSON_DEPTH = 64  # objects and arrays in a payload, the payload itself included
 
 
 def text_problem(value: Any, max_length: int, *, blank: bool = False) -> str | None:
@@ -25,27 +29,43 @@ def text_problem(value: Any, max_length: int, *, blank: bool = False) -> str | N
         return "must not be empty"
     if len(value) > max_length:
         return f"must be at most {max_length} characters, got {len(value)}"
+    return _character_problem(value)
+
+
+def _character_problem(value: str) -> str | None:
+    """What character of ``value`` no database or UTF-8 response holds (None: none)."""
     if NUL in value:
         return "contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains a lone surrogate at character {exc.start} (not Unicode text)"
     return None
 
 
-def nul_at(value: Any, where: str) -> str | None:
-    """Where a JSON value (object keys and strings at any depth) has a NUL character, e.g.
-    ``data.tags[2]`` or ``a key of data``; None if nowhere."""
-    stack = [(value, where)]
+def json_problem(value: Any, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a JSON value cannot be stored and sent, naming the place: a NUL character or a lone
+    surrogate in a key or a string (``data.tags[2] contains a NUL character``), or objects and
+    arrays nested deeper than ``max_depth``; None if nothing. Iterative: no depth breaks it."""
+    stack = [(value, where, 1)]
     while stack:
-        node, path = stack.pop()
+        node, path, depth = stack.pop()
         if isinstance(node, str):
-            if NUL in node:
-                return path
-        elif isinstance(node, Mapping):
-            for key, child in node.items():
-                if isinstance(key, str) and NUL in key:
-                    return f"a key of {path}"
-                stack.append((child, f"{path}.{key}"))
-        elif isinstance(node, list | tuple):
-            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(node))
+            problem = _character_problem(node)
+            if problem:
+                return f"{path} {problem}"
+        elif isinstance(node, Mapping | list | tuple):
+            if depth > max_depth:
+                return f"{path} is nested more than {max_depth} levels deep"
+            if isinstance(node, Mapping):
+                for key, child in node.items():
+                    problem = _character_problem(key) if isinstance(key, str) else None
+                    if problem:
+                        return f"a key of {path} {problem}"
+                    stack.append((child, f"{path}.{key}", depth + 1))
+            else:
+                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node))
     return None
 
 
@@ -67,7 +87,8 @@ def check_text(
 
 
 def check_json(value: Any, *, source: str, row: int, field: str, unit: str = "item") -> None:
-    """``InputError`` naming the row and the place in a JSON value that has a NUL character."""
-    where = nul_at(value, field)
-    if where:
-        raise InputError(f"{where} contains a NUL character", source=source, rows=[row], field=field, unit=unit)
+    """``InputError`` naming the row, the field and the place in a JSON value that cannot be stored
+    and sent (``json_problem``)."""
+    problem = json_problem(value, field)
+    if problem:
+        raise InputError(problem, source=source, rows=[row], field=field, unit=unit)

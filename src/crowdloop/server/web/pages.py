@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from crowdloop.errors import AuthError, CrowdloopError
 from crowdloop.quality.crowd import wilson_interval
-from crowdloop.server.auth import ADMIN_PROJECT, Service, admin_project_id, call, session_annotator
+from crowdloop.server.auth import ADMIN_PROJECT, Caller, Service, admin_project_id, call, session_annotator
 from crowdloop.server.routes import projects
 from crowdloop.server.routes.results import MEDIA
 from crowdloop.server.schemas import ProjectPatch, RoleIn
@@ -121,22 +121,38 @@ async def _events(service: LabelingService, project_id: int) -> list[dict[str, A
 @router.get("/p/{project_id:int}/label")
 async def label_page(project_id: int, request: Request, service: Service) -> Response:
     """One task at a time (annotators and reviewers; the tasks come from the REST loop)."""
-    caller = await page_caller(request, project_id, "annotator", "reviewer")
-    me = await call(service, service.get_annotator, caller.annotator.id)  # the status now, not as cached
+    try:
+        caller = await page_caller(request, project_id, "annotator", "reviewer")
+    except PageError:
+        banned = await _banned_page(request, service, project_id)
+        if banned is None:
+            raise
+        return banned
     info = await call(service, service.get_project, project_id)
     t = translator(language(request))
-    reason = None
-    if me.status != "active":
-        bans = [e for e in await _events(service, project_id) if e["kind"] == "banned" and e["annotator"] == me.name]
-        reason = t(f"ban.{bans[0]['detail'].get('reason', '')}") if bans else None
     data = {
         "project": project_id,
         "taxonomy": info.is_taxonomy,
         "labels": [str(x) for x in info.labels.labels],
         "messages": _script_messages(t),
     }
-    context = {"project": info, "data": data, "banned": me.status != "active", "reason": reason}
-    return render(request, "label.html", {**_nav(caller, project_id, "label"), **context})
+    return render(request, "label.html", {**_nav(caller, project_id, "label"), "project": info, "data": data})
+
+
+async def _banned_page(request: Request, service: LabelingService, project_id: int) -> Response | None:
+    """For a member of the project whom the quality checks (or the owner) stopped: why, from the
+    event log (the API answers them 403 everywhere)."""
+    session = request_session(request)
+    if session is None:
+        return None
+    me = await call(service, service.get_annotator, session.annotator_id)  # the status now, not as cached
+    if me.project_id != project_id or me.status == "active":
+        return None
+    t = translator(language(request))
+    bans = [e for e in await _events(service, project_id) if e["kind"] == "banned" and e["annotator"] == me.name]
+    reason = t(f"ban.{bans[0]['detail'].get('reason', '')}") if bans else None
+    context = {"project": await call(service, service.get_project, project_id), "banned": True, "reason": reason}
+    return render(request, "label.html", {**_nav(Caller(me, False), project_id, "label"), **context}, status=403)
 
 
 def _script_messages(t: Any) -> dict[str, str]:
