@@ -194,6 +194,8 @@ def test_russian_is_kept_per_user_and_redirects_stay_local(world):
     assert "Целевая уверенность" in owner.get(f"/p/{pid}/settings").text
     assert "Target confidence" in client_for(world, world["demo"].tokens["owner"]).get(f"/p/{pid}/settings").text
     assert "Вход" in TestClient(world["app"]).get("/signin", headers={"Accept-Language": "ru-RU,ru;q=0.9"}).text
+    cross = owner.post("/lang", data={"lang": "en"}, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert "set-cookie" not in cross.headers
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
         assert (
             owner.post("/lang", data={"lang": "en", "next": target}, follow_redirects=False).headers["location"] == "/"

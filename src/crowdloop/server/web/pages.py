@@ -101,10 +101,12 @@ async def signout(request: Request) -> Response:
 
 
 @router.post("/lang")
-async def choose_language(lang: Annotated[str, Form()], back: Annotated[str, Form(alias="next")] = "/") -> Response:
-    """Keep the language chosen in a cookie (a year)."""
+async def choose_language(
+    request: Request, lang: Annotated[str, Form()], back: Annotated[str, Form(alias="next")] = "/"
+) -> Response:
+    """Keep the language chosen in a cookie (a year); a post from another site changes nothing."""
     response = redirect(local_path(back))
-    if lang in LANGUAGES:
+    if lang in LANGUAGES and same_site(request):
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict", path="/")
     return response
 
@@ -159,7 +161,7 @@ def _script_messages(t: Any) -> dict[str, str]:
     """The messages the pages' scripts show (in the page's language)."""
     keys = (
         "js.no_tasks", "js.search", "js.skip", "js.submitted", "js.error", "js.top", "js.this_branch",
-        "js.no_match", "js.settled", "js.queue_empty", "js.expired", "js.keys_taxonomy", "js.keys_flat",
+        "js.no_match", "js.queue_empty", "js.expired", "js.keys_taxonomy", "js.keys_flat",
     )  # fmt: skip
     return {key: t(key) for key in keys}
 
