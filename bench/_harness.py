@@ -44,8 +44,9 @@ CROWDKIT_CLASSES: dict[str, str] = {
 taxonomy model or ``auto``)."""
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "ds@ck-stop": ("ds", {"stopping": "crowdkit"}),
+    "ds@ck-stop": ("ds", {"stopping": "crowdkit", "prior_strength": 0}),
     "mace@1-start": ("mace", {"n_restarts": 1}),
+    "mace@uniform": ("mace", {"class_prior": "uniform"}),
 }
 """crowdloop methods run with other than default parameters: name -> (registry name, parameters)."""
 

@@ -6,6 +6,8 @@ correctly. Duplicate (task, worker) answers are dropped keeping the first, as cr
 (and as the data README's reference numbers were measured). Beside it: crowd-kit 1.4.2 run live in
 the same run (its own venv: ``--crowdkit-python`` or ``$CROWDKIT_PYTHON``; without it those columns
 are skipped) and the numbers published in the data README. Every library runs with its defaults.
+Every crowd-kit method is held against the target crowd-kit - 1 point, method by method and set by
+set (crowd-kit's MACE also on renamed ids, see ``_harness``), and ``auto`` against majority vote.
 
     python bench/bench_accuracy.py [--crowdkit-python PATH] [--methods ds,glad] [--datasets dog,face]
 
@@ -40,17 +42,12 @@ from _harness import (
     write_results,
 )
 
-TOLERANCE = 0.005
-"""Target: the same method within this much of crowd-kit, wherever crowd-kit is sane."""
-SANE_MARGIN = 0.10
-"""crowd-kit is *not sane* on a dataset when it is this far below its own majority vote (its
-one-coin DS on zheng_relevance and bluebirds); those cells are not held against crowdloop."""
+MARGIN = 0.01
+"""Target: every crowd-kit method at least crowd-kit's accuracy minus this (one point) on every set."""
 PUBLISHED_COLUMNS = {"MV": "mv", "Wawa": "wawa", "DS": "ds", "1-coin DS": "onecoin", "GLAD": "glad", "MACE": "mace"}
-CROWDKIT_REFERENCE = {"mace": "mace" + CONSISTENT_IDS}
-"""Same-method comparisons made against a crowd-kit run other than its default one: its MACE mixes
-up worker rows unless the ids' sorted order is their order of first appearance (``_harness``)."""
-TIE_METHODS = ("mv", "wawa")
-"""Methods whose differences from crowd-kit can come from ties (which label a tied vote goes to)."""
+EXTRA_REFERENCES = {"mace": "mace" + CONSISTENT_IDS}
+"""Second crowd-kit runs shown beside the default one: its MACE mixes up worker rows unless the ids'
+sorted order is their order of first appearance (``_harness``), so it is also run on renamed ids."""
 FLAT_ONLY_SKIP = {"taxonomy"}
 """Methods skipped (with a note) when they cannot run on a flat label space; tried first."""
 
@@ -113,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     theirs: dict[str, dict[str, Any]] = {}
     ck_methods = [m for m in CROWDKIT_CLASSES if (not args.methods or m in args.methods)]
     ck_methods = [m for m in ck_methods if not args.crowdkit_methods or m in args.crowdkit_methods]
-    ck_methods += [CROWDKIT_REFERENCE[m] for m in ck_methods if m in CROWDKIT_REFERENCE]
+    ck_methods += [EXTRA_REFERENCES[m] for m in ck_methods if m in EXTRA_REFERENCES]
     ties: dict[str, float] = {}
 
     def one(job: tuple[str, str, list[str]]) -> None:
@@ -176,7 +173,7 @@ def _mean(values: list[float]) -> float:
 
 
 def summarise(res: dict[str, Any]) -> dict[str, Any]:
-    """Means over datasets, the per-cell comparison with crowd-kit and the two targets."""
+    """Means over datasets, the method-by-method comparison with crowd-kit and the targets."""
     datasets, methods = res["datasets"], res["methods"]
     ours, theirs, published = res["crowdloop"], res["crowdkit"], res["published"]
     mean_ours = {m: _mean([_acc(ours, d, m) for d in datasets]) for m in methods}
@@ -184,31 +181,40 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
     mean_pub = {
         m: _mean([published.get(d, {}).get(m, float("nan")) for d in datasets]) for m in PUBLISHED_COLUMNS.values()
     }
-    cells, misses = {}, []
+    rows, misses, unmeasured = [], [], []
     for d in datasets:
-        ck_mv = _acc(theirs, d, "mv")
-        tied = res.get("tied_share", {}).get(d, float("nan"))
         for m in methods:
-            ck = _acc(theirs, d, CROWDKIT_REFERENCE.get(m, m))
-            if ck != ck:
-                continue
-            diff = _acc(ours, d, m) - ck
-            sane = not (ck_mv == ck_mv and ck < ck_mv - SANE_MARGIN)
-            ok = abs(diff) <= TOLERANCE or not sane or diff > 0
-            by_ties = not ok and m in TIE_METHODS and abs(diff) <= tied
-            cells[f"{d}/{m}"] = {"diff": diff, "sane": sane, "ok": ok, "ties": by_ties}
-            if not ok and not by_ties:
-                misses.append(f"{m} on {d}: {diff:+.3f}")
+            for reference in (m, EXTRA_REFERENCES.get(m)):
+                if reference is None or reference not in res["crowdkit_methods"]:
+                    continue
+                ck, mine = _acc(theirs, d, reference), _acc(ours, d, m)
+                row = {"dataset": d, "method": m, "reference": reference, "crowdkit": ck, "crowdloop": mine}
+                if ck != ck:
+                    row["status"] = "no reference"
+                    unmeasured.append(f"{reference} on {d}")
+                else:
+                    row["target"] = ck - MARGIN
+                    row["status"] = "met" if mine >= ck - MARGIN - 1e-12 else "missed"
+                    if row["status"] == "missed" and reference == m:
+                        misses.append(f"{m} on {d}: {mine:.3f} < {ck - MARGIN:.3f}")
+                rows.append(row)
     default = "auto" if "auto" in methods else "ds"
+    below_mv = [
+        f"{d}: {default} {_acc(ours, d, default):.3f} < mv {_acc(ours, d, 'mv'):.3f} - {MARGIN:.2f}"
+        for d in datasets
+        if _acc(ours, d, default) < _acc(ours, d, "mv") - MARGIN - 1e-12
+    ]
     best_ck = max(((v, m) for m, v in mean_ck.items() if v == v), default=(float("nan"), None))
     best_pub = max(((v, m) for m, v in mean_pub.items() if v == v), default=(float("nan"), None))
     return {
         "mean_crowdloop": mean_ours,
         "mean_crowdkit": mean_ck,
         "mean_published": mean_pub,
-        "cells": cells,
-        "same_method_misses": misses,
+        "comparison": rows,
+        "misses": misses,
+        "no_reference": unmeasured,
         "default_method": default,
+        "default_below_mv": below_mv,
         "default_mean": mean_ours.get(default, float("nan")),
         "best_crowdkit": {"method": best_ck[1], "mean": best_ck[0]},
         "best_published": {"method": best_pub[1], "mean": best_pub[0]},
@@ -251,36 +257,33 @@ def render(res: dict[str, Any], summary: dict[str, Any], command: str, versions:
         ]
         rows.append(["**mean**", *[f"**{fmt(summary['mean_crowdkit'][m])}**" for m in ck_methods]])
         out.append(markdown_table(["dataset", *ck_methods], rows))
-        shared = [m for m in methods if m in ck_methods]
         out += [
             "",
             f"`mace{CONSISTENT_IDS}`: crowd-kit's MACE on the same rows with worker and label ids renamed so that "
             "their sorted order is their order of first appearance. crowd-kit 1.4.2 codes workers in order of "
             "first appearance but sums the expected spamming-strategy counts with a groupby in sorted worker "
             "order and assigns them by position, so each worker gets another worker's strategy unless the two "
-            "orders agree; with consistent ids it fits the model as written ("
-            + ", ".join(
-                f"{d} {_cell(theirs, d, 'mace')} -> {_cell(theirs, d, 'mace' + CONSISTENT_IDS)}" for d in datasets
-            )
-            + "), the reference our MACE is compared with below.",
+            "orders agree; with consistent ids it fits the model as written. Both are shown below; the target "
+            "is held against crowd-kit as its users run it (`mace`).",
             "",
-            f"## crowdloop minus crowd-kit (same method; ✓ within {TOLERANCE} or better, "
-            f"✗ worse; ~ crowd-kit not sane: more than {SANE_MARGIN:.2f} below its own MV; "
-            "t: no further than the share of tied majority votes, where the two libraries pick different labels)",
+            f"## crowdloop against crowd-kit, method by method (target: crowd-kit - {MARGIN:.2f})",
+            "",
+            "`no reference`: crowd-kit did not finish or failed, so there is no figure to hold ours against.",
             "",
         ]
-        rows = []
-        for d in datasets:
-            row = [d]
-            for m in shared:
-                cell = summary["cells"].get(f"{d}/{m}")
-                if cell is None:
-                    row.append("-")
-                else:
-                    mark = "~" if not cell["sane"] else ("✓" if cell["ok"] else ("t" if cell["ties"] else "✗"))
-                    row.append(f"{cell['diff']:+.3f} {mark}")
-            rows.append(row)
-        out.append(markdown_table(["dataset", *shared], rows))
+        rows = [
+            [
+                row["dataset"],
+                row["method"] if row["reference"] == row["method"] else f"{row['method']} vs {row['reference']}",
+                fmt(row.get("target")),
+                fmt(row["crowdkit"]),
+                fmt(row["crowdloop"]),
+                f"{row['crowdloop'] - row['crowdkit']:+.3f}" if row["crowdkit"] == row["crowdkit"] else "-",
+                {"met": "met", "missed": "**missed**"}.get(row["status"], row["status"]),
+            ]
+            for row in summary["comparison"]
+        ]
+        out.append(markdown_table(["dataset", "method", "target", "crowd-kit", "crowdloop", "diff", ""], rows))
         out += ["", _notes(res, summary)]
     else:
         out += ["", "crowd-kit columns skipped: no --crowdkit-python (or $CROWDKIT_PYTHON) given.", ""]
@@ -288,10 +291,11 @@ def render(res: dict[str, Any], summary: dict[str, Any], command: str, versions:
         out += ["Published (data README):", "", markdown_table(["dataset", *PUBLISHED_COLUMNS.values()], rows)]
     out += ["", "## Targets", ""]
     if ck_methods:
-        misses = summary["same_method_misses"]
+        misses, unmeasured = summary["misses"], summary["no_reference"]
         out.append(
-            f"- same method within {TOLERANCE} of crowd-kit wherever crowd-kit is sane: "
-            + ("**met**" if not misses else f"**missed** on {len(misses)} cells: " + "; ".join(misses))
+            f"- every crowd-kit method at least crowd-kit's accuracy - {MARGIN:.2f} on every set: "
+            + ("**met**" if not misses else f"**missed** on {len(misses)} of them: " + "; ".join(misses))
+            + (f" (not measured, crowd-kit gave no figure: {', '.join(unmeasured)})" if unmeasured else "")
         )
         best = summary["best_crowdkit"]
         ok = summary["default_mean"] >= best["mean"]
@@ -300,6 +304,11 @@ def render(res: dict[str, Any], summary: dict[str, Any], command: str, versions:
             f"single method mean ({best['method']}, {fmt(best['mean'])}; live, among the methods that finished on "
             "every dataset): " + ("**met**" if ok else "**missed**")
         )
+    below = summary["default_below_mv"]
+    out.append(
+        f"- default method `{summary['default_method']}` never below majority vote - {MARGIN:.2f}: "
+        + ("**met**" if not below else "**missed** on " + "; ".join(below))
+    )
     best = summary["best_published"]
     if best["method"]:
         ok = summary["default_mean"] >= best["mean"]
@@ -336,37 +345,41 @@ def _notes(res: dict[str, Any], summary: dict[str, Any]) -> str:
     if variant in res["methods"]:
         rows = [
             f"{d} {_acc(ours, d, 'ds'):.3f} / {_acc(ours, d, variant):.3f} / {_acc(theirs, d, 'ds'):.3f}"
-            f" ({ours.get(d, {}).get('ds', {}).get('iterations')} / {theirs.get(d, {}).get('ds', {}).get('iterations')}"
-            " rounds)"
             for d in datasets
         ]
         mean = summary["mean_crowdloop"]
         lines += [
             "",
-            'Dawid-Skene (ds). Our ds / ours with crowd-kit\'s stopping rule (`DawidSkene(stopping="crowdkit")`, '
-            "column ds@ck-stop) / crowd-kit, and the EM rounds of our ds / crowd-kit's: " + "; ".join(rows) + ". "
+            "Dawid-Skene (ds). Ours (MAP EM, a Dirichlet prior on every confusion row centred on accuracy .7 with "
+            "2K pseudo-answers) / ours without the prior and with crowd-kit's stopping rule (`DawidSkene("
+            'prior_strength=0, stopping="crowdkit")`, column ds@ck-stop) / crowd-kit: ' + "; ".join(rows) + ". "
             f"Means {mean.get('ds', float('nan')):.4f} / {mean.get(variant, float('nan')):.4f} / "
-            f"{summary['mean_crowdkit'].get('ds', float('nan')):.4f}. Each EM round is the same; crowd-kit stops "
-            'when its "ELBO" improves by less than tol, but it counts the log prior once per answer instead of '
-            "once per item, so it is not EM's objective and can fall: on zheng_adult, bluebirds and zencrowd it "
-            "stops after 2-3 rounds, a slightly refined majority vote. Ours runs EM until the log-likelihood "
-            "stops improving (the maximum-likelihood fit the model defines); with crowd-kit's rule it gives "
-            "crowd-kit's numbers. The early stop happens to be more accurate on zheng_adult and zencrowd and less "
-            "on bluebirds.",
+            f"{summary['mean_crowdkit'].get('ds', float('nan')):.4f}. Without the prior ours is crowd-kit's fit, "
+            'answer for answer. crowd-kit stops when its "ELBO" improves by less than tol, but it counts the log '
+            "prior once per answer instead of once per item, so it is not EM's objective and can fall: on "
+            "zheng_adult, bluebirds and zencrowd it stops after 2-3 rounds, a slightly refined majority vote. The "
+            "prior is for small sparse crowds, where the maximum-likelihood fit falls below majority vote "
+            "(tests/test_dawid_skene.py); on these sets, with dozens of answers per worker, it changes little.",
         ]
-    variant = "mace@1-start"
-    if variant in res["methods"]:
+    variants = ["mace@uniform", "mace@1-start"]
+    if all(v in res["methods"] for v in variants):
         rows = [
-            f"{d} {_cell(ours, d, 'mace')} / {_cell(ours, d, variant)} / {_cell(theirs, d, 'mace' + CONSISTENT_IDS)}"
+            f"{d} {_cell(ours, d, 'mace')} / {_cell(ours, d, variants[0])} / {_cell(ours, d, variants[1])} / "
+            f"{_cell(theirs, d, 'mace')} / {_cell(theirs, d, 'mace' + CONSISTENT_IDS)}"
             for d in datasets
         ]
         lines += [
             "",
-            "MACE. Ours (10 random starts, the one with the highest marginal likelihood wins, as in the MACE paper) "
-            f"/ ours with one start (column {variant}) / crowd-kit with consistent ids: " + "; ".join(rows) + ". "
-            "crowd-kit's 10 restarts all draw their initial parameters with the same seed, so they are one start; "
-            "where the likelihood is flat (zheng_product: starts within 0.001 nats per answer of each other) the "
-            "best start need not be the most accurate.",
+            "MACE. Ours (the class prior learned, 10 random starts, the highest marginal likelihood wins) / ours "
+            f"with the paper's uniform class prior (column {variants[0]}) / ours with one start (column "
+            f"{variants[1]}) / crowd-kit / crowd-kit with consistent ids: " + "; ".join(rows) + ". "
+            "With a uniform class prior, a careful worker on unbalanced classes (zheng_product: 88% of items are "
+            "class 0) is explained as well by spamming class 0 as by knowing: MACE then trusts the workers who "
+            "over-answer the rare class. crowd-kit's mix-up of worker rows (above) happens to blur those "
+            "strategies on zheng_product, which is why its default run is more accurate there than its run on "
+            "consistent ids. Learning the class prior, as Dawid-Skene does, lets the prior explain the frequent "
+            "class. crowd-kit's 10 restarts all draw their initial parameters with the same seed, so they are "
+            "one start.",
         ]
     return "\n".join(lines)
 

@@ -231,3 +231,6 @@ def test_recalibrate_keeps_the_top_label():
     sparse = recalibrate(Posterior(sp.csr_matrix(probs)), np.array([0.3, 0.9, 0.5, 0.1]))
     assert sparse.labels().tolist() == [0, 0, -1, 0]
     np.testing.assert_allclose(sparse.confidence(), [0.3, 0.9, 0.0, 0.25])
+    # a top label that is not the first one stays on top when c falls to 1/K (no uniform tie)
+    low = recalibrate(Posterior(np.array([[0.2, 0.3, 0.5]])), np.array([0.1]))
+    assert low.labels().tolist() == [2] and low.probs[0, 2] > low.probs[0, :2].max()

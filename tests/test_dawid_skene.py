@@ -269,3 +269,31 @@ def test_pair_counts_and_codes_match_a_direct_count():
         unique, inverse = _dense_unique(keys, n_keys)
         np.testing.assert_array_equal(unique[inverse], keys)
         np.testing.assert_array_equal(unique, np.unique(keys))
+
+
+def test_prior_keeps_dawid_skene_above_majority_vote_on_small_sparse_crowds(small_sparse_crowd) -> None:
+    ours, crowdkit, majority = [], [], []
+    for seed in range(6):
+        frame, truth = small_sparse_crowd(seed)
+        ours.append(accuracy(DawidSkene().fit_predict(frame), truth))
+        # crowd-kit 1.4.2's fit, answer for answer: no prior, its stopping rule
+        crowdkit.append(accuracy(DawidSkene(prior_strength=0, stopping="crowdkit").fit_predict(frame), truth))
+        majority.append(accuracy(MajorityVote().fit_predict(frame), truth))
+    ours, crowdkit, majority = map(np.array, (ours, crowdkit, majority))
+    assert crowdkit.mean() < majority.mean() - 0.02  # the maximum-likelihood fit loses to majority vote
+    assert (ours >= crowdkit).all()
+    assert (ours >= majority - 0.01).all() and ours.mean() > majority.mean() + 0.005
+
+
+def test_dirichlet_prior_is_a_posterior_mode_centred_on_the_prior_accuracy() -> None:
+    frame = pd.DataFrame({"task": ["a", "a", "a"], "worker": ["x", "y", "z"], "label": [0, 0, 1]})
+    model = DawidSkene(prior_accuracy=0.8, prior_strength=4).fit(frame)
+    assert DawidSkene().fit(frame).errors_.loc[("z", 1), 0] > 0
+    # worker z answered 1 once; its row for a true 0 item: (P(z=0) * 1 + 4 * .2 / 1) / (P(z=0) + 4)
+    p0 = model.probas_.loc["a", 0]
+    assert model.errors_.loc[("z", 1), 0] == pytest.approx((p0 + 0.8) / (p0 + 4), rel=1e-4)
+    # without answers, the prior alone: a worker is right with the prior accuracy
+    assert model.errors_.loc[("x", 0), 1] == pytest.approx(0.8 / ((1 - p0) + 4), rel=1e-4)
+    for bad in (DawidSkene(prior_accuracy=1.0), DawidSkene(prior_strength=-1)):
+        with pytest.raises(ConfigError):
+            bad.fit(frame)

@@ -111,6 +111,34 @@ def test_mace_em_method_and_determinism(crowd: Crowd) -> None:
     np.testing.assert_allclose(a.thetas_.sum(axis=1), 1.0)
 
 
+def unbalanced_crowd(seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Binary items, 12% positive, 3 answers each: 24 careful workers (right 92% of the time) and 6
+    who answer "yes" 60% of the time whatever the item (the shape of the product-matching crowds)."""
+    rng = np.random.default_rng(seed)
+    n_items, per_item, n_careful, n_workers = 1500, 3, 24, 30
+    truth = (rng.random(n_items) < 0.12).astype(int)
+    item = np.repeat(np.arange(n_items), per_item)
+    worker = np.concatenate([rng.choice(n_workers, per_item, replace=False) for _ in range(n_items)])
+    careful = np.where(rng.random(len(item)) < 0.92, truth[item], 1 - truth[item])
+    label = np.where(worker < n_careful, careful, (rng.random(len(item)) < 0.6).astype(int))
+    names = np.array(["no", "yes"])
+    frame = pd.DataFrame({"task": item, "worker": worker, "label": names[label]})
+    return frame, pd.Series(names[truth])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mace_learns_the_class_prior_on_unbalanced_classes(seed: int) -> None:
+    frame, truth = unbalanced_crowd(seed)
+    baseline = accuracy(MajorityVote().fit_predict(frame), truth)
+    mace = MACE().fit(frame)
+    assert accuracy(mace.labels_, truth) > baseline + 0.02
+    assert mace.priors_["no"] == pytest.approx(0.88, abs=0.03)
+    # the paper's uniform prior explains the careful workers' many "no" as spam
+    uniform = MACE(class_prior="uniform").fit(frame)
+    assert accuracy(uniform.labels_, truth) < baseline
+    assert (uniform.priors_ == 0.5).all()
+
+
 def test_glad_betas_rank_hard_items_below_easy_ones(crowd: Crowd, fits: dict) -> None:
     glad = fits[GLAD]
     betas = glad.betas_
@@ -241,7 +269,8 @@ def test_zbs_predict_on_new_answers(crowd: Crowd, fits: dict) -> None:
 def test_registry_and_parameter_validation() -> None:
     assert method_class("glad") is GLAD and method_class("mace") is MACE and method_class("zbs") is ZeroBasedSkill
     frame = two_camps(4)
-    for bad in (MACE(method="gibbs"), MACE(n_restarts=0), GLAD(m_step_max_iter=0), ZeroBasedSkill(lr_init=0)):
+    bad_models = (MACE(method="gibbs"), MACE(n_restarts=0), MACE(class_prior="flat"), GLAD(m_step_max_iter=0))
+    for bad in (*bad_models, ZeroBasedSkill(lr_init=0)):
         with pytest.raises(ConfigError):
             bad.fit(frame)
     with pytest.raises(ConfigError, match="labels_priors"):

@@ -50,7 +50,13 @@ def world(database_url):
             "POST",
             "/projects",
             admin,
-            json={"name": name, "labels": LABELS, "gold_rate": 0.5, "policy": {"target": 0.9, "max_overlap": 3}},
+            json={
+                "name": name,
+                "labels": LABELS,
+                "gold_rate": 0.5,
+                "policy": {"target": 0.9, "max_overlap": 3},
+                "reviewers_see_gold": True,
+            },
         )
         assert response.status_code == 201, response.text
         body = response.json()
@@ -109,9 +115,9 @@ ROUTES = [
     ("PATCH", "/projects/{pid}/annotators/{spare}", lambda: {"role": "annotator"}, MANAGE),
     ("POST", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
     ("DELETE", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
-    ("POST", "/projects/{pid}/tasks/next", None, {REVIEWER, ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {REVIEWER, ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {REVIEWER, ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/next", None, {ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {ANNOTATOR}),
     ("GET", "/projects/{pid}/review", None, {OWNER, REVIEWER, ADMIN}),
     ("POST", "/projects/{pid}/review/i9", lambda: {"label": "dog"}, {OWNER, REVIEWER}),
     ("GET", "/projects/{pid}/items/i1", None, {OWNER, REVIEWER, ADMIN}),
@@ -518,3 +524,86 @@ def test_openapi_documents_service_results_as_they_are(world):
     imported = components["AnswersImported"]["properties"]
     assert all(imported[f]["description"] for f in ("duplicates", "annotators_created", "items_changed"))
     assert components["TokenOut"]["properties"]["annotator"] == {"$ref": "#/components/schemas/AnnotatorInfo"}
+
+
+def test_a_refit_while_one_runs_answers_409(world):
+    """The refit's claim is the database's: while one is held (here by the service, as ``crowdloop
+    refit`` from cron would hold it), the API answers 409; once released it starts one (202)."""
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    claim = world["service"].claim_refit(pid)
+    try:
+        busy = call("POST", f"/projects/{pid}/refit", owner)
+        assert busy.status_code == 409 and "refit" in busy.json()["detail"], busy.text
+    finally:
+        claim.release()
+    assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202
+    assert call("POST", f"/projects/{pid}/refit", owner).status_code == 202  # the last one was released
+
+
+def test_me_shows_an_annotator_nothing_that_moves_with_gold(world):
+    """An annotator's ``/me`` is the same after a gold answer as after any other (no skill, no gold
+    record: comparing them after each submit told which items were gold); owners see the record."""
+    call, admin = world["call"], world["tokens"]["admin"]
+    made = call("POST", "/projects", admin, json={"name": "me-probe", "labels": LABELS, "gold_rate": 0.5}).json()
+    pid, owner = made["project"]["id"], made["owner"]["token"]
+    items = [{"id": f"r{k}", "data": {}} for k in range(6)] + [
+        {"id": f"g{k}", "data": {}, "gold": "cat"} for k in range(6)
+    ]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "prober"}).json()["token"]
+    seen = []
+    while (task := call("POST", f"/projects/{pid}/tasks/next", token)).status_code == 200:
+        lease = task.json()["lease_id"]
+        assert call("POST", f"/projects/{pid}/tasks/{lease}/submit", token, json={"label": "cat"}).status_code == 200
+        me = call("GET", "/me", token).json()["annotator"]
+        assert not {"skill", "gold_right", "gold_total"} & set(me)
+        seen.append({k: v for k, v in me.items() if k != "answers"})
+    assert len(seen) >= 7 and all(s == seen[0] for s in seen)  # six real items and some gold
+    (record,) = [a for a in call("GET", f"/projects/{pid}/annotators", owner).json() if a["name"] == "prober"]
+    assert record["gold_total"] >= 1 and record["answers"] == len(seen)
+    assert {"skill", "gold_right", "gold_total"} <= set(call("GET", "/me", owner).json()["annotator"])
+
+
+def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
+    """Reviewers take no tasks; without the project's ``reviewers_see_gold`` they read and review
+    the escalated and reviewed items only (a gold item is not found, like any item not up for
+    review); with it they read gold too; a banned reviewer reads nothing at all."""
+    from sqlalchemy import update
+
+    from crowdloop.store.schema import Annotator
+
+    call, admin = world["call"], world["tokens"]["admin"]
+    policy = {"target": 0.99, "min_overlap": 2, "max_overlap": 2, "escalate_early": False}
+    made = call("POST", "/projects", admin, json={"name": "review-rules", "labels": LABELS, "gold_rate": 0.3,
+                                                  "policy": policy}).json()  # fmt: skip
+    pid, owner = made["project"]["id"], made["owner"]["token"]
+    items = [{"id": "a", "data": {}}, {"id": "b", "data": {}}, {"id": "g", "data": {}, "gold": "cat"}]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    rita = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "rita", "role": "reviewer"}).json()
+    assert call("POST", f"/projects/{pid}/tasks/next", rita["token"]).status_code == 403
+    for name, label in (("x", "cat"), ("y", "dog")):  # two answers that disagree: escalated
+        token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": name}).json()["token"]
+        while (task := call("POST", f"/projects/{pid}/tasks/next", token)).status_code == 200:
+            lease = task.json()["lease_id"]
+            call("POST", f"/projects/{pid}/tasks/{lease}/submit", token, json={"label": label})
+    queue = call("GET", f"/projects/{pid}/review", rita["token"]).json()
+    assert {t["item"] for t in queue} == {"a", "b"}
+    assert call("GET", f"/projects/{pid}/items/a", rita["token"]).json()["status"] == "escalated"
+    gold = call("GET", f"/projects/{pid}/items/g", rita["token"])
+    missing = call("GET", f"/projects/{pid}/items/nope", rita["token"])
+    assert gold.status_code == missing.status_code == 404
+    assert gold.json()["detail"].replace("'g'", "'nope'") == missing.json()["detail"]
+    assert call("POST", f"/projects/{pid}/review/g", rita["token"], json={"label": "cat"}).status_code == 404
+    assert call("POST", f"/projects/{pid}/review/a", rita["token"], json={"label": "cat"}).status_code == 200
+    assert call("GET", f"/projects/{pid}/items/g", owner).json()["is_gold"] is True
+    assert call("PATCH", f"/projects/{pid}", owner, json={"reviewers_see_gold": True}).status_code == 200
+    assert call("GET", f"/projects/{pid}/items/g", rita["token"]).json()["is_gold"] is True
+    with world["service"]._sessions() as session, session.begin():
+        session.execute(update(Annotator).where(Annotator.id == rita["annotator"]["id"]).values(status="banned"))
+    fresh = TestClient(create_app(world["service"], auth_cache_seconds=0))
+    headers = {"Authorization": f"Bearer {rita['token']}"}
+    for path in ("/me", "/projects", f"/projects/{pid}", f"/projects/{pid}/review", f"/projects/{pid}/items/a"):
+        assert fresh.get(path, headers=headers).status_code == 403, path
+    # the service refuses too, whatever a server remembers of the token
+    assert call("GET", f"/projects/{pid}/review", rita["token"]).status_code == 403
+    assert call("GET", f"/projects/{pid}/items/a", rita["token"]).status_code == 403

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.errors import AuthError
 from crowdloop.labels import LabelSpace
 from crowdloop.server import ADMIN_PROJECT
 from crowdloop.service import ItemIn, open_service
@@ -16,12 +18,19 @@ def test_admin_token_and_refit(tmp_path):
     first = runner.invoke(app, ["admin-token", "--db", str(db)])
     second = runner.invoke(app, ["admin-token", "--db", str(db)])
     assert first.exit_code == second.exit_code == 0, first.output
-    tokens = [first.output.strip(), second.output.strip()]
+    old, new = first.output.strip(), second.output.strip()
     service = open_service(f"sqlite:///{db}", seed=0)
     try:
-        admins = [service.authenticate(token) for token in tokens]  # both stay valid
-        assert {a.role for a in admins} == {"owner"}
-        assert {service.get_annotator(a.id).project_id for a in admins} == {service.get_project(ADMIN_PROJECT).id}
+        with pytest.raises(AuthError):  # rotation: the new token replaces the old one
+            service.authenticate(old)
+        admin = service.authenticate(new)
+        assert admin.role == "owner" and admin.project_id == service.get_project(ADMIN_PROJECT).id
+        revoked = runner.invoke(app, ["revoke-token", "--db", str(db), new])
+        assert revoked.exit_code == 0 and "admin" in revoked.output, revoked.output
+        with pytest.raises(AuthError):
+            service.authenticate(new)
+        again = runner.invoke(app, ["revoke-token", "--db", str(db), new])
+        assert again.exit_code == 1 and "error:" in again.output
         project = service.create_project("p", LabelSpace(["a", "b"]), gold_rate=0.0)
         service.import_items(project.id, [ItemIn(f"i{k}") for k in range(6)])
         for name in ("x", "y"):

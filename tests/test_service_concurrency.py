@@ -175,3 +175,27 @@ def test_a_killed_process_loses_no_acknowledged_answer(service, database_url: st
     with service._sessions() as session:
         stored = set(session.scalars(select(Answer.id).where(Answer.project_id == project_id)))
     assert set(seen) <= stored and len(stored) - len(seen) <= 1  # at most the unacknowledged one in flight
+
+
+def test_an_annotator_holds_one_lease_however_many_ask_at_once(service) -> None:
+    """Ten parallel ``next`` calls of one annotator return one lease (PostgreSQL read the held lease
+    without a lock and handed out several)."""
+    for trial in range(3):
+        project_id, (token,) = _project(service, f"one-lease-{trial}", 1)
+        me = service.authenticate(token)
+        barrier = threading.Barrier(10)
+        leases: list[str] = []
+
+        def ask(barrier=barrier, me=me, leases=leases) -> None:
+            barrier.wait()
+            leases.append(service.next_task(me).lease_id)
+
+        threads = [threading.Thread(target=ask) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(leases) == 10 and len(set(leases)) == 1, sorted(set(leases))
+        with service._sessions() as session:
+            held = session.scalar(select(func.count()).where(Lease.project_id == project_id, Lease.state == "open"))
+        assert held == 1

@@ -186,8 +186,9 @@ def test_skip_gives_the_task_back(service) -> None:
 def test_an_answer_on_the_true_path_of_a_gold_item_earns_its_share(service) -> None:
     project = service.create_project(name(), TAXONOMY, ConsensusPolicy(), gold_rate=1.0)
     service.import_items(
-        project.id, [ItemIn("leaf", {"i": 0}, gold="Audio > a"), ItemIn("inner", {"i": 1}, gold="Home")]
-    )
+        project.id,
+        [ItemIn("leaf", {"i": 0}, gold="Audio > a"), ItemIn("inner", {"i": 1}, gold="Home"), ItemIn("real", {})],
+    )  # gold goes only beside real work
     worker, _ = service.add_annotator(project.id, "cautious")
     answers = {"leaf": "Audio", "inner": "Home > d"}  # the branch of a leaf; a leaf below a true branch
     for _ in range(2):
@@ -288,12 +289,14 @@ def test_auth_tokens_are_hashed_and_revocable(service) -> None:
 
 def test_review_needs_a_reviewer_and_is_final(service) -> None:
     policy = ConsensusPolicy(target=0.95, max_overlap=2)
-    project = service.create_project(name(), LabelSpace(["x", "y"]), policy, gold_rate=0)
+    project = service.create_project(name(), LabelSpace(["x", "y"]), policy, gold_rate=0, reviewers_see_gold=True)
     service.import_items(project.id, [ItemIn("a", {}), ItemIn("g", {}, gold="x")])
     worker, _ = service.add_annotator(project.id, "w")
     reviewer, _ = service.add_annotator(project.id, "r", role="reviewer")
     with pytest.raises(ForbiddenError):
         service.review(worker, project.id, "a", "x")
+    with pytest.raises(ForbiddenError, match="reviewer"):
+        service.next_task(reviewer)  # reviewers review; they take no tasks
     with pytest.raises(ConflictError, match="gold"):
         service.review(reviewer, project.id, "g", "x")
     with pytest.raises(NotFoundError):
@@ -301,6 +304,17 @@ def test_review_needs_a_reviewer_and_is_final(service) -> None:
     state = service.review(reviewer, project.id, "a", "y")
     assert state.status == "reviewed" and state.label == "y"
     assert service.next_task(worker) is None  # a reviewed item needs nothing more
+    # without reviewers_see_gold a reviewer finds only the items up for review (gold looks like the rest)
+    service.update_project(project.id, reviewers_see_gold=False)
+    service.import_items(project.id, [ItemIn("b", {})])
+    for item in ("g", "b"):
+        with pytest.raises(NotFoundError, match=f"no item '{item}'"):
+            service.review(reviewer, project.id, item, "x")
+        with pytest.raises(NotFoundError, match=f"no item '{item}'"):
+            service.item_state(project.id, item, viewer=reviewer)
+    assert service.item_state(project.id, "a", viewer=reviewer).status == "reviewed"
+    owner, _ = service.add_annotator(project.id, "o", role="owner")
+    assert service.review(owner, project.id, "b", "x").status == "reviewed"  # owners review anything
 
 
 def test_the_model_votes_and_suggests(service) -> None:
@@ -354,3 +368,57 @@ def test_unknown_things_are_not_found(service) -> None:
         service.item_state(project.id, "missing")
     with pytest.raises(ConflictError):
         service.create_project(project.name, LabelSpace(["x"]), ConsensusPolicy())
+
+
+def test_a_lease_past_its_expiry_is_refused(service, clock: Clock) -> None:
+    """A submit after the lease's expiry answers ConflictError even when nobody reclaimed it yet,
+    and the item goes back to the pool at once."""
+    project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=2), gold_rate=0,
+                                     lease_seconds=5)  # fmt: skip
+    service.import_items(project.id, [ItemIn("only", {})])
+    worker, _ = service.add_annotator(project.id, "w")
+    task = service.next_task(worker)
+    clock.advance(6.5)
+    with pytest.raises(ConflictError, match="expired"):
+        service.submit(worker, task.lease_id, "x")
+    assert service.item_state(project.id, "only").open_leases == 0
+    with pytest.raises(ConflictError, match="expired"):  # and stays refused
+        service.submit(worker, task.lease_id, "x")
+    again = service.next_task(worker)
+    assert again is not None and again.lease_id != task.lease_id
+    assert not service.submit(worker, again.lease_id, "x").duplicate
+
+
+def test_an_item_answered_meanwhile_frees_the_lease(service) -> None:
+    """The owner imports the annotator's answer to the item they hold: the submit answers
+    ConflictError (not a database error), the lease is released, and ``next`` moves on."""
+    from crowdloop.service.answer_import import AnswerIn
+
+    project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=3), gold_rate=0)
+    service.import_items(project.id, [ItemIn("a", {}), ItemIn("b", {})])
+    worker, _ = service.add_annotator(project.id, "w")
+    held = service.next_task(worker)
+    service.import_answers(project.id, [AnswerIn(held.item, "w", "y")])
+    with pytest.raises(ConflictError, match="answered"):
+        service.submit(worker, held.lease_id, "x")
+    assert service.item_state(project.id, held.item).open_leases == 0
+    nxt = service.next_task(worker)
+    assert nxt is not None and nxt.lease_id != held.lease_id and nxt.item != held.item
+    # held again before the submit: next() itself lets the stuck lease go
+    other = "a" if nxt.item == "b" else "b"
+    assert other == held.item
+    service.import_answers(project.id, [AnswerIn(nxt.item, "w", "x")])
+    assert service.next_task(worker) is None
+    assert service.item_state(project.id, nxt.item).open_leases == 0
+
+
+def test_no_gold_once_the_real_work_is_done(service) -> None:
+    """Gold is only handed out beside real work: once nothing but gold is left for an annotator,
+    ``next`` answers None every time (a gold task after a None would mark it as gold)."""
+    project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=1), gold_rate=0.5)
+    service.import_items(project.id, [ItemIn(f"r{i}", {}) for i in range(3)])
+    service.import_items(project.id, [ItemIn(f"g{i}", {}, gold="x") for i in range(60)])
+    worker, _ = service.add_annotator(project.id, "w")
+    while (task := service.next_task(worker)) is not None:
+        service.submit(worker, task.lease_id, "x")
+    assert [service.next_task(worker) for _ in range(20)] == [None] * 20

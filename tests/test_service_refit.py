@@ -3,10 +3,12 @@ the online decision, branch skills and routing by them, ``refit_projects`` (``cr
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.labels import LabelSpace, Taxonomy
@@ -126,3 +128,88 @@ def test_the_calibrator_makes_the_online_confidence_honest() -> None:
         accepted = table.status == "accepted"
         if seen == 2:  # two agreeing answers can reach the target
             assert accepted.sum() >= 50 and hit[accepted].mean() >= policy.target - 0.015
+
+
+def _refit_world(service, name: str) -> int:
+    """A project with gold answers counted since the last refit (``since_*`` > 0)."""
+    rng = np.random.default_rng(7)
+    project = service.create_project(name, LabelSpace(LABELS), ConsensusPolicy(max_overlap=3), gold_rate=0.5)
+    rows = [ItemIn(f"i{i}", {}) for i in range(12)] + [ItemIn(f"g{i}", {}, gold="a") for i in range(8)]
+    service.import_items(project.id, rows)
+    for name_ in ("x", "y", "z"):
+        who, _ = service.add_annotator(project.id, name_)
+        while (task := service.next_task(who)) is not None:
+            service.submit(who, task.lease_id, "a" if rng.random() < 0.8 else "b")
+    return project.id
+
+
+def test_concurrent_refits_of_a_project_are_exclusive(service, database_url: str, monkeypatch) -> None:
+    """Four refits at once (two from another process's service, as cron racing the API would):
+    one runs, the others are refused with ConflictError while it runs; the gold evidence since the
+    last refit is never subtracted twice (no negative counts, no skill above 1)."""
+    import threading
+
+    from crowdloop.errors import ConflictError
+    from crowdloop.service import jobs
+    from crowdloop.store.schema import Annotator as A
+
+    project_id = _refit_world(service, "exclusive")
+    other = open_service(database_url, seed=6)
+    arrived = threading.Barrier(4, timeout=3)
+    fit = jobs.fit_project
+
+    def slow_fit(*args, **kwargs):  # every refit that got this far waits for the others to read too
+        with contextlib.suppress(threading.BrokenBarrierError):
+            arrived.wait()
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "fit_project", slow_fit)
+    outcomes: list = []
+
+    def one(svc) -> None:
+        try:
+            outcomes.append(svc.refit(project_id))
+        except ConflictError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one, args=(svc,)) for svc in (service, service, other, other)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        other.close()
+    refused = [o for o in outcomes if isinstance(o, ConflictError)]
+    assert len(outcomes) == 4 and len(refused) == 3, outcomes
+    assert all("refit" in str(o) for o in refused)
+    with service._sessions() as session:
+        rows = session.execute(select(A.since_right, A.since_total).where(A.project_id == project_id)).all()
+    assert rows and all(r.since_right == 0 and r.since_total == 0 for r in rows)
+    assert all(0 <= a.skill <= 1 for a in service.annotator_skills(project_id))
+    monkeypatch.setattr(jobs, "fit_project", fit)
+    assert service.refit(project_id).annotators == 3  # the claim is released: the next refit runs
+
+
+def test_a_lapsed_refit_claim_is_taken_over(service) -> None:
+    """A claim whose holder died (no renewal before it expires) is taken by the next refit; the
+    holder that lost its claim writes nothing."""
+    from datetime import timedelta
+
+    from crowdloop.errors import ConflictError
+
+    project_id = _refit_world(service, "lapsed")
+    claim = service.claim_refit(project_id)
+    with pytest.raises(ConflictError):
+        service.claim_refit(project_id)
+    claim.stop_renewing()
+    later = service._clock() + timedelta(seconds=claim.seconds + 1)
+    monkey_clock = service._clock
+    service._clock = lambda: later
+    try:
+        taken = service.claim_refit(project_id)
+        with pytest.raises(ConflictError):
+            service.refit(project_id, claim=claim)  # the old holder finds its claim gone
+        assert service.refit(project_id, claim=taken).annotators == 3
+    finally:
+        service._clock = monkey_clock

@@ -469,7 +469,7 @@ def recalibrate(posterior: Posterior, confidence: np.ndarray) -> Posterior:
     r"""The posterior with each item's top-label probability replaced by ``confidence`` and the other
     labels rescaled to share $1 - c$ in their old proportions.
 
-    The top label stays the most probable: $c$ is raised to at least $1/K$, and when a rescaled
+    The top label stays the most probable: $c$ is raised to just above $1/K$, and when a rescaled
     label would overtake the top one the rest is blended toward uniform over the other labels
     (dense) or capped just below $c$ (sparse). A dense row whose other labels had no mass spreads
     $1 - c$ uniformly; a sparse one keeps only its stored labels (the row sums to less than 1: the
@@ -479,7 +479,9 @@ def recalibrate(posterior: Posterior, confidence: np.ndarray) -> Posterior:
     top = posterior.labels()
     old = posterior.confidence()
     has = top >= 0
-    c = np.where(has, np.clip(np.asarray(confidence, dtype=np.float64), 1.0 / k, 1.0), 0.0)
+    # at least 1/K, and just above it, so that the others' uniform share stays below c
+    floor = 1.0 / (1.0 + (k - 1) * (1 - _TIE_SHRINK))
+    c = np.where(has, np.clip(np.asarray(confidence, dtype=np.float64), floor, 1.0), 0.0)
     cap = c * (1 - _TIE_SHRINK)
     if posterior.is_sparse:
         probs = posterior.probs.tocsr(copy=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+import pandas as pd
 from scipy.special import digamma
 
 from crowdloop.aggregation.base import Aggregator, Gold
@@ -18,13 +21,25 @@ STRATEGY_PRIOR = 10.0
 class MACE(Aggregator):
     r"""MACE (Multi-Annotator Competence Estimation).
 
-    The true label is uniform, $z_i \sim \mathcal U\{1..K\}$. On each item worker $w$ spams with
+    The true label has prior $\pi$, $z_i \sim \operatorname{Cat}(\pi)$. On each item worker $w$ spams with
     probability $1 - \theta_w$ ($s_{iw} \sim \operatorname{Bernoulli}(1 - \theta_w)$); knowing, they
     give the true label, spamming, a label drawn from their own strategy $\xi_w$:
 
     $$P(y_{iw} = l \mid z_i = k) = \theta_w [l = k] + (1 - \theta_w)\, \xi_{wl}.$$
 
-    A spammer has a low competence $\theta_w$ whatever the labels they favour. ``method="em"``
+    A spammer has a low competence $\theta_w$ whatever the labels they favour.
+
+    The class prior. The MACE paper fixes $\pi$ uniform (``class_prior="uniform"``, crowd-kit's
+    choice too). On unbalanced classes that makes a careful worker look like a spammer: with 88% of
+    items in class 0 (zheng_product), a worker who answers 0 on 90% of items and is right on 92%
+    is explained at least as well by "spams 0" ($\theta_w \approx 0$, $\xi_{w0} \approx 1$) as by
+    "knows", since under a uniform $\pi$ the model expects only half of the items to be 0. Only
+    the workers who over-answer the rare class keep a high competence, and their false positives
+    win (zheng_product: .818, below majority vote's .897). ``class_prior="learn"`` (the default)
+    sets $\pi$ to the mean posterior in every M-step, as Dawid-Skene does: the frequent class is
+    then explained by the prior and the careful workers by their competence (zheng_product .933).
+    A learned $\pi$ does not run away to one class here, unlike in the one-coin model, because each
+    worker's own strategy $\xi_w$ absorbs their answer bias. ``method="em"``
     maximises the likelihood (counts smoothed by ``smoothing``); ``method="vb"`` (the default) is
     variational Bayes with priors $\theta_w \sim \operatorname{Beta}(\beta, \alpha)$ (``alpha`` on
     spamming, ``beta`` on knowing) and $\xi_w \sim \operatorname{Dir}(10)$: the M-step sets each
@@ -54,12 +69,12 @@ class MACE(Aggregator):
     plus ``tol``: a run stops early once its mean log-likelihood per answer improves by less. The
     default ``smoothing`` (None) is $0.01 / K$, the value crowd-kit and the original MACE use.
 
-    Fitted: ``labels_``, ``probas_``, ``spamming_`` (array workers x 2: the weights of spamming
-    and of knowing, rows in ``workers_`` order, as crowd-kit), ``thetas_`` (array workers x K:
-    the spamming strategies $\xi_w$), ``skills_`` (Series worker -> competence $\theta_w$; soft
-    workers: their mean calibrated probability of the posterior's label), ``loss_history_``
-    (mean log-likelihood per answer of the chosen run), ``log_likelihood_`` (its last value),
-    ``n_iter_``.
+    Fitted: ``labels_``, ``probas_``, ``priors_`` (Series label -> $\pi$), ``spamming_`` (array
+    workers x 2: the weights of spamming and of knowing, rows in ``workers_`` order, as crowd-kit),
+    ``thetas_`` (array workers x K: the spamming strategies $\xi_w$), ``skills_`` (Series worker ->
+    competence $\theta_w$; soft workers: their mean calibrated probability of the posterior's
+    label), ``loss_history_`` (mean log-likelihood per answer of the chosen run),
+    ``log_likelihood_`` (its last value), ``n_iter_``.
     """
 
     def __init__(
@@ -74,6 +89,7 @@ class MACE(Aggregator):
         random_state: int | None = 0,
         verbose: int = 0,
         tol: float = 1e-5,
+        class_prior: Literal["learn", "uniform"] = "learn",
     ) -> None:
         self.n_restarts = n_restarts
         self.n_iter = n_iter
@@ -85,6 +101,7 @@ class MACE(Aggregator):
         self.random_state = random_state
         self.verbose = verbose
         self.tol = tol
+        self.class_prior = class_prior
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -98,6 +115,8 @@ class MACE(Aggregator):
             raise ConfigError(f"default_noise must be >= 0, got {self.default_noise!r}")
         if not (self.alpha > 0 and self.beta > 0):
             raise ConfigError(f"alpha and beta must be positive, got {self.alpha!r} and {self.beta!r}")
+        if self.class_prior not in ("learn", "uniform"):
+            raise ConfigError(f"class_prior must be 'learn' or 'uniform', got {self.class_prior!r}")
 
     def _fit(self, answers: Answers, gold: Gold) -> Posterior:
         k = answers.n_labels
@@ -110,20 +129,21 @@ class MACE(Aggregator):
         self.theta_priors_ = np.tile([self.alpha, self.beta], (answers.n_workers, 1)).astype(np.float64)
         self.strategy_priors_ = np.full((answers.n_workers, k), STRATEGY_PRIOR)
         model = _MaceFit(answers, self.method, self.smoothing_, self.theta_priors_, self.strategy_priors_)
-        log_prior = np.full(k, -np.log(k))
+        uniform = np.full(k, -np.log(k))
         rng = np.random.default_rng(self.random_state)
-        best: tuple[float, np.ndarray, list[float], np.ndarray, np.ndarray, SoftVotes | None] | None = None
+        best: tuple | None = None
         for _ in range(self.n_restarts):
             low, high = 1.0, 2.0 + self.default_noise
             model.set(rng.uniform(low, high, (answers.n_workers, 2)), rng.uniform(low, high, (answers.n_workers, k)))
+            model.log_prior = uniform
             soft = SoftVotes(answers, gold) if answers.soft is not None else None
-            initial = log_prior + model.item_log_likelihood()
+            initial = model.log_prior + model.item_log_likelihood()
             if soft is not None:
                 initial = initial + soft.item_log_likelihood()
             probs, history = run_em(
                 clamp_gold(softmax_rows(initial), gold.items, gold.labels),
-                model.m_step,
-                lambda: log_prior + model.item_log_likelihood(),
+                model.m_step if self.class_prior == "uniform" else model.m_step_with_prior,
+                lambda: model.log_prior + model.item_log_likelihood(),
                 gold,
                 n_iter=self.n_iter,
                 tol=self.tol,
@@ -131,8 +151,10 @@ class MACE(Aggregator):
                 soft=soft,
             )
             if best is None or history[-1] > best[0]:
-                best = (history[-1], probs, history, model.spamming.copy(), model.strategy.copy(), soft)
-        self.log_likelihood_, probs, self.loss_history_, self.spamming_, self.thetas_, soft = best
+                fitted = (model.spamming.copy(), model.strategy.copy(), model.log_prior.copy())
+                best = (history[-1], probs, history, *fitted, soft)
+        self.log_likelihood_, probs, self.loss_history_, self.spamming_, self.thetas_, log_prior, soft = best
+        self.priors_ = pd.Series(np.exp(log_prior), index=pd.Index(answers.labels.labels, name="label"), name="prior")
         self.n_iter_ = len(self.loss_history_)
         competence = self.spamming_[:, 1] / self.spamming_.sum(axis=1)
         if soft is not None:
@@ -169,6 +191,7 @@ class _MaceFit:
         self.strategy_priors = strategy_priors
         self.spamming = np.empty((self.n_workers, 2))
         self.strategy = np.empty((self.n_workers, self.k))
+        self.log_prior = np.full(self.k, -np.log(self.k))
 
     def set(self, spamming: np.ndarray, strategy: np.ndarray) -> None:
         self.spamming = spamming / spamming.sum(axis=1, keepdims=True)
@@ -208,6 +231,11 @@ class _MaceFit:
         else:
             self.spamming = _smoothed(counts, self.smoothing)
             self.strategy = _smoothed(strategy, self.smoothing)
+
+    def m_step_with_prior(self, probs: np.ndarray) -> None:
+        """``m_step`` and the class prior: the mean posterior (maximum likelihood)."""
+        self.m_step(probs)
+        self.log_prior = np.log(np.maximum(probs.mean(axis=0), EPS))
 
 
 def _variational(counts: np.ndarray, prior: np.ndarray) -> np.ndarray:

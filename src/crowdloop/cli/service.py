@@ -89,7 +89,8 @@ def refit(
     project: Annotated[str | None, typer.Option(help="Project id or name (default: every project).")] = None,
 ) -> None:
     """Full refit of annotator skills, model temperatures and calibration, then every open item
-    re-decided (run it periodically, e.g. from cron)."""
+    re-decided (run it periodically, e.g. from cron). One refit of a project runs at a time: while
+    another runs (the API's, or an earlier cron job's) this one stops with an error."""
     from crowdloop.service import refit_projects
 
     reports = run(lambda: refit_projects(database_url(db), project))
@@ -103,7 +104,7 @@ def refit(
 
 @app.command("admin-token")
 def admin_token(db: DbOption = None) -> None:
-    """Print a new admin token (creates the admin on a new database)."""
+    """Print a new admin token; every earlier one stops working (creates the admin on a new database)."""
     from crowdloop.server.bootstrap import new_admin_token
     from crowdloop.service import open_service
 
@@ -115,6 +116,25 @@ def admin_token(db: DbOption = None) -> None:
             service.close()
 
     typer.echo(run(job))
+
+
+@app.command("revoke-token")
+def revoke_token(
+    token: Annotated[str, typer.Argument(help="The token to revoke (the admin's or any member's).")],
+    db: DbOption = None,
+) -> None:
+    """Revoke one API token, e.g. a leaked one (the admin's: `crowdloop admin-token` gives a new one)."""
+    from crowdloop.service import open_service
+
+    def job():
+        service = open_service(database_url(db))
+        try:
+            return service.revoke_token(token)
+        finally:
+            service.close()
+
+    who = run(job)
+    console.print(f"revoked a token of {who.name!r} ({who.role}, project {who.project_id})", highlight=False)
 
 
 def _safe(url: str) -> str:

@@ -60,7 +60,7 @@ def aggregate(
                            worker=worker_column, label=label_column, duplicates=duplicates)  # fmt: skip
         name = method
         if method == "auto":
-            name, reason = choose_method(data)
+            name, reason = choose_method(data, truth)
             console.print(f"method [bold]{name}[/] ({reason})")
         model = method_class(name)()
         calibrated = truth is not None and len(truth) >= 10

@@ -96,6 +96,8 @@ async def signed_in(request: Request, credentials: Credentials) -> Caller:
     if credentials is None or not credentials.credentials:
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
     annotator = await annotator_of(request, credentials.credentials)
+    if annotator.status != "active":  # every route, every role: a banned member reads nothing either
+        raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
     admin_id = await admin_project_id(request)
     return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_id)
 
@@ -171,7 +173,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
 Owner = Annotated[Caller, Depends(member("owner"))]
 Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
 Decider = Annotated[Caller, Depends(member("owner", "reviewer", admin_acts=False))]
-Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
+Worker = Annotated[Caller, Depends(member("annotator"))]
 Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
 Admin = Annotated[Caller, Depends(admin)]
 Service = Annotated[LabelingService, Depends(service_of)]

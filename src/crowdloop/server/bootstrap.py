@@ -19,10 +19,12 @@ def ensure_admin(service: LabelingService) -> str | None:
 
 
 def new_admin_token(service: LabelingService) -> str:
-    """Another admin token (the first one lost); creates the admin if there is none yet."""
+    """A new admin token that replaces every earlier one (lost or leaked: they stop working);
+    creates the admin if there is none yet. Servers that remember a token (``TokenCache``) accept
+    the old one for a few seconds more."""
     token = ensure_admin(service)
     if token is not None:
         return token
     project = service.get_project(ADMIN_PROJECT)
     admin = next(a for a in service.annotator_skills(project.id) if a.role == "owner")
-    return service.new_token(admin.id)
+    return service.rotate_token(admin.id)

@@ -46,6 +46,10 @@ MaxOverlap = Annotated[int, Field(ge=1, le=100)]
 GoldRate = Annotated[float, Field(ge=0, le=1, description="Share of tasks that are gold (control) items.")]
 LeaseSeconds = Annotated[int, Field(ge=5, le=7 * 86400, description="How long an annotator holds a task.")]
 ModelVotes = Annotated[bool, Field(description="The latest model version votes in the consensus.")]
+ReviewersSeeGold = Annotated[
+    bool,
+    Field(description="Reviewers may read gold items and every item's state (else only the items they review)."),
+]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
 
 
@@ -104,6 +108,7 @@ class ProjectSettings(Strict):
     lease_seconds: LeaseSeconds = 600
     model_votes: ModelVotes = True
     suggestions: SuggestionCount = 3
+    reviewers_see_gold: ReviewersSeeGold = False
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -131,6 +136,7 @@ class ProjectPatch(Strict):
     lease_seconds: LeaseSeconds | None = None
     model_votes: ModelVotes | None = None
     suggestions: SuggestionCount | None = None
+    reviewers_see_gold: ReviewersSeeGold | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +174,7 @@ class ProjectOut(Out):
     lease_seconds: int
     model_votes: bool
     suggestions: int
+    reviewers_see_gold: bool
     created_at: datetime
 
 
@@ -216,10 +223,24 @@ class CreatedProject(BaseModel):
     owner: TokenOut
 
 
-class MeOut(BaseModel):
-    """The token's annotator, and whether the token is the admin's."""
+class Member(BaseModel):
+    """Who an annotator or reviewer is, without their skill or gold record (which move with each
+    gold answer, so showing them would tell which tasks were gold)."""
 
-    annotator: AnnotatorInfo
+    id: int
+    project_id: int
+    name: str
+    role: RoleName
+    kind: str
+    status: str
+    answers: int
+
+
+class MeOut(BaseModel):
+    """The token's annotator (for owners and the admin with skill and gold record), and whether the
+    token is the admin's."""
+
+    annotator: AnnotatorInfo | Member
     admin: bool
 
 

@@ -245,6 +245,7 @@ class ServiceBase:
             model_votes=project.model_votes,
             suggestions=project.suggestions,
             created_at=project.created_at,
+            reviewers_see_gold=project.reviewers_see_gold,
         )
 
     @staticmethod

@@ -1,32 +1,121 @@
-"""The periodic full refit as a job over the database, never inside a request."""
+"""The periodic full refit as a job over the database, never inside a request; one refit of a
+project at a time, across processes (``Claim``)."""
 
 from __future__ import annotations
 
 import pickle
+import secrets
+import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
-from crowdloop.service.base import PAGE, ServiceBase, update_rows
+from crowdloop.errors import ConflictError
+from crowdloop.service.base import PAGE, Executor, ServiceBase, update_rows
 from crowdloop.service.refit import StoredAnswers
 from crowdloop.service.refit import refit as fit_project
 from crowdloop.service.types import RefitReport
+from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
+
+REFIT = "refit"
+CLAIM_SECONDS = 60.0
+"""How long a claim outlives its holder's last renewal (renewed every third of it while the job runs)."""
+
+
+class Claim:
+    """The right to run ``job`` on one project, held in the database (``job_claims``) so that one
+    process at a time has it, whatever process asks. A thread renews it every ``seconds / 3``
+    until ``release``; a holder that dies (kill -9) stops renewing, and its claim lapses after
+    ``seconds`` for the next claimant to take. Every write of the job first ``check``s the claim in
+    its own transaction: a holder that lost it (stalled past the expiry) writes nothing."""
+
+    def __init__(self, service: Jobs, project_id: int, job: str, holder: str, seconds: float) -> None:
+        self.project_id, self.job, self.holder, self.seconds = project_id, job, holder, seconds
+        self._service = service
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renewing, name=f"crowdloop-{job}-claim", daemon=True)
+        self._thread.start()
+
+    def _params(self) -> dict[str, Any]:
+        now = self._service._clock()
+        return {"project": self.project_id, "kind": self.job, "claimant": self.holder, "now": now,
+                "until": now + timedelta(seconds=self.seconds)}  # fmt: skip
+
+    def _renewing(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            if not self._service._run(lambda db: db.execute(q.RENEW_CLAIM, self._params()).rowcount):
+                return  # lost: the job finds out at its next check
+
+    def check(self, db: Executor) -> None:
+        """Renew the claim in the caller's transaction (``ConflictError`` when it is no longer held)."""
+        if not db.execute(q.RENEW_CLAIM, self._params()).rowcount:
+            raise ConflictError(
+                f"the {self.job} of project {self.project_id} lost its claim (another {self.job} took it over "
+                "after it stalled): it wrote nothing more"
+            )
+
+    def stop_renewing(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def release(self) -> None:
+        """Stop renewing and give the claim up (if it is still this holder's)."""
+        self.stop_renewing()
+        self._service._run(lambda db: db.execute(q.RELEASE_CLAIM, self._params()))
 
 
 class Jobs(ServiceBase):
     """The periodic full refit as a job over the database, never inside a request."""
 
-    def refit(self, project_id: int) -> RefitReport:
+    def claim_refit(self, project_id: int) -> Claim:
+        """The claim to refit the project, which ``refit`` uses up (``ConflictError`` while another
+        refit of it runs, in this process or any other)."""
+        self.get_project(project_id)  # NotFoundError
+        claim_params = {"project": project_id, "kind": REFIT, "claimant": secrets.token_hex(16), "now": self._clock()}
+        claim_params["until"] = claim_params["now"] + timedelta(seconds=CLAIM_SECONDS)
+
+        def take(db: Session) -> bool:
+            if db.execute(q.TAKE_LAPSED_CLAIM, claim_params).rowcount:
+                return True
+            if db.execute(q.CLAIM_HOLDER, claim_params).first() is not None:
+                return False
+            db.execute(q.NEW_CLAIM, {"project_id": project_id, "job": REFIT, "holder": claim_params["claimant"],
+                                     "expires_at": claim_params["until"]})  # fmt: skip
+            return True
+
+        try:
+            taken = self._run(take)
+        except IntegrityError:  # claimed by another process between our read and our insert
+            taken = False
+        if not taken:
+            raise ConflictError(f"a refit of project {project_id} is running: it will take the latest answers")
+        return Claim(self, project_id, REFIT, claim_params["claimant"], CLAIM_SECONDS)
+
+    def refit(self, project_id: int, *, claim: Claim | None = None) -> RefitReport:
         """Full EM refit (``crowdloop.consensus.DynamicConsensus`` on every answer, gold clamped):
         annotator skills, the model versions' temperatures, the calibrator of the online decision,
-        then every open item re-decided. A job (``crowdloop refit``), never inside a request."""
+        then every open item re-decided. A job (``crowdloop refit``), never inside a request.
+
+        One refit of a project at a time: it runs under ``claim`` (from ``claim_refit``; taken here
+        when None, ``ConflictError`` while another runs) and releases it when done. Two refits at
+        once would each subtract the gold evidence counted since the last one."""
+        claim = claim or self.claim_refit(project_id)
+        try:
+            return self._refit(project_id, claim)
+        finally:
+            claim.release()
+
+    def _refit(self, project_id: int, claim: Claim) -> RefitReport:
         started = time.perf_counter()
         info = self.get_project(project_id)
         stored, since = self._read_for_refit(project_id)
@@ -35,6 +124,7 @@ class Jobs(ServiceBase):
             return RefitReport(project_id, "none", 0, False, {}, 0, time.perf_counter() - started)
 
         def write(session: Session) -> None:
+            claim.check(session)
             project = session.get(Project, project_id)
             project.calibrator = pickle.dumps(result.calibrator) if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
@@ -71,7 +161,7 @@ class Jobs(ServiceBase):
             )
 
         self._run(write)
-        redecided = self._redecide_open(project_id)
+        redecided = self._redecide_open(project_id, claim)
         return RefitReport(
             project_id=project_id,
             skill_model=result.skill_model,
@@ -150,13 +240,15 @@ class Jobs(ServiceBase):
         )
         return stored, since
 
-    def _redecide_open(self, project_id: int) -> int:
-        """Decide every open (more or escalated) item again, a page per transaction; returns how
-        many were decided."""
+    def _redecide_open(self, project_id: int, claim: Claim | None = None) -> int:
+        """Decide every open (more or escalated) item again, a page per transaction (each checks
+        ``claim``, if any); returns how many were decided."""
         last, decided = 0, 0
         while True:
 
             def work(session: Session, last: int = last) -> tuple[int, int]:
+                if claim is not None:
+                    claim.check(session)
                 project = self._project(session, project_id)
                 # a page of all the project's items in id order (an index range), the open ones decided
                 page = session.execute(

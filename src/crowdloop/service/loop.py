@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
@@ -20,8 +20,33 @@ from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
 
+REVIEWED = "reviewed"
 IDEMPOTENCY_KEY_LENGTH = 200
 LEASE_ID_LENGTH = 32
+T = TypeVar("T")
+
+
+def checked_member(session: Session, annotator_id: int, project_id: int) -> Annotator:
+    """The annotator, read again: a member of the project (``NotFoundError`` otherwise, as for
+    another project) and active (``ForbiddenError``: a banned member reads nothing)."""
+    person = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
+    if person is None or person.project_id != project_id:
+        raise NotFoundError(f"no project with id {project_id!r}")
+    if person.status != "active":
+        raise ForbiddenError(f"annotator {person.name!r} is {person.status}")
+    return person
+
+
+def hidden_from(person: Annotator, project: Any, item: Item) -> bool:
+    """Whether a reviewer may not see the item: without the project's ``reviewers_see_gold`` they
+    see the items they review (escalated or reviewed) only, so that a gold item looks like any
+    item not up for review."""
+    return person.role == "reviewer" and not project.reviewers_see_gold and item.status not in (ESCALATED, REVIEWED)
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite keeps them naive)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Loop(ServiceBase):
@@ -30,14 +55,20 @@ class Loop(ServiceBase):
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
         """Lease the next task to an active annotator (None: nothing left for them).
 
-        With probability ``gold_rate`` a gold item they have not answered; otherwise the open item
+        With probability ``gold_rate`` a gold item they have not answered, while there is real work
+        for them (never gold alone: a task after "nothing left" would be gold); otherwise the open item
         with the highest expected information per cost (``crowdloop.consensus.priority``), never
         one they answered or hold, never beyond the answers the item still needs counting open
         leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
-        Expired leases return to the pool first. An annotator holds one task at a time: asking
-        again returns the task they hold."""
+        Expired leases return to the pool first. An annotator holds one task at a time (the
+        database holds one open lease per annotator): asking again, or many times at once, returns
+        the task they hold, unless it expired or they answered its item meanwhile (an import, a
+        review): then it is let go and the next one leased."""
         gold_draw = self._draw()
-        return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+        try:
+            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+        except IntegrityError:  # a concurrent call leased their task first: it is the one they hold
+            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
 
     def _next_task(self, connection: DirectConnection, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
@@ -45,13 +76,21 @@ class Loop(ServiceBase):
         if found is None:
             raise NotFoundError(f"no annotator with id {annotator_id!r}")
         annotator = self._check_worker(Prefixed(found, "a_"))
+        if annotator.role != "annotator":
+            raise ForbiddenError(f"{annotator.name!r} is a{'n' * (annotator.role == 'owner')} {annotator.role}: "
+                                 "reviewers review and owners manage; annotators take tasks")  # fmt: skip
         project = ProjectRow(Prefixed(found, "p_"), connection)
         if found.any_expired:
             self._reclaim(connection, project.id, now)
         if found.held_id is not None:
-            item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
-            return self._task(found.held_id, item, found.held_suggestions, found.held_expires)
-        item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
+            expires = aware(found.held_expires)
+            if expires > now and not found.held_answered:
+                item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
+                return self._task(found.held_id, item, found.held_suggestions, expires)
+            self._let_go(connection, found.held_id, found.held_item)
+        item = None
+        if gold_draw < project.gold_rate and self._has_work(connection, project, annotator):
+            item = self._pick_gold(connection, project, annotator)
         if item is None:
             item = self._pick_pool(connection, project, annotator)
         if item is None:
@@ -88,19 +127,30 @@ class Loop(ServiceBase):
             item=item.external_id,
             payload=item.payload,
             suggestions=[Suggestion(**s) for s in suggestions or []],
-            expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+            expires_at=aware(expires),
         )
+
+    @staticmethod
+    def _let_go(connection: Executor, lease_id: str, item_id: int) -> bool:
+        """Close an open lease as expired and give its item's place back to the pool (False: it was
+        closed already)."""
+        if not connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
+            return False
+        connection.execute(q.RELEASE_ITEM, {"item": item_id})
+        return True
 
     def _reclaim(self, connection: Executor, project_id: int, now: datetime) -> int:
         """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
         statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
-        reclaimed = 0
-        for lease_id, item_id in expired:
-            if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
-                connection.execute(q.RELEASE_ITEM, {"item": item_id})
-                reclaimed += 1
-        return reclaimed
+        return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
+
+    @staticmethod
+    def _has_work(connection: Executor, project: ProjectRow, annotator: Any) -> bool:
+        """Whether the pool holds an item for the annotator: gold only goes beside real work, or
+        every task after a 204 would be gold."""
+        params = {"project": project.id, "annotator": annotator.id}
+        return connection.execute(q.REAL_WORK, params).first() is not None
 
     def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
         """A gold item the annotator has not seen, leased (its id, external id and payload)."""
@@ -178,21 +228,30 @@ class Loop(ServiceBase):
         self._check_lease_id(lease_id)
         gold_draw = self._draw() if then_next else 1.0
 
-        def and_next(db: DirectConnection, out: SubmitOut | None) -> SubmitOut | None:
-            if out is None or not then_next or out.annotator_status != "active":
+        def and_next(db: DirectConnection, out: T) -> T:
+            if not isinstance(out, SubmitOut) or not then_next or out.annotator_status != "active":
                 return out
-            return dataclasses.replace(out, next_task=self._next_task(db, annotator.id, gold_draw))
+            try:
+                task = self._next_task(db, annotator.id, gold_draw)
+            except ForbiddenError:  # promoted to reviewer by this answer: no more tasks (nothing written yet)
+                return out
+            return dataclasses.replace(out, next_task=task)
 
-        try:
+        def attempt() -> SubmitOut | ConflictError:
             return self._run_direct(
                 lambda db: and_next(db, self._submit(db, annotator.id, lease_id, label, duration_ms, key))
             )
+
+        try:
+            out = attempt()
         except IntegrityError:
             # a concurrent retry of the same submit won the race: answer as for any retry
             stored = self._run_direct(lambda db: and_next(db, self._stored_answer(db, annotator.id, lease_id, key)))
-            if stored is None:
-                raise
-            return stored
+            # else a concurrent ``next`` leased the task the chained one wanted to: once more
+            out = stored if stored is not None else attempt()
+        if isinstance(out, ConflictError):
+            raise out  # its lease was let go in the transaction, committed
+        return out
 
     def _stored_answer(
         self, connection: Executor, annotator_id: int, lease_id: str, key: str | None
@@ -222,7 +281,9 @@ class Loop(ServiceBase):
         label: Any,
         duration_ms: int | None,
         key: str | None,
-    ) -> SubmitOut:
+    ) -> SubmitOut | ConflictError:
+        """The answer stored, or the refusal to raise once the transaction has let the lease go
+        (it expired, or the annotator answered its item meanwhile)."""
         if key is not None:
             retry = self._stored_answer(connection, annotator_id, lease_id, key)
             if retry is not None:
@@ -237,6 +298,14 @@ class Loop(ServiceBase):
         self._check_worker(Prefixed(lease, "a_"))
         project = ProjectRow(Prefixed(lease, "p_"), connection)
         item = Prefixed(lease, "i_")
+        if aware(lease.expires_at) <= self._clock():
+            self._let_go(connection, lease_id, item.id)
+            return ConflictError(f"lease {lease_id} expired at {aware(lease.expires_at):%Y-%m-%d %H:%M:%S} UTC: "
+                                 "its item went back to the pool; ask for the next task")  # fmt: skip
+        if lease.answered:
+            self._let_go(connection, lease_id, item.id)
+            return ConflictError(f"you answered item {item.external_id!r} already (an answer imported or a review "
+                                 "since the task was given): the lease is let go; ask for the next task")  # fmt: skip
         labels = self._label_space(project)
         code = self._code(labels, label)
         if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
@@ -331,12 +400,17 @@ class Loop(ServiceBase):
 
         self._run(work)
 
-    def review_queue(self, project_id: int, *, limit: int = 50) -> list[ReviewTask]:
-        """Escalated items, oldest first, with the crowd's answers."""
+    def review_queue(
+        self, project_id: int, *, limit: int = 50, viewer: AnnotatorInfo | None = None
+    ) -> list[ReviewTask]:
+        """Escalated items, oldest first, with the crowd's answers. ``viewer``: the member who asks
+        (read again: a banned one is refused)."""
         limit = max(1, min(int(limit), 500))
 
         def work(session: Session) -> list[ReviewTask]:
             project = self._project(session, project_id)
+            if viewer is not None:
+                checked_member(session, viewer.id, project_id)
             labels = self._label_space(project)
             connection = session.connection()
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
@@ -371,18 +445,20 @@ class Loop(ServiceBase):
         return self._run(work)
 
     def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
-        """A reviewer's (or owner's) final label for an item (escalated or not)."""
+        """A reviewer's (or owner's) final label for an item: an owner's for any item, a
+        reviewer's for the escalated and reviewed ones (any, with the project's
+        ``reviewers_see_gold``); not a gold item (``ConflictError``)."""
 
         def work(session: Session) -> ItemState:
-            person = self._annotator(session, reviewer.id)
-            if person.project_id != project_id:
-                raise NotFoundError(f"no project with id {project_id!r}")
-            if person.role not in ("reviewer", "owner") or person.status != "active":
-                raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role}, {person.status})")
+            person = checked_member(session, reviewer.id, project_id)
+            if person.role not in ("reviewer", "owner"):
+                raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role})")
             project = self._project(session, project_id)
             labels = self._label_space(project)
             code = self._code(labels, label)
             item = self._item(session, project_id, external_id, lock=True)
+            if hidden_from(person, project, item):
+                raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             if item.is_gold:
                 raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
             own = session.scalars(

@@ -25,6 +25,7 @@ from crowdloop.service.base import (
     update_rows,
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.loop import checked_member, hidden_from
 from crowdloop.service.online import Opinions
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
@@ -68,6 +69,7 @@ def settings_columns(
     lease_seconds: int | None = None,
     model_votes: bool | None = None,
     suggestions: int | None = None,
+    reviewers_see_gold: bool | None = None,
 ) -> dict[str, Any]:
     """The stored columns of the settings given (None: not given), each checked (``ConfigError``
     names the first that cannot work)."""
@@ -89,6 +91,8 @@ def settings_columns(
         isinstance(suggestions, int) and not isinstance(suggestions, bool) and 0 <= suggestions <= 20
     ):
         raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
+    if reviewers_see_gold is not None and not isinstance(reviewers_see_gold, bool):
+        raise ConfigError(f"reviewers_see_gold must be True or False, got {reviewers_see_gold!r}")
     columns = {
         "policy": None if policy is None else codec.policy_to_json(policy),
         "rules": None if rules is None else codec.rules_to_json(rules),
@@ -96,6 +100,7 @@ def settings_columns(
         "lease_seconds": lease_seconds,
         "model_votes": model_votes,
         "suggestions": suggestions,
+        "reviewers_see_gold": reviewers_see_gold,
     }
     return {name: value for name, value in columns.items() if value is not None}
 
@@ -114,11 +119,14 @@ class Setup(ServiceBase):
         lease_seconds: int = 600,
         model_votes: bool = True,
         suggestions: int = 3,
+        reviewers_see_gold: bool = False,
     ) -> ProjectInfo:
         """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
         vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
-        shown with a task (0: none). Raises ``ConflictError`` for a taken name."""
+        shown with a task (0: none); ``reviewers_see_gold``: reviewers may read gold items and
+        every item's state (else only the escalated and reviewed items they review). Raises
+        ``ConflictError`` for a taken name."""
         name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
@@ -129,6 +137,7 @@ class Setup(ServiceBase):
             lease_seconds=lease_seconds,
             model_votes=model_votes,
             suggestions=suggestions,
+            reviewers_see_gold=reviewers_see_gold,
         )
         row = Project(
             name=name,
@@ -160,6 +169,7 @@ class Setup(ServiceBase):
         lease_seconds: int | None = None,
         model_votes: bool | None = None,
         suggestions: int | None = None,
+        reviewers_see_gold: bool | None = None,
         name: str | None = None,
         labels: LabelSpace | None = None,
     ) -> ProjectUpdate:
@@ -186,7 +196,8 @@ class Setup(ServiceBase):
                 f"the label space of project {project_id} cannot change (its codes are in every stored "
                 "answer): create a new project for other labels"
             )
-        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes}
+        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes,
+                 "reviewers_see_gold": reviewers_see_gold}  # fmt: skip
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
@@ -445,12 +456,18 @@ class Setup(ServiceBase):
             marked += len(batch)
         return marked
 
-    def item_state(self, project_id: int, external_id: str) -> ItemState:
-        """The consensus state of one item (for owners and reviewers, never annotators)."""
+    def item_state(self, project_id: int, external_id: str, *, viewer: AnnotatorInfo | None = None) -> ItemState:
+        """The consensus state of one item (for owners and reviewers, never annotators).
+        ``viewer``: the member who asks (read again: a banned one is refused); a reviewer reads
+        the items they review only, unless the project's ``reviewers_see_gold`` (any other item,
+        gold or not, is not found for them)."""
 
         def work(session: Session) -> ItemState:
             project = self._project(session, project_id)
+            person = checked_member(session, viewer.id, project_id) if viewer is not None else None
             item = self._item(session, project_id, external_id)
+            if person is not None and hidden_from(person, project, item):
+                raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             return self._state(item, self._label_space(project))
 
         return self._run(work)
@@ -508,6 +525,40 @@ class Setup(ServiceBase):
 
         self._run(work)
         return token
+
+    def rotate_token(self, annotator_id: int) -> str:
+        """A new token for an annotator that replaces every earlier one (revoked in the same
+        transaction: there is never a moment with none, nor one with two)."""
+        token = make_token()
+
+        def work(session: Session) -> None:
+            self._annotator(session, annotator_id)
+            session.execute(
+                update_rows(ApiToken)
+                .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
+                .values(revoked=True)
+            )
+            session.add(
+                ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
+            )
+
+        self._run(work)
+        return token
+
+    def revoke_token(self, token: str) -> AnnotatorInfo:
+        """Revoke one token (a leaked one, the admin's too); returns whose it was (``AuthError``
+        when it is unknown or revoked already)."""
+        annotator = self.authenticate(token)
+        digest = token_digest(token)
+
+        def work(session: Session) -> int:
+            return session.execute(
+                update_rows(ApiToken).where(ApiToken.digest == digest, ApiToken.revoked.is_(False)).values(revoked=True)
+            ).rowcount
+
+        if not self._run(work):
+            raise AuthError("unknown or revoked API token")
+        return annotator
 
     def revoke_tokens(self, annotator_id: int) -> int:
         """Revoke every token of an annotator; returns how many."""

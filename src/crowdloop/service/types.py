@@ -56,6 +56,7 @@ class ProjectInfo:
     model_votes: bool
     suggestions: int
     created_at: datetime
+    reviewers_see_gold: bool = False
 
     @property
     def is_taxonomy(self) -> bool:

@@ -17,6 +17,7 @@ from crowdloop.store.schema import (
     Event,
     GoldLabel,
     Item,
+    JobClaim,
     Lease,
     ModelVersion,
     Prediction,
@@ -27,6 +28,7 @@ items, leases, answers = Item.__table__, Lease.__table__, Answer.__table__
 annotators, models, predictions = Annotator.__table__, ModelVersion.__table__, Prediction.__table__
 gold_labels, events, projects = GoldLabel.__table__, Event.__table__, Project.__table__
 api_tokens = ApiToken.__table__
+job_claims = JobClaim.__table__
 
 PROJECT_HEAVY_COLUMNS = ("labels", "policy", "rules", "calibrator")
 PROJECT = select(*(c for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)).where(
@@ -73,16 +75,6 @@ RELEASE_ITEM = (
     update(items)
     .where(items.c.id == bindparam("item"), items.c.open_leases > 0)
     .values(open_leases=items.c.open_leases - 1)
-)
-
-HELD = (
-    select(leases.c.id, leases.c.item_id, leases.c.suggestions, leases.c.expires_at)
-    .where(
-        leases.c.annotator_id == bindparam("annotator"),
-        leases.c.state == "open",
-        leases.c.expires_at > bindparam("now"),
-    )
-    .limit(1)
 )
 
 _unseen = and_(
@@ -225,24 +217,24 @@ WORKER = (
         leases.c.item_id.label("held_item"),
         leases.c.suggestions.label("held_suggestions"),
         leases.c.expires_at.label("held_expires"),
+        exists()
+        .where(answers.c.item_id == leases.c.item_id, answers.c.annotator_id == annotators.c.id)
+        .label("held_answered"),
         _newest_model.label("newest_model"),
         _any_expired.label("any_expired"),
     )
     .select_from(
         annotators.join(projects, projects.c.id == annotators.c.project_id).outerjoin(
-            leases,
-            and_(
-                leases.c.annotator_id == annotators.c.id,
-                leases.c.state == "open",
-                leases.c.expires_at > bindparam("now"),
-            ),
+            leases, and_(leases.c.annotator_id == annotators.c.id, leases.c.state == "open")
         )
     )
     .where(annotators.c.id == bindparam("annotator"))
     .limit(1)
 )
-"""next_task's first read: the annotator, the project's light columns, the lease they hold (if
-any), the newest model version (suggestions) and whether any of the project's leases expired."""
+"""next_task's first read: the annotator, the project's light columns, the open lease they hold
+(at most one: ``ux_leases_one_open``) with its expiry and whether they answered its item
+meanwhile (an import, a review), the newest model version (suggestions) and whether any of the
+project's leases expired."""
 
 _task_columns = (items.c.id, items.c.external_id, items.c.payload)
 TAKE = TAKE.returning(*_task_columns)
@@ -260,6 +252,9 @@ def _take_best(best: Select) -> Update:
 
 
 _best = POOL.with_only_columns(items.c.id).limit(1)
+REAL_WORK = _best
+"""The pool's best item for the annotator, not leased: whether there is real work for them (gold
+is handed out only beside it)."""
 TAKE_BEST = _take_best(_best)
 """The pool's best item for the annotator, leased in one statement (``TAKE`` over ``POOL`` when
 another transaction took it meanwhile)."""
@@ -273,6 +268,10 @@ SUBMITTED = (
         leases.c.annotator_id,
         leases.c.state,
         leases.c.suggestions,
+        leases.c.expires_at,
+        exists()
+        .where(answers.c.item_id == leases.c.item_id, answers.c.annotator_id == leases.c.annotator_id)
+        .label("answered"),
         *_annotator_columns,
         *_project_columns,
         *(items.c[c].label(f"i_{c}") for c in ("id", "external_id", "is_gold", "status")),
@@ -287,7 +286,8 @@ SUBMITTED = (
     )
     .where(leases.c.id == bindparam("lease"))
 )
-"""submit's one read: the lease with its annotator, project, item and the item's true label (gold)."""
+"""submit's one read: the lease (its expiry, whether its annotator answered the item meanwhile) with
+its annotator, project, item and the item's true label (gold)."""
 SUBMITTED_LOCKED = SUBMITTED.with_for_update(of=[leases, items])
 
 DECISION_ANSWERED = DECISION.values(answer_count=items.c.answer_count + 1, open_leases=items.c.open_leases - 1)
@@ -313,3 +313,23 @@ SET_ROLE = update(annotators).where(annotators.c.id == bindparam("annotator")).v
 OPEN_LEASES_OF = select(leases.c.id, leases.c.item_id).where(
     leases.c.annotator_id == bindparam("annotator"), leases.c.state == "open"
 )
+
+# --- jobs one process at a time runs on a project (``service.jobs.Claim``) ----------------------
+_claim = and_(job_claims.c.project_id == bindparam("project"), job_claims.c.job == bindparam("kind"))
+TAKE_LAPSED_CLAIM = (
+    update(job_claims)
+    .where(_claim, job_claims.c.expires_at <= bindparam("now"))
+    .values(holder=bindparam("claimant"), expires_at=bindparam("until"))
+)
+"""Take over a claim whose holder stopped renewing it (rowcount 1: taken)."""
+NEW_CLAIM = insert(job_claims)
+RENEW_CLAIM = (
+    update(job_claims)
+    .where(_claim, job_claims.c.holder == bindparam("claimant"), job_claims.c.expires_at > bindparam("now"))
+    .values(expires_at=bindparam("until"))
+)
+"""Renew a claim while it is still this holder's (rowcount 0: lost; the job must write nothing more)."""
+RELEASE_CLAIM = (
+    update(job_claims).where(_claim, job_claims.c.holder == bindparam("claimant")).values(expires_at=bindparam("now"))
+)
+CLAIM_HOLDER = select(job_claims.c.holder, job_claims.c.expires_at).where(_claim)

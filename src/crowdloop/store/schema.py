@@ -23,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -61,7 +63,8 @@ class Base(DeclarativeBase):
 
 class Project(Base):
     """A labeling project: its label space (``labels``: the labels, or for a taxonomy the paths
-    and optional ids), consensus policy, skill rules, gold rate and the online calibrator.
+    and optional ids), consensus policy, skill rules, gold rate, whether reviewers may read gold
+    items (``reviewers_see_gold``) and the online calibrator.
     ``settings_version`` counts the changes of its settings: every process caches a policy and
     rules under the version they were read at, so a change made in one process is seen by all."""
 
@@ -77,6 +80,7 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer)
     model_votes: Mapped[bool] = mapped_column(Boolean)
     suggestions: Mapped[int] = mapped_column(Integer)
+    reviewers_see_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     calibrator: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -175,13 +179,22 @@ class ApiToken(Base):
 
 
 class Lease(Base):
-    """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired."""
+    """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired.
+    An annotator holds at most one open lease."""
 
     __tablename__ = "leases"
     __table_args__ = (
         Index("ix_leases_open", "state", "expires_at"),
         Index("ix_leases_item_annotator", "item_id", "annotator_id"),
         Index("ix_leases_annotator_state", "annotator_id", "state"),
+        # an annotator holds one open lease: two ``next`` calls at once cannot both insert one
+        Index(
+            "ux_leases_one_open",
+            "annotator_id",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -216,6 +229,18 @@ class Answer(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     is_review: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class JobClaim(Base):
+    """A job that runs on one project in one process at a time (``job``: ``refit``): ``holder``
+    (a random id of the process's claim) holds it until ``expires_at`` and renews it while it runs,
+    so a holder that died leaves a claim the next one takes over once it lapses."""
+
+    __tablename__ = "job_claims"
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(32))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ModelVersion(Base):

@@ -80,7 +80,7 @@ def review_queue(
     project_id: ProjectId, caller: Reviewer, service: Service, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ReviewTask]:
     """Escalated items, oldest first, with the crowd's answers (reviewers and owners)."""
-    return service.review_queue(project_id, limit=limit)
+    return service.review_queue(project_id, limit=limit, viewer=None if caller.admin else caller.annotator)
 
 
 @router.post("/projects/{project_id:int}/review/{item:path}", response_model=ItemState, tags=["review"])

@@ -28,6 +28,7 @@ from crowdloop.server.schemas import (
     ImportOut,
     ItemsIn,
     ItemsUploadOut,
+    Member,
     MeOut,
     PredictionsIn,
     ProjectBrief,
@@ -69,6 +70,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         lease_seconds=settings.lease_seconds,
         model_votes=settings.model_votes,
         suggestions=settings.suggestions,
+        reviewers_see_gold=settings.reviewers_see_gold,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
     return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))
@@ -145,8 +147,11 @@ def update_project(project_id: ProjectId, body: ProjectPatch, caller: Owner, ser
 
 @router.get("/me", response_model=MeOut, tags=["setup"])
 def me(caller: SignedIn) -> MeOut:
-    """Who the token belongs to."""
-    return MeOut(annotator=caller.annotator, admin=caller.admin)
+    """Who the token belongs to; annotators and reviewers see no skill or gold record (owners do)."""
+    info = caller.annotator
+    if info.role == "owner":
+        return MeOut(annotator=info, admin=caller.admin)
+    return MeOut(annotator=Member.model_validate(info, from_attributes=True), admin=caller.admin)
 
 
 def _store_items(service: LabelingService, project_id: ProjectId, rows: list[ItemIn], model: tuple[str, str] | None):

@@ -7,7 +7,7 @@ import itertools
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
@@ -42,8 +42,9 @@ SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "la
 
 @router.get("/projects/{project_id:int}/items/{item:path}", response_model=ItemState, tags=["results"])
 def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemState:
-    """The consensus state of one item (owners and reviewers; never annotators)."""
-    return service.item_state(project_id, item)
+    """The consensus state of one item (owners and reviewers; never annotators). Reviewers read the
+    items they review (escalated or reviewed), or every item if the project's ``reviewers_see_gold``."""
+    return service.item_state(project_id, item, viewer=None if caller.admin else caller.annotator)
 
 
 @router.get("/projects/{project_id:int}/progress", response_model=Progress, tags=["results"])
@@ -115,8 +116,17 @@ def export(
 
 
 @router.post("/projects/{project_id:int}/refit", status_code=202, response_model=RefitAccepted, tags=["results"])
-def refit(project_id: ProjectId, caller: Owner, service: Service, background: BackgroundTasks) -> RefitAccepted:
+def refit(
+    project_id: ProjectId, caller: Owner, service: Service, background: BackgroundTasks, request: Request
+) -> RefitAccepted:
     """Start a full refit of skills and calibration after the response (the job ``crowdloop refit``
-    runs the same); the loop keeps serving meanwhile."""
-    background.add_task(service.refit, project_id)
+    runs the same); the loop keeps serving meanwhile. 409 while a refit of the project runs (this
+    server's or any other process's); a server runs one refit at a time, the others wait their turn."""
+    claim = service.claim_refit(project_id)
+
+    def run() -> None:
+        with request.app.state.refits:
+            service.refit(project_id, claim=claim)
+
+    background.add_task(run)
     return RefitAccepted(project_id=project_id)
