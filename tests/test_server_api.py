@@ -258,7 +258,10 @@ def test_submit_with_next_answers_and_leases_in_one_request(world):
 
 def test_submit_is_idempotent_and_checks_labels(world):
     call, pid, service = world["call"], world["pid"], world["service"]
-    token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]
+    owner = world["tokens"]["owner"]
+    token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "idem"}).json()["token"]
+    # earlier tests may have settled every item: one that surely needs answers
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "idem-item"}]}).status_code == 201
     task = call("POST", f"/projects/{pid}/tasks/next", token).json()
     url = f"/projects/{pid}/tasks/{task['lease_id']}/submit"
     bad = call("POST", url, token, json={"label": "horse"})

@@ -33,11 +33,19 @@ def world(database_url):
         headers = {**kwargs.pop("headers", {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         return client.request(method, path, headers=headers, **kwargs)
 
-    created = call("POST", "/projects", admin, json={"name": "limits", "labels": LABELS, "gold_rate": 0.0})
+    created = call(
+        "POST",
+        "/projects",
+        admin,
+        json={"name": "limits", "labels": LABELS, "gold_rate": 0.0, "reviewers_see_gold": True},
+    )
     assert created.status_code == 201, created.text
     pid, owner = created.json()["project"]["id"], created.json()["owner"]["token"]
     tokens = {"admin": admin, "owner": owner}
-    tokens["ann"] = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "ann"}).json()["token"]
+    for name, role in (("rita", "reviewer"), ("ann", "annotator")):
+        tokens[name] = call("POST", f"/projects/{pid}/annotators", owner, json={"name": name, "role": role}).json()[
+            "token"
+        ]
     yield {"service": service, "app": app, "call": call, "pid": pid, "tokens": tokens}
     service.close()
 
@@ -167,23 +175,22 @@ def test_item_ids_with_slashes_can_be_read_and_reviewed(world):
     items = [{"id": "shop/shoes/1", "data": {"t": "a"}}, {"id": "/lead", "data": {"t": "b"}}]
     assert call("POST", f"/projects/{pid}/items", tokens["owner"], json={"items": items}).status_code == 201
     for path in ("shop/shoes/1", "shop%2Fshoes%2F1", "/lead"):
-        response = call("GET", f"/projects/{pid}/items/{path}", tokens["owner"])
+        response = call("GET", f"/projects/{pid}/items/{path}", tokens["rita"])
         assert response.status_code == 200, (path, response.text)
         assert response.json()["item"] == ("/lead" if path == "/lead" else "shop/shoes/1")
-    response = call("POST", f"/projects/{pid}/review/shop/shoes/1", tokens["owner"], json={"label": "dog"})
+    response = call("POST", f"/projects/{pid}/review/shop/shoes/1", tokens["rita"], json={"label": "dog"})
     assert response.status_code == 200, response.text
     state = response.json()
     assert state["status"] == "reviewed" and state["label"] == "dog"
     assert state["confidence"] == 1.0  # a review settles the item: final, as refit takes it (truth)
-    response = call("POST", f"/projects/{pid}/review/%2Flead", tokens["owner"], json={"label": "cat"})
+    response = call("POST", f"/projects/{pid}/review/%2Flead", tokens["rita"], json={"label": "cat"})
     assert response.status_code == 200 and response.json()["item"] == "/lead"
 
 
 def test_exports_keep_gold_items_carry_payloads_and_defuse_formulas(world):
     call, admin = world["call"], world["tokens"]["admin"]
-    created = call(
-        "POST", "/projects", admin, json={"name": "exports", "labels": LABELS, "gold_rate": 0.0, "owner": "+boss"}
-    ).json()
+    settings = {"name": "exports", "labels": LABELS, "gold_rate": 0.0, "reviewers_see_gold": True}
+    created = call("POST", "/projects", admin, json=settings).json()
     pid, owner = created["project"]["id"], created["owner"]["token"]
     items = [
         {"id": "=HYPERLINK(1)", "data": {"title": "@SUM(A1)", "n": 3}},
@@ -191,7 +198,10 @@ def test_exports_keep_gold_items_carry_payloads_and_defuse_formulas(world):
         {"id": "i2", "data": {"title": "-2+3"}},
     ]
     assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
-    assert call("POST", f"/projects/{pid}/review/i2", owner, json={"label": "=cmd"}).status_code == 200
+    reviewer = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "+rev", "role": "reviewer"})
+    assert (
+        call("POST", f"/projects/{pid}/review/i2", reviewer.json()["token"], json={"label": "=cmd"}).status_code == 200
+    )
 
     def export(fmt: str) -> str:
         response = call("GET", f"/projects/{pid}/export", owner, params={"format": fmt})
@@ -211,7 +221,7 @@ def test_exports_keep_gold_items_carry_payloads_and_defuse_formulas(world):
     records = {r["task"]: r for r in map(json.loads, export("jsonl").splitlines())}
     assert records["=HYPERLINK(1)"]["data"] == {"title": "@SUM(A1)", "n": 3} and records["g1"]["gold"] == "cat"
     answers = pd.read_csv(io.StringIO(export("answers")), dtype=str)
-    assert answers["worker"].tolist() == ["'+boss"] and answers["label"].tolist() == ["'=cmd"]
+    assert answers["worker"].tolist() == ["'+rev"] and answers["label"].tolist() == ["'=cmd"]
     tasks = {t["id"]: t for t in json.loads(export("label-studio"))}
     assert tasks["g1"]["meta"] == {
         "label": "cat",

@@ -127,7 +127,7 @@ def test_whole_loop_from_a_taxonomy(service) -> None:
         assert {"escalated", "reviewed"} <= kinds
 
     report = service.refit(project.id)
-    assert report.annotators == 5 and report.skill_model in ("taxonomy", "ds")
+    assert report.annotators == 5 and report.skill_model == "one-coin"
     skills_after = {a.name: a.skill for a in service.annotator_skills(project.id)}
     assert all(0.5 < skills_after[f"w{i}"] < 1 for i in range(5))
 

@@ -46,9 +46,9 @@ def create_app(
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
-    app.state.upload_limits = UploadLimits(max_bytes=max_body_bytes, max_rows=max_upload_rows)
     # refits are CPU-bound: one at a time per process, so that the requests keep their share of it
     app.state.refits = threading.Lock()
+    app.state.upload_limits = UploadLimits(max_bytes=max_body_bytes, max_rows=max_upload_rows)
     install_problem_handlers(app)
     for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)

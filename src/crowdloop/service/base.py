@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import pickle
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.consensus.decider import Decider, Decisions, Opinions
 from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
-from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
@@ -62,8 +62,14 @@ def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPoli
     if status == ESCALATED:
         if answers >= policy.max_overlap:
             return f"confidence {confidence:.3f} below target {policy.target} at max overlap {policy.max_overlap}"
-        return f"target {policy.target} out of reach within max overlap {policy.max_overlap}"
-    return f"confidence {confidence:.3f} below target {policy.target}: more answers"
+        return (
+            f"an expert ({policy.prices.expert:g}) costs less than the crowd's expected answers to reach target "
+            f"{policy.target} within max overlap {policy.max_overlap}"
+        )
+    return (
+        f"confidence {confidence:.3f} below target {policy.target}: more answers "
+        f"(about {float(table.expected[i]):.1f} expected)"
+    )
 
 
 def update_rows(model: type) -> Any:
@@ -137,7 +143,7 @@ class ServiceBase:
         # its policy and rules change: cached with the settings_version they were read at
         self._policy_cache: dict[int, tuple[int, ConsensusPolicy]] = {}
         self._rule_cache: dict[int, tuple[int, SkillRules]] = {}
-        self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
+        self._deciders: dict[tuple[int, Any], Decider] = {}
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self.checkpointer: db.WalCheckpointer | None = None
 
@@ -203,6 +209,13 @@ class ServiceBase:
             cached = self._rule_cache[project.id] = (project.settings_version, codec.rules_from_json(project.rules))
         return cached[1]
 
+    def _skill_rules(self, project: ProjectRow) -> SkillRules:
+        """The skill rules with the prior mean the last refit learned (the policy's stated prior
+        accuracy before any refit): annotators' skills are weighed as the decision's fit weighs them."""
+        prior = project.skill_prior if project.skill_prior is not None else self._policy(project).prior_accuracy
+        rules = self._rules(project)
+        return rules if rules.prior_mean == prior else replace(rules, prior_mean=prior)
+
     def _policy(self, project: ProjectRow) -> ConsensusPolicy:
         """The project's consensus policy at its ``settings_version`` (read again once it changes)."""
         cached = self._policy_cache.get(project.id)
@@ -216,17 +229,19 @@ class ServiceBase:
             labels = self._labels[project.id] = codec.labels_from_json(project.labels)
         return labels
 
-    def _decider(self, project: ProjectRow) -> OnlineConsensus:
-        """The online decision of the project's last refit under its current settings."""
+    def _decider(self, project: ProjectRow) -> Decider:
+        """The decision of the project's last refit under its current settings (its calibrator is
+        data, ``TopLabelCalibrator.from_dict``)."""
         key = (project.id, project.refit_at, project.settings_version)
         decider = self._deciders.get(key)
         if decider is None:
-            calibrator: TopLabelCalibrator | None = pickle.loads(project.calibrator) if project.calibrator else None
-            decider = OnlineConsensus(
+            stored = project.calibrator if project.refit_at is not None else None
+            calibrator = TopLabelCalibrator.from_dict(stored) if stored else None
+            policy = self._policy(project)
+            decider = Decider(
                 self._label_space(project),
-                self._policy(project),
-                self._rules(project),
-                typical_skill=project.typical_skill,
+                policy,
+                typical_skill=project.typical_skill or self._skill_rules(project).prior_mean,
                 calibrator=calibrator,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
@@ -339,7 +354,7 @@ class ServiceBase:
             answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
         else:
             answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
-        skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
+        skill = self._book(answers, self._skill_rules(project)).accuracy() if answers else np.empty(0)
         versions = self._voting_versions(db, project) if models else {}
         soft = None
         if versions:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillRules
+from crowdloop.consensus.decider import Opinions
 from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
@@ -26,7 +27,6 @@ from crowdloop.service.base import (
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.loop import checked_member, hidden_from
-from crowdloop.service.online import Opinions
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
     KINDS,
