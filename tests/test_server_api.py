@@ -260,6 +260,7 @@ def test_submit_with_next_answers_and_leases_in_one_request(world):
 def test_submit_is_idempotent_and_checks_labels(world):
     call, pid, service = world["call"], world["pid"], world["service"]
     token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]
+    call("POST", f"/projects/{pid}/items", world["tokens"]["owner"], json={"items": [{"id": "for-idem"}]})
     task = call("POST", f"/projects/{pid}/tasks/next", token).json()
     url = f"/projects/{pid}/tasks/{task['lease_id']}/submit"
     bad = call("POST", url, token, json={"label": "horse"})

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.consensus import ConsensusPolicy
 from crowdloop.errors import AuthError
 from crowdloop.labels import LabelSpace
 from crowdloop.server import ADMIN_PROJECT
@@ -31,7 +32,8 @@ def test_admin_token_and_refit(tmp_path):
             service.authenticate(new)
         again = runner.invoke(app, ["revoke-token", "--db", str(db), new])
         assert again.exit_code == 1 and "error:" in again.output
-        project = service.create_project("p", LabelSpace(["a", "b"]), gold_rate=0.0)
+        policy = ConsensusPolicy(min_overlap=2, max_overlap=2, escalate_early=False)  # both answer every item
+        project = service.create_project("p", LabelSpace(["a", "b"]), policy, gold_rate=0.0)
         service.import_items(project.id, [ItemIn(f"i{k}") for k in range(6)])
         for name in ("x", "y"):
             annotator, _ = service.add_annotator(project.id, name)
