@@ -49,7 +49,7 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class Loop(ServiceBase):
+class Tasks(ServiceBase):
     """The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue."""
 
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
