@@ -87,3 +87,27 @@ def test_the_demo_is_the_same_after_a_restart(tmp_path):
             assert service.authenticate(second.tokens[name]).name == name
     finally:
         service.close()
+
+
+def test_the_server_writes_its_request_log_on_stderr(tmp_path, monkeypatch, capsys):
+    """What ``crowdloop serve`` runs in each process logs every request on stderr (``--no-request-log``: none)."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from crowdloop.server.app import REQUEST_LOG, REQUEST_LOG_VARIABLE, app_from_environment
+
+    monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'log.db'}")
+    for setting, lines in (("0", 0), ("1", 1)):
+        monkeypatch.setenv(REQUEST_LOG_VARIABLE, setting)
+        app = app_from_environment()
+        try:
+            TestClient(app).get("/me", headers={"Authorization": "Bearer cl_a-token-nobody-has-0123456789"})
+        finally:  # the logger as it was: later tests capture it their way
+            app.state.service.close()
+            handlers, REQUEST_LOG.handlers[:] = list(REQUEST_LOG.handlers), []
+            REQUEST_LOG.propagate = True
+            REQUEST_LOG.setLevel(logging.NOTSET)
+        err = capsys.readouterr().err
+        assert len([line for line in err.splitlines() if "GET /me 401" in line]) == lines, err
+        assert "cl_a-token" not in err and (lines == 0 or handlers)

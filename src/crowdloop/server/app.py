@@ -20,6 +20,7 @@ from crowdloop.service import LabelingService, open_service
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
+REQUEST_LOG_VARIABLE = "CROWDLOOP_REQUEST_LOG"  # "0": no request log on stderr
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
 
 DESCRIPTION = """
@@ -113,5 +114,6 @@ def app_from_environment() -> FastAPI:
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
-    log_requests_to_stderr()
+    if os.environ.get(REQUEST_LOG_VARIABLE, "1") != "0":
+        log_requests_to_stderr()
     return create_app(service, max_body_bytes=max_body)
