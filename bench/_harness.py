@@ -86,13 +86,16 @@ class ChildResult:
         return ""
 
 
-def run_child(python: str, spec: dict[str, Any], timeout: float | None = None) -> ChildResult:
-    """Run ``python bench/_harness.py child SPEC`` and collect its JSON report, its exit status and
-    its peak resident memory (``ru_maxrss`` from ``os.wait4``); kill it after ``timeout`` seconds."""
+def run_child(
+    python: str, spec: dict[str, Any], timeout: float | None = None, script: Path | None = None
+) -> ChildResult:
+    """Run ``python bench/_harness.py child SPEC`` (or another bench ``script`` with the same
+    convention) and collect its JSON report, its exit status and its peak resident memory
+    (``ru_maxrss`` from ``os.wait4``); kill it after ``timeout`` seconds."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         process = subprocess.Popen(
-            [python, str(Path(__file__).resolve()), "child", json.dumps(spec)], stdout=out, stderr=err
+            [python, str(script or Path(__file__).resolve()), "child", json.dumps(spec)], stdout=out, stderr=err
         )
         result = ChildResult()
         status, usage = _wait(process.pid, timeout, start)

@@ -101,7 +101,7 @@ def test_decide_writes_one_row_per_task(tmp_path, answers_csv):
     result = runner.invoke(app, ["decide", str(answers_csv), "--max-overlap", "3", "-o", str(out)])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
-    assert list(table.columns) == ["task", "status", "label", "confidence", "answers", "next"]
+    assert list(table.columns) == ["task", "status", "label", "confidence", "answers", "next", "expected", "expert"]
     assert sorted(table["task"]) == ["t1", "t2", "t3"] and set(table["status"]) <= {"accepted", "escalated"}
 
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from crowdloop import Answers, ConfigError, InputError, LabelSpace, Taxonomy
-from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, SkillBook, SkillRules
+from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, Opinions, SkillBook, SkillRules
 from crowdloop.io import read_probabilities
 from crowdloop.simulation.crowds import synthetic_crowd
 
@@ -74,12 +74,13 @@ def test_decide_item_matches_the_batch(crowd):
     table = engine.decide(seen)
     item = 700
     rows = seen.item == item
-    row = engine.decide_item(seen, seen.worker[rows], seen.label[rows])
+    skill = engine.model_.skill[seen.worker[rows]]
+    one = engine.decider_.decide(Opinions.of(1, np.zeros(rows.sum()), seen.label[rows], skill))
     expected = table.iloc[item]
-    assert row["status"] == expected["status"] and row["label"] == expected["label"]
-    assert row["confidence"] == pytest.approx(expected["confidence"])
-    newcomer = engine.decide_item(seen, np.array([-1]), seen.label[rows][:1])
-    assert newcomer["status"] == "more"
+    assert one.status[0] == expected["status"] and seen.labels.decode([one.label[0]])[0] == expected["label"]
+    assert one.confidence[0] == pytest.approx(expected["confidence"])
+    newcomer = engine.decider_.decide(Opinions.of(1, [0], seen.label[rows][:1], [engine.model_.prior]))
+    assert newcomer.status[0] == "more"
 
 
 def test_taxonomy_partial_acceptance():
@@ -107,7 +108,7 @@ def test_taxonomy_partial_acceptance():
 
 def test_model_vote_counts(crowd):
     answers, truth = crowd
-    one = first_answers(answers, 1)
+    one = first_answers(answers, 2)  # the temperature is learned against the crowd: a crowd to learn from
     codes = one.labels.encode(truth.loc[one.items].to_numpy())
     probs = np.full((one.n_items, 3), 0.03)
     probs[np.arange(one.n_items), codes] = 0.94  # a sharp model that is right

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 import io
 import json
+import re
 import time
 import uuid
 
@@ -115,9 +116,9 @@ ROUTES = [
     ("PATCH", "/projects/{pid}/annotators/{spare}", lambda: {"role": "annotator"}, MANAGE),
     ("POST", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
     ("DELETE", "/projects/{pid}/annotators/{spare}/tokens", None, MANAGE),
-    ("POST", "/projects/{pid}/tasks/next", None, {ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {ANNOTATOR}),
-    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/next", None, {ANNOTATOR}),  # its reviewers see gold: no tasks for them
+    ("POST", "/projects/{pid}/tasks/no-such-lease/submit", lambda: {"label": "cat"}, {REVIEWER, ANNOTATOR}),
+    ("POST", "/projects/{pid}/tasks/no-such-lease/skip", None, {REVIEWER, ANNOTATOR}),
     ("GET", "/projects/{pid}/review", None, {OWNER, REVIEWER, ADMIN}),
     ("POST", "/projects/{pid}/review/i9", lambda: {"label": "dog"}, {OWNER, REVIEWER}),
     ("GET", "/projects/{pid}/items/i1", None, {OWNER, REVIEWER, ADMIN}),
@@ -258,7 +259,10 @@ def test_submit_with_next_answers_and_leases_in_one_request(world):
 
 def test_submit_is_idempotent_and_checks_labels(world):
     call, pid, service = world["call"], world["pid"], world["service"]
-    token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]
+    owner = world["tokens"]["owner"]
+    token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "idem"}).json()["token"]
+    # earlier tests may have settled every item: one that surely needs answers
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "idem-item"}]}).status_code == 201
     task = call("POST", f"/projects/{pid}/tasks/next", token).json()
     url = f"/projects/{pid}/tasks/{task['lease_id']}/submit"
     bad = call("POST", url, token, json={"label": "horse"})
@@ -432,32 +436,35 @@ def test_imports_and_exports_of_every_format(world):
     assert all(r.status_code == 200 for r in exports.values())
     labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
     assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
-    assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
+    assert set(labels["task"]) == {"c1", "c2", "j1", "l1", "t1"}  # gold items too, marked gold
+    assert set(labels.loc[labels["status"] == "gold", "task"]) == {"c1", "t1"}
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
     assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann", "1"}
     tasks = json.loads(exports["label-studio"].text)
-    assert {t["id"] for t in tasks} == {"c2", "j1", "l1"}
+    assert {t["id"] for t in tasks} == {"c1", "c2", "j1", "l1", "t1"}
     assert {a["completed_by"]["email"] for t in tasks for a in t["annotations"]} == {"ann", "1"}
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
     pages = [call("GET", f"/projects/{pid}/results", owner, params={"offset": k, "limit": 2}).json() for k in (0, 2)]
-    assert [r["item"] for page in pages for r in page] == labels["task"].tolist()
+    assert [r["item"] for page in pages for r in page] == labels.loc[labels["status"] != "gold", "task"].tolist()
 
 
 def test_demo_project_tokens_work(tmp_path):
     service = open_service(f"sqlite:///{tmp_path / 'demo.db'}", seed=0)
     try:
         demo = load_demo(service)
-        again = load_demo(service)  # a second start gives new tokens for the same project
+        again = load_demo(service)  # a second start: new tokens for the same project, the old ones revoked
         assert again.project_id == demo.project_id and again.tokens["alice"] != demo.tokens["alice"]
         client = TestClient(create_app(service))
-        for tokens in (demo.tokens, again.tokens):
-            task = client.post(f"/projects/{demo.project_id}/tasks/next",
-                               headers={"Authorization": f"Bearer {tokens['alice']}"})  # fmt: skip
-            assert task.status_code == 200 and task.json()["payload"]["title"]
+        old = client.post(f"/projects/{demo.project_id}/tasks/next",
+                          headers={"Authorization": f"Bearer {demo.tokens['alice']}"})  # fmt: skip
+        assert old.status_code == 401
+        task = client.post(f"/projects/{demo.project_id}/tasks/next",
+                           headers={"Authorization": f"Bearer {again.tokens['alice']}"})  # fmt: skip
+        assert task.status_code == 200 and task.json()["payload"]["title"]
         progress = client.get(f"/projects/{demo.project_id}/progress",
-                              headers={"Authorization": f"Bearer {demo.tokens['owner']}"}).json()  # fmt: skip
+                              headers={"Authorization": f"Bearer {again.tokens['owner']}"}).json()  # fmt: skip
         assert progress["gold_items"] == demo.gold == 10
     finally:
         service.close()
@@ -564,9 +571,9 @@ def test_me_shows_an_annotator_nothing_that_moves_with_gold(world):
 
 
 def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
-    """Reviewers take no tasks; without the project's ``reviewers_see_gold`` they read and review
-    the escalated and reviewed items only (a gold item is not found, like any item not up for
-    review); with it they read gold too; a banned reviewer reads nothing at all."""
+    """Without the project's ``reviewers_see_gold`` reviewers read and review the escalated and
+    reviewed items only (a gold item is not found, like any item not up for review) and may take
+    tasks; with it they read gold too and take no tasks; a banned reviewer reads nothing at all."""
     from sqlalchemy import update
 
     from crowdloop.store.schema import Annotator
@@ -579,7 +586,8 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     items = [{"id": "a", "data": {}}, {"id": "b", "data": {}}, {"id": "g", "data": {}, "gold": "cat"}]
     assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
     rita = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "rita", "role": "reviewer"}).json()
-    assert call("POST", f"/projects/{pid}/tasks/next", rita["token"]).status_code == 403
+    task = call("POST", f"/projects/{pid}/tasks/next", rita["token"])  # no gold to read: reviewers may answer
+    assert call("POST", f"/projects/{pid}/tasks/{task.json()['lease_id']}/skip", rita["token"]).status_code == 204
     for name, label in (("x", "cat"), ("y", "dog")):  # two answers that disagree: escalated
         token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": name}).json()["token"]
         while (task := call("POST", f"/projects/{pid}/tasks/next", token)).status_code == 200:
@@ -597,6 +605,7 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     assert call("GET", f"/projects/{pid}/items/g", owner).json()["is_gold"] is True
     assert call("PATCH", f"/projects/{pid}", owner, json={"reviewers_see_gold": True}).status_code == 200
     assert call("GET", f"/projects/{pid}/items/g", rita["token"]).json()["is_gold"] is True
+    assert call("POST", f"/projects/{pid}/tasks/next", rita["token"]).status_code == 403  # and answers nothing
     with world["service"]._sessions() as session, session.begin():
         session.execute(update(Annotator).where(Annotator.id == rita["annotator"]["id"]).values(status="banned"))
     fresh = TestClient(create_app(world["service"], auth_cache_seconds=0))
@@ -606,3 +615,70 @@ def test_reviewers_review_and_see_gold_only_if_the_owner_allows(world):
     # the service refuses too, whatever a server remembers of the token
     assert call("GET", f"/projects/{pid}/review", rita["token"]).status_code == 403
     assert call("GET", f"/projects/{pid}/items/a", rita["token"]).status_code == 403
+
+
+def test_reads_answer_while_a_long_write_holds_the_database(world):
+    """A long write (a refit's page, an import) holds the database: a ``next`` waiting for it
+    stalls nobody else, and reads (a token never seen, progress, results, an export) answer
+    before the write ends (SQLite read in deferred transactions, off the event loop)."""
+    import threading
+
+    from sqlalchemy import update
+
+    from crowdloop.store.schema import Project
+
+    service, admin = world["service"], world["tokens"]["admin"]
+    with TestClient(create_app(service, auth_cache_seconds=0)) as client:  # one event loop for all requests
+
+        def call(method, path, token, **kwargs):
+            return client.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+        made = call("POST", "/projects", admin, json={"name": "busy", "labels": LABELS}).json()
+        pid, owner = made["project"]["id"], made["owner"]["token"]
+        call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": f"i{k}"} for k in range(5)]})
+        worker = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "w"}).json()["token"]
+        holding, gate, released = threading.Event(), threading.Event(), threading.Event()
+
+        def hold(session) -> None:
+            session.execute(update(Project).where(Project.id == pid).values(suggestions=3))
+            holding.set()
+            gate.wait(5)
+            released.set()
+
+        writer = threading.Thread(target=service._run, args=(hold,))
+        writer.start()
+        assert holding.wait(10)
+        waiting: list = []
+        stalled = threading.Thread(target=lambda: waiting.append(call("POST", f"/projects/{pid}/tasks/next", worker)))
+        stalled.start()
+        for path in ("/me", f"/projects/{pid}/progress", f"/projects/{pid}/results", f"/projects/{pid}/export"):
+            assert call("GET", path, owner).status_code == 200
+            assert not released.is_set(), f"{path} waited for the write to end"
+        gate.set()
+        writer.join()
+        stalled.join()
+        assert waiting[0].status_code == 200
+
+
+def test_api_errors_speak_of_json_fields_not_cli_flags(world):
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    bad_gold = call("POST", f"/projects/{pid}/gold", owner, json={"gold": [{"item": "i3", "label": "fish"}]})
+    bad_item = call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "f1", "gold": "fish"}]})
+    for response in (bad_gold, bad_item):
+        assert response.status_code == 422 and "fish" in response.json()["detail"], response.text
+        assert "--" not in response.json()["detail"]
+
+
+def test_every_request_is_logged_without_secrets(world, caplog):
+    """One line per request: method, path, status and milliseconds; never a token, never a query string."""
+    import logging
+
+    call, pid, owner = world["call"], world["pid"], world["tokens"]["owner"]
+    with caplog.at_level(logging.INFO, logger="crowdloop.requests"):
+        call("GET", f"/projects/{pid}/progress?token=secret-in-a-query", owner)
+        call("GET", "/me", "cl_not-a-valid-token-at-all")
+    lines = [r.getMessage() for r in caplog.records if r.name == "crowdloop.requests"]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"GET /projects/{pid}/progress 200 \d+\.\d ms", lines[0]), lines[0]
+    assert re.fullmatch(r"GET /me 401 \d+\.\d ms", lines[1]), lines[1]
+    assert not any(owner in line or "secret" in line or "cl_" in line for line in lines)

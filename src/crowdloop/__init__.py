@@ -1,6 +1,6 @@
 """crowdloop: accurate labels from crowds, experts and models, for as few paid answers as possible."""
 
-from crowdloop.answers import Answers, SoftAnswers
+from crowdloop.answers import Answers, SoftAnswers, Temperature
 from crowdloop.errors import ConfigError, CrowdloopError, InputError, TaxonomyError, UnknownLabelError
 from crowdloop.labels import LabelSpace, Taxonomy
 
@@ -15,6 +15,7 @@ __all__ = [
     "SoftAnswers",
     "Taxonomy",
     "TaxonomyError",
+    "Temperature",
     "UnknownLabelError",
     "__version__",
 ]

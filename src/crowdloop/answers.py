@@ -6,16 +6,16 @@ back into the user's ids. A model's opinion enters as *soft answers*: one probab
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from crowdloop.errors import InputError, UnknownLabelError
-from crowdloop.labels import LabelSpace
+from crowdloop.errors import ConfigError, InputError, UnknownLabelError
+from crowdloop.labels import LabelSpace, Taxonomy
 
 DuplicatePolicy = Literal["first", "last", "all", "error"]
 DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "all", "error")
@@ -23,20 +23,88 @@ DUPLICATE_POLICIES: tuple[str, ...] = ("first", "last", "all", "error")
 default, as crowd-kit users drop duplicates; later answers are usually retries of a submit), keep
 the last (a worker who corrected themselves), keep all, or raise an error naming the rows."""
 
-_PROBABILITY_TOLERANCE = 1e-3
+
+def probability_tolerance(n_labels: int) -> float:
+    """How far from 1 a row of probabilities may sum and still be taken (and renormalised): 0.01,
+    plus 0.0005 per label for values rounded to 3 decimals (each off by up to half a unit)."""
+    return 0.01 + 0.0005 * n_labels
+
+
+TEMPERATURE_BOUNDS = (1e-3, 20.0)
+"""The range a learned temperature is kept in, unless stated otherwise."""
+
+TEMPERATURE_PRIOR_ITEMS = 10.0
+"""Default weight of the prior on a soft worker's log-temperature, in gold items (see ``Temperature``)."""
+
+
+@dataclass(frozen=True)
+class Temperature:
+    r"""What is known of a soft worker's temperature $\alpha$: its probability rows vote as
+    $p^\alpha$ (normalised), so $\alpha = 1$ takes them at face value, $\alpha < 1$ flattens an
+    overconfident model and $\alpha \to 0$ ignores it.
+
+    ``value`` states it (1.0: "the model is calibrated"); otherwise it is learned within ``bounds``
+    (a pair ``(low, high)``), as the maximum a posteriori under a normal prior on $\alpha$
+    centred at 1 that is worth ``prior_items`` gold items (``em.SoftVotes``), which keeps the estimate
+    sane when few items have more than one human answer; 0 is plain maximum likelihood.
+    """
+
+    value: float | None = None
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+    prior_items: float = TEMPERATURE_PRIOR_ITEMS
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not (np.isfinite(self.value) and self.value > 0):
+            raise ConfigError(f"a temperature must be a positive number, got {self.value!r}")
+        low, high = self.bounds
+        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+            raise ConfigError(f"temperature bounds must satisfy 0 < low <= high, got {self.bounds!r}")
+        if not (np.isfinite(self.prior_items) and self.prior_items >= 0):
+            raise ConfigError(f"the temperature prior's weight must be >= 0 items, got {self.prior_items!r}")
+
+    @classmethod
+    def of(cls, spec: Temperature | float | tuple[float, float] | None) -> Temperature:
+        """From a ``Temperature``, a stated value (``1.0``), bounds (``(0.5, 2.0)``) or None (learn)."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, Temperature):
+            return spec
+        if isinstance(spec, (tuple, list)):
+            return cls(bounds=(float(spec[0]), float(spec[1])))
+        return cls(value=float(spec))
+
+    @classmethod
+    def parse(cls, text: str) -> Temperature:
+        """The command-line form: ``1`` (stated), ``0.5:2`` (bounds) or ``learn``."""
+        text = text.strip()
+        try:
+            if text == "learn":
+                return cls()
+            if ":" in text:
+                low, high = text.split(":", 1)
+                return cls(bounds=(float(low), float(high)))
+            return cls(value=float(text))
+        except ValueError:
+            raise ConfigError(f"a temperature is a number, LOW:HIGH or 'learn', got {text!r}") from None
 
 
 @dataclass(frozen=True, eq=False)
 class SoftAnswers:
     """Probability rows given by a model (or any soft annotator): row r is worker ``worker[r]``'s
-    distribution over the true label of item ``item[r]``; ``probs`` is a CSR matrix (m x K)."""
+    distribution over the true label of item ``item[r]``; ``probs`` is a CSR matrix (m x K).
+    ``temperatures`` holds what the user stated about a soft worker's temperature (worker code ->
+    ``Temperature``; absent: learned with the defaults)."""
 
     item: np.ndarray
     worker: np.ndarray
     probs: sp.csr_matrix
+    temperatures: Mapping[int, Temperature] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.item)
+
+    def temperature(self, worker: int) -> Temperature:
+        return self.temperatures.get(int(worker)) or Temperature()
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,28 +228,43 @@ class Answers:
         self,
         worker: Hashable,
         items: pd.Index | np.ndarray | list,
-        probs: np.ndarray | sp.spmatrix,
+        probs: np.ndarray | sp.spmatrix | pd.DataFrame,
         *,
+        labels: Sequence[Hashable] | None = None,
+        temperature: Temperature | float | tuple[float, float] | None = None,
         unknown_items: Literal["error", "add"] = "error",
         source: str = "probabilities",
     ) -> Answers:
         """Add one soft annotator (e.g. a model) giving the probability row ``probs[r]`` for ``items[r]``.
 
-        Rows must be non-negative and sum to 1 (within 1e-3; they are renormalised). Items without
+        Column j of ``probs`` is the label ``labels[j]``; by default the columns of a DataFrame, else
+        the label space in order. A label no human gave joins the label space (sorted in, when the
+        space is sorted). Rows must be non-negative and sum to 1 within ``probability_tolerance``
+        (they are renormalised). ``temperature`` states what is known of the model's temperature
+        (``Temperature.of``: 1.0 = calibrated, ``(low, high)`` = bounds; None: learned). Items without
         hard answers are an error unless ``unknown_items="add"`` (a model may see items no human has).
         """
+        if isinstance(probs, pd.DataFrame):
+            labels = list(probs.columns) if labels is None else labels
+            probs = probs.to_numpy(dtype=np.float64)
         matrix = sp.csr_matrix(probs, dtype=np.float64)
         ids = pd.Index(items)
-        if matrix.shape != (len(ids), self.n_labels):
+        answers = self if labels is None else self.with_labels(labels, source=source)
+        columns = np.arange(answers.n_labels) if labels is None else answers.labels.encode(list(labels))
+        if matrix.shape != (len(ids), len(columns)):
             raise InputError(
-                f"probabilities have shape {matrix.shape}, expected ({len(ids)} items, {self.n_labels} labels)",
+                f"probabilities have shape {matrix.shape}, expected ({len(ids)} items, {len(columns)} labels)",
                 source=source,
+                hint="Pass labels= (the label of each column), or a DataFrame with one column per label.",
             )
+        if matrix.nnz and not np.isfinite(matrix.data).all():
+            rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[~np.isfinite(matrix.data)])
+            raise InputError("probability is not a number", source=source, rows=(rows + 1).tolist(), unit="row")
         if matrix.nnz and matrix.data.min() < 0:
             rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[matrix.data < 0])
             raise InputError("negative probability", source=source, rows=(rows + 1).tolist(), unit="row")
         sums = np.asarray(matrix.sum(axis=1)).ravel()
-        off = np.flatnonzero(np.abs(sums - 1) > _PROBABILITY_TOLERANCE)
+        off = np.flatnonzero(np.abs(sums - 1) > probability_tolerance(len(columns)))
         if off.size:
             raise InputError(
                 f"probabilities must sum to 1 per item (item {ids[off[0]]!r} sums to {sums[off[0]]:.4f})",
@@ -190,7 +273,12 @@ class Answers:
                 unit="row",
             )
         matrix = sp.csr_matrix(sp.diags(1.0 / sums) @ matrix)
-        item_table = self.items
+        if labels is not None:  # columns in label-space order
+            matrix = sp.csr_matrix(
+                (matrix.data, columns[matrix.indices], matrix.indptr), shape=(len(ids), answers.n_labels)
+            )
+            matrix.sort_indices()
+        item_table = answers.items
         codes = item_table.get_indexer(ids)
         if (codes < 0).any():
             unknown = np.flatnonzero(codes < 0)
@@ -204,19 +292,47 @@ class Answers:
                 )
             item_table = item_table.append(pd.Index(ids[unknown]).unique())
             codes = item_table.get_indexer(ids)
-        worker_table = self.workers if worker in self.workers else self.workers.append(pd.Index([worker]))
+        worker_table = answers.workers if worker in answers.workers else answers.workers.append(pd.Index([worker]))
+        code = worker_table.get_loc(worker)
+        previous = answers.soft
         soft = SoftAnswers(
             item=codes.astype(np.int32),
-            worker=np.full(len(ids), worker_table.get_loc(worker), dtype=np.int32),
+            worker=np.full(len(ids), code, dtype=np.int32),
             probs=matrix,
+            temperatures={**(previous.temperatures if previous is not None else {}), code: Temperature.of(temperature)},
         )
-        if self.soft is not None:
-            soft = SoftAnswers(
-                item=np.concatenate([self.soft.item, soft.item]),
-                worker=np.concatenate([self.soft.worker, soft.worker]),
-                probs=sp.vstack([self.soft.probs, soft.probs], format="csr"),
+        if previous is not None:
+            soft = replace(
+                soft,
+                item=np.concatenate([previous.item, soft.item]),
+                worker=np.concatenate([previous.worker, soft.worker]),
+                probs=sp.vstack([previous.probs, soft.probs], format="csr"),
             )
-        return replace(self, items=item_table, workers=worker_table, soft=soft)
+        return replace(answers, items=item_table, workers=worker_table, soft=soft)
+
+    def with_labels(self, labels: Sequence[Hashable], *, source: str = "labels") -> Answers:
+        """The same answers over a label space that also holds ``labels`` (codes remapped: the new
+        labels are sorted in when the space is in sorted order, else appended)."""
+        new = pd.Index(list(labels)).difference(pd.Index(self.labels.labels), sort=False)
+        if new.empty:
+            return self
+        if isinstance(self.labels, Taxonomy):
+            raise UnknownLabelError(
+                f"label {new[0]!r} is not in the taxonomy", source=source, hint="Give probabilities over its labels."
+            )
+        current = self.labels.labels
+        space = LabelSpace.from_values([*current, *new])
+        if LabelSpace.from_values(current) != self.labels:
+            space = LabelSpace([*current, *new])
+        remap = space.encode(current).astype(np.int32)
+        soft = self.soft
+        if soft is not None:
+            probs = sp.csr_matrix(
+                (soft.probs.data, remap[soft.probs.indices], soft.probs.indptr), shape=(len(soft), len(space))
+            )
+            probs.sort_indices()
+            soft = replace(soft, probs=probs)
+        return replace(self, label=remap[self.label], labels=space, soft=soft)
 
     def subset(self, rows: np.ndarray) -> Answers:
         """The hard answers at ``rows`` (a boolean mask or indices) with the same code tables, so that
@@ -231,9 +347,16 @@ class Answers:
         )
 
     def encode_gold(
-        self, gold: Mapping[Hashable, Hashable] | pd.Series | None, *, source: str = "gold"
+        self,
+        gold: Mapping[Hashable, Hashable] | pd.Series | None,
+        *,
+        source: str = "gold",
+        first_row: int = 1,
+        unit: str = "row",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Gold as (item codes, label codes); an item without answers or an unknown label is an error."""
+        """Gold as (item codes, label codes); an item without answers or an unknown label is an error
+        naming ``source`` and the row (``first_row``: the number of the first entry, 2 for a file
+        with a header line, whose ``unit`` is "line")."""
         if gold is None:
             return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
         series = gold if isinstance(gold, pd.Series) else pd.Series(dict(gold), dtype=object)
@@ -245,11 +368,12 @@ class Answers:
             raise InputError(
                 f"gold item {series.index[unknown[0]]!r} is not among the answered items",
                 source=source,
-                rows=(unknown + 1).tolist(),
-                unit="row",
+                rows=(unknown + first_row).tolist(),
+                unit=unit,
+                field="task" if unit == "line" else None,
                 hint="Gold must use the same task ids as the answers.",
             )
-        labels = self.labels.encode(series.to_numpy(), source=source, field="label", unit="row")
+        labels = self.labels.encode(series.to_numpy(), source=source, field="label", first_row=first_row, unit=unit)
         return codes.astype(np.int32), labels
 
     def answers_per_item(self) -> np.ndarray:

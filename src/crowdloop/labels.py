@@ -103,7 +103,7 @@ class LabelSpace:
                 rows=(unknown + first_row).tolist(),
                 field=field,
                 unit=unit,
-                hint="Check the spelling, or give the full label list (--labels) or taxonomy (--taxonomy).",
+                hint="Check the spelling against the label list or taxonomy in use.",
             )
         return codes.astype(np.int32)
 

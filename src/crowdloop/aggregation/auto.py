@@ -1,8 +1,9 @@
 r"""``auto``: choose a truth-inference model for the data at hand, by cross-fitting.
 
 Large label spaces and taxonomies take the taxonomy-shaped model and one answer per item takes
-majority vote, from the shape of the data alone. Otherwise every candidate model is fitted and
-judged on what it did not see:
+majority vote (beside a model's probabilities, one-coin Dawid-Skene: one skill per worker, learned
+from how often they agree with the model), from the shape of the data alone. Otherwise every
+candidate model is fitted and judged on what it did not see:
 
 - without gold, on the held-out likelihood of the answers: the answers are split into folds (an
   item keeps at least one answer in every training set), each candidate is fitted on the other
@@ -75,6 +76,9 @@ def select_method(
         kind = "a taxonomy" if isinstance(answers.labels, Taxonomy) else f"{k} labels"
         return Selection("taxonomy", f"{kind}: per-worker skill over a pooled, taxonomy-shaped confusion", {})
     per_item = answers.n_answers / max(answers.n_items, 1)
+    if per_item < 1.5 and answers.soft is not None:
+        reason = f"{per_item:.1f} answers per item and a model: one skill per worker, learned beside the model"
+        return Selection("onecoin", reason, {})
     if per_item < 1.5:
         return Selection("mv", f"{per_item:.1f} answers per item: too few to learn worker skills", {})
     gold_items, gold_labels = answers.encode_gold(gold)

@@ -325,6 +325,7 @@ class TopLabelCalibrator(BaseEstimator):
         self.platt_ = LogisticRegression(C=self.C, max_iter=1000).fit(
             np.vstack([z, z]), np.r_[np.ones(n), np.zeros(n)], sample_weight=np.r_[target, 1.0 - target]
         )
+        self.coef_, self.intercept_ = self.platt_.coef_[0], float(self.platt_.intercept_[0])
         self.isotonic_ = None
         if self.method != "platt":
             score = self._score(z) if self.method == "smooth" else z[:, 0]
@@ -342,13 +343,42 @@ class TopLabelCalibrator(BaseEstimator):
             _, step = np.unique(iso.predict(score[order]), return_inverse=True)
             self.evidence_scores_ = score[order]
             self.evidence_ = np.bincount(step)[step] + (self.prior_strength if self.method == "smooth" else 0.0)
+            self.curve_x_, self.curve_y_ = iso.X_thresholds_, iso.y_thresholds_
         self.n_gold_, self.n_right_ = n, right
         return self
+
+    _FITTED = ("mean_", "scale_", "coef_", "intercept_", "curve_x_", "curve_y_", "evidence_scores_", "evidence_",
+               "n_gold_", "n_right_")  # fmt: skip
+
+    def to_dict(self) -> dict:
+        """The fitted calibrator as plain data (JSON): its parameters and the fitted arrays."""
+        if not hasattr(self, "coef_"):
+            raise ConfigError("the calibrator is not fitted; call fit() on gold items first")
+        fitted = {name: getattr(self, name) for name in self._FITTED if hasattr(self, name)}
+        return {
+            "params": {**self.get_params(), "features": list(self.features)},
+            "fitted": {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in fitted.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TopLabelCalibrator:
+        """A calibrator from ``to_dict``'s data (no code is loaded: numbers only)."""
+        try:
+            calibrator = cls(**{**data["params"], "features": tuple(data["params"]["features"])})
+            calibrator._check_params()
+            for name, value in data["fitted"].items():
+                if name not in cls._FITTED:
+                    raise ConfigError(f"unknown fitted attribute {name!r}")
+                setattr(calibrator, name, value if name in ("intercept_", "n_gold_", "n_right_")
+                        else np.asarray(value, dtype=np.float64))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"not a stored calibrator: {exc}") from exc
+        return calibrator
 
     def _score(self, z: np.ndarray) -> np.ndarray:
         """The logistic model's log-odds $w^\top z + b$ (its ``decision_function``, without the
         input checks that cost more than the product for one item)."""
-        return z @ self.platt_.coef_[0] + self.platt_.intercept_[0]
+        return z @ self.coef_ + self.intercept_
 
     def _platt(self, z: np.ndarray) -> np.ndarray:
         return expit(self._score(z))
@@ -367,8 +397,15 @@ class TopLabelCalibrator(BaseEstimator):
         the Beta posterior of the accuracy $p$ of items like this one, given the $n$ gold items
         behind its step of the curve, $\\mathrm{Beta}(p n + \frac12, (1 - p) n + \frac12)$. With
         much gold it is the estimate; with little, lower, so a decision to stop at a target holds
-        even where the calibration rests on a few dozen gold items."""
-        if not hasattr(self, "platt_"):
+        even where the calibration rests on a few dozen gold items.
+
+        Beyond the highest score the gold reached (gold items answered fewer times than the items
+        being decided, say) the curve is extrapolated monotonically along the Platt curve $P$: from
+        the last step $(x_T, y_T)$, $y = y_T + (1 - y_T) (P(s) - P(x_T)) / (1 - P(x_T))$ with
+        $P(s) = \\sigma(s)$ of the score $s$ (for ``"smooth"`` the Platt probability), so more
+        agreeing answers keep raising the confidence towards 1 instead of stopping at the last
+        step."""
+        if not hasattr(self, "coef_"):
             raise ConfigError("the calibrator is not fitted; call fit() on gold items first")
         z = (self._design(confidence, n_answers, margin) - self.mean_) / self.scale_
         if self.method == "platt":
@@ -377,12 +414,23 @@ class TopLabelCalibrator(BaseEstimator):
             score = self._score(z) if self.method == "smooth" else z[:, 0]
             # the fitted step function itself (IsotonicRegression.predict interpolates the same
             # thresholds, after input checks that cost more than the lookup for one item)
-            calibrated = np.interp(score, self.isotonic_.X_thresholds_, self.isotonic_.y_thresholds_)
+            calibrated = np.interp(score, self.curve_x_, self.curve_y_)
             at = np.clip(np.searchsorted(self.evidence_scores_, score), 0, len(self.evidence_) - 1)
             evidence = self.evidence_[at]
+            if quantile is not None:
+                calibrated = _cautious(calibrated, evidence, quantile)
+            x_top, y_top = self.curve_x_[-1], self.curve_y_[-1]
+            beyond = score > x_top
+            if beyond.any():  # from the (cautious) last step towards 1 along the score
+                if quantile is not None:
+                    y_top = float(_cautious(np.array([y_top]), self.evidence_[-1:], quantile)[0])
+                platt, platt_top = expit(score[beyond]), float(expit(x_top))
+                lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
+                calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
+            return calibrated
         if quantile is None:
             return calibrated
-        return betaincinv(calibrated * evidence + 0.5, (1 - calibrated) * evidence + 0.5, quantile)
+        return _cautious(calibrated, evidence, quantile)
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         """``predict`` on a frame with columns ``confidence`` (and ``n_answers``, ``margin``)."""
@@ -400,6 +448,12 @@ class TopLabelCalibrator(BaseEstimator):
             n_answers=features["n_answers"].to_numpy() if "n_answers" in features else None,
             margin=features["margin"].to_numpy() if "margin" in features else None,
         )
+
+
+def _cautious(calibrated: np.ndarray, evidence: np.ndarray, quantile: float) -> np.ndarray:
+    """The ``quantile`` of $\\mathrm{Beta}(p n + \\frac12, (1 - p) n + \\frac12)$: the accuracy $p$
+    as far as $n$ gold items support it."""
+    return betaincinv(calibrated * evidence + 0.5, (1 - calibrated) * evidence + 0.5, quantile)
 
 
 # --------------------------------------------------------------------------------------------------

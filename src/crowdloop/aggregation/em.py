@@ -7,11 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from crowdloop.aggregation.base import Gold
-from crowdloop.aggregation.posterior import clamp_gold, softmax_in_place, softmax_rows
+from crowdloop.aggregation.posterior import clamp_gold, row_max, row_sum, softmax_in_place, softmax_rows
 from crowdloop.answers import Answers
 
 EPS = 1e-10
@@ -72,17 +71,56 @@ class SoftVotes:
     r"""Soft answers (a model's probability rows) as opinions in an EM model.
 
     A prediction that is independent of the crowd given the true label enters the posterior as
-    one more likelihood factor $\tilde p_{ik}$, tempered by the soft worker's learned reliability:
-    $\tilde p_{ik} \propto p_{ik}^{\alpha_m}$, with $\alpha_m$ minimising the cross-entropy between
-    $\tilde p_i$ and the posterior the *other* opinions give (gold items: their true labels), as
-    in temperature scaling (Guo et al., ICML 2017) with the crowd as the reference. An unreliable
-    model gets $\alpha \to 0$ and stops counting; a sharp, reliable one keeps $\alpha \approx 1$.
+    one more factor $\tilde p_{ik} \propto p_{ik}^{\alpha_m}$, tempered by the soft worker's
+    temperature $\alpha_m$: $P(z_i = k \mid \cdot) \propto \pi_k \tilde p_{ik} L_{ik}$, where
+    $L_{ik}$ is the likelihood of the item's human answers (gold: an indicator of its label).
+
+    **Estimating $\alpha$.** Read as a model of the data, $q_{ik}(\alpha) \propto \pi_k \tilde p_{ik}$
+    is the item's prior and the human answers are drawn given $z_i$, so the log-likelihood of
+    $\alpha$ given the crowd's parameters is
+
+    $$\ell(\alpha) = \sum_i \log \sum_k q_{ik}(\alpha) L_{ik}
+                   = \sum_i \Big[\operatorname{lse}_k(h_{ik} + \alpha \log p_{ik})
+                                - \operatorname{lse}_k(\log \pi_k + \alpha \log p_{ik})\Big]$$
+
+    with $h = \log \pi + \log L$ the posterior of the other opinions; on a gold item $L$ is the
+    indicator of its true label, and its term is the log-likelihood of temperature scaling (Guo et
+    al., ICML 2017). **With gold** worth at least the prior (``prior_items`` gold items), only the
+    gold items count: exact evidence, free of any error of the crowd's model (a per-worker
+    confusion matrix fitted on one answer per item overrates the model); less gold joins the crowd. Wherever gold
+    is split to calibrate (``CalibratedAggregator``, ``DynamicConsensus``), the temperature that
+    scores a gold item is fitted on the other half: cross-fitted. The model's rows for gold items
+    must be out-of-fold (``crowdloop.models.out_of_fold_proba``) if it was trained on them. Unlike fitting
+    $\tilde p$ to that posterior by cross-entropy, this is not biased towards flat when the
+    crowd is uncertain: one answer of a 70% worker is weak evidence, and the likelihood says so
+    instead of asking the model to be as unsure as the crowd (which gave $\alpha \approx 0.3$
+    for a model whose true temperature is 0.77). It is maximised, alternating with the crowd's
+    M-step (an ECM step: the observed-data likelihood never falls), by safeguarded Newton steps in
+    $u = \log \alpha$: $\ell'(u) = \alpha \sum_i (\mathrm E_{post}[\log p] - \mathrm E_{q}[\log p])$,
+    $\ell''(u) = \ell'(u) + \alpha^2 \sum_i (\mathrm{Var}_{post}[\log p] - \mathrm{Var}_q[\log p])$.
+
+    **A thin crowd.** When most items have one answer, worker skill and $\alpha$ explain the same
+    agreements and the likelihood is flat along that ridge (the cross-entropy fit collapsed to
+    $\alpha \approx 0.3$ there). A normal prior on $\alpha$ centred at 1 (the model taken at face
+    value) keeps the estimate sane: $\alpha$ maximises $\ell(\alpha) - \tfrac{\lambda}{2}(\alpha - 1)^2$
+    (MAP) with $\lambda = n_0 \bar I$, where $\bar I = \overline{\mathrm{Var}_{p_i}[\log p_i]}$ is the
+    Fisher information about $\alpha$ of one item whose true label is known, at $\alpha = 1$; so the
+    prior is worth $n_0$ gold items (``Temperature.prior_items``, default 10). With hundreds of items
+    with several answers, or with gold, the data outweigh it; with none, $\alpha$ stays near 1
+    instead of collapsing. (A prior on $\log \alpha$ would not do: the data's information about
+    $\log\alpha$, $\alpha^2 \mathrm{Var}$, vanishes as $\alpha \to 0$ while the prior's does not, so
+    it would keep a useless model from being silenced.) A stated temperature (``Temperature.value``)
+    is used as is; a learned one stays within ``Temperature.bounds``. Both come from
+    ``Answers.with_soft(..., temperature=...)``, and so reach every model and ``decide``.
 
     The factor is not divided by the class prior $\pi$ (as Bayes' rule would for a calibrated
     $P(z_i \mid x_i)$): divided, a model flattened to $\alpha \to 0$ would cancel the prior and
     favour rare labels; undivided it leaves the prior intact, at the cost of counting the prior
     twice for a model that already includes it (negligible unless classes are very unbalanced).
     """
+
+    NEWTON_STEPS = 8
+    """Newton steps per refit at most (each refit starts from the last estimate)."""
 
     def __init__(self, answers: Answers, gold: Gold) -> None:
         soft = answers.soft
@@ -91,6 +129,14 @@ class SoftVotes:
         self.log_probs = np.log(np.maximum(soft.probs.toarray(), EPS))
         self.soft_workers = np.unique(soft.worker)
         self.alpha = np.ones(answers.n_workers)
+        self.specs = {int(m): soft.temperature(m) for m in self.soft_workers}
+        self.prior_precision = np.zeros(answers.n_workers)
+        for m, spec in self.specs.items():
+            if spec.value is not None:
+                self.alpha[m] = spec.value
+            else:
+                self.alpha[m] = float(np.clip(1.0, *spec.bounds))
+                self.prior_precision[m] = spec.prior_items * _mean_information(self.log_probs[self.worker == m])
         has_hard = np.zeros(answers.n_items, dtype=bool)
         has_hard[answers.item] = True
         has_hard[gold.items] = True
@@ -102,7 +148,7 @@ class SoftVotes:
         )
 
     def contributions(self) -> np.ndarray:
-        """Per soft row: ``alpha * log p - log normaliser - log prior`` (n_rows x K)."""
+        """Per soft row: ``alpha * log p - log normaliser`` (n_rows x K)."""
         scaled = self.alpha[self.worker][:, None] * self.log_probs
         return scaled - logsumexp(scaled, axis=1, keepdims=True)
 
@@ -110,16 +156,28 @@ class SoftVotes:
         return np.asarray(self._rows @ self.contributions())
 
     def fit(self, hard_log_posterior: np.ndarray) -> None:
-        """Refit each soft worker's temperature against the posterior of the hard answers (and
-        gold), i.e. the opinions other than the soft ones."""
-        reference = softmax_rows(hard_log_posterior[self.item])
-        gold = self.gold_row[self.item]
-        reference[gold >= 0] = 0.0
-        reference[gold >= 0, gold[gold >= 0]] = 1.0
-        for m in self.soft_workers:
-            rows = (self.worker == m) & self.referenced
-            if rows.any():
-                self.alpha[m] = _fit_temperature(self.log_probs[rows], reference[rows])
+        """Refit each learned temperature given the unnormalised log posterior of the other opinions
+        (hard answers and class prior; gold items: their true labels), or on the gold items alone
+        when the soft worker has at least ``prior_items`` of them."""
+        for m, spec in self.specs.items():
+            rows = np.flatnonzero((self.worker == m) & self.referenced)
+            if spec.value is not None or not len(rows):
+                continue
+            gold = self.gold_row[self.item[rows]]
+            on_gold = gold >= 0
+            if on_gold.sum() >= max(spec.prior_items, 1):  # exact evidence, worth more than the prior
+                rows, gold = rows[on_gold], gold[on_gold]
+            other = np.array(hard_log_posterior[self.item[rows]], dtype=np.float64)
+            other -= other.max(axis=1, keepdims=True)
+            # the class prior: the mean posterior of the other opinions
+            log_prior = np.log(np.maximum(softmax_rows(other).mean(axis=0), EPS))
+            on_gold = gold >= 0
+            if on_gold.any():
+                other[on_gold] = -np.inf
+                other[on_gold, gold[on_gold]] = log_prior[gold[on_gold]]
+            self.alpha[m] = _map_temperature(
+                self.log_probs[rows], other, log_prior, self.alpha[m], self.prior_precision[m], spec.bounds
+            )
 
     def agreement(self, probs: np.ndarray, n_workers: int) -> np.ndarray:
         """Per soft worker, the mean calibrated probability given to the posterior's label."""
@@ -130,12 +188,78 @@ class SoftVotes:
         return np.divide(sums, counts, out=np.full(n_workers, np.nan), where=counts > 0)
 
 
-def _fit_temperature(log_probs: np.ndarray, reference: np.ndarray) -> float:
-    def cross_entropy(alpha: float) -> float:
-        scaled = alpha * log_probs
-        return float(-(reference * (scaled - logsumexp(scaled, axis=1, keepdims=True))).sum())
+def _mean_information(log_probs: np.ndarray) -> float:
+    """Mean Fisher information about the temperature of one row with a known label, at alpha = 1:
+    the variance of log p under p."""
+    if not len(log_probs):
+        return 0.0
+    p = np.exp(log_probs)
+    p /= p.sum(axis=1, keepdims=True)
+    mean = (p * log_probs).sum(axis=1)
+    return float(((p * log_probs**2).sum(axis=1) - mean**2).mean())
 
-    return float(minimize_scalar(cross_entropy, bounds=(1e-3, 20.0), method="bounded").x)
+
+def _lse_moments(
+    scores: np.ndarray, values: np.ndarray, squares: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: log-sum-exp of ``scores`` and the mean and variance of ``values`` (``squares``: their
+    squares) under softmax(scores). Row reductions run column by column (``row_sum``): NumPy is
+    slow on a short last axis."""
+    top = row_max(scores)
+    weight = np.exp(scores - top[:, None])
+    total = row_sum(weight)
+    mean = row_sum(weight * values) / total
+    variance = np.maximum(row_sum(weight * squares) / total - mean**2, 0.0)
+    return np.log(total) + top, mean, variance
+
+
+NEWTON_TOLERANCE = 1e-3
+"""A Newton step in log-temperature below this (0.1% of the temperature) ends the refit."""
+
+
+def _map_temperature(
+    log_probs: np.ndarray,
+    other: np.ndarray,
+    log_prior: np.ndarray,
+    start: float,
+    precision: float,
+    bounds: tuple[float, float],
+) -> float:
+    """The MAP temperature of ``SoftVotes`` (see its docstring) by safeguarded Newton steps in
+    ``u = log alpha`` from ``start``: a step that does not raise the objective is halved."""
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    squares = log_probs**2
+
+    def terms(u: float) -> tuple[float, float, float]:
+        alpha = np.exp(u)
+        scaled = alpha * log_probs
+        post, post_mean, post_var = _lse_moments(other + scaled, log_probs, squares)
+        base, base_mean, base_var = _lse_moments(log_prior + scaled, log_probs, squares)
+        gradient = alpha * float((post_mean - base_mean).sum())
+        curvature = gradient + alpha**2 * float((post_var - base_var).sum())
+        value = float((post - base).sum()) - 0.5 * precision * (alpha - 1) ** 2
+        # the prior's terms in u: d/du = -lambda (alpha - 1) alpha, d2/du2 = -lambda alpha (2 alpha - 1)
+        return value, gradient - precision * (alpha - 1) * alpha, curvature - precision * alpha * (2 * alpha - 1)
+
+    u = float(np.clip(np.log(start), low, high))
+    value, gradient, curvature = terms(u)
+    for _ in range(SoftVotes.NEWTON_STEPS):
+        step = -gradient / curvature if curvature < 0 else np.sign(gradient) * 0.5
+        step = float(np.clip(step, -1.0, 1.0))
+        if curvature < 0 and abs(step) < NEWTON_TOLERANCE:  # converged: take the last, tiny step
+            return float(np.exp(np.clip(u + step, low, high)))
+        for _ in range(20):
+            candidate = float(np.clip(u + step, low, high))
+            if candidate == u:
+                return float(np.exp(u))
+            new = terms(candidate)
+            if new[0] >= value:
+                break
+            step /= 2
+        else:
+            break
+        u, (value, gradient, curvature) = candidate, new
+    return float(np.exp(u))
 
 
 def run_em(

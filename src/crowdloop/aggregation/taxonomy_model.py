@@ -500,6 +500,9 @@ class _SoftPart:
         self.worker = soft.worker
         self.soft_workers = np.unique(soft.worker)
         self.alpha = np.ones(answers.n_workers)
+        self.specs = {int(w): soft.temperature(w) for w in self.soft_workers}
+        for w, spec in self.specs.items():  # a stated temperature is kept; a learned one starts in bounds
+            self.alpha[w] = spec.value if spec.value is not None else float(np.clip(1.0, *spec.bounds))
         nnz = np.diff(probs.indptr)
         self.entry_row = np.repeat(np.arange(m), nnz)
         self.entry_log = np.log(np.maximum(probs.data, EPS))
@@ -551,7 +554,7 @@ class _SoftPart:
         reference, _ = state.normalize(hard_scores)
         for m in self.soft_workers:
             rows = (self.worker == m) & self.referenced
-            if not rows.any():
+            if not rows.any() or self.specs[int(m)].value is not None:
                 continue
             pairs = rows[self.s_row]
             weight = reference[self.s_cand[pairs]]
@@ -573,7 +576,8 @@ class _SoftPart:
                 rest_log=rest_log,
                 row_mass=row_mass,
             )
-            self.alpha[m] = float(minimize_scalar(cross_entropy, bounds=(1e-3, 20.0), method="bounded").x)
+            bounds = self.specs[int(m)].bounds
+            self.alpha[m] = float(minimize_scalar(cross_entropy, bounds=bounds, method="bounded").x)
 
     def agreement(self, state: _State, post: np.ndarray, n_workers: int) -> np.ndarray:
         """Per soft worker, the mean calibrated probability of the posterior's distribution."""

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from crowdloop.answers import DUPLICATE_POLICIES, Answers
@@ -37,9 +38,32 @@ LabelsOption = Annotated[Path | None, typer.Option("--labels", help="File with o
 TaxonomyOption = Annotated[
     Path | None, typer.Option("--taxonomy", help="Taxonomy file: 'A > B > C' lines or Google's 'ID - A > B > C'.")
 ]
-TaskColumn = Annotated[str, typer.Option(help="Column with the task id.")]
-WorkerColumn = Annotated[str, typer.Option(help="Column with the worker id.")]
-LabelColumn = Annotated[str, typer.Option(help="Column with the answer.")]
+TaskColumn = Annotated[str, typer.Option(help="Column with the task id (a position, 1 = first, with --no-header).")]
+WorkerColumn = Annotated[str, typer.Option(help="Column with the worker id (a position with --no-header).")]
+LabelColumn = Annotated[str, typer.Option(help="Column with the answer (a position with --no-header).")]
+NoHeader = Annotated[
+    bool,
+    typer.Option(
+        "--no-header",
+        help="The answers file has no header line: its columns are task, worker, label in that order, or the "
+        "positions given by --task-column, --worker-column, --label-column.",
+    ),
+]
+Separator = Annotated[
+    str | None, typer.Option("--sep", help="Field separator of a CSV/TSV answers file (default: by suffix).")
+]
+ModelProbsOption = Annotated[
+    Path | None,
+    typer.Option("--model-probs", help="A model's probabilities: task,label,probability or one column per label."),
+]
+ModelTemperatureOption = Annotated[
+    str,
+    typer.Option(
+        "--model-temperature",
+        help="The model's temperature (its probabilities vote as p^t): 'learn' (from gold when given, else from "
+        "the crowd's answers), a number (1 = the model is calibrated) or bounds LOW:HIGH for the learned value.",
+    ),
+]
 Duplicates = Annotated[str, typer.Option(help=f"A worker answering a task twice: {'|'.join(DUPLICATE_POLICIES)}.")]
 
 
@@ -48,7 +72,7 @@ def run(job: Callable[[], T]) -> T:
     try:
         return job()
     except CrowdloopError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/] nothing was written")
@@ -69,20 +93,42 @@ def load(
     worker: str = "worker",
     label: str = "label",
     duplicates: str = "first",
+    header: bool = True,
+    sep: str | None = None,
+    model_probs: Path | None = None,
+    model_temperature: str = "learn",
 ) -> tuple[Answers, pd.Series | None]:
-    """Answers and gold from files (the shipped example when ``answers`` is None)."""
-    from crowdloop.io import read_answers, read_gold
+    """Answers and gold from files (the shipped example when ``answers`` is None), with a model's
+    probabilities as a soft worker ``model`` when ``model_probs`` is given. Without a label list or
+    taxonomy, the labels are those of the answers and of the probabilities. Gold is checked against
+    the answers here, so that its errors name its file and lines."""
+    from crowdloop.answers import Temperature
+    from crowdloop.io import probability_labels, read_answers, read_gold, read_probabilities
 
     if labels is not None and taxonomy is not None:
         raise InputError("give --labels or --taxonomy, not both")
+    temperature = Temperature.parse(model_temperature)  # a bad option fails before any reading
     space = Taxonomy.read(taxonomy) if taxonomy is not None else LabelSpace.read(labels) if labels else None
     if answers is None:
         console.print("No answers file given: using the example shipped with crowdloop.")
         answers = example_path("example_answers.csv")
         space = space or Taxonomy.read(example_path("example_taxonomy.txt"))
         gold = gold or example_path("example_gold.csv")
-    data, file_gold = read_answers(answers, labels=space, task=task, worker=worker, label=label, duplicates=duplicates)
-    return data, read_gold(gold) if gold is not None else file_gold
+    data, file_gold = read_answers(
+        answers, labels=space, task=task, worker=worker, label=label, duplicates=duplicates, header=header, sep=sep
+    )
+    if model_probs is not None:
+        if space is None:  # a class only the model proposes joins the label space
+            data = data.with_labels(probability_labels(model_probs))
+        notes: list[str] = []
+        ids, probs = read_probabilities(model_probs, data.labels, notes=notes)
+        for note in notes:
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
+        data = data.with_soft("model", ids, probs, temperature=temperature, source=str(model_probs))
+    truth = read_gold(gold) if gold is not None else file_gold
+    if truth is not None:
+        data.encode_gold(truth, source=str(gold if gold is not None else answers), first_row=2, unit="line")
+    return data, truth
 
 
 def show(title: str, rows: list[tuple[str, str]]) -> None:

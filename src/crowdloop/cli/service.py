@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from crowdloop.cli.common import app, console, run
+from crowdloop.errors import ConfigError
 
 DbOption = Annotated[
     str | None,
@@ -19,6 +20,35 @@ DbOption = Annotated[
         "Default: $CROWDLOOP_DATABASE_URL, else ./crowdloop.db.",
     ),
 ]
+
+
+def require_server() -> None:
+    """The labeling service's dependencies, or one error line saying how to install them."""
+    try:
+        import alembic  # noqa: F401
+        import fastapi  # noqa: F401
+        import sqlalchemy  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"the labeling service needs {exc.name or 'its server dependencies'}: pip install 'crowdloop[server]'"
+        ) from None
+
+
+def existing_database(db: str | None) -> str:
+    """``database_url(db)``, refused when it names an SQLite file that does not exist (only
+    ``serve`` and ``admin-token`` create a database)."""
+    require_server()
+    from sqlalchemy.engine import make_url
+
+    url = database_url(db)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        raise ConfigError(
+            f"no database at {parsed.database}: `crowdloop serve` (or `crowdloop admin-token`) creates it; "
+            "or give --db (or $CROWDLOOP_DATABASE_URL)"
+        )
+    return url
 
 
 def database_url(db: str | None) -> str:
@@ -41,6 +71,7 @@ def serve(
 ) -> None:
     """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it prints the admin
     token, which creates projects; keep it."""
+    run(require_server)
     from crowdloop.server.app import MAX_BODY_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
@@ -96,7 +127,7 @@ def refit(
     another runs (the API's, or an earlier cron job's) this one stops with an error."""
     from crowdloop.service import refit_projects
 
-    reports = run(lambda: refit_projects(database_url(db), project))
+    reports = run(lambda: refit_projects(existing_database(db), project))
     for report in reports:
         console.print(
             f"project {report.project_id}: {report.skill_model}, {report.annotators} annotators, "
@@ -108,6 +139,7 @@ def refit(
 @app.command("admin-token")
 def admin_token(db: DbOption = None) -> None:
     """Print a new admin token; every earlier one stops working (creates the admin on a new database)."""
+    run(require_server)
     from crowdloop.server.bootstrap import new_admin_token
     from crowdloop.service import open_service
 
@@ -127,10 +159,11 @@ def revoke_token(
     db: DbOption = None,
 ) -> None:
     """Revoke one API token, e.g. a leaked one (the admin's: `crowdloop admin-token` gives a new one)."""
-    from crowdloop.service import open_service
 
     def job():
-        service = open_service(database_url(db))
+        from crowdloop.service import open_service
+
+        service = open_service(existing_database(db))
         try:
             return service.revoke_token(token)
         finally:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from crowdloop.consensus.control import Outlook
 from crowdloop.consensus.policy import ConsensusPolicy
 
 ACCEPTED, MORE, ESCALATED = "accepted", "more", "escalated"
@@ -30,67 +31,62 @@ class ItemStates:
 @dataclass(frozen=True)
 class Decided:
     """Per item: ``status`` (object array of ``STATUSES``), ``label`` code (-1: none), calibrated
-    ``confidence``, human ``answers`` so far and ``next``, the answers to order now."""
+    ``confidence``, human ``answers`` so far, ``next`` (the answers to order now), ``expected``
+    (crowd answers still expected before the item is settled) and ``expert`` (the chance it ends
+    with an expert: 1 for an escalated item)."""
 
     status: np.ndarray
     label: np.ndarray
     confidence: np.ndarray
     answers: np.ndarray
     next: np.ndarray
+    expected: np.ndarray
+    expert: np.ndarray
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             {"status": self.status, "label": self.label, "confidence": self.confidence, "answers": self.answers,
-             "next": self.next}
+             "next": self.next, "expected": self.expected, "expert": self.expert}
         )  # fmt: skip
-
-
-def decide(
-    states: ItemStates,
-    policy: ConsensusPolicy,
-    answers_needed: np.ndarray,
-    *,
-    fallback_label: np.ndarray | None = None,
-    fallback_confidence: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """``decide_arrays`` as a table (columns status, label, confidence, answers, next)."""
-    return decide_arrays(
-        states, policy, answers_needed, fallback_label=fallback_label, fallback_confidence=fallback_confidence
-    ).frame()
 
 
 def decide_arrays(
     states: ItemStates,
     policy: ConsensusPolicy,
-    answers_needed: np.ndarray,
+    outlook: Outlook,
     *,
     fallback_label: np.ndarray | None = None,
     fallback_confidence: np.ndarray | None = None,
 ) -> Decided:
-    """Status and the number of answers to order now, per item.
-
-    ``answers_needed[i]`` is the least number of further agreeing answers after which item i would
-    reach the target (``np.inf`` when none would). Rules, in order:
+    """Status and the number of answers to order now, per item, from the costed lookahead
+    ``outlook`` (``consensus.control``). Rules, in order:
 
     1. accepted: at least ``min_overlap`` answers and the calibrated confidence >= ``target``;
-    2. escalated: at ``max_overlap`` answers, or (``escalate_early``) unable to reach the target
-       within it even if every further answer agreed; with ``fallback_label`` (the deepest
-       confident taxonomy level, -1 for none) such an item is accepted at that level instead;
-    3. more: order ``max(min_overlap - answers, answers_needed)`` answers now (at least one, within
-       ``max_overlap``), since fewer could not finish the item anyway.
+    2. escalated: at ``max_overlap`` answers, or stopping (an expert) is expected to cost less than
+       the crowd's answers to finish, the target being out of reach included; with
+       ``fallback_label`` (the deepest confident taxonomy level, -1 for none) such an item is
+       accepted at that level instead;
+    3. more: order ``max(min_overlap - answers, needed)`` answers now (at least one, within
+       ``max_overlap``), ``needed`` being the answers the target takes if every one agreed, since
+       fewer could not finish the item.
     """
     n = states.answers
     room = np.maximum(policy.max_overlap - n, 0)
     reached = (states.confidence >= policy.target) & (n >= policy.min_overlap) & (states.label >= 0)
-    hopeless = ~reached & ((room == 0) | (policy.escalate_early & (answers_needed > room)))
+    hopeless = ~reached & ((room == 0) | ~outlook.go_on)
     label = states.label.copy()
     confidence = states.confidence.copy()
     status = np.where(reached, ACCEPTED, np.where(hopeless, ESCALATED, MORE)).astype(object)
+    expert = np.where(reached, 0.0, np.where(hopeless, 1.0, outlook.expert_probability))
     if fallback_label is not None:
         partial = hopeless & (fallback_label >= 0)
         status[partial] = ACCEPTED
         label[partial] = fallback_label[partial]
         confidence[partial] = fallback_confidence[partial]
-    need = np.maximum(policy.min_overlap - n, np.where(np.isfinite(answers_needed), answers_needed, 1))
-    order = np.where(status == MORE, np.clip(need, 1, np.maximum(room, 1)), 0).astype(np.int64)
-    return Decided(status, label, confidence, n, order)
+        expert[partial] = 0.0
+    needed = outlook.needed
+    need = np.maximum(policy.min_overlap - n, np.where(np.isfinite(needed), needed, 1))
+    more = status == MORE
+    order = np.where(more, np.clip(need, 1, np.maximum(room, 1)), 0).astype(np.int64)
+    expected = np.where(more, np.maximum(outlook.expected_answers, order), 0.0)
+    return Decided(status, label, confidence, n, order, expected, expert)

@@ -37,11 +37,13 @@ class ConsensusPolicy:
       ``max_overlap`` is accepted at the deepest level that does (e.g. "Electronics > Audio")
       instead of escalated;
     - ``label_value``: what a right label is worth, in the currency of ``prices`` (None: not
-      used). With it, an item stops collecting crowd answers (escalated) as soon as the expected
-      gain in accuracy per further answer, times ``label_value``, is below the price of a crowd
-      answer (``DynamicConsensus.gain_per_answer``): 20 means one more answer must raise the
-      chance of a right label by 1/20 = 5 points to be worth buying;
-    - ``prices``: cost of a crowd, expert or model answer, counted with every result.
+      used). No item is worth more: the costed lookahead (``consensus.control``) stops buying
+      answers for an item once finishing it is expected to cost more than the cheaper of an
+      expert review and its label's value;
+    - ``prices``: cost of a crowd, expert or model answer: each step takes the action (accept, ask
+      more, escalate) of the lowest expected total cost of reaching the target;
+    - ``prior_accuracy``: the stated prior mean accuracy of an annotator, before any evidence;
+      the crowd's agreement on items with two or more answers moves it (``consensus.fitting``).
     """
 
     target: float = 0.97
@@ -51,10 +53,13 @@ class ConsensusPolicy:
     partial: bool = True
     label_value: float | None = None
     prices: Prices = field(default_factory=Prices)
+    prior_accuracy: float = 0.7
 
     def __post_init__(self) -> None:
         if self.label_value is not None and not self.label_value > 0:
             raise ConfigError(f"label_value must be > 0 (or None), got {self.label_value!r}")
+        if not 0 < self.prior_accuracy < 1:
+            raise ConfigError(f"prior_accuracy must be in (0, 1), got {self.prior_accuracy!r}")
         if not 0.5 <= self.target < 1:
             raise ConfigError(f"target must be in [0.5, 1), got {self.target!r}")
         if not (isinstance(self.min_overlap, int) and self.min_overlap >= 0):

@@ -78,9 +78,11 @@ class ModelAgreesConsensus(DynamicConsensus):
         escalate = ~settled & (n >= self.policy.max_overlap)
         status = np.where(settled, ACCEPTED, np.where(escalate, ESCALATED, MORE)).astype(object)
         confidence = self.calibrated_confidence(probability_of(posterior, label), n)
+        more = (status == MORE) * 1
         return pd.DataFrame(
-            {"status": status, "label": label, "confidence": confidence, "answers": n, "next": (status == MORE) * 1}
-        )
+            {"status": status, "label": label, "confidence": confidence, "answers": n, "next": more,
+             "expected": more.astype(np.float64), "expert": (status == ESCALATED) * 1.0}
+        )  # fmt: skip
 
 
 def model_top(answers: Answers) -> tuple[np.ndarray, np.ndarray]:

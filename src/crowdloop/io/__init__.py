@@ -10,7 +10,7 @@ from crowdloop.io.exports import (
     stream_label_studio,
 )
 from crowdloop.io.items import ImportedItem, parse_items, read_items
-from crowdloop.io.probabilities import read_probabilities
+from crowdloop.io.probabilities import probability_labels, read_probabilities
 from crowdloop.io.tables import read_answers, read_gold, read_table, write_table
 from crowdloop.io.toloka import read_toloka
 
@@ -23,6 +23,7 @@ __all__ = [
     "label_studio_tasks",
     "parse_answer_table",
     "parse_items",
+    "probability_labels",
     "read_answer_table",
     "read_answers",
     "read_gold",

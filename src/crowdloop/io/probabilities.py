@@ -9,18 +9,31 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from crowdloop.answers import probability_tolerance
 from crowdloop.errors import InputError
 from crowdloop.io.tables import read_table
 from crowdloop.labels import LabelSpace
 
-TOLERANCE = 1e-3
+
+def probability_labels(path: str | Path, *, task: str = "task") -> list:
+    """The labels a probabilities file gives probabilities for (its label columns, or the distinct
+    values of its ``label`` column), in file order."""
+    frame = read_table(path)
+    if {"label", "probability"} <= set(frame.columns):
+        return pd.unique(frame["label"]).tolist()
+    return [c for c in frame.columns if c != task]
 
 
-def read_probabilities(path: str | Path, labels: LabelSpace, *, task: str = "task") -> tuple[pd.Index, sp.csr_matrix]:
+def read_probabilities(
+    path: str | Path, labels: LabelSpace, *, task: str = "task", notes: list[str] | None = None
+) -> tuple[pd.Index, sp.csr_matrix]:
     """Task ids and their probability rows (CSR, one column per label of ``labels``).
 
-    Every row must be non-negative and sum to 1 (within 1e-3); labels must be in the label space;
-    a task appears once (wide) or once per label (long). Errors cite the file's lines."""
+    Every value must be a number in [0, 1] and every row sum to 1 within
+    ``answers.probability_tolerance(K)`` (0.01 + 0.0005 per label: values rounded to 3 decimals
+    pass); such rows are renormalised and, when ``notes`` is given, a note saying how many is
+    appended to it. Labels must be in the label space; a task appears once (wide) or once per label
+    (long). Errors cite the file's lines and the field."""
     source = str(path)
     frame = read_table(path)
     if task not in frame.columns:
@@ -48,13 +61,25 @@ def read_probabilities(path: str | Path, labels: LabelSpace, *, task: str = "tas
         matrix = sp.csr_matrix((values.ravel(), (rows, np.tile(codes, len(tasks)))), shape=(len(tasks), len(labels)))
         line_of_task = np.arange(len(tasks)) + 2
     sums = np.asarray(matrix.sum(axis=1)).ravel()
-    off = np.flatnonzero(np.abs(sums - 1) > TOLERANCE)
+    off = np.flatnonzero(np.abs(sums - 1) > probability_tolerance(len(labels)))
     if off.size:
+        first = off[np.argmin(line_of_task[off])]
         raise InputError(
-            f"probabilities of task {str(tasks[off[0]])!r} sum to {sums[off[0]]:.4f}, not 1",
+            f"probabilities of task {str(tasks[first])!r} sum to {sums[first]:.4f}, not 1 "
+            f"(rows within {probability_tolerance(len(labels)):.4f} of 1 are renormalised)",
             source=source,
             rows=np.sort(line_of_task[off]).tolist(),
+            field="probability" if long else None,
         )
+    renormalised = np.abs(sums - 1) > 1e-9
+    if renormalised.any():
+        matrix = sp.csr_matrix(sp.diags(1.0 / sums) @ matrix)
+        if notes is not None:
+            worst = float(np.abs(sums - 1).max())
+            notes.append(
+                f"{source}: {int(renormalised.sum()):,} of {len(tasks):,} probability rows renormalised to sum to 1 "
+                f"(off by at most {worst:.4f}; up to {probability_tolerance(len(labels)):.4f} is taken as rounding)"
+            )
     return pd.Index(tasks, name="task"), matrix
 
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from crowdloop.errors import AuthError, ForbiddenError, NotFoundError
 from crowdloop.server.schemas import ProjectId
@@ -44,11 +45,9 @@ async def service_of(request: Request) -> LabelingService:
     return request.app.state.service
 
 
-async def call(service: LabelingService, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``work(*args, **kwargs)`` on the event loop when the database has a single writer (SQLite:
-    no thread hops, no lock contention), else in the thread pool (PostgreSQL: requests overlap)."""
-    if service.single_writer:
-        return work(*args, **kwargs)
+async def call(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``work(*args, **kwargs)`` (the service's blocking work) in the thread pool, never on the event
+    loop: a call waiting for the database (SQLite's one writer, a row lock) stalls no other request."""
     return await run_in_threadpool(work, *args, **kwargs)
 
 
@@ -58,7 +57,7 @@ async def admin_project_id(request: Request) -> int | None:
     if state.admin_project_id is None:
         service = request.app.state.service
         try:
-            state.admin_project_id = (await call(service, service.get_project, ADMIN_PROJECT)).id
+            state.admin_project_id = (await call(service.get_project, ADMIN_PROJECT)).id
         except NotFoundError:
             return None
     return state.admin_project_id
@@ -67,17 +66,37 @@ async def admin_project_id(request: Request) -> int | None:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (``AuthError`` without one)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+async def annotator_of(connection: HTTPConnection, token: str) -> AnnotatorInfo:
+    """The annotator ``token`` belongs to, looked up once per request (``AuthFirstRoute`` may have done it
+    before the body was read: ``AuthFirstRoute``), from the ``TokenCache`` or the service (``AuthError``)."""
+    state = connection.scope.setdefault("state", {})
+    found = state.get("token_annotator")
+    if found is not None and found[0] == token:
+        return found[1]
+    annotator = connection.app.state.tokens.get(token)
+    if annotator is None:
+        service = connection.app.state.service
+        annotator = await call(service.authenticate, token)
+        connection.app.state.tokens.put(token, annotator)
+    state["token_annotator"] = (token, annotator)
+    return annotator
+
+
 async def signed_in(request: Request, credentials: Credentials) -> Caller:
     """The caller behind the bearer token, else behind the web pages' session cookie (see
     ``crowdloop.server.sessions``); ``AuthError`` without either."""
     if credentials is None or not credentials.credentials:
         annotator = await session_annotator(request)
     else:
-        annotator = request.app.state.tokens.get(credentials.credentials)
-        if annotator is None:
-            service = request.app.state.service
-            annotator = await call(service, service.authenticate, credentials.credentials)
-            request.app.state.tokens.put(credentials.credentials, annotator)
+        annotator = await annotator_of(request, credentials.credentials)
     if annotator.status != "active":  # every route, every role: a banned member reads nothing either
         raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
     admin_id = await admin_project_id(request)
@@ -96,7 +115,7 @@ async def session_annotator(request: Request) -> AnnotatorInfo:
     annotator = request.app.state.tokens.get(cookie)
     if annotator is None:
         service = request.app.state.service
-        annotator = await call(service, service.get_annotator, session.annotator_id)
+        annotator = await call(service.get_annotator, session.annotator_id)
         request.app.state.tokens.put(cookie, annotator)
     return annotator
 
@@ -156,7 +175,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
             if not ("owner" in roles and admin_acts):
                 raise ForbiddenError("the admin token manages projects; answering and reviewing need a member's token")
             service = request.app.state.service
-            await call(service, service.get_project, project_id)  # 404 for a project that does not exist
+            await call(service.get_project, project_id)  # 404 for a project that does not exist
             return caller
         if caller.annotator.project_id != project_id or reserved:
             raise NotFoundError(f"no project {project_id}")
@@ -172,7 +191,7 @@ def member(*roles: str, admin_acts: bool = True) -> Callable[..., Caller]:
 Owner = Annotated[Caller, Depends(member("owner"))]
 Reviewer = Annotated[Caller, Depends(member("owner", "reviewer"))]
 Decider = Annotated[Caller, Depends(member("owner", "reviewer", admin_acts=False))]
-Worker = Annotated[Caller, Depends(member("annotator"))]
+Worker = Annotated[Caller, Depends(member("annotator", "reviewer"))]
 Anyone = Annotated[Caller, Depends(member("owner", "reviewer", "annotator"))]
 Admin = Annotated[Caller, Depends(admin)]
 Service = Annotated[LabelingService, Depends(service_of)]

@@ -45,15 +45,18 @@ def demo_items(taxonomy: Taxonomy, n_items: int, n_gold: int, *, seed: int = 0) 
 
 
 def load_demo(service: LabelingService, *, n_items: int = 60, n_gold: int = 10) -> DemoProject:
-    """Create the demo project (or give new tokens for the one that exists)."""
+    """Create the demo project, or on a restart find the one that exists, as it is, and give its
+    members new tokens that replace the earlier ones (each member holds one valid token).
+    ``items`` counts every item, gold included."""
     try:
         project = service.get_project(DEMO_PROJECT)
     except NotFoundError:
         project = None
     if project is not None:
-        tokens = {a.name: service.new_token(a.id) for a in service.annotator_skills(project.id) if a.kind == "human"}
+        members = [a for a in service.annotator_skills(project.id) if a.kind == "human"]
+        tokens = {a.name: service.rotate_token(a.id) for a in members}
         progress = service.progress(project.id)
-        return DemoProject(project.id, tokens, progress.items, progress.gold_items)
+        return DemoProject(project.id, tokens, progress.items + progress.gold_items, progress.gold_items)
     taxonomy = Taxonomy.read(Path(str(resources.files("crowdloop") / "examples" / "example_taxonomy.txt")))
     project = service.create_project(
         DEMO_PROJECT, taxonomy, ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=3), gold_rate=0.15

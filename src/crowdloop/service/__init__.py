@@ -4,8 +4,9 @@
 parts live in one module each: ``setup`` (projects, items, gold, annotators, tokens), ``loop`` (next
 task, submit, skip, review), ``predictions`` (model versions that vote and suggest), ``reports``
 (progress, results, answers frame, event log) and ``jobs`` (the full refit, ``refit_projects``, which
-``crowdloop refit`` runs). The decision after an answer is ``online`` (one-coin posterior with the
-refit's skills and calibrator, then ``crowdloop.consensus``); the refit itself is ``refit``. Inputs
+``crowdloop refit`` runs). The decision after an answer and the refit's fit are ``crowdloop.consensus``'s
+(``decider.Decider`` and ``fitting.refit``, those of ``crowdloop decide``): the service reads their
+inputs and writes their results. Inputs
 and outputs are the dataclasses of ``types``; storage is ``crowdloop.store``.
 
 >>> from crowdloop.service import open_service  # doctest: +SKIP

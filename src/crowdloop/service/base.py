@@ -5,12 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import pickle
 import random
 import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.consensus.decider import Decider, Decisions, Opinions
 from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
-from crowdloop.service.online import Decisions, OnlineConsensus, Opinions
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
@@ -62,8 +62,14 @@ def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPoli
     if status == ESCALATED:
         if answers >= policy.max_overlap:
             return f"confidence {confidence:.3f} below target {policy.target} at max overlap {policy.max_overlap}"
-        return f"target {policy.target} out of reach within max overlap {policy.max_overlap}"
-    return f"confidence {confidence:.3f} below target {policy.target}: more answers"
+        return (
+            f"an expert ({policy.prices.expert:g}) costs less than the crowd's expected answers to reach target "
+            f"{policy.target} within max overlap {policy.max_overlap}"
+        )
+    return (
+        f"confidence {confidence:.3f} below target {policy.target}: more answers "
+        f"(about {float(table.expected[i]):.1f} expected)"
+    )
 
 
 def update_rows(model: type) -> Any:
@@ -126,6 +132,7 @@ class ServiceBase:
         self.engine = engine
         self._clock = clock or utcnow
         self._sessions = db.session_factory(engine)
+        self._readers = db.session_factory(db.reader(engine))
         self._pg = db.is_postgresql(engine)
         # SQLite has one writer at a time: this process's threads queue on a lock of their own
         # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
@@ -137,28 +144,37 @@ class ServiceBase:
         # its policy and rules change: cached with the settings_version they were read at
         self._policy_cache: dict[int, tuple[int, ConsensusPolicy]] = {}
         self._rule_cache: dict[int, tuple[int, SkillRules]] = {}
-        self._deciders: dict[tuple[int, Any], OnlineConsensus] = {}
+        self._deciders: dict[tuple[int, Any], Decider] = {}
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self.checkpointer: db.WalCheckpointer | None = None
 
-    @property
-    def single_writer(self) -> bool:
-        """True on SQLite: one write transaction at a time, so a server loses nothing by calling
-        the loop from its event loop rather than from a thread pool."""
-        return not self._pg
-
     def _run(self, work: Callable[[Session], T]) -> T:
         """``work`` in one transaction, retried on deadlocks and serialization failures."""
-        return self._retried(lambda: db.transaction(self._sessions), work)
+        return self._retried(lambda: db.transaction(self._sessions), work, self._writer)
 
-    def _run_direct(self, work: Callable[[DirectConnection], T]) -> T:
-        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path)."""
-        return self._retried(lambda: direct_transaction(self.engine, self._direct), work)
+    def _read(self, work: Callable[[Session], T]) -> T:
+        """``work`` that only reads, in one transaction that waits for no writer (SQLite: deferred,
+        a snapshot beside the write lock)."""
+        return self._retried(lambda: db.transaction(self._readers), work, contextlib.nullcontext())
 
-    def _retried(self, transaction: Callable[[], contextlib.AbstractContextManager], work: Callable[[Any], T]) -> T:
+    def _run_direct(self, work: Callable[[DirectConnection], T], *, write: bool = True) -> T:
+        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path);
+        ``write=False`` for one that only reads (see ``_read``)."""
+        return self._retried(
+            lambda: direct_transaction(self.engine, self._direct, write=write),
+            work,
+            self._writer if write else contextlib.nullcontext(),
+        )
+
+    def _retried(
+        self,
+        transaction: Callable[[], contextlib.AbstractContextManager],
+        work: Callable[[Any], T],
+        writer: contextlib.AbstractContextManager,
+    ) -> T:
         for attempt in range(_RETRIES):
             try:
-                with self._writer, transaction() as session:
+                with writer, transaction() as session:
                     return work(session)
             except DBAPIError as exc:
                 if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:
@@ -203,6 +219,13 @@ class ServiceBase:
             cached = self._rule_cache[project.id] = (project.settings_version, codec.rules_from_json(project.rules))
         return cached[1]
 
+    def _skill_rules(self, project: ProjectRow) -> SkillRules:
+        """The skill rules with the prior mean the last refit learned (the policy's stated prior
+        accuracy before any refit): annotators' skills are weighed as the decision's fit weighs them."""
+        prior = project.skill_prior if project.skill_prior is not None else self._policy(project).prior_accuracy
+        rules = self._rules(project)
+        return rules if rules.prior_mean == prior else replace(rules, prior_mean=prior)
+
     def _policy(self, project: ProjectRow) -> ConsensusPolicy:
         """The project's consensus policy at its ``settings_version`` (read again once it changes)."""
         cached = self._policy_cache.get(project.id)
@@ -216,17 +239,19 @@ class ServiceBase:
             labels = self._labels[project.id] = codec.labels_from_json(project.labels)
         return labels
 
-    def _decider(self, project: ProjectRow) -> OnlineConsensus:
-        """The online decision of the project's last refit under its current settings."""
+    def _decider(self, project: ProjectRow) -> Decider:
+        """The decision of the project's last refit under its current settings (its calibrator is
+        data, ``TopLabelCalibrator.from_dict``)."""
         key = (project.id, project.refit_at, project.settings_version)
         decider = self._deciders.get(key)
         if decider is None:
-            calibrator: TopLabelCalibrator | None = pickle.loads(project.calibrator) if project.calibrator else None
-            decider = OnlineConsensus(
+            stored = project.calibrator if project.refit_at is not None else None
+            calibrator = TopLabelCalibrator.from_dict(stored) if stored else None
+            policy = self._policy(project)
+            decider = Decider(
                 self._label_space(project),
-                self._policy(project),
-                self._rules(project),
-                typical_skill=project.typical_skill,
+                policy,
+                typical_skill=project.typical_skill or self._skill_rules(project).prior_mean,
                 calibrator=calibrator,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
@@ -339,7 +364,7 @@ class ServiceBase:
             answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
         else:
             answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
-        skill = self._book(answers, self._rules(project)).accuracy() if answers else np.empty(0)
+        skill = self._book(answers, self._skill_rules(project)).accuracy() if answers else np.empty(0)
         versions = self._voting_versions(db, project) if models else {}
         soft = None
         if versions:
@@ -386,15 +411,15 @@ class ServiceBase:
         self, db: Executor, project: ProjectRow, reviews: Sequence[tuple[Any, Any, int]], **detail: Any
     ) -> None:
         """Reviewers' final labels: each ``(item, reviewer, code)`` (item with ``id``, ``status`` and
-        ``label``; reviewer with the skill columns) settles the item as reviewed, with the
-        reviewer's skill as its confidence, and logs a "reviewed" event (``detail`` added to it)."""
+        ``label``; reviewer with ``id``) settles the item as reviewed, with confidence 1: a review is
+        the project's decision, final, and the refit takes it as the item's truth, like gold. Logs a
+        "reviewed" event (``detail`` added to it)."""
         if not reviews:
             return
         now = utcnow()
-        skills = self._book([reviewer for _, reviewer, _ in reviews], self._rules(project)).accuracy()
+        confidence = 1.0
         changes, events = [], []
-        for (item, reviewer, code), skill in zip(reviews, skills, strict=True):
-            confidence = float(skill)
+        for item, reviewer, code in reviews:
             changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
             events.append({"project_id": project.id, "item_id": item.id, "annotator_id": reviewer.id,
                            "kind": "reviewed", "created_at": now,

@@ -3,7 +3,6 @@ project at a time, across processes (``Claim``)."""
 
 from __future__ import annotations
 
-import pickle
 import secrets
 import threading
 import time
@@ -18,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
+from crowdloop.consensus.fitting import StoredAnswers
+from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
 from crowdloop.service.base import PAGE, Executor, ServiceBase, update_rows
-from crowdloop.service.refit import StoredAnswers
-from crowdloop.service.refit import refit as fit_project
 from crowdloop.service.types import RefitReport
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
@@ -102,9 +101,10 @@ class Jobs(ServiceBase):
         return Claim(self, project_id, REFIT, claim_params["claimant"], CLAIM_SECONDS)
 
     def refit(self, project_id: int, *, claim: Claim | None = None) -> RefitReport:
-        """Full EM refit (``crowdloop.consensus.DynamicConsensus`` on every answer, gold clamped):
-        annotator skills, the model versions' temperatures, the calibrator of the online decision,
-        then every open item re-decided. A job (``crowdloop refit``), never inside a request.
+        """Full EM refit (``crowdloop.consensus.fitting.refit``, the fit of ``crowdloop decide``, on
+        every answer, gold clamped): annotator skills and their prior, the model versions'
+        temperatures, the calibrator of the decision (stored as JSON), then every open item
+        re-decided. A job (``crowdloop refit``), never inside a request.
 
         One refit of a project at a time: it runs under ``claim`` (from ``claim_refit``; taken here
         when None, ``ConflictError`` while another runs) and releases it when done. Two refits at
@@ -126,17 +126,18 @@ class Jobs(ServiceBase):
         def write(session: Session) -> None:
             claim.check(session)
             project = session.get(Project, project_id)
-            project.calibrator = pickle.dumps(result.calibrator) if result.calibrator is not None else None
+            project.calibrator = result.calibrator.to_dict() if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
+            project.skill_prior = result.prior
             project.refit_at = utcnow()
-            for a, n, s in zip(result.annotators, result.answers, result.skill, strict=True):
+            for a, right, total in zip(result.annotators, result.right, result.total, strict=True):
                 before = since[int(a)]
                 session.execute(
                     update_rows(Annotator)
                     .where(Annotator.id == int(a))
                     .values(
-                        model_right=float(s * n),
-                        model_total=float(n),
+                        model_right=float(right),
+                        model_total=float(total),
                         since_right=Annotator.since_right - before[0],
                         since_total=Annotator.since_total - before[1],
                         branch_skills=result.branch_skills.get(int(a)),
@@ -179,7 +180,7 @@ class Jobs(ServiceBase):
         def pages(statement_of: Callable[[int], Any]) -> list:
             out, last = [], 0
             while True:
-                page = self._run(lambda s, last=last: s.execute(statement_of(last)).all())
+                page = self._read(lambda s, last=last: s.execute(statement_of(last)).all())
                 out.extend(page)
                 if len(page) < PAGE * 10:
                     return out
@@ -204,7 +205,7 @@ class Jobs(ServiceBase):
         )
         since = dict(
             (a, (r, t))
-            for a, r, t in self._run(
+            for a, r, t in self._read(
                 lambda s: s.execute(
                     select(Annotator.id, Annotator.since_right, Annotator.since_total).where(
                         Annotator.project_id == project_id
@@ -212,7 +213,7 @@ class Jobs(ServiceBase):
                 ).all()
             )
         )
-        versions = self._run(lambda s: self._voting_versions(s, self._project(s, project_id)))
+        versions = self._read(lambda s: self._voting_versions(s, self._project(s, project_id)))
         soft_rows = []
         for version_id in versions:
             soft_rows += [

@@ -75,11 +75,8 @@ class Loop(ServiceBase):
         found = connection.execute(q.WORKER, {"annotator": annotator_id, "now": now}).first()
         if found is None:
             raise NotFoundError(f"no annotator with id {annotator_id!r}")
-        annotator = self._check_worker(Prefixed(found, "a_"))
-        if annotator.role != "annotator":
-            raise ForbiddenError(f"{annotator.name!r} is a{'n' * (annotator.role == 'owner')} {annotator.role}: "
-                                 "reviewers review and owners manage; annotators take tasks")  # fmt: skip
         project = ProjectRow(Prefixed(found, "p_"), connection)
+        annotator = self._check_worker(Prefixed(found, "a_"), project)
         if found.any_expired:
             self._reclaim(connection, project.id, now)
         if found.held_id is not None:
@@ -107,12 +104,18 @@ class Loop(ServiceBase):
         return task
 
     @staticmethod
-    def _check_worker(annotator: Any) -> Any:
-        """``annotator``, if allowed to work on tasks (active and human)."""
+    def _check_worker(annotator: Any, project: Any) -> Any:
+        """``annotator``, if allowed to work on tasks: active, human, an annotator, or a reviewer of
+        a project whose reviewers do not see gold (nobody who can read gold answers tasks)."""
         if annotator.status != "active":
             raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
         if annotator.kind != "human":
             raise ForbiddenError(f"annotator {annotator.name!r} is a model: models add predictions, not answers")
+        if annotator.role == "owner" or (annotator.role == "reviewer" and project.reviewers_see_gold):
+            raise ForbiddenError(
+                f"{annotator.name!r} is a{'n' * (annotator.role == 'owner')} {annotator.role} who may read gold "
+                "items: they take no tasks (reviewers do where the project's reviewers_see_gold is off)"
+            )
         return annotator
 
     @staticmethod
@@ -233,7 +236,7 @@ class Loop(ServiceBase):
                 return out
             try:
                 task = self._next_task(db, annotator.id, gold_draw)
-            except ForbiddenError:  # promoted to reviewer by this answer: no more tasks (nothing written yet)
+            except ForbiddenError:  # now a reviewer who may read gold: no more tasks (nothing written yet)
                 return out
             return dataclasses.replace(out, next_task=task)
 
@@ -295,8 +298,8 @@ class Loop(ServiceBase):
             return self._stored_answer(connection, annotator_id, lease_id, None)
         if lease.state != "open":
             raise ConflictError(f"lease {lease_id} is {lease.state}: ask for the next task")
-        self._check_worker(Prefixed(lease, "a_"))
         project = ProjectRow(Prefixed(lease, "p_"), connection)
+        self._check_worker(Prefixed(lease, "a_"), project)
         item = Prefixed(lease, "i_")
         if aware(lease.expires_at) <= self._clock():
             self._let_go(connection, lease_id, item.id)
@@ -442,7 +445,7 @@ class Loop(ServiceBase):
                 )
             return out
 
-        return self._run(work)
+        return self._read(work)
 
     def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
         """A reviewer's (or owner's) final label for an item: an owner's for any item, a

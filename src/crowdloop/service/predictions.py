@@ -142,4 +142,4 @@ class Predictions(ServiceBase):
                 for r in rows
             ]
 
-        return self._run(work)
+        return self._read(work)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillRules
+from crowdloop.consensus.decider import Opinions
 from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
@@ -26,7 +27,6 @@ from crowdloop.service.base import (
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.loop import checked_member, hidden_from
-from crowdloop.service.online import Opinions
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
     KINDS,
@@ -226,7 +226,7 @@ class Setup(ServiceBase):
             raise ConflictError(f"a project named {name!r} exists already") from None
         redecided = left = 0
         if changes.keys() & set(RESETTLING):
-            open_items, items = self._run(lambda s: self._open_and_all(s, project_id))
+            open_items, items = self._read(lambda s: self._open_and_all(s, project_id))
             if open_items and items <= REDECIDE_IN_CALL:
                 redecided = self._redecide_open(project_id)
             else:
@@ -264,10 +264,10 @@ class Setup(ServiceBase):
                 return self._info(row)
             return self._info(self._project(session, int(project)))
 
-        return self._run(work)
+        return self._read(work)
 
     def list_projects(self) -> list[ProjectInfo]:
-        return self._run(lambda s: [self._info(p) for p in s.scalars(select(Project).order_by(Project.id))])
+        return self._read(lambda s: [self._info(p) for p in s.scalars(select(Project).order_by(Project.id))])
 
     def import_items(
         self,
@@ -470,7 +470,7 @@ class Setup(ServiceBase):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             return self._state(item, self._label_space(project))
 
-        return self._run(work)
+        return self._read(work)
 
     def add_annotator(
         self, project_id: int, name: str, *, role: Role = "annotator", kind: Kind = "human"
@@ -587,14 +587,14 @@ class Setup(ServiceBase):
                 raise AuthError("unknown or revoked API token")
             return self._annotator_info(found, self._rules_of(db, found.project_id))
 
-        return self._run_direct(work)  # every request whose token the server has not seen lately
+        return self._run_direct(work, write=False)  # every request whose token the server has not seen lately
 
     def get_annotator(self, annotator_id: int) -> AnnotatorInfo:
         def work(session: Session) -> AnnotatorInfo:
             annotator = self._annotator(session, annotator_id)
             return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
 
-        return self._run(work)
+        return self._read(work)
 
     def set_role(self, annotator_id: int, role: Role) -> AnnotatorInfo:
         """Promote or demote an annotator (owner's decision)."""
@@ -618,4 +618,4 @@ class Setup(ServiceBase):
             rows = session.scalars(select(Annotator).where(Annotator.project_id == project_id).order_by(Annotator.id))
             return [self._annotator_info(a, rules) for a in rows]
 
-        return self._run(work)
+        return self._read(work)

@@ -113,6 +113,35 @@ def synthetic_crowd(
     return answers, pd.Series(truth.astype(np.int64), index=pd.RangeIndex(n_items, name="task"), name="truth")
 
 
+def synthetic_model_probs(
+    truth: np.ndarray,
+    n_labels: int,
+    *,
+    signal: float = 2.23,
+    overconfidence: float = 1.0,
+    class_skew: float = 0.5,
+    random_state: int | np.random.Generator | None = 0,
+) -> np.ndarray:
+    r"""Probability rows of a model of known calibration for items whose true labels are ``truth``.
+
+    The model sees features $x_i = \mu e_{z_i} + \varepsilon_i$, $\varepsilon_i \sim N(0, I)$
+    ($\mu$ = ``signal``); the Bayes posterior under the class prior of ``synthetic_crowd``
+    ($\pi_k \propto (k + 1)^{-\text{class_skew}}$) is $P(z_i = k \mid x_i) \propto \pi_k e^{\mu x_{ik}}$,
+    calibrated by construction. The model reports it to the power ``overconfidence`` (renormalised),
+    so its true temperature is ``1 / overconfidence``. With ten classes, ``signal=2.23`` gives a
+    top-1 accuracy of about .75.
+    """
+    rng = np.random.default_rng(random_state)
+    truth = np.asarray(truth)
+    features = rng.normal(size=(len(truth), n_labels))
+    features[np.arange(len(truth)), truth] += signal
+    prior = 1.0 / np.arange(1, n_labels + 1) ** class_skew
+    logit = signal * features + np.log(prior / prior.sum())
+    logit = overconfidence * (logit - logit.max(axis=1, keepdims=True))
+    probs = np.exp(logit)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def _check(
     n_items: int,
     answers_per_item: int,

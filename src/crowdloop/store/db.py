@@ -1,10 +1,11 @@
 """Database engines and transactions: SQLite (one file, WAL) by default, PostgreSQL by URL.
 
-SQLite serializes writers: every transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
-front, so two transactions never both read and then fail to upgrade), waits up to
-``busy_timeout`` for it, and runs with foreign keys on. PostgreSQL runs at READ COMMITTED; the
-loop takes row locks with ``FOR UPDATE SKIP LOCKED`` and guards every counter with a conditional
-``UPDATE``.
+SQLite serializes writers: every transaction that may write starts with ``BEGIN IMMEDIATE`` (the
+write lock up front, so two transactions never both read and then fail to upgrade), waits up to
+``busy_timeout`` for it, and runs with foreign keys on. Reads run in deferred transactions
+(``reader``): in WAL mode they read a snapshot beside the writer, never waiting for it.
+PostgreSQL runs at READ COMMITTED; the loop takes row locks with ``FOR UPDATE SKIP LOCKED`` and
+guards every counter with a conditional ``UPDATE``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from crowdloop.errors import ConfigError
 
 DEFAULT_URL = "sqlite:///crowdloop.db"
 URL_VARIABLE = "CROWDLOOP_DATABASE_URL"
+READ_ONLY = "crowdloop_read_only"  # execution option of the engine ``reader`` gives
 BUSY_TIMEOUT_MS = 30_000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes of write-ahead log kept on disk after a checkpoint
 
@@ -78,10 +80,16 @@ def _sqlite_engine(url: str, background_checkpoints: bool) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reader(engine: Engine) -> Engine:
+    """``engine`` (the same pool) for transactions that only read: SQLite begins them deferred,
+    without the write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 class WalCheckpointer:

@@ -155,16 +155,19 @@ class DirectConnection:
 
 
 @contextmanager
-def direct_transaction(engine: Engine, cache: dict[tuple, CompiledStatement]) -> Iterator[DirectConnection]:
+def direct_transaction(
+    engine: Engine, cache: dict[tuple, CompiledStatement], *, write: bool = True
+) -> Iterator[DirectConnection]:
     """One transaction on a pooled connection of ``engine``: committed when the block ends, rolled
     back on any error. SQLite takes the write lock at once (``BEGIN IMMEDIATE``, as ``store.db``
-    does for every transaction); PostgreSQL's driver opens the transaction on the first statement."""
+    does for every transaction that may write) or, for ``write=False``, reads a snapshot beside
+    the writer (``BEGIN``, deferred); PostgreSQL's driver opens the transaction on the first statement."""
     proxied = engine.raw_connection()
     try:
         driver = proxied.driver_connection
         connection = DirectConnection(driver, engine.dialect, cache)
         if engine.dialect.name == "sqlite":
-            connection.sql("BEGIN IMMEDIATE")
+            connection.sql("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield connection
             connection.commit()

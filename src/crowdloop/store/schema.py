@@ -18,7 +18,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Text,
@@ -64,7 +63,8 @@ class Base(DeclarativeBase):
 class Project(Base):
     """A labeling project: its label space (``labels``: the labels, or for a taxonomy the paths
     and optional ids), consensus policy, skill rules, gold rate, whether reviewers may read gold
-    items (``reviewers_see_gold``) and the online calibrator.
+    items (``reviewers_see_gold``), the calibrator of the decision (``TopLabelCalibrator.to_dict``:
+    data, never a pickle) and the annotators' prior skill the last refit learned.
     ``settings_version`` counts the changes of its settings: every process caches a policy and
     rules under the version they were read at, so a change made in one process is seen by all."""
 
@@ -82,8 +82,9 @@ class Project(Base):
     suggestions: Mapped[int] = mapped_column(Integer)
     reviewers_see_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    calibrator: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    calibrator: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
+    skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
     refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Response
 from pydantic import TypeAdapter
 
 from crowdloop.server.auth import Decider, Reviewer, Service, Worker, call
+from crowdloop.server.limits import AuthFirstRoute
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, LeaseId, ProjectId, ReviewIn, SubmitIn
 from crowdloop.service import ItemState, ReviewTask, SubmitOut, TaskOut
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 JSON = "application/json"
 # the loop's two hot routes encode what the service built at once, without the framework's second
 # validation of it (their response_model still documents it)
@@ -29,7 +30,7 @@ SUBMIT = TypeAdapter(SubmitOut)
 async def next_task(project_id: ProjectId, caller: Worker, service: Service) -> Response:
     """Lease the next task: the item that most needs this annotator's answer (sometimes a gold item,
     which looks like any other). 204 when nothing is left for them."""
-    task = await call(service, service.next_task, caller.annotator)
+    task = await call(service.next_task, caller.annotator)
     if task is None:
         return Response(status_code=204)
     return Response(TASK.dump_json(task), media_type=JSON)
@@ -50,7 +51,6 @@ async def submit(
     With ``?next=true`` the same transaction leases the next task, which comes in the response:
     one request per answer instead of two (a retry returns the same next task)."""
     out = await call(
-        service,
         service.submit,
         caller.annotator,
         lease_id,
@@ -82,7 +82,7 @@ def review_queue(
     return service.review_queue(project_id, limit=limit, viewer=None if caller.admin else caller.annotator)
 
 
-@router.post("/projects/{project_id:int}/review/{item}", response_model=ItemState, tags=["review"])
+@router.post("/projects/{project_id:int}/review/{item:path}", response_model=ItemState, tags=["review"])
 def review(
     project_id: ProjectId,
     item: ItemPath,

@@ -60,7 +60,7 @@ async def home(request: Request, service: Service) -> Response:
     except AuthError:
         return redirect("/signin")
     if annotator.project_id == await admin_project_id(request) and annotator.role == "owner":
-        infos = [p for p in await call(service, service.list_projects) if p.name != ADMIN_PROJECT]
+        infos = [p for p in await call(service.list_projects) if p.name != ADMIN_PROJECT]
         return render(request, "projects.html", {"projects": infos, "me": annotator, "admin": True})
     page = {"annotator": "label", "reviewer": "review"}.get(annotator.role)
     return redirect(f"/p/{annotator.project_id}" + (f"/{page}" if page else ""))
@@ -78,7 +78,7 @@ async def signin(request: Request, service: Service, token: Annotated[str, Form(
     if not same_site(request):
         return render(request, "signin.html", {"error": t("signin.cross_site")}, status=403)
     try:
-        annotator = await call(service, service.authenticate, token.strip())
+        annotator = await call(service.authenticate, token.strip())
     except CrowdloopError:
         return render(request, "signin.html", {"error": t("signin.wrong")}, status=401)
     value, _ = request.app.state.sessions.issue(annotator.id)
@@ -117,7 +117,7 @@ def _nav(caller: Any, project_id: int, page: str) -> dict[str, Any]:
 
 
 async def _events(service: LabelingService, project_id: int) -> list[dict[str, Any]]:
-    return await call(service, service.events, project_id, limit=EVENTS_READ)
+    return await call(service.events, project_id, limit=EVENTS_READ)
 
 
 @router.get("/p/{project_id:int}/label")
@@ -130,7 +130,7 @@ async def label_page(project_id: int, request: Request, service: Service) -> Res
         if banned is None:
             raise
         return banned
-    info = await call(service, service.get_project, project_id)
+    info = await call(service.get_project, project_id)
     t = translator(language(request))
     data = {
         "project": project_id,
@@ -147,13 +147,13 @@ async def _banned_page(request: Request, service: LabelingService, project_id: i
     session = request_session(request)
     if session is None:
         return None
-    me = await call(service, service.get_annotator, session.annotator_id)  # the status now, not as cached
+    me = await call(service.get_annotator, session.annotator_id)  # the status now, not as cached
     if me.project_id != project_id or me.status == "active":
         return None
     t = translator(language(request))
     bans = [e for e in await _events(service, project_id) if e["kind"] == "banned" and e["annotator"] == me.name]
     reason = t(f"ban.{bans[0]['detail'].get('reason', '')}") if bans else None
-    context = {"project": await call(service, service.get_project, project_id), "banned": True, "reason": reason}
+    context = {"project": await call(service.get_project, project_id), "banned": True, "reason": reason}
     return render(request, "label.html", {**_nav(Caller(me, False), project_id, "label"), **context}, status=403)
 
 
@@ -170,8 +170,8 @@ def _script_messages(t: Any) -> dict[str, str]:
 async def review_page(project_id: int, request: Request, service: Service) -> Response:
     """Escalated items with the crowd's answers, the model's suggestions and why they were escalated."""
     caller = await page_caller(request, project_id, "owner", "reviewer")
-    info = await call(service, service.get_project, project_id)
-    queue = await call(service, service.review_queue, project_id, limit=200)
+    info = await call(service.get_project, project_id)
+    queue = await call(service.review_queue, project_id, limit=200)
     reasons: dict[str, str] = {}
     for event in await _events(service, project_id):  # newest first: the latest escalation's reason
         if event["kind"] == "escalated" and event["item"] is not None:
@@ -194,9 +194,9 @@ async def progress_page(project_id: int, request: Request, service: Service) -> 
     settled items, decisions over time."""
     caller = await page_caller(request, project_id, "owner")
     t = translator(language(request))
-    info = await call(service, service.get_project, project_id)
-    progress = await call(service, service.progress, project_id)
-    rows = await call(service, lambda: list(service.results(project_id)))
+    info = await call(service.get_project, project_id)
+    progress = await call(service.progress, project_id)
+    rows = await call(lambda: list(service.results(project_id)))
     answers = np.fromiter((r.answers for r in rows), dtype=np.int64, count=len(rows))
     settled = np.fromiter(
         (r.confidence for r in rows if r.status in ("accepted", "reviewed") and r.confidence is not None), float
@@ -215,7 +215,7 @@ async def progress_page(project_id: int, request: Request, service: Service) -> 
         ),
         "time": plots.lines(_decisions_over_time(events, names), t("progress.items"), t("progress.minutes")),
     }
-    models = await call(service, service.model_versions, project_id)
+    models = await call(service.model_versions, project_id)
     context = {"project": info, "progress": progress, "plots": plots_, "models": models, "statuses": names}
     return render(request, "progress.html", {**_nav(caller, project_id, "progress"), **context})
 
@@ -244,9 +244,9 @@ def _annotator_rows(annotators: list[Any]) -> list[dict[str, Any]]:
 async def _annotators_page(
     request: Request, service: LabelingService, caller: Any, project_id: int, **extra: Any
 ) -> Response:
-    annotators = await call(service, service.annotator_skills, project_id)
+    annotators = await call(service.annotator_skills, project_id)
     context = {"rows": _annotator_rows(annotators), "roles": ROLES, **extra}
-    context["project"] = await call(service, service.get_project, project_id)
+    context["project"] = await call(service.get_project, project_id)
     return render(request, "annotators.html", {**_nav(caller, project_id, "annotators"), **context})
 
 
@@ -269,7 +269,7 @@ async def add_annotator(
     caller = await page_caller(request, project_id, "owner")
     try:
         body = projects.AnnotatorIn(name=name, role=role)
-        made = await call(service, projects.add_annotator, project_id, body, caller, service)
+        made = await call(projects.add_annotator, project_id, body, caller, service)
     except (ValidationError, CrowdloopError) as exc:
         return await _annotators_page(request, service, caller, project_id, error=_error_text(exc))
     return await _annotators_page(request, service, caller, project_id, token=made)
@@ -290,15 +290,13 @@ async def annotator_action(
     token = None
     try:
         if action == "role":
-            await call(
-                service, projects.set_role, project_id, annotator_id, RoleIn(role=role), caller, service, request
-            )
+            await call(projects.set_role, project_id, annotator_id, RoleIn(role=role), caller, service, request)
         elif action in ("revoke", "rotate"):
-            await call(service, projects.revoke_tokens, project_id, annotator_id, caller, service, request)
+            await call(projects.revoke_tokens, project_id, annotator_id, caller, service, request)
         elif action != "token":
             raise PageError(404, f"no action {action!r}")
         if action in ("token", "rotate"):
-            token = await call(service, projects.new_token, project_id, annotator_id, caller, service)
+            token = await call(projects.new_token, project_id, annotator_id, caller, service)
     except (ValidationError, CrowdloopError) as exc:
         return await _annotators_page(request, service, caller, project_id, error=_error_text(exc))
     return await _annotators_page(request, service, caller, project_id, token=token, done=action)
@@ -366,7 +364,7 @@ def _number(text: str) -> Any:
 @router.get("/p/{project_id:int}/settings")
 async def settings_page(project_id: int, request: Request, service: Service) -> Response:
     caller = await page_caller(request, project_id, "owner")
-    info = await call(service, service.get_project, project_id)
+    info = await call(service.get_project, project_id)
     context = {"project": info, "values": _settings_values(info), "fields": SETTINGS_FIELDS}
     return render(request, "settings.html", {**_nav(caller, project_id, "settings"), **context})
 
@@ -380,7 +378,7 @@ async def save_settings(project_id: int, request: Request, service: Service) -> 
     updated = None
     try:
         body = ProjectPatch.model_validate(_patch_body(form))
-        updated = await call(service, projects.update_project, project_id, body, caller, service)
+        updated = await call(projects.update_project, project_id, body, caller, service)
     except ValidationError as exc:
         where = {path: field for field, (path, _) in SETTINGS_FIELDS.items()}
         for e in exc.errors(include_url=False):
@@ -388,7 +386,7 @@ async def save_settings(project_id: int, request: Request, service: Service) -> 
             errors[where.get(path, "form")] = e["msg"]
     except CrowdloopError as exc:
         errors["form"] = str(exc)
-    info = await call(service, service.get_project, project_id)
+    info = await call(service.get_project, project_id)
     values = {**_settings_values(info), **(form if errors else {})}
     if errors:
         for field, (_, kind) in SETTINGS_FIELDS.items():
@@ -402,7 +400,7 @@ async def save_settings(project_id: int, request: Request, service: Service) -> 
 
 async def _data_page(request: Request, service: LabelingService, caller: Any, project_id: int, **extra: Any):
     status = extra.pop("status", 200)
-    info = await call(service, service.get_project, project_id)
+    info = await call(service.get_project, project_id)
     context = {"project": info, "formats": list(MEDIA), **extra}
     return render(request, "data.html", {**_nav(caller, project_id, "data"), **context}, status=status)
 
@@ -425,11 +423,17 @@ async def upload(
 ) -> Response:
     """An items or answers file through the REST upload routes' functions; their errors name the rows."""
     caller = await page_caller(request, project_id, "owner")
+    limits = request.app.state.upload_limits
     try:
         if kind == "items":
-            out = await call(service, projects.upload_items, project_id, caller, service, file, format or None)
+            out = await call(
+                projects.upload_items, project_id=project_id, caller=caller, service=service, limits=limits,
+                file=file, format=format or None,
+            )  # fmt: skip
         elif kind == "answers":
-            out = await call(service, projects.upload_answers, project_id, caller, service, file)
+            out = await call(
+                projects.upload_answers, project_id=project_id, caller=caller, service=service, limits=limits, file=file
+            )
         else:
             raise PageError(404, f"no upload of {kind!r}")
     except CrowdloopError as exc:
@@ -441,6 +445,6 @@ async def upload(
 async def events_page(project_id: int, request: Request, service: Service) -> Response:
     """The latest decisions of the event log."""
     caller = await page_caller(request, project_id, "owner")
-    info = await call(service, service.get_project, project_id)
-    events = await call(service, service.events, project_id, limit=300)
+    info = await call(service.get_project, project_id)
+    events = await call(service.events, project_id, limit=300)
     return render(request, "events.html", {**_nav(caller, project_id, "events"), "project": info, "events": events})

@@ -1,10 +1,11 @@
-r"""The online decision of the labeling loop: items' posteriors from their own answers, in
-O(answers of those items), with the skills, temperatures and calibrator of the last refit.
+r"""The decision for a batch of items, one or all of them: posteriors from the items' own
+answers, in O(answers of those items), with the skills, temperatures and calibrator of the last
+fit (``consensus.fitting``). ``crowdloop decide``, the replay and the labeling service all decide
+through ``Decider.decide``.
 
-A thin adapter over ``crowdloop.consensus``: the posterior is one-coin Dawid-Skene with known
-skills (Dawid & Skene 1979; the skills come from the periodic EM refit, ``DynamicConsensus``, and
-from gold answers since, ``SkillBook``). With a uniform prior over the $K$ labels, item $i$ and
-candidate label $k$ score
+The posterior is one-coin Dawid-Skene with known skills (Dawid & Skene 1979; the skills come from
+the EM fit, ``fitting.fit_decision``, and in the service from gold answers since, ``SkillBook``).
+With a uniform prior over the $K$ labels, item $i$ and candidate label $k$ score
 
 $$\log P(k \mid \text{answers}) = \text{const} + \sum_{j \in i} \big[\,[a_j \preceq k] \log s_j
 + [a_j \not\preceq k] \log \tfrac{1 - s_j}{K - 1}\big] + \sum_{m} \tau_m \log p_{mk}$$
@@ -13,9 +14,8 @@ where $a \preceq k$ means the answer $a$ is $k$ or, in a taxonomy, an ancestor o
 who only knows the branch is right about it), and a model's probability row $p_m$ votes raised to
 its learned temperature $\tau_m$ (renormalised). The labels nobody proposed share one term, so one
 answer is never certainty. The status (accept / more / escalate, the answers to order now, the
-partial taxonomy level) is ``consensus.decide`` with ``DynamicConsensus``'s rules for the answers a
-typical annotator would still need and for partial acceptance, and the pool order is
-``consensus.priority``.
+partial taxonomy level) is ``decisions.decide_arrays`` on the costed lookahead of
+``control.outlook``, and the pool order is ``consensus.priority``.
 """
 
 from __future__ import annotations
@@ -27,16 +27,11 @@ import pandas as pd
 
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
-from crowdloop.consensus import (
-    ESCALATED,
-    MORE,
-    ConsensusPolicy,
-    DynamicConsensus,
-    ItemStates,
-    SkillRules,
-    decide_arrays,
-    priority,
-)
+from crowdloop.answers import Answers
+from crowdloop.consensus.control import outlook
+from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
+from crowdloop.consensus.policy import ConsensusPolicy
+from crowdloop.consensus.priority import priority
 from crowdloop.labels import LabelSpace, Taxonomy
 
 EPS = 1e-12
@@ -91,44 +86,37 @@ class Opinions:
 
 
 @dataclass(frozen=True)
-class Decisions:
-    """Per item of a batch: ``status`` (accepted / more / escalated), leading ``label`` code (-1:
-    none), calibrated ``confidence``, human ``answers``, ``next`` (answers to order now),
-    ``priority`` (expected information per cost of one more answer, 0 unless more) and
-    ``branch`` (the top-level taxonomy node of the label, -1 unknown or flat)."""
+class Decisions(Decided):
+    """``Decided`` for every item of a batch, with ``priority`` (expected information per cost of
+    one more answer, 0 unless more) and ``branch`` (the top-level taxonomy node of the label, -1
+    unknown or flat)."""
 
-    status: np.ndarray
-    label: np.ndarray
-    confidence: np.ndarray
-    answers: np.ndarray
-    next: np.ndarray
     priority: np.ndarray
     branch: np.ndarray
 
 
-class OnlineConsensus:
-    """The loop's decision for batches of items (see the module docstring).
+class Decider:
+    """The decision for batches of items (see the module docstring).
 
-    ``typical_skill``: the median annotator accuracy (the answers still needed and the priority
-    assume a typical annotator); ``calibrator``: a ``TopLabelCalibrator`` fitted by the refit on
-    gold items' prefix states under this very posterior (None: decide on the raw posterior)."""
+    ``typical_skill``: the median annotator accuracy (the lookahead and the priority assume a
+    typical annotator); ``calibrator``: a ``TopLabelCalibrator`` fitted on gold items' prefix
+    states under this very posterior (None: decide on the raw posterior); ``caution``: decide on
+    that quantile of the calibrated accuracy the gold supports (``TopLabelCalibrator.predict``)."""
 
     def __init__(
         self,
         labels: LabelSpace,
         policy: ConsensusPolicy,
-        rules: SkillRules,
         *,
-        typical_skill: float | None = None,
+        typical_skill: float,
         calibrator: TopLabelCalibrator | None = None,
         caution: float | None = 0.2,
     ) -> None:
         self.labels = labels
         self.policy = policy
-        self.typical_skill = float(typical_skill if typical_skill is not None else rules.prior_mean)
-        self._engine = DynamicConsensus(policy, rules=rules, caution=caution)
-        self._engine.skill_ = np.array([self.typical_skill])
-        self._engine.calibrator_ = calibrator
+        self.typical_skill = float(typical_skill)
+        self.calibrator = calibrator
+        self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
 
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
@@ -173,6 +161,14 @@ class OnlineConsensus:
         self, opinions: Opinions, agree: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
     ) -> np.ndarray:
         """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$)."""
+        answer, pair_cand = self._consistent_pairs(opinions, c_label, indptr, per_item)
+        return np.bincount(pair_cand, weights=agree[answer], minlength=len(c_label)).astype(np.float64)
+
+    def _consistent_pairs(
+        self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every (answer, candidate of its item) pair where the answer is consistent with the
+        candidate ($a \\preceq k$): the answer's index and the candidate's."""
         reps = per_item[opinions.item]
         answer = np.repeat(np.arange(len(opinions.item)), reps)
         offsets = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
@@ -183,8 +179,15 @@ class OnlineConsensus:
             depth = self._taxonomy.depth[answered]
             ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
             consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
-        weights = agree[answer][consistent]
-        return np.bincount(pair_cand[consistent], weights=weights, minlength=len(c_label)).astype(np.float64)
+        return answer[consistent], pair_cand[consistent]
+
+    def answer_credit(self, opinions: Opinions, posterior: CandidatePosterior) -> np.ndarray:
+        """Per hard answer, the posterior probability that it is right (the mass of the candidates
+        it is consistent with): the E-step's expected agreement of one-coin EM."""
+        answer, pair_cand = self._consistent_pairs(
+            opinions, posterior.c_label, posterior.indptr, np.diff(posterior.indptr)
+        )
+        return np.bincount(answer, weights=posterior.prob[pair_cand], minlength=len(opinions.item))
 
     @staticmethod
     def _soft_scores(
@@ -227,34 +230,72 @@ class OnlineConsensus:
         """Leading label (code, -1 for none) and raw posterior confidence of every item."""
         return self.posterior(opinions).top()
 
-    def decide(self, opinions: Opinions) -> Decisions:
-        """The decision for every item of the batch (see ``Decisions``)."""
+    def calibrated_confidence(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Raw posterior confidence of items with ``n`` answers mapped through the gold calibrator."""
+        if self.calibrator is None:
+            return raw
+        return np.where(raw > 0, self.calibrator.predict(raw, n_answers=n, quantile=self.caution), 0.0)
+
+    def states(self, opinions: Opinions) -> tuple[ItemStates, CandidatePosterior]:
+        """Leading label, calibrated and raw confidence and answer count of every item."""
         posterior = self.posterior(opinions)
         label, raw = posterior.top()
         n = opinions.counts()
-        engine = self._engine
-        states = ItemStates(label, engine.calibrated_confidence(raw, n), raw, n)
-        needed = engine.answers_needed(states, len(self.labels))
-        table = decide_arrays(states, self.policy, needed)
-        if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
-            partial, partial_confidence = engine.partial_acceptance(posterior, self.labels, n)
-            table = decide_arrays(
-                states, self.policy, needed, fallback_label=partial, fallback_confidence=partial_confidence
-            )
-        status, label, confidence = table.status, table.label, table.confidence
-        open_ = status == MORE
-        value = np.zeros(len(status))
-        if open_.any():  # an item nobody answered has no leading label: one answer is worth the most it can be
-            value = priority(np.where(label >= 0, confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
-        return Decisions(
-            status=status,
-            label=label,
-            confidence=confidence,
-            answers=n,
-            next=table.next,
-            priority=np.where(open_, value, 0.0),
-            branch=self.branch(label),
+        return ItemStates(label, self.calibrated_confidence(raw, n), raw, n), posterior
+
+    def decide(self, opinions: Opinions) -> Decisions:
+        """The decision for every item of the batch (see ``Decisions``)."""
+        states, posterior = self.states(opinions)
+        second = runner_up(posterior)
+        ahead = outlook(
+            states.raw_confidence,
+            # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
+            # the mass outweighs it (after a poor annotator's answer the truth is most likely elsewhere)
+            np.maximum(second, 1 - states.raw_confidence - second),
+            states.answers,
+            states.label >= 0,
+            self.policy,
+            self.typical_skill,
+            len(self.labels),
+            lambda raw, n: self.calibrated_confidence(raw, n),
         )
+        table = decide_arrays(states, self.policy, ahead)
+        if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
+            partial, partial_confidence = self.partial_acceptance(posterior, states.answers)
+            table = decide_arrays(
+                states, self.policy, ahead, fallback_label=partial, fallback_confidence=partial_confidence
+            )
+        open_ = table.status == MORE
+        value = np.zeros(len(table.status))
+        if open_.any():  # an item nobody answered has no leading label: one answer is worth the most it can be
+            value = priority(
+                np.where(table.label >= 0, table.confidence, 0.5), self.typical_skill, self.policy.prices.crowd
+            )
+        return Decisions(
+            **{name: getattr(table, name) for name in Decided.__dataclass_fields__},
+            priority=np.where(open_, value, 0.0),
+            branch=self.branch(table.label),
+        )
+
+    def partial_acceptance(self, posterior: CandidatePosterior, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The deepest ancestor level whose calibrated confidence reaches the target (-1: none),
+        for items with ``n`` human answers each.
+
+        The leaf calibrator is applied to the ancestor's posterior mass: conservative, since a
+        coarser label is right at least as often as a leaf label of the same confidence."""
+        n_items = len(n)
+        best = np.full(n_items, -1, dtype=np.int64)
+        best_conf = np.zeros(n_items)
+        labels = self._taxonomy
+        if labels is None:
+            return best, best_conf
+        for depth in range(1, labels.max_depth):
+            code, raw = posterior.ancestor_top(labels, depth)
+            conf = self.calibrated_confidence(raw, n)
+            ok = (conf >= self.policy.target) & (code >= 0) & (labels.depth[np.maximum(code, 0)] == depth)
+            best = np.where(ok, code, best)
+            best_conf = np.where(ok, conf, best_conf)
+        return best, best_conf
 
     def branch(self, codes: np.ndarray) -> np.ndarray:
         """The depth-1 ancestor code of each label code (-1 for none or a flat label space)."""
@@ -262,3 +303,43 @@ class OnlineConsensus:
         if self._taxonomy is None:
             return np.full(len(codes), -1, dtype=np.int64)
         return np.where(codes >= 0, self._taxonomy.ancestor_at(np.maximum(codes, 0), 1), -1)
+
+
+def runner_up(posterior: CandidatePosterior) -> np.ndarray:
+    """Per item the probability of its second most probable candidate (0 for none)."""
+    n = len(posterior.unproposed)
+    out = np.zeros(n)
+    if not len(posterior.prob):
+        return out
+    order = np.lexsort((posterior.c_label, -posterior.prob, posterior.c_item))
+    item = posterior.c_item[order]
+    rank = np.arange(len(order)) - np.searchsorted(item, item)
+    second = rank == 1
+    out[item[second]] = posterior.prob[order][second]
+    return out
+
+
+def opinions_of(
+    answers: Answers, skill: np.ndarray, temperatures: np.ndarray | None = None, *, unseen_skill: float = 0.7
+) -> Opinions:
+    """The opinions of ``answers``: each hard answer weighed with ``skill[worker]`` (workers past
+    the end of ``skill`` get ``unseen_skill``), each soft row (a model) with the stored entries of
+    its probability row and ``temperatures[worker]`` (1 when not given)."""
+    skill = np.asarray(skill, dtype=np.float64)
+    padded = np.append(skill, unseen_skill)
+    weight = padded[np.minimum(answers.worker, len(skill))]
+    soft = None
+    if answers.soft is not None and len(answers.soft):
+        probs = answers.soft.probs.tocsr()
+        row = np.repeat(np.arange(probs.shape[0]), np.diff(probs.indptr))
+        tau = np.ones(answers.n_workers) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
+        soft = pd.DataFrame(
+            {
+                "row": row,
+                "item": answers.soft.item[row],
+                "label": probs.indices,
+                "prob": probs.data,
+                "temperature": tau[answers.soft.worker[row]],
+            }
+        )
+    return Opinions.of(answers.n_items, answers.item, answers.label, weight, soft)

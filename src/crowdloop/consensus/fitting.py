@@ -1,0 +1,382 @@
+r"""What the decision learns from all the answers: skills, the model's temperatures, the calibrator.
+
+``fit_decision`` is the fit behind every decision: ``crowdloop decide`` (``DynamicConsensus``),
+the replay and the labeling service's periodic refit (``refit``, on arrays the service read).
+
+**Skills** (one-coin Dawid-Skene, Dawid & Skene 1979, with a Beta prior; Karger, Oh & Shah 2011
+for the one-coin model). Worker $w$ is right with probability $s_w \sim \mathrm{Beta}(m\mu,
+m(1-\mu))$ (``SkillRules.prior_strength`` $m$). EM alternates the posterior of every item
+(``Decider.posterior``, the very scorer the decision uses) and the posterior mean
+$s_w = (m\mu + \sum_j r_j) / (m + n_w)$, where $r_j$ is the posterior probability that answer $j$
+is right (on a gold item: its credit against the gold label) and the sums run over the answers
+on gold items and on items with at least two answers. An item answered once carries no evidence
+about its annotator (the posterior would merely echo the skill it started from), so a crowd that
+answered every item once keeps the prior: one answer is worth what the prior says, never
+certainty.
+
+**The prior mean** $\mu$ (empirical Bayes): the stated ``ConsensusPolicy.prior_accuracy``, moved
+by the crowd's agreement when items have two or more answers. With one-coin errors spread over
+the $K - 1$ other labels, two answers on an item agree with probability
+$A = \mu^2 + (1 - \mu)^2 / (K - 1)$; solving for the observed rate $\hat A$ (all pairs of answers
+on the same item, Laplace-smoothed) gives
+$\hat\mu_A = \big(1 + \sqrt{1 - K + \hat A K (K - 1)}\big) / K$, and
+$\mu = (N_2 \hat\mu_A + m \mu_0) / (N_2 + m)$ over the $N_2$ items with two or more answers.
+
+**Temperatures**: a model's probability rows vote with the temperature ``em.SoftVotes`` learns
+for them (cross-entropy against the posterior of the human answers, gold clamped).
+
+**Calibrator**: a ``TopLabelCalibrator`` fitted on the *prefix states* of the gold items (the item
+after its first 1, 2, ... answers, as the stopping rule sees it), each scored with skills fitted
+while its half of the gold was hidden (two-fold cross-fitting), so that a calibrated 0.97 at the
+moment of acceptance means 97% right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from crowdloop.aggregation.base import Gold
+from crowdloop.aggregation.calibration import TopLabelCalibrator
+from crowdloop.aggregation.em import EPS, SoftVotes
+from crowdloop.answers import Answers, SoftAnswers
+from crowdloop.consensus.decider import Decider, Opinions, opinions_of
+from crowdloop.consensus.policy import ConsensusPolicy
+from crowdloop.consensus.routing import BranchSkills
+from crowdloop.consensus.skills import SkillRules
+from crowdloop.errors import InputError
+from crowdloop.labels import LabelSpace, Taxonomy
+
+SkillSource = Literal["em", "gold"]
+MIN_CALIBRATION_STATES = 100
+"""Gold prefix states needed before the decision is calibrated; fewer, or states at a single answer
+count, leave it on the raw posterior."""
+SKILL_MODEL = "one-coin"
+
+
+@dataclass(frozen=True)
+class DecisionModel:
+    """A fitted decision: per worker code ``skill`` (posterior mean) from ``right`` of ``total``
+    counted answers, ``temperatures`` (per worker code; 1 for humans), the ``calibrator`` (None:
+    raw posterior), the ``typical_skill`` (median over the workers who answered), the prior mean
+    ``prior`` and ``prior_source`` (how it was set), and ``n_gold``."""
+
+    skill: np.ndarray
+    right: np.ndarray
+    total: np.ndarray
+    temperatures: np.ndarray
+    calibrator: TopLabelCalibrator | None
+    typical_skill: float
+    prior: float
+    prior_source: str
+    n_gold: int
+
+    def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = 0.2) -> Decider:
+        return Decider(labels, policy, typical_skill=self.typical_skill, calibrator=self.calibrator, caution=caution)
+
+    def opinions(self, answers: Answers) -> Opinions:
+        """The opinions of ``answers`` weighed with these skills (unseen workers: the prior)."""
+        return opinions_of(answers, self.skill, self.temperatures, unseen_skill=self.prior)
+
+    def confidence_note(self) -> str:
+        """How the confidence is estimated, in one line."""
+        skills = f"skills from EM with a Beta prior of mean {self.prior:.2f} ({self.prior_source})"
+        if self.calibrator is not None:
+            return f"calibrated on {self.n_gold:,} gold tasks; {skills}"
+        gold = "no gold" if not self.n_gold else f"too little gold ({self.n_gold:,} tasks) to calibrate"
+        return f"model posterior, {gold}; {skills}"
+
+
+def agreement_prior(answers: Answers, stated: float, strength: float) -> tuple[float, str]:
+    """The prior mean accuracy (module docstring) and how it was set."""
+    n = answers.answers_per_item()
+    k = answers.n_labels
+    multi = n >= 2
+    n_multi = int(multi.sum())
+    if not n_multi:
+        return stated, f"stated {stated:.2f}: no task has two answers to learn from"
+    keys, counts = np.unique(answers.item.astype(np.int64) * k + answers.label, return_counts=True)
+    on_multi = multi[keys // k]
+    agree = float((counts[on_multi] * (counts[on_multi] - 1)).sum())
+    pairs = float((n[multi] * (n[multi] - 1)).sum())
+    rate = (agree + 1) / (pairs + 2)
+    learned = (1 + np.sqrt(max(1 - k + rate * k * (k - 1), 0.0))) / k if k > 1 else 1.0
+    learned = float(np.clip(learned, 1.0 / max(k, 2), 1.0))
+    mean = (n_multi * learned + strength * stated) / (n_multi + strength)
+    return float(mean), f"learned from agreement on {n_multi:,} tasks with 2+ answers"
+
+
+def fit_skills(
+    answers: Answers,
+    gold: Gold,
+    decider: Decider,
+    prior: float,
+    strength: float,
+    temperatures: np.ndarray,
+    *,
+    skills: SkillSource = "em",
+    n_iter: int = 50,
+    tol: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-coin EM (module docstring): each worker's posterior mean skill, and the expected right
+    answers and counted answers behind it. ``skills="gold"`` counts gold answers only."""
+    truth = np.full(answers.n_items, -1, dtype=np.int64)
+    truth[gold.items] = gold.labels
+    on_gold = truth[answers.item] >= 0
+    gold_credit = answers.labels.credit(answers.label[on_gold], truth[answers.item[on_gold]])
+    counted = on_gold.copy()
+    if skills == "em":
+        counted |= answers.answers_per_item()[answers.item] >= 2
+    total = np.bincount(answers.worker[counted], minlength=answers.n_workers).astype(np.float64)
+    credit = np.zeros(answers.n_answers)
+    credit[on_gold] = gold_credit
+    skill = np.full(answers.n_workers, prior)
+    opinions = opinions_of(answers, skill, temperatures, unseen_skill=prior)
+    free = counted & ~on_gold
+    for _ in range(n_iter if free.any() else 1):
+        if free.any():
+            opinions = replace(opinions, skill=skill[answers.worker])
+            credit[free] = decider.answer_credit(opinions, decider.posterior(opinions))[free]
+        right = np.bincount(answers.worker[counted], weights=credit[counted], minlength=answers.n_workers)
+        new = (strength * prior + right) / (strength + total)
+        done = np.abs(new - skill).max(initial=0.0) < tol
+        skill = new
+        if done:
+            break
+    return skill, right, total
+
+
+def fit_decision(
+    answers: Answers,
+    gold: Gold,
+    policy: ConsensusPolicy,
+    rules: SkillRules | None = None,
+    *,
+    skills: SkillSource = "em",
+    calibrate: bool = True,
+    caution: float | None = 0.2,
+    random_state: int = 0,
+) -> DecisionModel:
+    """Skills, temperatures and calibrator from ``answers`` with ``gold`` clamped (module docstring)."""
+    rules = rules or SkillRules()
+    order = np.argsort(gold.items, kind="stable")  # the same folds whatever order the gold came in
+    gold = Gold(np.asarray(gold.items)[order], np.asarray(gold.labels)[order])
+    m = rules.prior_strength
+    prior, source = agreement_prior(answers, policy.prior_accuracy, m)
+    decider = Decider(answers.labels, policy, typical_skill=prior)
+    temperatures = _temperatures(answers, gold, decider, prior)
+    skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, skills=skills)
+    hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
+    typical = float(np.median(skill[hard])) if hard.any() else prior
+    calibrator = None
+    if calibrate and len(gold):
+        calibrator = _calibrator(answers, gold, policy, prior, m, temperatures, typical, skills, random_state)
+    return DecisionModel(skill, right, total, temperatures, calibrator, typical, prior, source, len(gold))
+
+
+def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) -> np.ndarray:
+    """Per worker code the temperature of its soft rows (1 for humans and without soft answers),
+    learned by ``em.SoftVotes`` against the posterior of the human answers at the prior skill."""
+    out = np.ones(answers.n_workers)
+    if answers.soft is None or not len(answers.soft):
+        return out
+    humans = replace(answers, soft=None)
+    posterior = decider.posterior(opinions_of(humans, np.full(answers.n_workers, prior), unseen_skill=prior))
+    k = answers.n_labels
+    unproposed = posterior.unproposed / np.maximum(k - np.diff(posterior.indptr), 1)
+    dense = np.repeat(unproposed[:, None], k, axis=1)
+    dense[posterior.c_item, posterior.c_label] = posterior.prob
+    votes = SoftVotes(answers, gold)
+    votes.fit(np.log(np.maximum(dense, EPS)))
+    out[votes.soft_workers] = votes.alpha[votes.soft_workers]
+    return out
+
+
+def _calibrator(
+    answers: Answers,
+    gold: Gold,
+    policy: ConsensusPolicy,
+    prior: float,
+    strength: float,
+    temperatures: np.ndarray,
+    typical: float,
+    skills: SkillSource,
+    random_state: int,
+) -> TopLabelCalibrator | None:
+    """Fitted on the gold items' prefix states, each scored with the skills of a fit that hid its
+    half of the gold (None: too little gold, or states at one answer count only)."""
+    fold = np.random.default_rng(random_state).permutation(len(gold)) % 2
+    truth = np.full(answers.n_items, -1, dtype=np.int64)
+    truth[gold.items] = gold.labels
+    decider = Decider(answers.labels, policy, typical_skill=typical)
+    raw, right, count = [], [], []
+    for f in (0, 1):
+        hidden = fold == f
+        if not hidden.any():
+            continue
+        kept = Gold(gold.items[~hidden], gold.labels[~hidden])
+        skill, _, _ = fit_skills(answers, kept, decider, prior, strength, temperatures, skills=skills)
+        states, state_item = prefix_states(answers, gold.items[hidden], policy.max_overlap)
+        opinions = opinions_of(states, skill, temperatures, unseen_skill=prior)
+        label, confidence = decider.raw(opinions)
+        raw.append(confidence)
+        right.append(label == truth[state_item])
+        count.append(opinions.counts())
+    raw, right, count = (np.concatenate(x) for x in (raw, right, count))
+    if len(raw) < MIN_CALIBRATION_STATES or len(np.unique(count)) < 2:
+        return None  # a curve from fewer states, or from one answer count only, would be guesswork
+    with contextlib.suppress(InputError):  # all of it right, or all wrong: stay raw
+        return TopLabelCalibrator(features=("confidence", "n_answers")).fit(raw, right, n_answers=count)
+    return None
+
+
+def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tuple[Answers, np.ndarray]:
+    """Virtual items: item g after its first j answers (in array order), j = 1..min(n_g, max_overlap).
+
+    Returns the answers of the virtual items (soft answers of g copied to each of its states) and,
+    per virtual item, the code of the item it is a state of."""
+    items = np.unique(items)
+    local_of = np.full(answers.n_items, -1, dtype=np.int64)
+    local_of[items] = np.arange(len(items))
+    rows = np.flatnonzero(local_of[answers.item] >= 0)
+    rows = rows[np.argsort(local_of[answers.item[rows]], kind="stable")]
+    local = local_of[answers.item[rows]]
+    per_item = np.bincount(local, minlength=len(items))
+    rank = np.arange(len(rows)) - np.searchsorted(local, local)
+    n_states = np.minimum(per_item, max_overlap)
+    offset = np.cumsum(n_states) - n_states
+    copies = np.maximum(n_states[local] - rank, 0)  # the answer of rank r is in states j = r+1 .. n_states
+    answer = np.repeat(rows, copies)
+    j = np.repeat(rank, copies) + _ranks(copies)
+    virtual = np.repeat(offset[local], copies) + j
+    soft = None
+    if answers.soft is not None:
+        soft_local = local_of[answers.soft.item]
+        soft_rows = np.flatnonzero(soft_local >= 0)
+        soft_copies = n_states[soft_local[soft_rows]]
+        source = np.repeat(soft_rows, soft_copies)
+        soft = SoftAnswers(
+            item=(np.repeat(offset[soft_local[soft_rows]], soft_copies) + _ranks(soft_copies)).astype(np.int32),
+            worker=answers.soft.worker[source],
+            probs=answers.soft.probs[source],
+        )
+    states = replace(
+        answers,
+        item=virtual.astype(np.int32),
+        worker=answers.worker[answer],
+        label=answers.label[answer],
+        items=pd.RangeIndex(int(n_states.sum())),
+        weight=None if answers.weight is None else answers.weight[answer],
+        time=None,
+        soft=soft,
+    )
+    return states, np.repeat(items, n_states)
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., c-1 for each count c, concatenated."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+# -- the service's refit: the same fit on the arrays it read -------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredAnswers:
+    """The human answers of a project (database ids and label codes) and the model rows."""
+
+    item: np.ndarray
+    annotator: np.ndarray
+    label: np.ndarray
+    truth_item: np.ndarray  # gold items and reviewed items ...
+    truth_label: np.ndarray  # ... and their labels
+    soft: pd.DataFrame  # columns version, item, label, prob (top labels of each prediction)
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    skill_model: str
+    annotators: np.ndarray  # database ids
+    answers: np.ndarray  # answers of each in the refit
+    right: np.ndarray  # expected right answers of each among ...
+    total: np.ndarray  # ... the answers counted as evidence of skill
+    skill: np.ndarray  # their refit skill
+    prior: float  # the prior mean skill of the project's annotators
+    temperatures: dict[int, float]  # model version id -> temperature
+    calibrator: TopLabelCalibrator | None
+    typical_skill: float
+    branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
+
+
+def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold]:
+    """The stored answers as ``Answers`` (items and workers coded in id order; each model version a
+    soft worker ``model:<id>`` with its top labels renormalised) and the gold among them."""
+    items, item_code = np.unique(stored.item, return_inverse=True)
+    workers, worker_code = np.unique(stored.annotator, return_inverse=True)
+    answers = Answers(
+        item=item_code.astype(np.int32),
+        worker=worker_code.astype(np.int32),
+        label=stored.label.astype(np.int32),
+        items=pd.Index(items),
+        workers=pd.Index(workers),
+        labels=labels,
+    )
+    soft = stored.soft[np.isin(stored.soft["item"].to_numpy(), items)] if len(stored.soft) else stored.soft
+    for version in sorted(soft["version"].unique().tolist()) if len(soft) else []:
+        rows = soft[soft["version"] == version]
+        row_of, row_items = pd.factorize(rows["item"])
+        matrix = sp.csr_matrix(
+            (rows["prob"].to_numpy(np.float64), (row_of, rows["label"].to_numpy(np.int64))),
+            shape=(len(row_items), len(labels)),
+        )
+        sums = np.asarray(matrix.sum(axis=1)).ravel()
+        matrix = sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1e-12)) @ matrix)  # top labels renormalised
+        answers = answers.with_soft(f"model:{version}", row_items.to_numpy(), matrix)
+    known = np.isin(stored.truth_item, items)
+    gold = Gold(answers.items.get_indexer(stored.truth_item[known]), stored.truth_label[known].astype(np.int64))
+    return answers, gold
+
+
+def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, rules: SkillRules) -> RefitResult | None:
+    """``fit_decision`` on a project's stored answers, and branch skills (None: no answers yet)."""
+    if not len(stored.item):
+        return None
+    answers, gold = stored_answers(stored, labels)
+    model = fit_decision(answers, gold, policy, rules)
+    humans = np.unique(answers.worker)
+    temperatures = {
+        int(str(name).split(":", 1)[1]): float(model.temperatures[code])
+        for code, name in enumerate(answers.workers)
+        if str(name).startswith("model:")
+    }
+    return RefitResult(
+        skill_model=SKILL_MODEL,
+        annotators=answers.workers.to_numpy()[humans].astype(np.int64),
+        answers=np.bincount(answers.worker, minlength=answers.n_workers)[humans],
+        right=model.right[humans],
+        total=model.total[humans],
+        skill=model.skill[humans],
+        prior=model.prior,
+        temperatures=temperatures,
+        calibrator=model.calibrator,
+        typical_skill=model.typical_skill,
+        branch_skills=_branch_skills(answers, gold, labels, model.skill),
+    )
+
+
+def _branch_skills(answers: Answers, gold: Gold, labels: LabelSpace, skill: np.ndarray) -> dict[int, dict[str, float]]:
+    if not isinstance(labels, Taxonomy) or not len(gold):
+        return {}
+    truth = np.full(answers.n_items, -1, dtype=np.int64)
+    truth[gold.items] = gold.labels
+    branches = BranchSkills().fit(answers, truth, skill)
+    codes = [str(int(c)) for c in branches.branches_]
+    humans = np.unique(answers.worker)
+    return {
+        int(answers.workers[w]): dict(zip(codes, branches.skill_[w].round(6).tolist(), strict=True)) for w in humans
+    }
