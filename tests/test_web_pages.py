@@ -105,6 +105,11 @@ def test_the_session_calls_the_api_only_with_its_csrf_header(world):
     assert client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": "x" + csrf}).status_code == 403
     task = client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": csrf})
     assert task.status_code == 200 and set(task.json()) == {"lease_id", "item", "payload", "suggestions", "expires_at"}
+    submit = f"/projects/{pid}/tasks/{task.json()['lease_id']}/submit?next=true"
+    body = {"label": "Electronics", "duration_ms": 3000}
+    assert client.post(submit, json=body).status_code == 403  # a body and a session, no CSRF header
+    answered = client.post(submit, json=body, headers={"X-CSRF-Token": csrf})
+    assert answered.status_code == 200 and answered.json()["label"] == "Electronics"
     assert client.get("/me").json()["annotator"]["name"] == "bob"  # a read needs no CSRF value
     assert TestClient(world["app"]).post(f"/projects/{pid}/tasks/next").status_code == 401  # no session, no bearer
     owner = client_for(world, world["demo"].tokens["owner"])

@@ -426,9 +426,14 @@ async def upload(
     limits = request.app.state.upload_limits
     try:
         if kind == "items":
-            out = await call(projects.upload_items, project_id, caller, service, limits, file, format or None)
+            out = await call(
+                projects.upload_items, project_id=project_id, caller=caller, service=service, limits=limits,
+                file=file, format=format or None,
+            )  # fmt: skip
         elif kind == "answers":
-            out = await call(projects.upload_answers, project_id, caller, service, limits, file)
+            out = await call(
+                projects.upload_answers, project_id=project_id, caller=caller, service=service, limits=limits, file=file
+            )
         else:
             raise PageError(404, f"no upload of {kind!r}")
     except CrowdloopError as exc:
