@@ -20,7 +20,7 @@ from crowdloop.store.schema import Base
 
 TABLES = {
     "projects", "items", "gold_labels", "annotators", "api_tokens", "leases", "answers", "model_versions",
-    "predictions", "events",
+    "predictions", "events", "model_artifacts", "audits", "job_leases",
 }  # fmt: skip
 
 
@@ -48,7 +48,7 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         version = connection.exec_driver_sql("select version_num from alembic_version").scalar()
-    assert version == "0005"
+    assert version == "0006"
     db.upgrade(engine)  # running again is a no-op
     engine.dispose()
 

@@ -37,10 +37,14 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes (PostgreSQL for more than one).")] = 1,
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo project and print its tokens.")] = False,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, in MiB.")] = 64.0,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Train each project's model in a background thread.")
+    ] = True,
 ) -> None:
     """Run the labeling service's REST API (docs at /docs). On first start it prints the admin
-    token, which creates projects; keep it."""
-    from crowdloop.server.app import MAX_BODY_VARIABLE
+    token, which creates projects; keep it. A background thread trains each project's model and
+    labels the items it is sure of (``--no-worker``: leave that to ``crowdloop worker``)."""
+    from crowdloop.server.app import MAX_BODY_VARIABLE, WORKER_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
     from crowdloop.service import URL_VARIABLE, open_service
@@ -70,6 +74,7 @@ def serve(
     console.print(f"serving {_safe(url)} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
     os.environ[URL_VARIABLE] = url
     os.environ[MAX_BODY_VARIABLE] = str(int(max_body_mb * 1024 * 1024))
+    os.environ[WORKER_VARIABLE] = "1" if worker else "0"
     import uvicorn
 
     uvicorn.run(
@@ -99,6 +104,47 @@ def refit(
             f"{report.items_redecided} items re-decided, calibrated={report.calibrated} ({report.seconds:.1f} s)",
             highlight=False,
         )
+
+
+@app.command("worker")
+def model_worker(
+    db: DbOption = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes over the projects.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+) -> None:
+    """Train each project's model, predict its open items and label the ones it is sure of, as a
+    process of its own (beside servers started with --no-worker; one job per project at a time,
+    whatever the number of workers). Ctrl-C stops it; a job cut short resumes on the next start."""
+    from crowdloop.service import open_service
+    from crowdloop.service.worker import ModelWorker
+
+    def job() -> None:
+        service = open_service(database_url(db))
+        worker = ModelWorker(service, interval=interval)
+        console.print(f"model worker on {_safe(database_url(db))} ({worker.holder})", highlight=False)
+        try:
+            if once:
+                reports = worker.run_once()
+            else:
+                worker.run_forever()
+                reports = []
+            for r in reports:
+                console.print(
+                    f"project {r.project_id}: version {r.version} {r.state}, {r.training_size} labels, "
+                    f"gold accuracy {_figure(r.gold_accuracy)}, {r.automated} labelled by the model, "
+                    f"{r.audited} audited ({r.seconds:.1f} s)",
+                    highlight=False,
+                )
+        except KeyboardInterrupt:
+            worker.stop()
+        finally:
+            service.close()
+
+    run(job)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command("admin-token")

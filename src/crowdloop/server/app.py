@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -12,10 +14,12 @@ from crowdloop.server.limits import BodyLimit
 from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
 from crowdloop.server.routes import loop, projects, results
 from crowdloop.service import LabelingService, open_service
+from crowdloop.service.worker import ModelWorker
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
+WORKER_VARIABLE = "CROWDLOOP_WORKER"  # "0": no model worker in the server (crowdloop serve --no-worker)
 
 DESCRIPTION = """
 The crowdloop labeling service. Annotators take tasks (`POST /projects/{id}/tasks/next`), answer
@@ -29,11 +33,27 @@ Errors are `application/problem+json` (RFC 9457).
 
 
 def create_app(
-    service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth_cache_seconds: float = 5.0
+    service: LabelingService,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    auth_cache_seconds: float = 5.0,
+    worker: ModelWorker | None = None,
 ) -> FastAPI:
     """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413; a token's
-    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
-    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
+    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off);
+    ``worker``: the model worker, run in a thread of its own while the app runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip(), lifespan=lifespan)
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
@@ -62,8 +82,10 @@ def _openapi(app: FastAPI) -> dict:
 
 
 def app_from_environment() -> FastAPI:
-    """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
+    """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process),
+    with the model worker in a thread unless ``$CROWDLOOP_WORKER`` is ``0``."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
-    return create_app(service, max_body_bytes=max_body)
+    worker = None if os.environ.get(WORKER_VARIABLE) == "0" else ModelWorker(service)
+    return create_app(service, max_body_bytes=max_body, worker=worker)

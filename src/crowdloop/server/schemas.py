@@ -47,6 +47,13 @@ GoldRate = Annotated[float, Field(ge=0, le=1, description="Share of tasks that a
 LeaseSeconds = Annotated[int, Field(ge=5, le=7 * 86400, description="How long an annotator holds a task.")]
 ModelVotes = Annotated[bool, Field(description="The latest model version votes in the consensus.")]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
+AuditRate = Annotated[
+    float, Field(ge=0, le=1, description="Share of the items the model is sure of still sent to people.")
+]
+TextFields = Annotated[
+    list[Name],
+    Field(max_length=100, description="Payload fields the model reads (null: every string field; []: no model)."),
+]
 
 
 class Strict(BaseModel):
@@ -104,6 +111,8 @@ class ProjectSettings(Strict):
     lease_seconds: LeaseSeconds = 600
     model_votes: ModelVotes = True
     suggestions: SuggestionCount = 3
+    text_fields: TextFields | None = None
+    audit_rate: AuditRate = 0.05
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -131,6 +140,8 @@ class ProjectPatch(Strict):
     lease_seconds: LeaseSeconds | None = None
     model_votes: ModelVotes | None = None
     suggestions: SuggestionCount | None = None
+    text_fields: TextFields | None = None
+    audit_rate: AuditRate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -169,6 +180,8 @@ class ProjectOut(Out):
     model_votes: bool
     suggestions: int
     created_at: datetime
+    text_fields: list[str] | None
+    audit_rate: float
 
 
 class ProjectUpdated(BaseModel):

@@ -245,6 +245,8 @@ class ServiceBase:
             model_votes=project.model_votes,
             suggestions=project.suggestions,
             created_at=project.created_at,
+            text_fields=project.text_fields,
+            audit_rate=project.audit_rate,
         )
 
     @staticmethod

@@ -80,6 +80,7 @@ class Reports(ServiceBase):
             ).one()
             crowd = total - reviews
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
+            model_labelled, audit, model_versions = self._model_progress(session, project, n_items)  # type: ignore[attr-defined]
             return Progress(
                 project_id=project_id,
                 items=n_items,
@@ -94,6 +95,12 @@ class Reports(ServiceBase):
                 automation_rate=float(automated) / accepted if accepted else 0.0,
                 annotators=int(people[0]),
                 banned=int(people[1]),
+                automated=model_labelled,
+                automated_share=model_labelled / n_items if n_items else 0.0,
+                paid_answers_per_item=crowd / n_items if n_items else 0.0,
+                cost_per_item=float(cost) / n_items if n_items else 0.0,
+                audit=audit,
+                model_versions=model_versions,
             )
 
         return self._run(work)

@@ -68,6 +68,8 @@ def settings_columns(
     lease_seconds: int | None = None,
     model_votes: bool | None = None,
     suggestions: int | None = None,
+    text_fields: list[str] | None = None,
+    audit_rate: float | None = None,
 ) -> dict[str, Any]:
     """The stored columns of the settings given (None: not given), each checked (``ConfigError``
     names the first that cannot work)."""
@@ -89,7 +91,19 @@ def settings_columns(
         isinstance(suggestions, int) and not isinstance(suggestions, bool) and 0 <= suggestions <= 20
     ):
         raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
+    if text_fields is not None and not (
+        isinstance(text_fields, list | tuple)
+        and len(text_fields) <= 100
+        and all(isinstance(f, str) and f.strip() and len(f) <= NAME_LENGTH for f in text_fields)
+    ):
+        raise ConfigError(f"text_fields must be a list of payload field names (at most 100), got {text_fields!r}")
+    if audit_rate is not None and not (
+        isinstance(audit_rate, int | float) and not isinstance(audit_rate, bool) and 0 <= audit_rate <= 1
+    ):
+        raise ConfigError(f"audit_rate must be in [0, 1], got {audit_rate!r}")
     columns = {
+        "text_fields": None if text_fields is None else list(text_fields),
+        "audit_rate": None if audit_rate is None else float(audit_rate),
         "policy": None if policy is None else codec.policy_to_json(policy),
         "rules": None if rules is None else codec.rules_to_json(rules),
         "gold_rate": None if gold_rate is None else float(gold_rate),
@@ -114,11 +128,16 @@ class Setup(ServiceBase):
         lease_seconds: int = 600,
         model_votes: bool = True,
         suggestions: int = 3,
+        text_fields: list[str] | None = None,
+        audit_rate: float = 0.05,
     ) -> ProjectInfo:
         """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
         vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
-        shown with a task (0: none). Raises ``ConflictError`` for a taken name."""
+        shown with a task (0: none); ``text_fields``: the payload fields the project's own model
+        reads (None: every string field; ``[]``: no model, ``service.training``); ``audit_rate``:
+        share of the items the model is sure of that still go to people (``service.automation``).
+        Raises ``ConflictError`` for a taken name."""
         name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
@@ -129,6 +148,8 @@ class Setup(ServiceBase):
             lease_seconds=lease_seconds,
             model_votes=model_votes,
             suggestions=suggestions,
+            text_fields=text_fields,
+            audit_rate=audit_rate,
         )
         row = Project(
             name=name,
@@ -162,6 +183,8 @@ class Setup(ServiceBase):
         suggestions: int | None = None,
         name: str | None = None,
         labels: LabelSpace | None = None,
+        text_fields: list[str] | None = None,
+        audit_rate: float | None = None,
     ) -> ProjectUpdate:
         """Change a project's settings (the owner's or admin's decision), checked as in
         ``create_project``; None leaves a setting as it is. ``policy`` and ``rules`` are a whole
@@ -186,7 +209,8 @@ class Setup(ServiceBase):
                 f"the label space of project {project_id} cannot change (its codes are in every stored "
                 "answer): create a new project for other labels"
             )
-        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes}
+        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes,
+                 "text_fields": text_fields, "audit_rate": audit_rate}  # fmt: skip
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
