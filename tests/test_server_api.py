@@ -425,7 +425,7 @@ def test_imports_and_exports_of_every_format(world):
     }
     assert all(r.status_code == 200 for r in exports.values())
     labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
-    assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
+    assert labels.columns.tolist() == ["task", "label", "confidence", "status", "source", "model_version"]
     assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
     assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann", "1"}

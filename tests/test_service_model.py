@@ -257,3 +257,36 @@ def test_the_worker_command_runs_one_pass(service, database_url: str) -> None:
     result = CliRunner().invoke(app, ["worker", "--db", database_url, "--once"])
     assert result.exit_code == 0, result.output
     assert f"project {project_id}: version 1 active, 60 labels" in " ".join(result.output.split())
+
+
+def test_labels_say_where_they_came_from(service) -> None:
+    import io
+
+    import pandas as pd
+
+    from crowdloop.io.exports import export_labels
+    from crowdloop.server.routes.results import results_frame
+
+    project_id = project(service, "sources", audit_rate=0.0)
+    unsure = [ItemIn(f"u{i}", {"title": f"classic set {i}"}) for i in range(20)]  # no word of any class
+    service.import_items(project_id, catalogue(200, 100, seed=12)[0] + unsure)
+    (report,) = [r for r in ModelWorker(service).run_once() if r.project_id == project_id]
+    reviewer = service.add_annotator(project_id, "rev", role="reviewer")[0]
+    person = service.add_annotator(project_id, "ann")[0]
+    task = service.next_task(person)
+    service.submit(person, task.lease_id, "lamp")
+    service.review(reviewer, project_id, task.item, "lamp")
+    frame = pd.read_csv(io.StringIO(export_labels(results_frame(service, project_id))), dtype=str)
+    assert list(frame.columns) == ["task", "label", "confidence", "status", "source", "model_version"]
+    model = frame[frame["source"] == "model"]
+    assert len(model) == report.automated > 0 and set(model["model_version"]) == {"1"}
+    assert (frame.loc[frame["task"] == task.item, "source"] == "review").all()
+    assert (
+        set(frame["source"]) <= {"model", "crowd", "review"}
+        and frame.loc[frame["source"] == "crowd", "model_version"].isna().all()
+    )
+    progress = service.progress(project_id)
+    assert progress.automated_share == report.automated / 120
+    assert progress.paid_answers_per_item == 1 / 120 and progress.cost_per_item == progress.cost / 120
+    (version,) = progress.model_versions
+    assert version.items_labelled == report.automated and version.at_cost_per_item == 0.0

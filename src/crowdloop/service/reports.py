@@ -18,6 +18,13 @@ from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion, Prediction
 
 
+def label_source(status: str, model_version: str | None) -> str:
+    """Where an item's label came from (``ResultRow.source``)."""
+    if status in ("reviewed", "gold"):
+        return "review" if status == "reviewed" else "gold"
+    return "model" if model_version is not None else "crowd"
+
+
 class ExportPage(NamedTuple):
     """A page of the export: frames in the shapes of ``crowdloop.io.exports``."""
 
@@ -113,7 +120,16 @@ class Reports(ServiceBase):
         while True:
             page = self._run(
                 lambda s, last=last: s.execute(
-                    select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count)
+                    select(
+                        Item.id,
+                        Item.external_id,
+                        Item.status,
+                        Item.label,
+                        Item.confidence,
+                        Item.answer_count,
+                        ModelVersion.version,
+                    )
+                    .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
                     .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
                     .order_by(Item.id)
                     .limit(batch_size)
@@ -123,8 +139,15 @@ class Reports(ServiceBase):
                 return
             decoded = info.labels.decode([r.label if r.label is not None else 0 for r in page])
             for r, label in zip(page, decoded, strict=True):
+                source = label_source(r.status, r.version)
                 yield ResultRow(
-                    r.external_id, r.status, None if r.label is None else str(label), r.confidence, r.answer_count
+                    r.external_id,
+                    r.status,
+                    None if r.label is None else str(label),
+                    r.confidence,
+                    r.answer_count,
+                    source,
+                    r.version if source == "model" else None,
                 )
             last = page[-1].id
 

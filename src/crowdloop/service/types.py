@@ -14,6 +14,7 @@ Role = Literal["owner", "annotator", "reviewer"]
 Kind = Literal["human", "model"]
 AnnotatorStatus = Literal["active", "banned"]
 ItemStatus = Literal["more", "accepted", "escalated", "reviewed", "gold"]
+LabelSource = Literal["crowd", "model", "review", "gold"]
 ROLES: tuple[str, ...] = ("owner", "annotator", "reviewer")
 KINDS: tuple[str, ...] = ("human", "model")
 ITEM_STATUSES: tuple[str, ...] = ("more", "accepted", "escalated", "reviewed", "gold")
@@ -258,13 +259,18 @@ class Progress:
 
 @dataclass(frozen=True)
 class ResultRow:
-    """The final (or current) label of an item with its calibrated confidence."""
+    """The final (or current) label of an item with its calibrated confidence; ``source``: where
+    the label came from (``crowd``: the consensus of answers, with the model's vote if any;
+    ``model``: the project's model with no human answer; ``review``: a reviewer; ``gold``: a known
+    label), ``model_version``: the version of the project's model that gave a ``model`` label."""
 
     item: str
     status: ItemStatus
     label: str | None
     confidence: float | None
     answers: int
+    source: LabelSource = "crowd"
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)

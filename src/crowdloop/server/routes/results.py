@@ -77,7 +77,7 @@ def events(
 
 def results_frame(service: LabelingService, project_id: ProjectId) -> pd.DataFrame:
     rows = [r.__dict__ for r in service.results(project_id)]
-    frame = pd.DataFrame(rows, columns=["item", "status", "label", "confidence", "answers"])
+    frame = pd.DataFrame(rows, columns=["item", "status", "label", "confidence", "answers", "source", "model_version"])
     return frame.rename(columns={"item": "task"})
 
 
