@@ -290,3 +290,32 @@ def test_labels_say_where_they_came_from(service) -> None:
     assert progress.paid_answers_per_item == 1 / 120 and progress.cost_per_item == progress.cost / 120
     (version,) = progress.model_versions
     assert version.items_labelled == report.automated and version.at_cost_per_item == 0.0
+
+
+def test_a_new_version_votes_with_its_temperature_on_gold() -> None:
+    from crowdloop.models.calibrate import vote_temperature
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 400)
+    right = rng.random(400) < 0.7  # right 70% of the time, 0.97 sure every time: overconfident
+    pick = np.where(right, truth, (truth + 1) % 4)
+    probs = np.full((400, 4), 0.01)
+    probs[np.arange(400), pick] = 0.97
+    assert vote_temperature(probs, truth) < 0.5
+    honest = np.full((400, 4), 0.1)
+    honest[np.arange(400), pick] = 0.7
+    assert 0.7 < vote_temperature(honest, truth) < 1.4
+
+
+def test_the_worker_refits_once_enough_answers_came_in(service) -> None:
+    project_id = project(service, "refits")
+    service.import_items(project_id, catalogue(150, 0, seed=13)[0])
+    worker = ModelWorker(service)
+    assert not worker.refit_due(project_id)
+    people = [service.add_annotator(project_id, f"r{k}")[0] for k in range(3)]
+    for _ in range(20):
+        for who in people:
+            task = service.next_task(who)
+            if task is not None:
+                service.submit(who, task.lease_id, "lamp")
+    assert worker.refit_due(project_id) and not worker.refit_due(project_id)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +21,11 @@ DbOption = Annotated[
         "Default: $CROWDLOOP_DATABASE_URL, else ./crowdloop.db.",
     ),
 ]
+
+
+class WorkerMode(StrEnum):
+    process = "process"
+    thread = "thread"
 
 
 def database_url(db: str | None) -> str:
@@ -38,12 +46,18 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo project and print its tokens.")] = False,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, in MiB.")] = 64.0,
     worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Train each project's model in a background thread.")
+        bool, typer.Option("--worker/--no-worker", help="Train each project's model in the background.")
     ] = True,
+    worker_mode: Annotated[
+        WorkerMode, typer.Option(help="Run the model worker in a process of its own or in a thread of the server.")
+    ] = WorkerMode.process,
 ) -> None:
     """Run the labeling service's REST API (docs at /docs). On first start it prints the admin
-    token, which creates projects; keep it. A background thread trains each project's model and
-    labels the items it is sure of (``--no-worker``: leave that to ``crowdloop worker``)."""
+    token, which creates projects; keep it. A background worker trains each project's model and
+    labels the items it is sure of: by default a ``crowdloop worker`` process beside the server
+    (training holds Python's interpreter lock; in a thread it would slow the requests), or a
+    thread of the server (``--worker-mode thread``); ``--no-worker``: none (run ``crowdloop worker``
+    yourself)."""
     from crowdloop.server.app import MAX_BODY_VARIABLE, WORKER_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
@@ -74,18 +88,27 @@ def serve(
     console.print(f"serving {_safe(url)} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
     os.environ[URL_VARIABLE] = url
     os.environ[MAX_BODY_VARIABLE] = str(int(max_body_mb * 1024 * 1024))
-    os.environ[WORKER_VARIABLE] = "1" if worker else "0"
+    os.environ[WORKER_VARIABLE] = "1" if worker and worker_mode == WorkerMode.thread else "0"
     import uvicorn
 
-    uvicorn.run(
-        "crowdloop.server.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    child = None
+    if worker and worker_mode == WorkerMode.process:
+        command = [sys.executable, "-c", "from crowdloop.cli import app; app()", "worker", "--db", url]
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        uvicorn.run(
+            "crowdloop.server.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(30)
 
 
 @app.command()

@@ -13,7 +13,9 @@ fold is predicted by a model fitted on everything else but that fold and the cop
 From those probabilities: accuracy and calibration (ECE, ``models.calibrate.model_reliability``),
 and the confidence above which it may label items with no human answer, proven by the
 fixed-sequence Clopper-Pearson test of ``models.autolabel.choose_threshold`` at the project's target.
-A version less accurate on gold than the one in use is kept (``rejected``) but never used.
+A version less accurate on gold than the one in use is kept (``rejected``) but never used. A new
+version votes with the temperature that fits it on the same gold (``models.calibrate.vote_temperature``)
+until the refit learns its reliability beside the crowd's.
 
 A version is written as ``pending`` with its artifact (``models.artifacts``: arrays, SHA-256
 checked) and its gold rows; its predictions for the open items follow page by page, then it becomes
@@ -41,7 +43,7 @@ from crowdloop.errors import CrowdloopError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
 from crowdloop.models.autolabel import choose_threshold
-from crowdloop.models.calibrate import model_reliability
+from crowdloop.models.calibrate import model_reliability, vote_temperature
 from crowdloop.models.hierarchical import HierarchicalClassifier
 from crowdloop.models.oof import align_proba
 from crowdloop.models.text import TextClassifier, group_folds, normalize_text
@@ -240,6 +242,7 @@ class Training(ServiceBase):
                 "threshold_gold_n": choice.n_gold,
                 "threshold_gold_right": round(choice.n_gold * choice.gold_accuracy) if choice.n_gold else 0,
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
+                "gold_temperature": vote_temperature(gold_probs, gold_truth),
             }
         current = [v for v in versions if v["state"] == "active"]
         best = (current[-1]["metrics"] or {}).get("gold_accuracy") if current else None
@@ -257,7 +260,8 @@ class Training(ServiceBase):
             fence(session)
             version_id = session.execute(
                 mq.NEW_VERSION,
-                {"project_id": project_id, "name": MODEL_NAME, "version": version, "temperature": 1.0,
+                {"project_id": project_id, "name": MODEL_NAME, "version": version,
+                 "temperature": metrics.get("gold_temperature", 1.0),
                  "prediction_count": 0, "state": state, "training_size": len(frame),
                  "training_hash": training_hash, "metrics": _finite(metrics), "created_at": utcnow()},
             ).scalar_one()  # fmt: skip

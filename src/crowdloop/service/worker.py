@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.service.training import LeaseLost, TrainingReport
+from crowdloop.service.training import LeaseLost, TrainingReport, retrain_due
 from crowdloop.store import model_queries as mq
 from crowdloop.store.schema import Project, utcnow
 
@@ -41,6 +41,7 @@ class ModelWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._stop = threading.Event()
+        self._refits: dict[int, tuple[int, int]] = {}  # project -> (answers, newest answer id) at its last refit
         self._thread: threading.Thread | None = None
 
     def _params(self, project_id: int) -> dict:
@@ -76,11 +77,27 @@ class ModelWorker:
         if not self.acquire(project_id):
             return None
         try:
-            return self.service.model_job(project_id, self.fence(project_id), force=force)
+            report = self.service.model_job(project_id, self.fence(project_id), force=force)
+            if self.refit_due(project_id):
+                self.service.refit(project_id)
+            return report
         except LeaseLost:
             return None
         finally:
             self.release(project_id)
+
+    def refit_due(self, project_id: int) -> bool:
+        """Whether enough answers came in since this worker's last refit of the project for another
+        (the skills, the model's reliability and the calibrator: ``Jobs.refit``): ``retrain_due``'s
+        rule on the answers."""
+        answers, last = self._refits.get(project_id, (0, 0))
+        new, newest = self.service._run(
+            lambda s: s.execute(mq.ANSWERS_SINCE, {"project": project_id, "last": last}).one()
+        )
+        if not retrain_due(answers + new, answers):
+            return False
+        self._refits[project_id] = (answers + new, newest)
+        return True
 
     def run_once(self) -> list[TrainingReport]:
         """One pass over every project with a model."""

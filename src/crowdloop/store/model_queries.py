@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 
-from crowdloop.store.schema import Audit, GoldLabel, Item, JobLease, ModelArtifact, ModelVersion, Prediction
+from crowdloop.store.schema import Answer, Audit, GoldLabel, Item, JobLease, ModelArtifact, ModelVersion, Prediction
 
 items, versions, predictions = Item.__table__, ModelVersion.__table__, Prediction.__table__
 artifacts, audits, job_leases, gold_labels = (
@@ -44,6 +44,11 @@ DROP_LEASE = delete(job_leases).where(
     job_leases.c.project_id == bindparam("project"),
     job_leases.c.holder == bindparam("lease_holder"),
 )
+
+ANSWERS_SINCE = select(func.count(), func.max(Answer.__table__.c.id)).where(
+    Answer.__table__.c.project_id == bindparam("project"), Answer.__table__.c.id > bindparam("last")
+)
+"""The answers of a project after answer id ``last``, and the newest id (a range of an index)."""
 
 # --- training sets ------------------------------------------------------------------------------
 _human_label = and_(
