@@ -170,7 +170,7 @@ def run_loop(
     for one in crowd:
         one.join(30)
     progress = owner.get(f"/projects/{pid}/progress").json()
-    results = pd.DataFrame(owner.get(f"/projects/{pid}/results").json())
+    results = pd.DataFrame(owner.get(f"/projects/{pid}/results", params={"limit": 100_000}).json())
     for client in (admin, owner, review):
         client.close()
     results = results[results["status"].isin(["accepted", "reviewed"])]
