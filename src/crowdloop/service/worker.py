@@ -19,13 +19,12 @@ import threading
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.service.training import LeaseLost, TrainingReport, retrain_due
 from crowdloop.store import model_queries as mq
-from crowdloop.store.schema import Project, utcnow
+from crowdloop.store.schema import utcnow
 
 JOB = "model"
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class ModelWorker:
 
     def run_once(self) -> list[TrainingReport]:
         """One pass over every project with a model."""
-        ids = self.service._run(lambda s: s.execute(select(Project.id, Project.text_fields).order_by(Project.id)).all())
+        ids = self.service._run(lambda s: s.execute(mq.PROJECT_FIELDS).all())
         reports = []
         for project_id, fields in ids:
             if fields == [] or self._stop.is_set():

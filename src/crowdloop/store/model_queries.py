@@ -6,9 +6,19 @@ from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 
-from crowdloop.store.schema import Answer, Audit, GoldLabel, Item, JobLease, ModelArtifact, ModelVersion, Prediction
+from crowdloop.store.schema import (
+    Answer,
+    Audit,
+    GoldLabel,
+    Item,
+    JobLease,
+    ModelArtifact,
+    ModelVersion,
+    Prediction,
+    Project,
+)
 
-items, versions, predictions = Item.__table__, ModelVersion.__table__, Prediction.__table__
+items, versions, predictions, projects = Item.__table__, ModelVersion.__table__, Prediction.__table__, Project.__table__
 artifacts, audits, job_leases, gold_labels = (
     ModelArtifact.__table__,
     Audit.__table__,
@@ -145,7 +155,7 @@ MODEL_LABELLED = (
     .group_by(items.c.model_version_id)
 )
 STOP_AUTOMATION = (
-    update(Item.metadata.tables["projects"])
-    .where(Item.metadata.tables["projects"].c.id == bindparam("project"))
-    .values(automation_stopped=bindparam("version"))
+    update(projects).where(projects.c.id == bindparam("project")).values(automation_stopped=bindparam("version"))
 )
+PROJECT_FIELDS = select(projects.c.id, projects.c.text_fields).order_by(projects.c.id)
+"""Every project and the payload fields its model reads (``[]``: it has none)."""
