@@ -166,3 +166,13 @@ def test_demo_without_matplotlib_says_so(tmp_path, monkeypatch):
     assert "crowdloop[plot]" in result.output and not plot.exists()
     bad = runner.invoke(app, ["demo", "--products", "5"])
     assert bad.exit_code == 1 and "--products must be between 100" in bad.output
+
+
+def test_demo_through_the_service_prints_the_loops_table():
+    result = runner.invoke(app, ["demo", "--service", "--products", "120"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "The loop through the HTTP API" in text and "CC BY-SA 4.0" in text
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("│ 0") or " 0 │" in line[:8])
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert float(cells[1]) > 0.8 and float(cells[2]) >= 1.0  # accuracy, paid answers per item

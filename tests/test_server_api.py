@@ -435,7 +435,7 @@ def test_imports_and_exports_of_every_format(world):
     }
     assert all(r.status_code == 200 for r in exports.values())
     labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
-    assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
+    assert labels.columns.tolist() == ["task", "label", "confidence", "status", "source", "model_version"]
     assert set(labels["task"]) == {"c1", "c2", "j1", "l1", "t1"}  # gold items too, marked gold
     assert set(labels.loc[labels["status"] == "gold", "task"]) == {"c1", "t1"}
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)

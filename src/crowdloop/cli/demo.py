@@ -26,6 +26,14 @@ def demo(
     products_used: Annotated[
         int | None, typer.Option("--products", help="Use a random sample of this many of the shipped products.")
     ] = None,
+    service: Annotated[
+        bool,
+        typer.Option(
+            "--service",
+            help="Run the loop through the HTTP API of a real server instead (a short version: 800 products, "
+            "target 0.95 unless given), its model worker training while a simulated crowd works.",
+        ),
+    ] = False,
 ) -> None:
     """Categorize ~3,000 real product titles with a simulated crowd and a text model; compare five policies.
 
@@ -33,7 +41,16 @@ def demo(
     experts, good and sloppy annotators, spammers and a colluding ring (wrong answers mostly sibling
     categories), and the default text classifier's out-of-fold probabilities as the model's vote.
     Prints accuracy, paid human answers, cost, escalations and the share of products that needed a
-    single human answer per policy, and writes a plot of accuracy against cost per item."""
+    single human answer per policy, and writes a plot of accuracy against cost per item.
+
+    With ``--service``: starts ``crowdloop serve`` on a temporary database, creates the project
+    through the API and lets the simulated crowd and an expert reviewer work until every product is
+    settled, while the server's worker trains the model, votes with it and labels the products it
+    is sure of; prints what it cost and how much the model labelled (``bench/bench_loop.py`` is the
+    full version)."""
+    if service:
+        run(lambda: _service_demo(products_used or 800, target if target != 0.97 else 0.95, seeds))
+        return
     from crowdloop.consensus import ConsensusPolicy, Prices
     from crowdloop.errors import ConfigError
     from crowdloop.labels import Taxonomy
@@ -91,6 +108,44 @@ def demo(
         out.print(f"plot of accuracy against cost per item -> {written}")
 
     run(job)
+
+
+def _service_demo(n: int, target: float, seeds: int) -> None:
+    """The loop through the HTTP API on a temporary SQLite database (``--service``)."""
+    import tempfile
+
+    from crowdloop.errors import ConfigError
+    from crowdloop.server.process import ServerProcess
+    from crowdloop.server.simulated_crowd import LoopSetup, run_loop
+    from crowdloop.simulation.products import product_notice, product_sample
+
+    products = product_sample()
+    if not 100 <= n <= len(products):
+        raise ConfigError(f"--products must be between 100 and {len(products):,}, got {n:,}")
+    products = products.sample(n, random_state=0).reset_index(drop=True)
+    out = Console(width=max(Console().width, 100))
+    out.print(f"{n:,} product titles. {product_notice().splitlines()[0]}")
+    setup = LoopSetup(target=target, annotators=12, think_seconds=0.3)
+    table = Table(title=f"The loop through the HTTP API: target {target}, overlap 1-3, 10% gold")
+    for column in ("seed", "accuracy", "answers/item", "escalated", "automated", "automated right", "cost/item",
+                   "answers/s", "p99 ms", "model versions"):  # fmt: skip
+        table.add_column(column, justify="right")
+    with tempfile.TemporaryDirectory(prefix="crowdloop-demo-") as folder:
+        for seed in range(seeds):
+            status = f"seed {seed}: a server, its model worker and {setup.annotators} annotators ..."
+            with console.status(status), ServerProcess(f"sqlite:///{folder}/demo-{seed}.db") as server:
+                titles, paths = products["title"].tolist(), products["category"].tolist()
+                f = run_loop(server.base_url, server.admin_token, titles, paths, setup, seed).figures
+            table.add_row(str(seed), f"{f['accuracy']:.3f}", f"{f['answers_per_item']:.2f}", f"{f['escalated']:.1%}",
+                          f"{f['automated']:.1%}", "-" if f["automated_accuracy"] != f["automated_accuracy"]
+                          else f"{f['automated_accuracy']:.3f}", f"{f['cost_per_item']:.2f}",
+                          f"{f['answers_per_second']:.1f}", f"{f['p99_ms']:.0f}", f"{f['versions']:.0f}")  # fmt: skip
+    out.print(table)
+    out.print(
+        "accuracy: settled products that are not gold; answers/item: paid human answers (gold included) per "
+        "product; escalated: settled by the reviewer; automated: labelled by the model with no human answer "
+        "(and the share of those right); cost: crowd answer 1, review 10."
+    )
 
 
 def _interval(mean: float, lo: float, hi: float) -> str:

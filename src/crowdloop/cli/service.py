@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +54,11 @@ def existing_database(db: str | None) -> str:
     return url
 
 
+class WorkerMode(StrEnum):
+    process = "process"
+    thread = "thread"
+
+
 def database_url(db: str | None) -> str:
     """``--db`` as a URL (a plain path is a SQLite file), else the environment, else ./crowdloop.db."""
     from crowdloop.service import DEFAULT_URL, URL_VARIABLE
@@ -71,11 +79,21 @@ def serve(
     request_log: Annotated[
         bool, typer.Option(help="One line per request on stderr: method, path, status, milliseconds.")
     ] = True,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Train each project's model in the background.")
+    ] = True,
+    worker_mode: Annotated[
+        WorkerMode, typer.Option(help="Run the model worker in a process of its own or in a thread of the server.")
+    ] = WorkerMode.process,
 ) -> None:
-    """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it prints the admin
-    token, which creates projects; keep it."""
+    """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it
+    prints the admin token, which creates projects; keep it. A background worker trains each
+    project's model and labels the items it is sure of: by default a ``crowdloop worker`` process
+    beside the server (training holds Python's interpreter lock; in a thread it would slow the
+    requests), or a thread of the server (``--worker-mode thread``); ``--no-worker``: none (run
+    ``crowdloop worker`` yourself)."""
     run(require_server)
-    from crowdloop.server.app import MAX_BODY_VARIABLE, REQUEST_LOG_VARIABLE
+    from crowdloop.server.app import MAX_BODY_VARIABLE, REQUEST_LOG_VARIABLE, WORKER_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
     from crowdloop.server.sessions import SECRET_VARIABLE
@@ -108,17 +126,27 @@ def serve(
     os.environ[MAX_BODY_VARIABLE] = str(int(max_body_mb * 1024 * 1024))
     os.environ.setdefault(SECRET_VARIABLE, secrets.token_hex(32))  # one secret for every worker's sessions
     os.environ[REQUEST_LOG_VARIABLE] = "1" if request_log else "0"
+    os.environ[WORKER_VARIABLE] = "1" if worker and worker_mode == WorkerMode.thread else "0"
     import uvicorn
 
-    uvicorn.run(
-        "crowdloop.server.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    child = None
+    if worker and worker_mode == WorkerMode.process:
+        command = [sys.executable, "-c", "from crowdloop.cli import app; app()", "worker", "--db", url]
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        uvicorn.run(
+            "crowdloop.server.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(30)
 
 
 @app.command()
@@ -138,6 +166,47 @@ def refit(
             f"{report.items_redecided} items re-decided, calibrated={report.calibrated} ({report.seconds:.1f} s)",
             highlight=False,
         )
+
+
+@app.command("worker")
+def model_worker(
+    db: DbOption = None,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes over the projects.")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+) -> None:
+    """Train each project's model, predict its open items and label the ones it is sure of, as a
+    process of its own (beside servers started with --no-worker; one job per project at a time,
+    whatever the number of workers). Ctrl-C stops it; a job cut short resumes on the next start."""
+    from crowdloop.service import open_service
+    from crowdloop.service.worker import ModelWorker
+
+    def job() -> None:
+        service = open_service(database_url(db))
+        worker = ModelWorker(service, interval=interval)
+        console.print(f"model worker on {_safe(database_url(db))} ({worker.holder})", highlight=False)
+        try:
+            if once:
+                reports = worker.run_once()
+            else:
+                worker.run_forever()
+                reports = []
+            for r in reports:
+                console.print(
+                    f"project {r.project_id}: version {r.version} {r.state}, {r.training_size} labels, "
+                    f"gold accuracy {_figure(r.gold_accuracy)}, {r.automated} labelled by the model, "
+                    f"{r.audited} audited ({r.seconds:.1f} s)",
+                    highlight=False,
+                )
+        except KeyboardInterrupt:
+            worker.stop()
+        finally:
+            service.close()
+
+    run(job)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 @app.command("admin-token")

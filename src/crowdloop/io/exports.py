@@ -32,6 +32,7 @@ from crowdloop.labels import PATH_SEPARATOR
 
 EXPORT_FORMATS = ("labels", "csv", "jsonl", "answers", "label-studio")
 LABEL_COLUMNS = ["task", "label", "confidence", "status"]
+SOURCE_COLUMNS = ["source", "model_version"]
 ANSWER_COLUMNS = ["task", "worker", "label"]
 PREDICTION_COLUMNS = ["task", "model", "label", "score"]
 GOLD = "gold"
@@ -42,9 +43,10 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 def export_labels(results: pd.DataFrame) -> str:
     """``task,label,confidence,status`` CSV, one row per item (the header ``crowdloop aggregate`` writes,
-    plus the item's status); items without a label yet have empty label and confidence."""
+    plus the item's status, and where the label came from when the frame says: ``source``, ``model_version``);
+    items without a label yet have empty label and confidence."""
     _require(results, ["task", "label", "confidence", "status"], "results")
-    return _csv(results[LABEL_COLUMNS])
+    return _csv(results[LABEL_COLUMNS + [c for c in SOURCE_COLUMNS if c in results.columns]])
 
 
 def export_items(results: pd.DataFrame, fmt: str = "csv") -> str:

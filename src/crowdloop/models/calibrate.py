@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
 
 from crowdloop.aggregation.calibration import (
     TopLabelCalibrator,
@@ -58,6 +60,24 @@ def fit_gold_calibrator(probs: np.ndarray, truth: np.ndarray, method: str = "smo
     """A ``TopLabelCalibrator`` of the model's top label (confidence and margin) fitted on gold."""
     confidence, margin, correct = _top(probs, truth)
     return TopLabelCalibrator(method=method, features=("confidence", "margin")).fit(confidence, correct, margin=margin)
+
+
+def vote_temperature(probs: np.ndarray, truth: np.ndarray) -> float:
+    r"""The exponent $\tau$ a model's probabilities vote with ($p^\tau$, renormalised), fitted by
+    maximum likelihood on gold: $\arg\max_\tau \sum_i \big[\tau \log p_{i z_i} - \log \sum_k
+    p_{ik}^\tau\big]$, temperature scaling of the log-probabilities (Guo et al., ICML 2017), the
+    form in which the online posterior weighs a model (``service.online``); $\tau \in [e^{-6}, e]$."""
+    log_p = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-12))
+    truth = np.asarray(truth, dtype=np.int64).ravel()
+    if log_p.ndim != 2 or len(log_p) != len(truth) or not len(truth):
+        raise InputError(f"{len(truth)} gold labels for probabilities of shape {log_p.shape}")
+    own = log_p[np.arange(len(truth)), truth]
+
+    def loss(log_tau: float) -> float:
+        tau = np.exp(log_tau)
+        return float(-(tau * own - logsumexp(tau * log_p, axis=1)).mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-6.0, 1.0), method="bounded").x))
 
 
 def apply_calibrator(calibrator: TopLabelCalibrator, probs: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,12 +22,14 @@ from crowdloop.server.routes import loop, projects, results
 from crowdloop.server.sessions import SECRET_VARIABLE, SessionSigner
 from crowdloop.server.web import install_web
 from crowdloop.service import LabelingService, open_service
+from crowdloop.service.worker import ModelWorker
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
 MAX_ROWS_VARIABLE = "CROWDLOOP_MAX_UPLOAD_ROWS"
 REQUEST_LOG_VARIABLE = "CROWDLOOP_REQUEST_LOG"  # "0": no request log on stderr
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
+WORKER_VARIABLE = "CROWDLOOP_WORKER"  # "0": no model worker in the server (crowdloop serve --no-worker)
 
 DESCRIPTION = """
 The crowdloop labeling service. Annotators take tasks (`POST /projects/{id}/tasks/next`), answer
@@ -84,14 +88,33 @@ def create_app(
     max_upload_rows: int = DEFAULT_MAX_ROWS,
     auth_cache_seconds: float = 5.0,
     session_secret: str | None = None,
+    worker: ModelWorker | None = None,
 ) -> FastAPI:
     """The API over ``service`` and the web pages at ``/``; request bodies over ``max_body_bytes``
     are refused with 413, and so are uploaded files over ``max_body_bytes`` or ``max_upload_rows``
     rows once decompressed; a body is read only after its caller is checked (``AuthFirstRoute``); a
     token's annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off);
     session cookies are signed with ``session_secret`` (random when None: sessions end with the
-    process)."""
-    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip(), docs_url=None, redoc_url=None)
+    process); ``worker``: the model worker, run in a thread of its own while the app runs."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    app = FastAPI(
+        title="crowdloop",
+        version="1",
+        description=DESCRIPTION.strip(),
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
@@ -126,13 +149,19 @@ def _openapi(app: FastAPI) -> dict:
 
 
 def app_from_environment() -> FastAPI:
-    """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
+    """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process),
+    with the model worker in a thread unless ``$CROWDLOOP_WORKER`` is ``0``."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
     if os.environ.get(REQUEST_LOG_VARIABLE, "1") != "0":
         log_requests_to_stderr()
+    worker = None if os.environ.get(WORKER_VARIABLE) == "0" else ModelWorker(service)
     return create_app(
-        service, max_body_bytes=max_body, max_upload_rows=max_rows, session_secret=os.environ.get(SECRET_VARIABLE)
+        service,
+        max_body_bytes=max_body,
+        max_upload_rows=max_rows,
+        session_secret=os.environ.get(SECRET_VARIABLE),
+        worker=worker,
     )

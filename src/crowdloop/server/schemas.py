@@ -51,6 +51,13 @@ ReviewersSeeGold = Annotated[
     Field(description="Reviewers may read gold items and every item's state (else only the items they review)."),
 ]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
+AuditRate = Annotated[
+    float, Field(ge=0, le=1, description="Share of the items the model is sure of still sent to people.")
+]
+TextFields = Annotated[
+    list[Name],
+    Field(max_length=100, description="Payload fields the model reads (null: every string field; []: no model)."),
+]
 
 
 class Strict(BaseModel):
@@ -109,6 +116,8 @@ class ProjectSettings(Strict):
     model_votes: ModelVotes = True
     suggestions: SuggestionCount = 3
     reviewers_see_gold: ReviewersSeeGold = False
+    text_fields: TextFields | None = None
+    audit_rate: AuditRate = 0.05
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -137,6 +146,8 @@ class ProjectPatch(Strict):
     model_votes: ModelVotes | None = None
     suggestions: SuggestionCount | None = None
     reviewers_see_gold: ReviewersSeeGold | None = None
+    text_fields: TextFields | None = None
+    audit_rate: AuditRate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -176,6 +187,8 @@ class ProjectOut(Out):
     suggestions: int
     reviewers_see_gold: bool
     created_at: datetime
+    text_fields: list[str] | None
+    audit_rate: float
 
 
 class ProjectUpdated(BaseModel):

@@ -271,6 +271,8 @@ class ServiceBase:
             suggestions=project.suggestions,
             created_at=project.created_at,
             reviewers_see_gold=project.reviewers_see_gold,
+            text_fields=project.text_fields,
+            audit_rate=project.audit_rate,
         )
 
     @staticmethod

@@ -70,6 +70,8 @@ def settings_columns(
     model_votes: bool | None = None,
     suggestions: int | None = None,
     reviewers_see_gold: bool | None = None,
+    text_fields: list[str] | None = None,
+    audit_rate: float | None = None,
 ) -> dict[str, Any]:
     """The stored columns of the settings given (None: not given), each checked (``ConfigError``
     names the first that cannot work)."""
@@ -93,7 +95,19 @@ def settings_columns(
         raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
     if reviewers_see_gold is not None and not isinstance(reviewers_see_gold, bool):
         raise ConfigError(f"reviewers_see_gold must be True or False, got {reviewers_see_gold!r}")
+    if text_fields is not None and not (
+        isinstance(text_fields, list | tuple)
+        and len(text_fields) <= 100
+        and all(isinstance(f, str) and f.strip() and len(f) <= NAME_LENGTH for f in text_fields)
+    ):
+        raise ConfigError(f"text_fields must be a list of payload field names (at most 100), got {text_fields!r}")
+    if audit_rate is not None and not (
+        isinstance(audit_rate, int | float) and not isinstance(audit_rate, bool) and 0 <= audit_rate <= 1
+    ):
+        raise ConfigError(f"audit_rate must be in [0, 1], got {audit_rate!r}")
     columns = {
+        "text_fields": None if text_fields is None else list(text_fields),
+        "audit_rate": None if audit_rate is None else float(audit_rate),
         "policy": None if policy is None else codec.policy_to_json(policy),
         "rules": None if rules is None else codec.rules_to_json(rules),
         "gold_rate": None if gold_rate is None else float(gold_rate),
@@ -120,13 +134,18 @@ class Projects(ServiceBase):
         model_votes: bool = True,
         suggestions: int = 3,
         reviewers_see_gold: bool = False,
+        text_fields: list[str] | None = None,
+        audit_rate: float = 0.05,
     ) -> ProjectInfo:
         """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
         vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
         shown with a task (0: none); ``reviewers_see_gold``: reviewers may read gold items and
-        every item's state (else only the escalated and reviewed items they review). Raises
-        ``ConflictError`` for a taken name."""
+        every item's state (else only the escalated and reviewed items they review);
+        ``text_fields``: the payload fields the project's own model reads (None: every string
+        field; ``[]``: no model, ``service.training``); ``audit_rate``: share of the items the model
+        is sure of that still go to people (``service.automation``). Raises ``ConflictError`` for a
+        taken name."""
         name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
@@ -138,6 +157,8 @@ class Projects(ServiceBase):
             model_votes=model_votes,
             suggestions=suggestions,
             reviewers_see_gold=reviewers_see_gold,
+            text_fields=text_fields,
+            audit_rate=audit_rate,
         )
         row = Project(
             name=name,
@@ -172,6 +193,8 @@ class Projects(ServiceBase):
         reviewers_see_gold: bool | None = None,
         name: str | None = None,
         labels: LabelSpace | None = None,
+        text_fields: list[str] | None = None,
+        audit_rate: float | None = None,
     ) -> ProjectUpdate:
         """Change a project's settings (the owner's or admin's decision), checked as in
         ``create_project``; None leaves a setting as it is. ``policy`` and ``rules`` are a whole
@@ -197,7 +220,8 @@ class Projects(ServiceBase):
                 "answer): create a new project for other labels"
             )
         given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes,
-                 "reviewers_see_gold": reviewers_see_gold}  # fmt: skip
+                 "reviewers_see_gold": reviewers_see_gold, "text_fields": text_fields,
+                 "audit_rate": audit_rate}  # fmt: skip
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:

@@ -18,6 +18,13 @@ from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, ModelVersion, Prediction
 
 
+def label_source(status: str, model_version: str | None) -> str:
+    """Where an item's label came from (``ResultRow.source``)."""
+    if status in ("reviewed", "gold"):
+        return "review" if status == "reviewed" else "gold"
+    return "model" if model_version is not None else "crowd"
+
+
 class ExportPage(NamedTuple):
     """A page of the export: frames in the shapes of ``crowdloop.io.exports``."""
 
@@ -80,6 +87,7 @@ class Reports(ServiceBase):
             ).one()
             crowd = total - reviews
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
+            model_labelled, audit, model_versions = self._model_progress(session, project, n_items)  # type: ignore[attr-defined]
             return Progress(
                 project_id=project_id,
                 items=n_items,
@@ -94,6 +102,12 @@ class Reports(ServiceBase):
                 automation_rate=float(automated) / accepted if accepted else 0.0,
                 annotators=int(people[0]),
                 banned=int(people[1]),
+                automated=model_labelled,
+                automated_share=model_labelled / n_items if n_items else 0.0,
+                paid_answers_per_item=crowd / n_items if n_items else 0.0,
+                cost_per_item=float(cost) / n_items if n_items else 0.0,
+                audit=audit,
+                model_versions=model_versions,
             )
 
         return self._read(work)
@@ -106,7 +120,16 @@ class Reports(ServiceBase):
         while True:
             page = self._read(
                 lambda s, last=last: s.execute(
-                    select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count)
+                    select(
+                        Item.id,
+                        Item.external_id,
+                        Item.status,
+                        Item.label,
+                        Item.confidence,
+                        Item.answer_count,
+                        ModelVersion.version,
+                    )
+                    .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
                     .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
                     .order_by(Item.id)
                     .limit(batch_size)
@@ -116,8 +139,15 @@ class Reports(ServiceBase):
                 return
             decoded = info.labels.decode([r.label if r.label is not None else 0 for r in page])
             for r, label in zip(page, decoded, strict=True):
+                source = label_source(r.status, r.version)
                 yield ResultRow(
-                    r.external_id, r.status, None if r.label is None else str(label), r.confidence, r.answer_count
+                    r.external_id,
+                    r.status,
+                    None if r.label is None else str(label),
+                    r.confidence,
+                    r.answer_count,
+                    source,
+                    r.version if source == "model" else None,
                 )
             last = page[-1].id
 
@@ -181,8 +211,10 @@ class Reports(ServiceBase):
                 Item.answer_count,
                 Item.payload,
                 GoldLabel.hint,
+                ModelVersion.version,
             )
             .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
+            .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
             .where(Item.project_id == project_id, Item.id > last)
             .order_by(Item.id)
             .limit(size)
@@ -248,7 +280,9 @@ class Reports(ServiceBase):
 
 
 def _results_frame(items: list, labels: list) -> pd.DataFrame:
-    """The ``results`` frame of ``crowdloop.io.exports`` for item rows and their decoded labels."""
+    """The ``results`` frame of ``crowdloop.io.exports`` for item rows and their decoded labels,
+    with where each label came from (``label_source``)."""
+    sources = [label_source(r.status, r.version) for r in items]
     return pd.DataFrame(
         {
             "task": [r.external_id for r in items],
@@ -258,6 +292,10 @@ def _results_frame(items: list, labels: list) -> pd.DataFrame:
             "answers": [r.answer_count for r in items],
             "data": [r.payload for r in items],
             "hint": [r.hint for r in items],
+            "source": sources,
+            "model_version": [
+                r.version if source == "model" else None for r, source in zip(items, sources, strict=True)
+            ],
         },
-        columns=["task", "status", "label", "confidence", "answers", "data", "hint"],
+        columns=["task", "status", "label", "confidence", "answers", "data", "hint", "source", "model_version"],
     )

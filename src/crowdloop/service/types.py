@@ -14,6 +14,7 @@ Role = Literal["owner", "annotator", "reviewer"]
 Kind = Literal["human", "model"]
 AnnotatorStatus = Literal["active", "banned"]
 ItemStatus = Literal["more", "accepted", "escalated", "reviewed", "gold"]
+LabelSource = Literal["crowd", "model", "review", "gold"]
 ROLES: tuple[str, ...] = ("owner", "annotator", "reviewer")
 KINDS: tuple[str, ...] = ("human", "model")
 ITEM_STATUSES: tuple[str, ...] = ("more", "accepted", "escalated", "reviewed", "gold")
@@ -57,6 +58,13 @@ class ProjectInfo:
     suggestions: int
     created_at: datetime
     reviewers_see_gold: bool = False
+    text_fields: list[str] | None = field(
+        default=None,
+        metadata={"description": "Payload fields the project's model reads (null: every string field; []: no model)."},
+    )
+    audit_rate: float = field(
+        default=0.05, metadata={"description": "Share of the items the model is sure of still sent to people (audit)."}
+    )
 
     @property
     def is_taxonomy(self) -> bool:
@@ -180,11 +188,54 @@ class ModelVersionInfo:
 
 
 @dataclass(frozen=True)
+class ModelVersionMetrics:
+    """A version of the project's own model (``service.training``): its ``state`` (``active``,
+    ``pending``, ``rejected``: worse on gold, never used), training set, cross-fitted accuracy and
+    ECE on ``gold_n`` gold items, the ``threshold`` it proved for labels without humans (None:
+    none), and where the project stood when it was trained (``at_*``: answers, cost, settled and
+    model-labelled items): progress over time."""
+
+    version: str
+    state: str
+    created_at: datetime
+    training_size: int
+    training_hash: str
+    gold_n: int
+    gold_accuracy: float | None
+    gold_ece: float | None
+    threshold: float | None
+    items_labelled: int
+    at_answers: int
+    at_cost: float
+    at_cost_per_item: float
+    at_settled: int
+    at_automated: int
+
+
+@dataclass(frozen=True)
+class AuditFigures:
+    """The audit of the model's labels (``service.automation``): ``automation`` is ``on``,
+    ``stopped`` (the lower bound fell below the target) or ``off`` (no version proved a
+    threshold); ``audited`` items of the version in use settled by people, ``right`` of them the
+    model's label, their ``accuracy`` and its 95% Clopper-Pearson ``lower_bound``."""
+
+    automation: str
+    version: str | None
+    audited: int
+    right: int
+    accuracy: float | None
+    lower_bound: float | None
+
+
+@dataclass(frozen=True)
 class Progress:
     """Where a project stands. ``accuracy_estimate``: mean calibrated confidence of the settled
     (accepted or reviewed) items, the expected share of them that is right; ``cost``: money spent so
     far (crowd, expert and model answers at the policy's prices); ``automation_rate``: share of the
-    accepted items that needed no human answer."""
+    accepted items that needed no human answer; ``automated``: items labelled by the project's
+    model with no human answer, ``automated_share`` of all items; ``paid_answers_per_item``: human
+    answers (gold included, reviews not) per item; ``cost_per_item``; ``audit`` and
+    ``model_versions``: the project's own model (``service.training``)."""
 
     project_id: int
     items: int
@@ -199,17 +250,28 @@ class Progress:
     automation_rate: float
     annotators: int
     banned: int
+    automated: int = 0
+    automated_share: float = 0.0
+    paid_answers_per_item: float = 0.0
+    cost_per_item: float = 0.0
+    audit: AuditFigures | None = None
+    model_versions: list[ModelVersionMetrics] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ResultRow:
-    """The final (or current) label of an item with its calibrated confidence."""
+    """The final (or current) label of an item with its calibrated confidence; ``source``: where
+    the label came from (``crowd``: the consensus of answers, with the model's vote if any;
+    ``model``: the project's model with no human answer; ``review``: a reviewer; ``gold``: a known
+    label), ``model_version``: the version of the project's model that gave a ``model`` label."""
 
     item: str
     status: ItemStatus
     label: str | None
     confidence: float | None
     answers: int
+    source: LabelSource = "crowd"
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,12 @@ TAKE = (
 )
 TAKE_GOLD = update(items).where(items.c.id == bindparam("item")).values(open_leases=items.c.open_leases + 1)
 
-NEWEST_MODEL = select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"))
+_in_use = models.c.state == "active"  # a pending or rejected version neither votes nor suggests
+NEWEST_MODEL = select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"), _in_use)
 VOTING_MODELS = select(models.c.id, models.c.temperature).where(
     models.c.id.in_(
         select(func.max(models.c.id))
-        .where(models.c.project_id == bindparam("project"))
+        .where(models.c.project_id == bindparam("project"), _in_use)
         .group_by(models.c.name)
         .scalar_subquery()
     )
@@ -203,7 +204,7 @@ ANSWER_BY_KEY = select(answers.c.id, answers.c.item_id, answers.c.label, answers
 PROJECT_LIGHT_COLUMNS = tuple(c.name for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)
 _annotator_columns = tuple(annotators.c[c].label(f"a_{c}") for c in ANNOTATOR_COLUMNS)
 _project_columns = tuple(projects.c[c].label(f"p_{c}") for c in PROJECT_LIGHT_COLUMNS)
-_newest_model = select(func.max(models.c.id)).where(models.c.project_id == projects.c.id).scalar_subquery()
+_newest_model = select(func.max(models.c.id)).where(models.c.project_id == projects.c.id, _in_use).scalar_subquery()
 _expired = leases.alias("expired")
 _any_expired = exists().where(
     _expired.c.project_id == projects.c.id, _expired.c.state == "open", _expired.c.expires_at <= bindparam("now")
@@ -300,7 +301,7 @@ ONE_ITEM_ANSWERS = (
     .where(answers.c.item_id == bindparam("item"), answers.c.is_review.is_(False))
 )
 _voting_ids = (
-    select(func.max(models.c.id)).where(models.c.project_id == bindparam("project")).group_by(models.c.name)
+    select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"), _in_use).group_by(models.c.name)
 ).scalar_subquery()
 ONE_ITEM_VOTES = (
     select(predictions.c.item_id, predictions.c.model_version_id, predictions.c.labels, predictions.c.probs)

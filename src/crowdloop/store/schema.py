@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -83,6 +84,11 @@ class Project(Base):
     reviewers_see_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     calibrator: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
+    # the project's own model: payload fields read as text (None: every string field; []: no model),
+    # the share of model labels still sent to humans, and the version automation stopped at
+    text_fields: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    audit_rate: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
+    automation_stopped: Mapped[int | None] = mapped_column(Integer, nullable=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
     skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
     refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -110,6 +116,8 @@ class Item(Base):
     needed: Mapped[int] = mapped_column(Integer, default=1)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     branch: Mapped[int] = mapped_column(Integer, default=-1)
+    # the model version that labelled the item with no human answer (source "model"), else None
+    model_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -246,7 +254,11 @@ class JobClaim(Base):
 
 class ModelVersion(Base):
     """A version of a model whose predictions vote; ``temperature``: the reliability the refit
-    learned on gold (probabilities enter the posterior raised to it)."""
+    learned on gold (probabilities enter the posterior raised to it). ``state``: ``active`` (votes
+    and suggests; uploaded versions are), ``pending`` (the service's model writing its
+    predictions), ``rejected`` (worse on gold than the version in use: kept, never used).
+    The service's own versions record their training set (``training_size``, ``training_hash``)
+    and ``metrics`` (cross-fitted accuracy and calibration on gold, the automation threshold)."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
@@ -256,7 +268,47 @@ class ModelVersion(Base):
     version: Mapped[str] = mapped_column(String(200))
     temperature: Mapped[float] = mapped_column(Float, default=1.0)
     prediction_count: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    training_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    training_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ModelArtifact(Base):
+    """The fitted parameters of a service-trained model version as data (an ``.npz`` of arrays,
+    no pickles), with their SHA-256: written and read by the service only."""
+
+    __tablename__ = "model_artifacts"
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Audit(Base):
+    """An item the model was sure enough to label, sent to humans instead to measure it: the
+    model's ``label`` and ``confidence``; its outcome is the label the humans settle on."""
+
+    __tablename__ = "audits"
+    __table_args__ = (Index("ix_audits_version", "model_version_id"),)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    label: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class JobLease(Base):
+    """Who runs a background job (``job``, e.g. ``model``) for a project, until ``expires_at``:
+    one holder at a time across threads and processes; a holder renews it while it works and
+    checks it in the transaction that writes the job's result."""
+
+    __tablename__ = "job_leases"
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Prediction(Base):

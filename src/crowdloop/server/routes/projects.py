@@ -71,6 +71,8 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         model_votes=settings.model_votes,
         suggestions=settings.suggestions,
         reviewers_see_gold=settings.reviewers_see_gold,
+        text_fields=settings.text_fields,
+        audit_rate=settings.audit_rate,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
     return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))

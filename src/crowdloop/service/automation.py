@@ -1,0 +1,171 @@
+r"""Labels without humans, and the audit that keeps them honest.
+
+An open item nobody has answered or holds, whose confidence under the model version in use reaches
+the threshold that version proved on gold (``models.autolabel.choose_threshold``: the Clopper-Pearson
+lower bound of the accuracy above it is at least the project's target), is settled as ``accepted``
+with source ``model`` and no human answer. A share ``audit_rate`` of those items (drawn by a hash of
+the item and version, so a rerun draws the same) goes to people instead, *without* the model's vote
+or suggestion, so that their label is an independent check: the audit.
+
+The audit counts the audited items people have settled and those whose label is the model's. The
+evidence on the version's labels is the gold above its threshold ($k_g$ right of $n_g$) and the
+audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower bound of $(k_g + k_a) / (n_g +
+n_a)$ falls below the target, automation stops (``projects.automation_stopped`` = the version, an
+``automation_stopped`` event gives the figures) until a newer version proves a threshold again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from crowdloop.models.autolabel import clopper_pearson_lower
+from crowdloop.service.base import ServiceBase
+from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME
+from crowdloop.service.types import AuditFigures, ModelVersionMetrics
+from crowdloop.store import model_queries as mq
+from crowdloop.store import queries as q
+from crowdloop.store.schema import utcnow
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def audit_draw(items: np.ndarray, version_id: int) -> np.ndarray:
+    """A uniform number in [0, 1) per item and version (a multiplicative hash, Knuth's golden ratio):
+    the same item and version always draw the same."""
+    with np.errstate(over="ignore"):
+        mixed = (np.asarray(items, dtype=np.uint64) + np.uint64(version_id) * np.uint64(1_000_003)) * _GOLDEN
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def automation_allowed(metrics: dict[str, Any] | None, version_id: int, stopped: int | None) -> bool:
+    """The version proved a threshold on gold and automation was not stopped at it or later."""
+    return bool(metrics) and metrics.get("threshold") is not None and (stopped is None or stopped < version_id)
+
+
+class Automation(ServiceBase):
+    """Labels without humans (``_split_sure``) and the audit (``_check_audit``, ``audit_figures``)."""
+
+    def _split_sure(self, project_id: int, row: dict, ids: np.ndarray, probs: np.ndarray, fence: Any) -> np.ndarray:
+        """One page of a version's probabilities for open items, in one transaction: the sure and
+        untouched ones are labelled by the model or audited, the others get the prediction (which
+        votes and suggests). Returns (predicted, automated, audited)."""
+        confidence, label = probs.max(axis=1), probs.argmax(axis=1)
+        metrics = row.get("metrics") or {}
+
+        def work(session: Session) -> np.ndarray:
+            fence(session)
+            project = self._project(session, project_id)
+            sure = np.zeros(len(ids), dtype=bool)
+            if automation_allowed(metrics, row["id"], project.automation_stopped):
+                sure = confidence >= metrics["threshold"]
+            if sure.any():
+                statement = self._locked(mq.UNTOUCHED, skip=True)
+                untouched = set(session.execute(statement, {"items": ids[sure].tolist()}).scalars())
+                sure &= np.isin(ids, list(untouched))
+            audit = sure & (audit_draw(ids, row["id"]) < project.audit_rate)
+            model = sure & ~audit
+            now = utcnow()
+            if model.any():
+                labels = self._label_space(project)
+                session.execute(mq.MODEL_LABEL, [
+                    {"item": int(i), "label": int(k), "confidence": float(c), "version": row["id"], "now": now}
+                    for i, k, c in zip(ids[model], label[model], confidence[model], strict=True)
+                ])  # fmt: skip
+                threshold = metrics["threshold"]
+                reason = f"model {MODEL_NAME} {row['version']}: confidence >= {threshold:.4f} (proven on gold)"
+                self._events(session, project_id, "accepted", [
+                    (int(i), {"from": "more", "label": labels.name(int(k)), "confidence": float(c), "answers": 0,
+                              "source": "model", "version": row["version"], "reason": reason})
+                    for i, k, c in zip(ids[model], label[model], confidence[model], strict=True)
+                ], now)  # fmt: skip
+            if audit.any():
+                session.execute(mq.NEW_AUDITS, [
+                    {"item_id": int(i), "project_id": project_id, "model_version_id": row["id"], "label": int(k),
+                     "confidence": float(c), "created_at": now}
+                    for i, k, c in zip(ids[audit], label[audit], confidence[audit], strict=True)
+                ])  # fmt: skip
+            rest = ~sure
+            self._store_prediction_page(session, row["id"], ids[rest], probs[rest])  # type: ignore[attr-defined]
+            return np.array([int(rest.sum()), int(model.sum()), int(audit.sum())])
+
+        return self._run(work)
+
+    def _events(self, session: Session, project_id: int, kind: str, rows: list[tuple[int, dict]], now: Any) -> None:
+        if rows:
+            session.execute(q.NEW_EVENTS, [
+                {"project_id": project_id, "item_id": item, "annotator_id": None, "kind": kind, "detail": detail,
+                 "created_at": now}
+                for item, detail in rows
+            ])  # fmt: skip
+
+    def audit_figures(self, session: Session, project_id: int) -> dict[int, tuple[int, int]]:
+        """Per model version: (audited items people settled, those whose label is the model's)."""
+        return {int(v): (int(n), int(k)) for v, n, k in session.execute(mq.AUDIT_OUTCOMES, {"project": project_id})}
+
+    def _model_progress(
+        self, session: Session, project: Any, n_items: int
+    ) -> tuple[int, AuditFigures | None, list[ModelVersionMetrics]]:
+        """Items the model labelled, the audit of the version in use and every version's metrics."""
+        rows = session.execute(mq.SERVICE_VERSIONS, {"project": project.id, "name": MODEL_NAME}).all()
+        if not rows:
+            return 0, None, []
+        labelled = dict(session.execute(mq.MODEL_LABELLED, {"project": project.id}).all())
+        versions = []
+        for r in rows:
+            m = r.metrics or {}
+            versions.append(ModelVersionMetrics(
+                version=r.version, state=r.state, created_at=r.created_at, training_size=r.training_size or 0,
+                training_hash=r.training_hash or "", gold_n=m.get("gold_n", 0),
+                gold_accuracy=m.get("gold_accuracy"), gold_ece=m.get("gold_ece"), threshold=m.get("threshold"),
+                items_labelled=int(labelled.get(r.id, 0)), at_answers=m.get("at_answers", 0),
+                at_cost=m.get("at_cost", 0.0), at_cost_per_item=m.get("at_cost", 0.0) / max(m.get("at_items", 0), 1),
+                at_settled=m.get("at_settled", 0), at_automated=m.get("at_automated", 0),
+            ))  # fmt: skip
+        active = [r for r in rows if r.state == "active"]
+        audit = None
+        if active:
+            current = active[-1]
+            n, right = self.audit_figures(session, project.id).get(current.id, (0, 0))
+            if automation_allowed(current.metrics, current.id, project.automation_stopped):
+                state = "on"
+            else:
+                state = "stopped" if project.automation_stopped is not None else "off"
+            bound = float(clopper_pearson_lower(right, n, 1 - CONFIDENCE_LEVEL)) if n else None
+            audit = AuditFigures(state, current.version, n, right, right / n if n else None, bound)
+        return int(sum(labelled.values())), audit, versions
+
+    def _check_audit(self, project_id: int, fence: Any) -> str | None:
+        """Stop automation when the lower bound on the labels of the version in use falls below the
+        target (module docstring); returns the reason when it stopped."""
+
+        def work(session: Session) -> str | None:
+            fence(session)
+            project = self._project(session, project_id)
+            versions = session.execute(mq.SERVICE_VERSIONS, {"project": project_id, "name": MODEL_NAME}).all()
+            active = [v for v in versions if v.state == "active"]
+            if not active or not automation_allowed(active[-1].metrics, active[-1].id, project.automation_stopped):
+                return None
+            version, metrics = active[-1], active[-1].metrics
+            n, right = self.audit_figures(session, project_id).get(version.id, (0, 0))
+            if not n:
+                return None
+            total, correct = metrics["threshold_gold_n"] + n, metrics["threshold_gold_right"] + right
+            bound = float(clopper_pearson_lower(correct, total, 1 - CONFIDENCE_LEVEL))
+            target = self._policy(project).target
+            if bound >= target:
+                return None
+            reason = (
+                f"audit: {right} of {n} model labels right; with the gold above the threshold "
+                f"({correct} of {total}) the {CONFIDENCE_LEVEL:.0%} lower bound {bound:.4f} < target {target}"
+            )
+            session.execute(mq.STOP_AUTOMATION, {"project": project_id, "version": version.id})
+            self._event(session, project_id, "automation_stopped", {
+                "version": version.version, "audited": n, "audit_right": right, "lower_bound": bound,
+                "target": target, "reason": reason,
+            })  # fmt: skip
+            return reason
+
+        return self._run(work)

@@ -1,0 +1,387 @@
+r"""The project's own model, trained by the service off the request path (``service.worker``).
+
+Training set: every item whose label people settled (gold, accepted by the crowd, reviewed; never a
+label the model gave itself), its text the payload's ``text_fields`` (default: every string field)
+joined, one row each (``models.training.training_set``). The model is the default text classifier
+(``models.text.TextClassifier``), or for a taxonomy the ``models.hierarchical`` per-level heads, so
+an unsure leaf still gives a sure branch. It is retrained once enough new labels have settled:
+$\max(50, 0.1\,n)$ more than the $n$ of the last version.
+
+Each version is measured on gold it did not train on (cross-fitting, Chernozhukov et al. 2018): the
+gold items fall in two folds (duplicates of a title together, ``models.text.group_folds``) and each
+fold is predicted by a model fitted on everything else but that fold and the copies of its titles;
+from those probabilities, accuracy and calibration (ECE, ``models.calibrate.model_reliability``).
+The version *is* the first fold's model, so the confidence above which it may label items with no
+human answer is proven on the gold it never saw with the very model that will label
+(``models.autolabel.choose_threshold``, fixed-sequence Clopper-Pearson tests at the project's target):
+a threshold proven with the fold models and applied to a model fitted on all the data has no such
+guarantee (on the Flipkart sample through the API, such a model was right on .92 of the items above a
+threshold that 114 of 114 cross-fitted gold items had passed).
+A version less accurate on gold than the one in use is kept (``rejected``) but never used. A new
+version votes with the temperature that fits it on the same gold (``models.calibrate.vote_temperature``)
+until the refit learns its reliability beside the crowd's.
+
+A version is written as ``pending`` with its artifact (``models.artifacts``: arrays, SHA-256
+checked) and its gold rows; its predictions for the open items follow page by page, then it becomes
+``active`` (votes and suggests) and the refit learns its reliability (``Jobs.refit``: the
+temperature it votes with, the calibrator). A process that dies in between leaves a pending
+version whose artifact the next run loads to finish the pages it had not written: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from crowdloop.errors import ConflictError, CrowdloopError
+from crowdloop.labels import LabelSpace, Taxonomy
+from crowdloop.models import artifacts
+from crowdloop.models.autolabel import choose_threshold
+from crowdloop.models.calibrate import model_reliability, vote_temperature
+from crowdloop.models.hierarchical import HierarchicalClassifier
+from crowdloop.models.oof import align_proba
+from crowdloop.models.text import TextClassifier, group_folds, normalize_text
+from crowdloop.models.training import train as fit_training_set
+from crowdloop.models.training import training_set
+from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.store import model_queries as mq
+from crowdloop.store.schema import utcnow
+
+MODEL_NAME = "crowdloop"
+"""The name of the service's own model among a project's model versions."""
+MIN_NEW_LABELS = 50
+NEW_LABEL_SHARE = 0.1
+TOP_K = 10
+GOLD_FOLDS = 2
+CONFIDENCE_LEVEL = 0.95
+
+
+class LeaseLost(CrowdloopError):
+    """Another process holds the project's model job now: this one stops without writing."""
+
+
+Fence = Callable[[Session], None]
+"""Raises ``LeaseLost`` unless the caller still holds the job (run inside each writing transaction)."""
+
+
+def item_texts(payloads: list[dict], fields: list[str] | None) -> list[str]:
+    """The text of each payload: its ``fields`` (None: every string field, in payload order)
+    joined by a space; an item with none gives an empty string."""
+    if fields is None:
+        return [" ".join(v for v in p.values() if isinstance(v, str)).strip() for p in payloads]
+    return [" ".join(str(p[f]) for f in fields if isinstance(p.get(f), str | int | float)).strip() for p in payloads]
+
+
+def retrain_due(settled: int, last_size: int | None) -> bool:
+    """Whether ``settled`` labels are enough more than the last version's training set
+    (``max(MIN_NEW_LABELS, NEW_LABEL_SHARE * last)`` more; the first version at ``MIN_NEW_LABELS``)."""
+    last = last_size or 0
+    return settled - last >= max(MIN_NEW_LABELS, math.ceil(NEW_LABEL_SHARE * last))
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a model job did: the version it wrote (or finished) and its state, the training set,
+    cross-fitted gold accuracy and ECE, the proven threshold (None: automate nothing), items
+    predicted, labelled by the model and sent to audit, and the seconds it took."""
+
+    project_id: int
+    version_id: int
+    version: str
+    state: str
+    training_size: int
+    gold_accuracy: float | None
+    gold_ece: float | None
+    threshold: float | None
+    predicted: int
+    automated: int
+    audited: int
+    seconds: float
+
+
+class Training(ServiceBase):
+    """The project's own model: train, measure on gold, version, predict, label the sure items."""
+
+    # caches of fitted models by version id (loaded from their artifacts at most once per process)
+    _fitted: dict[int, TextClassifier | HierarchicalClassifier]
+
+    def _model_cache(self) -> dict[int, Any]:
+        if not hasattr(self, "_fitted"):
+            self._fitted = {}
+        return self._fitted
+
+    def service_versions(self, project_id: int) -> list[dict[str, Any]]:
+        """The service's own model versions, oldest first: id, version, state, training size and
+        hash, metrics (gold accuracy, ECE, threshold, ...) and time."""
+        rows = self._run(lambda s: s.execute(mq.SERVICE_VERSIONS, {"project": project_id, "name": MODEL_NAME}).all())
+        return [dict(r._mapping) for r in rows]
+
+    def model_job(self, project_id: int, fence: Fence | None = None, *, force: bool = False) -> TrainingReport | None:
+        """One pass of the project's model job: finish a pending version, train a new one when
+        enough labels have settled (``force``: now), predict open items the version in use has
+        not seen, and watch the audit. None when there was nothing to do."""
+        fence = fence or (lambda session: None)
+        project = self._run(lambda s: self._project(s, project_id))
+        if project.text_fields == []:
+            return None
+        versions = self.service_versions(project_id)
+        pending = [v for v in versions if v["state"] == "pending"]
+        report = None
+        if pending:
+            report = self._finish(project_id, pending[-1], fence, started=time.perf_counter())
+        else:
+            settled = self._run(lambda s: s.execute(mq.SETTLED_LABELS, {"project": project_id}).scalar())
+            last = versions[-1]["training_size"] if versions else None
+            if force or retrain_due(int(settled), last):
+                report = self._train(project_id, versions, fence)
+            else:
+                active = [v for v in versions if v["state"] == "active"]
+                if active:
+                    done = self._cover(project_id, active[-1], fence)
+                    if done[0]:
+                        report = self._report(project_id, active[-1], done, 0.0)
+        self._check_audit(project_id, fence)  # type: ignore[attr-defined]
+        return report
+
+    # --- training -------------------------------------------------------------------------------
+    def _training_frame(self, project_id: int, labels: LabelSpace, fields: list[str] | None) -> pd.DataFrame:
+        rows, last = [], 0
+        while True:
+            page = self._run(
+                lambda s, last=last: s.execute(
+                    mq.TRAINING_PAGE, {"project": project_id, "last": last, "limit": PAGE}
+                ).all()
+            )
+            rows += page
+            if len(page) < PAGE:
+                break
+            last = page[-1].id
+        texts = item_texts([r.payload for r in rows], fields)
+        code = np.array([r.truth if r.is_gold else r.label for r in rows], dtype=np.int64)
+        gold = np.array([bool(r.is_gold) for r in rows], dtype=bool)
+        frame = pd.DataFrame({"item": [str(r.id) for r in rows], "text": texts, "code": code, "gold": gold})
+        keep = frame["text"].str.len().gt(0).to_numpy() & (frame["code"].to_numpy() >= 0)
+        if isinstance(labels, Taxonomy):  # a label settled at a branch is no class of the leaf model
+            keep &= labels.is_leaf[np.maximum(frame["code"].to_numpy(), 0)]
+        return frame[keep].reset_index(drop=True)
+
+    @staticmethod
+    def _fit(frame: pd.DataFrame, labels: LabelSpace) -> TextClassifier | HierarchicalClassifier:
+        """The default text model on ``frame`` (``models.training``: gold first, one row per item)."""
+        texts = pd.Series(frame["text"].to_numpy(object), index=frame["item"].to_numpy(object))
+        hierarchical = isinstance(labels, Taxonomy)
+        values = labels.decode(frame["code"].to_numpy()) if hierarchical else frame["code"].to_numpy()
+        gold = frame["gold"].to_numpy(bool)
+        train_set = training_set(
+            texts,
+            gold=pd.Series(values[gold], index=frame["item"][gold].to_numpy(object), dtype=object),
+            accepted=pd.Series(values[~gold], index=frame["item"][~gold].to_numpy(object), dtype=object),
+        )
+        with warnings.catch_warnings():  # few rows per class early on: scikit-learn's notes, not errors
+            warnings.simplefilter("ignore", UserWarning)
+            return fit_training_set(HierarchicalClassifier() if hierarchical else TextClassifier(), train_set)
+
+    @staticmethod
+    def _proba(model: Any, texts: np.ndarray, labels: LabelSpace) -> np.ndarray:
+        """The model's probabilities on the codes of ``labels`` (n, K)."""
+        probs = model.predict_proba(texts)
+        classes = model.classes_
+        if isinstance(model, HierarchicalClassifier):
+            return align_proba(probs, classes, labels)
+        out = np.zeros((len(texts), len(labels)))
+        out[:, np.asarray(classes, dtype=np.int64)] = probs
+        return out
+
+    def _cross_fitted(self, frame: pd.DataFrame, labels: LabelSpace) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+        """The model to use (fitted without the first gold fold and its titles' copies), and for
+        every gold row the probabilities of the fold model that never saw it, its true code and its
+        fold; with fewer than two gold rows, the model on everything and no gold."""
+        gold = np.flatnonzero(frame["gold"].to_numpy(bool))
+        codes = frame["code"].to_numpy()
+        key = normalize_text(frame["text"].to_numpy(object))
+        folds = group_folds(key[gold], GOLD_FOLDS, 0) if len(gold) >= GOLD_FOLDS else np.empty(0, dtype=np.int64)
+        trains = [~np.isin(key, key[gold[folds == f]]) for f in range(GOLD_FOLDS)]
+        if len(gold) < GOLD_FOLDS or any(len(np.unique(codes[t])) < 2 for t in trains):
+            return self._fit(frame, labels), np.empty((0, len(labels))), np.empty(0, dtype=np.int64), folds[:0]
+        probs = np.zeros((len(gold), len(labels)))
+        models = []
+        for f, train in enumerate(trains):
+            models.append(self._fit(frame[train], labels))
+            probs[folds == f] = self._proba(models[-1], frame["text"].to_numpy(object)[gold[folds == f]], labels)
+        return models[0], probs, codes[gold], folds
+
+    def _train(self, project_id: int, versions: list[dict], fence: Fence) -> TrainingReport | None:
+        started = time.perf_counter()
+        info = self.get_project(project_id)
+        project = self._run(lambda s: self._project(s, project_id))
+        frame = self._training_frame(project_id, info.labels, project.text_fields)
+        if len(frame) < MIN_NEW_LABELS or frame["code"].nunique() < 2:
+            return None
+        model, gold_probs, gold_truth, gold_fold = self._cross_fitted(frame, info.labels)
+        metrics: dict[str, Any] = {"kind": "hierarchical" if info.is_taxonomy else "flat", "gold_n": len(gold_truth)}
+        if len(gold_truth):
+            reliability = model_reliability(gold_probs, gold_truth)
+            n_min = math.ceil(math.log(1 - CONFIDENCE_LEVEL) / math.log(info.policy.target))
+            proof = gold_fold == 0  # the gold the model in use never saw: its threshold is proven there
+            choice = choose_threshold(
+                gold_probs[proof].max(axis=1),
+                gold_probs[proof].argmax(axis=1) == gold_truth[proof],
+                target=info.policy.target,
+                confidence_level=CONFIDENCE_LEVEL,
+                min_items=max(n_min, int(proof.sum()) // 2),
+            )
+            metrics |= {
+                "gold_accuracy": reliability.accuracy,
+                "gold_ece": reliability.ece,
+                "threshold": None if math.isinf(choice.threshold) else choice.threshold,
+                "threshold_gold_n": choice.n_gold,
+                "threshold_gold_right": round(choice.n_gold * choice.gold_accuracy) if choice.n_gold else 0,
+                "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
+                "gold_temperature": vote_temperature(gold_probs, gold_truth),
+            }
+        current = [v for v in versions if v["state"] == "active"]
+        best = (current[-1]["metrics"] or {}).get("gold_accuracy") if current else None
+        worse = best is not None and metrics.get("gold_accuracy") is not None and metrics["gold_accuracy"] < best
+        metrics |= {"seconds_training": time.perf_counter() - started, **self._snapshot(project_id)}
+        data, digest = artifacts.pack(model)
+        training_hash = hashlib.sha256(
+            json.dumps([frame["item"].tolist(), frame["code"].tolist(), project.text_fields]).encode()
+        ).hexdigest()
+        state = "rejected" if worse else "pending"
+        version = str(len(versions) + 1)
+        gold_ids = frame["item"].to_numpy()[frame["gold"].to_numpy(bool)].astype(np.int64)
+
+        def write(session: Session) -> int:
+            fence(session)
+            version_id = session.execute(
+                mq.NEW_VERSION,
+                {"project_id": project_id, "name": MODEL_NAME, "version": version,
+                 "temperature": metrics.get("gold_temperature", 1.0),
+                 "prediction_count": 0, "state": state, "training_size": len(frame),
+                 "training_hash": training_hash, "metrics": _finite(metrics), "created_at": utcnow()},
+            ).scalar_one()  # fmt: skip
+            session.execute(mq.NEW_ARTIFACT, {"model_version_id": version_id, "sha256": digest, "data": data})
+            if len(gold_truth) and not worse:  # the cross-fitted gold rows: the refit learns the vote's weight on them
+                rows = _prediction_rows(version_id, gold_ids, gold_probs)
+                session.execute(mq.NEW_PREDICTIONS, rows)
+                session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(rows)})
+            detail = {"version": version, "state": state, "training_size": len(frame), **_finite(metrics)}
+            if worse:
+                detail["reason"] = f"gold accuracy {metrics['gold_accuracy']:.3f} < {best:.3f} of the version in use"
+            self._event(session, project_id, "model_version", detail)
+            return version_id
+
+        version_id = self._run(write)
+        self._model_cache()[version_id] = model
+        row = next(v for v in self.service_versions(project_id) if v["id"] == version_id)
+        if worse:
+            return self._report(project_id, row, (0, 0, 0), time.perf_counter() - started)
+        return self._finish(project_id, row, fence, started=started)
+
+    def _snapshot(self, project_id: int) -> dict[str, Any]:
+        """Where the project stood when the version was trained (progress over time)."""
+        progress = self.progress(project_id)  # type: ignore[attr-defined]
+        return {
+            "at_answers": progress.answers,
+            "at_items": progress.items,
+            "at_cost": progress.cost,
+            "at_settled": sum(progress.status_counts.get(s, 0) for s in ("accepted", "reviewed")),
+            "at_automated": progress.automated,
+        }
+
+    # --- predictions, activation ---------------------------------------------------------------
+    def _model(self, version_id: int) -> TextClassifier | HierarchicalClassifier:
+        cache = self._model_cache()
+        if version_id not in cache:
+            row = self._run(lambda s: s.execute(mq.ARTIFACT, {"version": version_id}).one())
+            cache.clear()  # one version in use at a time
+            cache[version_id] = artifacts.unpack(row.data, row.sha256)
+        return cache[version_id]
+
+    def _finish(self, project_id: int, row: dict, fence: Fence, *, started: float) -> TrainingReport:
+        """Predict every open item, make the version the one in use, learn its weight (refit)."""
+        done = self._cover(project_id, row, fence)
+
+        def activate(session: Session) -> None:
+            fence(session)
+            session.execute(mq.SET_VERSION_STATE, {"version_id": row["id"], "state": "active"})
+
+        self._run(activate)
+        with contextlib.suppress(ConflictError):  # a refit running meanwhile reads the version in use
+            self.refit(project_id)  # type: ignore[attr-defined]
+        row = {**row, "state": "active"}
+        return self._report(project_id, row, done, time.perf_counter() - started)
+
+    def _cover(self, project_id: int, row: dict, fence: Fence) -> tuple[int, int, int]:
+        """Predict the open items ``row``'s version has no opinion on, a page per transaction;
+        the sure ones are labelled by the model or audited (``service.automation``). Returns
+        (predicted, automated, audited)."""
+        info = self.get_project(project_id)
+        fields = self._run(lambda s: self._project(s, project_id)).text_fields
+        totals = np.zeros(3, dtype=np.int64)
+        last = 0
+        while True:
+            page = self._run(
+                lambda s, last=last: s.execute(
+                    mq.UNPREDICTED, {"project": project_id, "version": row["id"], "last": last, "limit": PAGE}
+                ).all()
+            )
+            if not page:
+                return tuple(int(x) for x in totals)
+            last = page[-1].id
+            texts = np.array(item_texts([r.payload for r in page], fields), dtype=object)
+            has_text = np.array([len(t) > 0 for t in texts], dtype=bool)
+            ids = np.array([r.id for r in page], dtype=np.int64)[has_text]
+            if not len(ids):
+                continue
+            probs = self._proba(self._model(row["id"]), texts[has_text], info.labels)
+            totals += self._split_sure(project_id, row, ids, probs, fence)  # type: ignore[attr-defined]
+
+    def _report(self, project_id: int, row: dict, done: tuple, seconds: float) -> TrainingReport:
+        metrics = row.get("metrics") or {}
+        return TrainingReport(
+            project_id=project_id,
+            version_id=row["id"],
+            version=row["version"],
+            state=row["state"],
+            training_size=row["training_size"] or 0,
+            gold_accuracy=metrics.get("gold_accuracy"),
+            gold_ece=metrics.get("gold_ece"),
+            threshold=metrics.get("threshold"),
+            predicted=done[0],
+            automated=done[1],
+            audited=done[2],
+            seconds=seconds,
+        )
+
+    def _store_prediction_page(self, session: Session, version_id: int, ids: np.ndarray, probs: np.ndarray) -> None:
+        rows = _prediction_rows(version_id, ids, probs)
+        if rows:
+            session.execute(mq.NEW_PREDICTIONS, rows)
+            session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(rows)})
+
+
+def _prediction_rows(version_id: int, ids: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
+    """Each item's ``TOP_K`` labels (codes) and probabilities, as ``Prediction`` rows."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_K]
+    values = np.take_along_axis(probs, top, axis=1).round(6)
+    return [
+        {"model_version_id": version_id, "item_id": int(i), "labels": t.tolist(), "probs": v.tolist()}
+        for i, t, v in zip(ids, top, values, strict=True)
+    ]
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe metrics (NaN and infinities as None)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

@@ -1,0 +1,161 @@
+"""The statements of the project's own model: job leases, training sets, versions, artifacts,
+the open items to predict, model labels and audits. Core statements with bound parameters,
+each of a fixed size (pages of ``limit`` items)."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
+
+from crowdloop.store.schema import (
+    Answer,
+    Audit,
+    GoldLabel,
+    Item,
+    JobLease,
+    ModelArtifact,
+    ModelVersion,
+    Prediction,
+    Project,
+)
+
+items, versions, predictions, projects = Item.__table__, ModelVersion.__table__, Prediction.__table__, Project.__table__
+artifacts, audits, job_leases, gold_labels = (
+    ModelArtifact.__table__,
+    Audit.__table__,
+    JobLease.__table__,
+    GoldLabel.__table__,
+)
+
+# --- job leases: one holder per (job, project) across threads and processes --------------------
+TAKE_LEASE = (
+    update(job_leases)
+    .where(
+        job_leases.c.job == bindparam("lease_job"),
+        job_leases.c.project_id == bindparam("project"),
+        or_(job_leases.c.holder == bindparam("lease_holder"), job_leases.c.expires_at <= bindparam("now")),
+    )
+    .values(holder=bindparam("lease_holder"), expires_at=bindparam("lease_until"))
+)
+"""Take a lease that has expired (or renew one held): one row changed means held."""
+NEW_LEASE = insert(job_leases).values(
+    job=bindparam("lease_job"),
+    project_id=bindparam("project"),
+    holder=bindparam("lease_holder"),
+    expires_at=bindparam("lease_until"),
+)
+HELD = select(job_leases.c.holder).where(
+    job_leases.c.job == bindparam("lease_job"),
+    job_leases.c.project_id == bindparam("project"),
+    job_leases.c.holder == bindparam("lease_holder"),
+    job_leases.c.expires_at > bindparam("now"),
+)
+DROP_LEASE = delete(job_leases).where(
+    job_leases.c.job == bindparam("lease_job"),
+    job_leases.c.project_id == bindparam("project"),
+    job_leases.c.holder == bindparam("lease_holder"),
+)
+
+ANSWERS_SINCE = select(func.count(), func.max(Answer.__table__.c.id)).where(
+    Answer.__table__.c.project_id == bindparam("project"), Answer.__table__.c.id > bindparam("last")
+)
+"""The answers of a project after answer id ``last``, and the newest id (a range of an index)."""
+
+# --- training sets ------------------------------------------------------------------------------
+_human_label = and_(
+    items.c.project_id == bindparam("project"),
+    or_(items.c.is_gold.is_(True), items.c.status.in_(("accepted", "reviewed"))),
+    items.c.model_version_id.is_(None),
+)
+SETTLED_LABELS = select(func.count()).where(_human_label)
+"""Items whose label people settled (gold, accepted by the crowd, reviewed): the retraining clock."""
+TRAINING_PAGE = (
+    select(items.c.id, items.c.payload, items.c.is_gold, items.c.label, gold_labels.c.label.label("truth"))
+    .outerjoin(gold_labels, gold_labels.c.item_id == items.c.id)
+    .where(_human_label, items.c.id > bindparam("last"))
+    .order_by(items.c.id)
+    .limit(bindparam("limit"))
+)
+
+# --- versions and artifacts ---------------------------------------------------------------------
+SERVICE_VERSIONS = (
+    select(
+        versions.c.id,
+        versions.c.version,
+        versions.c.state,
+        versions.c.training_size,
+        versions.c.training_hash,
+        versions.c.metrics,
+        versions.c.created_at,
+    )
+    .where(versions.c.project_id == bindparam("project"), versions.c.name == bindparam("name"))
+    .order_by(versions.c.id)
+)
+NEW_VERSION = insert(versions).returning(versions.c.id)
+NEW_ARTIFACT = insert(artifacts)
+ARTIFACT = select(artifacts.c.sha256, artifacts.c.data).where(artifacts.c.model_version_id == bindparam("version"))
+SET_VERSION_STATE = update(versions).where(versions.c.id == bindparam("version_id")).values(state=bindparam("state"))
+COUNT_PREDICTIONS = (
+    update(versions)
+    .where(versions.c.id == bindparam("version_id"))
+    .values(prediction_count=versions.c.prediction_count + bindparam("added"))
+)
+NEW_PREDICTIONS = insert(predictions)
+
+# --- open items the version has no opinion on yet ------------------------------------------------
+UNPREDICTED = (
+    select(items.c.id, items.c.payload)
+    .where(
+        items.c.project_id == bindparam("project"),
+        items.c.is_gold.is_(False),
+        items.c.status.in_(("more", "escalated")),
+        items.c.id > bindparam("last"),
+        ~exists().where(predictions.c.item_id == items.c.id, predictions.c.model_version_id == bindparam("version")),
+        ~exists().where(audits.c.item_id == items.c.id),
+    )
+    .order_by(items.c.id)
+    .limit(bindparam("limit"))
+)
+
+# --- labels without humans, and their audit -------------------------------------------------------
+UNTOUCHED = select(items.c.id).where(
+    items.c.id.in_(bindparam("items", expanding=True)),
+    items.c.status == "more",
+    items.c.answer_count == 0,
+    items.c.open_leases == 0,
+)
+"""Of the given items, those no person has answered nor holds: the model may label them."""
+MODEL_LABEL = (
+    update(items)
+    .where(items.c.id == bindparam("item"))
+    .values(
+        status="accepted",
+        label=bindparam("label"),
+        confidence=bindparam("confidence"),
+        needed=0,
+        priority=0.0,
+        model_version_id=bindparam("version"),
+        updated_at=bindparam("now"),
+    )
+)
+NEW_AUDITS = insert(audits)
+AUDIT_OUTCOMES = (
+    select(
+        audits.c.model_version_id,
+        func.count(),
+        func.coalesce(func.sum(case((items.c.label == audits.c.label, 1), else_=0)), 0),
+    )
+    .join(items, items.c.id == audits.c.item_id)
+    .where(audits.c.project_id == bindparam("project"), items.c.status.in_(("accepted", "reviewed")))
+    .group_by(audits.c.model_version_id)
+)
+"""Per model version: audited items people have settled, and those whose label is the model's."""
+MODEL_LABELLED = (
+    select(items.c.model_version_id, func.count())
+    .where(items.c.project_id == bindparam("project"), items.c.model_version_id.is_not(None))
+    .group_by(items.c.model_version_id)
+)
+STOP_AUTOMATION = (
+    update(projects).where(projects.c.id == bindparam("project")).values(automation_stopped=bindparam("version"))
+)
+PROJECT_FIELDS = select(projects.c.id, projects.c.text_fields).order_by(projects.c.id)
+"""Every project and the payload fields its model reads (``[]``: it has none)."""

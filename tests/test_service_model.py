@@ -1,0 +1,320 @@
+"""The project's own model, trained by the service's worker: versions with gold metrics, artifacts
+as checked data, predictions that vote, labels without humans and their audit, job leases across
+services on one database, and a restart in the middle of a job."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from crowdloop.consensus import ConsensusPolicy
+from crowdloop.errors import InputError
+from crowdloop.labels import LabelSpace
+from crowdloop.models import artifacts
+from crowdloop.service import ItemIn, open_service
+from crowdloop.service.training import MODEL_NAME, LeaseLost, item_texts, retrain_due
+from crowdloop.service.worker import ModelWorker
+from crowdloop.store.schema import Audit, Event, Item, ModelArtifact, ModelVersion, Prediction
+
+LABELS = ["shoe", "shirt", "lamp", "phone"]
+WORDS = {"shoe": "sneaker sole lace", "shirt": "cotton collar sleeve", "lamp": "bulb shade light",
+         "phone": "screen android battery"}  # fmt: skip
+NOISE = ["red", "blue", "big", "small", "classic", "new", "pro", "set", "pack", "men", "women", "home"]
+
+
+def catalogue(n: int, n_gold: int, seed: int) -> tuple[list[ItemIn], dict[str, str]]:
+    """``n`` items whose titles name their class (two of its three words among noise words)."""
+    rng = np.random.default_rng(seed)
+    items, truth = [], {}
+    for i in range(n):
+        label = LABELS[i % len(LABELS)]
+        words = [*rng.choice(WORDS[label].split(), 2, replace=False), *rng.choice(NOISE, 3)]
+        rng.shuffle(words)
+        key = f"i{seed}-{i}"
+        truth[key] = label
+        items.append(ItemIn(key, {"title": " ".join(words), "sku": i}, gold=label if i < n_gold else None))
+    return items, truth
+
+
+def project(service, name: str, **settings) -> int:
+    policy = ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=3)
+    info = service.create_project(name, LabelSpace(LABELS), policy, gold_rate=0.1, **settings)
+    return info.id
+
+
+@pytest.fixture(scope="module")
+def service(database_url: str):
+    svc = open_service(database_url, seed=3)
+    yield svc
+    svc.close()
+
+
+def test_item_texts_and_the_retraining_clock() -> None:
+    payloads = [{"title": "a b", "sku": 3, "brand": "x"}, {"sku": 1}]
+    assert item_texts(payloads, None) == ["a b x", ""]
+    assert item_texts(payloads, ["brand", "title"]) == ["x a b", ""]
+    assert not retrain_due(49, None) and retrain_due(50, None)
+    assert not retrain_due(1049, 1000) and retrain_due(1100, 1000)  # 10% more beats 50 more
+    assert retrain_due(250, 200) and not retrain_due(249, 200)
+
+
+def test_artifacts_are_data_and_checked(service) -> None:
+    from crowdloop.models import TextClassifier
+
+    items, truth = catalogue(80, 0, seed=1)
+    texts = np.array([i.payload["title"] for i in items], dtype=object)
+    codes = np.array([LABELS.index(truth[i.external_id]) for i in items])
+    model = TextClassifier(cv=2).fit(texts, codes)
+    data, digest = artifacts.pack(model)
+    assert b"pickle" not in data[:200]
+    np.testing.assert_allclose(
+        artifacts.unpack(data, digest).predict_proba(texts), model.predict_proba(texts), atol=1e-6
+    )
+    tampered = data[:-1] + bytes([data[-1] ^ 1])
+    with pytest.raises(InputError, match="SHA-256"):
+        artifacts.unpack(tampered, digest)
+
+
+def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) -> None:
+    project_id = project(service, "trained", audit_rate=0.2)
+    items, truth = catalogue(400, 160, seed=2)
+    service.import_items(project_id, items)
+    worker = ModelWorker(service)
+    (report,) = worker.run_once()
+    assert report.state == "active" and report.training_size == 160  # the gold items
+    assert report.gold_accuracy > 0.9 and report.threshold is not None
+    assert report.predicted + report.automated + report.audited == 240
+    assert report.automated > 100 and report.audited > 0
+    with service.engine.connect() as c:
+        version = c.execute(select(ModelVersion).where(ModelVersion.project_id == project_id)).one()
+        assert version.name == MODEL_NAME and len(version.training_hash) == 64
+        assert version.metrics["gold_n"] == 160 and version.metrics["gold_ece"] >= 0
+        stored = c.execute(select(ModelArtifact.sha256).where(ModelArtifact.model_version_id == version.id)).one()
+        assert len(stored.sha256) == 64
+        labelled = c.execute(
+            select(Item.external_id, Item.label, Item.answer_count).where(Item.model_version_id == version.id)
+        ).all()
+        audited = set(c.execute(select(Audit.item_id)).scalars())
+        # an audited item carries no prediction of the version: people judge it blind
+        assert not audited & set(
+            c.execute(select(Prediction.item_id).where(Prediction.model_version_id == version.id)).scalars()
+        )
+    assert len(labelled) == report.automated and all(n == 0 for _, _, n in labelled)
+    right = np.mean([LABELS[label] == truth[key] for key, label, _ in labelled])
+    assert right >= 0.95
+    progress = service.progress(project_id)
+    assert progress.automated == report.automated and progress.audit.automation == "on"
+    assert progress.model_versions[0].gold_accuracy == report.gold_accuracy
+    assert worker.run_once() == []  # nothing new settled: no new version
+    assert service.service_versions(project_id)[0]["state"] == "active"
+
+
+def test_a_worse_version_is_kept_but_not_used(service) -> None:
+    project_id = project(service, "worse")
+    items, _ = catalogue(200, 100, seed=4)
+    service.import_items(project_id, items)
+    worker = ModelWorker(service)
+    (first,) = worker.run_once()
+    with service.engine.begin() as c:  # the version in use claims a gold accuracy no model can beat
+        c.execute(
+            update(ModelVersion).where(ModelVersion.id == first.version_id).values(metrics={"gold_accuracy": 1.01})
+        )
+    second = worker.run_project(project_id, force=True)
+    assert second.state == "rejected" and second.predicted == 0
+    with service.engine.connect() as c:
+        reason = c.execute(select(Event.detail).where(Event.kind == "model_version").order_by(Event.id.desc())).first()
+    assert "gold accuracy" in reason.detail["reason"]
+    tasks = service.next_task(service.add_annotator(project_id, "ann")[0])
+    assert tasks is not None  # suggestions come from the version in use, not the rejected one
+    assert [v["state"] for v in service.service_versions(project_id)] == ["active", "rejected"]
+
+
+def test_a_project_without_text_fields_has_no_model(service) -> None:
+    project_id = project(service, "no-model", text_fields=[])
+    service.import_items(project_id, catalogue(100, 60, seed=5)[0])
+    assert ModelWorker(service).run_project(project_id) is None
+    assert service.service_versions(project_id) == []
+
+
+def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) -> None:
+    project_id = project(service, "audited", audit_rate=0.5)
+    service.import_items(project_id, catalogue(300, 120, seed=6)[0])
+    worker = ModelWorker(service)
+    (report,) = worker.run_once()
+    assert report.audited > 10
+    with service.engine.begin() as c:  # people settle every audited item on another label
+        for item_id, label in c.execute(select(Audit.item_id, Audit.label)).all():
+            c.execute(update(Item).where(Item.id == item_id).values(status="accepted", label=(label + 1) % 4))
+    worker.run_project(project_id)
+    progress = service.progress(project_id)
+    assert progress.audit.automation == "stopped" and progress.audit.accuracy == 0.0
+    events = [e for e in service.events(project_id) if e["kind"] == "automation_stopped"]
+    assert events and "lower bound" in events[0]["detail"]["reason"]
+    more = catalogue(40, 0, seed=7)[0]
+    service.import_items(project_id, more)
+    worker.run_project(project_id)  # new items are predicted, none labelled by the stopped version
+    with service.engine.connect() as c:
+        ids = [i.external_id for i in more]
+        assert c.execute(select(Item.model_version_id).where(Item.external_id.in_(ids))).scalars().all() == [None] * 40
+
+
+def test_two_services_on_one_database_never_run_the_same_job(service, database_url: str) -> None:
+    other = open_service(database_url)
+    try:
+        project_id = project(service, "leased")
+        service.import_items(project_id, catalogue(200, 100, seed=8)[0])
+        first, second = ModelWorker(service), ModelWorker(other)
+        assert first.acquire(project_id) and not second.acquire(project_id)
+        first.release(project_id)
+        running, most, reports = {}, {}, []
+        lock = threading.Lock()
+        for svc in (service, other):  # count the jobs of each project running at once
+            job = svc.model_job
+
+            def counted(project_id, *args, job=job, **kwargs):
+                with lock:
+                    running[project_id] = running.get(project_id, 0) + 1
+                    most[project_id] = max(most.get(project_id, 0), running[project_id])
+                try:
+                    return job(project_id, *args, **kwargs)
+                finally:
+                    with lock:
+                        running[project_id] -= 1
+
+            svc.model_job = counted
+        workers = [ModelWorker(svc) for svc in (service, other) * 3]  # six threads, two services
+        threads = [threading.Thread(target=lambda w=w: reports.extend(w.run_once())) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        del service.model_job, other.model_job
+        assert set(most.values()) == {1}
+        assert len([r for r in reports if r.project_id == project_id]) == 1
+        assert len(service.service_versions(project_id)) == 1
+    finally:
+        other.close()
+
+
+def test_a_lost_lease_writes_nothing(service, database_url: str) -> None:
+    project_id = project(service, "stolen")
+    service.import_items(project_id, catalogue(120, 60, seed=9)[0])
+    first = ModelWorker(service, lease_seconds=0.0)  # expires at once: anyone may take it
+    assert first.acquire(project_id)
+    other = open_service(database_url)
+    try:
+        assert ModelWorker(other).acquire(project_id)
+        with pytest.raises(LeaseLost):
+            service.model_job(project_id, first.fence(project_id))
+    finally:
+        other.close()
+    assert service.service_versions(project_id) == []
+
+
+def test_a_restart_in_the_middle_of_a_job_resumes_it(service, database_url: str) -> None:
+    project_id = project(service, "restarted", audit_rate=0.0)
+    items, _ = catalogue(2300, 100, seed=10)  # more open items than one page of predictions
+    service.import_items(project_id, items)
+    calls = [0]
+
+    def dies_after_the_first_page(session) -> None:
+        calls[0] += 1
+        if calls[0] > 2:  # the version and its first page are written, then the process dies
+            raise LeaseLost("killed")
+
+    with pytest.raises(LeaseLost):
+        service.model_job(project_id, dies_after_the_first_page)
+    (pending,) = service.service_versions(project_id)
+    assert pending["state"] == "pending"
+    restarted = open_service(database_url)  # a new process: nothing in memory
+    try:
+        report = ModelWorker(restarted).run_project(project_id)
+    finally:
+        restarted.close()
+    assert report.version_id == pending["id"] and report.state == "active"
+    (version,) = service.service_versions(project_id)
+    assert version["state"] == "active"
+    with service.engine.connect() as c:
+        open_items = c.execute(
+            select(Item.id).where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status == "more")
+        ).scalars()
+        predicted = set(
+            c.execute(select(Prediction.item_id).where(Prediction.model_version_id == pending["id"])).scalars()
+        )
+    assert set(open_items) <= predicted
+
+
+def test_the_worker_command_runs_one_pass(service, database_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from crowdloop.cli import app
+
+    project_id = project(service, "by-command")
+    service.import_items(project_id, catalogue(120, 60, seed=11)[0])
+    result = CliRunner().invoke(app, ["worker", "--db", database_url, "--once"])
+    assert result.exit_code == 0, result.output
+    assert f"project {project_id}: version 1 active, 60 labels" in " ".join(result.output.split())
+
+
+def test_labels_say_where_they_came_from(service) -> None:
+    import io
+
+    import pandas as pd
+
+    from crowdloop.io.exports import export_labels
+
+    project_id = project(service, "sources", audit_rate=0.0, reviewers_see_gold=True)  # the reviewer settles any item
+    unsure = [ItemIn(f"u{i}", {"title": f"classic set {i}"}) for i in range(20)]  # no word of any class
+    service.import_items(project_id, catalogue(200, 100, seed=12)[0] + unsure)
+    (report,) = [r for r in ModelWorker(service).run_once() if r.project_id == project_id]
+    reviewer = service.add_annotator(project_id, "rev", role="reviewer")[0]
+    person = service.add_annotator(project_id, "ann")[0]
+    task = service.next_task(person)
+    service.submit(person, task.lease_id, "lamp")
+    service.review(reviewer, project_id, task.item, "lamp")
+    frame = pd.read_csv(io.StringIO(export_labels(service.export_frame(project_id))), dtype=str)
+    assert list(frame.columns) == ["task", "label", "confidence", "status", "source", "model_version"]
+    model = frame[frame["source"] == "model"]
+    assert len(model) == report.automated > 0 and set(model["model_version"]) == {"1"}
+    assert (frame.loc[frame["task"] == task.item, "source"] == "review").all()
+    assert (
+        set(frame["source"]) <= {"model", "crowd", "review", "gold"}
+        and frame.loc[frame["source"] == "crowd", "model_version"].isna().all()
+    )
+    progress = service.progress(project_id)
+    assert progress.automated_share == report.automated / 120
+    assert progress.paid_answers_per_item == 1 / 120 and progress.cost_per_item == progress.cost / 120
+    (version,) = progress.model_versions
+    assert version.items_labelled == report.automated and version.at_cost_per_item == 0.0
+
+
+def test_a_new_version_votes_with_its_temperature_on_gold() -> None:
+    from crowdloop.models.calibrate import vote_temperature
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 400)
+    right = rng.random(400) < 0.7  # right 70% of the time, 0.97 sure every time: overconfident
+    pick = np.where(right, truth, (truth + 1) % 4)
+    probs = np.full((400, 4), 0.01)
+    probs[np.arange(400), pick] = 0.97
+    assert vote_temperature(probs, truth) < 0.5
+    honest = np.full((400, 4), 0.1)
+    honest[np.arange(400), pick] = 0.7
+    assert 0.7 < vote_temperature(honest, truth) < 1.4
+
+
+def test_the_worker_refits_once_enough_answers_came_in(service) -> None:
+    project_id = project(service, "refits")
+    service.import_items(project_id, catalogue(150, 0, seed=13)[0])
+    worker = ModelWorker(service)
+    assert not worker.refit_due(project_id)
+    people = [service.add_annotator(project_id, f"r{k}")[0] for k in range(3)]
+    for _ in range(20):
+        for who in people:
+            task = service.next_task(who)
+            if task is not None:
+                service.submit(who, task.lease_id, "lamp")
+    assert worker.refit_due(project_id) and not worker.refit_due(project_id)
