@@ -48,7 +48,7 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         version = connection.exec_driver_sql("select version_num from alembic_version").scalar()
-    assert version == "0005"
+    assert version == max(p.name[:4] for p in (db.migrations_path() / "versions").glob("0*.py"))
     db.upgrade(engine)  # running again is a no-op
     engine.dispose()
 

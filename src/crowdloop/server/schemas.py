@@ -47,6 +47,9 @@ GoldRate = Annotated[float, Field(ge=0, le=1, description="Share of tasks that a
 LeaseSeconds = Annotated[int, Field(ge=5, le=7 * 86400, description="How long an annotator holds a task.")]
 ModelVotes = Annotated[bool, Field(description="The latest model version votes in the consensus.")]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
+HideRate = Annotated[
+    float, Field(ge=0, le=1, description="Share of tasks served without their suggestions (measures anchoring).")
+]
 
 
 class Strict(BaseModel):
@@ -104,6 +107,7 @@ class ProjectSettings(Strict):
     lease_seconds: LeaseSeconds = 600
     model_votes: ModelVotes = True
     suggestions: SuggestionCount = 3
+    hide_rate: HideRate = 0.1
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -131,6 +135,7 @@ class ProjectPatch(Strict):
     lease_seconds: LeaseSeconds | None = None
     model_votes: ModelVotes | None = None
     suggestions: SuggestionCount | None = None
+    hide_rate: HideRate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +173,7 @@ class ProjectOut(Out):
     lease_seconds: int
     model_votes: bool
     suggestions: int
+    hide_rate: float
     created_at: datetime
 
 

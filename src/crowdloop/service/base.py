@@ -245,6 +245,7 @@ class ServiceBase:
             model_votes=project.model_votes,
             suggestions=project.suggestions,
             created_at=project.created_at,
+            hide_rate=project.hide_rate,
         )
 
     @staticmethod

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.suggestions import shows_suggestions, top_suggestions
 from crowdloop.service.text import text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
 from crowdloop.store import queries as q
@@ -50,7 +51,8 @@ class Loop(ServiceBase):
             self._reclaim(connection, project.id, now)
         if found.held_id is not None:
             item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
-            return self._task(found.held_id, item, found.held_suggestions, found.held_expires)
+            held = found.held_suggestions if found.held_shown is not False else None
+            return self._task(found.held_id, item, held, found.held_expires)
         item = self._pick_gold(connection, project, annotator) if gold_draw < project.gold_rate else None
         if item is None:
             item = self._pick_pool(connection, project, annotator)
@@ -58,13 +60,15 @@ class Loop(ServiceBase):
             return None
         lease_id = secrets.token_hex(16)
         suggestions = self._suggestions(connection, project, item.id, found.newest_model)
+        shown = None if suggestions is None else shows_suggestions(lease_id, project.hide_rate)
         expires = now + timedelta(seconds=project.lease_seconds)
         connection.execute(
             q.NEW_LEASE,
             {"id": lease_id, "project_id": project.id, "item_id": item.id, "annotator_id": annotator.id,
-             "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
+             "state": "open", "suggestions": suggestions, "suggestions_shown": shown, "created_at": now,
+             "expires_at": expires},
         )  # fmt: skip
-        return self._task(lease_id, item, suggestions, expires)
+        return self._task(lease_id, item, suggestions if shown else None, expires)
 
     @staticmethod
     def _check_worker(annotator: Any) -> Any:
@@ -140,9 +144,7 @@ class Loop(ServiceBase):
         row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
         if row is None:
             return None
-        labels = self._label_space(project)
-        top = sorted(zip(row.labels, row.probs, strict=True), key=lambda x: -x[1])[: project.suggestions]
-        return [{"label": labels.name(code), "probability": round(float(p), 4)} for code, p in top]
+        return top_suggestions(row.labels, row.probs, self._label_space(project), project.suggestions)
 
     def submit(
         self,
@@ -238,7 +240,8 @@ class Loop(ServiceBase):
         answer_id = connection.execute(
             q.NEW_ANSWER,
             {"project_id": project.id, "item_id": item.id, "annotator_id": annotator_id, "lease_id": lease_id,
-             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions, "idempotency_key": key,
+             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions,
+             "suggestions_shown": lease.suggestions_shown, "idempotency_key": key,
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
         ).scalar_one()  # fmt: skip
         rules = self._rules(project)

@@ -68,6 +68,7 @@ def settings_columns(
     lease_seconds: int | None = None,
     model_votes: bool | None = None,
     suggestions: int | None = None,
+    hide_rate: float | None = None,
 ) -> dict[str, Any]:
     """The stored columns of the settings given (None: not given), each checked (``ConfigError``
     names the first that cannot work)."""
@@ -89,6 +90,10 @@ def settings_columns(
         isinstance(suggestions, int) and not isinstance(suggestions, bool) and 0 <= suggestions <= 20
     ):
         raise ConfigError(f"suggestions must be an integer in [0, 20], got {suggestions!r}")
+    if hide_rate is not None and not (
+        isinstance(hide_rate, int | float) and not isinstance(hide_rate, bool) and 0 <= hide_rate <= 1
+    ):
+        raise ConfigError(f"hide_rate must be in [0, 1], got {hide_rate!r}")
     columns = {
         "policy": None if policy is None else codec.policy_to_json(policy),
         "rules": None if rules is None else codec.rules_to_json(rules),
@@ -96,6 +101,7 @@ def settings_columns(
         "lease_seconds": lease_seconds,
         "model_votes": model_votes,
         "suggestions": suggestions,
+        "hide_rate": None if hide_rate is None else float(hide_rate),
     }
     return {name: value for name, value in columns.items() if value is not None}
 
@@ -114,11 +120,13 @@ class Setup(ServiceBase):
         lease_seconds: int = 600,
         model_votes: bool = True,
         suggestions: int = 3,
+        hide_rate: float = 0.1,
     ) -> ProjectInfo:
         """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
         vote in the consensus (else they are only suggestions); ``suggestions``: top-k pre-labels
-        shown with a task (0: none). Raises ``ConflictError`` for a taken name."""
+        shown with a task (0: none); ``hide_rate``: share of tasks whose suggestions are hidden, so
+        that their anchoring is measured (``progress``). Raises ``ConflictError`` for a taken name."""
         name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
@@ -129,6 +137,7 @@ class Setup(ServiceBase):
             lease_seconds=lease_seconds,
             model_votes=model_votes,
             suggestions=suggestions,
+            hide_rate=hide_rate,
         )
         row = Project(
             name=name,
@@ -160,6 +169,7 @@ class Setup(ServiceBase):
         lease_seconds: int | None = None,
         model_votes: bool | None = None,
         suggestions: int | None = None,
+        hide_rate: float | None = None,
         name: str | None = None,
         labels: LabelSpace | None = None,
     ) -> ProjectUpdate:
@@ -186,7 +196,8 @@ class Setup(ServiceBase):
                 f"the label space of project {project_id} cannot change (its codes are in every stored "
                 "answer): create a new project for other labels"
             )
-        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes}
+        given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes,
+                 "hide_rate": hide_rate}  # fmt: skip
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:

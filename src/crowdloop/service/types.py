@@ -56,6 +56,7 @@ class ProjectInfo:
     model_votes: bool
     suggestions: int
     created_at: datetime
+    hide_rate: float = 0.1
 
     @property
     def is_taxonomy(self) -> bool:
@@ -179,11 +180,30 @@ class ModelVersionInfo:
 
 
 @dataclass(frozen=True)
+class SuggestionMeasure:
+    """One measure of what suggestions do to answers, shown against hidden (on answers to items
+    whose label is known: gold, or settled by a reviewer): ``shown`` and ``hidden`` values,
+    ``effect`` (their difference, or ratio for times) with its 95% interval ``low``-``high``, and
+    the answers each side (``crowdloop.models.prelabels.anchoring_effect``)."""
+
+    measure: str
+    shown: float
+    hidden: float
+    effect: float
+    low: float
+    high: float
+    n_shown: int
+    n_hidden: int
+
+
+@dataclass(frozen=True)
 class Progress:
     """Where a project stands. ``accuracy_estimate``: mean calibrated confidence of the settled
     (accepted or reviewed) items, the expected share of them that is right; ``cost``: money spent so
     far (crowd, expert and model answers at the policy's prices); ``automation_rate``: share of the
-    accepted items that needed no human answer."""
+    accepted items that needed no human answer; ``suggestions``: the anchoring effect of the
+    suggestions and the answer times, shown against hidden (empty until both kinds of answers
+    exist on items whose label is known)."""
 
     project_id: int
     items: int
@@ -198,6 +218,7 @@ class Progress:
     automation_rate: float
     annotators: int
     banned: int
+    suggestions: list[SuggestionMeasure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Base(DeclarativeBase):
 class Project(Base):
     """A labeling project: its label space (``labels``: the labels, or for a taxonomy the paths
     and optional ids), consensus policy, skill rules, gold rate and the online calibrator.
+    ``hide_rate``: the share of leases whose suggestions are computed but not shown (anchoring).
     ``settings_version`` counts the changes of its settings: every process caches a policy and
     rules under the version they were read at, so a change made in one process is seen by all."""
 
@@ -77,6 +78,7 @@ class Project(Base):
     lease_seconds: Mapped[int] = mapped_column(Integer)
     model_votes: Mapped[bool] = mapped_column(Boolean)
     suggestions: Mapped[int] = mapped_column(Integer)
+    hide_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     calibrator: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -175,7 +177,9 @@ class ApiToken(Base):
 
 
 class Lease(Base):
-    """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired."""
+    """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired.
+    ``suggestions``: the model's top labels when leased; ``suggestions_shown``: whether the task
+    showed them (False: hidden, to measure anchoring; None: there were none)."""
 
     __tablename__ = "leases"
     __table_args__ = (
@@ -189,13 +193,15 @@ class Lease(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="open")
     suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    suggestions_shown: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Answer(Base):
     """One human answer: at most one per (item, annotator) and per lease; a reviewer's final
-    decision is an answer with ``is_review``."""
+    decision is an answer with ``is_review``. ``suggestions`` and ``suggestions_shown``: the
+    lease's (what the model suggested, and whether the annotator saw it)."""
 
     __tablename__ = "answers"
     __table_args__ = (
@@ -212,6 +218,7 @@ class Answer(Base):
     label: Mapped[int] = mapped_column(Integer)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    suggestions_shown: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     is_review: Mapped[bool] = mapped_column(Boolean, default=False)

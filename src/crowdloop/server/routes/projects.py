@@ -68,6 +68,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         lease_seconds=settings.lease_seconds,
         model_votes=settings.model_votes,
         suggestions=settings.suggestions,
+        hide_rate=settings.hide_rate,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
     return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))
