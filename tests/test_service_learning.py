@@ -14,6 +14,7 @@ from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.errors import ConfigError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
+from crowdloop.service.priorities import pool_weights
 from crowdloop.store.schema import Answer, Lease
 
 LABELS = LabelSpace(["cat", "dog", "cow", "pig"])
@@ -96,3 +97,74 @@ def test_progress_reports_the_anchoring_effect_with_an_interval(service) -> None
     assert wrong.hidden < 0.15 < 0.5 < wrong.shown
     times = measures["median seconds (ratio shown / hidden)"]
     assert (times.shown, times.hidden, times.effect) == (3.0, 6.0, 0.5)
+
+
+TOPICS = {
+    "audio": ["speaker", "headphones", "amplifier", "microphone"],
+    "kitchen": ["kettle", "toaster", "blender", "skillet"],
+    "garden": ["shovel", "hose", "rake", "planter"],
+}
+
+
+def topic_items(rng: np.random.Generator, per_topic: int) -> list[ItemIn]:
+    """Items whose titles take 3 of their topic's 4 words, imported topic after topic."""
+    return [
+        ItemIn(f"{topic}-{i}", {"title": " ".join(rng.choice(words, 3, replace=False)), "sku": i})
+        for topic, words in TOPICS.items()
+        for i in range(per_topic)
+    ]
+
+
+def test_the_cold_start_is_a_diverse_spread(service) -> None:
+    """No model, no answers: every item is worth the same to the consensus, and the first tasks
+    cover the three topics instead of the first topic imported."""
+    project = service.create_project(name(), LABELS, ConsensusPolicy(max_overlap=3), gold_rate=0)
+    service.import_items(project.id, topic_items(np.random.default_rng(1), 20))
+    worker, _ = service.add_annotator(project.id, "w")
+    first = []
+    for _ in range(3):
+        task = service.next_task(worker)
+        first.append(task.item.split("-")[0])
+        service.submit(worker, task.lease_id, "cat", duration_ms=3000)
+    assert sorted(first) == sorted(TOPICS)
+
+
+def test_the_model_s_uncertain_items_come_first(service) -> None:
+    """Predictions stored (not voting: the consensus sees no difference between the items): the
+    items the model is unsure of are leased before the ones it is sure of."""
+    project = service.create_project(name(), LABELS, ConsensusPolicy(max_overlap=3), gold_rate=0, model_votes=False)
+    items = topic_items(np.random.default_rng(2), 14)
+    service.import_items(project.id, items)
+    unsure = {item.external_id for item in items[::2]}
+    predictions = {
+        item.external_id: {"cat": 0.4, "dog": 0.35} if item.external_id in unsure else {"cat": 0.97} for item in items
+    }
+    service.add_model_predictions(project.id, "m", "1", predictions)
+    worker, _ = service.add_annotator(project.id, "w")
+    leased = []
+    for _ in range(len(unsure)):
+        task = service.next_task(worker)
+        leased.append(task.item)
+        service.submit(worker, task.lease_id, "cat", duration_ms=3000)
+    assert set(leased) == unsure
+    # a refit weighs the pool again, and keeps the order
+    service.refit(project.id)
+    task = service.next_task(worker)
+    assert task is not None and task.item not in unsure  # only the sure items are left for this annotator
+
+
+def test_relabel_or_new_ranks_disagreeing_answers_with_uncertain_new_items() -> None:
+    """Without texts (no spread): an item whose two answers disagree comes before a new item the
+    model is unsure of, then a new item the model is sure of, and last an item whose two answers
+    agree (q = (0.5 * 0.6 + 1.6 * 1) / 2.1 = 0.90 against (0.5 * 0.95 + 0.8 / 2) / 1.3 = 0.67)."""
+    weights = pool_weights(
+        np.array(["", "", "", ""], dtype=object),
+        consensus=np.array([0, -1, 0, -1]),
+        agreement=np.array([0.3, 0.0, 1.0, 0.0]),
+        answers=np.array([2, 0, 2, 0]),
+        probs=np.array([[0.5, 0.5], [0.5, 0.5], [0.6, 0.4], [0.95, 0.05]]),
+        annotator_weight=0.8,
+        model_weight=0.5,
+    )
+    assert list(np.argsort(-weights)) == [0, 1, 3, 2]
+    assert weights.max() == 2.0 and weights.min() > 1.0

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.service.base import PAGE, ServiceBase, update_rows
+from crowdloop.service.priorities import prioritize
 from crowdloop.service.refit import StoredAnswers
 from crowdloop.service.refit import refit as fit_project
 from crowdloop.service.types import RefitReport
@@ -26,7 +27,8 @@ class Jobs(ServiceBase):
     def refit(self, project_id: int) -> RefitReport:
         """Full EM refit (``crowdloop.consensus.DynamicConsensus`` on every answer, gold clamped):
         annotator skills, the model versions' temperatures, the calibrator of the online decision,
-        then every open item re-decided. A job (``crowdloop refit``), never inside a request."""
+        then every open item re-decided and weighed (``service.priorities``). A job (``crowdloop
+        refit``), never inside a request."""
         started = time.perf_counter()
         info = self.get_project(project_id)
         stored, since = self._read_for_refit(project_id)
@@ -72,6 +74,7 @@ class Jobs(ServiceBase):
 
         self._run(write)
         redecided = self._redecide_open(project_id)
+        prioritize(self, project_id)
         return RefitReport(
             project_id=project_id,
             skill_model=result.skill_model,

@@ -26,6 +26,7 @@ from crowdloop.service.base import (
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.online import Opinions
+from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
     KINDS,
@@ -281,7 +282,9 @@ class Setup(ServiceBase):
         """Store items in batches of ``batch_size`` (fixed-size statements, whatever the count);
         returns the number stored. ``model=(name, version)`` names the model of the rows'
         ``predictions``. An external id already in the project, or repeated, raises
-        ``InputError`` naming the row; the batches before it stay stored."""
+        ``InputError`` naming the row; the batches before it stay stored. A pool of at most
+        ``PRIORITIZE_IN_CALL`` open items is then weighed (``service.priorities``: at the cold
+        start, a diverse spread)."""
         check_batch(batch_size)
         info = self.get_project(project_id)
         version_id = self._model_version(project_id, *model) if model else None
@@ -298,6 +301,8 @@ class Setup(ServiceBase):
             stored += len(parsed)
             if progress is not None:
                 progress(stored)
+        if stored and self._run(lambda s: self._open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
+            prioritize(self, project_id)  # a larger pool is weighed by the next refit or predictions
         return stored
 
     def _store_items(

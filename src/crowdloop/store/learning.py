@@ -7,9 +7,9 @@ request except where ``store.queries`` says so.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
-from crowdloop.store.queries import answers, gold_labels, items
+from crowdloop.store.queries import answers, gold_labels, items, predictions
 
 _suggested = (
     answers.c.label,
@@ -39,3 +39,39 @@ REVIEWED_SUGGESTED = (
     )
 )
 """Crowd answers that came with suggestions on items a reviewer settled, with the reviewer's label."""
+
+OPEN_ITEMS = (
+    select(items.c.id, items.c.payload, items.c.label, items.c.answer_count)
+    .where(
+        items.c.project_id == bindparam("project"),
+        items.c.is_gold.is_(False),
+        items.c.id > bindparam("last"),
+        items.c.status == "more",
+    )
+    .order_by(items.c.id)
+    .limit(bindparam("size"))
+)
+"""A page of the items that still need answers (a range of the ``ix_items_page`` index)."""
+LABELLED_TEXTS = (
+    select(items.c.payload)
+    .where(items.c.project_id == bindparam("project"), items.c.status.in_(("gold", "accepted", "reviewed")))
+    .order_by(items.c.id.desc())
+    .limit(bindparam("size"))
+)
+"""The payloads of the newest labelled items (gold or settled): what the spread keeps away from."""
+GOLD_PREDICTED = (
+    select(predictions.c.labels, predictions.c.probs, gold_labels.c.label.label("truth"))
+    .join(gold_labels, gold_labels.c.item_id == predictions.c.item_id)
+    .where(predictions.c.model_version_id == bindparam("model"))
+)
+"""A model version's predictions for gold items, with the true label."""
+REWEIGH = (
+    update(items)
+    .where(items.c.id == bindparam("item"), items.c.status == "more")
+    .values(
+        priority=items.c.priority * bindparam("weight") / items.c.learn_weight,
+        learn_weight=bindparam("weight"),
+    )
+)
+"""A new ``learn_weight`` for an open item, its priority rescaled by it (the decision's own
+priority, ``priority / learn_weight``, is kept: no posterior is recomputed)."""

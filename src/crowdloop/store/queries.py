@@ -185,7 +185,7 @@ DECISION = (
         label=bindparam("label"),
         confidence=bindparam("confidence"),
         needed=bindparam("needed"),
-        priority=bindparam("priority"),
+        priority=bindparam("priority") * items.c.learn_weight,  # weighted off the request path
         branch=bindparam("branch"),
         updated_at=bindparam("now"),
     )

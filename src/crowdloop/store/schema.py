@@ -89,8 +89,9 @@ class Project(Base):
 class Item(Base):
     """An item to label. ``label`` is a code of the project's label space; ``needed``: answers
     still to order now (the decision's ``next``); ``priority``: expected information per cost of
-    one more answer (the order of the pool); ``branch``: the predicted top-level branch (taxonomy
-    routing, -1 unknown)."""
+    one more answer times ``learn_weight``, the worth of its label to the model and to the spread
+    of what is labelled (``service.priorities``, in (1, 2]; the order of the pool); ``branch``: the
+    predicted top-level branch (taxonomy routing, -1 unknown)."""
 
     __tablename__ = "items"
     __table_args__ = (UniqueConstraint("project_id", "external_id"),)
@@ -106,6 +107,7 @@ class Item(Base):
     open_leases: Mapped[int] = mapped_column(Integer, default=0)
     needed: Mapped[int] = mapped_column(Integer, default=1)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    learn_weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     branch: Mapped[int] = mapped_column(Integer, default=-1)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
