@@ -19,8 +19,8 @@ from datetime import datetime
 from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.jobs import Jobs
 from crowdloop.service.loop import Loop
+from crowdloop.service.planning import Planning
 from crowdloop.service.predictions import Predictions
-from crowdloop.service.reports import Reports
 from crowdloop.service.setup import Setup
 from crowdloop.service.types import RefitReport
 from crowdloop.store import db
@@ -59,7 +59,9 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(Setup, AnswerImport, Loop, Predictions, Reports, Jobs):
+class LabelingService(
+    Setup, AnswerImport, Loop, Predictions, Planning, Jobs
+):  # Predictions: LabelErrors; Planning: Reports
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,

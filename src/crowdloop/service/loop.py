@@ -14,9 +14,19 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.label_errors import disputed_fields
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
 from crowdloop.service.text import text_problem
-from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
+from crowdloop.service.types import (
+    DISPUTED,
+    AnnotatorInfo,
+    ItemState,
+    ReviewAnswer,
+    ReviewTask,
+    SubmitOut,
+    Suggestion,
+    TaskOut,
+)
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
@@ -253,7 +263,7 @@ class Loop(ServiceBase):
             {"annotator": annotator_id, "right": right, "gold": float(item.is_gold), "timed": float(timed),
              "fast": float(fast)},
         ).one()  # fmt: skip
-        if not item.is_gold and item.status != "reviewed":
+        if not item.is_gold and item.status not in ("reviewed", DISPUTED):  # a reviewer's to settle
             self._redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
@@ -329,7 +339,7 @@ class Loop(ServiceBase):
         self._run(work)
 
     def review_queue(self, project_id: int, *, limit: int = 50) -> list[ReviewTask]:
-        """Escalated items, oldest first, with the crowd's answers."""
+        """Escalated and disputed items (``check_labels``), oldest first, with the crowd's answers."""
         limit = max(1, min(int(limit), 500))
 
         def work(session: Session) -> list[ReviewTask]:
@@ -339,7 +349,7 @@ class Loop(ServiceBase):
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
             items = session.scalars(
                 select(Item)
-                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status == ESCALATED)
+                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status.in_((ESCALATED, DISPUTED)))
                 .order_by(Item.updated_at, Item.id)
                 .limit(limit)
             ).all()
@@ -361,6 +371,7 @@ class Loop(ServiceBase):
                         confidence=item.confidence,
                         answers=[ReviewAnswer(name, labels.name(code)) for name, code in answers],
                         suggestions=[Suggestion(**s) for s in shown],
+                        **disputed_fields(item, labels),
                     )
                 )
             return out

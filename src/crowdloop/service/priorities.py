@@ -149,7 +149,7 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
         total = np.bincount(vote_item, weights=vote_weight, minlength=len(ids))
         agreeing = np.bincount(vote_item, weights=vote_weight * agrees, minlength=len(ids))
         right = sum(int(g.labels[int(np.argmax(g.probs))] == g.truth) for g in gold)
-        probs, columns = _stored_probs(predicted, len(ids), n_labels, leading)
+        probs, columns = stored_probs(predicted, len(ids), n_labels, leading)
         agreement = np.divide(agreeing, total, out=np.zeros(len(ids)), where=total > 0)
         kwargs.update(
             probs=probs,
@@ -191,7 +191,7 @@ def _read_page(db: Any, project_id: int, last: int, newest: int | None) -> tuple
     return items, predicted, votes
 
 
-def _stored_probs(
+def stored_probs(
     rows: list[tuple[int, list[int], list[float]]], n: int, n_labels: int, leading: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Dense probability rows over the labels that occur (stored top labels and leading labels):

@@ -14,6 +14,7 @@ from crowdloop.consensus import ACCEPTED
 from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, SETTLED, ServiceBase
 from crowdloop.service.intake import check_batch
+from crowdloop.service.label_errors import label_error_counts
 from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion, Prediction
@@ -96,6 +97,7 @@ class Reports(ServiceBase):
                 annotators=int(people[0]),
                 banned=int(people[1]),
                 suggestions=suggestion_effect(session, project_id, self._label_space(project)),
+                label_errors=label_error_counts(session, project_id),
             )
 
         return self._run(work)

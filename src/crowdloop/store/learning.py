@@ -7,9 +7,9 @@ request except where ``store.queries`` says so.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
-from crowdloop.store.queries import answers, gold_labels, items, predictions
+from crowdloop.store.queries import answers, events, gold_labels, items, models, predictions
 
 _suggested = (
     answers.c.label,
@@ -75,3 +75,55 @@ REWEIGH = (
 )
 """A new ``learn_weight`` for an open item, its priority rescaled by it (the decision's own
 priority, ``priority / learn_weight``, is kept: no posterior is recomputed)."""
+
+ACCEPTED_ITEMS = (
+    select(items.c.id, items.c.external_id, items.c.label)
+    .where(
+        items.c.project_id == bindparam("project"),
+        items.c.is_gold.is_(False),
+        items.c.id > bindparam("last"),
+        items.c.status == "accepted",
+        items.c.label.is_not(None),
+    )
+    .order_by(items.c.id)
+    .limit(bindparam("size"))
+)
+"""A page of the accepted items and their labels."""
+DISPUTE = (
+    update(items)
+    .where(items.c.id == bindparam("item"), items.c.status == "accepted", items.c.label == bindparam("given"))
+    .values(
+        status="disputed",
+        disputed_from=bindparam("given"),
+        disputed_label=bindparam("model_label"),
+        updated_at=bindparam("now"),
+    )
+)
+"""An accepted item to the review queue, if still accepted with the label the check read."""
+DISPUTE_COUNTS = (
+    select(items.c.status, (items.c.label == items.c.disputed_from).label("kept"), func.count())
+    .where(items.c.project_id == bindparam("project"), items.c.disputed_from.is_not(None))
+    .group_by(items.c.status, items.c.label == items.c.disputed_from)
+)
+"""The disputed items by status, and whether their label is still the one disputed."""
+MODEL_NAME = select(models.c.name, models.c.version).where(models.c.id == bindparam("model"))
+
+MODEL_VERSIONS = (
+    select(models.c.id, models.c.name, models.c.version, models.c.created_at)
+    .where(models.c.project_id == bindparam("project"))
+    .order_by(models.c.id)
+)
+SETTLED_BY = select(func.count(func.distinct(events.c.item_id))).where(
+    events.c.project_id == bindparam("project"),
+    events.c.kind.in_(("accepted", "reviewed")),
+    events.c.created_at <= bindparam("at"),
+)
+"""Items settled (accepted or reviewed) by a time: the labels a model version could train on."""
+GOLD_COUNT = select(func.count()).where(items.c.project_id == bindparam("project"), items.c.is_gold.is_(True))
+ANSWER_TIMES = (
+    select(answers.c.duration_ms)
+    .where(answers.c.project_id == bindparam("project"), answers.c.duration_ms.is_not(None))
+    .order_by(answers.c.id.desc())
+    .limit(bindparam("size"))
+)
+"""The times of the newest timed answers."""

@@ -91,7 +91,9 @@ class Item(Base):
     still to order now (the decision's ``next``); ``priority``: expected information per cost of
     one more answer times ``learn_weight``, the worth of its label to the model and to the spread
     of what is labelled (``service.priorities``, in (1, 2]; the order of the pool); ``branch``: the
-    predicted top-level branch (taxonomy routing, -1 unknown)."""
+    predicted top-level branch (taxonomy routing, -1 unknown); ``disputed_from`` and
+    ``disputed_label``: an accepted label the model disputed and the model's label (the item then
+    waits for a reviewer, status ``disputed``; both stay after the review)."""
 
     __tablename__ = "items"
     __table_args__ = (UniqueConstraint("project_id", "external_id"),)
@@ -109,6 +111,8 @@ class Item(Base):
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     learn_weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     branch: Mapped[int] = mapped_column(Integer, default=-1)
+    disputed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disputed_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -127,6 +131,14 @@ Index(
 )
 # pages of a project's items in id order (results, refit): a range scan, never a sort of all items
 Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
+# the items the model disputed (label errors), for progress(): a partial index of a few rows
+Index(
+    "ix_items_disputed",
+    Item.project_id,
+    Item.status,
+    sqlite_where=Item.disputed_from.is_not(None),
+    postgresql_where=Item.disputed_from.is_not(None),
+)
 # what progress() counts, read from the index alone
 Index("ix_items_progress", Item.project_id, Item.status, Item.answer_count, Item.confidence)
 
