@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from crowdloop.cli import app
 from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.errors import ConfigError, ConflictError
 from crowdloop.labels import LabelSpace
@@ -278,3 +280,19 @@ def test_the_plan_and_the_label_check_over_rest(service) -> None:
     check = client.post(f"/projects/{project_id}/label-errors", headers=auth).json()
     # the crowd said cat for everything: the newest model (no prediction for those items) has nothing to say
     assert check == {"project_id": project_id, "model": "m:4", "checked": 0, "disputed": []}
+
+
+def test_the_plan_and_the_label_check_from_the_command_line(service, database_url, tmp_path) -> None:
+    project_id = versions_as_labels_settle(service)
+    runner = CliRunner()
+    picture = tmp_path / "curve.png"
+    args = ["--project", str(project_id), "--db", database_url]
+    result = runner.invoke(app, ["plan", *args, "--target", "0.9", "--plot", str(picture)])
+    assert result.exit_code == 0, result.output
+    assert "version 4" in result.output and "200 labels: 0.800 on 40 gold" in result.output
+    assert picture.read_bytes()[:4] == b"\x89PNG"
+    result = runner.invoke(app, ["errors", *args])
+    assert result.exit_code == 0, result.output
+    assert "accepted labels checked" in result.output and "m:4" in result.output
+    result = runner.invoke(app, ["plan", *args, "--items", str(tmp_path / "x.csv")])
+    assert result.exit_code == 1 and "--project plans from the service" in result.output

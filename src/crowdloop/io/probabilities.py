@@ -10,21 +10,23 @@ import pandas as pd
 import scipy.sparse as sp
 
 from crowdloop.errors import InputError
-from crowdloop.io.tables import read_table
+from crowdloop.io.tables import id_column, read_table
 from crowdloop.labels import LabelSpace
 
 TOLERANCE = 1e-3
 
 
-def read_probabilities(path: str | Path, labels: LabelSpace, *, task: str = "task") -> tuple[pd.Index, sp.csr_matrix]:
-    """Task ids and their probability rows (CSR, one column per label of ``labels``).
+def read_probabilities(
+    path: str | Path, labels: LabelSpace, *, task: str | None = None
+) -> tuple[pd.Index, sp.csr_matrix]:
+    """Task ids and their probability rows (CSR, one column per label of ``labels``); the ids are in
+    the column ``task`` (default: ``item``, else ``task``).
 
     Every row must be non-negative and sum to 1 (within 1e-3); labels must be in the label space;
     a task appears once (wide) or once per label (long). Errors cite the file's lines."""
     source = str(path)
     frame = read_table(path)
-    if task not in frame.columns:
-        raise InputError(f"missing column '{task}' (columns are: {', '.join(frame.columns)})", source=source)
+    task = id_column(frame, task, source)
     long = {"label", "probability"} <= set(frame.columns)
     if long:
         codes = labels.encode(frame["label"].to_numpy(), source=source, field="label", first_row=2)

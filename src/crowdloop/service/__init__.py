@@ -3,10 +3,13 @@
 ``open_service(url)`` gives a ``LabelingService`` (SQLite file by default, PostgreSQL by URL), whose
 parts live in one module each: ``setup`` (projects, items, gold, annotators, tokens), ``loop`` (next
 task, submit, skip, review), ``predictions`` (model versions that vote and suggest), ``reports``
-(progress, results, answers frame, event log) and ``jobs`` (the full refit, ``refit_projects``, which
-``crowdloop refit`` runs). The decision after an answer is ``online`` (one-coin posterior with the
-refit's skills and calibrator, then ``crowdloop.consensus``); the refit itself is ``refit``. Inputs
-and outputs are the dataclasses of ``types``; storage is ``crowdloop.store``.
+(progress, results, answers frame, event log), ``jobs`` (the full refit, ``refit_projects``, which
+``crowdloop refit`` runs), ``suggestions`` (pre-labels, hidden for a share of leases, and their
+anchoring), ``priorities`` (the pool weighed by the active strategies, off the request path),
+``label_errors`` (accepted labels the model disputes, to review) and ``planning`` (how much data).
+The decision after an answer is ``online`` (one-coin posterior with the refit's skills and
+calibrator, then ``crowdloop.consensus``); the refit itself is ``refit``. Inputs and outputs are
+the dataclasses of ``types``; storage is ``crowdloop.store``.
 
 >>> from crowdloop.service import open_service  # doctest: +SKIP
 >>> service = open_service("sqlite:///crowdloop.db")  # doctest: +SKIP
