@@ -409,5 +409,9 @@ def _measure(items: Path, text_column: str, label_column: str, measure) -> pd.Da
 
     frame = read_table(items)
     _require_columns(frame, [text_column, label_column], str(items))
-    with console.status(f"measuring a learning curve on {len(frame):,} items ..."):
-        return measure(frame[text_column].to_numpy(dtype=object), frame[label_column].to_numpy(dtype=object))
+    from crowdloop.planning.measure import DEFAULT_POINTS
+
+    with steps(f"measuring a learning curve on {len(frame):,} items", DEFAULT_POINTS) as done:
+        return measure(
+            frame[text_column].to_numpy(dtype=object), frame[label_column].to_numpy(dtype=object), progress=done
+        )
