@@ -22,6 +22,11 @@ from crowdloop.service.types import SuggestionMeasure
 from crowdloop.store import learning as sql
 
 _DRAW_BITS = 52
+MEASURED_ANSWERS = 5_000
+"""The newest answers of each kind (to gold items, to reviewed items) the measures read: progress
+stays cheap on a large project, and the intervals are narrow long before."""
+BOOTSTRAP = 500
+"""Bootstrap replicates of the time ratio's interval."""
 
 
 def top_suggestions(codes: list[int], probs: list[float], labels: LabelSpace, k: int) -> list[dict]:
@@ -37,12 +42,12 @@ def shows_suggestions(lease_id: str, hide_rate: float) -> bool:
 
 
 def suggestion_effect(db: Executor, project_id: int, labels: LabelSpace) -> list[SuggestionMeasure]:
-    """The measures of ``anchoring_effect`` on the answers that came with suggestions, to gold
-    items (truth: the gold label) and to items a reviewer settled (truth: the reviewer's label);
-    empty while one side (shown or hidden) has no answer."""
+    """The measures of ``anchoring_effect`` on the newest answers that came with suggestions, to
+    gold items (truth: the gold label) and to items a reviewer settled (truth: the reviewer's
+    label), ``MEASURED_ANSWERS`` of each; empty while one side (shown or hidden) has no answer."""
     rows = [
-        *db.execute(sql.GOLD_SUGGESTED, {"project": project_id}).all(),
-        *db.execute(sql.REVIEWED_SUGGESTED, {"project": project_id}).all(),
+        *db.execute(sql.GOLD_SUGGESTED, {"project": project_id, "size": MEASURED_ANSWERS}).all(),
+        *db.execute(sql.REVIEWED_SUGGESTED, {"project": project_id, "size": MEASURED_ANSWERS}).all(),
     ]
     rows = [r for r in rows if r.suggestions]
     if not rows:
@@ -57,7 +62,7 @@ def suggestion_effect(db: Executor, project_id: int, labels: LabelSpace) -> list
         }
     )
     try:
-        table = anchoring_effect(frame)
+        table = anchoring_effect(frame, n_boot=BOOTSTRAP)
     except InputError:  # every answer shown, or every one hidden: nothing to compare yet
         return []
     return [SuggestionMeasure(**{k: _plain(v) for k, v in row.items()}) for row in table.to_dict("records")]

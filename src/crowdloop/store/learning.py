@@ -26,8 +26,10 @@ GOLD_SUGGESTED = (
         answers.c.is_review.is_(False),
         answers.c.suggestions_shown.is_not(None),
     )
+    .order_by(answers.c.id.desc())
+    .limit(bindparam("size"))
 )
-"""Answers to gold items that came with suggestions (shown or hidden), with the true label."""
+"""The newest answers to gold items that came with suggestions (shown or hidden), with the true label."""
 REVIEWED_SUGGESTED = (
     select(*_suggested, items.c.label.label("truth"))
     .select_from(items.join(answers, answers.c.item_id == items.c.id))
@@ -37,8 +39,11 @@ REVIEWED_SUGGESTED = (
         answers.c.is_review.is_(False),
         answers.c.suggestions_shown.is_not(None),
     )
+    .order_by(answers.c.id.desc())
+    .limit(bindparam("size"))
 )
-"""Crowd answers that came with suggestions on items a reviewer settled, with the reviewer's label."""
+"""The newest crowd answers that came with suggestions on items a reviewer settled, with the
+reviewer's label."""
 
 OPEN_ITEMS = (
     select(items.c.id, items.c.payload, items.c.label, items.c.answer_count)
