@@ -15,9 +15,10 @@ more still comes first:
   Goh & Mueller 2023): an item with answers that disagree (weighted agreement with its leading
   label, each answer weighed by its annotator's skill above chance) against a new item the model
   is unsure of (its largest probability), the model weighed by its accuracy on gold;
-- *spread*: the first $B$ of the order are a core-set batch (``active.k_center_greedy``, Sener &
-  Savarese 2018) over the TF-IDF features of the item texts (``active.TextFeatures``), away from
-  the labelled items: among the $2B$ most worth asking when a model has predicted ($B = n / 4$, at
+- *spread*: the first $B$ of the order are a k-means++ batch (``active.kmeans_plus_plus``: each
+  pick drawn with probability proportional to its squared distance to the nearest labelled item or
+  earlier pick, Arthur & Vassilvitskii 2007; the ``margin+kmeans++`` of ``crowdloop select``) over
+  the TF-IDF features of the item texts (``active.TextFeatures``), away from the labelled items: among the $2B$ most worth asking when a model has predicted ($B = n / 4$, at
   most ``SPREAD``), over the whole pool (a sample of at most ``MAX_CANDIDATES``) at the cold start,
   when no model has: a diverse spread instead of the import order.
 """
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crowdloop.active import TextFeatures, k_center_greedy, relabel_or_new_scores, top_batch
+from crowdloop.active import TextFeatures, kmeans_plus_plus, relabel_or_new_scores, top_batch
 from crowdloop.active.relabel import skill_weight
 from crowdloop.consensus import SkillRules
 from crowdloop.service.base import PAGE, ServiceBase
@@ -38,7 +39,7 @@ from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
 
 SPREAD = 200
-"""Largest core-set batch at the head of the order (one greedy pass over the candidates per pick)."""
+"""Largest spread batch at the head of the order (one pass over the candidates per pick)."""
 MAX_CANDIDATES = 20_000
 """Open items the cold-start spread is drawn from (a random sample of a larger pool)."""
 LABELLED_SAMPLE = 2_000
@@ -109,7 +110,7 @@ def _worded(texts: np.ndarray) -> np.ndarray:
 def _spread(
     texts: np.ndarray, size: int, labelled_texts: np.ndarray | None, rng: np.random.Generator
 ) -> np.ndarray | None:
-    """A core-set batch of ``size`` rows of ``texts`` (None: no text to spread over)."""
+    """A k-means++ batch of ``size`` rows of ``texts`` (None: no text to spread over)."""
     labelled = np.empty(0, dtype=object) if labelled_texts is None else labelled_texts[_worded(labelled_texts)]
     if not len(texts):
         return None
@@ -118,7 +119,7 @@ def _spread(
     except ValueError:  # an empty vocabulary (e.g. one-letter words only): nothing to spread over
         return None
     known = features.transform(labelled) if len(labelled) else None
-    return k_center_greedy(features.transform(texts), min(size, len(texts)), known, rng)
+    return kmeans_plus_plus(features.transform(texts), min(size, len(texts)), known, rng)
 
 
 def prioritize(service: ServiceBase, project_id: int) -> int:
