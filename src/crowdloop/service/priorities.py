@@ -18,9 +18,10 @@ more still comes first:
 - *spread*: the first $B$ of the order are a k-means++ batch (``active.kmeans_plus_plus``: each
   pick drawn with probability proportional to its squared distance to the nearest labelled item or
   earlier pick, Arthur & Vassilvitskii 2007; the ``margin+kmeans++`` of ``crowdloop select``) over
-  the TF-IDF features of the item texts (``active.TextFeatures``), away from the labelled items: among the $2B$ most worth asking when a model has predicted ($B = n / 4$, at
-  most ``SPREAD``), over the whole pool (a sample of at most ``MAX_CANDIDATES``) at the cold start,
-  when no model has: a diverse spread instead of the import order.
+  the TF-IDF features of the item texts (``active.TextFeatures``), away from the labelled items:
+  among the $2B$ most worth asking when a model has predicted ($B = n / 4$, at most ``SPREAD``),
+  over the whole pool (a sample of at most ``MAX_CANDIDATES``) at the cold start, when no model
+  has: a diverse spread instead of the import order.
 """
 
 from __future__ import annotations
