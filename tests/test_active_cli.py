@@ -37,9 +37,9 @@ def test_select_writes_the_next_batch_of_unlabelled_items(files):
     result = invoke(path / "items.csv", "--labels", path / "labels.csv", "--batch", 7, "--out", out)
     assert result.exit_code == 0, result.output
     batch = pd.read_csv(out)
-    assert list(batch.columns) == ["task", "text", "score", "rank"]
+    assert list(batch.columns) == ["item", "text", "score", "rank"]
     assert len(batch) == 7 and batch["rank"].tolist() == list(range(1, 8))
-    assert not set(batch["task"]) & set(items["item"][:30])  # never an item already labelled
+    assert not set(batch["item"]) & set(items["item"][:30])  # never an item already labelled
     assert batch["score"].is_monotonic_decreasing
 
 
@@ -55,7 +55,7 @@ def test_select_with_probabilities_ranks_by_the_strategy(files):
         result = invoke(path / "items.csv", "--labels", path / "labels.csv", "--probs", path / "probs.csv",
                         "--strategy", strategy, "--batch", 2, "--out", out)  # fmt: skip
         assert result.exit_code == 0, result.output
-        assert pd.read_csv(out)["task"].iloc[0] == first
+        assert pd.read_csv(out)["item"].iloc[0] == first
 
 
 def test_a_cold_start_needs_no_labels(files):
@@ -80,7 +80,7 @@ def test_relabel_puts_a_disputed_item_beside_new_ones(files):
     assert result.exit_code == 0, result.output
     batch = pd.read_csv(out)
     assert {"kind", "answers", "consensus"} <= set(batch.columns)
-    assert batch["task"].iloc[0] == disputed and batch["kind"].iloc[0] == "relabel"
+    assert batch["item"].iloc[0] == disputed and batch["kind"].iloc[0] == "relabel"
     assert (batch["kind"] == "new").any()
 
 

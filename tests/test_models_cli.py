@@ -124,3 +124,47 @@ def test_bad_label_files_and_options_are_rejected(files):
     assert result.exit_code == 1 and "k must be a positive integer" in result.output
     result = invoke("suggest", files / "items.csv", "--registry", files / "m", "--version", "v0042")
     assert result.exit_code == 1 and "no model version 'v0042'" in result.output
+
+
+def test_every_ml_command_reads_item_or_task_and_writes_item(files):
+    """One vocabulary: the item ids in an ``item`` or a ``task`` column (or the one --item-column
+    names) in every file, written as ``item``; the long jobs show their progress."""
+    items = pd.read_csv(files / "items.csv", keep_default_na=False)
+    items.rename(columns={"item": "task"}).to_csv(files / "tasks.csv", index=False)
+    items.rename(columns={"item": "sku"}).to_csv(files / "skus.csv", index=False)
+    gold = pd.read_csv(files / "gold.csv").rename(columns={"task": "item"})
+    gold.to_csv(files / "gold_items.csv", index=False)
+    registry = files / "models"
+    result = invoke("train", files / "tasks.csv", "--registry", registry)
+    assert result.exit_code == 0, result.output
+    assert "training on" in result.output and "4/4" in result.output  # 3 folds, then the final fit
+    for name, truth, extra in (("tasks.csv", "gold.csv", []), ("skus.csv", "gold_items.csv", ["--item-column", "sku"])):
+        out = files / f"suggested-{name}"
+        result = invoke("suggest", files / name, "--registry", registry, "--out", out, *extra)
+        assert result.exit_code == 0, result.output
+        assert "predicting 240 items" in result.output
+        assert pd.read_csv(out)["item"].iloc[0] == "p0"
+        result = invoke("autolabel", files / name, "--registry", registry, "--gold", files / truth,
+                        "--out", files / "auto.csv", "--ask-out", files / "ask.csv", *extra)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "item" in pd.read_csv(files / "ask.csv").columns
+    labelled = items[items["label"] != ""].rename(columns={"item": "task"})[["task", "label"]]
+    labelled.to_csv(files / "labels.csv", index=False)
+    out = files / "next.csv"
+    result = invoke("select", files / "skus.csv", "--item-column", "sku", "--labels", files / "labels.csv",
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out).columns[0] == "item"
+    result = invoke("errors", files / "tasks.csv", "--out", files / "errors.csv", "--n-folds", 3)
+    assert result.exit_code == 1 and "empty" in result.output  # open items have no label to check
+    labelled.assign(text=items["text"][items["label"] != ""].to_numpy()).rename(columns={"task": "sku"}).to_csv(
+        files / "labelled_skus.csv", index=False
+    )
+    result = invoke("errors", files / "labelled_skus.csv", "--item-column", "sku", "--out", files / "errors.csv",
+                    "--n-folds", 3)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    review = pd.read_csv(files / "errors.csv")
+    assert "item" in review.columns
+    assert f"{int(review['flagged'].sum())} of them flagged" in result.output.replace("\n", " ").replace("│", " ")
+    result = invoke("train", files / "skus.csv", "--registry", registry)
+    assert result.exit_code == 1 and "missing column 'item' or 'task'" in result.output

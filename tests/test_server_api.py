@@ -20,7 +20,9 @@ from crowdloop.server.demo import load_demo
 from crowdloop.service import (
     AnnotatorInfo,
     ItemState,
+    LabelCheck,
     ModelVersionInfo,
+    PlanReport,
     Progress,
     ResultRow,
     ReviewTask,
@@ -127,6 +129,9 @@ ROUTES = [
     ("GET", "/projects/{pid}/events", None, MANAGE),
     ("GET", "/projects/{pid}/export", None, MANAGE),
     ("POST", "/projects/{pid}/refit", None, MANAGE),
+    ("POST", "/projects/{pid}/label-errors", None, MANAGE),
+    ("GET", "/projects/{pid}/plan", None, MANAGE),
+    ("GET", "/projects/{pid}/plan.png", None, MANAGE),
 ]
 UPLOADS = {
     "/projects/upload": lambda: {"data": {"name": uuid.uuid4().hex}, "files": {"file": ("labels.txt", b"a\nb\n")}},
@@ -507,6 +512,8 @@ SERVICE_RESULTS = {
     ("/projects/{project_id}/annotators/{annotator_id}", "patch", "200"): AnnotatorInfo,
     ("/projects/{project_id}/predictions", "post", "201"): ModelVersionInfo,
     ("/projects/{project_id}/answers", "post", "201"): AnswersImported,
+    ("/projects/{project_id}/label-errors", "post", "200"): LabelCheck,
+    ("/projects/{project_id}/plan", "get", "200"): PlanReport,
 }
 
 

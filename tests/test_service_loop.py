@@ -319,7 +319,9 @@ def test_review_needs_a_reviewer_and_is_final(service) -> None:
 
 def test_the_model_votes_and_suggests(service) -> None:
     policy = ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=3)
-    project = service.create_project(name(), LabelSpace(["cat", "dog", "cow"]), policy, gold_rate=0, suggestions=2)
+    project = service.create_project(
+        name(), LabelSpace(["cat", "dog", "cow"]), policy, gold_rate=0, suggestions=2, hide_rate=0
+    )
     service.import_items(
         project.id,
         [ItemIn("with-model", {}, predictions={"cat": 0.95, "dog": 0.04})],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -11,6 +12,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crowdloop.answers import DUPLICATE_POLICIES, Answers
@@ -65,6 +67,20 @@ ModelTemperatureOption = Annotated[
     ),
 ]
 Duplicates = Annotated[str, typer.Option(help=f"A worker answering a task twice: {'|'.join(DUPLICATE_POLICIES)}.")]
+ItemColumn = Annotated[
+    str | None, typer.Option("--item-column", help="Column with the item id (default: item, else task).")
+]
+
+
+@contextmanager
+def steps(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for ``total`` steps of a long job; yields ``done(n)``, to call with
+    the steps done so far."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)
 
 
 def run(job: Callable[[], T]) -> T:

@@ -1,8 +1,10 @@
 """The model's opinion on files: ``train``, ``suggest``, ``autolabel``.
 
-ITEMS files have one row per item: ``item``, ``text`` and optionally ``label`` (a label someone
-accepted, e.g. by consensus; empty when unknown) and ``synthetic`` (true for generated items).
-Models live in a registry directory, one version per ``train``.
+ITEMS files have one row per item: ``item`` (or ``task``, or the column ``--item-column`` names),
+``text`` and optionally ``label`` (a label someone accepted, e.g. by consensus; empty when unknown)
+and ``synthetic`` (true for generated items); label files (``--gold``, ``--accepted``, ``--pseudo``)
+have the item id the same way and ``label``. What the commands write names it ``item``. Models
+live in a registry directory, one version per ``train``.
 """
 
 from __future__ import annotations
@@ -14,35 +16,39 @@ import numpy as np
 import pandas as pd
 import typer
 
-from crowdloop.cli.common import app, console, example_path, run, show
+from crowdloop.cli.common import ItemColumn, app, console, example_path, run, show, steps
 from crowdloop.errors import ConfigError, InputError
 
 ItemsArgument = Annotated[
     Path | None,
-    typer.Argument(help="Items: CSV/TSV/JSONL/Parquet with columns item, text[, label, synthetic]. "
+    typer.Argument(help="Items: CSV/TSV/JSONL/Parquet with columns item (or task), text[, label, synthetic]. "
                    "Omitted: the example shipped with crowdloop."),
 ]  # fmt: skip
 RegistryOption = Annotated[Path, typer.Option("--registry", help="Model registry directory (one folder per version).")]
 VersionOption = Annotated[str | None, typer.Option("--version", help="Model version (default: the latest).")]
-ItemColumn = Annotated[str, typer.Option(help="Column with the item id.")]
 TextColumn = Annotated[str, typer.Option(help="Column with the item's text (e.g. the product title).")]
 DEFAULT_REGISTRY = Path("crowdloop-models")
 TRUE = {"1", "true", "yes", "y", "t"}
 FALSE = {"0", "false", "no", "n", "f", ""}
 
 
-def read_items(path: Path | None, item: str, text: str) -> pd.DataFrame:
-    """Items with ``item``, ``text``, ``label`` (None when empty) and ``synthetic``; one clear error per problem."""
+PREDICT_CHUNK = 5_000
+
+
+def read_items(path: Path | None, item: str | None, text: str) -> pd.DataFrame:
+    """Items with ``item``, ``text``, ``label`` (None when empty) and ``synthetic``; one clear error
+    per problem. ``item``: the id column (default: ``item``, else ``task``)."""
     from crowdloop.io import read_table
+    from crowdloop.io.tables import id_column
 
     if path is None:
         console.print("No items file given: using the example shipped with crowdloop.")
         path = example_path("model_items.csv")
     source = str(path)
     frame = read_table(path)
-    for column in (item, text):
-        if column not in frame.columns:
-            raise InputError(f"missing column '{column}' (columns are: {', '.join(frame.columns)})", source=source)
+    item = id_column(frame, item, source)
+    if text not in frame.columns:
+        raise InputError(f"missing column '{text}' (columns are: {', '.join(frame.columns)})", source=source)
     ids = frame[item].astype(str).str.strip()
     empty = np.flatnonzero(ids.eq("").to_numpy())
     if empty.size:
@@ -67,21 +73,24 @@ def read_items(path: Path | None, item: str, text: str) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def read_labels(path: Path, items: pd.DataFrame, *, confidence: bool = False) -> pd.DataFrame:
-    """A ``task, label[, confidence]`` file of items in ITEMS, indexed by item."""
+def read_labels(path: Path, items: pd.DataFrame, *, confidence: bool = False, item: str | None = None) -> pd.DataFrame:
+    """An ``item, label[, confidence]`` file of items in ITEMS, indexed by item (the id column as
+    in ``read_items``; ``item`` when the file has it, else ``item`` or ``task``)."""
     from crowdloop.io import read_table
+    from crowdloop.io.tables import id_column
 
     source = str(path)
     frame = read_table(path)
-    needed = ["task", "label", *(["confidence"] if confidence else [])]
-    for column in needed:
-        if column not in frame.columns:
-            raise InputError(f"missing column '{column}' (columns are: {', '.join(frame.columns)})", source=source)
-    tasks = frame["task"].astype(str).str.strip()
+    column = id_column(frame, item if item in frame.columns else None, source)
+    needed = ["label", *(["confidence"] if confidence else [])]
+    for name in needed:
+        if name not in frame.columns:
+            raise InputError(f"missing column '{name}' (columns are: {', '.join(frame.columns)})", source=source)
+    tasks = frame[column].astype(str).str.strip()
     unknown = np.flatnonzero(~tasks.isin(items["item"]).to_numpy())
     if unknown.size:
         raise InputError(f"item {tasks.iloc[unknown[0]]!r} is not in the items file", source=source,
-                         rows=(unknown + 2).tolist(), field="task")  # fmt: skip
+                         rows=(unknown + 2).tolist(), field=column)  # fmt: skip
     empty = np.flatnonzero(frame["label"].astype(str).str.strip().eq("").to_numpy())
     if empty.size:
         raise InputError("empty label", source=source, rows=(empty + 2).tolist(), field="label")
@@ -94,7 +103,7 @@ def read_labels(path: Path, items: pd.DataFrame, *, confidence: bool = False) ->
                              field="confidence")  # fmt: skip
         out["confidence"] = values
     if out.index.duplicated().any():
-        raise InputError(f"item {out.index[out.index.duplicated()][0]!r} listed twice", source=source, field="task")
+        raise InputError(f"item {out.index[out.index.duplicated()][0]!r} listed twice", source=source, field=column)
     return out
 
 
@@ -118,7 +127,7 @@ def train(
     hierarchical: Annotated[bool, typer.Option(help="Per-level heads over the 'A > B > C' label paths.")] = False,
     folds: Annotated[int, typer.Option(help="Folds of the out-of-fold metrics.")] = 3,
     registry: RegistryOption = DEFAULT_REGISTRY,
-    item_column: ItemColumn = "item",
+    item_column: ItemColumn = None,
     text_column: TextColumn = "text",
 ) -> None:
     """Train the text model on gold + accepted (+ pseudo) labels and save it as a new version.
@@ -137,17 +146,17 @@ def train(
         labeled = table.dropna(subset=["label"])
         accepted_labels = pd.Series(labeled["label"].to_numpy(object), index=labeled["item"])
         if accepted is not None:
-            accepted_labels = pd.concat([read_labels(accepted, table)["label"], accepted_labels])
+            accepted_labels = pd.concat([read_labels(accepted, table, item=item_column)["label"], accepted_labels])
             accepted_labels = accepted_labels[~accepted_labels.index.duplicated()]
         pseudo_labels = None
         if pseudo is not None:
             if not 0 < pseudo_threshold <= 1:
                 raise ConfigError(f"--pseudo-threshold must be in (0, 1], got {pseudo_threshold}")
-            pseudo_labels = read_labels(pseudo, table, confidence=True)
+            pseudo_labels = read_labels(pseudo, table, confidence=True, item=item_column)
             pseudo_labels = pseudo_labels[pseudo_labels["confidence"] >= pseudo_threshold]
         frame = training_set(
             texts,
-            gold=read_labels(gold, table)["label"] if gold is not None else None,
+            gold=read_labels(gold, table, item=item_column)["label"] if gold is not None else None,
             accepted=accepted_labels,
             pseudo=pseudo_labels,
             pseudo_weight=pseudo_weight,
@@ -159,14 +168,14 @@ def train(
             raise InputError("the training set has fewer than 2 distinct labels", hint="Label more items.")
         model = HierarchicalClassifier(TextClassifier()) if hierarchical else TextClassifier()
         space = LabelSpace.from_values(frame["label"])
-        with console.status(f"cross-fitting on {len(frame):,} items ({folds} folds) ..."):
+        with steps(f"training on {len(frame):,} items ({folds} folds, then all)", folds + 1) as done:
             oof = out_of_fold_proba(model, frame["text"], frame["label"], n_folds=folds,
                                     groups=normalize_text(frame["text"]), label_space=space,
-                                    sample_weight=frame["weight"])  # fmt: skip
+                                    sample_weight=frame["weight"], progress=done)  # fmt: skip
+            fitted = fit(model, frame)
+            done(folds + 1)
         human = frame["source"].ne("pseudo").to_numpy()  # a model is not graded on its own labels
         metrics = evaluate_proba(oof[human], space, frame[human].reset_index(drop=True))
-        with console.status(f"training on {len(frame):,} items ..."):
-            fitted = fit(model, frame)
         version = ModelRegistry(registry).save(fitted, frame, {f"oof_{k}": v for k, v in metrics.items()})
         counts = frame["source"].value_counts()
         show(f"model {version} in {registry}", [
@@ -187,6 +196,16 @@ def _load_model(registry: Path, version: str | None):
     return store, store.load(version), version or store.versions()[-1]
 
 
+def predict(model, texts: np.ndarray) -> np.ndarray:
+    """``model.predict_proba`` of ``texts``, ``PREDICT_CHUNK`` at a time, with a progress bar."""
+    parts = []
+    with steps(f"predicting {len(texts):,} items", len(texts)) as done:
+        for start in range(0, len(texts), PREDICT_CHUNK):
+            parts.append(model.predict_proba(texts[start : start + PREDICT_CHUNK]))
+            done(min(start + PREDICT_CHUNK, len(texts)))
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.classes_)))
+
+
 @app.command()
 def suggest(
     items: ItemsArgument = None,
@@ -200,7 +219,7 @@ def suggest(
     seed: Annotated[int, typer.Option(help="Seed of the hidden share.")] = 0,
     registry: RegistryOption = DEFAULT_REGISTRY,
     version: VersionOption = None,
-    item_column: ItemColumn = "item",
+    item_column: ItemColumn = None,
     text_column: TextColumn = "text",
 ) -> None:
     """Pre-labels: the model's top-k labels per item for the annotator's screen.
@@ -214,7 +233,7 @@ def suggest(
     def job() -> None:
         table = read_items(items, item_column, text_column)
         _, model, used = _load_model(registry, version)
-        probs = model.predict_proba(table["text"].to_numpy(object))
+        probs = predict(model, table["text"].to_numpy(object))
         frame = top_k_labels(probs, model.classes_, top_k, items=table["item"].to_numpy(object))
         hidden = hide_mask(len(table), hide_rate, seed)
         frame["shown"] = ~np.repeat(hidden, len(frame) // len(table))
@@ -239,7 +258,7 @@ def autolabel(
     ),
     registry: RegistryOption = DEFAULT_REGISTRY,
     version: VersionOption = None,
-    item_column: ItemColumn = "item",
+    item_column: ItemColumn = None,
     text_column: TextColumn = "text",
 ) -> None:
     """Let the model label the unlabeled items it is sure of; the rest go to humans.
@@ -258,9 +277,9 @@ def autolabel(
             raise InputError(
                 "auto-labeling needs gold", hint="Give --gold with labels of items the model did not train on."
             )
-        truth = read_labels(gold_path, table)["label"]
+        truth = read_labels(gold_path, table, item=item_column)["label"]
         store, model, used = _load_model(registry, version)
-        probs = model.predict_proba(table["text"].to_numpy(object))
+        probs = predict(model, table["text"].to_numpy(object))
         is_gold = table["item"].isin(truth.index).to_numpy()
         fresh = is_gold & ~store.seen(table["text"].to_numpy(object), used)
         if not fresh.any():

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from crowdloop.answers import probability_tolerance
 from crowdloop.errors import InputError
-from crowdloop.io.tables import read_table
+from crowdloop.io.tables import id_column, read_table
 from crowdloop.labels import LabelSpace
 
 
@@ -25,9 +25,10 @@ def probability_labels(path: str | Path, *, task: str = "task") -> list:
 
 
 def read_probabilities(
-    path: str | Path, labels: LabelSpace, *, task: str = "task", notes: list[str] | None = None
+    path: str | Path, labels: LabelSpace, *, task: str | None = None, notes: list[str] | None = None
 ) -> tuple[pd.Index, sp.csr_matrix]:
-    """Task ids and their probability rows (CSR, one column per label of ``labels``).
+    """Task ids and their probability rows (CSR, one column per label of ``labels``); the ids are in
+    the column ``task`` (default: ``item``, else ``task``).
 
     Every value must be a number in [0, 1] and every row sum to 1 within
     ``answers.probability_tolerance(K)`` (0.01 + 0.0005 per label: values rounded to 3 decimals
@@ -36,8 +37,7 @@ def read_probabilities(
     (long). Errors cite the file's lines and the field."""
     source = str(path)
     frame = read_table(path)
-    if task not in frame.columns:
-        raise InputError(f"missing column '{task}' (columns are: {', '.join(frame.columns)})", source=source)
+    task = id_column(frame, task, source)
     long = {"label", "probability"} <= set(frame.columns)
     if long:
         codes = labels.encode(frame["label"].to_numpy(), source=source, field="label", first_row=2)

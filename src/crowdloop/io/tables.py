@@ -33,6 +33,23 @@ def table_format(path: str | Path) -> str:
     return fmt
 
 
+ID_COLUMNS: tuple[str, ...] = ("item", "task")
+"""The names an item id column goes by (crowd-kit's frames say ``task``), in the order looked for."""
+
+
+def id_column(frame: pd.DataFrame, given: str | None, source: str) -> str:
+    """The column of ``frame`` with the item ids: ``given``, else the first of ``ID_COLUMNS`` it has."""
+    for name in (given,) if given is not None else ID_COLUMNS:
+        if name in frame.columns:
+            return name
+    wanted = repr(given) if given is not None else " or ".join(repr(c) for c in ID_COLUMNS)
+    raise InputError(
+        f"missing column {wanted} (columns are: {', '.join(frame.columns)})",
+        source=source,
+        hint="Name the column with the item ids with --item-column.",
+    )
+
+
 def read_table(path: str | Path, *, header: bool = True, sep: str | None = None) -> pd.DataFrame:
     """Read a CSV, TSV, JSONL or Parquet file; text columns stay text (ids keep leading zeros).
 

@@ -11,7 +11,7 @@ fold, or its copy in the training folds would leak its label.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ def out_of_fold_proba(
     *,
     label_space: LabelSpace | None = None,
     sample_weight: Sequence[float] | np.ndarray | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Cross-fitted probabilities (n, K): row i comes from a clone of ``model`` fitted without item i
     (and without every item in i's group); columns follow ``label_space`` (default: the sorted labels).
@@ -50,7 +51,8 @@ def out_of_fold_proba(
     ``model`` is any scikit-learn style classifier (``fit(texts, labels)``, ``predict_proba``,
     ``classes_``), e.g. ``TextClassifier()``. Folds deal the distinct groups (each item its own group
     when ``groups`` is None) round-robin in a random order seeded by ``random_state``; ``sample_weight``
-    is passed to every fold's ``fit`` (a model whose fit takes none then fails). A class a fold's
+    is passed to every fold's ``fit`` (a model whose fit takes none then fails); ``progress`` is
+    called with the number of folds done after each. A class a fold's
     model never saw gets probability 0 in that fold; rows are renormalised to sum to 1.
 
     >>> from crowdloop.models import TextClassifier
@@ -88,5 +90,7 @@ def out_of_fold_proba(
         extra = {} if weight is None else {"sample_weight": weight[train]}
         fitted = clone(model).fit(texts[train], labels[train], **extra)
         out[test] = align_proba(fitted.predict_proba(texts[test]), fitted.classes_, label_space)
+        if progress is not None:
+            progress(f + 1)
     sums = out.sum(axis=1, keepdims=True)
     return np.divide(out, sums, out=np.full_like(out, 1.0 / out.shape[1]), where=sums > 0)

@@ -96,7 +96,8 @@ def anchoring_effect(
     Returns one row per measure: ``measure``, ``shown``, ``hidden``, ``effect`` (difference, or ratio
     for time), ``low``, ``high`` (the ``level`` interval of the effect), ``n_shown``, ``n_hidden``.
     Measures: agreement with the suggestion; with gold, accuracy, agreement with *wrong*
-    suggestions and the anchoring rate; with times, the median time ratio (shown / hidden).
+    suggestions and the anchoring rate; with times, the median time ratio (shown / hidden) of the
+    answers that have one (missing: nan).
     """
     for column in ("label", "suggested", "shown"):
         if column not in answers.columns:
@@ -117,10 +118,11 @@ def anchoring_effect(
             rows.append(_difference("agreement with a wrong suggestion", agree[wrong_suggestion],
                                     shown[wrong_suggestion], level))  # fmt: skip
             rows.append(_anchoring_rate(agree[wrong_suggestion], shown[wrong_suggestion], level, n_boot, random_state))
-    if "seconds" in answers.columns:
-        seconds = answers["seconds"].to_numpy(np.float64)
+    seconds = answers["seconds"].to_numpy(np.float64) if "seconds" in answers.columns else np.full(len(answers), np.nan)
+    timed = np.isfinite(seconds)  # answers without a time are left out of the time ratio
+    if timed[shown].any() and timed[~shown].any():
         rng = np.random.default_rng(random_state)
-        s, h = seconds[shown], seconds[~shown]
+        s, h = seconds[shown & timed], seconds[~shown & timed]
         boot = np.median(rng.choice(s, (n_boot, len(s))), axis=1) / np.median(rng.choice(h, (n_boot, len(h))), axis=1)
         lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
         rows.append({"measure": "median seconds (ratio shown / hidden)", "shown": float(np.median(s)),

@@ -9,7 +9,7 @@ random order of the remaining items), so the curve is monotone in data, not in l
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,12 +40,14 @@ def measure_learning_curve(
     model=None,
     test_size: float = 0.2,
     random_state: int | None = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """Accuracy of ``model`` (default ``TextClassifier()``) trained on the first n items of a random
     order, for each n in ``sizes``, on a held-out share ``test_size`` of the distinct texts.
 
     Returns a frame ``labels, accuracy, n_eval`` (the input of ``fit_learning_curve``). An item of a
-    class no training subset has counts as wrong.
+    class no training subset has counts as wrong. ``progress`` is called with the points measured
+    so far after each.
     """
     texts, labels = check_texts_labels(texts, labels)
     if not 0 < test_size < 1:
@@ -64,6 +66,8 @@ def measure_learning_curve(
     accuracy = []
     for n in sizes:  # one fit per curve point
         subset = train[:n]
+        if progress is not None and accuracy:
+            progress(len(accuracy))
         if len(pd.unique(labels[subset])) < 2:
             accuracy.append(float(np.mean(labels[test] == labels[subset][0])))
             continue
@@ -71,4 +75,6 @@ def measure_learning_curve(
             warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
             fitted = clone(model).fit(texts[subset], labels[subset])
         accuracy.append(float(np.mean(fitted.predict(texts[test]) == labels[test])))
+    if progress is not None:
+        progress(len(accuracy))
     return pd.DataFrame({"labels": sizes, "accuracy": accuracy, "n_eval": int(test.sum())})

@@ -58,6 +58,9 @@ TextFields = Annotated[
     list[Name],
     Field(max_length=100, description="Payload fields the model reads (null: every string field; []: no model)."),
 ]
+HideRate = Annotated[
+    float, Field(ge=0, le=1, description="Share of tasks served without their suggestions (measures anchoring).")
+]
 
 
 class Strict(BaseModel):
@@ -118,6 +121,7 @@ class ProjectSettings(Strict):
     reviewers_see_gold: ReviewersSeeGold = False
     text_fields: TextFields | None = None
     audit_rate: AuditRate = 0.05
+    hide_rate: HideRate = 0.1
     owner: Name = Field("owner", description="Name of the project's first owner (who gets the token).")
 
 
@@ -148,6 +152,7 @@ class ProjectPatch(Strict):
     reviewers_see_gold: ReviewersSeeGold | None = None
     text_fields: TextFields | None = None
     audit_rate: AuditRate | None = None
+    hide_rate: HideRate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -186,6 +191,7 @@ class ProjectOut(Out):
     model_votes: bool
     suggestions: int
     reviewers_see_gold: bool
+    hide_rate: float
     created_at: datetime
     text_fields: list[str] | None
     audit_rate: float

@@ -3,11 +3,14 @@
 ``open_service(url)`` gives a ``LabelingService`` (SQLite file by default, PostgreSQL by URL), whose
 parts live in one module each: ``projects`` (projects, items, gold, annotators, tokens), ``tasks`` (next
 task, submit, skip, review), ``predictions`` (model versions that vote and suggest), ``reports``
-(progress, results, answers frame, event log) and ``jobs`` (the full refit, ``refit_projects``, which
-``crowdloop refit`` runs). The decision after an answer and the refit's fit are ``crowdloop.consensus``'s
-(``decider.Decider`` and ``fitting.refit``, those of ``crowdloop decide``): the service reads their
-inputs and writes their results. Inputs
-and outputs are the dataclasses of ``types``; storage is ``crowdloop.store``.
+(progress, results, answers frame, event log), ``jobs`` (the full refit, ``refit_projects``, which
+``crowdloop refit`` runs), ``suggestions`` (pre-labels, hidden for a share of leases, and their
+anchoring), ``priorities`` (the pool weighed by the active strategies, off the request path),
+``label_errors`` (accepted labels the model disputes, to review), ``planning`` (how much data),
+``training``, ``automation`` and ``worker`` (the project's own model). The decision after an answer
+and the refit's fit are ``crowdloop.consensus``'s (``decider.Decider`` and ``fitting.refit``, those
+of ``crowdloop decide``): the service reads their inputs and writes their results. Inputs and
+outputs are the dataclasses of ``types``; storage is ``crowdloop.store``.
 
 >>> from crowdloop.service import open_service  # doctest: +SKIP
 >>> service = open_service("sqlite:///crowdloop.db")  # doctest: +SKIP
@@ -22,7 +25,9 @@ from crowdloop.service.types import (
     GoldIn,
     ItemIn,
     ItemState,
+    LabelCheck,
     ModelVersionInfo,
+    PlanReport,
     Progress,
     ProjectInfo,
     RefitReport,
@@ -44,8 +49,10 @@ __all__ = [
     "GoldIn",
     "ItemIn",
     "ItemState",
+    "LabelCheck",
     "LabelingService",
     "ModelVersionInfo",
+    "PlanReport",
     "Progress",
     "ProjectInfo",
     "RefitReport",

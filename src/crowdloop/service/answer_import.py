@@ -25,6 +25,7 @@ from crowdloop.service.base import PAGE, ProjectRow
 from crowdloop.service.intake import batched, check_batch
 from crowdloop.service.tasks import Tasks
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
+from crowdloop.service.types import DISPUTED
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, utcnow
 
@@ -160,7 +161,8 @@ class AnswerImport(Tasks):
         self._settle(session, project, list(reviews.values()), imported=True)
         settled = set(reviews)
         open_items = list({item.id: item for _, item, _, _ in answers if not item.is_gold}.values())
-        open_items = [item for item in open_items if item.id not in settled and item.status != "reviewed"]
+        final = ("reviewed", DISPUTED)  # a reviewer's to settle
+        open_items = [item for item in open_items if item.id not in settled and item.status not in final]
         changed = sum(
             self._redecide(session, project, open_items[first : first + PAGE])
             for first in range(0, len(open_items), PAGE)

@@ -273,6 +273,7 @@ class ServiceBase:
             reviewers_see_gold=project.reviewers_see_gold,
             text_fields=project.text_fields,
             audit_rate=project.audit_rate,
+            hide_rate=project.hide_rate,
         )
 
     @staticmethod

@@ -21,6 +21,7 @@ from crowdloop.consensus.fitting import StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
 from crowdloop.service.base import PAGE, Executor, ServiceBase, update_rows
+from crowdloop.service.priorities import prioritize
 from crowdloop.service.types import RefitReport
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
@@ -104,7 +105,7 @@ class Jobs(ServiceBase):
         """Full EM refit (``crowdloop.consensus.fitting.refit``, the fit of ``crowdloop decide``, on
         every answer, gold clamped): annotator skills and their prior, the model versions'
         temperatures, the calibrator of the decision (stored as JSON), then every open item
-        re-decided. A job (``crowdloop refit``), never inside a request.
+        re-decided and weighed (``service.priorities``). A job (``crowdloop refit``), never inside a request.
 
         One refit of a project at a time: it runs under ``claim`` (from ``claim_refit``; taken here
         when None, ``ConflictError`` while another runs) and releases it when done. Two refits at
@@ -163,6 +164,7 @@ class Jobs(ServiceBase):
 
         self._run(write)
         redecided = self._redecide_open(project_id, claim)
+        prioritize(self, project_id)
         return RefitReport(
             project_id=project_id,
             skill_model=result.skill_model,

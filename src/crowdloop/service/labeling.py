@@ -19,9 +19,9 @@ from datetime import datetime
 from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.automation import Automation
 from crowdloop.service.jobs import Jobs
+from crowdloop.service.planning import Planning
 from crowdloop.service.predictions import Predictions
 from crowdloop.service.projects import Projects
-from crowdloop.service.reports import Reports
 from crowdloop.service.tasks import Tasks
 from crowdloop.service.training import Training
 from crowdloop.service.types import RefitReport
@@ -61,7 +61,9 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(Projects, AnswerImport, Tasks, Predictions, Reports, Jobs, Training, Automation):
+class LabelingService(
+    Projects, AnswerImport, Tasks, Predictions, Planning, Jobs, Training, Automation
+):  # Predictions: LabelErrors; Planning: Reports
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,

@@ -11,14 +11,16 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.errors import InputError
-from crowdloop.service.base import ServiceBase, update_rows
+from crowdloop.service.base import update_rows
 from crowdloop.service.intake import batched, check_batch, parse_probs
+from crowdloop.service.label_errors import LabelErrors
+from crowdloop.service.priorities import prioritize
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, check_text
 from crowdloop.service.types import ModelVersionInfo
 from crowdloop.store.schema import Item, ModelVersion, Prediction
 
 
-class Predictions(ServiceBase):
+class Predictions(LabelErrors):
     """Model versions and their predictions, which vote and suggest."""
 
     def add_model_predictions(
@@ -34,7 +36,9 @@ class Predictions(ServiceBase):
         """Store a model version's probabilities per item (a mapping external id -> {label: p},
         or a long frame ``task, label, probability``), keeping the ``top_k`` labels of each item.
         The newest version of a model votes (if the project's ``model_votes``) and suggests; the
-        items it covers are re-decided in the same batches."""
+        items it covers are re-decided in the same batches, then the open items weighed again
+        (``service.priorities``) and the accepted labels checked against the newest version
+        (``check_labels``)."""
         check_batch(batch_size)
         info = self.get_project(project_id)
         if isinstance(probabilities, pd.DataFrame):
@@ -63,6 +67,8 @@ class Predictions(ServiceBase):
                 )
             )
             done += len(batch)
+        prioritize(self, project_id)
+        self.check_labels(project_id)
         return next(v for v in self.model_versions(project_id) if v.id == version_id)
 
     def _store_predictions(

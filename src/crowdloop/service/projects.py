@@ -26,6 +26,7 @@ from crowdloop.service.base import (
     update_rows,
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
 from crowdloop.service.tasks import checked_member, hidden_from
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
@@ -72,6 +73,7 @@ def settings_columns(
     reviewers_see_gold: bool | None = None,
     text_fields: list[str] | None = None,
     audit_rate: float | None = None,
+    hide_rate: float | None = None,
 ) -> dict[str, Any]:
     """The stored columns of the settings given (None: not given), each checked (``ConfigError``
     names the first that cannot work)."""
@@ -105,6 +107,10 @@ def settings_columns(
         isinstance(audit_rate, int | float) and not isinstance(audit_rate, bool) and 0 <= audit_rate <= 1
     ):
         raise ConfigError(f"audit_rate must be in [0, 1], got {audit_rate!r}")
+    if hide_rate is not None and not (
+        isinstance(hide_rate, int | float) and not isinstance(hide_rate, bool) and 0 <= hide_rate <= 1
+    ):
+        raise ConfigError(f"hide_rate must be in [0, 1], got {hide_rate!r}")
     columns = {
         "text_fields": None if text_fields is None else list(text_fields),
         "audit_rate": None if audit_rate is None else float(audit_rate),
@@ -115,6 +121,7 @@ def settings_columns(
         "model_votes": model_votes,
         "suggestions": suggestions,
         "reviewers_see_gold": reviewers_see_gold,
+        "hide_rate": None if hide_rate is None else float(hide_rate),
     }
     return {name: value for name, value in columns.items() if value is not None}
 
@@ -136,6 +143,7 @@ class Projects(ServiceBase):
         reviewers_see_gold: bool = False,
         text_fields: list[str] | None = None,
         audit_rate: float = 0.05,
+        hide_rate: float = 0.1,
     ) -> ProjectInfo:
         """A new project. ``gold_rate``: share of tasks that are gold items; ``lease_seconds``: how
         long an annotator holds a task; ``model_votes``: the latest model version's predictions
@@ -144,8 +152,9 @@ class Projects(ServiceBase):
         every item's state (else only the escalated and reviewed items they review);
         ``text_fields``: the payload fields the project's own model reads (None: every string
         field; ``[]``: no model, ``service.training``); ``audit_rate``: share of the items the model
-        is sure of that still go to people (``service.automation``). Raises ``ConflictError`` for a
-        taken name."""
+        is sure of that still go to people (``service.automation``); ``hide_rate``: share of tasks
+        whose suggestions are hidden, so that their anchoring is measured (``progress``). Raises
+        ``ConflictError`` for a taken name."""
         name = checked_name(name, "project")
         if not isinstance(labels, LabelSpace):
             raise ConfigError("labels must be a LabelSpace or a Taxonomy")
@@ -159,6 +168,7 @@ class Projects(ServiceBase):
             reviewers_see_gold=reviewers_see_gold,
             text_fields=text_fields,
             audit_rate=audit_rate,
+            hide_rate=hide_rate,
         )
         row = Project(
             name=name,
@@ -191,6 +201,7 @@ class Projects(ServiceBase):
         model_votes: bool | None = None,
         suggestions: int | None = None,
         reviewers_see_gold: bool | None = None,
+        hide_rate: float | None = None,
         name: str | None = None,
         labels: LabelSpace | None = None,
         text_fields: list[str] | None = None,
@@ -221,7 +232,7 @@ class Projects(ServiceBase):
             )
         given = {"gold_rate": gold_rate, "lease_seconds": lease_seconds, "model_votes": model_votes,
                  "reviewers_see_gold": reviewers_see_gold, "text_fields": text_fields,
-                 "audit_rate": audit_rate}  # fmt: skip
+                 "audit_rate": audit_rate, "hide_rate": hide_rate}  # fmt: skip
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
@@ -305,7 +316,9 @@ class Projects(ServiceBase):
         """Store items in batches of ``batch_size`` (fixed-size statements, whatever the count);
         returns the number stored. ``model=(name, version)`` names the model of the rows'
         ``predictions``. An external id already in the project, or repeated, raises
-        ``InputError`` naming the row; the batches before it stay stored."""
+        ``InputError`` naming the row; the batches before it stay stored. A pool of at most
+        ``PRIORITIZE_IN_CALL`` open items is then weighed (``service.priorities``: at the cold
+        start, a diverse spread)."""
         check_batch(batch_size)
         info = self.get_project(project_id)
         version_id = self._model_version(project_id, *model) if model else None
@@ -322,6 +335,8 @@ class Projects(ServiceBase):
             stored += len(parsed)
             if progress is not None:
                 progress(stored)
+        if stored and self._run(lambda s: self._open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
+            prioritize(self, project_id)  # a larger pool is weighed by the next refit or predictions
         return stored
 
     def _store_items(

@@ -14,6 +14,8 @@ from crowdloop.consensus import ACCEPTED
 from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, SETTLED, ServiceBase
 from crowdloop.service.intake import check_batch
+from crowdloop.service.label_errors import label_error_counts
+from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, ModelVersion, Prediction
 
@@ -108,6 +110,8 @@ class Reports(ServiceBase):
                 cost_per_item=float(cost) / n_items if n_items else 0.0,
                 audit=audit,
                 model_versions=model_versions,
+                suggestions=suggestion_effect(session, project_id, self._label_space(project)),
+                label_errors=label_error_counts(session, project_id),
             )
 
         return self._read(work)

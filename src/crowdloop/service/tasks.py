@@ -14,8 +14,19 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.label_errors import disputed_fields
+from crowdloop.service.suggestions import shows_suggestions, top_suggestions
 from crowdloop.service.text import json_problem, text_problem
-from crowdloop.service.types import AnnotatorInfo, ItemState, ReviewAnswer, ReviewTask, SubmitOut, Suggestion, TaskOut
+from crowdloop.service.types import (
+    DISPUTED,
+    AnnotatorInfo,
+    ItemState,
+    ReviewAnswer,
+    ReviewTask,
+    SubmitOut,
+    Suggestion,
+    TaskOut,
+)
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
@@ -39,9 +50,10 @@ def checked_member(session: Session, annotator_id: int, project_id: int) -> Anno
 
 def hidden_from(person: Annotator, project: Any, item: Item) -> bool:
     """Whether a reviewer may not see the item: without the project's ``reviewers_see_gold`` they
-    see the items they review (escalated or reviewed) only, so that a gold item looks like any
-    item not up for review."""
-    return person.role == "reviewer" and not project.reviewers_see_gold and item.status not in (ESCALATED, REVIEWED)
+    see the items they review (escalated, disputed or reviewed) only, so that a gold item looks like
+    any item not up for review."""
+    up_for_review = (ESCALATED, DISPUTED, REVIEWED)
+    return person.role == "reviewer" and not project.reviewers_see_gold and item.status not in up_for_review
 
 
 def aware(moment: datetime) -> datetime:
@@ -83,7 +95,8 @@ class Tasks(ServiceBase):
             expires = aware(found.held_expires)
             if expires > now and not found.held_answered:
                 item = connection.execute(q.TASK_ITEM, {"item": found.held_item}).one()
-                return self._task(found.held_id, item, found.held_suggestions, expires)
+                held = found.held_suggestions if found.held_shown is not False else None
+                return self._task(found.held_id, item, held, expires)
             self._let_go(connection, found.held_id, found.held_item)
         item = None
         if gold_draw < project.gold_rate and self._has_work(connection, project, annotator):
@@ -94,12 +107,14 @@ class Tasks(ServiceBase):
             return None
         lease_id = secrets.token_hex(16)
         suggestions = self._suggestions(connection, project, item.id, found.newest_model)
+        shown = None if suggestions is None else shows_suggestions(lease_id, project.hide_rate)
         expires = now + timedelta(seconds=project.lease_seconds)
-        task = self._task(lease_id, item, suggestions, expires)  # first: no lease is stored without its response
+        task = self._task(lease_id, item, suggestions if shown else None, expires)  # first: no lease stored without it
         connection.execute(
             q.NEW_LEASE,
             {"id": lease_id, "project_id": project.id, "item_id": item.id, "annotator_id": annotator.id,
-             "state": "open", "suggestions": suggestions, "created_at": now, "expires_at": expires},
+             "state": "open", "suggestions": suggestions, "suggestions_shown": shown, "created_at": now,
+             "expires_at": expires},
         )  # fmt: skip
         return task
 
@@ -199,9 +214,7 @@ class Tasks(ServiceBase):
         row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
         if row is None:
             return None
-        labels = self._label_space(project)
-        top = sorted(zip(row.labels, row.probs, strict=True), key=lambda x: -x[1])[: project.suggestions]
-        return [{"label": labels.name(code), "probability": round(float(p), 4)} for code, p in top]
+        return top_suggestions(row.labels, row.probs, self._label_space(project), project.suggestions)
 
     def submit(
         self,
@@ -316,7 +329,8 @@ class Tasks(ServiceBase):
         answer_id = connection.execute(
             q.NEW_ANSWER,
             {"project_id": project.id, "item_id": item.id, "annotator_id": annotator_id, "lease_id": lease_id,
-             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions, "idempotency_key": key,
+             "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions,
+             "suggestions_shown": lease.suggestions_shown, "idempotency_key": key,
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
         ).scalar_one()  # fmt: skip
         rules = self._rules(project)
@@ -328,7 +342,7 @@ class Tasks(ServiceBase):
             {"annotator": annotator_id, "right": right, "gold": float(item.is_gold), "timed": float(timed),
              "fast": float(fast)},
         ).one()  # fmt: skip
-        if not item.is_gold and item.status != "reviewed":
+        if not item.is_gold and item.status not in ("reviewed", DISPUTED):  # a reviewer's to settle
             self._redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
@@ -408,8 +422,8 @@ class Tasks(ServiceBase):
     def review_queue(
         self, project_id: int, *, limit: int = 50, viewer: AnnotatorInfo | None = None
     ) -> list[ReviewTask]:
-        """Escalated items, oldest first, with the crowd's answers. ``viewer``: the member who asks
-        (read again: a banned one is refused)."""
+        """Escalated and disputed items (``check_labels``), oldest first, with the crowd's answers.
+        ``viewer``: the member who asks (read again: a banned one is refused)."""
         limit = max(1, min(int(limit), 500))
 
         def work(session: Session) -> list[ReviewTask]:
@@ -421,7 +435,7 @@ class Tasks(ServiceBase):
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
             items = session.scalars(
                 select(Item)
-                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status == ESCALATED)
+                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status.in_((ESCALATED, DISPUTED)))
                 .order_by(Item.updated_at, Item.id)
                 .limit(limit)
             ).all()
@@ -443,6 +457,7 @@ class Tasks(ServiceBase):
                         confidence=item.confidence,
                         answers=[ReviewAnswer(name, labels.name(code)) for name, code in answers],
                         suggestions=[Suggestion(**s) for s in shown],
+                        **disputed_fields(item, labels),
                     )
                 )
             return out

@@ -13,14 +13,16 @@ from crowdloop.labels import LabelSpace, Taxonomy
 Role = Literal["owner", "annotator", "reviewer"]
 Kind = Literal["human", "model"]
 AnnotatorStatus = Literal["active", "banned"]
-ItemStatus = Literal["more", "accepted", "escalated", "reviewed", "gold"]
+ItemStatus = Literal["more", "accepted", "escalated", "reviewed", "gold", "disputed"]
 LabelSource = Literal["crowd", "model", "review", "gold"]
 ROLES: tuple[str, ...] = ("owner", "annotator", "reviewer")
 KINDS: tuple[str, ...] = ("human", "model")
-ITEM_STATUSES: tuple[str, ...] = ("more", "accepted", "escalated", "reviewed", "gold")
+ITEM_STATUSES: tuple[str, ...] = ("more", "accepted", "escalated", "reviewed", "gold", "disputed")
 """``more``: needs answers; ``accepted``: the consensus reached the target (or a partial taxonomy
 level); ``escalated``: waits for a reviewer; ``reviewed``: a reviewer decided (final); ``gold``: a
-control item with a known label (served to annotators like any other item)."""
+control item with a known label (served to annotators like any other item); ``disputed``: accepted,
+but the newest model disputes the label strongly (a likely label error): waits for a reviewer."""
+DISPUTED = "disputed"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class ProjectInfo:
     audit_rate: float = field(
         default=0.05, metadata={"description": "Share of the items the model is sure of still sent to people (audit)."}
     )
+    hide_rate: float = 0.1
 
     @property
     def is_taxonomy(self) -> bool:
@@ -163,7 +166,8 @@ class ReviewAnswer:
 
 @dataclass(frozen=True)
 class ReviewTask:
-    """An escalated item for a reviewer: the crowd's answers and the leading label."""
+    """An escalated or disputed item for a reviewer: the crowd's answers and the leading label;
+    for a disputed item the label the model gives instead (``model_label``) and the ``reason``."""
 
     item: str
     payload: dict[str, Any]
@@ -171,6 +175,8 @@ class ReviewTask:
     confidence: float | None
     answers: list[ReviewAnswer]
     suggestions: list[Suggestion]
+    model_label: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +234,56 @@ class AuditFigures:
 
 
 @dataclass(frozen=True)
+class SuggestionMeasure:
+    """One measure of what suggestions do to answers, shown against hidden (on answers to items
+    whose label is known: gold, or settled by a reviewer): ``shown`` and ``hidden`` values,
+    ``effect`` (their difference, or ratio for times) with its 95% interval ``low``-``high``, and
+    the answers each side (``crowdloop.models.prelabels.anchoring_effect``)."""
+
+    measure: str
+    shown: float
+    hidden: float
+    effect: float
+    low: float
+    high: float
+    n_shown: int
+    n_hidden: int
+
+
+@dataclass(frozen=True)
+class LabelErrorCounts:
+    """Accepted labels the model disputed: ``flagged`` in all, ``pending`` review, ``fixed`` (the
+    reviewer chose another label) and ``kept`` (the reviewer kept the accepted label)."""
+
+    flagged: int = 0
+    pending: int = 0
+    fixed: int = 0
+    kept: int = 0
+
+
+@dataclass(frozen=True)
+class DisputedItem:
+    """An accepted label the model disputes: the label, the model's, and the model's probability of each."""
+
+    item: str
+    label: str
+    model_label: str
+    label_probability: float
+    model_probability: float
+
+
+@dataclass(frozen=True)
+class LabelCheck:
+    """What a check of the accepted labels against the newest model version found: ``checked``
+    accepted items it has predictions for, ``disputed`` the ones sent to review (this check)."""
+
+    project_id: int
+    model: str | None
+    checked: int
+    disputed: list[DisputedItem]
+
+
+@dataclass(frozen=True)
 class Progress:
     """Where a project stands. ``accuracy_estimate``: mean calibrated confidence of the settled
     (accepted or reviewed) items, the expected share of them that is right; ``cost``: money spent so
@@ -235,7 +291,10 @@ class Progress:
     accepted items that needed no human answer; ``automated``: items labelled by the project's
     model with no human answer, ``automated_share`` of all items; ``paid_answers_per_item``: human
     answers (gold included, reviews not) per item; ``cost_per_item``; ``audit`` and
-    ``model_versions``: the project's own model (``service.training``)."""
+    ``model_versions``: the project's own model (``service.training``); ``suggestions``: the anchoring effect of the
+    suggestions and the answer times, shown against hidden (empty until both kinds of answers
+    exist on items whose label is known); ``label_errors``: accepted labels the model disputed and
+    what the reviewers decided."""
 
     project_id: int
     items: int
@@ -256,6 +315,8 @@ class Progress:
     cost_per_item: float = 0.0
     audit: AuditFigures | None = None
     model_versions: list[ModelVersionMetrics] = field(default_factory=list)
+    suggestions: list[SuggestionMeasure] = field(default_factory=list)
+    label_errors: LabelErrorCounts = field(default_factory=LabelErrorCounts)
 
 
 @dataclass(frozen=True)
@@ -286,3 +347,50 @@ class RefitReport:
     temperatures: dict[str, float]
     items_redecided: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """A model version on the learning curve: the labels it could train on, its ``accuracy`` on
+    the ``gold`` items it has predictions for."""
+
+    version: str
+    labels: int
+    accuracy: float
+    gold: int
+
+
+@dataclass(frozen=True)
+class PlanRange:
+    """An estimate and its bootstrap interval (None: unbounded, e.g. a target above the asymptote)."""
+
+    estimate: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """How much data (``Planning.plan``): the curve's ``points`` and fitted ``curve`` (``a - b
+    n^-c``), the labels now and the ones ``target`` needs, their cost against a model change (at an
+    engineer hour of 10 to 15 annotator hours: ``model_change_range``), and the recommendation
+    (``add data``, ``change the model`` or ``target reached``) with its reason. Money in the units of
+    the project's prices."""
+
+    project_id: int
+    model: str | None
+    points: list[CurvePoint]
+    curve: dict[str, float]
+    asymptote: PlanRange
+    target: float
+    current_labels: int
+    current_accuracy: PlanRange
+    labels_needed: PlanRange
+    data_cost: PlanRange
+    price_per_label: float
+    annotator_hour_price: float
+    seconds_per_answer: float
+    model_change_cost: float
+    model_change_range: list[float]
+    recommendation: str
+    reason: str

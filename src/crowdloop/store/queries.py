@@ -178,7 +178,7 @@ DECISION = (
         label=bindparam("label"),
         confidence=bindparam("confidence"),
         needed=bindparam("needed"),
-        priority=bindparam("priority"),
+        priority=bindparam("priority") * items.c.learn_weight,  # weighted off the request path
         branch=bindparam("branch"),
         updated_at=bindparam("now"),
     )
@@ -217,6 +217,7 @@ WORKER = (
         leases.c.id.label("held_id"),
         leases.c.item_id.label("held_item"),
         leases.c.suggestions.label("held_suggestions"),
+        leases.c.suggestions_shown.label("held_shown"),
         leases.c.expires_at.label("held_expires"),
         exists()
         .where(answers.c.item_id == leases.c.item_id, answers.c.annotator_id == annotators.c.id)
@@ -273,6 +274,7 @@ SUBMITTED = (
         exists()
         .where(answers.c.item_id == leases.c.item_id, answers.c.annotator_id == leases.c.annotator_id)
         .label("answered"),
+        leases.c.suggestions_shown,
         *_annotator_columns,
         *_project_columns,
         *(items.c[c].label(f"i_{c}") for c in ("id", "external_id", "is_gold", "status")),

@@ -66,6 +66,7 @@ class Project(Base):
     and optional ids), consensus policy, skill rules, gold rate, whether reviewers may read gold
     items (``reviewers_see_gold``), the calibrator of the decision (``TopLabelCalibrator.to_dict``:
     data, never a pickle) and the annotators' prior skill the last refit learned.
+    ``hide_rate``: the share of leases whose suggestions are computed but not shown (anchoring).
     ``settings_version`` counts the changes of its settings: every process caches a policy and
     rules under the version they were read at, so a change made in one process is seen by all."""
 
@@ -82,6 +83,7 @@ class Project(Base):
     model_votes: Mapped[bool] = mapped_column(Boolean)
     suggestions: Mapped[int] = mapped_column(Integer)
     reviewers_see_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hide_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     settings_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     calibrator: Mapped[dict | None] = mapped_column(JSON, nullable=True, deferred=True)
     # the project's own model: payload fields read as text (None: every string field; []: no model),
@@ -98,8 +100,11 @@ class Project(Base):
 class Item(Base):
     """An item to label. ``label`` is a code of the project's label space; ``needed``: answers
     still to order now (the decision's ``next``); ``priority``: expected information per cost of
-    one more answer (the order of the pool); ``branch``: the predicted top-level branch (taxonomy
-    routing, -1 unknown)."""
+    one more answer times ``learn_weight``, the worth of its label to the model and to the spread
+    of what is labelled (``service.priorities``, in (1, 2]; the order of the pool); ``branch``: the
+    predicted top-level branch (taxonomy routing, -1 unknown); ``disputed_from`` and
+    ``disputed_label``: an accepted label the model disputed and the model's label (the item then
+    waits for a reviewer, status ``disputed``; both stay after the review)."""
 
     __tablename__ = "items"
     __table_args__ = (UniqueConstraint("project_id", "external_id"),)
@@ -115,9 +120,12 @@ class Item(Base):
     open_leases: Mapped[int] = mapped_column(Integer, default=0)
     needed: Mapped[int] = mapped_column(Integer, default=1)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    learn_weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     branch: Mapped[int] = mapped_column(Integer, default=-1)
     # the model version that labelled the item with no human answer (source "model"), else None
     model_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disputed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disputed_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -136,6 +144,14 @@ Index(
 )
 # pages of a project's items in id order (results, refit): a range scan, never a sort of all items
 Index("ix_items_page", Item.project_id, Item.is_gold, Item.id)
+# the items the model disputed (label errors), for progress(): a partial index of a few rows
+Index(
+    "ix_items_disputed",
+    Item.project_id,
+    Item.status,
+    sqlite_where=Item.disputed_from.is_not(None),
+    postgresql_where=Item.disputed_from.is_not(None),
+)
 # what progress() counts, read from the index alone
 Index("ix_items_progress", Item.project_id, Item.status, Item.answer_count, Item.confidence)
 
@@ -189,7 +205,9 @@ class ApiToken(Base):
 
 class Lease(Base):
     """An item handed to an annotator until ``expires_at``; ``state``: open, done, skipped, expired.
-    An annotator holds at most one open lease."""
+    An annotator holds at most one open lease.
+    ``suggestions``: the model's top labels when leased; ``suggestions_shown``: whether the task
+    showed them (False: hidden, to measure anchoring; None: there were none)."""
 
     __tablename__ = "leases"
     __table_args__ = (
@@ -211,13 +229,15 @@ class Lease(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="open")
     suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    suggestions_shown: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Answer(Base):
     """One human answer: at most one per (item, annotator) and per lease; a reviewer's final
-    decision is an answer with ``is_review``."""
+    decision is an answer with ``is_review``. ``suggestions`` and ``suggestions_shown``: the
+    lease's (what the model suggested, and whether the annotator saw it)."""
 
     __tablename__ = "answers"
     __table_args__ = (
@@ -234,6 +254,7 @@ class Answer(Base):
     label: Mapped[int] = mapped_column(Integer)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     suggestions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    suggestions_shown: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     is_review: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -73,6 +73,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         reviewers_see_gold=settings.reviewers_see_gold,
         text_fields=settings.text_fields,
         audit_rate=settings.audit_rate,
+        hide_rate=settings.hide_rate,
     )
     owner, token = service.add_annotator(info.id, settings.owner, role="owner")
     return CreatedProject(project=project_out(info), owner=TokenOut(annotator=owner, token=token))

@@ -4,10 +4,12 @@ the refit job."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
@@ -15,7 +17,7 @@ from crowdloop.server.auth import Owner, Reviewer, Service
 from crowdloop.server.limits import AuthFirstRoute
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, ProjectId, RefitAccepted
-from crowdloop.service import ItemState, Progress, ResultRow
+from crowdloop.service import ItemState, LabelCheck, PlanReport, Progress, ResultRow
 
 router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 
@@ -58,7 +60,7 @@ def results(
     project_id: ProjectId,
     caller: Owner,
     service: Service,
-    status: Annotated[Literal["more", "accepted", "escalated", "reviewed"] | None, Query()] = None,
+    status: Annotated[Literal["more", "accepted", "escalated", "reviewed", "disputed"] | None, Query()] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[ResultRow]:
@@ -130,3 +132,49 @@ def refit(
 
     background.add_task(run)
     return RefitAccepted(project_id=project_id)
+
+
+@router.post("/projects/{project_id:int}/label-errors", response_model=LabelCheck, tags=["results"])
+def label_errors(project_id: ProjectId, caller: Owner, service: Service) -> LabelCheck:
+    """Check the accepted labels against the newest model version now (confident learning; it
+    runs by itself whenever predictions are stored): the items it disputes go to the review queue
+    with both labels and the reason."""
+    return service.check_labels(project_id)
+
+
+PlanTarget = Annotated[float | None, Query(gt=0, lt=1, description="Target accuracy (default: the policy's).")]
+EngineerHours = Annotated[float, Query(ge=0, le=100_000, description="Engineer hours a model change takes.")]
+EngineerRatio = Annotated[float, Query(ge=10, le=15, description="An ML engineer's hour in annotator hours.")]
+
+
+def plan_settings(
+    target: PlanTarget = None, engineer_hours: EngineerHours = 80.0, engineer_hour_ratio: EngineerRatio = 12.5
+) -> dict[str, Any]:
+    """The query parameters of a plan, as ``LabelingService.plan`` takes them."""
+    return {"target": target, "engineer_hours": engineer_hours, "engineer_hour_ratio": engineer_hour_ratio}
+
+
+PlanSettings = Annotated[dict[str, Any], Depends(plan_settings)]
+
+
+@router.get("/projects/{project_id:int}/plan", response_model=PlanReport, tags=["results"])
+def plan(project_id: ProjectId, caller: Owner, service: Service, settings: PlanSettings) -> PlanReport:
+    """How much data: the learning curve of the model versions (accuracy on gold against labels),
+    the labels the target needs, their cost against a model change, and the recommendation (409
+    while fewer than 3 versions at 3 label counts have gold predictions). The picture: ``plan.png``."""
+    return service.plan(project_id, **settings)
+
+
+@router.get(
+    "/projects/{project_id:int}/plan.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The learning curve and the forecast"}},
+    tags=["results"],
+)
+def plan_picture(project_id: ProjectId, caller: Owner, service: Service, settings: PlanSettings) -> Response:
+    """The plan's picture (PNG): the measured points, the fitted curve with its band, the target and
+    the forecast labels (needs the ``plot`` extra)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "plan.png"
+        service.plan(project_id, **settings, plot=path)
+        return Response(path.read_bytes(), media_type="image/png")
