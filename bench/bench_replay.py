@@ -1,29 +1,34 @@
-"""Replay of the real crowd datasets: dynamic consensus against fixed overlap, and its calibration.
+"""Replay of the real crowd datasets through ``crowdloop decide``, batch by batch, as a user runs it.
 
-For every dataset with truth and at least 3 answers per item, ``crowdloop.simulation.replay``
-reveals each item's answers in a random order (per seed), in waves, to two policies at several
-targets:
+For every shared crowd set with truth, ``crowdloop.simulation.replay`` reveals each task's answers
+in a random order (per seed), in batches: every task starts with one answer; after each batch the
+revealed answers (and the gold file) are written to CSV and ``crowdloop decide`` (the command, run
+in-process) decides every task; a task told ``more`` gets the ``next`` answers it asked for (up to
+the answers it has in the data), an accepted or escalated task is settled as of that batch. A share
+of the truth tasks are gold (all their answers revealed and counted in the cost). The same batches
+are decided by the labeling service's decision (``consensus.fitting.refit`` on the stored answers,
+then the ``Decider`` with the skills the service would read back), and the bench reports how many
+final decisions the two share.
 
-- ours: ``DynamicConsensus(skills="em", calibrate=True)`` (EM skills, calibrated on gold) with the
-  value-of-information stop (``ConsensusPolicy(label_value=...)``: an item stops collecting answers
-  once one more is expected to add less than its price in value, ``--label-value`` crowd answers per
-  right label);
-- Toloka-style dynamic overlap: ``DynamicConsensus(skills="gold", calibrate=False)`` (a vote
-  weighted by skills from gold only, stopped at an uncalibrated confidence threshold).
+Columns: accuracy (escalated tasks keep their leading label), accuracy when an expert settles the
+escalated ones, accepted tasks' accuracy against the target, escalated share, answers per task and
+cost per task (crowd answers + gold answers + ``--expert-cost`` per escalation) against fixed
+overlap: majority vote and Dawid-Skene at the same budget and at full overlap, and the cost as a
+share of collecting every answer.
 
-A random ``--gold-share`` of the truth items are honeypots (all their answers, clamped, left out
-of the metrics). Fixed overlap (MV and DS on the first n answers, same orders) gives the curve to
-beat. Table 1: accuracy and answers per item; Table 2: accuracy of the accepted items against the
-target.
+Targets (issue): no gold: accepted >= target - 3 points; accuracy >= MV(all) - 1 point with <= 60%
+of the answers (sets with 9+ answers per task). 10% gold: accepted within 1.5 points of the target;
+with an expert, accuracy >= MV(all) at <= 50% of the cost of every answer (9+ answers per task).
 
-    python bench/bench_replay.py
-    python bench/bench_replay.py --datasets bluebirds,dog --seeds 3 --targets 0.9,0.95
+    python bench/bench_replay.py --quick
+    python bench/bench_replay.py --datasets dog,face --seeds 2
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,46 +40,102 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import crowd_data
 from _harness import command_line, fmt, machine_lines, markdown_table, write_results
+from typer.testing import CliRunner
 
+from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.answers import Answers
-from crowdloop.consensus.engine import DynamicConsensus
-from crowdloop.consensus.policy import ConsensusPolicy
+from crowdloop.cli import app
+from crowdloop.consensus import ConsensusPolicy, Decider, Prices, opinions_of
+from crowdloop.consensus.fitting import StoredAnswers, refit
+from crowdloop.consensus.skills import SkillRules
 from crowdloop.simulation.replay import fixed_overlap, replay, summarize_fixed
 
-POLICIES: dict[str, dict[str, Any]] = {
-    "ours": {"skills": "em", "calibrate": True},
-    "toloka": {"skills": "gold", "calibrate": False},
-}
-GOAL_MIN_ANSWERS = 9.0
-GOAL_SHARE = 0.45
-CALIBRATION_TOLERANCE = 0.015
+MANY_ANSWERS = 9.0
+
+
+class DecideCommand:
+    """``crowdloop decide`` as a replay policy: each batch written to CSV, the command run, its
+    decisions read back in the order of the answers' tasks."""
+
+    def __init__(self, policy: ConsensusPolicy, folder: Path) -> None:
+        self.policy = policy
+        self.folder = folder
+
+    def fit(self, answers: Answers, gold: pd.Series) -> DecideCommand:
+        self.gold = gold
+        return self
+
+    def decide(self, answers: Answers) -> pd.DataFrame:
+        frame = answers.to_frame()[["task", "worker", "label"]]
+        frame.to_csv(self.folder / "answers.csv", index=False)
+        p = self.policy
+        options = ["--target", str(p.target), "--max-overlap", str(p.max_overlap),
+                   "--expert-cost", str(p.prices.expert / p.prices.crowd)]  # fmt: skip
+        if len(self.gold):
+            self.gold.rename("label").rename_axis("task").to_csv(self.folder / "gold.csv")
+            options += ["--gold", str(self.folder / "gold.csv")]
+        out = self.folder / "decisions.csv"
+        result = CliRunner().invoke(app, ["decide", str(self.folder / "answers.csv"), "-o", str(out), *options])
+        if result.exit_code != 0:
+            raise RuntimeError(result.output)
+        table = pd.read_csv(out, dtype={"task": str, "label": str}).set_index("task")
+        table = table.reindex(answers.items.astype(str))
+        by_text = {str(label): label for label in answers.labels.labels}
+        table["label"] = table["label"].map(lambda x: by_text.get(x) if isinstance(x, str) else None)
+        table["status"] = table["status"].fillna("more")
+        table["next"] = table["next"].fillna(1)
+        return table.reset_index(drop=True)
+
+
+class ServiceDecision:
+    """The labeling service's decision on the same batches: its refit on the stored answers (gold
+    as the truth it stores), the calibrator through its JSON form, then the ``Decider`` with the
+    skills it reads back."""
+
+    def __init__(self, policy: ConsensusPolicy) -> None:
+        self.policy = policy
+
+    def fit(self, answers: Answers, gold: pd.Series) -> ServiceDecision:
+        codes = answers.items.get_indexer(gold.index)
+        stored = StoredAnswers(
+            item=answers.item.astype(np.int64), annotator=answers.worker.astype(np.int64),
+            label=answers.label.astype(np.int64), truth_item=codes.astype(np.int64),
+            truth_label=answers.labels.encode(gold.to_numpy()).astype(np.int64),
+            soft=pd.DataFrame(columns=["version", "item", "label", "prob"]),
+        )  # fmt: skip
+        self.result = refit(stored, answers.labels, self.policy, SkillRules())
+        self.gold_codes = codes
+        return self
+
+    def decide(self, answers: Answers) -> pd.DataFrame:
+        r = self.result
+        skill = np.full(answers.n_workers, r.prior)
+        skill[r.annotators] = r.skill
+        calibrator = TopLabelCalibrator.from_dict(r.calibrator.to_dict()) if r.calibrator is not None else None
+        decider = Decider(answers.labels, self.policy, typical_skill=r.typical_skill, calibrator=calibrator)
+        table = decider.decide(opinions_of(answers, skill, unseen_skill=r.prior)).frame()
+        table.loc[self.gold_codes, ["status", "next"]] = ["accepted", 0]
+        labels = answers.labels.decode(np.maximum(table["label"].to_numpy(), 0))
+        table["label"] = np.where(table["label"].to_numpy() >= 0, labels, None)
+        return table
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="", help="comma-separated (default: every available one)")
-    parser.add_argument("--targets", default="0.85,0.90,0.95,0.97")
+    parser.add_argument("--targets", default="0.90,0.95,0.97")
+    parser.add_argument("--gold", default="0,0.05,0.10", help="gold shares of the truth tasks")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--big-seeds", type=int, default=3, help="seeds for datasets over --big answers")
-    parser.add_argument("--big", type=int, default=50_000)
-    parser.add_argument("--gold-share", type=float, default=0.2)
-    parser.add_argument("--min-overlap", type=int, default=1)
+    parser.add_argument("--expert-cost", type=float, default=10.0, help="an expert review, in crowd answers")
+    parser.add_argument("--overlap-quantile", type=float, default=0.9, help="max overlap: this quantile")
+    parser.add_argument("--no-service", action="store_true", help="skip the service's decision")
     parser.add_argument(
-        "--label-value",
-        type=float,
-        default=50.0,
-        help="worth of a right label in crowd answers (ours; 0: no such stop)",
+        "--quick", action="store_true", help="1 seed, gold 0 and 10%%, target 0.95, sets under 30,000 answers"
     )
-    parser.add_argument(
-        "--escalate-early",
-        action="store_true",
-        help="escalate items that cannot reach the target at once (default: keep asking up to max overlap, "
-        "since no expert answers in a replay)",
-    )
-    parser.add_argument(
-        "--overlap-quantile", type=float, default=0.9, help="max overlap: this quantile of answers per truth item"
-    )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.gold, args.targets = 1, "0,0.10", "0.95"
+    return args
 
 
 def load(name: str) -> tuple[Answers, pd.Series]:
@@ -84,242 +145,124 @@ def load(name: str) -> tuple[Answers, pd.Series]:
     return answers, truth[truth.index.isin(answers.items)]
 
 
-def run_dataset(name: str, args: argparse.Namespace, targets: list[float]) -> dict[str, Any]:
-    answers, truth = load(name)
-    per_item = answers.answers_per_item()
-    on_truth = float(per_item[answers.items.get_indexer(truth.index)].mean())
-    # the project's max overlap: the answers most truth items have (an item with more is capped)
-    max_overlap = int(np.ceil(np.quantile(per_item[answers.items.get_indexer(truth.index)], args.overlap_quantile)))
-    seeds = list(range(args.seeds if answers.n_answers <= args.big else min(args.seeds, args.big_seeds)))
-    out: dict[str, Any] = {
-        "n_items": answers.n_items,
-        "n_truth": len(truth),
-        "n_answers": answers.n_answers,
-        "answers_per_truth_item": on_truth,
-        "max_overlap": max_overlap,
-        "seeds": seeds,
-        "runs": [],
-    }
-    start = time.perf_counter()
-    fixed = fixed_overlap(answers, truth, ("mv", "ds"), gold_share=args.gold_share, seeds=seeds)
-    out["fixed"] = summarize_fixed(fixed).to_dict("records")
-    out["fixed_per_seed"] = fixed.to_dict("records")
-    print(f"{name}: fixed overlap in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    for policy_name, options in POLICIES.items():
-        for target in targets:
-            start = time.perf_counter()
-            consensus = DynamicConsensus(
-                ConsensusPolicy(
-                    target=target,
-                    min_overlap=args.min_overlap,
-                    max_overlap=max_overlap,
-                    escalate_early=args.escalate_early,
-                    label_value=args.label_value if policy_name == "ours" and args.label_value > 0 else None,
-                ),
-                **options,
-            )
-            result = replay(answers, truth, consensus, gold_share=args.gold_share, seeds=seeds)
-            seconds = time.perf_counter() - start
-            out["runs"].append(
-                {
-                    "policy": policy_name,
-                    "target": target,
-                    "seconds": seconds,
-                    "summary": result.summary.to_dict("index"),
-                    "per_seed": result.per_seed.to_dict("records"),
-                }
-            )
-            s = result.summary["mean"]
-            print(
-                f"{name} {policy_name} {target}: acc {s['accuracy']:.3f} ans {s['answers_per_item']:.2f} "
-                f"acc@accepted {s['accepted_accuracy']:.3f} esc {s['escalation_rate']:.3f} ({seconds:.0f} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-    return out
-
-
 def at_budget(fixed: pd.DataFrame, method: str, answers_per_item: float) -> float:
-    """Accuracy of ``method`` at fixed overlap, linearly interpolated at ``answers_per_item``."""
     curve = fixed[fixed["method"] == method].sort_values("answers_per_item")
     return float(np.interp(answers_per_item, curve["answers_per_item"], curve["accuracy"]))
 
 
-def interval(summary: dict[str, dict[str, float]], metric: str) -> str:
-    s = summary[metric]
-    if not np.isfinite(s["lo"]):
-        return fmt(s["mean"])
-    return f"{fmt(s['mean'])} [{fmt(s['lo'])}, {fmt(s['hi'])}]"
-
-
-def tables(results: dict[str, Any]) -> tuple[str, str, str]:
-    fixed_rows, main_rows, calibration_rows = [], [], []
-    for name, data in results.items():
-        fixed = pd.DataFrame(data["fixed"])
-        top = int(fixed["n"].max())
-        mv_all = fixed[(fixed["method"] == "mv") & (fixed["n"] == top)].iloc[0]
-        ds_all = fixed[(fixed["method"] == "ds") & (fixed["n"] == top)].iloc[0]
-        curve = fixed[fixed["method"] == "mv"].set_index("n")["accuracy"]
-        enough = curve.index[curve >= mv_all["accuracy"] - 0.005]
-        fixed_rows.append(
-            [
-                name,
-                fmt(data["answers_per_truth_item"], 1),
-                str(data["max_overlap"]),
-                str(len(data["seeds"])),
-                fmt(mv_all["accuracy"]),
-                fmt(ds_all["accuracy"]),
-                " ".join(fmt(curve.get(n, np.nan)) for n in (1, 3, 5)),
-                str(int(enough.min())),
-            ]
-        )
-        goal_applies = data["answers_per_truth_item"] >= GOAL_MIN_ANSWERS
-        by_target: dict[float, dict[str, dict]] = {}
-        for run in data["runs"]:
-            s = run["summary"]
-            by_target.setdefault(run["target"], {})[run["policy"]] = s
-            acc, share = s["accuracy"]["mean"], s["answer_share"]["mean"]
-            met = acc >= mv_all["accuracy"] and share <= GOAL_SHARE
-            main_rows.append(
-                [
-                    name,
-                    run["policy"],
-                    f"{run['target']:.2f}",
-                    interval(s, "accuracy"),
-                    fmt(s["answers_per_item"]["mean"], 2),
-                    f"{100 * share:.0f}%",
-                    f"{100 * s['escalation_rate']['mean']:.1f}%",
-                    fmt(s["accuracy_expert"]["mean"]),
-                    fmt(at_budget(fixed, "mv", s["answers_per_item"]["mean"])),
-                    fmt(at_budget(fixed, "ds", s["answers_per_item"]["mean"])),
-                    fmt(mv_all["accuracy"]),
-                    ("**yes**" if met else "no") if goal_applies else "-",
-                ]
+def run_dataset(name: str, args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    answers, truth = load(name)
+    per_truth = answers.answers_per_item()[answers.items.get_indexer(truth.index)]
+    max_overlap = int(np.ceil(np.quantile(per_truth, args.overlap_quantile)))
+    seeds = list(range(args.seeds))
+    rows = []
+    for share in [float(g) for g in args.gold.split(",") if g]:
+        fixed = summarize_fixed(fixed_overlap(answers, truth, ("mv", "ds"), gold_share=share, seeds=seeds))
+        top = fixed["n"].max()
+        mv_all = float(fixed[(fixed["method"] == "mv") & (fixed["n"] == top)]["accuracy"].iloc[0])
+        ds_all = float(fixed[(fixed["method"] == "ds") & (fixed["n"] == top)]["accuracy"].iloc[0])
+        for target in [float(t) for t in args.targets.split(",") if t]:
+            policy = ConsensusPolicy(
+                target=target, max_overlap=max_overlap, prices=Prices(crowd=1.0, expert=args.expert_cost)
             )
-        for target, policies in by_target.items():
-            row = [name, f"{target:.2f}"]
-            for policy in POLICIES:
-                s = policies[policy]["accepted_accuracy"]
-                gap = s["mean"] - target
-                ok = gap >= -CALIBRATION_TOLERANCE
-                row += [interval(policies[policy], "accepted_accuracy"), f"{100 * gap:+.1f}" + ("" if ok else " ✗")]
-                row.append(f"{100 * policies[policy]['accepted_share']['mean']:.0f}%")
-            calibration_rows.append(row)
-    fixed_table = markdown_table(
-        ["dataset", "answers/item", "max overlap", "seeds", "MV all", "DS all", "MV n=1 3 5", "MV n to reach MV all"],
-        fixed_rows,
+            start = time.perf_counter()
+            command = replay(answers, truth, lambda p=policy: DecideCommand(p, folder), gold_share=share, seeds=seeds)
+            seconds = time.perf_counter() - start
+            s = command.summary["mean"]
+            same = np.nan
+            if not args.no_service:
+                served = replay(answers, truth, lambda p=policy: ServiceDecision(p), gold_share=share, seeds=seeds)
+                same = float(np.isclose(served.per_seed["accuracy"], command.per_seed["accuracy"]).mean())
+            all_answers = s["answers_per_item"] / s["answer_share"] + s["gold_answers_per_item"]
+            cost = s["answers_per_item"] + s["gold_answers_per_item"] + args.expert_cost * s["escalation_rate"]
+            rows.append(
+                {
+                    "dataset": name, "answers_per_task": float(per_truth.mean()), "gold": share, "target": target,
+                    "max_overlap": max_overlap, "seeds": len(seeds), "accuracy": s["accuracy"],
+                    "accuracy_expert": s["accuracy_expert"], "accepted_accuracy": s["accepted_accuracy"],
+                    "accepted_share": s["accepted_share"], "escalated": s["escalation_rate"],
+                    "answers_per_item": s["answers_per_item"], "answer_share": s["answer_share"],
+                    "gold_answers_per_item": s["gold_answers_per_item"], "cost_per_item": cost,
+                    "cost_share": cost / all_answers,
+                    "mv_budget": at_budget(fixed, "mv", s["answers_per_item"]),
+                    "ds_budget": at_budget(fixed, "ds", s["answers_per_item"]), "mv_all": mv_all, "ds_all": ds_all,
+                    "service_same": same, "seconds": seconds,
+                }
+            )  # fmt: skip
+            print(f"{name} gold {share:.0%} target {target}: {rows[-1]['accuracy']:.3f} ({seconds:.0f} s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+def verdict(row: dict[str, Any]) -> str:
+    """The issue's targets for the row (``-`` where none applies)."""
+    many = row["answers_per_task"] >= MANY_ANSWERS
+    accepted = row["accepted_accuracy"]
+    if row["gold"] == 0:
+        calibrated = not np.isfinite(accepted) or accepted >= row["target"] - 0.03
+        cheap = (row["accuracy"] >= row["mv_all"] - 0.01 and row["answer_share"] <= 0.6) if many else True
+    elif abs(row["gold"] - 0.10) < 1e-9:
+        calibrated = not np.isfinite(accepted) or abs(accepted - row["target"]) <= 0.015
+        cheap = (row["accuracy_expert"] >= row["mv_all"] and row["cost_share"] <= 0.5) if many else True
+    else:
+        return "-"
+    return (
+        "**yes**"
+        if calibrated and cheap
+        else "no" + ("" if calibrated else " (calibration)") + ("" if cheap else " (cost/accuracy)")
     )
-    main_table = markdown_table(
-        [
-            "dataset",
-            "policy",
-            "target",
-            "accuracy [95% CI]",
-            "answers/item",
-            "share of answers",
-            "escalated",
-            "acc. if expert",
-            "MV same budget",
-            "DS same budget",
-            "MV all",
-            "goal",
-        ],
-        main_rows,
-    )
-    calibration_table = markdown_table(
-        [
-            "dataset",
-            "target",
-            "ours: accepted acc. [95% CI]",
-            "gap (pts)",
-            "accepted",
-            "toloka: accepted acc. [95% CI]",
-            "gap (pts)",
-            "accepted",
-        ],
-        calibration_rows,
-    )
-    return fixed_table, main_table, calibration_table
 
 
 def main() -> None:
     args = parse()
-    targets = [float(t) for t in args.targets.split(",") if t]
     wanted = [d for d in args.datasets.split(",") if d] or crowd_data.CATEGORICAL
     available = set(crowd_data.available())
-    missing = [d for d in wanted if d not in available]
     names = [d for d in wanted if d in available]
     if not names:
         print(f"no crowd data under {crowd_data.CROWD.name}/ (set CROWDLOOP_DATA): nothing to replay")
         return
-    results: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    for name in names:
-        answers, _ = load(name)
-        if answers.answers_per_item().mean() < 3:
-            print(f"{name}: fewer than 3 answers per item, skipped", file=sys.stderr)
-            continue
-        results[name] = run_dataset(name, args, targets)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            answers, _ = load(name)
+            if args.quick and answers.n_answers > 30_000:
+                print(f"{name}: over 30,000 answers, skipped in --quick", file=sys.stderr)
+                continue
+            rows += run_dataset(name, args, Path(folder))
     total = time.perf_counter() - start
-    fixed_table, main_table, calibration_table = tables(results)
+    table = markdown_table(
+        ["dataset", "answers/task", "gold", "target", "accuracy", "acc. if expert", "accepted acc.", "escalated",
+         "answers/task paid", "cost/task", "cost share", "MV same budget", "DS same budget", "MV all", "DS all",
+         "service = decide", "targets met"],
+        [
+            [r["dataset"], fmt(r["answers_per_task"], 1), f"{r['gold']:.0%}", f"{r['target']:.2f}", fmt(r["accuracy"]),
+             fmt(r["accuracy_expert"]), fmt(r["accepted_accuracy"]), f"{r['escalated']:.0%}",
+             fmt(r["answers_per_item"], 2), fmt(r["cost_per_item"], 2), f"{r['cost_share']:.0%}", fmt(r["mv_budget"]),
+             fmt(r["ds_budget"]), fmt(r["mv_all"]), fmt(r["ds_all"]),
+             "-" if not np.isfinite(r["service_same"]) else f"{r['service_same']:.0%}", verdict(r)]
+            for r in rows
+        ],
+    )  # fmt: skip
     lines = [
-        "# Replay: dynamic consensus against fixed overlap on real crowd data",
+        "# Replay through `crowdloop decide`, batch by batch, on real crowd data",
         "",
         f"- command: `{command_line('bench_replay.py')}`",
         *machine_lines({}),
-        f"- seeds: 0..{args.seeds - 1} ({args.big_seeds} for datasets over {args.big:,} answers); "
-        f"gold (honeypots): {100 * args.gold_share:.0f}% of the truth items, all their answers, "
-        "left out of every metric (their answers per evaluated item are in the JSON); "
-        f"min overlap {args.min_overlap}, max overlap = the {100 * args.overlap_quantile:.0f}th percentile of "
-        "answers per truth item (the dataset's overlap; the few items with more are capped for the policy, "
-        "MV/DS all use every answer); "
-        + (
-            "items that cannot reach the target are escalated at once (--escalate-early); "
-            if args.escalate_early
-            else "no expert answers in a replay, so an item that cannot reach the target keeps collecting "
-            "answers up to max overlap (escalate_early=False) and is escalated there; "
-        )
-        + "duplicate (task, worker) answers dropped keeping the first; wall time "
+        f"- seeds 0..{args.seeds - 1} (new answer orders and gold per seed); expert review = "
+        f"{args.expert_cost:g} crowd answers; max overlap = the {100 * args.overlap_quantile:.0f}th percentile of "
+        f"answers per truth task; gold tasks: all their answers revealed, counted in the cost; wall time "
         f"{total / 60:.1f} min",
-        f"- ours = `DynamicConsensus(skills='em', calibrate=True)` with `ConsensusPolicy(label_value="
-        f"{args.label_value:g})`: besides accepting at the target, an item stops (escalated) once the expected "
-        "accuracy gain per further answer, measured on gold items seen further (best of 1, 2, 3, 5, ... answers "
-        f"ahead), is below 1/{args.label_value:g}; toloka = `DynamicConsensus(skills='gold', "
-        "calibrate=False)`: a vote weighted by gold-only skills, stopped at the raw confidence threshold",
-        "- metrics over the evaluated items (truth, not gold); escalated items keep their leading label "
-        "(`acc. if expert`: an expert labels them right); intervals: Student t over seeds, which "
-        "measures the randomness of orders and gold, not of the items themselves",
-        "- `MV/DS same budget`: fixed overlap at the same answers per item (interpolated); goal (datasets "
-        f"with >= {GOAL_MIN_ANSWERS:.0f} answers per item): accuracy >= MV over all answers with "
-        f"<= {100 * GOAL_SHARE:.0f}% of the answers",
-        *(f"- not available: {', '.join(missing)}" for _ in [0] if missing),
+        "- cost share: (paid answers + gold answers + expert reviews at their price) / (every answer of the "
+        "evaluated and gold tasks); service = decide: seeds on which the service's decision gave the same "
+        "accuracy as the command",
         "",
-        "## Fixed overlap (MV and DS on the first n answers, same random orders)",
+        table,
         "",
-        fixed_table,
-        "",
-        "## Table 1: accuracy against answers per item",
-        "",
-        main_table,
-        "",
-        "## Table 2: calibration of accepted items (accuracy against the target)",
-        "",
-        f"A gap below -{100 * CALIBRATION_TOLERANCE:.1f} points is marked ✗.",
-        "",
-        calibration_table,
     ]
     markdown = "\n".join(lines)
     print(markdown)
-    write_results(
-        "replay",
-        markdown,
-        {
-            "command": command_line("bench_replay.py"),
-            "args": vars(args),
-            "minutes": total / 60,
-            "datasets": results,
-        },
-    )
+    write_results("replay", markdown, {"rows": rows, "args": vars(args)})
 
 
 if __name__ == "__main__":

@@ -242,7 +242,7 @@ def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, f
 
 PARTS = (  # (part, path fragments of the innermost frame), first match wins
     ("database (driver, statements)", ("crowdloop/store/", "sqlalchemy/", "sqlite3", "psycopg")),
-    ("consensus (posterior, decision, NumPy)", ("crowdloop/service/online", "crowdloop/consensus/",
+    ("consensus (posterior, decision, NumPy)", ("crowdloop/consensus/",
                                                 "crowdloop/aggregation/", "numpy/", "scipy/")),
     ("service logic", ("crowdloop/service/", "crowdloop/labels")),
     ("HTTP (uvicorn, Starlette, FastAPI, pydantic)", ("uvicorn/", "starlette/", "fastapi/", "pydantic",

@@ -38,7 +38,7 @@ def test_labels_csv():
 
 def test_items_csv_and_jsonl():
     frame = pd.read_csv(io.StringIO(export_items(RESULTS, "csv")), dtype=str, keep_default_na=False)
-    assert frame.columns.tolist() == ["task", "status", "label", "confidence", "answers", "title"]
+    assert frame.columns.tolist() == ["task", "status", "label", "confidence", "answers", "gold", "title"]
     assert frame["title"].tolist() == ["Red shoe", "Blue, hat"]
     lines = [json.loads(x) for x in export_items(RESULTS, "jsonl").splitlines()]
     assert lines[1] == {
@@ -47,6 +47,7 @@ def test_items_csv_and_jsonl():
         "label": None,
         "confidence": None,
         "answers": 1,
+        "gold": None,
         "data": {"title": "Blue, hat"},
     }
     # the JSONL export reads back as items
@@ -107,3 +108,66 @@ def test_missing_columns_are_named():
         export_labels(RESULTS.drop(columns="status"))
     with pytest.raises(InputError, match="predictions: missing column score"):
         export_label_studio(RESULTS, ANSWERS, PREDICTIONS.drop(columns="score"))
+
+
+FORMULAS = ["=1+2", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+
+
+def _results(values: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "task": values,
+            "status": ["accepted"] * len(values),
+            "label": values,
+            "confidence": [-0.0] * len(values),
+            "answers": [1] * len(values),
+            "data": [{"note": v} for v in values],
+        }
+    )
+
+
+def test_csv_exports_neutralise_formulas_and_keep_numbers():
+    values = [*FORMULAS, "-1", "+0.5", "1e-3", "plain"]
+    frames = {
+        "labels": export_labels(_results(values)),
+        "items": export_items(_results(values), "csv"),
+        "answers": export_answers(pd.DataFrame({"task": values, "worker": values, "label": values})),
+    }
+    for name, text in frames.items():
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        for column in frame.columns.intersection(["task", "label", "worker", "note"]):
+            cells = frame[column].tolist()
+            assert cells[: len(FORMULAS)] == ["'" + v for v in FORMULAS], (name, column)
+            assert cells[len(FORMULAS) :] == ["-1", "+0.5", "1e-3", "plain"], (name, column)
+    jsonl = [json.loads(line) for line in export_items(_results(values), "jsonl").splitlines()]
+    assert [r["task"] for r in jsonl] == values  # JSON is no spreadsheet: values stay as they are
+
+
+def test_label_studio_export_survives_text_json_cannot_encode_as_utf8():
+    results = _results(["a", "b"])
+    results["data"] = [{"note": "\udfff"}, {"note": "fine"}]
+    text = export_label_studio(results)
+    text.encode("utf-8")  # the response body: must not fail mid-stream
+    assert [t["data"]["note"] for t in json.loads(text)] == ["\udfff", "fine"]
+
+
+def test_gold_items_survive_a_round_trip_through_every_item_export():
+    results = pd.DataFrame(
+        {
+            "task": ["g1", "i1"],
+            "status": ["gold", "accepted"],
+            "label": ["Shoes", "Hats"],
+            "confidence": [1.0, 0.97],
+            "answers": [3, 2],
+            "data": [{"title": "Red shoe"}, {"title": "Blue hat"}],
+            "hint": ["the sole", None],
+        }
+    )
+    for text, fmt in (
+        (export_items(results, "csv"), "csv"),
+        (export_items(results, "jsonl"), "jsonl"),
+        (export_label_studio(results), "label-studio"),
+    ):
+        gold, plain = parse_items(text, fmt)
+        assert (gold.gold, gold.hint, gold.payload) == ("Shoes", "the sole", {"title": "Red shoe"}), fmt
+        assert (plain.gold, plain.payload) == (None, {"title": "Blue hat"}), fmt  # no result reaches a payload

@@ -12,16 +12,17 @@ import tracemalloc
 import pytest
 
 from crowdloop.errors import InputError, TooLargeError
-from crowdloop.io.items import MAX_COLUMNS, MAX_LINE_BYTES, parse_items, read_item_upload, read_items
-from crowdloop.io.uploads import UploadLimits, read_upload
+from crowdloop.io.answer_tables import parse_answer_table
+from crowdloop.io.items import parse_items, read_item_upload, read_items
+from crowdloop.io.uploads import MAX_COLUMNS, MAX_LINE_BYTES, UploadLimits, read_upload
 
 
 def test_many_columns_are_refused_at_once_naming_the_header():
     header = ",".join(f"c{i}" for i in range(20_000))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(InputError, match=f"at most {MAX_COLUMNS}") as error:
         parse_items(f"id,{header}\n1,{',' * 19_999}\n", "csv", source="wide.csv")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert error.value.source == "wide.csv" and error.value.rows == [1]
 
 
@@ -61,11 +62,11 @@ def test_a_gzip_bomb_is_refused_while_streaming_in_bounded_memory():
     assert len(bomb) < 500_000
     limits = UploadLimits(max_bytes=64 * 2**20, max_rows=1_000_000)
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()
     try:
         with pytest.raises(TooLargeError, match="1000000 lines") as error:
             read_upload(io.BytesIO(bomb), "answers.csv.gz", limits)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -98,3 +99,17 @@ def test_gzipped_item_files_are_read_within_the_limits(tmp_path):
         read_item_upload(io.BytesIO(tasks), "tasks.json", limits=UploadLimits(max_rows=10))
     (tmp_path / "items.csv.gz").write_bytes(gzip.compress(text))
     assert len(read_items(tmp_path / "items.csv.gz")) == 50
+
+
+def test_answer_tables_have_the_same_column_and_line_limits():
+    wide = ("task,worker,label," + ",".join(f"c{i}" for i in range(40_000)) + "\nt,w,a" + ",x" * 40_000 + "\n").encode()
+    started = time.process_time()
+    with pytest.raises(TooLargeError, match=f"at most {MAX_COLUMNS}") as error:
+        parse_answer_table(io.BytesIO(wide), "wide.csv", UploadLimits())
+    assert time.process_time() - started < 0.5 and error.value.rows == [1]
+    long = b"task,worker,label\nt,w,a\nt2,w," + b"a" * (MAX_LINE_BYTES + 1) + b"\n"
+    with pytest.raises(TooLargeError, match="a line longer than") as error:
+        parse_answer_table(io.BytesIO(long), "long.csv", UploadLimits())
+    assert error.value.rows == [3]
+    table = parse_answer_table(io.BytesIO(b"task,worker,label\nt,w,a\n"), "ok.csv", UploadLimits())
+    assert table.to_dict("records") == [{"task": "t", "worker": "w", "label": "a"}]

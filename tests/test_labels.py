@@ -145,10 +145,10 @@ def test_credit_counts_the_share_of_the_true_path_an_answer_names():
 
 def test_a_deep_taxonomy_line_is_refused_at_once():
     line = PATH_SEPARATOR.join(f"n{i}" for i in range(2000))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(TaxonomyError, match=f"at most {MAX_TAXONOMY_DEPTH}") as error:
         Taxonomy.from_paths(["a > b", line], source="deep.txt")
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert error.value.rows == [2] and error.value.source == "deep.txt"
 
 
@@ -168,9 +168,9 @@ def test_taxonomy_arrays_of_a_large_deep_tree_are_built_quickly_and_right():
         parent = paths[rng.integers(len(paths))]
         if parent.count(">") + 1 < MAX_TAXONOMY_DEPTH:
             paths.append(f"{parent}{PATH_SEPARATOR}x{len(paths)}")
-    started = time.perf_counter()
+    started = time.process_time()
     tree = Taxonomy.from_paths(paths)
-    assert time.perf_counter() - started < 5.0
+    assert time.process_time() - started < 5.0
     names = tree.labels
     for code in rng.integers(len(names), size=200):
         parts = names[code].split(PATH_SEPARATOR)

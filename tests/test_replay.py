@@ -108,14 +108,14 @@ def test_value_of_information_stop_saves_answers(crowd: tuple[Answers, pd.Series
 def test_costed_lookahead_escalates_when_the_expert_is_cheaper() -> None:
     policy = ConsensusPolicy(target=0.95, max_overlap=6, prices=Prices(crowd=1.0, expert=10.0))
     raw = np.array([0.96, 0.9, 0.6, 0.5])
-    ahead = outlook(raw, np.full(4, 2), np.ones(4, dtype=bool), policy, 0.8, 2, lambda r, n: r)
+    ahead = outlook(raw, 1 - raw, np.full(4, 2), np.ones(4, dtype=bool), policy, 0.8, 2, lambda r, n: r)
     assert ahead.reached.tolist() == [True, False, False, False]
     assert ahead.go_on[1:].all() and np.isfinite(ahead.needed[1:]).all()
     assert ahead.expected_answers[1] < ahead.expected_answers[3]  # near the target: fewer answers to go
     assert ahead.expert_probability[1] < ahead.expert_probability[3]
     cheap = replace(policy, prices=Prices(crowd=1.0, expert=1.5))
-    assert not outlook(raw, np.full(4, 2), np.ones(4, dtype=bool), cheap, 0.8, 2, lambda r, n: r).go_on[3]
-    weak = outlook(raw, np.full(4, 2), np.ones(4, dtype=bool), policy, 0.55, 2, lambda r, n: r)
+    assert not outlook(raw, 1 - raw, np.full(4, 2), np.ones(4, dtype=bool), cheap, 0.8, 2, lambda r, n: r).go_on[3]
+    weak = outlook(raw, 1 - raw, np.full(4, 2), np.ones(4, dtype=bool), policy, 0.55, 2, lambda r, n: r)
     assert not weak.go_on[2:].any() and np.isinf(weak.needed[2:]).all()  # out of reach with such skills
     with pytest.raises(ConfigError, match="label_value"):
         ConsensusPolicy(label_value=0)

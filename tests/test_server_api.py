@@ -259,8 +259,10 @@ def test_submit_with_next_answers_and_leases_in_one_request(world):
 
 def test_submit_is_idempotent_and_checks_labels(world):
     call, pid, service = world["call"], world["pid"], world["service"]
-    token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "idem"}).json()["token"]
-    call("POST", f"/projects/{pid}/items", world["tokens"]["owner"], json={"items": [{"id": "for-idem"}]})
+    owner = world["tokens"]["owner"]
+    token = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "idem"}).json()["token"]
+    # earlier tests may have settled every item: one that surely needs answers
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "idem-item"}]}).status_code == 201
     task = call("POST", f"/projects/{pid}/tasks/next", token).json()
     url = f"/projects/{pid}/tasks/{task['lease_id']}/submit"
     bad = call("POST", url, token, json={"label": "horse"})
@@ -434,17 +436,18 @@ def test_imports_and_exports_of_every_format(world):
     assert all(r.status_code == 200 for r in exports.values())
     labels = pd.read_csv(io.StringIO(exports["labels"].text), dtype=str)
     assert labels.columns.tolist() == ["task", "label", "confidence", "status"]
-    assert set(labels["task"]) == {"c2", "j1", "l1"}  # gold items are not results
+    assert set(labels["task"]) == {"c1", "c2", "j1", "l1", "t1"}  # gold items too, marked gold
+    assert set(labels.loc[labels["status"] == "gold", "task"]) == {"c1", "t1"}
     answers = pd.read_csv(io.StringIO(exports["answers"].text), dtype=str)
     assert answers.columns.tolist()[:3] == ["task", "worker", "label"] and set(answers["worker"]) == {"ann", "1"}
     tasks = json.loads(exports["label-studio"].text)
-    assert {t["id"] for t in tasks} == {"c2", "j1", "l1"}
+    assert {t["id"] for t in tasks} == {"c1", "c2", "j1", "l1", "t1"}
     assert {a["completed_by"]["email"] for t in tasks for a in t["annotations"]} == {"ann", "1"}
     assert [json.loads(line)["task"] for line in exports["jsonl"].text.splitlines()] == labels["task"].tolist()
     assert exports["label-studio"].headers["content-type"].startswith("application/json")
     assert call("GET", f"/projects/{pid}/export", owner, params={"format": "xml"}).status_code == 422
     pages = [call("GET", f"/projects/{pid}/results", owner, params={"offset": k, "limit": 2}).json() for k in (0, 2)]
-    assert [r["item"] for page in pages for r in page] == labels["task"].tolist()
+    assert [r["item"] for page in pages for r in page] == labels.loc[labels["status"] != "gold", "task"].tolist()
 
 
 def test_demo_project_tokens_work(tmp_path):

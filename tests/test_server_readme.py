@@ -39,8 +39,10 @@ def test_readme_walk_through_works(tmp_path, monkeypatch):
     assert done.returncode == 0, done.stderr
     labels_csv = done.stdout[done.stdout.index("task,label,confidence,status") :]
     labels = pd.read_csv(io.StringIO(labels_csv)).set_index("task")
-    assert set(labels.index) == {"p1", "p2", "p3", "p4", "p5", "p8"}  # the gold items are not results
+    assert set(labels.index) == {f"p{k}" for k in range(1, 9)}  # the gold items too, marked gold
+    assert set(labels.index[labels["status"] == "gold"]) == {"p6", "p7"}
     assert labels.loc["p8", "status"] == "reviewed"  # the crowd disagreed: escalated, then the reviewer's label
+    assert labels.loc["p8", "confidence"] == 1.0  # a review is final
     accepted = labels[labels["status"] == "accepted"]
     assert len(accepted) >= 4 and (accepted["confidence"] >= 0.9).all()
     assert accepted.loc["p2", "label"] == "Footwear > Boots"

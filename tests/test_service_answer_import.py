@@ -136,7 +136,9 @@ def test_label_studio_round_trip(service) -> None:
     text = export(p.id)
     tasks = json.loads(text)
     parsed = {i.external_id: i for i in parse_items(text, "label-studio")}
-    assert sorted(parsed) == [f"s{k}" for k in range(7)]  # gold items are not results
+    assert sorted(parsed) == ["g", *(f"s{k}" for k in range(7))]  # the gold item too, read back as gold
+    assert parsed["g"].gold == "Pets > Cat" and parsed["g"].payload == {"title": "gold"}
+    assert [k for k, i in parsed.items() if i.gold is not None] == ["g"]
     assert all(parsed[f"s{k}"].payload == {"title": f"animal {k}", "n": k} for k in range(7))
     assert parsed["s5"].annotations == (
         Annotation("a", "Pets > Dog"),
@@ -156,14 +158,14 @@ def test_label_studio_round_trip(service) -> None:
         }
 
     copy = project(service, taxonomy)
-    service.import_items(copy.id, [ItemIn(i.external_id, i.payload) for i in parsed.values()])
+    service.import_items(copy.id, [ItemIn(i.external_id, i.payload, i.gold) for i in parsed.values()])
     service.import_answers(
         copy.id,
         [AnswerIn(i.external_id, a.annotator, a.label, a.review) for i in parsed.values() for a in i.annotations],
     )
     again = {i.external_id: i for i in parse_items(export(copy.id), "label-studio")}
-    assert {k: (i.payload, i.annotations) for k, i in again.items()} == {
-        k: (i.payload, i.annotations) for k, i in parsed.items()
+    assert {k: (i.payload, i.gold, i.annotations) for k, i in again.items()} == {
+        k: (i.payload, i.gold, i.annotations) for k, i in parsed.items()
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -71,12 +72,13 @@ def serve(
         bool, typer.Option(help="One line per request on stderr: method, path, status, milliseconds.")
     ] = True,
 ) -> None:
-    """Run the labeling service's REST API (docs at /docs). On first start it prints the admin
+    """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it prints the admin
     token, which creates projects; keep it."""
     run(require_server)
     from crowdloop.server.app import MAX_BODY_VARIABLE, REQUEST_LOG_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
+    from crowdloop.server.sessions import SECRET_VARIABLE
     from crowdloop.service import URL_VARIABLE, open_service
 
     url = database_url(db)
@@ -101,9 +103,10 @@ def serve(
     run(prepare)
     if url.startswith("sqlite") and workers > 1:
         console.print("[yellow]note:[/] SQLite serializes writes; use PostgreSQL for several workers")
-    console.print(f"serving {_safe(url)} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    console.print(f"serving {_safe(url)} on http://{host}:{port} (pages: /, API docs: /docs)")
     os.environ[URL_VARIABLE] = url
     os.environ[MAX_BODY_VARIABLE] = str(int(max_body_mb * 1024 * 1024))
+    os.environ.setdefault(SECRET_VARIABLE, secrets.token_hex(32))  # one secret for every worker's sessions
     os.environ[REQUEST_LOG_VARIABLE] = "1" if request_log else "0"
     import uvicorn
 

@@ -5,35 +5,38 @@ control of crowd-sourced workflows" (AAAI 2010), and V. S. Sheng, F. Provost and
 "Get another label? Improving data quality and data mining using multiple, noisy labelers" (KDD
 2008): each further answer is bought only while it is expected to cost less than the alternative.
 
-The state of an item is $p$, the posterior probability that its leading label is right, after $n$
-human answers. A future answer comes from a typical annotator (the median skill $s$ of the
-project's annotators) and either agrees with the leading label or not. In the binary reduction
-"leading label right or not" with $K$ labels and one-coin errors, it agrees with probability $s$
-if the label is right and $q = (1 - s) / (K - 1)$ if not, so after $a$ agreements in $m$ answers
-Bayes' rule gives
+The state of an item is its posterior: $p_1$ on the leading label, $p_2$ on the strongest
+alternative and $p_3 = 1 - p_1 - p_2$ on all others, after $n$ human answers (the ``Decider`` takes
+the runner-up as the alternative, or, when the labels nobody named yet weigh more, one of those:
+after a poor annotator's answer the truth is most likely a label still to be named). A future
+answer comes from a typical annotator (the median skill $s$ of the project's annotators) and
+names the leading label, the alternative or another one. With one-coin errors over the $K - 1$
+other labels ($q = (1 - s) / (K - 1)$), after $a$ answers for the leader, $b$ for the alternative
+and $d$ others among $m$ more, Bayes' rule weighs the three hypotheses "the truth is the leader /
+the alternative / another label" as
 
-$$\operatorname{logit} p_{m,a} = \operatorname{logit} p + a \log\frac{s}{q}
-  + (m - a) \log\frac{1 - s}{1 - q},$$
+$$w_1 = p_1 s^a q^b r^d, \quad w_2 = p_2 q^a s^b r^d, \quad w_3 = p_3 q^{a+b} (1 - 2q)^d,
+  \qquad r = 1 - s - q,$$
 
-whose calibrated value (the gold calibrator at $n + m$ answers) is compared with the target. With
-$c$ the price of a crowd answer and $E$ the cost of stopping unreached (an expert review; with a
-``label_value`` $v$ the cheaper of the two, no item being worth more than its label; without
-``escalate_early``, $v$ or unbounded: no expert before ``max_overlap``), the
-expected cost to finish is the finite-horizon Bellman recursion over $m = R, \dots, 0$ ($R$: the
-answers left before ``max_overlap``)
+and the item's confidence is $\max(w_1, w_2) / (w_1 + w_2 + w_3)$: either label may end up
+accepted. Its calibrated value (the gold calibrator at $n + m$ answers) is compared with the
+target. With $c$ the price of a crowd answer and $E$ the cost of stopping unreached (an expert
+review; with a ``label_value`` $v$ the cheaper of the two, no item being worth more than its label;
+without ``escalate_early``, $v$ or unbounded: no expert before ``max_overlap``), the expected cost
+to finish is the finite-horizon Bellman recursion over $m = R, \dots, 0$ ($R$: the answers left
+before ``max_overlap``)
 
-$$V_{m}(a) = \begin{cases} 0 & \text{reached} \\ E & m = R \\
-  \min\big(E,\; c + \pi_{m,a} V_{m+1}(a+1) + (1 - \pi_{m,a}) V_{m+1}(a)\big) & \text{otherwise}
-  \end{cases}$$
+$$V_m(a, b) = \begin{cases} 0 & \text{reached} \\ E & m = R \\
+  \min\big(E,\; c + \pi_1 V_{m+1}(a+1, b) + \pi_2 V_{m+1}(a, b+1) + \pi_3 V_{m+1}(a, b)\big)
+  & \text{otherwise} \end{cases}$$
 
-with $\pi_{m,a} = p_{m,a} s + (1 - p_{m,a}) q$ the predictive probability of agreement. Now
-($m = 0$): accept if reached, escalate if stopping is cheaper than going on (the crowd's expected
-cost to finish exceeds the expert's, or the target is out of reach within $R$ answers), otherwise
-ask more: as many as the target needs if every one agreed (fewer could not finish the item). The
-same recursion, following the chosen actions, gives the expected crowd answers still needed and
-the probability of ending with the expert. The reduction ignores that the leading label may
-change after disagreements, which only makes reaching the target look harder than it is.
-Vectorized over items: arrays of (items, answers added) per step, $O(R^2)$ steps of NumPy.
+with $\pi$ the predictive probabilities of the next answer under the normalised $w$. Now ($m = 0$):
+accept if reached, escalate if stopping is cheaper than going on (the crowd's expected cost to
+finish exceeds the expert's, or the target is out of reach within $R$ answers), otherwise ask more:
+as many as the target needs if every one named the leader (fewer could not finish the item). The
+same recursion, following the chosen actions, gives the expected crowd answers still needed and the
+probability of ending with the expert. Vectorized over items: arrays of (items, a, b) per step,
+$O(R^3)$ cells in all.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class Outlook:
 
 def outlook(
     raw: np.ndarray,
+    second: np.ndarray,
     answers: np.ndarray,
     has_label: np.ndarray,
     policy: ConsensusPolicy,
@@ -76,62 +80,80 @@ def outlook(
     n_labels: int,
     calibrate: Calibrate,
 ) -> Outlook:
-    """The lookahead of the module docstring for items with raw confidence ``raw`` after
-    ``answers`` human answers (``has_label`` False: nobody answered yet; its first answer makes
-    the leading label, of confidence $s$ under a uniform prior)."""
+    """The lookahead of the module docstring for items whose leading label has raw confidence
+    ``raw`` and the runner-up ``second`` after ``answers`` human answers (``has_label`` False:
+    nobody answered yet; its first answer makes the leading label, of confidence $s$ under a
+    uniform prior)."""
     prices = policy.prices
-    expert = prices.expert if policy.escalate_early else NO_EXPERT  # without one: ask up to max_overlap
+    expert = prices.expert if policy.escalate_early else NO_EXPERT
     stop = expert if policy.label_value is None else min(expert, policy.label_value)
     k = max(n_labels, 2)
     s = float(np.clip(skill, 1.0 / k + 1e-3, 1 - 1e-6))
     q = (1 - s) / (k - 1)
-    up, down = np.log(s / q), np.log((1 - s) / (1 - q))
+    r = max(1 - s - q, 1e-12)
+    r3 = max(1 - 2 * q, 1e-12)
     empty = ~np.asarray(has_label, dtype=bool)
     n0 = np.asarray(answers, dtype=np.int64) + empty  # an empty item is judged after its first answer
-    p = np.clip(np.where(empty, s, np.asarray(raw, dtype=np.float64)), 1e-12, 1 - 1e-12)
-    logit0 = np.log(p) - np.log1p(-p)
+    p1 = np.clip(np.where(empty, s, np.asarray(raw, dtype=np.float64)), 1e-12, 1 - 1e-12)
+    p2 = np.clip(np.where(empty, q, np.asarray(second, dtype=np.float64)), 1e-15, 1 - p1)
+    p3 = np.maximum(1 - p1 - p2, 1e-15)
+    log_p = np.log(np.stack([p1, p2, p3], axis=1))[:, :, None, None]  # items x 3 x a x b
     room = np.maximum(policy.max_overlap - n0, 0)
     horizon = int(room.max(initial=0))
-    n_items = len(p)
+    n_items = len(p1)
+    steps = np.log(np.array([[s, q, r], [q, s, r], [q, q, r3]]))  # hypothesis x (leader, runner-up, other)
 
-    def state(m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Raw confidence and reached flag after m more answers, a of them agreeing (items x m+1)."""
-        a = np.arange(m + 1)
-        logit = logit0[:, None] + a[None, :] * up + (m - a)[None, :] * down
-        raw_m = 1 / (1 + np.exp(-logit))
-        count = np.broadcast_to((n0 + m)[:, None], raw_m.shape)
-        conf = calibrate(raw_m.ravel(), count.ravel()).reshape(raw_m.shape)
-        return raw_m, (conf >= policy.target) & (count >= policy.min_overlap)
-
-    # backward induction: value, expected answers and expert probability at step m + 1
-    value = expected = expert = np.zeros((n_items, horizon + 2))
+    value = expected = expert_p = np.zeros((n_items, horizon + 2, horizon + 2))
     needed = np.full(n_items, np.inf)
-    go_on = np.zeros(n_items, dtype=bool)
-    reached_now = np.zeros(n_items, dtype=bool)
+    go_on = reached_now = np.zeros(n_items, dtype=bool)
     for m in range(horizon, -1, -1):
-        raw_m, reached = state(m)
-        agree = raw_m * s + (1 - raw_m) * q
-        cont_value = prices.crowd + agree * value[:, 1 : m + 2] + (1 - agree) * value[:, : m + 1]
-        cont_answers = 1 + agree * expected[:, 1 : m + 2] + (1 - agree) * expected[:, : m + 1]
-        cont_expert = agree * expert[:, 1 : m + 2] + (1 - agree) * expert[:, : m + 1]
-        last = (m >= room)[:, None]
-        cont = ~reached & ~last
+        a = np.arange(m + 1)[:, None]
+        b = np.arange(m + 1)[None, :]
+        d = m - a - b
+        valid = d >= 0
+        log_w = log_p + (steps[:, 0, None, None] * a + steps[:, 1, None, None] * b
+                         + steps[:, 2, None, None] * np.maximum(d, 0))[None]  # fmt: skip
+        top = log_w.max(axis=1, keepdims=True)
+        w = np.exp(log_w - top)
+        w /= w.sum(axis=1, keepdims=True)
+        raw_m = np.maximum(w[:, 0], w[:, 1])
+        count = np.broadcast_to((n0 + m)[:, None, None], raw_m.shape)
+        conf = calibrate(raw_m.ravel(), count.ravel()).reshape(raw_m.shape)
+        reached = (conf >= policy.target) & (count >= policy.min_overlap) & valid[None]
+        # predictive probabilities of the next answer: for the leader, the runner-up, another label
+        pi = np.einsum("ihab,hj->ijab", w, np.exp(steps))
+        cont_value = prices.crowd + (pi[:, 0] * value[:, 1 : m + 2, : m + 1] + pi[:, 1] * value[:, : m + 1, 1 : m + 2]
+                                     + pi[:, 2] * value[:, : m + 1, : m + 1])  # fmt: skip
+        cont_answers = 1 + (pi[:, 0] * expected[:, 1 : m + 2, : m + 1] + pi[:, 1] * expected[:, : m + 1, 1 : m + 2]
+                            + pi[:, 2] * expected[:, : m + 1, : m + 1])  # fmt: skip
+        cont_expert = (pi[:, 0] * expert_p[:, 1 : m + 2, : m + 1] + pi[:, 1] * expert_p[:, : m + 1, 1 : m + 2]
+                       + pi[:, 2] * expert_p[:, : m + 1, : m + 1])  # fmt: skip
+        last = (m >= room)[:, None, None]
+        cont = ~reached & ~last & valid[None]
         if policy.escalate_early or policy.label_value is not None:  # else no expert: ask up to max_overlap
             cont &= cont_value < stop
-        value = np.where(reached, 0.0, np.where(cont, cont_value, stop))
-        expected = np.where(cont, cont_answers, 0.0)
-        expert = np.where(reached, 0.0, np.where(cont, cont_expert, 1.0))
-        all_agree = reached[:, m] & (m <= room)
+        size = horizon + 2
+        value = _pad(np.where(reached, 0.0, np.where(cont, cont_value, stop)), size)
+        expected = _pad(np.where(cont, cont_answers, 0.0), size)
+        expert_p = _pad(np.where(reached, 0.0, np.where(cont, cont_expert, 1.0)), size)
+        all_agree = reached[:, m, 0] & (m <= room)
         needed = np.where(all_agree, m, needed)
         if m == 0:
-            go_on, reached_now = cont[:, 0], reached[:, 0]
+            go_on, reached_now = cont[:, 0, 0], reached[:, 0, 0]
     needed = np.where(empty, needed + 1, needed)
-    expected_answers = expected[:, 0] + (empty & (room >= 0))
+    open_ = go_on | empty
     return Outlook(
         reached=reached_now & ~empty,
         go_on=go_on | (empty & (policy.max_overlap > np.asarray(answers))),
         needed=needed,
-        expected_answers=np.where(go_on | empty, expected_answers, 0.0),
-        expert_probability=np.where(reached_now & ~empty, 0.0, expert[:, 0]),
+        expected_answers=np.where(open_, expected[:, 0, 0] + empty, 0.0),
+        expert_probability=np.where(reached_now & ~empty, 0.0, expert_p[:, 0, 0]),
         stop_cost=float(stop),
     )
+
+
+def _pad(values: np.ndarray, size: int) -> np.ndarray:
+    """``values`` (items x m+1 x m+1) in the corner of an items x size x size array of zeros."""
+    out = np.zeros((values.shape[0], size, size))
+    out[:, : values.shape[1], : values.shape[2]] = values
+    return out

@@ -246,8 +246,12 @@ class Decider:
     def decide(self, opinions: Opinions) -> Decisions:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
+        second = runner_up(posterior)
         ahead = outlook(
             states.raw_confidence,
+            # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
+            # the mass outweighs it (after a poor annotator's answer the truth is most likely elsewhere)
+            np.maximum(second, 1 - states.raw_confidence - second),
             states.answers,
             states.label >= 0,
             self.policy,
@@ -299,6 +303,20 @@ class Decider:
         if self._taxonomy is None:
             return np.full(len(codes), -1, dtype=np.int64)
         return np.where(codes >= 0, self._taxonomy.ancestor_at(np.maximum(codes, 0), 1), -1)
+
+
+def runner_up(posterior: CandidatePosterior) -> np.ndarray:
+    """Per item the probability of its second most probable candidate (0 for none)."""
+    n = len(posterior.unproposed)
+    out = np.zeros(n)
+    if not len(posterior.prob):
+        return out
+    order = np.lexsort((posterior.c_label, -posterior.prob, posterior.c_item))
+    item = posterior.c_item[order]
+    rank = np.arange(len(order)) - np.searchsorted(item, item)
+    second = rank == 1
+    out[item[second]] = posterior.prob[order][second]
+    return out
 
 
 def opinions_of(

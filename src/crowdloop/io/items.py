@@ -20,8 +20,9 @@ imports them). ``ground_truth`` annotations are reviews; cancelled ones are skip
 Payloads never carry answers: the columns (or fields beside ``data``) in ``ANSWER_FIELDS`` are read
 as gold and hint or dropped, so that an annotator never sees a gold label, another annotator's
 answer, a model's prediction or a result (an export of crowdloop imported again). Text formats
-are read within limits: ``MAX_COLUMNS`` columns, lines of at most ``MAX_LINE_BYTES`` bytes, and with
-``read_item_upload`` the decompressed size and the rows of ``crowdloop.io.uploads.UploadLimits``.
+are read within the limits of ``crowdloop.io.uploads`` (``MAX_COLUMNS`` columns, lines of at most
+``MAX_LINE_BYTES`` bytes) and with ``read_item_upload`` within the decompressed size and the rows
+of an ``UploadLimits``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-
-from crowdloop.errors import InputError, TooLargeError
-from crowdloop.io.uploads import UploadLimits, read_upload
+from crowdloop.errors import InputError
+from crowdloop.io.uploads import UploadLimits, check_columns, check_lines, read_upload
 from crowdloop.labels import PATH_SEPARATOR
 
 ITEM_FORMATS = ("csv", "tsv", "jsonl", "label-studio", "toloka")
@@ -55,8 +54,6 @@ LABEL_STUDIO_FIELDS = (
     "last_comment_updated_at", "comment_authors", "storage_filename",
 )  # fmt: skip
 """The fields of a Label Studio task beside its ``data`` (its export's, see its task format)."""
-MAX_COLUMNS = 1000
-MAX_LINE_BYTES = 2**20
 TOLOKA_ID_FIELDS = ("INPUT:id", "TASK:id", "ASSIGNMENT:task_id")
 LABEL_STUDIO_USER = "label-studio"
 """The annotator of Label Studio annotations without ``completed_by``."""
@@ -145,7 +142,7 @@ def parse_items(content: str | bytes, fmt: str, *, source: str = "items") -> lis
         raise InputError(f"unknown item format {fmt!r}", source=source, hint=f"Use one of {', '.join(ITEM_FORMATS)}.")
     text = _decode(content, source)
     if fmt != "label-studio":
-        _check_lines(content if isinstance(content, bytes) else text.encode("utf-8", "surrogatepass"), source)
+        check_lines(content if isinstance(content, bytes) else text.encode("utf-8", "surrogatepass"), source)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise InputError("a NUL character (not text)", source=source, rows=[line])
@@ -169,20 +166,6 @@ def items_from_records(records: Iterable[dict[str, Any]], *, source: str = "body
     return _unique([(row, _record(record, source, row)) for row, record in enumerate(records, start=1)], source, "row")
 
 
-def _check_lines(data: bytes, source: str) -> None:
-    """``TooLargeError`` naming the first line longer than ``MAX_LINE_BYTES``."""
-    if len(data) <= MAX_LINE_BYTES:
-        return
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-    lengths = np.diff(ends, prepend=-1, append=len(data)) - 1
-    over = np.flatnonzero(lengths > MAX_LINE_BYTES)
-    if over.size:
-        line = int(over[0])
-        raise TooLargeError(
-            f"a line longer than {MAX_LINE_BYTES} bytes ({int(lengths[line])})", source=source, rows=[line + 1]
-        )
-
-
 def _decode(content: str | bytes, source: str) -> str:
     if isinstance(content, str):
         return content
@@ -196,8 +179,7 @@ def _delimited(text: str, sep: str, source: str) -> list[tuple[int, dict[str, st
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     try:
         header = [h.strip() for h in next(reader)]
-        if len(header) > MAX_COLUMNS:
-            raise TooLargeError(f"{len(header)} columns, at most {MAX_COLUMNS}", source=source, rows=[1])
+        check_columns(len(header), source)
         rows = []
         for line, values in enumerate(reader, start=2):
             if not any(v.strip() for v in values):

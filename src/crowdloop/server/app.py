@@ -12,14 +12,18 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from crowdloop.io.uploads import DEFAULT_MAX_ROWS, UploadLimits
 from crowdloop.server.auth import TokenCache
 from crowdloop.server.limits import BodyLimit
 from crowdloop.server.problems import PROBLEM_TYPE, install_problem_handlers
 from crowdloop.server.routes import loop, projects, results
+from crowdloop.server.sessions import SECRET_VARIABLE, SessionSigner
+from crowdloop.server.web import install_web
 from crowdloop.service import LabelingService, open_service
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
+MAX_ROWS_VARIABLE = "CROWDLOOP_MAX_UPLOAD_ROWS"
 REQUEST_LOG_VARIABLE = "CROWDLOOP_REQUEST_LOG"  # "0": no request log on stderr
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
 
@@ -74,19 +78,31 @@ def log_requests_to_stderr() -> None:
 
 
 def create_app(
-    service: LabelingService, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, auth_cache_seconds: float = 5.0
+    service: LabelingService,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_upload_rows: int = DEFAULT_MAX_ROWS,
+    auth_cache_seconds: float = 5.0,
+    session_secret: str | None = None,
 ) -> FastAPI:
-    """The API over ``service``; request bodies over ``max_body_bytes`` are refused with 413; a token's
-    annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off)."""
-    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip())
+    """The API over ``service`` and the web pages at ``/``; request bodies over ``max_body_bytes``
+    are refused with 413, and so are uploaded files over ``max_body_bytes`` or ``max_upload_rows``
+    rows once decompressed; a body is read only after its caller is checked (``AuthFirstRoute``); a
+    token's annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off);
+    session cookies are signed with ``session_secret`` (random when None: sessions end with the
+    process)."""
+    app = FastAPI(title="crowdloop", version="1", description=DESCRIPTION.strip(), docs_url=None, redoc_url=None)
     app.state.service = service
     app.state.admin_project_id = None
     app.state.tokens = TokenCache(auth_cache_seconds)
+    app.state.sessions = SessionSigner(session_secret)
     # refits are CPU-bound: one at a time per process, so that the requests keep their share of it
     app.state.refits = threading.Lock()
+    app.state.upload_limits = UploadLimits(max_bytes=max_body_bytes, max_rows=max_upload_rows)
     install_problem_handlers(app)
     for module in (loop, projects, results):  # the loop's routes first: they are matched in order
         app.include_router(module.router)
+    install_web(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RequestLog)  # outermost: it times and logs every answer, refusals included
     app.openapi = lambda: _openapi(app)
@@ -112,8 +128,11 @@ def _openapi(app: FastAPI) -> dict:
 def app_from_environment() -> FastAPI:
     """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process)."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
+    max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
     if os.environ.get(REQUEST_LOG_VARIABLE, "1") != "0":
         log_requests_to_stderr()
-    return create_app(service, max_body_bytes=max_body)
+    return create_app(
+        service, max_body_bytes=max_body, max_upload_rows=max_rows, session_secret=os.environ.get(SECRET_VARIABLE)
+    )

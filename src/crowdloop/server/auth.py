@@ -18,9 +18,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from crowdloop.errors import AuthError, ForbiddenError, NotFoundError
 from crowdloop.server.schemas import ProjectId
+from crowdloop.server.sessions import COOKIE, CSRF_HEADER, csrf_ok, request_session
 from crowdloop.service import AnnotatorInfo, LabelingService
 
 ADMIN_PROJECT = "crowdloop-admin"
@@ -64,19 +66,58 @@ async def admin_project_id(request: Request) -> int | None:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-async def signed_in(request: Request, credentials: Credentials) -> Caller:
-    """The caller behind the bearer token (``AuthError`` without a valid one)."""
-    if credentials is None or not credentials.credentials:
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (``AuthError`` without one)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
-    annotator = request.app.state.tokens.get(credentials.credentials)
+    return token.strip()
+
+
+async def annotator_of(connection: HTTPConnection, token: str) -> AnnotatorInfo:
+    """The annotator ``token`` belongs to, looked up once per request (``AuthFirstRoute`` may have done it
+    before the body was read: ``AuthFirstRoute``), from the ``TokenCache`` or the service (``AuthError``)."""
+    state = connection.scope.setdefault("state", {})
+    found = state.get("token_annotator")
+    if found is not None and found[0] == token:
+        return found[1]
+    annotator = connection.app.state.tokens.get(token)
     if annotator is None:
-        service = request.app.state.service
-        annotator = await call(service.authenticate, credentials.credentials)
-        request.app.state.tokens.put(credentials.credentials, annotator)
+        service = connection.app.state.service
+        annotator = await call(service.authenticate, token)
+        connection.app.state.tokens.put(token, annotator)
+    state["token_annotator"] = (token, annotator)
+    return annotator
+
+
+async def signed_in(request: Request, credentials: Credentials) -> Caller:
+    """The caller behind the bearer token, else behind the web pages' session cookie (see
+    ``crowdloop.server.sessions``); ``AuthError`` without either."""
+    if credentials is None or not credentials.credentials:
+        annotator = await session_annotator(request)
+    else:
+        annotator = await annotator_of(request, credentials.credentials)
     if annotator.status != "active":  # every route, every role: a banned member reads nothing either
         raise ForbiddenError(f"annotator {annotator.name!r} is {annotator.status}")
     admin_id = await admin_project_id(request)
     return Caller(annotator, annotator.role == "owner" and annotator.project_id == admin_id)
+
+
+async def session_annotator(request: Request) -> AnnotatorInfo:
+    """The annotator of the session cookie, read again at most every few seconds (the token cache,
+    keyed by the cookie); a request that changes something must carry the session's CSRF value."""
+    session = request_session(request)
+    if session is None:
+        raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
+    if not await csrf_ok(request, session):
+        raise ForbiddenError(f"this needs the session's CSRF token (header {CSRF_HEADER} or form field csrf)")
+    cookie = request.cookies[COOKIE]
+    annotator = request.app.state.tokens.get(cookie)
+    if annotator is None:
+        service = request.app.state.service
+        annotator = await call(service.get_annotator, session.annotator_id)
+        request.app.state.tokens.put(cookie, annotator)
+    return annotator
 
 
 class TokenCache:

@@ -416,15 +416,15 @@ class ServiceBase:
         self, db: Executor, project: ProjectRow, reviews: Sequence[tuple[Any, Any, int]], **detail: Any
     ) -> None:
         """Reviewers' final labels: each ``(item, reviewer, code)`` (item with ``id``, ``status`` and
-        ``label``; reviewer with the skill columns) settles the item as reviewed, with the
-        reviewer's skill as its confidence, and logs a "reviewed" event (``detail`` added to it)."""
+        ``label``; reviewer with ``id``) settles the item as reviewed, with confidence 1: a review is
+        the project's decision, final, and the refit takes it as the item's truth, like gold. Logs a
+        "reviewed" event (``detail`` added to it)."""
         if not reviews:
             return
         now = utcnow()
-        skills = self._book([reviewer for _, reviewer, _ in reviews], self._skill_rules(project)).accuracy()
+        confidence = 1.0
         changes, events = [], []
-        for (item, reviewer, code), skill in zip(reviews, skills, strict=True):
-            confidence = float(skill)
+        for item, reviewer, code in reviews:
             changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
             events.append({"project_id": project.id, "item_id": item.id, "annotator_id": reviewer.id,
                            "kind": "reviewed", "created_at": now,

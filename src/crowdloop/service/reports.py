@@ -15,7 +15,7 @@ from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, SETTLED, ServiceBase
 from crowdloop.service.intake import check_batch
 from crowdloop.service.types import Progress, ResultRow
-from crowdloop.store.schema import Annotator, Answer, Event, Item, ModelVersion, Prediction
+from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, ModelVersion, Prediction
 
 
 class ExportPage(NamedTuple):
@@ -121,37 +121,35 @@ class Reports(ServiceBase):
                 )
             last = page[-1].id
 
-    def export_pages(self, project_id: int, *, batch_size: int = PAGE) -> Iterator[ExportPage]:
-        """Every non-gold item in pages of ``batch_size`` frames, as ``crowdloop.io.exports`` takes
-        them: ``results`` (with the payload under ``data``), its human ``answers`` (``review``: a
+    def export_pages(self, project_id: int, *, batch_size: int = PAGE, details: bool = True) -> Iterator[ExportPage]:
+        """Every item, gold items too (status ``gold``, their true label at confidence 1 and their
+        ``hint``), in pages of ``batch_size`` frames, as ``crowdloop.io.exports`` takes them:
+        ``results`` (with the payload under ``data``), its human ``answers`` (``review``: a
         reviewer's final decision) and the top label of each stored model version's prediction
-        (``model`` ``name:version``, ``score`` its probability). Three statements per page, each a
-        range of item ids, whatever the project's size."""
+        (``model`` ``name:version``, ``score`` its probability); without ``details``, the answers
+        and predictions frames are empty. At most three statements per page, each a range of item
+        ids, whatever the project's size."""
         check_batch(batch_size)
         labels = self.get_project(project_id).labels
-        return self._export_pages(project_id, labels, batch_size)
+        return self._export_pages(project_id, labels, batch_size, details)
 
-    def _export_pages(self, project_id: int, labels: LabelSpace, batch_size: int) -> Iterator[ExportPage]:
+    def export_frame(self, project_id: int) -> pd.DataFrame:
+        """The ``results`` frames of every page of ``export_pages`` as one (what the item exports write)."""
+        frames = [page.results for page in self.export_pages(project_id, details=False)]
+        return pd.concat(frames, ignore_index=True) if frames else _results_frame([], [])
+
+    def _export_pages(
+        self, project_id: int, labels: LabelSpace, batch_size: int, details: bool
+    ) -> Iterator[ExportPage]:
         last = 0
         while True:
-            page = self._read(lambda s, last=last: self._export_page(s, project_id, last, batch_size))
+            page = self._read(lambda s, last=last: self._export_page(s, project_id, last, batch_size, details))
             if page is None:
                 return
             last, items, answers, predictions = page
             decode = labels.decode
-            item_labels = decode([0 if r.label is None else r.label for r in items])
-            results = pd.DataFrame(
-                {
-                    "task": [r.external_id for r in items],
-                    "status": [r.status for r in items],
-                    "label": [None if r.label is None else str(x) for r, x in zip(items, item_labels, strict=True)],
-                    "confidence": [r.confidence for r in items],
-                    "answers": [r.answer_count for r in items],
-                    "data": [r.payload for r in items],
-                }
-            )
+            results = _results_frame(items, decode([0 if r.label is None else r.label for r in items]))
             task = {r.id: r.external_id for r in items}
-            answers = [a for a in answers if a.item_id in task]  # the range also holds gold items
             answer_frame = pd.DataFrame(
                 {
                     "task": [task[a.item_id] for a in answers],
@@ -172,16 +170,28 @@ class Reports(ServiceBase):
             yield ExportPage(results, answer_frame, prediction_frame)
 
     @staticmethod
-    def _export_page(session: Session, project_id: int, last: int, size: int) -> tuple | None:
+    def _export_page(session: Session, project_id: int, last: int, size: int, details: bool) -> tuple | None:
         items = session.execute(
-            select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count, Item.payload)
-            .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
+            select(
+                Item.id,
+                Item.external_id,
+                Item.status,
+                Item.label,
+                Item.confidence,
+                Item.answer_count,
+                Item.payload,
+                GoldLabel.hint,
+            )
+            .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
+            .where(Item.project_id == project_id, Item.id > last)
             .order_by(Item.id)
             .limit(size)
         ).all()
         if not items:
             return None
         first, end = items[0].id, items[-1].id
+        if not details:
+            return end, items, [], []
         answers = session.execute(
             select(Answer.item_id, Annotator.name, Answer.label, Answer.is_review)
             .join(Annotator, Annotator.id == Answer.annotator_id)
@@ -235,3 +245,19 @@ class Reports(ServiceBase):
             ]
 
         return self._read(work)
+
+
+def _results_frame(items: list, labels: list) -> pd.DataFrame:
+    """The ``results`` frame of ``crowdloop.io.exports`` for item rows and their decoded labels."""
+    return pd.DataFrame(
+        {
+            "task": [r.external_id for r in items],
+            "status": [r.status for r in items],
+            "label": [None if r.label is None else str(x) for r, x in zip(items, labels, strict=True)],
+            "confidence": [r.confidence for r in items],
+            "answers": [r.answer_count for r in items],
+            "data": [r.payload for r in items],
+            "hint": [r.hint for r in items],
+        },
+        columns=["task", "status", "label", "confidence", "answers", "data", "hint"],
+    )

@@ -47,26 +47,36 @@ def _character_problem(value: str) -> str | None:
 def json_problem(value: Any, where: str, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why a JSON value cannot be stored and sent, naming the place: a NUL character or a lone
     surrogate in a key or a string (``data.tags[2] contains a NUL character``), or objects and
-    arrays nested deeper than ``max_depth``; None if nothing. Iterative: no depth breaks it."""
-    stack = [(value, where, 1)]
+    arrays nested deeper than ``max_depth``; None if nothing. Iterative, whatever the depth; the
+    place is spelled out only for a problem (each node keeps a link to its parent's)."""
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 1, None)]
     while stack:
-        node, path, depth = stack.pop()
+        node, depth, trail = stack.pop()
         if isinstance(node, str):
             problem = _character_problem(node)
             if problem:
-                return f"{path} {problem}"
-        elif isinstance(node, Mapping | list | tuple):
+                return f"{_place(where, trail)} {problem}"
+        elif isinstance(node, dict | list | tuple | Mapping):
             if depth > max_depth:
-                return f"{path} is nested more than {max_depth} levels deep"
-            if isinstance(node, Mapping):
-                for key, child in node.items():
-                    problem = _character_problem(key) if isinstance(key, str) else None
-                    if problem:
-                        return f"a key of {path} {problem}"
-                    stack.append((child, f"{path}.{key}", depth + 1))
-            else:
-                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(node))
+                return f"{_place(where, trail)} is nested more than {max_depth} levels deep"
+            if isinstance(node, list | tuple):
+                stack.extend((child, depth + 1, (trail, i, True)) for i, child in enumerate(node))
+                continue
+            for key, child in node.items():
+                problem = _character_problem(key) if isinstance(key, str) else None
+                if problem:
+                    return f"a key of {_place(where, trail)} {problem}"
+                stack.append((child, depth + 1, (trail, key, False)))
     return None
+
+
+def _place(where: str, trail: tuple | None) -> str:
+    """``where`` followed by the keys (``.key``) and indices (``[i]``) of a ``json_problem`` trail."""
+    steps = []
+    while trail is not None:
+        trail, step, index = trail
+        steps.append(f"[{step}]" if index else f".{step}")
+    return where + "".join(reversed(steps))
 
 
 def checked_name(value: Any, what: str) -> str:

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query, Response
 from pydantic import TypeAdapter
 
 from crowdloop.server.auth import Decider, Reviewer, Service, Worker, call
+from crowdloop.server.limits import AuthFirstRoute
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, LeaseId, ProjectId, ReviewIn, SubmitIn
 from crowdloop.service import ItemState, ReviewTask, SubmitOut, TaskOut
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 JSON = "application/json"
 # the loop's two hot routes encode what the service built at once, without the framework's second
 # validation of it (their response_model still documents it)
@@ -81,7 +82,7 @@ def review_queue(
     return service.review_queue(project_id, limit=limit, viewer=None if caller.admin else caller.annotator)
 
 
-@router.post("/projects/{project_id:int}/review/{item}", response_model=ItemState, tags=["review"])
+@router.post("/projects/{project_id:int}/review/{item:path}", response_model=ItemState, tags=["review"])
 def review(
     project_id: ProjectId,
     item: ItemPath,

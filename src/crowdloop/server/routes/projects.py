@@ -12,10 +12,11 @@ from pydantic import ValidationError
 from crowdloop.consensus import ConsensusPolicy, Prices
 from crowdloop.errors import InputError, NotFoundError
 from crowdloop.io.answer_tables import parse_answer_table
-from crowdloop.io.items import ITEM_FORMATS, ImportedItem, detect_item_format, parse_items
+from crowdloop.io.items import ITEM_FORMATS, ImportedItem, read_item_upload
 from crowdloop.labels import LabelSpace
 from crowdloop.server.auth import ADMIN_PROJECT, Admin, Anyone, Owner, Service, SignedIn
 from crowdloop.server.labelspaces import read_label_space
+from crowdloop.server.limits import AuthFirstRoute, Limits
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import (
     AnnotatorId,
@@ -43,7 +44,7 @@ from crowdloop.server.schemas import (
 from crowdloop.service import AnnotatorInfo, GoldIn, ItemIn, LabelingService, ModelVersionInfo, ProjectInfo
 from crowdloop.service.answer_import import AnswerIn, AnswersImported
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 
 
 def project_out(info: ProjectInfo) -> ProjectOut:
@@ -175,16 +176,16 @@ def upload_items(
     project_id: ProjectId,
     caller: Owner,
     service: Service,
+    limits: Limits,
     file: Annotated[UploadFile, File(description="CSV, TSV, JSONL, Label Studio JSON or Toloka TSV")],
     format: Annotated[str | None, Form(description=f"One of {', '.join(ITEM_FORMATS)}; default: from the name")] = None,
     model_version: Annotated[str, Form(max_length=200)] = "imported",
 ) -> ItemsUploadOut:
     """Import an item file: CSV/TSV/JSONL (an ``id`` column, optional ``gold`` and ``hint``), Label
     Studio tasks (with ``predictions``, and ``annotations`` stored as answers), or Toloka tasks
-    (``INPUT:*``, ``GOLDEN:*``, ``HINT:*``)."""
+    (``INPUT:*``, ``GOLDEN:*``, ``HINT:*``); ``.gz`` files are gunzipped, within the upload limits."""
     name = file.filename or "upload"
-    content = file.file.read()
-    items = parse_items(content, format or detect_item_format(name, content), source=name)
+    items = read_item_upload(file.file, name, format, limits)
     rows, model = _items_in(items, model_version)
     answers = [AnswerIn(i.external_id, a.annotator, a.label, a.review) for i in items for a in i.annotations]
     source = f"{name} annotations"
@@ -227,12 +228,14 @@ def upload_answers(
     project_id: ProjectId,
     caller: Owner,
     service: Service,
+    limits: Limits,
     file: Annotated[UploadFile, File(description="A task,worker,label table (CSV, TSV, JSONL, Parquet) or Toloka TSV")],
 ) -> AnswersImported:
     """Import an answers file: a crowd-kit frame (``task``, ``worker``, ``label`` columns) or a Toloka
-    assignments TSV (``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id``, ``OUTPUT:*``)."""
+    assignments TSV (``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id``, ``OUTPUT:*``); ``.gz`` files are
+    gunzipped, within the upload limits."""
     name = file.filename or "upload"
-    table = parse_answer_table(file.file.read(), name)
+    table = parse_answer_table(file.file, name, limits)
     rows = [AnswerIn(t, w, label) for t, w, label in zip(table["task"], table["worker"], table["label"], strict=True)]
     return service.import_answers(project_id, rows, source=name)
 

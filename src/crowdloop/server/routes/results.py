@@ -7,17 +7,17 @@ import itertools
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from crowdloop.io.exports import export_answers, export_items, export_labels, stream_label_studio
 from crowdloop.server.auth import Owner, Reviewer, Service
+from crowdloop.server.limits import AuthFirstRoute
 from crowdloop.server.problems import PROBLEM_RESPONSES
 from crowdloop.server.schemas import ItemPath, ProjectId, RefitAccepted
-from crowdloop.service import ItemState, LabelingService, Progress, ResultRow
+from crowdloop.service import ItemState, Progress, ResultRow
 
-router = APIRouter(responses=PROBLEM_RESPONSES)
+router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 
 
 class ExportFormat(StrEnum):
@@ -40,7 +40,7 @@ MEDIA = {
 SUFFIX = {"labels": "csv", "csv": "csv", "jsonl": "jsonl", "answers": "csv", "label-studio": "json"}
 
 
-@router.get("/projects/{project_id:int}/items/{item}", response_model=ItemState, tags=["results"])
+@router.get("/projects/{project_id:int}/items/{item:path}", response_model=ItemState, tags=["results"])
 def item_state(project_id: ProjectId, item: ItemPath, caller: Reviewer, service: Service) -> ItemState:
     """The consensus state of one item (owners and reviewers; never annotators). Reviewers read the
     items they review (escalated or reviewed), or every item if the project's ``reviewers_see_gold``."""
@@ -76,12 +76,6 @@ def events(
     return service.events(project_id, limit=limit)
 
 
-def results_frame(service: LabelingService, project_id: ProjectId) -> pd.DataFrame:
-    rows = [r.__dict__ for r in service.results(project_id)]
-    frame = pd.DataFrame(rows, columns=["item", "status", "label", "confidence", "answers"])
-    return frame.rename(columns={"item": "task"})
-
-
 @router.get(
     "/projects/{project_id:int}/export",
     response_class=Response,
@@ -98,10 +92,13 @@ def export(
     from_name: Annotated[str, Query(min_length=1, max_length=200, description="Label Studio control tag")] = "label",
     to_name: Annotated[str, Query(min_length=1, max_length=200, description="Label Studio object tag")] = "text",
 ) -> Response:
-    """Export: final labels with confidence (``labels``), items (``csv``, ``jsonl``), the crowd-kit
-    answers frame (``answers``), or Label Studio tasks (``label-studio``, streamed: payloads,
-    every answer as an annotation, every model version's prediction, the final label in ``meta``;
-    ``from_name`` and ``to_name`` name the tags of the Label Studio labeling config)."""
+    """Export: final labels with confidence (``labels``), items with their payload (``csv``,
+    ``jsonl``), the crowd-kit answers frame (``answers``), or Label Studio tasks (``label-studio``,
+    streamed: payloads, every answer as an annotation, every model version's prediction, the final
+    label in ``meta``; ``from_name`` and ``to_name`` name the tags of the Label Studio labeling
+    config). Gold items are exported too, status ``gold`` (and, in ``csv``/``jsonl``, their label
+    under ``gold``), so that an import of the file keeps them gold. CSV cells that a spreadsheet
+    would run as a formula are written with a ``'`` in front."""
     fmt = format.value
     filename = f"project-{project_id}-{fmt}.{SUFFIX[fmt]}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -113,7 +110,7 @@ def export(
     if fmt == "answers":
         text = export_answers(service.answers_frame(project_id))
     else:
-        frame = results_frame(service, project_id)
+        frame = service.export_frame(project_id)
         text = export_labels(frame) if fmt == "labels" else export_items(frame, fmt)
     return Response(text, media_type=MEDIA[fmt], headers=headers)
 

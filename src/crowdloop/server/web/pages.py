@@ -1,0 +1,450 @@
+"""The pages' routes: sign-in and out, language, and one page per job (label, review, progress,
+annotators, settings, data, events). Each admits the roles its REST counterparts admit and calls
+the same service methods (or the REST route functions themselves, where a form does what a route
+does)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from crowdloop.errors import AuthError, CrowdloopError
+from crowdloop.quality.crowd import wilson_interval
+from crowdloop.server.auth import ADMIN_PROJECT, Caller, Service, admin_project_id, call, session_annotator
+from crowdloop.server.routes import projects
+from crowdloop.server.routes.results import MEDIA
+from crowdloop.server.schemas import ProjectPatch, RoleIn
+from crowdloop.server.sessions import COOKIE, csrf_ok, request_session
+from crowdloop.server.web import plots
+from crowdloop.server.web.common import LANG_COOKIE, LANGUAGES, PageError, language, page_caller, render, translator
+from crowdloop.service import ROLES, LabelingService
+
+router = APIRouter(include_in_schema=False)
+EVENTS_READ = 10_000  # the latest events the pages read for ban reasons, escalation reasons and the time plot
+
+
+def same_site(request: Request) -> bool:
+    """A form post from a page of this server (browsers send ``Sec-Fetch-Site`` or ``Origin``)."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+
+
+def local_path(target: str | None) -> str:
+    """``target`` when it is a path on this server (no open redirect), else ``/``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+@router.get("/")
+async def home(request: Request, service: Service) -> Response:
+    """Where the caller works: annotators label, reviewers review, owners see progress, the admin
+    picks a project."""
+    try:
+        annotator = await session_annotator(request)
+    except AuthError:
+        return redirect("/signin")
+    if annotator.project_id == await admin_project_id(request) and annotator.role == "owner":
+        infos = [p for p in await call(service.list_projects) if p.name != ADMIN_PROJECT]
+        return render(request, "projects.html", {"projects": infos, "me": annotator, "admin": True})
+    page = {"annotator": "label", "reviewer": "review"}.get(annotator.role)
+    return redirect(f"/p/{annotator.project_id}" + (f"/{page}" if page else ""))
+
+
+@router.get("/signin")
+async def signin_form(request: Request) -> Response:
+    return render(request, "signin.html", {})
+
+
+@router.post("/signin")
+async def signin(request: Request, service: Service, token: Annotated[str, Form(max_length=500)] = "") -> Response:
+    """Exchange a token for a session cookie (the token goes no further: not in a URL, not in a log)."""
+    t = translator(language(request))
+    if not same_site(request):
+        return render(request, "signin.html", {"error": t("signin.cross_site")}, status=403)
+    try:
+        annotator = await call(service.authenticate, token.strip())
+    except CrowdloopError:
+        return render(request, "signin.html", {"error": t("signin.wrong")}, status=401)
+    value, _ = request.app.state.sessions.issue(annotator.id)
+    response = redirect("/")
+    response.set_cookie(
+        COOKIE, value, max_age=request.app.state.sessions.seconds, httponly=True, samesite="strict",
+        secure=request.url.scheme == "https", path="/",
+    )  # fmt: skip
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    session = request_session(request)
+    if session is not None and not await csrf_ok(request, session):
+        raise PageError(403, "this form needs the session's CSRF token")
+    response = redirect("/signin")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/lang")
+async def choose_language(
+    request: Request, lang: Annotated[str, Form()], back: Annotated[str, Form(alias="next")] = "/"
+) -> Response:
+    """Keep the language chosen in a cookie (a year); a post from another site changes nothing."""
+    response = redirect(local_path(back))
+    if lang in LANGUAGES and same_site(request):
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="strict", path="/")
+    return response
+
+
+def _nav(caller: Any, project_id: int, page: str) -> dict[str, Any]:
+    role = "owner" if caller.admin else caller.annotator.role
+    return {"me": caller.annotator, "admin": caller.admin, "role": role, "project_id": project_id, "page": page}
+
+
+async def _events(service: LabelingService, project_id: int) -> list[dict[str, Any]]:
+    return await call(service.events, project_id, limit=EVENTS_READ)
+
+
+@router.get("/p/{project_id:int}/label")
+async def label_page(project_id: int, request: Request, service: Service) -> Response:
+    """One task at a time (annotators and reviewers; the tasks come from the REST loop)."""
+    try:
+        caller = await page_caller(request, project_id, "annotator", "reviewer")
+    except PageError:
+        banned = await _banned_page(request, service, project_id)
+        if banned is None:
+            raise
+        return banned
+    info = await call(service.get_project, project_id)
+    t = translator(language(request))
+    data = {
+        "project": project_id,
+        "taxonomy": info.is_taxonomy,
+        "labels": [str(x) for x in info.labels.labels],
+        "messages": _script_messages(t),
+    }
+    return render(request, "label.html", {**_nav(caller, project_id, "label"), "project": info, "data": data})
+
+
+async def _banned_page(request: Request, service: LabelingService, project_id: int) -> Response | None:
+    """For a member of the project whom the quality checks (or the owner) stopped: why, from the
+    event log (the API answers them 403 everywhere)."""
+    session = request_session(request)
+    if session is None:
+        return None
+    me = await call(service.get_annotator, session.annotator_id)  # the status now, not as cached
+    if me.project_id != project_id or me.status == "active":
+        return None
+    t = translator(language(request))
+    bans = [e for e in await _events(service, project_id) if e["kind"] == "banned" and e["annotator"] == me.name]
+    reason = t(f"ban.{bans[0]['detail'].get('reason', '')}") if bans else None
+    context = {"project": await call(service.get_project, project_id), "banned": True, "reason": reason}
+    return render(request, "label.html", {**_nav(Caller(me, False), project_id, "label"), **context}, status=403)
+
+
+def _script_messages(t: Any) -> dict[str, str]:
+    """The messages the pages' scripts show (in the page's language)."""
+    keys = (
+        "js.no_tasks", "js.search", "js.skip", "js.submitted", "js.error", "js.top", "js.this_branch",
+        "js.no_match", "js.queue_empty", "js.expired", "js.keys_taxonomy", "js.keys_flat",
+    )  # fmt: skip
+    return {key: t(key) for key in keys}
+
+
+@router.get("/p/{project_id:int}/review")
+async def review_page(project_id: int, request: Request, service: Service) -> Response:
+    """Escalated items with the crowd's answers, the model's suggestions and why they were escalated."""
+    caller = await page_caller(request, project_id, "owner", "reviewer")
+    info = await call(service.get_project, project_id)
+    queue = await call(service.review_queue, project_id, limit=200)
+    reasons: dict[str, str] = {}
+    for event in await _events(service, project_id):  # newest first: the latest escalation's reason
+        if event["kind"] == "escalated" and event["item"] is not None:
+            reasons.setdefault(event["item"], (event["detail"] or {}).get("reason", ""))
+    t = translator(language(request))
+    data = {
+        "project": project_id,
+        "taxonomy": info.is_taxonomy,
+        "labels": [str(x) for x in info.labels.labels],
+        "queue": [{**asdict(task), "reason": reasons.get(task.item, "")} for task in queue],
+        "messages": _script_messages(t),
+        "can_settle": not caller.admin,
+    }
+    return render(request, "review.html", {**_nav(caller, project_id, "review"), "project": info, "data": data})
+
+
+@router.get("/p/{project_id:int}")
+async def progress_page(project_id: int, request: Request, service: Service) -> Response:
+    """Where the project stands, with plots: items by status, answers per item, confidence of the
+    settled items, decisions over time."""
+    caller = await page_caller(request, project_id, "owner")
+    t = translator(language(request))
+    info = await call(service.get_project, project_id)
+    progress = await call(service.progress, project_id)
+    rows = await call(lambda: list(service.results(project_id)))
+    answers = np.fromiter((r.answers for r in rows), dtype=np.int64, count=len(rows))
+    settled = np.fromiter(
+        (r.confidence for r in rows if r.status in ("accepted", "reviewed") and r.confidence is not None), float
+    )
+    top = max(int(answers.max(initial=0)), info.policy.max_overlap) + 1
+    statuses = {s: progress.status_counts.get(s, 0) for s in ("more", "accepted", "escalated", "reviewed", "gold")}
+    names = {s: t(f"status.{s}") for s in statuses}
+    events = await _events(service, project_id)
+    plots_ = {
+        "status": plots.stacked_bar(statuses, names, t("progress.by_status")),
+        "answers": plots.histogram(
+            answers, np.arange(top + 1) - 0.5, t("progress.items"), t("progress.answers_per_item"), centres=True
+        ),
+        "confidence": plots.histogram(
+            settled, np.linspace(0.5, 1.0, 11), t("progress.items"), t("progress.confidence"), "{:.2f}"
+        ),
+        "time": plots.lines(_decisions_over_time(events, names), t("progress.items"), t("progress.minutes")),
+    }
+    models = await call(service.model_versions, project_id)
+    context = {"project": info, "progress": progress, "plots": plots_, "models": models, "statuses": names}
+    return render(request, "progress.html", {**_nav(caller, project_id, "progress"), **context})
+
+
+def _decisions_over_time(
+    events: list[dict[str, Any]], names: dict[str, str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Cumulative decisions of each kind against minutes since the first one read."""
+    kinds = ("accepted", "escalated", "reviewed")
+    chosen = [e for e in reversed(events) if e["kind"] in kinds and isinstance(e["at"], datetime)]
+    if not chosen:
+        return {names[k]: (np.empty(0), np.empty(0)) for k in kinds}
+    times = np.array([e["at"].timestamp() for e in chosen])
+    minutes = (times - times[0]) / 60.0
+    kind = np.array([e["kind"] for e in chosen])
+    return {names[k]: (minutes[kind == k], np.arange(1, int((kind == k).sum()) + 1)) for k in kinds}
+
+
+def _annotator_rows(annotators: list[Any]) -> list[dict[str, Any]]:
+    right = np.array([a.gold_right for a in annotators], dtype=np.float64)
+    total = np.array([a.gold_total for a in annotators], dtype=np.float64)
+    low, high = wilson_interval(right, total)
+    return [{"a": a, "low": float(lo), "high": float(hi)} for a, lo, hi in zip(annotators, low, high, strict=True)]
+
+
+async def _annotators_page(
+    request: Request, service: LabelingService, caller: Any, project_id: int, **extra: Any
+) -> Response:
+    annotators = await call(service.annotator_skills, project_id)
+    context = {"rows": _annotator_rows(annotators), "roles": ROLES, **extra}
+    context["project"] = await call(service.get_project, project_id)
+    return render(request, "annotators.html", {**_nav(caller, project_id, "annotators"), **context})
+
+
+@router.get("/p/{project_id:int}/annotators")
+async def annotators_page(project_id: int, request: Request, service: Service) -> Response:
+    """Annotators with skill (and its 95% Wilson interval from the gold record), bans, roles and tokens."""
+    caller = await page_caller(request, project_id, "owner")
+    return await _annotators_page(request, service, caller, project_id)
+
+
+@router.post("/p/{project_id:int}/annotators")
+async def add_annotator(
+    project_id: int,
+    request: Request,
+    service: Service,
+    name: Annotated[str, Form()],
+    role: Annotated[str, Form()] = "annotator",
+) -> Response:
+    """A new annotator; the token is shown on this page, once."""
+    caller = await page_caller(request, project_id, "owner")
+    try:
+        body = projects.AnnotatorIn(name=name, role=role)
+        made = await call(projects.add_annotator, project_id, body, caller, service)
+    except (ValidationError, CrowdloopError) as exc:
+        return await _annotators_page(request, service, caller, project_id, error=_error_text(exc))
+    return await _annotators_page(request, service, caller, project_id, token=made)
+
+
+@router.post("/p/{project_id:int}/annotators/{annotator_id:int}/{action}")
+async def annotator_action(
+    project_id: int,
+    annotator_id: int,
+    action: str,
+    request: Request,
+    service: Service,
+    role: Annotated[str, Form()] = "",
+) -> Response:
+    """``role`` (promote or change), ``token`` (another token), ``revoke`` (every token), ``rotate``
+    (revoke, then a new one): the REST routes' own functions."""
+    caller = await page_caller(request, project_id, "owner")
+    token = None
+    try:
+        if action == "role":
+            await call(projects.set_role, project_id, annotator_id, RoleIn(role=role), caller, service, request)
+        elif action in ("revoke", "rotate"):
+            await call(projects.revoke_tokens, project_id, annotator_id, caller, service, request)
+        elif action != "token":
+            raise PageError(404, f"no action {action!r}")
+        if action in ("token", "rotate"):
+            token = await call(projects.new_token, project_id, annotator_id, caller, service)
+    except (ValidationError, CrowdloopError) as exc:
+        return await _annotators_page(request, service, caller, project_id, error=_error_text(exc))
+    return await _annotators_page(request, service, caller, project_id, token=token, done=action)
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+    return str(exc)
+
+
+SETTINGS_FIELDS = {
+    "name": ("name", str),
+    "target": ("policy.target", float),
+    "min_overlap": ("policy.min_overlap", int),
+    "max_overlap": ("policy.max_overlap", int),
+    "escalate_early": ("policy.escalate_early", bool),
+    "partial": ("policy.partial", bool),
+    "price_crowd": ("policy.prices.crowd", float),
+    "price_expert": ("policy.prices.expert", float),
+    "price_model": ("policy.prices.model", float),
+    "gold_rate": ("gold_rate", float),
+    "lease_seconds": ("lease_seconds", int),
+    "model_votes": ("model_votes", bool),
+    "suggestions": ("suggestions", int),
+}
+"""Form field -> where it goes in the API's ``ProjectPatch`` (the same validation as PATCH)."""
+
+
+def _settings_values(info: Any) -> dict[str, Any]:
+    p = info.policy
+    return {
+        "name": info.name, "target": p.target, "min_overlap": p.min_overlap, "max_overlap": p.max_overlap,
+        "escalate_early": p.escalate_early, "partial": p.partial, "price_crowd": p.prices.crowd,
+        "price_expert": p.prices.expert, "price_model": p.prices.model, "gold_rate": info.gold_rate,
+        "lease_seconds": info.lease_seconds, "model_votes": info.model_votes, "suggestions": info.suggestions,
+    }  # fmt: skip
+
+
+def _patch_body(form: dict[str, str]) -> dict[str, Any]:
+    """The form as the JSON body of PATCH /projects/{id} would be: unchecked boxes false, numbers
+    as numbers, anything else as the text sent (for the API's model to refuse with its message)."""
+    body: dict[str, Any] = {}
+    for field, (path, kind) in SETTINGS_FIELDS.items():
+        value: Any = field in form if kind is bool else form.get(field, "").strip()
+        if kind in (int, float):
+            value = _number(value)
+        node = body
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return body
+
+
+def _number(text: str) -> Any:
+    """``text`` as the JSON number it spells, else the text."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else text
+
+
+@router.get("/p/{project_id:int}/settings")
+async def settings_page(project_id: int, request: Request, service: Service) -> Response:
+    caller = await page_caller(request, project_id, "owner")
+    info = await call(service.get_project, project_id)
+    context = {"project": info, "values": _settings_values(info), "fields": SETTINGS_FIELDS}
+    return render(request, "settings.html", {**_nav(caller, project_id, "settings"), **context})
+
+
+@router.post("/p/{project_id:int}/settings")
+async def save_settings(project_id: int, request: Request, service: Service) -> Response:
+    """The policy fields through the API's own ``ProjectPatch`` and ``update_project``."""
+    caller = await page_caller(request, project_id, "owner")
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    errors: dict[str, str] = {}
+    updated = None
+    try:
+        body = ProjectPatch.model_validate(_patch_body(form))
+        updated = await call(projects.update_project, project_id, body, caller, service)
+    except ValidationError as exc:
+        where = {path: field for field, (path, _) in SETTINGS_FIELDS.items()}
+        for e in exc.errors(include_url=False):
+            path = ".".join(str(p) for p in e["loc"])
+            errors[where.get(path, "form")] = e["msg"]
+    except CrowdloopError as exc:
+        errors["form"] = str(exc)
+    info = await call(service.get_project, project_id)
+    values = {**_settings_values(info), **(form if errors else {})}
+    if errors:
+        for field, (_, kind) in SETTINGS_FIELDS.items():
+            if kind is bool:
+                values[field] = field in form
+    context = {"project": info, "values": values, "fields": SETTINGS_FIELDS, "errors": errors, "updated": updated}
+    return render(
+        request, "settings.html", {**_nav(caller, project_id, "settings"), **context}, status=422 if errors else 200
+    )
+
+
+async def _data_page(request: Request, service: LabelingService, caller: Any, project_id: int, **extra: Any):
+    status = extra.pop("status", 200)
+    info = await call(service.get_project, project_id)
+    context = {"project": info, "formats": list(MEDIA), **extra}
+    return render(request, "data.html", {**_nav(caller, project_id, "data"), **context}, status=status)
+
+
+@router.get("/p/{project_id:int}/data")
+async def data_page(project_id: int, request: Request, service: Service) -> Response:
+    """Import (items, answers) and export (download buttons)."""
+    caller = await page_caller(request, project_id, "owner")
+    return await _data_page(request, service, caller, project_id)
+
+
+@router.post("/p/{project_id:int}/data/{kind}")
+async def upload(
+    project_id: int,
+    kind: str,
+    request: Request,
+    service: Service,
+    file: Annotated[UploadFile, File()],
+    format: Annotated[str, Form()] = "",
+) -> Response:
+    """An items or answers file through the REST upload routes' functions; their errors name the rows."""
+    caller = await page_caller(request, project_id, "owner")
+    limits = request.app.state.upload_limits
+    try:
+        if kind == "items":
+            out = await call(
+                projects.upload_items, project_id=project_id, caller=caller, service=service, limits=limits,
+                file=file, format=format or None,
+            )  # fmt: skip
+        elif kind == "answers":
+            out = await call(
+                projects.upload_answers, project_id=project_id, caller=caller, service=service, limits=limits, file=file
+            )
+        else:
+            raise PageError(404, f"no upload of {kind!r}")
+    except CrowdloopError as exc:
+        return await _data_page(request, service, caller, project_id, error=str(exc), status=400)
+    return await _data_page(request, service, caller, project_id, imported=jsonable_encoder(out))
+
+
+@router.get("/p/{project_id:int}/events")
+async def events_page(project_id: int, request: Request, service: Service) -> Response:
+    """The latest decisions of the event log."""
+    caller = await page_caller(request, project_id, "owner")
+    info = await call(service.get_project, project_id)
+    events = await call(service.events, project_id, limit=300)
+    return render(request, "events.html", {**_nav(caller, project_id, "events"), "project": info, "events": events})

@@ -1,0 +1,283 @@
+"""The web pages in-process (TestClient): sessions and CSRF, the same role checks as the API on
+every page, payloads as text, the security headers, both languages, and the owner's forms
+(settings with the API's validation, annotators and tokens, imports with their errors)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from crowdloop.server import create_app, ensure_admin
+from crowdloop.server.demo import load_demo
+from crowdloop.server.sessions import COOKIE
+from crowdloop.server.web.common import CSP, HERE
+from crowdloop.service import ItemIn, open_service
+
+PAGES = ("", "/label", "/review", "/annotators", "/settings", "/data", "/events")
+ALLOWED = {
+    "owner": {"", "/review", "/annotators", "/settings", "/data", "/events"},
+    "reviewer": {"/label", "/review"},
+    "alice": {"/label"},
+}
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    service = open_service(f"sqlite:///{tmp_path_factory.mktemp('web') / 'crowdloop.db'}", seed=0)
+    admin = ensure_admin(service)
+    demo = load_demo(service)
+    service.import_items(demo.project_id, [ItemIn("xss-1", {"title": XSS})])
+    other = service.create_project("other", demo_labels(service, demo.project_id))
+    stranger = service.add_annotator(other.id, "stranger")[1]
+    app = create_app(service)
+    yield {"app": app, "service": service, "admin": admin, "demo": demo, "other": other.id, "stranger": stranger}
+    service.close()
+
+
+def demo_labels(service, project_id):
+    return service.get_project(project_id).labels
+
+
+def client_for(world, token: str | None) -> TestClient:
+    client = TestClient(world["app"], base_url="http://testserver")
+    if token is not None:
+        response = client.post("/signin", data={"token": token}, follow_redirects=False)
+        assert response.status_code == 303, response.text
+    return client
+
+
+def csrf_of(client: TestClient, path: str) -> str:
+    return re.search(r'name="csrf-token" content="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_sign_in_gives_a_signed_http_only_strict_cookie_never_the_token(world):
+    token = world["demo"].tokens["alice"]
+    client = TestClient(world["app"], base_url="http://testserver")
+    response = client.post("/signin", data={"token": token}, follow_redirects=False)
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/" in cookie
+    assert token not in cookie and token not in response.headers.get("location", "")
+    assert client.get("/", follow_redirects=False).headers["location"] == f"/p/{world['demo'].project_id}/label"
+    forged = client.cookies[COOKIE].replace(f"{world['demo'].project_id}.", "1.", 1)
+    client.cookies.set(COOKIE, "1" + forged[1:])
+    assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
+
+
+def test_a_wrong_token_or_a_post_from_another_site_signs_nobody_in(world):
+    client = TestClient(world["app"], base_url="http://testserver")
+    wrong = client.post("/signin", data={"token": "cl_nope"}, follow_redirects=False)
+    assert wrong.status_code == 401 and COOKIE not in wrong.headers.get("set-cookie", "")
+    token = world["demo"].tokens["alice"]
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = client.post("/signin", data={"token": token}, headers=headers, follow_redirects=False)
+        assert refused.status_code == 403 and COOKIE not in refused.headers.get("set-cookie", "")
+
+
+def test_every_page_admits_the_roles_the_api_admits(world):
+    pid = world["demo"].project_id
+    for name, allowed in ALLOWED.items():
+        client = client_for(world, world["demo"].tokens[name])
+        for page in PAGES:
+            response = client.get(f"/p/{pid}{page}", follow_redirects=False)
+            assert response.status_code == (200 if page in allowed else 403), (name, page)
+    stranger = client_for(world, world["stranger"])
+    assert all(stranger.get(f"/p/{pid}{page}").status_code == 404 for page in PAGES)
+    nobody = client_for(world, None)
+    for page in PAGES:
+        response = nobody.get(f"/p/{pid}{page}", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/signin"
+    admin = client_for(world, world["admin"])
+    assert "demo" in admin.get("/").text
+    assert admin.get(f"/p/{pid}").status_code == 200
+    assert admin.get(f"/p/{pid}/label").status_code == 403  # the admin manages; answering needs a member
+
+
+def test_the_session_calls_the_api_only_with_its_csrf_header(world):
+    pid = world["demo"].project_id
+    client = client_for(world, world["demo"].tokens["bob"])
+    csrf = csrf_of(client, f"/p/{pid}/label")
+    assert client.post(f"/projects/{pid}/tasks/next").status_code == 403
+    assert client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": "x" + csrf}).status_code == 403
+    task = client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": csrf})
+    assert task.status_code == 200 and set(task.json()) == {"lease_id", "item", "payload", "suggestions", "expires_at"}
+    submit = f"/projects/{pid}/tasks/{task.json()['lease_id']}/submit?next=true"
+    body = {"label": "Electronics", "duration_ms": 3000}
+    assert client.post(submit, json=body).status_code == 403  # a body and a session, no CSRF header
+    answered = client.post(submit, json=body, headers={"X-CSRF-Token": csrf})
+    assert answered.status_code == 200 and answered.json()["label"] == "Electronics"
+    assert client.get("/me").json()["annotator"]["name"] == "bob"  # a read needs no CSRF value
+    assert TestClient(world["app"]).post(f"/projects/{pid}/tasks/next").status_code == 401  # no session, no bearer
+    owner = client_for(world, world["demo"].tokens["owner"])
+    refused = owner.post(f"/p/{pid}/annotators", data={"name": "mallory"})
+    assert refused.status_code == 403
+    assert "mallory" not in {a.name for a in world["service"].annotator_skills(pid)}
+    assert owner.post("/signout", follow_redirects=False).status_code == 403
+
+
+def test_sign_out_ends_the_session(world):
+    client = client_for(world, world["demo"].tokens["reviewer"])
+    csrf = csrf_of(client, "/signin")
+    response = client.post("/signout", data={"csrf": csrf}, follow_redirects=False)
+    assert response.status_code == 303 and 'crowdloop_session=""' in response.headers["set-cookie"]
+    assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
+
+
+def test_pages_send_the_csp_and_load_scripts_only_from_files(world):
+    pid = world["demo"].project_id
+    owner = client_for(world, world["demo"].tokens["owner"])
+    reviewer = client_for(world, world["demo"].tokens["reviewer"])
+    pages = [owner.get(f"/p/{pid}{p}") for p in ALLOWED["owner"]] + [reviewer.get(f"/p/{pid}/label")]
+    pages += [owner.get("/docs"), owner.get("/signin")]
+    for response in pages:
+        assert response.headers["content-security-policy"] == CSP
+        assert "script-src 'self';" in CSP and "unsafe-inline" not in CSP
+        for tag in re.findall(r"<script[^>]*>", response.text):
+            assert re.search(r'src="/(static|docs/assets)/[\w.-]+\.js"', tag) or 'type="application/json"' in tag, tag
+        assert not re.search(r"\son[a-z]+=", response.text)  # no inline event handlers
+        assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
+        assert "https://" not in response.text
+
+
+def test_payloads_stay_text_on_every_page(world):
+    service, pid = world["service"], world["demo"].project_id
+    labels = ("Electronics", "Apparel", "Toys & Games")  # three answers that disagree: the item goes to review
+    for k, label in enumerate(labels):
+        annotator = service.add_annotator(pid, f"xss-{k}")[0]
+        while (task := service.next_task(annotator)) is not None and task.item != "xss-1":
+            service.skip(annotator, task.lease_id)
+        service.submit(annotator, task.lease_id, label, duration_ms=5000)
+    assert service.item_state(pid, "xss-1").status == "escalated"
+    owner = client_for(world, world["demo"].tokens["owner"])
+    for page in ALLOWED["owner"]:
+        assert XSS not in owner.get(f"/p/{pid}{page}").text
+    page = client_for(world, world["demo"].tokens["reviewer"]).get(f"/p/{pid}/review").text
+    block = re.search(r'id="page-data">(.*?)</script>', page, flags=re.S).group(1)
+    assert "<" not in block and XSS not in page
+    queue = json.loads(block)["queue"]
+    assert any(task["payload"]["title"] == XSS for task in queue)
+
+
+def test_the_annotator_page_holds_no_gold(world):
+    pid = world["demo"].project_id
+    alice = client_for(world, world["demo"].tokens["alice"])
+    page = alice.get(f"/p/{pid}/label").text
+    data = json.loads(re.search(r'id="page-data">(.*?)</script>', page, flags=re.S).group(1))
+    assert set(data) == {"project", "taxonomy", "labels", "messages"}
+    assert "gold" not in page.lower() and "hint" not in page.lower()
+
+
+def test_a_banned_annotator_is_told_why(world):
+    service, pid = world["service"], world["demo"].project_id
+    info, token = service.add_annotator(pid, "speedy")
+    for _ in range(12):  # answers in 0.1 s each: implausibly fast after 10 timed answers
+        task = service.next_task(service.get_annotator(info.id))
+        if (
+            task is None
+            or service.submit(info, task.lease_id, "Electronics", duration_ms=100).annotator_status != "active"
+        ):
+            break
+    assert service.get_annotator(info.id).status == "banned"
+    client = client_for(world, token)
+    assert client.get("/", follow_redirects=False).headers["location"] == f"/p/{pid}/label"
+    page = client.get(f"/p/{pid}/label")
+    assert page.status_code == 403
+    assert "too fast" in page.text and 'id="page-data"' not in page.text
+
+
+def test_russian_is_kept_per_user_and_redirects_stay_local(world):
+    pid = world["demo"].project_id
+    owner = client_for(world, world["demo"].tokens["owner"])
+    response = owner.post("/lang", data={"lang": "ru", "next": f"/p/{pid}/settings"}, follow_redirects=False)
+    assert response.headers["location"] == f"/p/{pid}/settings" and "SameSite=strict" in response.headers[
+        "set-cookie"
+    ].replace("Strict", "strict")
+    assert "Целевая уверенность" in owner.get(f"/p/{pid}/settings").text
+    assert "Target confidence" in client_for(world, world["demo"].tokens["owner"]).get(f"/p/{pid}/settings").text
+    assert "Вход" in TestClient(world["app"]).get("/signin", headers={"Accept-Language": "ru-RU,ru;q=0.9"}).text
+    cross = owner.post("/lang", data={"lang": "en"}, headers={"Origin": "https://evil.example"}, follow_redirects=False)
+    assert "set-cookie" not in cross.headers
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        assert (
+            owner.post("/lang", data={"lang": "en", "next": target}, follow_redirects=False).headers["location"] == "/"
+        )
+
+
+def test_catalogs_have_the_same_messages_and_every_one_the_templates_use():
+    en = json.loads((HERE / "messages" / "en.json").read_text())
+    ru = json.loads((HERE / "messages" / "ru.json").read_text())
+    assert set(en) == set(ru)
+    used = set()
+    for template in (HERE / "templates").glob("*.html"):
+        used |= set(re.findall(r'\bt\("([\w.-]+)"\s*[,)]', template.read_text()))
+    used |= set(re.findall(r'"(js\.\w+)"', (HERE / "pages.py").read_text()))
+    assert used - set(en) == set()
+
+
+def test_settings_are_validated_like_the_api_patch(world):
+    pid = world["demo"].project_id
+    owner = client_for(world, world["demo"].tokens["owner"])
+    form = {"csrf": csrf_of(owner, f"/p/{pid}/settings"), "name": "demo", "target": "1.5", "min_overlap": "1",
+            "max_overlap": "3", "escalate_early": "on", "partial": "on", "price_crowd": "1", "price_expert": "10",
+            "price_model": "0", "gold_rate": "0.15", "lease_seconds": "600", "model_votes": "on",
+            "suggestions": "3"}  # fmt: skip
+    refused = owner.post(f"/p/{pid}/settings", data=form)
+    assert refused.status_code == 422 and "less than 1" in refused.text
+    assert world["service"].get_project(pid).policy.target == 0.9
+    saved = owner.post(f"/p/{pid}/settings", data={**form, "target": "0.92", "lease_seconds": "900"})
+    assert saved.status_code == 200
+    info = world["service"].get_project(pid)
+    assert info.policy.target == 0.92 and info.lease_seconds == 900 and info.policy.escalate_early
+
+
+def test_tokens_are_shown_once_and_revoke_and_rotate_work(world):
+    service, pid = world["service"], world["demo"].project_id
+    owner = client_for(world, world["demo"].tokens["owner"])
+    csrf = csrf_of(owner, f"/p/{pid}/annotators")
+    made = owner.post(f"/p/{pid}/annotators", data={"csrf": csrf, "name": "newbie", "role": "annotator"})
+    token = re.search(r'id="new-token"[^>]*>([^<]+)<', made.text).group(1)
+    assert made.headers["cache-control"] == "no-store"
+    newbie = service.authenticate(token)
+    assert token not in owner.get(f"/p/{pid}/annotators").text
+    rotated = owner.post(f"/p/{pid}/annotators/{newbie.id}/rotate", data={"csrf": csrf})
+    fresh = re.search(r'id="new-token"[^>]*>([^<]+)<', rotated.text).group(1)
+    assert service.authenticate(fresh).id == newbie.id
+    with pytest.raises(Exception, match="token"):
+        service.authenticate(token)
+    owner.post(f"/p/{pid}/annotators/{newbie.id}/revoke", data={"csrf": csrf})
+    with pytest.raises(Exception, match="token"):
+        service.authenticate(fresh)
+    promoted = owner.post(f"/p/{pid}/annotators/{newbie.id}/role", data={"csrf": csrf, "role": "reviewer"})
+    assert promoted.status_code == 200 and service.get_annotator(newbie.id).role == "reviewer"
+
+
+def test_imports_show_the_rows_in_error_and_exports_download(world, tmp_path: Path):
+    pid = world["demo"].project_id
+    owner = client_for(world, world["demo"].tokens["owner"])
+    csrf = csrf_of(owner, f"/p/{pid}/data")
+    bad = owner.post(
+        f"/p/{pid}/data/items", data={"csrf": csrf}, files={"file": ("items.csv", b"id,title\n,x\nb2,y\n")}
+    )
+    assert bad.status_code == 400 and "row" in bad.text.lower()
+    good = owner.post(f"/p/{pid}/data/items", data={"csrf": csrf}, files={"file": ("items.csv", b"id,title\nn1,x\n")})
+    assert good.status_code == 200 and "imported 1" in good.text
+    answers = owner.post(
+        f"/p/{pid}/data/answers", data={"csrf": csrf}, files={"file": ("a.csv", b"task,worker,label\nn1,w1,Nope\n")}
+    )
+    assert answers.status_code == 400 and "Nope" in answers.text
+    export = owner.get(f"/projects/{pid}/export?format=labels")
+    assert export.status_code == 200 and export.text.startswith("task,")
+    alice = client_for(world, world["demo"].tokens["alice"])
+    assert alice.get(f"/projects/{pid}/export?format=labels").status_code == 403
+
+
+def test_docs_come_from_this_server(world):
+    client = TestClient(world["app"])
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static/docs.js").status_code == 200
