@@ -160,6 +160,7 @@ def test_lookups_with_a_nul_find_nothing_and_answers_with_one_are_unknown_labels
         service.authenticate("cl_" + "\x00" * 40)
     annotator, _ = service.add_annotator(project.id, f"worker-{next(_names)}")
     service.update_project(project.id, gold_rate=1.0)
+    service.import_items(project.id, [ItemIn(f"real-{next(_names)}", {})])  # gold goes only beside real work
     task = service.next_task(annotator)
     before = stored(service, project.id)
     with pytest.raises(UnknownLabelError):
