@@ -5,6 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.consensus import ConsensusPolicy
 from crowdloop.labels import LabelSpace
 from crowdloop.server import ADMIN_PROJECT
 from crowdloop.service import ItemIn, open_service
@@ -22,7 +23,8 @@ def test_admin_token_and_refit(tmp_path):
         admins = [service.authenticate(token) for token in tokens]  # both stay valid
         assert {a.role for a in admins} == {"owner"}
         assert {service.get_annotator(a.id).project_id for a in admins} == {service.get_project(ADMIN_PROJECT).id}
-        project = service.create_project("p", LabelSpace(["a", "b"]), gold_rate=0.0)
+        # target 0.9: a second agreeing answer can reach it, cheaper than an expert
+        project = service.create_project("p", LabelSpace(["a", "b"]), ConsensusPolicy(target=0.9), gold_rate=0.0)
         service.import_items(project.id, [ItemIn(f"i{k}") for k in range(6)])
         for name in ("x", "y"):
             annotator, _ = service.add_annotator(project.id, name)
