@@ -240,6 +240,9 @@ def test_submit_with_next_answers_and_leases_in_one_request(world):
     token = call("POST", f"/projects/{pid}/annotators", world["tokens"]["owner"], json={"name": "chain"}).json()[
         "token"
     ]
+    # fresh items to chain through (earlier tests may have settled the others)
+    fresh = [{"id": f"chain-{k}"} for k in range(3)]
+    assert call("POST", f"/projects/{pid}/items", world["tokens"]["owner"], json={"items": fresh}).status_code == 201
     task = call("POST", f"/projects/{pid}/tasks/next", token).json()
     answered = []
     while task is not None:
