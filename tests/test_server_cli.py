@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.consensus import ConsensusPolicy
 from crowdloop.errors import AuthError
 from crowdloop.labels import LabelSpace
 from crowdloop.server import ADMIN_PROJECT
@@ -31,7 +32,8 @@ def test_admin_token_and_refit(tmp_path):
             service.authenticate(new)
         again = runner.invoke(app, ["revoke-token", "--db", str(db), new])
         assert again.exit_code == 1 and "error:" in again.output
-        project = service.create_project("p", LabelSpace(["a", "b"]), gold_rate=0.0)
+        policy = ConsensusPolicy(min_overlap=2, max_overlap=2, escalate_early=False)  # both answer every item
+        project = service.create_project("p", LabelSpace(["a", "b"]), policy, gold_rate=0.0)
         service.import_items(project.id, [ItemIn(f"i{k}") for k in range(6)])
         for name in ("x", "y"):
             annotator, _ = service.add_annotator(project.id, name)
@@ -86,3 +88,27 @@ def test_the_demo_is_the_same_after_a_restart(tmp_path):
             assert service.authenticate(second.tokens[name]).name == name
     finally:
         service.close()
+
+
+def test_the_server_writes_its_request_log_on_stderr(tmp_path, monkeypatch, capsys):
+    """What ``crowdloop serve`` runs in each process logs every request on stderr (``--no-request-log``: none)."""
+    import logging
+
+    from fastapi.testclient import TestClient
+
+    from crowdloop.server.app import REQUEST_LOG, REQUEST_LOG_VARIABLE, app_from_environment
+
+    monkeypatch.setenv("CROWDLOOP_DATABASE_URL", f"sqlite:///{tmp_path / 'log.db'}")
+    for setting, lines in (("0", 0), ("1", 1)):
+        monkeypatch.setenv(REQUEST_LOG_VARIABLE, setting)
+        app = app_from_environment()
+        try:
+            TestClient(app).get("/me", headers={"Authorization": "Bearer cl_a-token-nobody-has-0123456789"})
+        finally:  # the logger as it was: later tests capture it their way
+            app.state.service.close()
+            handlers, REQUEST_LOG.handlers[:] = list(REQUEST_LOG.handlers), []
+            REQUEST_LOG.propagate = True
+            REQUEST_LOG.setLevel(logging.NOTSET)
+        err = capsys.readouterr().err
+        assert len([line for line in err.splitlines() if "GET /me 401" in line]) == lines, err
+        assert "cl_a-token" not in err and (lines == 0 or handlers)

@@ -14,7 +14,7 @@ from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.errors import ConfigError, ConflictError, NotFoundError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
-from crowdloop.service import setup as service_setup
+from crowdloop.service import projects as service_projects
 
 LABELS = LabelSpace(["cat", "dog", "bird"])
 _names = itertools.count()
@@ -121,7 +121,7 @@ def test_too_many_items_are_left_to_the_refit(service, monkeypatch) -> None:
     info = project(service, ConsensusPolicy(target=0.97, max_overlap=1, escalate_early=False), gold_rate=0)
     (first,) = annotators(service, info.id, 1)
     answer_all(service, first)
-    monkeypatch.setattr(service_setup, "REDECIDE_IN_CALL", 5)  # six items: more than one call decides
+    monkeypatch.setattr(service_projects, "REDECIDE_IN_CALL", 5)  # six items: more than one call decides
     update = service.update_project(info.id, policy={"max_overlap": 2})
     assert update.redecided == 0 and update.left_to_refit == 6
     assert set(statuses(service, info.id).values()) == {"escalated"}  # still as decided before

@@ -83,21 +83,23 @@ class SoftVotes:
                    = \sum_i \Big[\operatorname{lse}_k(h_{ik} + \alpha \log p_{ik})
                                 - \operatorname{lse}_k(\log \pi_k + \alpha \log p_{ik})\Big]$$
 
-    with $h = \log \pi + \log L$ the posterior of the other opinions; on a gold item $L$ is the
-    indicator of its true label, and its term is the log-likelihood of temperature scaling (Guo et
-    al., ICML 2017). **With gold** worth at least the prior (``prior_items`` gold items), only the
-    gold items count: exact evidence, free of any error of the crowd's model (a per-worker
-    confusion matrix fitted on one answer per item overrates the model); less gold joins the crowd. Wherever gold
-    is split to calibrate (``CalibratedAggregator``, ``DynamicConsensus``), the temperature that
-    scores a gold item is fitted on the other half: cross-fitted. The model's rows for gold items
-    must be out-of-fold (``crowdloop.models.out_of_fold_proba``) if it was trained on them. Unlike fitting
-    $\tilde p$ to that posterior by cross-entropy, this is not biased towards flat when the
-    crowd is uncertain: one answer of a 70% worker is weak evidence, and the likelihood says so
-    instead of asking the model to be as unsure as the crowd (which gave $\alpha \approx 0.3$
-    for a model whose true temperature is 0.77). It is maximised, alternating with the crowd's
-    M-step (an ECM step: the observed-data likelihood never falls), by safeguarded Newton steps in
-    $u = \log \alpha$: $\ell'(u) = \alpha \sum_i (\mathrm E_{post}[\log p] - \mathrm E_{q}[\log p])$,
+    with $h = \log \pi + \log L$ the posterior of the other opinions. Unlike fitting $\tilde p$ to
+    that posterior by cross-entropy, this is not biased towards flat when the crowd is uncertain:
+    one answer of a 70% worker is weak evidence, and the likelihood says so instead of asking the
+    model to be as unsure as the crowd (which gave $\alpha \approx 0.3$ for a model whose true
+    temperature is 0.77). It is maximised, alternating with the crowd's M-step (an ECM step: the
+    observed-data likelihood never falls), by safeguarded Newton steps in $u = \log \alpha$:
+    $\ell'(u) = \alpha \sum_i (\mathrm E_{post}[\log p] - \mathrm E_{q}[\log p])$,
     $\ell''(u) = \ell'(u) + \alpha^2 \sum_i (\mathrm{Var}_{post}[\log p] - \mathrm{Var}_q[\log p])$.
+
+    **Gold.** On a gold item $L$ is the indicator of its true label and its term is the
+    log-likelihood of temperature scaling (Guo et al., ICML 2017). Once the gold items are worth
+    more than the prior below (``prior_items`` of them), they alone set $\alpha$: exact evidence,
+    free of any error of the crowd's model (a per-worker confusion matrix fitted on one answer per
+    item overrates the model); less gold joins the crowd's evidence. Wherever gold is split to
+    calibrate (``CalibratedAggregator``, ``DynamicConsensus``), the temperature that scores a gold
+    item is fitted on the other half: cross-fitted. If the model was trained on the gold items,
+    its rows for them must be out-of-fold (``crowdloop.models.out_of_fold_proba``).
 
     **A thin crowd.** When most items have one answer, worker skill and $\alpha$ explain the same
     agreements and the likelihood is flat along that ridge (the cross-entropy fit collapsed to

@@ -53,7 +53,8 @@ class MACE(Aggregator):
     Against crowd-kit 1.4.2: its restarts all draw their initial parameters with the same seed (one
     start, repeated), and it sums the expected strategy counts in sorted worker order but stores them
     in order of first appearance, so a worker gets another's strategy unless the two orders agree.
-    With ids renamed so that they do, its accuracy and ours agree (``bench/results/accuracy.md``).
+    With ids renamed so that they do, its accuracy and that of ``MACE(class_prior="uniform")`` agree
+    (``bench/results/accuracy.md``, column ``mace@uniform``).
 
     D. Hovy, T. Berg-Kirkpatrick, A. Vaswani and E. Hovy. Learning whom to trust with MACE.
     *NAACL-HLT* 2013, 1120-1130.

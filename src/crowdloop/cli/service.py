@@ -68,11 +68,14 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes (PostgreSQL for more than one).")] = 1,
     demo: Annotated[bool, typer.Option("--demo", help="Load a demo project and print its tokens.")] = False,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="Largest request body, in MiB.")] = 64.0,
+    request_log: Annotated[
+        bool, typer.Option(help="One line per request on stderr: method, path, status, milliseconds.")
+    ] = True,
 ) -> None:
     """Run the labeling service: web pages at /, the REST API (docs at /docs). On first start it prints the admin
     token, which creates projects; keep it."""
     run(require_server)
-    from crowdloop.server.app import MAX_BODY_VARIABLE
+    from crowdloop.server.app import MAX_BODY_VARIABLE, REQUEST_LOG_VARIABLE
     from crowdloop.server.bootstrap import ensure_admin
     from crowdloop.server.demo import load_demo
     from crowdloop.server.sessions import SECRET_VARIABLE
@@ -104,6 +107,7 @@ def serve(
     os.environ[URL_VARIABLE] = url
     os.environ[MAX_BODY_VARIABLE] = str(int(max_body_mb * 1024 * 1024))
     os.environ.setdefault(SECRET_VARIABLE, secrets.token_hex(32))  # one secret for every worker's sessions
+    os.environ[REQUEST_LOG_VARIABLE] = "1" if request_log else "0"
     import uvicorn
 
     uvicorn.run(

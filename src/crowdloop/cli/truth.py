@@ -207,6 +207,10 @@ def decide(
             ("  expert", f"{expert_to_come:,.2f} ({table['expert'].sum():,.1f} reviews at {policy.prices.expert:g})"),
             ("confidence", engine.model_.confidence_note()),
         ]
+        fitted = getattr(engine, "model_", None)
+        if data.soft is not None and fitted is not None:
+            temperatures = getattr(fitted, "temperatures_", getattr(fitted, "soft_temperatures_", None))
+            rows.append(("model temperature", _temperature_note(data, temperatures, truth)))
         rule = f"model-agrees at {model_threshold}" if policy_name == "model-agrees" else f"target {target}"
         show(f"{len(table):,} tasks, {rule} -> {out}", rows)
 

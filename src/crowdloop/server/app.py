@@ -24,6 +24,7 @@ from crowdloop.service import LabelingService, open_service
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
 MAX_ROWS_VARIABLE = "CROWDLOOP_MAX_UPLOAD_ROWS"
+REQUEST_LOG_VARIABLE = "CROWDLOOP_REQUEST_LOG"  # "0": no request log on stderr
 SEED_VARIABLE = "CROWDLOOP_SEED"  # fixes the gold draws of a server (reproducible walk-throughs and tests)
 
 DESCRIPTION = """
@@ -86,7 +87,7 @@ def create_app(
 ) -> FastAPI:
     """The API over ``service`` and the web pages at ``/``; request bodies over ``max_body_bytes``
     are refused with 413, and so are uploaded files over ``max_body_bytes`` or ``max_upload_rows``
-    rows once decompressed; a body is read only after its token is checked (``AuthFirstRoute``); a
+    rows once decompressed; a body is read only after its caller is checked (``AuthFirstRoute``); a
     token's annotator is remembered for ``auth_cache_seconds`` (see ``TokenCache``; 0 turns it off);
     session cookies are signed with ``session_secret`` (random when None: sessions end with the
     process)."""
@@ -130,7 +131,8 @@ def app_from_environment() -> FastAPI:
     max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
     service = open_service(seed=int(seed) if seed else None, background_checkpoints=True)
-    log_requests_to_stderr()
+    if os.environ.get(REQUEST_LOG_VARIABLE, "1") != "0":
+        log_requests_to_stderr()
     return create_app(
         service, max_body_bytes=max_body, max_upload_rows=max_rows, session_secret=os.environ.get(SECRET_VARIABLE)
     )

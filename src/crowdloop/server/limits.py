@@ -31,7 +31,8 @@ class AuthFirstRoute(APIRoute):
     body before it solves the dependencies that check the token, so a route that takes a bearer
     token would otherwise read megabytes for a caller it then refuses. A request with a body to
     such a route is refused (401) at once when its token is missing, unknown or revoked; the
-    annotator found is kept for the route's own check (``annotator_of``), which decides roles."""
+    annotator found is kept for the route's own check (``annotator_of``), which decides roles. A
+    request without a token is checked against the web pages' session cookie instead."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -42,7 +43,7 @@ class AuthFirstRoute(APIRoute):
             if _has_body(request.scope):
                 authorization = request.headers.get("authorization")
                 if authorization is None and request_session(request) is not None:
-                    await session_annotator(request)  # the web pages' scripts: a signed session, its CSRF header
+                    await session_annotator(request)  # the web pages' session (its CSRF header checked)
                 else:
                     await annotator_of(request, bearer_token(authorization))
             return await handler(request)

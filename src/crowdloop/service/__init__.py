@@ -1,7 +1,7 @@
 """The labeling service: the loop annotators work in, over a real database.
 
 ``open_service(url)`` gives a ``LabelingService`` (SQLite file by default, PostgreSQL by URL), whose
-parts live in one module each: ``setup`` (projects, items, gold, annotators, tokens), ``loop`` (next
+parts live in one module each: ``projects`` (projects, items, gold, annotators, tokens), ``tasks`` (next
 task, submit, skip, review), ``predictions`` (model versions that vote and suggest), ``reports``
 (progress, results, answers frame, event log) and ``jobs`` (the full refit, ``refit_projects``, which
 ``crowdloop refit`` runs). The decision after an answer and the refit's fit are ``crowdloop.consensus``'s

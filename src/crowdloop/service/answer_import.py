@@ -23,7 +23,7 @@ from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, ProjectRow
 from crowdloop.service.intake import batched, check_batch
-from crowdloop.service.loop import Loop
+from crowdloop.service.tasks import Tasks
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, utcnow
@@ -82,7 +82,7 @@ class _Batch:
     source: str
 
 
-class AnswerImport(Loop):
+class AnswerImport(Tasks):
     """Answers given before import, stored by annotator name."""
 
     def check_answers(self, project_id: int, rows: list[AnswerIn], *, source: str = "answers") -> None:

@@ -341,22 +341,9 @@ class ServiceBase:
             return {}
         return dict(db.execute(q.VOTING_MODELS, {"project": project.id}).all())
 
-    def _redecide(
-        self,
-        db: Executor,
-        project: ProjectRow,
-        items: Sequence[Any],
-        *,
-        answered: bool = False,
-        models: bool = True,
-    ) -> int:
-        """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
-        answers and model rows, a fixed number of statements; returns how many changed status.
-        ``answered``: an answer to each item just came in (counted by the same UPDATE);
-        ``models=False``: the project has no model versions (not asked again). One item (the
-        loop's case) takes statements of a fixed size, which the direct path runs."""
-        if not items:
-            return 0
+    def _decide(self, db: Executor, project: ProjectRow, items: Sequence[Any], *, models: bool = True) -> Decisions:
+        """The decision for ``items`` (anything with ``id``: at most a page) from their answers and
+        model rows, nothing written (``_redecide`` writes it)."""
         local = {item.id: i for i, item in enumerate(items)}
         ids = list(local)
         one = len(ids) == 1
@@ -374,8 +361,26 @@ class ServiceBase:
                 rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
             soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
         opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
+        return self._decider(project).decide(opinions)
+
+    def _redecide(
+        self,
+        db: Executor,
+        project: ProjectRow,
+        items: Sequence[Any],
+        *,
+        answered: bool = False,
+        models: bool = True,
+    ) -> int:
+        """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
+        answers and model rows, a fixed number of statements; returns how many changed status.
+        ``answered``: an answer to each item just came in (counted by the same UPDATE);
+        ``models=False``: the project has no model versions (not asked again). One item (the
+        loop's case) takes statements of a fixed size, which the direct path runs."""
+        if not items:
+            return 0
+        table = self._decide(db, project, items, models=models)
         decider = self._decider(project)
-        table = decider.decide(opinions)
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):

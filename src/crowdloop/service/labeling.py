@@ -18,10 +18,10 @@ from datetime import datetime
 
 from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.jobs import Jobs
-from crowdloop.service.loop import Loop
 from crowdloop.service.predictions import Predictions
+from crowdloop.service.projects import Projects
 from crowdloop.service.reports import Reports
-from crowdloop.service.setup import Setup
+from crowdloop.service.tasks import Tasks
 from crowdloop.service.types import RefitReport
 from crowdloop.store import db
 from crowdloop.store.db import DEFAULT_URL, URL_VARIABLE
@@ -59,7 +59,7 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(Setup, AnswerImport, Loop, Predictions, Reports, Jobs):
+class LabelingService(Projects, AnswerImport, Tasks, Predictions, Reports, Jobs):
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,

@@ -26,7 +26,7 @@ from crowdloop.service.base import (
     update_rows,
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
-from crowdloop.service.loop import checked_member, hidden_from
+from crowdloop.service.tasks import checked_member, hidden_from
 from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
     KINDS,
@@ -105,7 +105,7 @@ def settings_columns(
     return {name: value for name, value in columns.items() if value is not None}
 
 
-class Setup(ServiceBase):
+class Projects(ServiceBase):
     """Projects, items, gold, annotators and their tokens."""
 
     def create_project(

@@ -49,7 +49,7 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class Loop(ServiceBase):
+class Tasks(ServiceBase):
     """The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue."""
 
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
@@ -332,8 +332,10 @@ class Loop(ServiceBase):
             self._redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
-        # only gold and timed answers change the evidence for a ban or a promotion
-        status = self._judge(connection, project, annotator, rules) if item.is_gold or timed else annotator.status
+            if item.is_gold:  # decided like any item, the decision unused (its label is known): a gold
+                self._decide(connection, project, [item], models=bool(lease.has_models))  # submit takes as long
+        # judged after every answer (only gold and timed ones move the evidence): the same path for all
+        status = self._judge(connection, project, annotator, rules)
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,
