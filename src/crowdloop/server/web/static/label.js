@@ -42,10 +42,6 @@
   }
 
   async function failed(response) {
-    if (response.status === 403 || response.status === 401) {
-      location.reload(); // a ban or an ended session: the page says why
-      return;
-    }
     if (response.status === 409) {
       say(M["js.expired"]);
       await start();
@@ -55,7 +51,11 @@
     try {
       detail = (await response.json()).detail || "";
     } catch {}
-    say(`${M["js.error"]} ${response.status} ${detail}`);
+    if (response.status === 401 || (response.status === 403 && / is banned$/.test(detail))) {
+      location.reload(); // an ended session or a ban: the page says why
+      return;
+    }
+    say(`${M["js.error"]} ${response.status} ${detail}`); // e.g. a reviewer who may not take tasks here
   }
 
   async function start() {
