@@ -30,8 +30,8 @@ def demo(
         bool,
         typer.Option(
             "--service",
-            help="Run the loop through the HTTP API of a real server instead (a short version: 800 products, "
-            "target 0.95 unless given), its model worker training while a simulated crowd works.",
+            help="Run the loop through the HTTP API of a real server instead (a short version: 800 products), "
+            "its model worker training while a simulated crowd works.",
         ),
     ] = False,
 ) -> None:
@@ -49,7 +49,7 @@ def demo(
     is sure of; prints what it cost and how much the model labelled (``bench/bench_loop.py`` is the
     full version)."""
     if service:
-        run(lambda: _service_demo(products_used or 800, target if target != 0.97 else 0.95, seeds))
+        run(lambda: _service_demo(products_used or 800, target, seeds))
         return
     from crowdloop.consensus import ConsensusPolicy, Prices
     from crowdloop.errors import ConfigError
