@@ -528,17 +528,7 @@ class Projects(ServiceBase):
             annotator = Annotator(
                 project_id=project_id, name=name, role=role, kind=kind, status="active", created_at=utcnow()
             )
-            for column in (
-                "answer_count",
-                "gold_right",
-                "gold_total",
-                "since_right",
-                "since_total",
-                "model_right",
-                "model_total",
-                "timed",
-                "fast",
-            ):
+            for column in ("answer_count", *q.SKILL_COLUMNS):
                 setattr(annotator, column, 0)
             session.add(annotator)
             session.flush()
