@@ -121,7 +121,7 @@ def curves(
     """Straight lines of ``y`` against ``x`` from 0 to ``high`` (default: the highest ``y``), with
     a dot at each point of the ``marked`` series and the last value of each in the legend."""
     xs = [np.asarray(x, dtype=np.float64) for x, _ in series.values() if len(x)]
-    top, bottom, right = 20.0, HEIGHT - PAD, WIDTH - 12
+    top, bottom, right = 34.0, HEIGHT - PAD, WIDTH - 12  # the legend above the highest value
     body = _axes(top, label)
     if not xs:
         return _svg(body, label)
@@ -140,10 +140,10 @@ def curves(
                 f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in zip(px, py, strict=True)
             )
         legend = f"{name}: {value_format.format(float(y[-1]))}" if len(y) else name
-        body.append(f'<rect x="{PAD + 8 + k * 170}" y="{top - 4}" width="10" height="10" fill="{colour}"/>')
-        body.append(_text(PAD + 22 + k * 170, top + 5, legend, anchor="start"))
+        body.append(f'<rect x="{PAD + 8 + k * 170}" y="{top - 31}" width="10" height="10" fill="{colour}"/>')
+        body.append(_text(PAD + 22 + k * 170, top - 22, legend, anchor="start"))
     body.append(_text(PAD - 4, top + 8, f"{peak:g}", anchor="end"))
-    body.append(_text(PAD, bottom + 14, f"{low:g}", anchor="start"))
-    body.append(_text(right, bottom + 14, f"{far:g}", anchor="end"))
+    body.append(_text(PAD, bottom + 14, f"{low:,.0f}" if span > 10 else f"{low:g}", anchor="start"))
+    body.append(_text(right, bottom + 14, f"{far:,.0f}" if span > 10 else f"{far:g}", anchor="end"))
     body.append(_text(right, HEIGHT - 4, axis, anchor="end"))
     return _svg(body, label)
