@@ -222,7 +222,7 @@ def test_owner_sees_progress_move_and_downloads_an_export(page, web, shots):
         page.locator('a.button[href$="format=labels"]').click()
     text = Path(download.value.path()).read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert len(rows) == 60 and sum(row["status"] == "gold" for row in rows) == 10  # the 60 items, gold marked
+    assert len(rows) == 60 and sum(row["source"] == "gold" for row in rows) == 10  # the 60 items, gold included
 
 
 def test_payload_script_stays_text(page, web, shots):

@@ -1,21 +1,29 @@
 """The web pages in-process (TestClient): sessions and CSRF, the same role checks as the API on
-every page, payloads as text, the security headers, both languages, and the owner's forms
-(settings with the API's validation, annotators and tokens, imports with their errors)."""
+every page, payloads as text, the security headers, both languages, the owner's forms
+(settings with the API's validation, annotators and tokens, imports with their errors), the
+owner's learning curve, plan and label errors, and disputed items in the review queue."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
+from crowdloop.consensus import ConsensusPolicy
+from crowdloop.labels import LabelSpace
 from crowdloop.server import create_app, ensure_admin
 from crowdloop.server.demo import load_demo
 from crowdloop.server.sessions import COOKIE
-from crowdloop.server.web.common import CSP, HERE
+from crowdloop.server.web.common import CSP, HERE, LANG_COOKIE, translator
+from crowdloop.server.web.pages import _version_plots
 from crowdloop.service import ItemIn, open_service
+from crowdloop.service.answer_import import AnswerIn
+from crowdloop.service.types import LabelErrorCounts, ModelVersionMetrics
 
 PAGES = ("", "/label", "/review", "/annotators", "/settings", "/data", "/events")
 ALLOWED = {
@@ -281,3 +289,108 @@ def test_docs_come_from_this_server(world):
     assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
     assert client.get("/static/docs.js").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def learning(world):
+    """A project whose uploaded model has 4 versions, stored as labels settle (40 gold items, right
+    on 20, 26, 30 and 32 of them; 40, 80, 120 and 160 items accepted on three agreeing answers),
+    the last of which agrees with the crowd on the accepted items but 3 "cat", where it is sure of "dog"."""
+    service = world["service"]
+    labels = LabelSpace(["cat", "dog", "cow", "pig"])
+    project = service.create_project("learning", labels, ConsensusPolicy(target=0.95), gold_rate=0, model_votes=False)
+    gold = {f"g{i}": labels.labels[i % 4] for i in range(40)}
+    service.import_items(project.id, [ItemIn(k, {"title": k}, gold=v) for k, v in gold.items()])
+    service.import_items(project.id, [ItemIn(f"i{i}", {"title": f"i{i}"}) for i in range(160)])
+    disputed = {"i0", "i4", "i8"}
+    for version, right in enumerate((20, 26, 30, 32)):
+        batch = range(40 * version, 40 * (version + 1))
+        service.import_answers(
+            project.id, [AnswerIn(f"i{i}", f"w{j}", labels.labels[i % 4]) for i in batch for j in range(3)]
+        )
+        said = {k: (v if n < right else labels.labels[(labels.labels.index(v) + 1) % 4]) for n, (k, v) in
+                enumerate(gold.items())}  # fmt: skip
+        predictions = {k: {v: 0.9} for k, v in said.items()}
+        if version == 3:
+            sure = {f"i{i}": labels.labels[(i + (f"i{i}" in disputed)) % 4] for i in range(160)}
+            predictions |= {k: {v: 0.85, **{o: 0.05 for o in labels.labels if o != v}} for k, v in sure.items()}
+        service.add_model_predictions(project.id, "m", str(version + 1), predictions)
+    tokens = {
+        role: service.add_annotator(project.id, role, role=role)[1] for role in ("owner", "reviewer", "annotator")
+    }
+    return {"id": project.id, "tokens": tokens, "disputed": disputed}
+
+
+def page_data(html: str) -> dict:
+    return json.loads(re.search(r'<script type="application/json" id="page-data">(.*?)</script>', html, re.S).group(1))
+
+
+def test_the_owner_sees_the_learning_curve_the_plan_and_the_label_errors(world, learning):
+    pid = learning["id"]
+    page = client_for(world, learning["tokens"]["owner"]).get(f"/p/{pid}").text
+    plan = world["service"].plan(pid)
+    section = page.split('id="plan"', 1)[1].split("</section>", 1)[0]
+    assert section.count("<svg") == 1 and section.count("<circle") == len(plan.points) == 4
+    words = {"add data": "Add data", "change the model": "Change the model", "target reached": "Target reached"}
+    recommendation = re.search(r'id="recommendation">([^<]*)<', section).group(1)
+    assert recommendation == words[plan.recommendation] and str(escape(plan.reason)) in section
+    errors = page.split('id="label-errors"', 1)[1].split("</div>\n</div>", 1)[0]
+    assert re.findall(r'class="value">(\d+)<', errors) == ["3", "3", "0", "0"]  # flagged, pending, fixed, kept
+    assert "disputed: 3" in page  # in the items-by-status bar
+    assert "Not measured yet" in page and "The project&#39;s model has no version yet." in page
+    demo = client_for(world, world["demo"].tokens["owner"]).get(f"/p/{world['demo'].project_id}").text
+    assert "Not enough model versions yet" in demo and 'id="recommendation"' not in demo
+    russian = client_for(world, learning["tokens"]["owner"])
+    russian.cookies.set(LANG_COOKIE, "ru")
+    assert "Кривая обучения и план" in russian.get(f"/p/{pid}").text
+
+
+def test_the_reviewer_settles_a_disputed_item_with_both_labels_and_the_reason(world, learning):
+    pid, service = learning["id"], world["service"]
+    for role in ("reviewer", "annotator"):
+        assert client_for(world, learning["tokens"][role]).get(f"/p/{pid}").status_code == 403
+    assert client_for(world, learning["tokens"]["annotator"]).get(f"/p/{pid}/review").status_code == 403
+    reviewer = client_for(world, learning["tokens"]["reviewer"])
+    page = reviewer.get(f"/p/{pid}/review").text
+    assert 'id="badge" class="badge" hidden>disputed<' in page and 'id="model-label"' in page
+    queue = {task["item"]: task for task in page_data(page)["queue"]}
+    assert set(queue) == learning["disputed"]
+    for task in queue.values():
+        assert task["disputed"] and (task["label"], task["model_label"]) == ("cat", "dog")
+        assert "cat" in task["reason"] and "dog" in task["reason"]
+    csrf = csrf_of(reviewer, f"/p/{pid}/review")
+    settled = reviewer.post(f"/projects/{pid}/review/i0", json={"label": "dog"}, headers={"X-CSRF-Token": csrf})
+    assert settled.status_code == 200 and service.item_state(pid, "i0").status == "reviewed"
+    assert service.progress(pid).label_errors == LabelErrorCounts(flagged=3, pending=2, fixed=1, kept=0)
+    assert set(item["item"] for item in page_data(reviewer.get(f"/p/{pid}/review").text)["queue"]) == {"i4", "i8"}
+
+
+def test_the_model_version_plots_follow_the_versions():
+    """Accuracy on gold and the automated share against the settled items, and the answers and cost
+    per settled item, one point per version in the order they were trained."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    versions = [
+        ModelVersionMetrics(
+            str(k),
+            "active",
+            at + timedelta(hours=k),
+            100 * k,
+            "h",
+            40,
+            accuracy,
+            0.05,
+            0.9,
+            0,
+            at_answers=300 * k,
+            at_cost=30.0 * k,
+            at_cost_per_item=cost,
+            at_settled=100 * k,
+            at_automated=automated,
+        )
+        for k, accuracy, cost, automated in ((2, 0.8, 0.25, 30), (1, 0.7, 0.3, 0))
+    ]
+    figures = _version_plots(versions, translator("en"))
+    share = str(figures["versions"])
+    assert "accuracy on gold: 0.80" in share and "automated share: 0.15" in share and share.count("<circle") == 4
+    spending = str(figures["spending"])
+    assert "answers per item: 3.00" in spending and "cost per item: 0.25" in spending

@@ -47,7 +47,7 @@ def _team(base: str, owner: str, project: int, names: dict[str, str]) -> dict[st
 
 def start_server(db: Path, *, seed: int = 3, shop_items: int = 30) -> tuple[ServerProcess, WebServer]:
     """``crowdloop serve --demo`` on a SQLite file, with a taxonomy project ``shop`` (every answer
-    goes to review; each item has a model's three suggestions) and a project ``xss`` whose item
+    goes to review; each item has a model's three suggestions, shown on every task) and a project ``xss`` whose item
     title is a script."""
     os.environ["CROWDLOOP_SEED"] = str(seed)  # the gold draws of the server: the same tasks every run
     try:
@@ -62,7 +62,8 @@ def start_server(db: Path, *, seed: int = 3, shop_items: int = 30) -> tuple[Serv
     paths = synthetic_taxonomy()
     policy = {"target": 0.99, "min_overlap": 1, "max_overlap": 1}
     made = _post(base, admin, "/projects", {"name": "shop", "taxonomy": paths, "gold_rate": 0.0,
-                                             "model_votes": False, "policy": policy})  # fmt: skip
+                                             "model_votes": False, "policy": policy,
+                                             "hide_rate": 0.0})  # fmt: skip
     shop_id, owner = made["project"]["id"], made["owner"]["token"]
     rng = np.random.default_rng(seed)
     inner = {p.rsplit(" > ", 1)[0] for p in paths if " > " in p}

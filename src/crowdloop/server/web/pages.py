@@ -17,7 +17,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from crowdloop.errors import AuthError, CrowdloopError
+from crowdloop.errors import AuthError, ConflictError, CrowdloopError
+from crowdloop.planning.curve import power_law
 from crowdloop.quality.crowd import wilson_interval
 from crowdloop.server.auth import ADMIN_PROJECT, Caller, Service, admin_project_id, call, session_annotator
 from crowdloop.server.routes import projects
@@ -29,6 +30,13 @@ from crowdloop.server.web.common import LANG_COOKIE, LANGUAGES, PageError, langu
 from crowdloop.service import ROLES, LabelingService
 
 router = APIRouter(include_in_schema=False)
+MEASURES = {  # the anchoring measures (``crowdloop.models.prelabels.anchoring_effect``) and their messages
+    "agreement with suggestion": "measure.agreement",
+    "accuracy": "measure.accuracy",
+    "agreement with a wrong suggestion": "measure.agreement_wrong",
+    "anchoring rate on wrong suggestions": "measure.anchoring_rate",
+    "median seconds (ratio shown / hidden)": "measure.seconds",
+}
 EVENTS_READ = 10_000  # the latest events the pages read for ban reasons, escalation reasons and the time plot
 
 
@@ -161,14 +169,15 @@ def _script_messages(t: Any) -> dict[str, str]:
     """The messages the pages' scripts show (in the page's language)."""
     keys = (
         "js.no_tasks", "js.search", "js.skip", "js.submitted", "js.error", "js.top", "js.this_branch",
-        "js.no_match", "js.queue_empty", "js.expired", "js.keys_taxonomy", "js.keys_flat",
+        "js.no_match", "js.queue_empty", "js.expired", "js.keys_taxonomy", "js.keys_flat", "js.disputed", "js.model",
     )  # fmt: skip
     return {key: t(key) for key in keys}
 
 
 @router.get("/p/{project_id:int}/review")
 async def review_page(project_id: int, request: Request, service: Service) -> Response:
-    """Escalated items with the crowd's answers, the model's suggestions and why they were escalated."""
+    """Escalated and disputed items with the crowd's answers, the model's suggestions (its label, for
+    a disputed item) and why they are there."""
     caller = await page_caller(request, project_id, "owner", "reviewer")
     info = await call(service.get_project, project_id)
     queue = await call(service.review_queue, project_id, limit=200)
@@ -181,7 +190,14 @@ async def review_page(project_id: int, request: Request, service: Service) -> Re
         "project": project_id,
         "taxonomy": info.is_taxonomy,
         "labels": [str(x) for x in info.labels.labels],
-        "queue": [{**asdict(task), "reason": reasons.get(task.item, "")} for task in queue],
+        "queue": [
+            {
+                **asdict(task),
+                "disputed": task.model_label is not None,
+                "reason": task.reason or reasons.get(task.item, ""),
+            }
+            for task in queue
+        ],
         "messages": _script_messages(t),
         "can_settle": not caller.admin,
     }
@@ -202,7 +218,9 @@ async def progress_page(project_id: int, request: Request, service: Service) -> 
         (r.confidence for r in rows if r.status in ("accepted", "reviewed") and r.confidence is not None), float
     )
     top = max(int(answers.max(initial=0)), info.policy.max_overlap) + 1
-    statuses = {s: progress.status_counts.get(s, 0) for s in ("more", "accepted", "escalated", "reviewed", "gold")}
+    statuses = {
+        s: progress.status_counts.get(s, 0) for s in ("more", "accepted", "escalated", "disputed", "reviewed", "gold")
+    }
     names = {s: t(f"status.{s}") for s in statuses}
     events = await _events(service, project_id)
     plots_ = {
@@ -215,9 +233,60 @@ async def progress_page(project_id: int, request: Request, service: Service) -> 
         ),
         "time": plots.lines(_decisions_over_time(events, names), t("progress.items"), t("progress.minutes")),
     }
+    if progress.model_versions:
+        plots_.update(_version_plots(progress.model_versions, t))
+    plan = await _plan(service, project_id)
+    if plan is not None:
+        plots_["plan"] = _plan_plot(plan, t)
     models = await call(service.model_versions, project_id)
-    context = {"project": info, "progress": progress, "plots": plots_, "models": models, "statuses": names}
+    context = {"project": info, "progress": progress, "plots": plots_, "models": models, "statuses": names,
+               "plan": plan, "measures": {m: t(key) for m, key in MEASURES.items()}}  # fmt: skip
     return render(request, "progress.html", {**_nav(caller, project_id, "progress"), **context})
+
+
+async def _plan(service: LabelingService, project_id: int) -> Any:
+    """The learning curve and plan, or None while too few model versions exist to fit one."""
+    try:
+        return await call(service.plan, project_id)
+    except ConflictError:
+        return None
+
+
+def _version_plots(versions: list[Any], t: Any) -> dict[str, Any]:
+    """The project's own model over its versions, against the items settled when each was trained:
+    accuracy on gold and the share of settled items it labelled; paid answers and cost per settled item."""
+    ordered = sorted(versions, key=lambda v: v.created_at)
+    settled = np.array([v.at_settled for v in ordered], dtype=np.float64)
+    per_item = np.maximum(settled, 1.0)
+    accurate = [(s, v.gold_accuracy) for s, v in zip(settled, ordered, strict=True) if v.gold_accuracy is not None]
+    accuracy = (np.array([a for a, _ in accurate]), np.array([b for _, b in accurate]))
+    automated = np.array([v.at_automated for v in ordered], dtype=np.float64) / per_item
+    answers = np.array([v.at_answers for v in ordered], dtype=np.float64) / per_item
+    cost = np.array([v.at_cost_per_item for v in ordered], dtype=np.float64)
+    shares = {t("progress.gold_accuracy"): accuracy, t("progress.automated_share"): (settled, automated)}
+    spending = {t("progress.answers_per_item"): (settled, answers), t("progress.cost_per_item"): (settled, cost)}
+    return {
+        "versions": plots.curves(shares, t("progress.share"), t("progress.settled"), high=1.0, marked=list(shares)),
+        "spending": plots.curves(spending, t("progress.per_item"), t("progress.settled"), marked=list(spending)),
+    }
+
+
+def _plan_plot(plan: Any, t: Any) -> Any:
+    """The learning curve: the versions' accuracy on gold against the labels they trained on, the
+    fitted ``a - b n^-c`` out to the labels the target needs (or twice today's), and the target."""
+    labels = np.array([p.labels for p in plan.points], dtype=np.float64)
+    accuracy = np.array([p.accuracy for p in plan.points], dtype=np.float64)
+    needed = plan.labels_needed.estimate
+    far = max(float(labels.max()) * 2.0, float(needed or 0.0))
+    n = np.linspace(float(labels.min()), far, 40)
+    fitted = power_law(n, plan.curve["a"], plan.curve["b"], plan.curve["c"])
+    series = {
+        t("progress.measured"): (labels, accuracy),
+        t("progress.fitted"): (n, fitted),
+        t("progress.target"): (np.array([n[0], far]), np.full(2, plan.target)),
+    }
+    return plots.curves(series, t("progress.gold_accuracy"), t("progress.labels"), high=1.0,
+                        marked=[t("progress.measured")])  # fmt: skip
 
 
 def _decisions_over_time(

@@ -107,3 +107,43 @@ def lines(series: dict[str, tuple[np.ndarray, np.ndarray]], label: str, axis: st
     body.append(_text(PAD - 4, top + 8, f"{peak:g}", anchor="end"))
     body.append(_text(right, HEIGHT - 4, axis, anchor="end"))
     return _svg(body, label)
+
+
+def curves(
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    label: str,
+    axis: str,
+    *,
+    high: float | None = None,
+    value_format: str = "{:.2f}",
+    marked: Sequence[str] = (),
+) -> Markup:
+    """Straight lines of ``y`` against ``x`` from 0 to ``high`` (default: the highest ``y``), with
+    a dot at each point of the ``marked`` series and the last value of each in the legend."""
+    xs = [np.asarray(x, dtype=np.float64) for x, _ in series.values() if len(x)]
+    top, bottom, right = 34.0, HEIGHT - PAD, WIDTH - 12  # the legend above the highest value
+    body = _axes(top, label)
+    if not xs:
+        return _svg(body, label)
+    low, far = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+    span = max(far - low, 1e-9)
+    peak = high or max(float(np.max(y)) for _, y in series.values() if len(y)) or 1.0
+    for k, (name, (x, y)) in enumerate(series.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        px = PAD + (right - PAD) * (np.asarray(x, dtype=np.float64) - low) / span
+        py = bottom - (bottom - top) * np.clip(np.asarray(y, dtype=np.float64) / peak, 0.0, 1.0)
+        if len(px):
+            points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
+            body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        if name in marked:
+            body.extend(
+                f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{colour}"/>' for a, b in zip(px, py, strict=True)
+            )
+        legend = f"{name}: {value_format.format(float(y[-1]))}" if len(y) else name
+        body.append(f'<rect x="{PAD + 8 + k * 170}" y="{top - 31}" width="10" height="10" fill="{colour}"/>')
+        body.append(_text(PAD + 22 + k * 170, top - 22, legend, anchor="start"))
+    body.append(_text(PAD - 4, top + 8, f"{peak:g}", anchor="end"))
+    body.append(_text(PAD, bottom + 14, f"{low:,.0f}" if span > 10 else f"{low:g}", anchor="start"))
+    body.append(_text(right, bottom + 14, f"{far:,.0f}" if span > 10 else f"{far:g}", anchor="end"))
+    body.append(_text(right, HEIGHT - 4, axis, anchor="end"))
+    return _svg(body, label)

@@ -1,6 +1,6 @@
 "use strict";
-// The reviewer's queue: pick an escalated item, read the crowd's answers, the model's suggestions
-// and why it was escalated, settle it with the picker.
+// The reviewer's queue: pick an escalated or disputed item, read the crowd's answers, the model's
+// suggestions (its label, when it disputes the accepted one) and why it is here, settle it with the picker.
 (() => {
   const { api, renderPayload, pageData, el } = window.crowdloop;
   const data = pageData();
@@ -27,6 +27,7 @@
       const button = el("button", "queue-item");
       button.type = "button";
       button.append(el("span", "item-id", task.item), el("span", "muted", task.label || ""));
+      if (task.disputed) button.append(el("span", "badge", M["js.disputed"]));
       if (k === current) button.setAttribute("aria-current", "true");
       button.addEventListener("click", () => select(k));
       row.append(button);
@@ -48,12 +49,16 @@
     $("reason").textContent = task.reason || "–";
     const confidence = task.confidence === null ? "" : ` (${Math.round(100 * task.confidence)}%)`;
     $("leading").textContent = (task.label || "–") + confidence;
+    $("badge").hidden = !task.disputed;
+    document.querySelectorAll(".disputed-only").forEach((node) => (node.hidden = !task.disputed));
+    $("model-label").textContent = task.model_label || "";
     $("answers").replaceChildren(...task.answers.map((a) => el("li", "", `${a.annotator}: ${a.label}`)));
     const votes = new Map();
     task.answers.forEach((a) => votes.set(a.label, (votes.get(a.label) || 0) + 1));
     const chips = [...votes].map(([label, n]) => ({ label, note: `×${n}` }));
+    if (task.model_label && !votes.has(task.model_label)) chips.push({ label: task.model_label, note: M["js.model"] });
     task.suggestions.forEach((s) => {
-      if (!votes.has(s.label)) chips.push({ label: s.label, note: `${Math.round(100 * s.probability)}%` });
+      if (!chips.some((c) => c.label === s.label)) chips.push({ label: s.label, note: `${Math.round(100 * s.probability)}%` });
     });
     if (picker) {
       picker.setChips(chips);
