@@ -21,7 +21,7 @@ from crowdloop.service import ItemIn, open_service
 from crowdloop.service.answer_import import AnswerIn
 from crowdloop.service.priorities import pool_weights
 from crowdloop.service.types import LabelErrorCounts
-from crowdloop.store.schema import Answer, Lease
+from crowdloop.store.schema import Answer, Item, Lease
 
 LABELS = LabelSpace(["cat", "dog", "cow", "pig"])
 LENIENT = SkillRules(ban_below=0.0, min_seconds=0.0)  # nobody is banned: the tests look at answers
@@ -135,6 +135,19 @@ def test_the_cold_start_is_a_diverse_spread(service) -> None:
         first.append(task.item.split("-")[0])
         service.submit(worker, task.lease_id, "cat", duration_ms=3000)
     assert set(first) == set(TOPICS)
+
+
+def test_the_spread_reads_the_texts_the_model_reads(service) -> None:
+    """The spread is over the project's ``text_fields`` (``item_texts``, what its model reads): a
+    project without a model (``[]``) has no texts to spread over, and the weights keep the import
+    order (the first topic first), where the titles would spread the head over the three topics."""
+    project = service.create_project(name(), LABELS, ConsensusPolicy(max_overlap=3), gold_rate=0, text_fields=[])
+    service.import_items(project.id, topic_items(np.random.default_rng(1), 20))
+    with service.engine.connect() as c:
+        rows = c.execute(
+            select(Item.external_id).where(Item.project_id == project.id).order_by(Item.learn_weight.desc())
+        ).scalars()
+        assert list(rows) == [i.external_id for i in topic_items(np.random.default_rng(1), 20)]
 
 
 def test_the_model_s_uncertain_items_come_first(service) -> None:

@@ -1,5 +1,5 @@
 """The project's own model, trained by the service's worker: versions with gold metrics, artifacts
-as checked data, predictions that vote, labels without humans and their audit, job leases across
+as checked data, predictions that vote, labels without humans and their audit, job claims across
 services on one database, and a restart in the middle of a job."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.models import artifacts
 from crowdloop.service import ItemIn, open_service
-from crowdloop.service.training import MODEL_NAME, LeaseLost, item_texts, retrain_due
+from crowdloop.service.jobs import ClaimLost
+from crowdloop.service.training import MODEL_NAME, item_texts, retrain_due
 from crowdloop.service.worker import ModelWorker
 from crowdloop.store.schema import Audit, Event, Item, ModelArtifact, ModelVersion, Prediction
 
@@ -164,11 +165,12 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
 def test_two_services_on_one_database_never_run_the_same_job(service, database_url: str) -> None:
     other = open_service(database_url)
     try:
-        project_id = project(service, "leased")
+        project_id = project(service, "claimed")
         service.import_items(project_id, catalogue(200, 100, seed=8)[0])
         first, second = ModelWorker(service), ModelWorker(other)
-        assert first.acquire(project_id) and not second.acquire(project_id)
-        first.release(project_id)
+        claim = first.claim(project_id)
+        assert claim is not None and second.claim(project_id) is None
+        claim.release()
         running, most, reports = {}, {}, []
         lock = threading.Lock()
         for svc in (service, other):  # count the jobs of each project running at once
@@ -199,16 +201,17 @@ def test_two_services_on_one_database_never_run_the_same_job(service, database_u
         other.close()
 
 
-def test_a_lost_lease_writes_nothing(service, database_url: str) -> None:
+def test_a_lost_claim_writes_nothing(service, database_url: str) -> None:
     project_id = project(service, "stolen")
     service.import_items(project_id, catalogue(120, 60, seed=9)[0])
-    first = ModelWorker(service, lease_seconds=0.0)  # expires at once: anyone may take it
-    assert first.acquire(project_id)
+    first = ModelWorker(service, claim_seconds=0.0)  # expires at once: anyone may take it
+    claim = first.claim(project_id)
+    assert claim is not None
     other = open_service(database_url)
     try:
-        assert ModelWorker(other).acquire(project_id)
-        with pytest.raises(LeaseLost):
-            service.model_job(project_id, first.fence(project_id))
+        assert ModelWorker(other).claim(project_id) is not None
+        with pytest.raises(ClaimLost):
+            service.model_job(project_id, claim.check)
     finally:
         other.close()
     assert service.service_versions(project_id) == []
@@ -223,9 +226,9 @@ def test_a_restart_in_the_middle_of_a_job_resumes_it(service, database_url: str)
     def dies_after_the_first_page(session) -> None:
         calls[0] += 1
         if calls[0] > 2:  # the version and its first page are written, then the process dies
-            raise LeaseLost("killed")
+            raise ClaimLost("killed")
 
-    with pytest.raises(LeaseLost):
+    with pytest.raises(ClaimLost):
         service.model_job(project_id, dies_after_the_first_page)
     (pending,) = service.service_versions(project_id)
     assert pending["state"] == "pending"

@@ -21,7 +21,7 @@ from crowdloop.store.schema import Base
 
 TABLES = {
     "projects", "items", "gold_labels", "annotators", "api_tokens", "leases", "answers", "model_versions",
-    "predictions", "events", "job_claims", "model_artifacts", "audits", "job_leases",
+    "predictions", "events", "job_claims", "model_artifacts", "audits",
 }  # fmt: skip
 
 

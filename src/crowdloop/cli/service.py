@@ -184,7 +184,7 @@ def model_worker(
     def job() -> None:
         service = open_service(database_url(db))
         worker = ModelWorker(service, interval=interval)
-        console.print(f"model worker on {_safe(database_url(db))} ({worker.holder})", highlight=False)
+        console.print(f"model worker on {_safe(database_url(db))} (process {os.getpid()})", highlight=False)
         try:
             if once:
                 reports = worker.run_once()

@@ -1,5 +1,5 @@
-"""The periodic full refit as a job over the database, never inside a request; one refit of a
-project at a time, across processes (``Claim``)."""
+"""The periodic full refit as a job over the database, never inside a request; one job of a kind
+(``refit``, the model job) on a project at a time, across processes (``Claim``)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ CLAIM_SECONDS = 60.0
 """How long a claim outlives its holder's last renewal (renewed every third of it while the job runs)."""
 
 
+class ClaimLost(ConflictError):
+    """Another process took over the job's claim after this one stalled: it writes nothing more."""
+
+
 class Claim:
     """The right to run ``job`` on one project, held in the database (``job_claims``) so that one
     process at a time has it, whatever process asks. A thread renews it every ``seconds / 3``
@@ -56,9 +60,9 @@ class Claim:
                 return  # lost: the job finds out at its next check
 
     def check(self, db: Executor) -> None:
-        """Renew the claim in the caller's transaction (``ConflictError`` when it is no longer held)."""
+        """Renew the claim in the caller's transaction (``ClaimLost`` when it is no longer held)."""
         if not db.execute(q.RENEW_CLAIM, self._params()).rowcount:
-            raise ConflictError(
+            raise ClaimLost(
                 f"the {self.job} of project {self.project_id} lost its claim (another {self.job} took it over "
                 "after it stalled): it wrote nothing more"
             )
@@ -77,19 +81,19 @@ class Claim:
 class Jobs(ServiceBase):
     """The periodic full refit as a job over the database, never inside a request."""
 
-    def claim_refit(self, project_id: int) -> Claim:
-        """The claim to refit the project, which ``refit`` uses up (``ConflictError`` while another
-        refit of it runs, in this process or any other)."""
+    def claim(self, project_id: int, job: str, *, seconds: float = CLAIM_SECONDS) -> Claim | None:
+        """The claim to run ``job`` on the project for ``seconds`` past each renewal (None while
+        another holder has it, in this process or any other)."""
         self.get_project(project_id)  # NotFoundError
-        claim_params = {"project": project_id, "kind": REFIT, "claimant": secrets.token_hex(16), "now": self._clock()}
-        claim_params["until"] = claim_params["now"] + timedelta(seconds=CLAIM_SECONDS)
+        claim_params = {"project": project_id, "kind": job, "claimant": secrets.token_hex(16), "now": self._clock()}
+        claim_params["until"] = claim_params["now"] + timedelta(seconds=seconds)
 
         def take(db: Session) -> bool:
             if db.execute(q.TAKE_LAPSED_CLAIM, claim_params).rowcount:
                 return True
             if db.execute(q.CLAIM_HOLDER, claim_params).first() is not None:
                 return False
-            db.execute(q.NEW_CLAIM, {"project_id": project_id, "job": REFIT, "holder": claim_params["claimant"],
+            db.execute(q.NEW_CLAIM, {"project_id": project_id, "job": job, "holder": claim_params["claimant"],
                                      "expires_at": claim_params["until"]})  # fmt: skip
             return True
 
@@ -97,9 +101,15 @@ class Jobs(ServiceBase):
             taken = self._run(take)
         except IntegrityError:  # claimed by another process between our read and our insert
             taken = False
-        if not taken:
+        return Claim(self, project_id, job, claim_params["claimant"], seconds) if taken else None
+
+    def claim_refit(self, project_id: int) -> Claim:
+        """The claim to refit the project, which ``refit`` uses up (``ConflictError`` while another
+        refit of it runs, in this process or any other)."""
+        claim = self.claim(project_id, REFIT)
+        if claim is None:
             raise ConflictError(f"a refit of project {project_id} is running: it will take the latest answers")
-        return Claim(self, project_id, REFIT, claim_params["claimant"], CLAIM_SECONDS)
+        return claim
 
     def refit(self, project_id: int, *, claim: Claim | None = None) -> RefitReport:
         """Full EM refit (``crowdloop.consensus.fitting.refit``, the fit of ``crowdloop decide``, on

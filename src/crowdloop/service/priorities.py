@@ -18,7 +18,9 @@ more still comes first:
 - *spread*: the first $B$ of the order are a k-means++ batch (``active.kmeans_plus_plus``: each
   pick drawn with probability proportional to its squared distance to the nearest labelled item or
   earlier pick, Arthur & Vassilvitskii 2007; the ``margin+kmeans++`` of ``crowdloop select``) over
-  the TF-IDF features of the item texts (``active.TextFeatures``), away from the labelled items:
+  the TF-IDF features of the item texts (``active.TextFeatures``; the texts the project's model
+  reads, ``service.training.item_texts`` of its ``text_fields``: none without a model), away from
+  the labelled items:
   among the $2B$ most worth asking when a model has predicted ($B = n / 4$, at most ``SPREAD``),
   over the whole pool (a sample of at most ``MAX_CANDIDATES``) at the cold start, when no model
   has: a diverse spread instead of the import order.
@@ -26,7 +28,6 @@ more still comes first:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from crowdloop.active import TextFeatures, kmeans_plus_plus, relabel_or_new_scor
 from crowdloop.active.relabel import skill_weight
 from crowdloop.consensus import SkillRules
 from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.training import item_texts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
 
@@ -47,11 +49,6 @@ LABELLED_SAMPLE = 2_000
 """Newest labelled items the spread keeps away from."""
 PRIORITIZE_IN_CALL = 10 * PAGE
 """Open items up to which an import weighs the pool itself (larger pools: the next refit or predictions)."""
-
-
-def payload_text(payload: Mapping[str, Any] | None) -> str:
-    """The text of an item: its string fields, in order, joined by spaces."""
-    return " ".join(v for v in (payload or {}).values() if isinstance(v, str))
 
 
 def pool_weights(
@@ -127,7 +124,7 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
     """Weigh the project's open items (``pool_weights``) and store the weights, rescaling each
     stored priority; returns the items weighed. A job, never inside an annotator's request: it
     reads a page per transaction, so annotators wait for no more than a page."""
-    n_labels, rules, newest, labelled, gold = service._run(lambda s: _read_project(service, s, project_id))
+    n_labels, rules, fields, newest, labelled, gold = service._run(lambda s: _read_project(service, s, project_id))
     pages, last = [], 0
     while page := service._run(lambda s, last=last: _read_page(s, project_id, last, newest)):
         pages.append(page)
@@ -140,7 +137,7 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
     leading = np.array([-1 if r.label is None else r.label for r in items], dtype=np.int64)
     answers = np.array([r.answer_count for r in items], dtype=np.int64)
     agreement = np.zeros(len(ids))
-    kwargs: dict[str, Any] = {"labelled_texts": np.array([payload_text(p) for p in labelled], dtype=object)}
+    kwargs: dict[str, Any] = {"labelled_texts": np.array(item_texts(labelled, fields), dtype=object)}
     if newest is not None:
         predicted = [(local[int(r.item_id)], r.labels, r.probs) for _, rows, _ in pages for r in rows]
         votes = [v for _, _, rows in pages for v in rows]
@@ -159,7 +156,7 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
             model_weight=skill_weight((right + 1) / (len(gold) + 2), n_labels),  # Laplace: no gold, little trust
         )
         leading = np.where(leading >= 0, np.searchsorted(columns, leading), -1)
-    texts = np.array([payload_text(r.payload) for r in items], dtype=object)
+    texts = np.array(item_texts([r.payload for r in items], fields), dtype=object)
     weight = pool_weights(texts, leading, agreement, answers, **kwargs)
     for start in range(0, len(ids), PAGE):
         page = zip(ids[start : start + PAGE].tolist(), weight[start : start + PAGE].tolist(), strict=True)
@@ -168,14 +165,16 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
     return len(ids)
 
 
-def _read_project(service: ServiceBase, db: Any, project_id: int) -> tuple[int, SkillRules, int | None, list, list]:
-    """The project's number of labels and skill rules, its newest model version, the payloads of
-    the newest labelled items, and the newest version's gold predictions."""
+def _read_project(
+    service: ServiceBase, db: Any, project_id: int
+) -> tuple[int, SkillRules, list[str] | None, int | None, list, list]:
+    """The project's number of labels, skill rules and text fields, its newest model version, the
+    payloads of the newest labelled items, and the newest version's gold predictions."""
     project = service._project(db, project_id)
     newest = db.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
     labelled = db.execute(sql.LABELLED_TEXTS, {"project": project_id, "size": LABELLED_SAMPLE}).scalars().all()
     gold = db.execute(sql.GOLD_PREDICTED, {"model": newest}).all() if newest is not None else []
-    return len(service._label_space(project)), service._rules(project), newest, labelled, gold
+    return len(service._label_space(project)), service._rules(project), project.text_fields, newest, labelled, gold
 
 
 def _read_page(db: Any, project_id: int, last: int, newest: int | None) -> tuple[list, list, list] | None:

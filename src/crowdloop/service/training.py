@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from crowdloop.errors import ConflictError, CrowdloopError
+from crowdloop.errors import ConflictError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
 from crowdloop.models.autolabel import choose_threshold
@@ -67,12 +67,8 @@ GOLD_FOLDS = 2
 CONFIDENCE_LEVEL = 0.95
 
 
-class LeaseLost(CrowdloopError):
-    """Another process holds the project's model job now: this one stops without writing."""
-
-
 Fence = Callable[[Session], None]
-"""Raises ``LeaseLost`` unless the caller still holds the job (run inside each writing transaction)."""
+"""Raises ``ClaimLost`` (``service.jobs``) unless the caller still holds the job (run in each writing transaction)."""
 
 
 def item_texts(payloads: list[dict], fields: list[str] | None) -> list[str]:

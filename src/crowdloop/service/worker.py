@@ -2,30 +2,23 @@
 
 ``ModelWorker(service).start()`` runs in a thread of its own (what ``crowdloop serve`` does unless
 ``--no-worker``); ``crowdloop worker --db URL`` runs the same loop as a process of its own. Each
-pass takes, for one project at a time, the ``model`` job lease (a ``job_leases`` row with an
-expiry: one holder across every thread and process on the database), runs
-``Training.model_job`` and lets the lease go. Every transaction that writes the job's results first
-renews the lease (the fence): a worker whose lease another took meanwhile writes nothing
-(``LeaseLost``), so two processes never train the same project at once. A worker killed mid-job
-leaves its lease to expire; the next one finishes what it left (``service.training``).
+pass takes, for one project at a time, the ``model`` job's claim (``service.jobs.Claim``, a
+``job_claims`` row with an expiry: one holder across every thread and process on the database),
+runs ``Training.model_job`` and gives the claim up. Every transaction that writes the job's results
+first renews the claim (``Claim.check``): a worker whose claim another took meanwhile writes nothing
+(``ClaimLost``), so two processes never train the same project at once. A worker killed mid-job
+leaves its claim to lapse; the next one finishes what it left (``service.training``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
-import uuid
-from datetime import timedelta
-
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from crowdloop.errors import ConflictError
-from crowdloop.service.training import LeaseLost, TrainingReport, retrain_due
+from crowdloop.service.jobs import Claim
+from crowdloop.service.training import TrainingReport, retrain_due
 from crowdloop.store import model_queries as mq
-from crowdloop.store.schema import utcnow
 
 JOB = "model"
 log = logging.getLogger(__name__)
@@ -33,58 +26,34 @@ log = logging.getLogger(__name__)
 
 class ModelWorker:
     """The model job of every project with a model (``text_fields`` not ``[]``), every
-    ``interval`` seconds, under a job lease of ``lease_seconds`` (renewed by every write)."""
+    ``interval`` seconds, under a claim of ``claim_seconds`` (renewed while it runs and by every write)."""
 
-    def __init__(self, service: object, *, interval: float = 2.0, lease_seconds: float = 300.0) -> None:
+    def __init__(self, service: object, *, interval: float = 2.0, claim_seconds: float = 300.0) -> None:
         self.service = service
         self.interval = interval
-        self.lease = timedelta(seconds=lease_seconds)
-        self.holder = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.claim_seconds = claim_seconds
         self._stop = threading.Event()
         self._refits: dict[int, tuple[int, int]] = {}  # project -> (answers, newest answer id) at its last refit
         self._thread: threading.Thread | None = None
 
-    def _params(self, project_id: int) -> dict:
-        now = utcnow()
-        return {"lease_job": JOB, "project": project_id, "lease_holder": self.holder, "now": now,
-                "lease_until": now + self.lease}  # fmt: skip
-
-    def acquire(self, project_id: int) -> bool:
-        """Take the project's job lease (free, expired, or ours already)."""
-        params = self._params(project_id)
-        if self.service._run(lambda s: s.execute(mq.TAKE_LEASE, params).rowcount == 1):
-            return True
-        try:
-            self.service._run(lambda s: s.execute(mq.NEW_LEASE, params))
-        except IntegrityError:  # another holder has it
-            return False
-        return True
-
-    def fence(self, project_id: int):
-        """The check every writing transaction of the job runs: renew the lease or raise ``LeaseLost``."""
-
-        def check(session: Session) -> None:
-            if session.execute(mq.TAKE_LEASE, self._params(project_id)).rowcount != 1:
-                raise LeaseLost(f"the model job of project {project_id} is held by another worker")
-
-        return check
-
-    def release(self, project_id: int) -> None:
-        self.service._run(lambda s: s.execute(mq.DROP_LEASE, self._params(project_id)))
+    def claim(self, project_id: int) -> Claim | None:
+        """The project's model job claim (None while another holder has it)."""
+        return self.service.claim(project_id, JOB, seconds=self.claim_seconds)
 
     def run_project(self, project_id: int, *, force: bool = False) -> TrainingReport | None:
-        """The model job of one project under its lease (None: nothing to do, or another holds it)."""
-        if not self.acquire(project_id):
+        """The model job of one project under its claim (None: nothing to do, or another holds it)."""
+        claim = self.claim(project_id)
+        if claim is None:
             return None
         try:
-            report = self.service.model_job(project_id, self.fence(project_id), force=force)
+            report = self.service.model_job(project_id, claim.check, force=force)
             if self.refit_due(project_id):
                 self.service.refit(project_id)
             return report
-        except (LeaseLost, ConflictError):  # another holds the job, or a refit runs elsewhere: next pass
+        except ConflictError:  # another took the job over, or a refit runs elsewhere: next pass
             return None
         finally:
-            self.release(project_id)
+            claim.release()
 
     def refit_due(self, project_id: int) -> bool:
         """Whether enough answers came in since this worker's last refit of the project for another

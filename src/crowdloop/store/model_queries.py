@@ -1,17 +1,16 @@
-"""The statements of the project's own model: job leases, training sets, versions, artifacts,
+"""The statements of the project's own model: training sets, versions, artifacts,
 the open items to predict, model labels and audits. Core statements with bound parameters,
 each of a fixed size (pages of ``limit`` items)."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 
 from crowdloop.store.schema import (
     Answer,
     Audit,
     GoldLabel,
     Item,
-    JobLease,
     ModelArtifact,
     ModelVersion,
     Prediction,
@@ -19,41 +18,7 @@ from crowdloop.store.schema import (
 )
 
 items, versions, predictions, projects = Item.__table__, ModelVersion.__table__, Prediction.__table__, Project.__table__
-artifacts, audits, job_leases, gold_labels = (
-    ModelArtifact.__table__,
-    Audit.__table__,
-    JobLease.__table__,
-    GoldLabel.__table__,
-)
-
-# --- job leases: one holder per (job, project) across threads and processes --------------------
-TAKE_LEASE = (
-    update(job_leases)
-    .where(
-        job_leases.c.job == bindparam("lease_job"),
-        job_leases.c.project_id == bindparam("project"),
-        or_(job_leases.c.holder == bindparam("lease_holder"), job_leases.c.expires_at <= bindparam("now")),
-    )
-    .values(holder=bindparam("lease_holder"), expires_at=bindparam("lease_until"))
-)
-"""Take a lease that has expired (or renew one held): one row changed means held."""
-NEW_LEASE = insert(job_leases).values(
-    job=bindparam("lease_job"),
-    project_id=bindparam("project"),
-    holder=bindparam("lease_holder"),
-    expires_at=bindparam("lease_until"),
-)
-HELD = select(job_leases.c.holder).where(
-    job_leases.c.job == bindparam("lease_job"),
-    job_leases.c.project_id == bindparam("project"),
-    job_leases.c.holder == bindparam("lease_holder"),
-    job_leases.c.expires_at > bindparam("now"),
-)
-DROP_LEASE = delete(job_leases).where(
-    job_leases.c.job == bindparam("lease_job"),
-    job_leases.c.project_id == bindparam("project"),
-    job_leases.c.holder == bindparam("lease_holder"),
-)
+artifacts, audits, gold_labels = ModelArtifact.__table__, Audit.__table__, GoldLabel.__table__
 
 ANSWERS_SINCE = select(func.count(), func.max(Answer.__table__.c.id)).where(
     Answer.__table__.c.project_id == bindparam("project"), Answer.__table__.c.id > bindparam("last")

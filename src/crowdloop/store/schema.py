@@ -262,7 +262,7 @@ class Answer(Base):
 
 
 class JobClaim(Base):
-    """A job that runs on one project in one process at a time (``job``: ``refit``): ``holder``
+    """A job that runs on one project in one process at a time (``job``: ``refit``, ``model``): ``holder``
     (a random id of the process's claim) holds it until ``expires_at`` and renews it while it runs,
     so a holder that died leaves a claim the next one takes over once it lapses."""
 
@@ -318,18 +318,6 @@ class Audit(Base):
     label: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
-class JobLease(Base):
-    """Who runs a background job (``job``, e.g. ``model``) for a project, until ``expires_at``:
-    one holder at a time across threads and processes; a holder renews it while it works and
-    checks it in the transaction that writes the job's result."""
-
-    __tablename__ = "job_leases"
-    job: Mapped[str] = mapped_column(String(32), primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(64))
-    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Prediction(Base):

@@ -1,5 +1,5 @@
 """the project's own model: text fields and audit rate of a project, model version states and
-metrics, model artifacts as data, audits of model labels, job leases
+metrics, model artifacts as data, audits of model labels
 
 Revision ID: 0010
 Revises: 0009
@@ -64,21 +64,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("item_id", name=op.f("pk_audits")),
     )
     op.create_index("ix_audits_version", "audits", ["model_version_id"], unique=False)
-    op.create_table(
-        "job_leases",
-        sa.Column("job", sa.String(length=32), nullable=False),
-        sa.Column("project_id", sa.Integer(), nullable=False),
-        sa.Column("holder", sa.String(length=64), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"], ["projects.id"], name=op.f("fk_job_leases_project_id_projects"), ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("job", "project_id", name=op.f("pk_job_leases")),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("job_leases")
     op.drop_index("ix_audits_version", table_name="audits")
     op.drop_table("audits")
     op.drop_table("model_artifacts")
