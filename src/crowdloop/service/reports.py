@@ -27,6 +27,25 @@ def label_source(status: str, model_version: str | None) -> str:
     return "model" if model_version is not None else "crowd"
 
 
+def sourced(row: Any) -> tuple[str, str | None]:
+    """``ResultRow.source`` and ``model_version`` of an item row of ``_item_rows``."""
+    source = label_source(row.status, row.version)
+    return source, row.version if source == "model" else None
+
+
+def _item_rows(project_id: int, last: int, size: int, *extra: Any) -> Any:
+    """A page of the project's items after id ``last``: id, external id, status, label,
+    confidence, answer count, ``extra`` columns and the version of the model that labelled it."""
+    return (
+        select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count, *extra,
+               ModelVersion.version)
+        .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
+        .where(Item.project_id == project_id, Item.id > last)
+        .order_by(Item.id)
+        .limit(size)
+    )  # fmt: skip
+
+
 class ExportPage(NamedTuple):
     """A page of the export: frames in the shapes of ``crowdloop.io.exports``."""
 
@@ -124,35 +143,17 @@ class Reports(ServiceBase):
         while True:
             page = self._read(
                 lambda s, last=last: s.execute(
-                    select(
-                        Item.id,
-                        Item.external_id,
-                        Item.status,
-                        Item.label,
-                        Item.confidence,
-                        Item.answer_count,
-                        ModelVersion.version,
-                    )
-                    .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
-                    .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
-                    .order_by(Item.id)
-                    .limit(batch_size)
+                    _item_rows(project_id, last, batch_size).where(Item.is_gold.is_(False))
                 ).all()
             )
             if not page:
                 return
             decoded = info.labels.decode([r.label if r.label is not None else 0 for r in page])
             for r, label in zip(page, decoded, strict=True):
-                source = label_source(r.status, r.version)
                 yield ResultRow(
-                    r.external_id,
-                    r.status,
-                    None if r.label is None else str(label),
-                    r.confidence,
-                    r.answer_count,
-                    source,
-                    r.version if source == "model" else None,
-                )
+                    r.external_id, r.status, None if r.label is None else str(label), r.confidence, r.answer_count,
+                    *sourced(r),
+                )  # fmt: skip
             last = page[-1].id
 
     def export_pages(self, project_id: int, *, batch_size: int = PAGE, details: bool = True) -> Iterator[ExportPage]:
@@ -206,22 +207,9 @@ class Reports(ServiceBase):
     @staticmethod
     def _export_page(session: Session, project_id: int, last: int, size: int, details: bool) -> tuple | None:
         items = session.execute(
-            select(
-                Item.id,
-                Item.external_id,
-                Item.status,
-                Item.label,
-                Item.confidence,
-                Item.answer_count,
-                Item.payload,
-                GoldLabel.hint,
-                ModelVersion.version,
+            _item_rows(project_id, last, size, Item.payload, GoldLabel.hint).outerjoin(
+                GoldLabel, GoldLabel.item_id == Item.id
             )
-            .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
-            .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
-            .where(Item.project_id == project_id, Item.id > last)
-            .order_by(Item.id)
-            .limit(size)
         ).all()
         if not items:
             return None
@@ -286,7 +274,7 @@ class Reports(ServiceBase):
 def _results_frame(items: list, labels: list) -> pd.DataFrame:
     """The ``results`` frame of ``crowdloop.io.exports`` for item rows and their decoded labels,
     with where each label came from (``label_source``)."""
-    sources = [label_source(r.status, r.version) for r in items]
+    sourced_rows = [sourced(r) for r in items]
     return pd.DataFrame(
         {
             "task": [r.external_id for r in items],
@@ -296,10 +284,8 @@ def _results_frame(items: list, labels: list) -> pd.DataFrame:
             "answers": [r.answer_count for r in items],
             "data": [r.payload for r in items],
             "hint": [r.hint for r in items],
-            "source": sources,
-            "model_version": [
-                r.version if source == "model" else None for r, source in zip(items, sources, strict=True)
-            ],
+            "source": [source for source, _ in sourced_rows],
+            "model_version": [version for _, version in sourced_rows],
         },
         columns=["task", "status", "label", "confidence", "answers", "data", "hint", "source", "model_version"],
     )
