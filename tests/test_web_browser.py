@@ -65,6 +65,8 @@ def page(browser, web):
 def sign_in(page, token: str) -> None:
     """By keyboard: the token field has the focus; Enter sends it."""
     page.goto("/signin")
+    # chromium applies ``autofocus`` at a rendering step that may come after the load event
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'token'")
     page.keyboard.type(token)
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: "/signin" not in url)
