@@ -112,7 +112,10 @@ class ServiceDecision:
         skill = np.full(answers.n_workers, r.prior)
         skill[r.annotators] = r.skill
         calibrator = TopLabelCalibrator.from_dict(r.calibrator.to_dict()) if r.calibrator is not None else None
-        decider = Decider(answers.labels, self.policy, typical_skill=r.typical_skill, calibrator=calibrator)
+        decider = Decider(
+            answers.labels, self.policy, typical_skill=r.typical_skill, skill_evidence=r.skill_evidence,
+            calibrator=calibrator,
+        )  # fmt: skip
         table = decider.decide(opinions_of(answers, skill, unseen_skill=r.prior)).frame()
         table.loc[self.gold_codes, ["status", "next"]] = ["accepted", 0]
         labels = answers.labels.decode(np.maximum(table["label"].to_numpy(), 0))

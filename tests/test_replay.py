@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from crowdloop.answers import Answers
-from crowdloop.consensus.control import outlook
+from crowdloop.consensus.control import TypicalSkill, outlook
 from crowdloop.consensus.engine import DynamicConsensus
 from crowdloop.consensus.policy import ConsensusPolicy, Prices
 from crowdloop.errors import ConfigError
-from crowdloop.simulation.crowds import synthetic_crowd
+from crowdloop.simulation.crowds import WorkerArchetype, synthetic_crowd
 from crowdloop.simulation.replay import METRICS, fixed_overlap, make_plan, replay, truth_codes
 
 OVERLAP = 7
@@ -119,3 +119,33 @@ def test_costed_lookahead_escalates_when_the_expert_is_cheaper() -> None:
     assert not weak.go_on[2:].any() and np.isinf(weak.needed[2:]).all()  # out of reach with such skills
     with pytest.raises(ConfigError, match="label_value"):
         ConsensusPolicy(label_value=0)
+
+
+def test_unknown_crowd_is_explored_not_escalated() -> None:
+    """Cold start (stated prior 0.7, no task with two answers, two labels, target 0.97, an expert at
+    10): at the point estimate the expert is cheaper after the first answer, so every task would be
+    escalated and the crowd's accuracy never learned. Integrated over the prior's spread, going on
+    pays; once 500 tasks have shown the crowd is 0.7, the decision is the point estimate's again."""
+    policy = ConsensusPolicy(target=0.97, max_overlap=5, prices=Prices(crowd=1.0, expert=10.0))
+    raw = np.full(3, 0.7)
+    args = (raw, 1 - raw, np.ones(3, dtype=int), np.ones(3, dtype=bool), policy)
+    assert not outlook(*args, 0.7, 2, lambda r, n: r).go_on.any()
+    unknown = outlook(*args, TypicalSkill(0.7, evidence=4.0), 2, lambda r, n: r)
+    assert unknown.go_on.all() and (unknown.expert_probability < 1).all()
+    assert not outlook(*args, TypicalSkill(0.7, evidence=500.0), 2, lambda r, n: r).go_on.any()
+    assert outlook(*args, TypicalSkill(0.93, evidence=500.0), 2, lambda r, n: r).go_on.all()
+
+
+@pytest.mark.parametrize(("skill", "most_escalated"), [((18.0, 1.0), False), ((6.0, 4.0), True)])
+def test_cold_start_learns_the_crowd_before_escalating(skill: tuple[float, float], most_escalated: bool) -> None:
+    """No gold, the default policy (prior 0.7, target 0.97, an expert at 10): a good crowd (0.95)
+    is learned from its agreement and settles most tasks itself; a poor one (0.6) is found out
+    and sent to the expert after a few answers rather than explored to ``max_overlap``."""
+    good = (WorkerArchetype("only", 1.0, *skill),)
+    frame, truth = synthetic_crowd(600, 5, 40, 2, archetypes=good, class_noise=0.0, bias_share=0.0, random_state=3)
+    policy = DynamicConsensus(ConsensusPolicy(max_overlap=5))
+    s = replay(frame, truth, policy, gold_share=0.0, seeds=(0,)).summary["mean"]
+    if most_escalated:
+        assert s["escalation_rate"] > 0.5 and s["answers_per_item"] < 3.5
+    else:
+        assert s["escalation_rate"] < 0.1 and s["accepted_accuracy"] >= 0.95 and s["answers_per_item"] < 3.5

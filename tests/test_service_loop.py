@@ -424,3 +424,15 @@ def test_no_gold_once_the_real_work_is_done(service) -> None:
     while (task := service.next_task(worker)) is not None:
         service.submit(worker, task.lease_id, "x")
     assert [service.next_task(worker) for _ in range(20)] == [None] * 20
+
+
+def test_a_new_crowd_is_asked_again_not_escalated_after_one_answer(service) -> None:
+    """Every default (stated prior 0.7, target 0.97, an expert at 10) and two labels: before any
+    refit the crowd's accuracy is only the prior, so a first answer leads to a second one (whose
+    agreement is what shows the crowd's accuracy), not to the expert."""
+    project = service.create_project(name(), LabelSpace(["cat", "dog"]), gold_rate=0)
+    service.import_items(project.id, [ItemIn(f"i{k}", {}) for k in range(4)])
+    worker, _ = service.add_annotator(project.id, "w")
+    task = service.next_task(worker)
+    service.submit(worker, task.lease_id, "cat", duration_ms=4000)
+    assert service.item_state(project.id, task.item).status == "more"

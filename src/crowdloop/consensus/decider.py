@@ -28,7 +28,7 @@ import pandas as pd
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus.control import outlook
+from crowdloop.consensus.control import TypicalSkill, outlook
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
@@ -99,9 +99,11 @@ class Decider:
     """The decision for batches of items (see the module docstring).
 
     ``typical_skill``: the median annotator accuracy (the lookahead and the priority assume a
-    typical annotator); ``calibrator``: a ``TopLabelCalibrator`` fitted on gold items' prefix
-    states under this very posterior (None: decide on the raw posterior); ``caution``: decide on
-    that quantile of the calibrated accuracy the gold supports (``TopLabelCalibrator.predict``)."""
+    typical annotator), backed by ``skill_evidence`` observations of the crowd's accuracy (the
+    lookahead integrates over what is not yet known, ``control.TypicalSkill``); ``calibrator``: a
+    ``TopLabelCalibrator`` fitted on gold items' prefix states under this very posterior (None:
+    decide on the raw posterior); ``caution``: decide on that quantile of the calibrated accuracy
+    the gold supports (``TopLabelCalibrator.predict``)."""
 
     def __init__(
         self,
@@ -109,12 +111,14 @@ class Decider:
         policy: ConsensusPolicy,
         *,
         typical_skill: float,
+        skill_evidence: float = float("inf"),
         calibrator: TopLabelCalibrator | None = None,
         caution: float | None = 0.2,
     ) -> None:
         self.labels = labels
         self.policy = policy
         self.typical_skill = float(typical_skill)
+        self.skill_evidence = float(skill_evidence)
         self.calibrator = calibrator
         self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
@@ -255,7 +259,7 @@ class Decider:
             states.answers,
             states.label >= 0,
             self.policy,
-            self.typical_skill,
+            TypicalSkill(self.typical_skill, self.skill_evidence),
             len(self.labels),
             lambda raw, n: self.calibrated_confidence(raw, n),
         )

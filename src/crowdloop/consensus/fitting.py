@@ -63,7 +63,8 @@ SKILL_MODEL = "one-coin"
 class DecisionModel:
     """A fitted decision: per worker code ``skill`` (posterior mean) from ``right`` of ``total``
     counted answers, ``temperatures`` (per worker code; 1 for humans), the ``calibrator`` (None:
-    raw posterior), the ``typical_skill`` (median over the workers who answered), the prior mean
+    raw posterior), the ``typical_skill`` (median over the workers who answered) and the
+    ``skill_evidence`` behind it (``skill_evidence``), the prior mean
     ``prior`` and ``prior_source`` (how it was set), and ``n_gold``."""
 
     skill: np.ndarray
@@ -72,12 +73,16 @@ class DecisionModel:
     temperatures: np.ndarray
     calibrator: TopLabelCalibrator | None
     typical_skill: float
+    skill_evidence: float
     prior: float
     prior_source: str
     n_gold: int
 
     def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = 0.2) -> Decider:
-        return Decider(labels, policy, typical_skill=self.typical_skill, calibrator=self.calibrator, caution=caution)
+        return Decider(
+            labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
+            calibrator=self.calibrator, caution=caution,
+        )  # fmt: skip
 
     def opinions(self, answers: Answers) -> Opinions:
         """The opinions of ``answers`` weighed with these skills (unseen workers: the prior)."""
@@ -109,6 +114,15 @@ def agreement_prior(answers: Answers, stated: float, strength: float) -> tuple[f
     learned = float(np.clip(learned, 1.0 / max(k, 2), 1.0))
     mean = (n_multi * learned + strength * stated) / (n_multi + strength)
     return float(mean), f"learned from agreement on {n_multi:,} tasks with 2+ answers"
+
+
+def skill_evidence(answers: Answers, gold: Gold, strength: float) -> float:
+    """Observations of the crowd's accuracy behind the typical skill: the prior's ``strength`` plus
+    every answered task that shows skill (two or more answers, or gold)."""
+    n = answers.answers_per_item()
+    shows = n >= 2
+    shows[np.asarray(gold.items, dtype=np.int64)] |= n[np.asarray(gold.items, dtype=np.int64)] >= 1
+    return float(strength + shows.sum())
 
 
 def fit_skills(
@@ -176,7 +190,8 @@ def fit_decision(
     calibrator = None
     if calibrate and len(gold):
         calibrator = _calibrator(answers, gold, policy, prior, m, temperatures, typical, skills, random_state)
-    return DecisionModel(skill, right, total, temperatures, calibrator, typical, prior, source, len(gold))
+    evidence = skill_evidence(answers, gold, m)
+    return DecisionModel(skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold))
 
 
 def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) -> np.ndarray:
@@ -310,6 +325,7 @@ class RefitResult:
     temperatures: dict[int, float]  # model version id -> temperature
     calibrator: TopLabelCalibrator | None
     typical_skill: float
+    skill_evidence: float
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
 
 
@@ -365,6 +381,7 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         temperatures=temperatures,
         calibrator=model.calibrator,
         typical_skill=model.typical_skill,
+        skill_evidence=model.skill_evidence,
         branch_skills=_branch_skills(answers, gold, labels, model.skill),
     )
 

@@ -248,10 +248,12 @@ class ServiceBase:
             stored = project.calibrator if project.refit_at is not None else None
             calibrator = TopLabelCalibrator.from_dict(stored) if stored else None
             policy = self._policy(project)
+            rules = self._skill_rules(project)
             decider = Decider(
                 self._label_space(project),
                 policy,
-                typical_skill=project.typical_skill or self._skill_rules(project).prior_mean,
+                typical_skill=project.typical_skill or rules.prior_mean,
+                skill_evidence=project.skill_evidence or rules.prior_strength,
                 calibrator=calibrator,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}

@@ -92,6 +92,7 @@ class Project(Base):
     audit_rate: Mapped[float] = mapped_column(Float, default=0.05, server_default="0.05")
     automation_stopped: Mapped[int | None] = mapped_column(Integer, nullable=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
+    skill_evidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # behind typical_skill
     skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
     refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
