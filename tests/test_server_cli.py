@@ -112,3 +112,41 @@ def test_the_server_writes_its_request_log_on_stderr(tmp_path, monkeypatch, caps
         err = capsys.readouterr().err
         assert len([line for line in err.splitlines() if "GET /me 401" in line]) == lines, err
         assert "cl_a-token" not in err and (lines == 0 or handlers)
+
+
+def test_refit_of_every_project_skips_one_whose_refit_runs_and_goes_on(tmp_path):
+    """``crowdloop refit`` over every project: a project another refit holds is reported skipped,
+    the projects after it are refit, and the exit code (75) says a refit was left to the other one."""
+    from crowdloop.service.jobs import REFIT
+
+    db = tmp_path / "crowdloop.db"
+    service = open_service(f"sqlite:///{db}", seed=0)
+    runner = CliRunner()
+    try:
+        policy = ConsensusPolicy(min_overlap=2, max_overlap=2, escalate_early=False)
+        ids = []
+        for name in ("first", "busy", "last"):
+            project = service.create_project(name, LabelSpace(["a", "b"]), policy, gold_rate=0.0)
+            service.import_items(project.id, [ItemIn(f"i{k}") for k in range(4)])
+            for who in ("x", "y"):
+                annotator, _ = service.add_annotator(project.id, who)
+                while (task := service.next_task(annotator)) is not None:
+                    service.submit(annotator, task.lease_id, "a")
+            ids.append(project.id)
+        first, busy, last = ids
+        held = service.claim(busy, REFIT)  # a refit of "busy" runs (the API's, or an earlier cron job's)
+        assert held is not None
+        try:
+            result = runner.invoke(app, ["refit", "--db", str(db)])
+        finally:
+            held.release()
+        assert result.exit_code == 75, result.output
+        assert f"project {first}: " in result.output and f"project {last}: " in result.output
+        assert f"project {busy}: skipped" in result.output and "already running" in result.output
+        refits = {p: [e for e in service.events(p) if e["kind"] == "refit"] for p in ids}
+        assert refits[first] and refits[last] and not refits[busy]
+        again = runner.invoke(app, ["refit", "--db", str(db)])  # nothing else runs now: every project refit
+        assert again.exit_code == 0 and "skipped" not in again.output, again.output
+        assert any(e["kind"] == "refit" for e in service.events(busy))
+    finally:
+        service.close()

@@ -150,23 +150,35 @@ def serve(
             child.wait(30)
 
 
+BUSY_EXIT = 75
+"""``crowdloop refit``'s exit code when it skipped a project whose refit was already running
+(sysexits' EX_TEMPFAIL: nothing failed, try again later)."""
+
+
 @app.command()
 def refit(
     db: DbOption = None,
     project: Annotated[str | None, typer.Option(help="Project id or name (default: every project).")] = None,
 ) -> None:
     """Full refit of annotator skills, model temperatures and calibration, then every open item
-    re-decided (run it periodically, e.g. from cron). One refit of a project runs at a time: while
-    another runs (the API's, or an earlier cron job's) this one stops with an error."""
-    from crowdloop.service import refit_projects
+    re-decided (run it periodically, e.g. from cron). One refit of a project runs at a time: a
+    project whose refit is already running (the API's, or an earlier cron job's) is reported
+    skipped, and the other projects are refit. Exit code: 0 when every project was refit, 75
+    (EX_TEMPFAIL: try again later) when one was skipped, 1 on an error."""
+    from crowdloop.service import RefitSkipped, refit_projects
 
     reports = run(lambda: refit_projects(existing_database(db), project))
     for report in reports:
+        if isinstance(report, RefitSkipped):
+            console.print(f"project {report.project_id}: skipped, {report.reason}", highlight=False)
+            continue
         console.print(
             f"project {report.project_id}: {report.skill_model}, {report.annotators} annotators, "
             f"{report.items_redecided} items re-decided, calibrated={report.calibrated} ({report.seconds:.1f} s)",
             highlight=False,
         )
+    if any(isinstance(report, RefitSkipped) for report in reports):
+        raise typer.Exit(BUSY_EXIT)
 
 
 @app.command("worker")

@@ -22,7 +22,7 @@ from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
 from crowdloop.service.base import PAGE, Executor, ServiceBase, update_rows
 from crowdloop.service.priorities import prioritize
-from crowdloop.service.types import RefitReport
+from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
 
@@ -125,6 +125,17 @@ class Jobs(ServiceBase):
             return self._refit(project_id, claim)
         finally:
             claim.release()
+
+    def refit_unless_running(self, project_id: int) -> RefitReport | RefitSkipped:
+        """``refit``, or ``RefitSkipped`` when another refit of the project holds its claim (or took
+        it over from this one after a stall): what a job over many projects does with a busy one."""
+        claim = self.claim(project_id, REFIT)
+        if claim is None:
+            return RefitSkipped(project_id, "a refit of it is already running and will take the latest answers")
+        try:
+            return self.refit(project_id, claim=claim)
+        except ClaimLost as exc:
+            return RefitSkipped(project_id, str(exc))
 
     def _refit(self, project_id: int, claim: Claim) -> RefitReport:
         started = time.perf_counter()

@@ -24,7 +24,7 @@ from crowdloop.service.predictions import Predictions
 from crowdloop.service.projects import Projects
 from crowdloop.service.tasks import Tasks
 from crowdloop.service.training import Training
-from crowdloop.service.types import RefitReport
+from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import db
 from crowdloop.store.db import DEFAULT_URL, URL_VARIABLE
 
@@ -51,12 +51,13 @@ def open_service(
     return service
 
 
-def refit_projects(url: str | None = None, project: int | str | None = None) -> list[RefitReport]:
-    """The ``crowdloop refit`` job: a full EM refit of one project (id or name) or of all."""
+def refit_projects(url: str | None = None, project: int | str | None = None) -> list[RefitReport | RefitSkipped]:
+    """The ``crowdloop refit`` job: a full EM refit of one project (id or name) or of all, in id
+    order; a project whose refit is already running is ``RefitSkipped`` and the others go on."""
     service = open_service(url)
     try:
         targets = [service.get_project(project)] if project is not None else service.list_projects()
-        return [service.refit(p.id) for p in targets]
+        return [service.refit_unless_running(p.id) for p in targets]
     finally:
         service.close()
 

@@ -350,6 +350,15 @@ class RefitReport:
 
 
 @dataclass(frozen=True)
+class RefitSkipped:
+    """A project a refit job left alone because another refit of it was running (``reason``): that
+    one takes the latest answers."""
+
+    project_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class CurvePoint:
     """A model version on the learning curve: the labels it could train on, its ``accuracy`` on
     the ``gold`` items it has predictions for."""
