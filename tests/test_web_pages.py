@@ -135,6 +135,41 @@ def test_sign_out_ends_the_session(world):
     assert client.get("/", follow_redirects=False).headers["location"] == "/signin"
 
 
+@pytest.mark.parametrize("action", ["revoke", "rotate"])
+def test_revoking_or_rotating_the_token_ends_the_sessions_it_opened(world, action):
+    """A session lasts no longer than the token it was opened with: once the owner revokes or
+    rotates it, pages send to sign in and the API refuses the cookie; a new token signs in again."""
+    service, pid = world["service"], world["demo"].project_id
+    info, token = service.add_annotator(pid, f"leaver-{action}")
+    client = client_for(world, token)
+    csrf = csrf_of(client, f"/p/{pid}/label")
+    assert client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": csrf}).status_code in (200, 204)
+    owner = client_for(world, world["demo"].tokens["owner"])
+    done = owner.post(f"/p/{pid}/annotators/{info.id}/{action}", data={"csrf": csrf_of(owner, f"/p/{pid}/annotators")})
+    assert done.status_code == 200
+    for page in ("/", f"/p/{pid}/label"):
+        assert client.get(page, follow_redirects=False).headers["location"] == "/signin"
+    assert client.post(f"/projects/{pid}/tasks/next", headers={"X-CSRF-Token": csrf}).status_code == 401
+    if action == "rotate":
+        fresh = re.search(r'id="new-token"[^>]*>([^<]+)<', done.text).group(1)
+        assert client_for(world, fresh).get(f"/p/{pid}/label").status_code == 200
+
+
+def test_revoking_one_token_ends_only_the_sessions_it_opened(world):
+    """``crowdloop revoke-token`` (another process: no cache here to tell) ends the sessions of that
+    token; a session the annotator opened with another token goes on."""
+    from crowdloop.server import create_app
+
+    service, pid = world["service"], world["demo"].project_id
+    info, first = service.add_annotator(pid, "two-tokens")
+    second = service.new_token(info.id)
+    app = create_app(service, auth_cache_seconds=0)
+    ended, kept = client_for({"app": app}, first), client_for({"app": app}, second)
+    assert service.revoke_token(first).id == info.id
+    assert ended.get(f"/p/{pid}/label", follow_redirects=False).headers["location"] == "/signin"
+    assert kept.get(f"/p/{pid}/label", follow_redirects=False).status_code == 200
+
+
 def test_pages_send_the_csp_and_load_scripts_only_from_files(world):
     pid = world["demo"].project_id
     owner = client_for(world, world["demo"].tokens["owner"])

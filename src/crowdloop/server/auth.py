@@ -104,8 +104,9 @@ async def signed_in(request: Request, credentials: Credentials) -> Caller:
 
 
 async def session_annotator(request: Request) -> AnnotatorInfo:
-    """The annotator of the session cookie, read again at most every few seconds (the token cache,
-    keyed by the cookie); a request that changes something must carry the session's CSRF value."""
+    """The annotator of the session cookie while the token it was opened with is active, read again
+    at most every few seconds (the token cache, keyed by the cookie; ``AuthError`` once the token is
+    revoked); a request that changes something must carry the session's CSRF value."""
     session = request_session(request)
     if session is None:
         raise AuthError("missing bearer token: send 'Authorization: Bearer <token>'")
@@ -115,7 +116,9 @@ async def session_annotator(request: Request) -> AnnotatorInfo:
     annotator = request.app.state.tokens.get(cookie)
     if annotator is None:
         service = request.app.state.service
-        annotator = await call(service.get_annotator, session.annotator_id)
+        annotator = await call(service.token_annotator, session.token_id)
+        if annotator.id != session.annotator_id:
+            raise AuthError("the session's token belongs to someone else: sign in again")
         request.app.state.tokens.put(cookie, annotator)
     return annotator
 

@@ -1,13 +1,14 @@
 """Browser sessions: the token an owner hands out, exchanged once for a signed session cookie.
 
-The cookie holds ``annotator_id.expires.csrf.signature`` (HMAC-SHA256 under the server's secret),
-never the token: it is ``HttpOnly`` (scripts cannot read it) and ``SameSite=Strict`` (no other site
-can make the browser send it). Every request that changes something must also carry the session's
-CSRF value, in the ``X-CSRF-Token`` header (the pages' scripts) or the ``csrf`` form field (the
-pages' forms). A session lasts ``SESSION_SECONDS``; the annotator's role and status are read again
-on every request (through the token cache), so a ban or a new role takes effect at once. Revoking
-an annotator's tokens does not end a session signed in before: it lasts until it expires or the
-server's secret changes (``crowdloop serve`` draws a new one at each start unless
+The cookie holds ``annotator_id.token_id.expires.csrf.signature`` (HMAC-SHA256 under the server's
+secret), never the token: it is ``HttpOnly`` (scripts cannot read it) and ``SameSite=Strict`` (no
+other site can make the browser send it). Every request that changes something must also carry the
+session's CSRF value, in the ``X-CSRF-Token`` header (the pages' scripts) or the ``csrf`` form field
+(the pages' forms). A session lasts ``SESSION_SECONDS`` and no longer than the token it was opened
+with: every request reads that token's annotator again (``LabelingService.token_annotator``, through
+the token cache), so revoking or rotating the token ends the session, and a ban or a new role takes
+effect, at once in this process and within the cache's seconds in the others. A new server secret
+ends every session too (``crowdloop serve`` draws one at each start unless
 ``$CROWDLOOP_SESSION_SECRET`` is set).
 """
 
@@ -33,6 +34,7 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 @dataclass(frozen=True)
 class Session:
     annotator_id: int
+    token_id: int
     expires: int
     csrf: str
 
@@ -48,23 +50,25 @@ class SessionSigner:
     def _sign(self, body: str) -> str:
         return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, annotator_id: int) -> tuple[str, Session]:
-        """A new session for ``annotator_id``: the cookie value and what it holds."""
-        session = Session(int(annotator_id), int(time.time()) + self.seconds, secrets.token_urlsafe(24))
-        body = f"{session.annotator_id}.{session.expires}.{session.csrf}"
+    def issue(self, annotator_id: int, token_id: int) -> tuple[str, Session]:
+        """A new session for ``annotator_id``, signed in with the token ``token_id``: the cookie
+        value and what it holds."""
+        csrf = secrets.token_urlsafe(24)
+        session = Session(int(annotator_id), int(token_id), int(time.time()) + self.seconds, csrf)
+        body = f"{session.annotator_id}.{session.token_id}.{session.expires}.{session.csrf}"
         return f"{body}.{self._sign(body)}", session
 
     def read(self, value: str | None) -> Session | None:
         """The session of a cookie value; None when absent, forged, malformed or expired."""
-        if not value or value.count(".") != 3:
+        if not value or value.count(".") != 4:
             return None
         body, signature = value.rsplit(".", 1)
         if not hmac.compare_digest(signature, self._sign(body)):
             return None
-        annotator, expires, csrf = body.split(".")
-        if not (annotator.isdigit() and expires.isdigit()) or int(expires) < time.time():
+        annotator, token, expires, csrf = body.split(".")
+        if not (annotator.isdigit() and token.isdigit() and expires.isdigit()) or int(expires) < time.time():
             return None
-        return Session(int(annotator), int(expires), csrf)
+        return Session(int(annotator), int(token), int(expires), csrf)
 
 
 async def csrf_ok(request: Request, session: Session) -> bool:

@@ -606,15 +606,31 @@ class Projects(ServiceBase):
     def authenticate(self, token: str) -> AnnotatorInfo:
         """The annotator a bearer token belongs to (``AuthError`` when unknown or revoked). A
         banned annotator still authenticates; the loop refuses them with ``ForbiddenError``."""
+        return self.authenticate_token(token)[0]
+
+    def authenticate_token(self, token: str) -> tuple[AnnotatorInfo, int]:
+        """``authenticate``, with the token's id: what a web session keeps, to end with its token
+        (``token_annotator``)."""
         if not isinstance(token, str) or not 16 <= len(token) <= 200:
             raise AuthError("missing or malformed API token")
         digest = token_digest(token)
+        return self._token_holder(q.TOKEN, {"digest": digest}, digest)
 
-        def work(db: DirectConnection) -> AnnotatorInfo:
-            found = db.execute(q.TOKEN, {"digest": digest}).first()
-            if found is None or not hmac.compare_digest(found.digest, digest) or found.revoked:
+    def token_annotator(self, token_id: int) -> AnnotatorInfo:
+        """The annotator of the token ``token_id`` while it is active (``AuthError`` once it is
+        revoked, by itself or by a rotation): a web session lasts no longer than its token."""
+        return self._token_holder(q.TOKEN_BY_ID, {"token": int(token_id)})[0]
+
+    def _token_holder(
+        self, statement: Any, params: dict[str, Any], digest: str | None = None
+    ) -> tuple[AnnotatorInfo, int]:
+        """The annotator and id of the active token ``statement`` finds (its ``digest`` compared in constant time)."""
+
+        def work(db: DirectConnection) -> tuple[AnnotatorInfo, int]:
+            found = db.execute(statement, params).first()
+            if found is None or found.revoked or (digest is not None and not hmac.compare_digest(found.digest, digest)):
                 raise AuthError("unknown or revoked API token")
-            return self._annotator_info(found, self._rules_of(db, found.project_id))
+            return self._annotator_info(found, self._rules_of(db, found.project_id)), found.token_id
 
         return self._run_direct(work, write=False)  # every request whose token the server has not seen lately
 

@@ -54,11 +54,12 @@ RECLAIM_BATCH = 200  # expired leases returned to the pool per request
 GOLD_CANDIDATES = 16  # unseen gold items drawn from
 POOL_CANDIDATES = 32
 
-TOKEN = (
-    select(api_tokens.c.digest, api_tokens.c.revoked, *(annotators.c[c] for c in ANNOTATOR_COLUMNS))
-    .join(annotators, annotators.c.id == api_tokens.c.annotator_id)
-    .where(api_tokens.c.digest == bindparam("digest"))
-)
+_TOKEN_HOLDER = select(
+    api_tokens.c.id.label("token_id"), api_tokens.c.digest, api_tokens.c.revoked,
+    *(annotators.c[c] for c in ANNOTATOR_COLUMNS),
+).join(annotators, annotators.c.id == api_tokens.c.annotator_id)  # fmt: skip
+TOKEN = _TOKEN_HOLDER.where(api_tokens.c.digest == bindparam("digest"))
+TOKEN_BY_ID = _TOKEN_HOLDER.where(api_tokens.c.id == bindparam("token"))
 ANNOTATOR = select(*(annotators.c[c] for c in ANNOTATOR_COLUMNS)).where(annotators.c.id == bindparam("annotator"))
 
 EXPIRED = (

@@ -86,10 +86,10 @@ async def signin(request: Request, service: Service, token: Annotated[str, Form(
     if not same_site(request):
         return render(request, "signin.html", {"error": t("signin.cross_site")}, status=403)
     try:
-        annotator = await call(service.authenticate, token.strip())
+        annotator, token_id = await call(service.authenticate_token, token.strip())
     except CrowdloopError:
         return render(request, "signin.html", {"error": t("signin.wrong")}, status=401)
-    value, _ = request.app.state.sessions.issue(annotator.id)
+    value, _ = request.app.state.sessions.issue(annotator.id, token_id)
     response = redirect("/")
     response.set_cookie(
         COOKIE, value, max_age=request.app.state.sessions.seconds, httponly=True, samesite="strict",
@@ -155,8 +155,11 @@ async def _banned_page(request: Request, service: LabelingService, project_id: i
     session = request_session(request)
     if session is None:
         return None
-    me = await call(service.get_annotator, session.annotator_id)  # the status now, not as cached
-    if me.project_id != project_id or me.status == "active":
+    try:
+        me = await call(service.token_annotator, session.token_id)  # the status now, not as cached
+    except AuthError:  # the session's token is revoked: it signs in again
+        return None
+    if me.id != session.annotator_id or me.project_id != project_id or me.status == "active":
         return None
     t = translator(language(request))
     bans = [e for e in await _events(service, project_id) if e["kind"] == "banned" and e["annotator"] == me.name]
