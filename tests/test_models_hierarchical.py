@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from crowdloop.errors import ConfigError, InputError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import HierarchicalClassifier, TextClassifier, align_proba, ancestor_proba, out_of_fold_proba
-from crowdloop.models.hierarchy import deepest_confident
+from crowdloop.models.branch_probs import deepest_confident
 from crowdloop.models.protocol import PrecomputedProba, check_classifier, fit_model, predict_aligned
 
 BRANCHES = {"Audio": ["headphones", "speaker"], "Home": ["lamp", "rug"], "Wear": ["shirt", "boots"]}

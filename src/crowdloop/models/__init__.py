@@ -4,8 +4,8 @@ A model's opinion enters truth inference as one more (soft) worker: ``out_of_fol
 probability rows, ``align_proba`` puts them on a ``LabelSpace`` and ``Answers.with_soft`` adds them.
 """
 
+from crowdloop.models.branch_probs import ancestor_proba
 from crowdloop.models.hierarchical import HierarchicalClassifier
-from crowdloop.models.hierarchy import ancestor_proba
 from crowdloop.models.oof import align_proba, out_of_fold_proba
 from crowdloop.models.text import TextClassifier, normalize_text
 

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from crowdloop.consensus import Prices
 from crowdloop.service import AnnotatorInfo
 from crowdloop.service.answer_import import AnswersImported
-from crowdloop.service.text import json_problem
+from crowdloop.service.stored_text import json_problem
 
 MAX_ID = 2**31 - 1
 TEXT = r"^[^\x00]*\S[^\x00]*$"

@@ -23,8 +23,8 @@ from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.service.base import PAGE, ProjectRow
 from crowdloop.service.intake import batched, check_batch
+from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.service.tasks import Tasks
-from crowdloop.service.text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.service.types import DISPUTED
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, utcnow

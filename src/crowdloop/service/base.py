@@ -26,7 +26,7 @@ from crowdloop.errors import NotFoundError, UnknownLabelError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
-from crowdloop.service.text import EXTERNAL_ID_LENGTH, checked_name, text_problem
+from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
 from crowdloop.store import queries as q

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from crowdloop.consensus import ConsensusPolicy, Prices, SkillRules
 from crowdloop.errors import ConfigError
 from crowdloop.labels import LabelSpace, Taxonomy
-from crowdloop.service.text import LABEL_LENGTH, NAME_LENGTH, text_problem
+from crowdloop.service.stored_text import LABEL_LENGTH, NAME_LENGTH, text_problem
 
 T = TypeVar("T")
 

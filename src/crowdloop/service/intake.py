@@ -12,7 +12,7 @@ import pandas as pd
 
 from crowdloop.errors import ConfigError, InputError, UnknownLabelError
 from crowdloop.labels import LabelSpace
-from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, check_json, check_text
+from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, HINT_LENGTH, check_json, check_text
 from crowdloop.service.types import ItemIn
 
 MAX_BATCH = 10_000

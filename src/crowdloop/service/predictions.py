@@ -15,7 +15,7 @@ from crowdloop.service.base import update_rows
 from crowdloop.service.intake import batched, check_batch, parse_probs
 from crowdloop.service.label_errors import LabelErrors
 from crowdloop.service.priorities import prioritize
-from crowdloop.service.text import EXTERNAL_ID_LENGTH, check_text
+from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, check_text
 from crowdloop.service.types import ModelVersionInfo
 from crowdloop.store.schema import Item, ModelVersion, Prediction
 

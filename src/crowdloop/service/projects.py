@@ -27,8 +27,15 @@ from crowdloop.service.base import (
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
+from crowdloop.service.stored_text import (
+    EXTERNAL_ID_LENGTH,
+    HINT_LENGTH,
+    NAME_LENGTH,
+    check_text,
+    checked_name,
+    text_problem,
+)
 from crowdloop.service.tasks import checked_member, hidden_from
-from crowdloop.service.text import EXTERNAL_ID_LENGTH, HINT_LENGTH, NAME_LENGTH, check_text, checked_name, text_problem
 from crowdloop.service.types import (
     KINDS,
     ROLES,

@@ -15,8 +15,8 @@ from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
 from crowdloop.service.label_errors import disputed_fields
+from crowdloop.service.stored_text import json_problem, text_problem
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
-from crowdloop.service.text import json_problem, text_problem
 from crowdloop.service.types import (
     DISPUTED,
     AnnotatorInfo,
@@ -136,7 +136,7 @@ class Tasks(ServiceBase):
     @staticmethod
     def _task(lease_id: str, item: Row, suggestions: list | None, expires: datetime) -> TaskOut:
         """The task of a lease; ``ConflictError`` for an item whose payload no response can carry
-        (stored before imports were checked as they are now: see ``crowdloop.service.text``)."""
+        (stored before imports were checked as they are now: see ``crowdloop.service.stored_text``)."""
         problem = json_problem(item.payload, "payload")
         if problem:
             raise ConflictError(f"item {item.external_id!r} cannot be sent ({problem}): import it again")
