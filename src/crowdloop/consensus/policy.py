@@ -35,17 +35,21 @@ class Bounds:
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)
         return bool(above and below)  # NaN is neither
 
-    def describe(self) -> str:
-        """The bounds in words: ``in [0.5, 1)``, ``an integer in [0, 100]``, ``>= 0``."""
+    def interval(self) -> str:
+        """The bounds in symbols, the same in every language: ``[0.5, 1)``, ``>= 0``."""
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            text = f"in {left}{_number(self.low)}, {_number(self.high)}{right}"
-        elif self.low is not None:
-            text = f"{'>' if self.low_open else '>='} {_number(self.low)}"
-        elif self.high is not None:
-            text = f"{'<' if self.high_open else '<='} {_number(self.high)}"
-        else:
-            text = "any number"
+            return f"{left}{_number(self.low)}, {_number(self.high)}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        if self.high is not None:
+            return f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        return "any number"
+
+    def describe(self) -> str:
+        """The bounds in words: ``in [0.5, 1)``, ``an integer in [0, 100]``, ``>= 0``."""
+        text = self.interval()
+        text = f"in {text}" if self.low is not None and self.high is not None else text
         text = f"an integer {text}" if self.integer else text
         return f"{text} (or None)" if self.optional else text
 
