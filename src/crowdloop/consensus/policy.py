@@ -6,6 +6,7 @@ CLI's options all read them from there (``bounds_of``, the dataclass defaults)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from numbers import Real
 from typing import Any
@@ -71,7 +72,7 @@ def bounds_of(settings: type | object, name: str) -> Bounds:
     return found.metadata["bounds"]
 
 
-def check_bounds(settings: object, describe_name: Any = str) -> None:
+def check_bounds(settings: object, describe_name: Callable[[str], str] = str) -> None:
     """``ConfigError`` for the first number setting of ``settings`` outside its declared bounds;
     ``describe_name(name)`` says what the setting is in the message."""
     for f in fields(settings):  # type: ignore[arg-type]
