@@ -1,8 +1,8 @@
 """A project's consensus policy: the target, the overlap bounds and what each kind of opinion costs.
 
 Each setting's default and bounds are declared once, on its field here (``setting``): the checks
-of ``ConsensusPolicy`` and ``Prices``, the API's request models, the web settings form and the
-CLI's options all read them from there (``bounds_of``, the dataclass defaults)."""
+of ``ConsensusPolicy`` and ``Prices``, the API's request models and the web settings form read them
+from there (``bounds_of``, the dataclass defaults)."""
 
 from __future__ import annotations
 
