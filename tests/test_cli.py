@@ -1,8 +1,12 @@
+import inspect
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.cli.truth import decide
+from crowdloop.consensus import ConsensusPolicy, Prices
 
 runner = CliRunner()
 
@@ -103,6 +107,20 @@ def test_decide_writes_one_row_per_task(tmp_path, answers_csv):
     table = pd.read_csv(out)
     assert list(table.columns) == ["task", "status", "label", "confidence", "answers", "next", "expected", "expert"]
     assert sorted(table["task"]) == ["t1", "t2", "t3"] and set(table["status"]) <= {"accepted", "escalated"}
+
+
+def test_decide_defaults_are_the_policys():
+    defaults = {name: p.default for name, p in inspect.signature(decide).parameters.items()}
+    policy = ConsensusPolicy()
+    for name in ("target", "min_overlap", "max_overlap", "escalate_early", "label_value", "prior_accuracy"):
+        assert defaults[name] == getattr(policy, name), name
+    assert (defaults["price"], defaults["expert_cost"] * defaults["price"]) == (Prices().crowd, Prices().expert)
+
+
+def test_decide_refuses_a_setting_out_of_its_bounds_in_one_line(tmp_path, answers_csv):
+    result = runner.invoke(app, ["decide", str(answers_csv), "--prior-accuracy", "1", "-o", str(tmp_path / "d.csv")])
+    assert result.exit_code != 0 and "prior_accuracy must be in (0, 1), got 1.0" in result.output
+    assert not (tmp_path / "d.csv").exists()
 
 
 def test_decide_model_agrees_preset(tmp_path):

@@ -385,6 +385,47 @@ def test_project_settings_change_field_by_field(world):
     assert call("GET", f"/projects/{pid}", owner).json()["policy"] == policy  # nothing refused was stored
 
 
+def test_prior_accuracy_and_label_value_are_set_patched_and_decide(world):
+    call, admin = world["call"], world["tokens"]["admin"]
+    policy = {"target": 0.9, "escalate_early": False, "prior_accuracy": 0.6}
+    made = call(
+        "POST", "/projects", admin, json={"name": "prior", "labels": LABELS, "gold_rate": 0.0, "policy": policy}
+    )
+    assert made.status_code == 201, made.text
+    pid, owner = made.json()["project"]["id"], made.json()["owner"]["token"]
+    assert made.json()["project"]["policy"]["prior_accuracy"] == 0.6
+    assert made.json()["project"]["policy"]["label_value"] is None
+    annotator = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "a"}).json()["token"]
+    call("POST", f"/projects/{pid}/items", owner, json={"items": [{"id": "i", "data": {}}]})
+    lease = call("POST", f"/projects/{pid}/tasks/next", annotator).json()["lease_id"]
+    call("POST", f"/projects/{pid}/tasks/{lease}/submit", annotator, json={"label": "cat"})
+    assert call("GET", f"/projects/{pid}/items/i", owner).json()["status"] == "more"  # 0.6 < 0.9
+
+    raised = call("PATCH", f"/projects/{pid}", owner, json={"policy": {"prior_accuracy": 0.95}})
+    assert raised.status_code == 200, raised.text
+    assert raised.json()["changed"]["policy"]["to"]["prior_accuracy"] == 0.95 and raised.json()["redecided"] == 1
+    assert call("GET", f"/projects/{pid}/items/i", owner).json()["status"] == "accepted"
+
+    valued = call("PATCH", f"/projects/{pid}", owner, json={"policy": {"label_value": 30}})
+    assert valued.json()["project"]["policy"]["label_value"] == 30
+    kept = call("PATCH", f"/projects/{pid}", owner, json={"policy": {"target": 0.92}}).json()["project"]["policy"]
+    assert (kept["label_value"], kept["prior_accuracy"]) == (30, 0.95)  # unsent fields stay
+    cleared = call("PATCH", f"/projects/{pid}", owner, json={"policy": {"label_value": None}})
+    assert cleared.json()["project"]["policy"]["label_value"] is None  # null: not used
+
+    before = call("GET", f"/projects/{pid}", owner).json()["policy"]
+    for field, value in [("prior_accuracy", v) for v in (0, 1, 0.0, 1.0, "x", True)] + [("label_value", 0)]:
+        new = {"name": "bad-prior", "labels": LABELS, "policy": {field: value}}
+        for method, path, body in (
+            ("POST", "/projects", new),
+            ("PATCH", f"/projects/{pid}", {"policy": {field: value}}),
+        ):
+            response = call(method, path, admin if method == "POST" else owner, json=body)
+            assert response.status_code == 422, (method, value, response.text)
+            assert f"policy.{field}" in response.json()["detail"], response.text
+    assert call("GET", f"/projects/{pid}", owner).json()["policy"] == before
+
+
 def test_revoked_token_is_refused(world):
     call, owner, pid = world["call"], world["tokens"]["owner"], world["pid"]
     made = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "leaver"}).json()

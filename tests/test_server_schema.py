@@ -4,6 +4,8 @@ is one the schema documents."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -11,7 +13,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.config import SchemathesisConfig
 
+from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.consensus.policy import bounds_of
 from crowdloop.server import create_app, ensure_admin
+from crowdloop.server.schemas import PolicyIn
 from crowdloop.service import open_service
 
 APP = create_app(None, max_body_bytes=100_000)  # the service is bound per database below
@@ -69,3 +74,34 @@ def test_api_conforms_to_its_schema(case, fuzzed):
     # a schema-valid body may still break a rule JSON Schema cannot state (a label outside the
     # project's label space, a duplicate label, labels and taxonomy both given): 4xx is right there
     case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+
+
+def number_part(schema: dict) -> dict:
+    """The number schema of a property (of a nullable one: its non-null part)."""
+    return next(p for p in schema.get("anyOf", [schema]) if p.get("type") in ("number", "integer"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "models"), [(ConsensusPolicy, ("PolicyIn", "PolicyPatch", "PolicyOut")), (Prices, ("PricesIn",))]
+)
+def test_the_api_policy_has_the_engines_settings_defaults_and_bounds(settings, models):
+    components = APP.openapi()["components"]["schemas"]
+    engine, default = {f.name: f for f in fields(settings)}, settings()
+    for model in models:
+        properties = components[model]["properties"]
+        assert set(properties) == set(engine), model
+        for name, schema in properties.items():
+            if model.endswith("In") and name != "prices":
+                assert schema.get("default") == getattr(default, name), (model, name)
+            if model.endswith("Patch"):
+                assert schema.get("default") is None, (model, name)
+            if "bounds" not in engine[name].metadata or model.endswith("Out"):
+                continue
+            bounds, number = bounds_of(settings, name), number_part(schema)
+            assert number.get("exclusiveMinimum" if bounds.low_open else "minimum") == bounds.low, (model, name)
+            assert number.get("exclusiveMaximum" if bounds.high_open else "maximum") == bounds.high, (model, name)
+            assert number["type"] == ("integer" if bounds.integer else "number")
+            assert ("null" in [p.get("type") for p in schema.get("anyOf", [])]) == (
+                bounds.optional or model.endswith("Patch")
+            )
+    assert PolicyIn().to_policy() == ConsensusPolicy()

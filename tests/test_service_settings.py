@@ -117,6 +117,25 @@ def test_a_lower_target_accepts_open_items_and_a_higher_one_keeps_accepted_items
     assert other_process.get_project(info.id).policy.target == 0.99
 
 
+def test_a_new_prior_accuracy_decides_open_and_new_items_in_every_process(service, other_process) -> None:
+    policy = ConsensusPolicy(target=0.9, max_overlap=5, escalate_early=False, prior_accuracy=0.6)
+    info = project(service, policy, gold_rate=0)
+    (first,) = annotators(service, info.id, 1)
+    assert answer_all(service, first) == 6
+    assert set(statuses(other_process, info.id).values()) == {"more"}  # one answer of 0.6 is not enough
+    other_process.import_items(info.id, [ItemIn("late", {})])  # the other process caches the old policy
+
+    update = service.update_project(info.id, policy={"prior_accuracy": 0.95})
+    assert update.changed["policy"]["from"]["prior_accuracy"] == 0.6
+    assert update.changed["policy"]["to"]["prior_accuracy"] == 0.95
+    assert update.redecided == 7
+    assert set(statuses(other_process, info.id).values()) == {"accepted", "more"}
+    assert statuses(other_process, info.id)["late"] == "more"  # no answer yet
+    second = other_process.add_annotator(info.id, "second")[0]
+    assert answer_all(other_process, second) == 1  # the new item, decided there under the new prior
+    assert set(statuses(other_process, info.id).values()) == {"accepted"}
+
+
 def test_too_many_items_are_left_to_the_refit(service, monkeypatch) -> None:
     info = project(service, ConsensusPolicy(target=0.97, max_overlap=1, escalate_early=False), gold_rate=0)
     (first,) = annotators(service, info.id, 1)
@@ -189,7 +208,10 @@ def refused(service):
         ({"policy": {"target": 1.2}}, "target must be in"),
         ({"policy": {"min_overlap": 9}}, "max_overlap must be an integer >= max(min_overlap, 1)"),
         ({"policy": {"quorum": 3}}, "policy has no field 'quorum'"),
-        ({"policy": {"prices": {"crowd": -1}}}, "price of a crowd answer must be >= 0"),
+        ({"policy": {"prices": {"crowd": -1}}}, "price of a crowd answer must be in [0, "),
+        ({"policy": {"prices": 5}}, "prices must be a Prices, got int"),
+        ({"policy": {"prior_accuracy": 1.0}}, "prior_accuracy must be in (0, 1), got 1.0"),
+        ({"policy": {"label_value": 0}}, "label_value must be in (0, "),
         ({"rules": {"prior_mean": 2}}, "prior_mean must be in"),
         ({"rules": SkillRules}, "rules must be SkillRules"),
         ({"name": " "}, "project name must not be empty"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,13 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from crowdloop.consensus import ConsensusPolicy
+from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.consensus.policy import bounds_of
 from crowdloop.labels import LabelSpace
 from crowdloop.server import create_app, ensure_admin
 from crowdloop.server.demo import load_demo
 from crowdloop.server.sessions import COOKIE
 from crowdloop.server.web.common import CSP, HERE, LANG_COOKIE, translator
-from crowdloop.server.web.pages import _version_plots
+from crowdloop.server.web.pages import SETTINGS_FIELDS, _version_plots
 from crowdloop.service import ItemIn, open_service
 from crowdloop.service.answer_import import AnswerIn
 from crowdloop.service.types import LabelErrorCounts, ModelVersionMetrics
@@ -275,6 +277,47 @@ def test_settings_are_validated_like_the_api_patch(world):
     assert saved.status_code == 200
     info = world["service"].get_project(pid)
     assert info.policy.target == 0.92 and info.lease_seconds == 900 and info.policy.escalate_early
+
+
+def settings_form(page: str) -> dict[str, str]:
+    """What the settings form sends as shown: its text fields and checked boxes."""
+    form = dict(re.findall(r'<input id="f-\w+" name="(\w+)" value="([^"]*)"', page))
+    return {**form, **{name: "on" for name in re.findall(r'type="checkbox" name="(\w+)" checked', page)}}
+
+
+def test_settings_show_and_save_every_policy_setting_with_its_bounds(world):
+    service, pid = world["service"], world["other"]
+    owner = client_for(world, service.add_annotator(pid, "settings-owner", role="owner")[1])
+    page = owner.get(f"/p/{pid}/settings").text
+    form = settings_form(page)
+    policy = service.get_project(pid).policy
+    assert (form["prior_accuracy"], form["label_value"]) == (str(policy.prior_accuracy), "")  # "": not used
+    bounds = bounds_of(ConsensusPolicy, "prior_accuracy")
+    assert f"Allowed: {bounds.interval()}" in page
+    form["csrf"] = csrf_of(owner, f"/p/{pid}/settings")
+
+    saved = owner.post(f"/p/{pid}/settings", data={**form, "prior_accuracy": "0.8", "label_value": "25"})
+    assert saved.status_code == 200, saved.text
+    assert (service.get_project(pid).policy.prior_accuracy, service.get_project(pid).policy.label_value) == (0.8, 25)
+    assert float(settings_form(saved.text)["label_value"]) == 25
+    cleared = owner.post(f"/p/{pid}/settings", data={**form, "prior_accuracy": "0.8", "label_value": ""})
+    assert cleared.status_code == 200 and service.get_project(pid).policy.label_value is None
+    for bad, message in (("1", "less than 1"), ("0", "greater than 0"), ("x", "valid number")):
+        refused = owner.post(f"/p/{pid}/settings", data={**form, "prior_accuracy": bad})
+        assert refused.status_code == 422
+        field = re.search(r'<div class="field invalid">\s*<label for="f-(\w+)"', refused.text).group(1)
+        assert field == "prior_accuracy" and message in refused.text
+        assert settings_form(refused.text)["prior_accuracy"] == bad  # the value sent, to correct
+    assert service.get_project(pid).policy.prior_accuracy == 0.8
+
+
+def test_the_settings_form_has_every_policy_setting():
+    on_form = {path for path, _ in SETTINGS_FIELDS.values()}
+    for name in (f.name for f in fields(ConsensusPolicy)):
+        if name == "prices":
+            assert {f"policy.prices.{f.name}" for f in fields(Prices)} <= on_form
+        else:
+            assert f"policy.{name}" in on_form
 
 
 def test_tokens_are_shown_once_and_revoke_and_rotate_work(world):

@@ -121,6 +121,8 @@ def aggregate(
 def decide(
     answers: AnswersArgument = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the decisions.")] = Path("decisions.csv"),
+    # the policy's defaults (ConsensusPolicy, Prices), written out so that --help shows them without
+    # importing the engine; the policy checks every value against its declared bounds
     target: Annotated[float, typer.Option(help="Accept a task once P(label is right) reaches this.")] = 0.97,
     min_overlap: Annotated[int, typer.Option(help="Answers every task gets at least.")] = 1,
     max_overlap: Annotated[int, typer.Option(help="Answers after which a task goes to an expert.")] = 5,

@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from crowdloop.consensus import Prices
+from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.consensus.policy import Bounds, bounds_of
+from crowdloop.errors import ConfigError
 from crowdloop.service import AnnotatorInfo
 from crowdloop.service.answer_import import AnswersImported
 from crowdloop.service.stored_text import json_problem
@@ -40,9 +42,49 @@ def _storable(value: Any) -> Any:
 
 
 Payload = Annotated[dict[str, Any], AfterValidator(_storable)]
-Target = Annotated[float, Field(ge=0.5, lt=1)]
-MinOverlap = Annotated[int, Field(ge=0, le=100)]
-MaxOverlap = Annotated[int, Field(ge=1, le=100)]
+
+
+def limits(bounds: Bounds) -> dict[str, float]:
+    """``Field`` keywords (``ge``, ``gt``, ``le``, ``lt``) of a setting's bounds."""
+    out: dict[str, float] = {}
+    if bounds.low is not None:
+        out["gt" if bounds.low_open else "ge"] = bounds.low
+    if bounds.high is not None:
+        out["lt" if bounds.high_open else "le"] = bounds.high
+    return out
+
+
+def bounded(settings: type, name: str, description: str) -> Any:
+    """The ``Field`` of a number setting of the engine's ``settings`` dataclass, with the bounds
+    declared there (``consensus.policy``): the API refuses what the engine would."""
+    return Field(description=description, **limits(bounds_of(settings, name)))
+
+
+POLICY, PRICES = ConsensusPolicy(), Prices()
+"""The engine's defaults, which the API's are."""
+Target = Annotated[
+    float,
+    bounded(ConsensusPolicy, "target", "Accept an item once the calibrated chance its label is right reaches this."),
+]
+MinOverlap = Annotated[int, bounded(ConsensusPolicy, "min_overlap", "Human answers every item gets at least.")]
+MaxOverlap = Annotated[
+    int, bounded(ConsensusPolicy, "max_overlap", "Human answers after which an item goes to a reviewer.")
+]
+LabelValue = Annotated[
+    float,
+    bounded(ConsensusPolicy, "label_value", "What a right label is worth, in the prices' currency (null: not used)."),
+]
+PriorAccuracy = Annotated[
+    float,
+    bounded(
+        ConsensusPolicy,
+        "prior_accuracy",
+        "The stated prior mean accuracy of an annotator, before any evidence (the crowd's agreement moves it).",
+    ),
+]
+CrowdPrice = Annotated[float, bounded(Prices, "crowd", "Price of a crowd answer.")]
+ExpertPrice = Annotated[float, bounded(Prices, "expert", "Price of an expert's (reviewer's) decision.")]
+ModelPrice = Annotated[float, bounded(Prices, "model", "Price of a model's answer.")]
 GoldRate = Annotated[float, Field(ge=0, le=1, description="Share of tasks that are gold (control) items.")]
 LeaseSeconds = Annotated[int, Field(ge=5, le=7 * 86400, description="How long an annotator holds a task.")]
 ModelVotes = Annotated[bool, Field(description="The latest model version votes in the consensus.")]
@@ -78,38 +120,49 @@ class Out(BaseModel):
 class PricesIn(Strict):
     """Price of one answer by kind of opinion."""
 
-    crowd: float = Field(1.0, ge=0, le=1e6)
-    expert: float = Field(10.0, ge=0, le=1e6)
-    model: float = Field(0.0, ge=0, le=1e6)
+    crowd: CrowdPrice = PRICES.crowd
+    expert: ExpertPrice = PRICES.expert
+    model: ModelPrice = PRICES.model
 
 
 class PolicyIn(Strict):
-    """When an item is done: accept at ``target`` confidence, between ``min_overlap`` and
-    ``max_overlap`` human answers; escalate to a reviewer otherwise."""
+    """When an item is done (``ConsensusPolicy``): accept at ``target`` confidence, between
+    ``min_overlap`` and ``max_overlap`` human answers; escalate to a reviewer otherwise."""
 
-    target: Target = 0.97
-    min_overlap: MinOverlap = 1
-    max_overlap: MaxOverlap = 5
-    escalate_early: bool = True
-    partial: bool = True
+    target: Target = POLICY.target
+    min_overlap: MinOverlap = POLICY.min_overlap
+    max_overlap: MaxOverlap = POLICY.max_overlap
+    escalate_early: bool = POLICY.escalate_early
+    partial: bool = POLICY.partial
+    label_value: LabelValue | None = POLICY.label_value
     prices: PricesIn = Field(default_factory=PricesIn)
+    prior_accuracy: PriorAccuracy = POLICY.prior_accuracy
 
     @model_validator(mode="after")
-    def _overlaps(self) -> PolicyIn:
-        if self.max_overlap < self.min_overlap:
-            raise ValueError("max_overlap must be >= min_overlap")
+    def _consistent(self) -> PolicyIn:
+        self.to_policy()  # the engine's checks across fields (max_overlap >= min_overlap)
         return self
+
+    def to_policy(self) -> ConsensusPolicy:
+        """The engine's policy (``ValueError`` with its message when it refuses)."""
+        try:
+            return ConsensusPolicy(**{**dict(self), "prices": Prices(**self.prices.model_dump())})
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class PolicyPatch(Strict):
-    """The policy fields to change (``prices`` too may change in part); the others stay as they are."""
+    """The policy fields to change (``prices`` too may change in part); the others stay as they
+    are. ``null`` leaves a field as it is, except ``label_value``, which it sets to not used."""
 
     target: Target | None = None
     min_overlap: MinOverlap | None = None
     max_overlap: MaxOverlap | None = None
     escalate_early: bool | None = None
     partial: bool | None = None
+    label_value: LabelValue | None = None
     prices: PricesIn | None = None
+    prior_accuracy: PriorAccuracy | None = None
 
 
 class ProjectSettings(Strict):
@@ -154,6 +207,14 @@ class ProjectPatch(Strict):
     audit_rate: AuditRate | None = None
     hide_rate: HideRate | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The settings sent, as ``update_project`` takes them: a ``null`` leaves its setting as it
+        is, except the policy's ``label_value``, which it clears."""
+        given = self.model_dump(exclude_unset=True, exclude_none=True)
+        if self.policy is not None and "label_value" in self.policy.model_fields_set:
+            given.setdefault("policy", {})["label_value"] = self.policy.label_value
+        return given
+
     @model_validator(mode="before")
     @classmethod
     def _labels_stay(cls, data: Any) -> Any:
@@ -166,15 +227,16 @@ class ProjectPatch(Strict):
 
 
 class PolicyOut(Out):
-    """The settings of ``ConsensusPolicy`` a project is created with (``PolicyIn``), without the
-    engine's ``label_value``, which the API does not set."""
+    """A project's ``ConsensusPolicy``, every setting of it (``PolicyIn``)."""
 
     target: float
     min_overlap: int
     max_overlap: int
     escalate_early: bool
     partial: bool
+    label_value: float | None
     prices: Prices
+    prior_accuracy: float
 
 
 class ProjectOut(Out):

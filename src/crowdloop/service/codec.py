@@ -56,8 +56,8 @@ def policy_to_json(policy: ConsensusPolicy) -> dict[str, Any]:
 
 
 def policy_from_json(data: dict[str, Any]) -> ConsensusPolicy:
-    fields = dict(data)
-    return ConsensusPolicy(**{**fields, "prices": Prices(**fields.get("prices", {}))})
+    """The stored policy; a setting it lacks (stored before the setting was) takes its default."""
+    return ConsensusPolicy(**{**data, "prices": Prices(**data.get("prices", {}))})
 
 
 def rules_to_json(rules: SkillRules) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from crowdloop.consensus import ConsensusPolicy, Prices
 from crowdloop.errors import InputError, NotFoundError
 from crowdloop.io.answer_tables import parse_answer_table
 from crowdloop.io.items import ITEM_FORMATS, ImportedItem, read_item_upload
@@ -54,18 +53,10 @@ def project_out(info: ProjectInfo) -> ProjectOut:
 
 
 def _create(service: LabelingService, name: str, labels: LabelSpace, settings: ProjectSettings) -> CreatedProject:
-    policy = settings.policy
     info = service.create_project(
         name,
         labels,
-        ConsensusPolicy(
-            target=policy.target,
-            min_overlap=policy.min_overlap,
-            max_overlap=policy.max_overlap,
-            escalate_early=policy.escalate_early,
-            partial=policy.partial,
-            prices=Prices(**policy.prices.model_dump()),
-        ),
+        settings.policy.to_policy(),
         gold_rate=settings.gold_rate,
         lease_seconds=settings.lease_seconds,
         model_votes=settings.model_votes,
@@ -138,8 +129,7 @@ def update_project(project_id: ProjectId, body: ProjectPatch, caller: Owner, ser
     by one. After a policy or ``model_votes`` change the open items are decided again, in this
     request for a small project, else by the next refit (``left_to_refit``); accepted items stay
     accepted. The label space never changes."""
-    given = body.model_dump(exclude_unset=True, exclude_none=True)
-    update = service.update_project(project_id, **given)
+    update = service.update_project(project_id, **body.changes())
     return ProjectUpdated(
         project=project_out(update.project),
         changed=update.changed,

@@ -17,6 +17,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from crowdloop.consensus import ConsensusPolicy, Prices
+from crowdloop.consensus.policy import Bounds, bounds_of
 from crowdloop.errors import AuthError, ConflictError, CrowdloopError
 from crowdloop.planning.curve import power_law
 from crowdloop.quality.crowd import wilson_interval
@@ -387,9 +389,11 @@ SETTINGS_FIELDS = {
     "max_overlap": ("policy.max_overlap", int),
     "escalate_early": ("policy.escalate_early", bool),
     "partial": ("policy.partial", bool),
+    "prior_accuracy": ("policy.prior_accuracy", float),
     "price_crowd": ("policy.prices.crowd", float),
     "price_expert": ("policy.prices.expert", float),
     "price_model": ("policy.prices.model", float),
+    "label_value": ("policy.label_value", float),
     "gold_rate": ("gold_rate", float),
     "lease_seconds": ("lease_seconds", int),
     "model_votes": ("model_votes", bool),
@@ -398,23 +402,44 @@ SETTINGS_FIELDS = {
 """Form field -> where it goes in the API's ``ProjectPatch`` (the same validation as PATCH)."""
 
 
+def _policy_bounds(path: str) -> Bounds | None:
+    """The engine's declared bounds of the policy setting at ``path`` (None for other settings)."""
+    *owner, name = path.split(".")
+    settings = {("policy",): ConsensusPolicy, ("policy", "prices"): Prices}.get(tuple(owner))
+    try:
+        return None if settings is None else bounds_of(settings, name)
+    except KeyError:
+        return None
+
+
+SETTINGS_BOUNDS = {field: _policy_bounds(path) for field, (path, _) in SETTINGS_FIELDS.items()}
+"""Form field -> its bounds, for the field's help text and an empty optional field."""
+
+
 def _settings_values(info: Any) -> dict[str, Any]:
-    p = info.policy
-    return {
-        "name": info.name, "target": p.target, "min_overlap": p.min_overlap, "max_overlap": p.max_overlap,
-        "escalate_early": p.escalate_early, "partial": p.partial, "price_crowd": p.prices.crowd,
-        "price_expert": p.prices.expert, "price_model": p.prices.model, "gold_rate": info.gold_rate,
-        "lease_seconds": info.lease_seconds, "model_votes": info.model_votes, "suggestions": info.suggestions,
-    }  # fmt: skip
+    """The form's values: each field's setting of ``info`` (an empty text for a setting not used)."""
+    values = {}
+    for field, (path, _) in SETTINGS_FIELDS.items():
+        value = info
+        for part in path.split("."):
+            value = getattr(value, part)
+        values[field] = "" if value is None else value
+    return values
 
 
 def _patch_body(form: dict[str, str]) -> dict[str, Any]:
     """The form as the JSON body of PATCH /projects/{id} would be: unchecked boxes false, numbers
-    as numbers, anything else as the text sent (for the API's model to refuse with its message)."""
+    as numbers, an optional setting left empty null (not used), anything else as the text sent
+    (for the API's model to refuse with its message); a field the form lacks stays as it is."""
     body: dict[str, Any] = {}
     for field, (path, kind) in SETTINGS_FIELDS.items():
-        value: Any = field in form if kind is bool else form.get(field, "").strip()
-        if kind in (int, float):
+        if kind is not bool and field not in form:
+            continue
+        value: Any = field in form if kind is bool else form[field].strip()
+        bounds = SETTINGS_BOUNDS[field]
+        if value == "" and bounds is not None and bounds.optional:
+            value = None
+        elif kind in (int, float):
             value = _number(value)
         node = body
         *parents, leaf = path.split(".")
@@ -437,7 +462,7 @@ def _number(text: str) -> Any:
 async def settings_page(project_id: int, request: Request, service: Service) -> Response:
     caller = await page_caller(request, project_id, "owner")
     info = await call(service.get_project, project_id)
-    context = {"project": info, "values": _settings_values(info), "fields": SETTINGS_FIELDS}
+    context = {"project": info, "values": _settings_values(info), "fields": SETTINGS_FIELDS, "bounds": SETTINGS_BOUNDS}
     return render(request, "settings.html", {**_nav(caller, project_id, "settings"), **context})
 
 
@@ -464,7 +489,8 @@ async def save_settings(project_id: int, request: Request, service: Service) -> 
         for field, (_, kind) in SETTINGS_FIELDS.items():
             if kind is bool:
                 values[field] = field in form
-    context = {"project": info, "values": values, "fields": SETTINGS_FIELDS, "errors": errors, "updated": updated}
+    context = {"project": info, "values": values, "fields": SETTINGS_FIELDS, "bounds": SETTINGS_BOUNDS,
+               "errors": errors, "updated": updated}  # fmt: skip
     return render(
         request, "settings.html", {**_nav(caller, project_id, "settings"), **context}, status=422 if errors else 200
     )
