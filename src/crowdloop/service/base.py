@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, Row, select, update
+from sqlalchemy import Engine, Row, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -320,8 +320,8 @@ class ServiceBase:
     def _item(self, session: Session, project_id: int, external_id: str, *, lock: bool = False) -> Item:
         item = None
         if not text_problem(str(external_id), EXTERNAL_ID_LENGTH):  # no stored id could match
-            statement = select(Item).where(Item.project_id == project_id, Item.external_id == str(external_id))
-            item = session.scalars(self._locked(statement) if lock else statement).first()
+            statement = self._locked(q.ITEM_BY_EXTERNAL_ID) if lock else q.ITEM_BY_EXTERNAL_ID
+            item = session.scalars(statement, {"project": project_id, "external_id": str(external_id)}).first()
         if item is None:
             raise NotFoundError(f"no item {external_id!r} in project {project_id}")
         return item
@@ -445,11 +445,7 @@ class ServiceBase:
 
         def work(session: Session) -> int:
             self._project(session, project_id)
-            found = session.scalar(
-                select(ModelVersion.id).where(
-                    ModelVersion.project_id == project_id, ModelVersion.name == name, ModelVersion.version == version
-                )
-            )
+            found = session.scalar(q.MODEL_VERSION_ID, {"project": project_id, "name": name, "version": version})
             if found is not None:
                 return found
             row = ModelVersion(

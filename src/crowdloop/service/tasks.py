@@ -7,13 +7,13 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase, update_rows
+from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase
 from crowdloop.service.label_errors import disputed_fields
 from crowdloop.service.stored_text import json_problem, text_problem
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
@@ -29,7 +29,7 @@ from crowdloop.service.types import (
 )
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
-from crowdloop.store.schema import Annotator, Answer, Item, Lease, utcnow
+from crowdloop.store.schema import Annotator, Answer, Item, utcnow
 
 REVIEWED = "reviewed"
 IDEMPOTENCY_KEY_LENGTH = 200
@@ -409,13 +409,13 @@ class Tasks(ServiceBase):
         self._check_lease_id(lease_id)
 
         def work(session: Session) -> None:
-            lease = session.scalars(self._locked(select(Lease).where(Lease.id == lease_id))).first()
+            lease = session.execute(q.LEASE_LOCKED if self._pg else q.LEASE, {"lease": lease_id}).first()
             if lease is None or lease.annotator_id != annotator.id:
                 raise NotFoundError(f"no lease {lease_id!r} for this annotator")
             if lease.state != "open":
                 raise ConflictError(f"lease {lease_id} is {lease.state}")
-            session.execute(update_rows(Lease).where(Lease.id == lease_id).values(state="skipped"))
-            session.execute(update_rows(Item).where(Item.id == lease.item_id).values(open_leases=Item.open_leases - 1))
+            session.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "skipped"})
+            session.execute(q.RELEASE_ITEM, {"item": lease.item_id})
 
         self._run(work)
 
@@ -433,20 +433,10 @@ class Tasks(ServiceBase):
             labels = self._label_space(project)
             connection = session.connection()
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
-            items = session.scalars(
-                select(Item)
-                .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.status.in_((ESCALATED, DISPUTED)))
-                .order_by(Item.updated_at, Item.id)
-                .limit(limit)
-            ).all()
+            items = session.scalars(q.REVIEW_QUEUE, {"project": project_id, "size": limit}).all()
             out = []
             for item in items:
-                answers = session.execute(
-                    select(Annotator.name, Answer.label)
-                    .join(Annotator, Annotator.id == Answer.annotator_id)
-                    .where(Answer.item_id == item.id)
-                    .order_by(Answer.id)
-                ).all()
+                answers = session.execute(q.NAMED_ANSWERS, {"item": item.id}).all()
                 state = self._state(item, labels)
                 shown = self._suggestions(connection, project, item.id, newest) or []
                 out.append(
@@ -481,9 +471,7 @@ class Tasks(ServiceBase):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             if item.is_gold:
                 raise ConflictError(f"item {external_id!r} is a gold item: its label is known")
-            own = session.scalars(
-                select(Answer).where(Answer.item_id == item.id, Answer.annotator_id == person.id)
-            ).first()
+            own = session.scalars(q.OWN_ANSWER, {"item": item.id, "annotator": person.id}).first()
             if own is not None:
                 own.label, own.is_review = code, True
             else:

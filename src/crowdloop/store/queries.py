@@ -337,3 +337,31 @@ RELEASE_CLAIM = (
     update(job_claims).where(_claim, job_claims.c.holder == bindparam("claimant")).values(expires_at=bindparam("now"))
 )
 CLAIM_HOLDER = select(job_claims.c.holder, job_claims.c.expires_at).where(_claim)
+
+# --- items, reviews and model versions read as ORM rows by the service (off the hot path) -------
+ITEM_BY_EXTERNAL_ID = select(Item).where(
+    Item.project_id == bindparam("project"), Item.external_id == bindparam("external_id")
+)
+"""One item of a project (an ORM row) by its external id."""
+REVIEW_QUEUE = (
+    select(Item)
+    .where(Item.project_id == bindparam("project"), Item.is_gold.is_(False), Item.status.in_(("escalated", "disputed")))
+    .order_by(Item.updated_at, Item.id)
+    .limit(bindparam("size"))
+)
+"""The project's escalated and disputed items (ORM rows), oldest change first: the reviewers' queue."""
+NAMED_ANSWERS = (
+    select(Annotator.name, Answer.label)
+    .join(Annotator, Annotator.id == Answer.annotator_id)
+    .where(Answer.item_id == bindparam("item"))
+    .order_by(Answer.id)
+)
+"""An item's answers, oldest first, with their annotator's name."""
+OWN_ANSWER = select(Answer).where(Answer.item_id == bindparam("item"), Answer.annotator_id == bindparam("annotator"))
+"""An annotator's answer to an item (an ORM row; at most one)."""
+MODEL_VERSION_ID = select(ModelVersion.id).where(
+    ModelVersion.project_id == bindparam("project"),
+    ModelVersion.name == bindparam("name"),
+    ModelVersion.version == bindparam("version"),
+)
+"""The id of a project's model version by name and version."""
