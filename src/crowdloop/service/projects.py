@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +22,6 @@ from crowdloop.service.base import (
     confidence_or_none,
     make_token,
     token_digest,
-    update_rows,
 )
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
@@ -48,19 +46,11 @@ from crowdloop.service.types import (
     ProjectUpdate,
     Role,
 )
+from crowdloop.store import model_queries as mq
+from crowdloop.store import project_queries as pq
 from crowdloop.store import queries as q
 from crowdloop.store.direct import DirectConnection
-from crowdloop.store.schema import (
-    Annotator,
-    ApiToken,
-    Event,
-    GoldLabel,
-    Item,
-    ModelVersion,
-    Prediction,
-    Project,
-    utcnow,
-)
+from crowdloop.store.schema import Annotator, ApiToken, Project, utcnow
 
 T = TypeVar("T")
 REDECIDE_IN_CALL = 10 * PAGE
@@ -244,7 +234,7 @@ class Projects(ServiceBase):
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
             self._project(session, project_id)
-            row = session.scalars(self._locked(select(Project).where(Project.id == project_id))).one()
+            row = session.scalars(self._locked(pq.PROJECT_ROW), {"project": project_id}).one()
             new = settings_columns(
                 policy=self._new_settings(policy, codec.policy_from_json(row.policy), "policy"),
                 rules=self._new_settings(rules, codec.rules_from_json(row.rules), "rules"),
@@ -285,9 +275,7 @@ class Projects(ServiceBase):
     @staticmethod
     def _open_and_all(session: Session, project_id: int) -> tuple[int, int]:
         """The project's open items and all its items but gold, counted on the progress index."""
-        rows = session.execute(
-            select(Item.status, func.count()).where(Item.project_id == project_id).group_by(Item.status)
-        ).all()
+        rows = session.execute(pq.STATUS_COUNTS, {"project": project_id}).all()
         counts = dict(rows)
         return sum(counts.get(s, 0) for s in (MORE, ESCALATED)), sum(n for s, n in rows if s != "gold")
 
@@ -299,7 +287,7 @@ class Projects(ServiceBase):
                 row = (
                     None
                     if text_problem(project, NAME_LENGTH)
-                    else session.scalars(select(Project).where(Project.name == project)).first()
+                    else session.scalars(pq.PROJECT_BY_NAME, {"name": project}).first()
                 )
                 if row is None:
                     raise NotFoundError(f"no project named {project!r}")
@@ -309,7 +297,7 @@ class Projects(ServiceBase):
         return self._read(work)
 
     def list_projects(self) -> list[ProjectInfo]:
-        return self._read(lambda s: [self._info(p) for p in s.scalars(select(Project).order_by(Project.id))])
+        return self._read(lambda s: [self._info(p) for p in s.scalars(pq.ALL_PROJECTS)])
 
     def import_items(
         self,
@@ -351,9 +339,7 @@ class Projects(ServiceBase):
     ) -> None:
         project = self._project(session, project_id)
         ids = [p["external_id"] for p in parsed]
-        taken = set(
-            session.scalars(select(Item.external_id).where(Item.project_id == project_id, Item.external_id.in_(ids)))
-        )
+        taken = set(session.scalars(pq.ITEM_IDS, {"project": project_id, "ids": ids}))
         if taken:
             rows = [first_row + i for i, x in enumerate(ids) if x in taken]
             raise InputError(
@@ -391,14 +377,10 @@ class Projects(ServiceBase):
                     "updated_at": now,
                 }
             )
-        session.execute(insert(Item.__table__), values)  # one executemany, no RETURNING (row-at-a-time on SQLite)
+        session.execute(pq.NEW_ITEMS, values)
         item_ids: list[int | None] = [None] * len(values)
         if any(p["gold"] is not None or p["predictions"] for p in parsed) or (table.status == ACCEPTED).any():
-            found = dict(
-                session.execute(
-                    select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(ids))
-                ).all()
-            )
+            found = dict(session.execute(pq.ITEM_IDS, {"project": project_id, "ids": ids}).all())
             item_ids = [found[x] for x in ids]
         gold_rows = [
             {"item_id": item_id, "label": p["gold"], "hint": p["hint"]}
@@ -406,7 +388,7 @@ class Projects(ServiceBase):
             if p["gold"] is not None
         ]
         if gold_rows:
-            session.execute(insert(GoldLabel), gold_rows)
+            session.execute(pq.NEW_GOLD, gold_rows)
         predictions = [
             {
                 "model_version_id": version_id,
@@ -418,12 +400,8 @@ class Projects(ServiceBase):
             if p["predictions"]
         ]
         if predictions:
-            session.execute(insert(Prediction), predictions)
-            session.execute(
-                update_rows(ModelVersion)
-                .where(ModelVersion.id == version_id)
-                .values(prediction_count=ModelVersion.prediction_count + len(predictions))
-            )
+            session.execute(mq.NEW_PREDICTIONS, predictions)
+            session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(predictions)})
         automated = [
             {
                 "project_id": project_id,
@@ -436,7 +414,7 @@ class Projects(ServiceBase):
             if v["status"] == ACCEPTED
         ]
         if automated:
-            session.execute(insert(Event), automated)
+            session.execute(q.NEW_EVENTS, automated)
 
     def add_gold(self, project_id: int, rows: Iterable[GoldIn], *, batch_size: int = 5000) -> int:
         """Make imported items gold (true label, optional hint); returns the number marked."""
@@ -454,13 +432,7 @@ class Projects(ServiceBase):
                 session: Session, batch: list[GoldIn] = batch, codes: np.ndarray = codes, first: int = marked + 1
             ) -> None:
                 ids = [str(g.external_id) for g in batch]
-                found = dict(
-                    session.execute(
-                        select(Item.external_id, Item.id).where(
-                            Item.project_id == project_id, Item.external_id.in_(ids)
-                        )
-                    ).all()
-                )
+                found = dict(session.execute(pq.ITEM_IDS, {"project": project_id, "ids": ids}).all())
                 missing = [first + i for i, x in enumerate(ids) if x not in found]
                 if missing:
                     raise InputError(
@@ -468,35 +440,23 @@ class Projects(ServiceBase):
                     )
                 item_ids = [found[x] for x in ids]
                 session.execute(
-                    update_rows(Item),
-                    [
-                        {
-                            "id": i,
-                            "is_gold": True,
-                            "status": "gold",
-                            "label": int(c),
-                            "confidence": 1.0,
-                            "needed": 0,
-                            "priority": 0.0,
-                        }
-                        for i, c in zip(item_ids, codes, strict=True)
-                    ],
+                    pq.MAKE_GOLD, [{"item": i, "label": int(c)} for i, c in zip(item_ids, codes, strict=True)]
                 )
-                existing = set(session.scalars(select(GoldLabel.item_id).where(GoldLabel.item_id.in_(item_ids))))
+                existing = set(session.scalars(pq.GOLD_OF, {"items": item_ids}))
                 fresh = [
                     {"item_id": i, "label": int(c), "hint": g.hint}
                     for i, c, g in zip(item_ids, codes, batch, strict=True)
                     if i not in existing
                 ]
                 if fresh:
-                    session.execute(insert(GoldLabel), fresh)
+                    session.execute(pq.NEW_GOLD, fresh)
                 changed = [
-                    {"item_id": i, "label": int(c), "hint": g.hint}
+                    {"item": i, "label": int(c), "hint": g.hint}
                     for i, c, g in zip(item_ids, codes, batch, strict=True)
                     if i in existing
                 ]
                 if changed:
-                    session.execute(update_rows(GoldLabel), changed)
+                    session.execute(pq.SET_GOLD, changed)
 
             self._run(work)
             marked += len(batch)
@@ -569,11 +529,7 @@ class Projects(ServiceBase):
 
         def work(session: Session) -> None:
             self._annotator(session, annotator_id)
-            session.execute(
-                update_rows(ApiToken)
-                .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
-                .values(revoked=True)
-            )
+            session.execute(pq.REVOKE_TOKENS_OF, {"annotator": annotator_id})
             session.add(
                 ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
             )
@@ -588,9 +544,7 @@ class Projects(ServiceBase):
         digest = token_digest(token)
 
         def work(session: Session) -> int:
-            return session.execute(
-                update_rows(ApiToken).where(ApiToken.digest == digest, ApiToken.revoked.is_(False)).values(revoked=True)
-            ).rowcount
+            return session.execute(pq.REVOKE_TOKEN, {"digest": digest}).rowcount
 
         if not self._run(work):
             raise AuthError("unknown or revoked API token")
@@ -601,12 +555,7 @@ class Projects(ServiceBase):
 
         def work(session: Session) -> int:
             self._annotator(session, annotator_id)
-            result = session.execute(
-                update_rows(ApiToken)
-                .where(ApiToken.annotator_id == annotator_id, ApiToken.revoked.is_(False))
-                .values(revoked=True)
-            )
-            return result.rowcount
+            return session.execute(pq.REVOKE_TOKENS_OF, {"annotator": annotator_id}).rowcount
 
         return self._run(work)
 
@@ -667,7 +616,7 @@ class Projects(ServiceBase):
 
         def work(session: Session) -> list[AnnotatorInfo]:
             rules = self._rules_of(session, project_id)
-            rows = session.scalars(select(Annotator).where(Annotator.project_id == project_id).order_by(Annotator.id))
+            rows = session.scalars(pq.PROJECT_ANNOTATORS, {"project": project_id})
             return [self._annotator_info(a, rules) for a in rows]
 
         return self._read(work)
