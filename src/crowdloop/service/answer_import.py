@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,25 +25,9 @@ from crowdloop.service.intake import batched, check_batch
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.service.tasks import Tasks
 from crowdloop.service.types import DISPUTED
+from crowdloop.store import project_queries as pq
 from crowdloop.store import queries as q
-from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, utcnow
-
-_COUNT_ANSWERS = (
-    update(Item.__table__)
-    .where(Item.__table__.c.id == bindparam("item"))
-    .values(answer_count=Item.__table__.c.answer_count + bindparam("n"))
-)
-_RECORD_MANY = (
-    update(q.annotators)
-    .where(q.annotators.c.id == bindparam("annotator"))
-    .values(
-        answer_count=q.annotators.c.answer_count + bindparam("n"),
-        gold_right=q.annotators.c.gold_right + bindparam("right"),
-        gold_total=q.annotators.c.gold_total + bindparam("gold"),
-        since_right=q.annotators.c.since_right + bindparam("right"),
-        since_total=q.annotators.c.since_total + bindparam("gold"),
-    )
-)
+from crowdloop.store.schema import utcnow
 
 
 @dataclass(frozen=True)
@@ -126,14 +109,8 @@ class AnswerImport(Tasks):
         items = self._answered_items(session, project_id, batch)
         annotators, created = self._annotators_by_name(session, project_id, sorted({r.annotator for r in batch.rows}))
         pairs = [(items[r.item].id, annotators[r.annotator].id) for r in batch.rows]
-        stored = set(
-            session.execute(
-                select(Answer.item_id, Answer.annotator_id).where(
-                    Answer.item_id.in_(sorted({i for i, _ in pairs})),
-                    Answer.annotator_id.in_(sorted({a for _, a in pairs})),
-                )
-            ).all()
-        )
+        asked = {"items": sorted({i for i, _ in pairs}), "annotators": sorted({a for _, a in pairs})}
+        stored = set(session.execute(pq.ANSWER_PAIRS, asked).all())
         fresh, duplicates = [], []
         for i, pair in enumerate(pairs):
             if pair in stored:
@@ -147,7 +124,7 @@ class AnswerImport(Tasks):
         rows = [(batch.rows[i], items[batch.rows[i].item], annotators[batch.rows[i].annotator], int(batch.codes[i]))
                 for i in fresh]  # fmt: skip
         session.execute(
-            insert(Answer.__table__),
+            pq.NEW_ANSWERS,
             [{"project_id": project_id, "item_id": item.id, "annotator_id": who.id, "label": code,
               "is_gold": item.is_gold, "is_review": row.review, "created_at": now}
              for row, item, who, code in rows],
@@ -155,7 +132,7 @@ class AnswerImport(Tasks):
         answers = [(row, item, who, code) for row, item, who, code in rows if not row.review]
         counts = Counter(item.id for _, item, _, _ in answers)
         if counts:
-            session.execute(_COUNT_ANSWERS, [{"item": i, "n": n} for i, n in counts.items()])
+            session.execute(pq.COUNT_ANSWERS, [{"item": i, "n": n} for i, n in counts.items()])
         self._record(session, project, answers)
         reviews = {item.id: (item, who, code) for row, item, who, code in rows if row.review}  # the last one wins
         self._settle(session, project, list(reviews.values()), imported=True)
@@ -172,13 +149,8 @@ class AnswerImport(Tasks):
     def _answered_items(self, session: Session, project_id: int, batch: _Batch) -> dict[str, Any]:
         """The batch's items (locked on PostgreSQL, as ``submit`` locks them) with their true label."""
         ids = list(dict.fromkeys(r.item for r in batch.rows))
-        statement = (
-            select(Item.id, Item.external_id, Item.is_gold, Item.status, Item.label, GoldLabel.label.label("truth"))
-            .outerjoin(GoldLabel, GoldLabel.item_id == Item.id)
-            .where(Item.project_id == project_id, Item.external_id.in_(ids))
-            .order_by(Item.id)
-        )
-        items = {r.external_id: r for r in session.execute(self._locked(statement, of=Item)).all()}
+        statement = pq.IMPORTED_ITEMS_LOCKED if self._pg else pq.IMPORTED_ITEMS
+        items = {r.external_id: r for r in session.execute(statement, {"project": project_id, "ids": ids}).all()}
         missing = [batch.first_row + i for i, r in enumerate(batch.rows) if r.item not in items]
         if missing:
             raise InputError(
@@ -203,19 +175,17 @@ class AnswerImport(Tasks):
     @staticmethod
     def _annotators_by_name(session: Session, project_id: int, names: list[str]) -> tuple[dict[str, Any], list[str]]:
         """The project's annotators of ``names``; the missing ones created (humans, no token)."""
-        statement = select(*(q.annotators.c[c] for c in q.ANNOTATOR_COLUMNS)).where(
-            q.annotators.c.project_id == project_id, q.annotators.c.name.in_(names)
-        )
-        found = {r.name: r for r in session.execute(statement).all()}
+        params = {"project": project_id, "names": names}
+        found = {r.name: r for r in session.execute(pq.ANNOTATORS_NAMED, params).all()}
         created = [name for name in names if name not in found]
         if created:
             zero = dict.fromkeys(("answer_count", *q.SKILL_COLUMNS), 0)
             session.execute(
-                insert(Annotator.__table__),
+                pq.NEW_ANNOTATORS,
                 [{"project_id": project_id, "name": name, "role": "annotator", "kind": "human", "status": "active",
                   "created_at": utcnow(), **zero} for name in created],
             )  # fmt: skip
-            found = {r.name: r for r in session.execute(statement).all()}
+            found = {r.name: r for r in session.execute(pq.ANNOTATORS_NAMED, params).all()}
         return found, created
 
     def _record(self, session: Session, project: ProjectRow, answers: list[tuple]) -> None:
@@ -233,18 +203,14 @@ class AnswerImport(Tasks):
         gold = np.bincount(slot, weights=on_gold, minlength=len(annotators))
         right = np.bincount(slot, weights=credit, minlength=len(annotators))
         session.execute(
-            _RECORD_MANY,
+            pq.RECORD_MANY,
             [{"annotator": int(a), "n": int(c), "gold": float(g), "right": float(r)}
              for a, c, g, r in zip(annotators, n, gold, right, strict=True)],
         )  # fmt: skip
         graded = [int(a) for a, g in zip(annotators, gold, strict=True) if g]
         if graded:
             rules = self._rules(project)
-            rows = session.execute(
-                select(*(q.annotators.c[c] for c in q.ANNOTATOR_COLUMNS))
-                .where(q.annotators.c.id.in_(graded))
-                .order_by(q.annotators.c.id)
-            ).all()
+            rows = session.execute(pq.ANNOTATORS_BY_ID, {"annotators": graded}).all()
             for row in rows:
                 self._judge(session, project, row, rules)
 
