@@ -6,18 +6,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.errors import InputError
-from crowdloop.service.base import update_rows
 from crowdloop.service.intake import batched, check_batch, parse_probs
 from crowdloop.service.label_errors import LabelErrors
 from crowdloop.service.priorities import prioritize
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, check_text
 from crowdloop.service.types import ModelVersionInfo
-from crowdloop.store.schema import Item, ModelVersion, Prediction
+from crowdloop.store import learning as sql
+from crowdloop.store import model_queries as mq
+from crowdloop.store import project_queries as pq
 
 
 class Predictions(LabelErrors):
@@ -75,11 +74,7 @@ class Predictions(LabelErrors):
         self, session: Session, project_id: int, version_id: int, ids: list[str], parsed: list, first: int
     ) -> None:
         project = self._project(session, project_id)
-        found = dict(
-            session.execute(
-                select(Item.external_id, Item.id).where(Item.project_id == project_id, Item.external_id.in_(ids))
-            ).all()
-        )
+        found = dict(session.execute(pq.ITEM_IDS, {"project": project_id, "ids": ids}).all())
         missing = [first + i for i, x in enumerate(ids) if x not in found]
         if missing:
             raise InputError(
@@ -89,60 +84,30 @@ class Predictions(LabelErrors):
                 unit="row",
             )
         item_ids = [found[x] for x in ids]
-        already = set(
-            session.scalars(
-                select(Prediction.item_id).where(
-                    Prediction.model_version_id == version_id, Prediction.item_id.in_(item_ids)
-                )
-            )
-        )
+        stored = dict(session.execute(mq.PREDICTION_IDS, {"version": version_id, "items": item_ids}).all())
         fresh = [
             {"model_version_id": version_id, "item_id": i, "labels": p[0], "probs": p[1]}
             for i, p in zip(item_ids, parsed, strict=True)
-            if i not in already
+            if i not in stored
         ]
         stale = [
-            {"id": pid, "labels": p[1][0], "probs": p[1][1]}
-            for pid, p in self._prediction_ids(session, version_id, item_ids, parsed, already)
+            {"prediction": stored[i], "labels": p[0], "probs": p[1]}
+            for i, p in zip(item_ids, parsed, strict=True)
+            if i in stored
         ]
         if fresh:
-            session.execute(insert(Prediction), fresh)
+            session.execute(mq.NEW_PREDICTIONS, fresh)
         if stale:
-            session.execute(update_rows(Prediction), stale)
-        session.execute(
-            update_rows(ModelVersion)
-            .where(ModelVersion.id == version_id)
-            .values(prediction_count=ModelVersion.prediction_count + len(fresh))
-        )
+            session.execute(mq.SET_PREDICTION, stale)
+        session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(fresh)})
         if version_id in self._voting_versions(session, project):
-            items = session.scalars(
-                self._locked(
-                    select(Item).where(
-                        Item.id.in_(item_ids), Item.is_gold.is_(False), Item.status.in_((MORE, ESCALATED))
-                    )
-                )
-            ).all()
-            self._redecide(session, project, list(items))
-
-    @staticmethod
-    def _prediction_ids(session: Session, version_id: int, item_ids: list[int], parsed: list, already: set) -> list:
-        if not already:
-            return []
-        by_item = dict(
-            session.execute(
-                select(Prediction.item_id, Prediction.id).where(
-                    Prediction.model_version_id == version_id, Prediction.item_id.in_(list(already))
-                )
-            ).all()
-        )
-        return [(by_item[i], (i, p)) for i, p in zip(item_ids, parsed, strict=True) if i in by_item]
+            statement = mq.OPEN_AMONG_LOCKED if self._pg else mq.OPEN_AMONG
+            self._redecide(session, project, session.execute(statement, {"items": item_ids}).all())
 
     def model_versions(self, project_id: int) -> list[ModelVersionInfo]:
         def work(session: Session) -> list[ModelVersionInfo]:
             self._project(session, project_id)
-            rows = session.scalars(
-                select(ModelVersion).where(ModelVersion.project_id == project_id).order_by(ModelVersion.id)
-            )
+            rows = session.execute(sql.MODEL_VERSIONS, {"project": project_id})
             return [
                 ModelVersionInfo(r.id, r.project_id, r.name, r.version, r.prediction_count, r.temperature, r.created_at)
                 for r in rows

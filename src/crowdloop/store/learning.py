@@ -114,10 +114,12 @@ DISPUTE_COUNTS = (
 MODEL_NAME = select(models.c.name, models.c.version).where(models.c.id == bindparam("model"))
 
 MODEL_VERSIONS = (
-    select(models.c.id, models.c.name, models.c.version, models.c.created_at)
+    select(models.c.id, models.c.project_id, models.c.name, models.c.version, models.c.prediction_count,
+           models.c.temperature, models.c.created_at)
     .where(models.c.project_id == bindparam("project"))
     .order_by(models.c.id)
-)
+)  # fmt: skip
+"""The project's model versions, oldest first, with their predictions counted and temperature."""
 SETTLED_BY = select(func.count(func.distinct(events.c.item_id))).where(
     events.c.project_id == bindparam("project"),
     events.c.kind.in_(("accepted", "reviewed")),

@@ -65,6 +65,24 @@ COUNT_PREDICTIONS = (
     .values(prediction_count=versions.c.prediction_count + bindparam("added"))
 )
 NEW_PREDICTIONS = insert(predictions)
+PREDICTION_IDS = select(predictions.c.item_id, predictions.c.id).where(
+    predictions.c.model_version_id == bindparam("version"),
+    predictions.c.item_id.in_(bindparam("items", expanding=True)),
+)
+"""A version's predictions (item id, prediction id) for the items ``items`` it has predicted already."""
+SET_PREDICTION = (
+    update(predictions)
+    .where(predictions.c.id == bindparam("prediction"))
+    .values(labels=bindparam("labels"), probs=bindparam("probs"))
+)
+"""A stored prediction's labels and probabilities, replaced."""
+OPEN_AMONG = select(items.c.id, items.c.status).where(
+    items.c.id.in_(bindparam("items", expanding=True)),
+    items.c.is_gold.is_(False),
+    items.c.status.in_(("more", "escalated")),
+)
+"""Of the items ``items``, the open ones (more answers or escalated): those a new prediction may decide."""
+OPEN_AMONG_LOCKED = OPEN_AMONG.with_for_update()
 
 # --- open items the version has no opinion on yet ------------------------------------------------
 UNPREDICTED = (
