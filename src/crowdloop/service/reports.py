@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED
@@ -17,7 +16,7 @@ from crowdloop.service.intake import check_batch
 from crowdloop.service.label_errors import label_error_counts
 from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Progress, ResultRow
-from crowdloop.store.schema import Annotator, Answer, Event, GoldLabel, Item, ModelVersion, Prediction
+from crowdloop.store import report_queries as rq
 
 
 def label_source(status: str, model_version: str | None) -> str:
@@ -28,22 +27,9 @@ def label_source(status: str, model_version: str | None) -> str:
 
 
 def sourced(row: Any) -> tuple[str, str | None]:
-    """``ResultRow.source`` and ``model_version`` of an item row of ``_item_rows``."""
+    """``ResultRow.source`` and ``model_version`` of an item row of ``report_queries.RESULTS_PAGE``."""
     source = label_source(row.status, row.version)
     return source, row.version if source == "model" else None
-
-
-def _item_rows(project_id: int, last: int, size: int, *extra: Any) -> Any:
-    """A page of the project's items after id ``last``: id, external id, status, label,
-    confidence, answer count, ``extra`` columns and the version of the model that labelled it."""
-    return (
-        select(Item.id, Item.external_id, Item.status, Item.label, Item.confidence, Item.answer_count, *extra,
-               ModelVersion.version)
-        .outerjoin(ModelVersion, ModelVersion.id == Item.model_version_id)
-        .where(Item.project_id == project_id, Item.id > last)
-        .order_by(Item.id)
-        .limit(size)
-    )  # fmt: skip
 
 
 class ExportPage(NamedTuple):
@@ -62,18 +48,7 @@ class Reports(ServiceBase):
             project = self._project(session, project_id)
             policy = self._policy(project)
             # one pass over a covering index of items, one over answers: no table scan
-            by_status = session.execute(
-                select(
-                    Item.status,
-                    func.count(),
-                    func.coalesce(func.sum(Item.answer_count), 0),
-                    func.coalesce(func.sum(Item.confidence), 0.0),
-                    func.count(Item.confidence),
-                    func.count().filter(Item.answer_count == 0),
-                )
-                .where(Item.project_id == project_id)
-                .group_by(Item.status)
-            ).all()
+            by_status = session.execute(rq.ITEM_PROGRESS, {"project": project_id}).all()
             counts = {row[0]: int(row[1]) for row in by_status}
             real = [row for row in by_status if row[0] != "gold"]
             n_items = sum(int(row[1]) for row in real)
@@ -82,30 +57,14 @@ class Reports(ServiceBase):
             confident = sum(int(row[4]) for row in settled)
             mean_confidence = sum(float(row[3]) for row in settled) / confident if confident else None
             automated = sum(int(row[5]) for row in real if row[0] == ACCEPTED)
-            kinds = session.execute(
-                select(Answer.is_gold, Answer.is_review, func.count())
-                .where(Answer.project_id == project_id)
-                .group_by(Answer.is_gold, Answer.is_review)
-            ).all()
+            kinds = session.execute(rq.ANSWER_KINDS, {"project": project_id}).all()
             total = sum(int(n) for _, _, n in kinds)
             gold_answers = sum(int(n) for gold, review, n in kinds if gold and not review)
             reviews = sum(int(n) for _, review, n in kinds if review)
             accepted = counts.get(ACCEPTED, 0)
             versions = self._voting_versions(session, project)
-            model_rows = (
-                session.scalar(
-                    select(func.coalesce(func.sum(ModelVersion.prediction_count), 0)).where(
-                        ModelVersion.id.in_(list(versions))
-                    )
-                )
-                if versions
-                else 0
-            )
-            people = session.execute(
-                select(func.count(), func.coalesce(func.sum((Annotator.status == "banned").cast(Integer)), 0)).where(
-                    Annotator.project_id == project_id, Annotator.kind == "human"
-                )
-            ).one()
+            model_rows = session.scalar(rq.MODEL_ROWS, {"versions": list(versions)}) if versions else 0
+            people = session.execute(rq.PEOPLE, {"project": project_id}).one()
             crowd = total - reviews
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
             model_labelled, audit, model_versions = self._model_progress(session, project, n_items)  # type: ignore[attr-defined]
@@ -143,7 +102,7 @@ class Reports(ServiceBase):
         while True:
             page = self._read(
                 lambda s, last=last: s.execute(
-                    _item_rows(project_id, last, batch_size).where(Item.is_gold.is_(False))
+                    rq.RESULTS_PAGE, {"project": project_id, "last": last, "size": batch_size}
                 ).all()
             )
             if not page:
@@ -206,45 +165,22 @@ class Reports(ServiceBase):
 
     @staticmethod
     def _export_page(session: Session, project_id: int, last: int, size: int, details: bool) -> tuple | None:
-        items = session.execute(
-            _item_rows(project_id, last, size, Item.payload, GoldLabel.hint).outerjoin(
-                GoldLabel, GoldLabel.item_id == Item.id
-            )
-        ).all()
+        items = session.execute(rq.EXPORT_PAGE, {"project": project_id, "last": last, "size": size}).all()
         if not items:
             return None
         first, end = items[0].id, items[-1].id
         if not details:
             return end, items, [], []
-        answers = session.execute(
-            select(Answer.item_id, Annotator.name, Answer.label, Answer.is_review)
-            .join(Annotator, Annotator.id == Answer.annotator_id)
-            .where(Answer.project_id == project_id, Answer.item_id.between(first, end))
-            .order_by(Answer.item_id, Answer.id)
-        ).all()
-        predictions = session.execute(
-            select(Prediction.item_id, ModelVersion.name, ModelVersion.version, Prediction.labels, Prediction.probs)
-            .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-            .where(ModelVersion.project_id == project_id, Prediction.item_id.between(first, end))
-            .order_by(Prediction.item_id, ModelVersion.id)
-        ).all()
+        span = {"project": project_id, "first": first, "end": end}
+        answers = session.execute(rq.EXPORT_ANSWERS, span).all()
+        predictions = session.execute(rq.EXPORT_PREDICTIONS, span).all()
         return end, items, answers, predictions
 
     def answers_frame(self, project_id: int) -> pd.DataFrame:
         """The human answers as a crowd-kit frame: ``task, worker, label`` (plus ``duration_ms``,
         ``gold``: whether the item is gold, ``review``: a reviewer's final decision)."""
         info = self.get_project(project_id)
-        rows = self._read(
-            lambda s: s.execute(
-                select(
-                    Item.external_id, Annotator.name, Answer.label, Answer.duration_ms, Answer.is_gold, Answer.is_review
-                )
-                .join(Item, Item.id == Answer.item_id)
-                .join(Annotator, Annotator.id == Answer.annotator_id)
-                .where(Answer.project_id == project_id)
-                .order_by(Answer.id)
-            ).all()
-        )
+        rows = self._read(lambda s: s.execute(rq.ANSWERS_FRAME, {"project": project_id}).all())
         frame = pd.DataFrame(rows, columns=["task", "worker", "label", "duration_ms", "gold", "review"])
         frame["label"] = info.labels.decode(frame["label"].to_numpy(dtype=np.int64)) if len(frame) else []
         return frame
@@ -255,14 +191,7 @@ class Reports(ServiceBase):
 
         def work(session: Session) -> list[dict[str, Any]]:
             self._project(session, project_id)
-            rows = session.execute(
-                select(Event, Item.external_id, Annotator.name)
-                .outerjoin(Item, Item.id == Event.item_id)
-                .outerjoin(Annotator, Annotator.id == Event.annotator_id)
-                .where(Event.project_id == project_id)
-                .order_by(Event.id.desc())
-                .limit(limit)
-            ).all()
+            rows = session.execute(rq.EVENTS, {"project": project_id, "size": limit}).all()
             return [
                 {"id": e.id, "kind": e.kind, "item": item, "annotator": name, "detail": e.detail, "at": e.created_at}
                 for e, item, name in rows
