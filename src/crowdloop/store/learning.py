@@ -114,7 +114,7 @@ DISPUTE_COUNTS = (
 MODEL_NAME = select(models.c.name, models.c.version).where(models.c.id == bindparam("model"))
 
 MODEL_VERSIONS = (
-    select(models.c.id, models.c.name, models.c.version, models.c.created_at)
+    select(models.c.id, models.c.name, models.c.version, models.c.created_at, models.c.training_size)
     .where(models.c.project_id == bindparam("project"))
     .order_by(models.c.id)
 )
