@@ -102,6 +102,7 @@ class ServiceDecision:
             label=answers.label.astype(np.int64), truth_item=codes.astype(np.int64),
             truth_label=answers.labels.encode(gold.to_numpy()).astype(np.int64),
             soft=pd.DataFrame(columns=["version", "item", "label", "prob"]),
+            names=pd.Series(answers.items.astype(str), index=np.arange(answers.n_items)),
         )  # fmt: skip
         self.result = refit(stored, answers.labels, self.policy, SkillRules())
         self.gold_codes = codes

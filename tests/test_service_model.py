@@ -321,3 +321,19 @@ def test_the_worker_refits_once_enough_answers_came_in(service) -> None:
             if task is not None:
                 service.submit(who, task.lease_id, "lamp")
     assert worker.refit_due(project_id) and not worker.refit_due(project_id)
+
+
+def test_the_plan_counts_the_labels_each_version_trained_on(service) -> None:
+    """A version the service trained knows its training-set size: the plan's curve puts it there,
+    not at the gold counted today plus the items settled by then (gold added later would move it)."""
+    project_id = project(service, "planned")
+    worker, sizes = ModelWorker(service), []
+    for seed in (4, 5, 6):  # 60 more gold items, then a version
+        items, _ = catalogue(60, 60, seed=seed)
+        service.import_items(project_id, items)
+        (report,) = worker.run_once()
+        sizes.append(report.training_size)
+    later, _ = catalogue(60, 60, seed=7)  # gold added after the last version
+    service.import_items(project_id, later)
+    assert sizes == [60, 120, 180]
+    assert [p.labels for p in service.plan(project_id).points] == sizes

@@ -34,6 +34,7 @@ moment of acceptance means 97% right.
 from __future__ import annotations
 
 import contextlib
+import zlib
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -182,8 +183,6 @@ def fit_decision(
 ) -> DecisionModel:
     """Skills, temperatures and calibrator from ``answers`` with ``gold`` clamped (module docstring)."""
     rules = rules or SkillRules()
-    order = np.argsort(gold.items, kind="stable")  # the same folds whatever order the gold came in
-    gold = Gold(np.asarray(gold.items)[order], np.asarray(gold.labels)[order])
     m = rules.prior_strength
     prior, source = agreement_prior(answers, policy.prior_accuracy, m)
     decider = Decider(answers.labels, policy, typical_skill=prior)
@@ -251,7 +250,7 @@ def _calibrator(
     """Fitted on the gold items' prefix states, each scored by ``decider``'s posterior with the
     skills of a fit that hid its half of the gold (None: too little gold, or states at one answer
     count only)."""
-    fold = np.random.default_rng(random_state).permutation(len(gold)) % 2
+    fold = halves(answers.items[gold.items], random_state)
     truth = np.full(answers.n_items, -1, dtype=np.int64)
     truth[gold.items] = gold.labels
     policy = decider.policy
@@ -274,6 +273,12 @@ def _calibrator(
     with contextlib.suppress(InputError):  # all of it right, or all wrong: stay raw
         return TopLabelCalibrator(features=("confidence", "n_answers")).fit(raw, right, n_answers=count)
     return None
+
+
+def halves(names: pd.Index, seed: int = 0) -> np.ndarray:
+    """The cross-fitting half (0 or 1) of each item, from a hash of its name and ``seed``: the
+    same item falls in the same half whatever order or codes the items came in."""
+    return np.array([zlib.crc32(f"{seed}:{name}".encode()) & 1 for name in names], dtype=np.int64)
 
 
 def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tuple[Answers, np.ndarray]:
@@ -329,7 +334,9 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StoredAnswers:
-    """The human answers of a project (database ids and label codes) and the model rows."""
+    """The human answers of a project (database ids and label codes), the model rows, and
+    ``names``: each item's external id (index: database id; None: the ids themselves), by which
+    the fit knows its items as ``crowdloop decide`` knows them (the calibrator's folds follow)."""
 
     item: np.ndarray
     annotator: np.ndarray
@@ -337,6 +344,7 @@ class StoredAnswers:
     truth_item: np.ndarray  # gold items and reviewed items ...
     truth_label: np.ndarray  # ... and their labels
     soft: pd.DataFrame  # columns version, item, label, prob (top labels of each prediction)
+    names: pd.Series | None = None
 
 
 @dataclass(frozen=True)
@@ -357,15 +365,17 @@ class RefitResult:
 
 
 def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold]:
-    """The stored answers as ``Answers`` (items and workers coded in id order; each model version a
-    soft worker ``model:<id>`` with its top labels renormalised) and the gold among them."""
+    """The stored answers as ``Answers`` (items coded in database id order and named by their
+    external ids, workers in id order; each model version a soft worker ``model:<id>`` with its top
+    labels renormalised) and the gold among them."""
     items, item_code = np.unique(stored.item, return_inverse=True)
     workers, worker_code = np.unique(stored.annotator, return_inverse=True)
+    names = pd.Index(items) if stored.names is None else pd.Index(stored.names.reindex(items).to_numpy())
     answers = Answers(
         item=item_code.astype(np.int32),
         worker=worker_code.astype(np.int32),
         label=stored.label.astype(np.int32),
-        items=pd.Index(items),
+        items=names,
         workers=pd.Index(workers),
         labels=labels,
     )
@@ -379,9 +389,9 @@ def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, 
         )
         sums = np.asarray(matrix.sum(axis=1)).ravel()
         matrix = sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1e-12)) @ matrix)  # top labels renormalised
-        answers = answers.with_soft(f"model:{version}", row_items.to_numpy(), matrix)
+        answers = answers.with_soft(f"model:{version}", names[np.searchsorted(items, row_items.to_numpy())], matrix)
     known = np.isin(stored.truth_item, items)
-    gold = Gold(answers.items.get_indexer(stored.truth_item[known]), stored.truth_label[known].astype(np.int64))
+    gold = Gold(np.searchsorted(items, stored.truth_item[known]), stored.truth_label[known].astype(np.int64))
     return answers, gold
 
 

@@ -253,6 +253,14 @@ class Jobs(ServiceBase):
                 )
                 for label, prob in zip(labels, probs, strict=True)
             ]
+        names = pages(
+            lambda last: (
+                select(Item.id, Item.external_id)
+                .where(Item.project_id == project_id, Item.id > last)
+                .order_by(Item.id)
+                .limit(PAGE * 10)
+            )
+        )
         hard = [a for a in answers if not a[4]]
         reviewed = {a[1]: a[3] for a in answers if a[4]}
         truth = dict(gold) | reviewed
@@ -263,6 +271,7 @@ class Jobs(ServiceBase):
             truth_item=np.array(list(truth), dtype=np.int64),
             truth_label=np.array(list(truth.values()), dtype=np.int64),
             soft=pd.DataFrame(soft_rows, columns=["version", "item", "label", "prob"]),
+            names=pd.Series(dict(names), dtype=object),
         )
         return stored, since
 

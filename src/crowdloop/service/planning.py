@@ -3,8 +3,9 @@ needs, what they cost against a change of the model, and what to do (``crowdloop
 
 Each version of the newest version's model is a point of the curve: its accuracy on the gold items
 it has predictions for (its top label against the gold label; the number of those items weighs
-the point, ``fit_learning_curve``'s ``n_eval``) at the labels it could train on, the gold items and
-the items settled (accepted or reviewed) when it was stored. The power law $a - b n^{-c}$ with its
+the point, ``fit_learning_curve``'s ``n_eval``) at the labels it trained on: its training-set size
+when the service trained it, else (uploaded predictions) the gold items and the items settled
+(accepted or reviewed) when it was stored. The power law $a - b n^{-c}$ with its
 bootstrap band gives the labels the target needs (``planning.plan``). Prices come from the
 project: a label costs what a settled item has cost so far (every paid answer, gold and reviews
 included, over the settled items), an annotator hour is the crowd price of the answers one hour
@@ -114,8 +115,10 @@ def _curve_points(db: Any, project_id: int) -> tuple[str | None, list[CurvePoint
         if not rows:
             continue
         right = sum(int(r.labels[int(np.argmax(r.probs))] == r.truth) for r in rows)
-        settled = int(db.execute(sql.SETTLED_BY, {"project": project_id, "at": v.created_at}).scalar())
-        points.append(CurvePoint(v.version, gold + settled, right / len(rows), len(rows)))
+        labels = v.training_size
+        if not labels:  # uploaded: what it could have trained on
+            labels = gold + int(db.execute(sql.SETTLED_BY, {"project": project_id, "at": v.created_at}).scalar())
+        points.append(CurvePoint(v.version, labels, right / len(rows), len(rows)))
     return name, points
 
 

@@ -115,11 +115,12 @@ MODEL_NAME = select(models.c.name, models.c.version).where(models.c.id == bindpa
 
 MODEL_VERSIONS = (
     select(models.c.id, models.c.project_id, models.c.name, models.c.version, models.c.prediction_count,
-           models.c.temperature, models.c.created_at)
+           models.c.temperature, models.c.created_at, models.c.training_size)
     .where(models.c.project_id == bindparam("project"))
     .order_by(models.c.id)
 )  # fmt: skip
-"""The project's model versions, oldest first, with their predictions counted and temperature."""
+"""The project's model versions, oldest first, with their predictions counted, temperature and
+training-set size (None: not trained by the service)."""
 SETTLED_BY = select(func.count(func.distinct(events.c.item_id))).where(
     events.c.project_id == bindparam("project"),
     events.c.kind.in_(("accepted", "reviewed")),
