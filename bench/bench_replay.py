@@ -115,7 +115,7 @@ class ServiceDecision:
         calibrator = TopLabelCalibrator.from_dict(r.calibrator.to_dict()) if r.calibrator is not None else None
         decider = Decider(
             answers.labels, self.policy, typical_skill=r.typical_skill, skill_evidence=r.skill_evidence,
-            calibrator=calibrator, sibling_share=r.sibling_share,
+            calibrator=calibrator,
         )  # fmt: skip
         table = decider.decide(opinions_of(answers, skill, unseen_skill=r.prior)).frame()
         table.loc[self.gold_codes, ["status", "next"]] = ["accepted", 0]

@@ -32,7 +32,6 @@ from crowdloop.consensus.control import TypicalSkill, outlook
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
-from crowdloop.consensus.siblings import SiblingErrors
 from crowdloop.labels import LabelSpace, Taxonomy
 
 EPS = 1e-12
@@ -104,9 +103,7 @@ class Decider:
     lookahead integrates over what is not yet known, ``control.TypicalSkill``); ``calibrator``: a
     ``TopLabelCalibrator`` fitted on gold items' prefix states under this very posterior (None:
     decide on the raw posterior); ``caution``: decide on that quantile of the calibrated accuracy
-    the gold supports (``TopLabelCalibrator.predict``); ``sibling_share``: in a taxonomy, the share
-    $\rho$ of wrong answers that fall among the truth's siblings (``consensus.siblings``; 0:
-    one-coin)."""
+    the gold supports (``TopLabelCalibrator.predict``)."""
 
     def __init__(
         self,
@@ -117,7 +114,6 @@ class Decider:
         skill_evidence: float = float("inf"),
         calibrator: TopLabelCalibrator | None = None,
         caution: float | None = 0.2,
-        sibling_share: float = 0.0,
     ) -> None:
         self.labels = labels
         self.policy = policy
@@ -126,7 +122,6 @@ class Decider:
         self.calibrator = calibrator
         self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
-        self.siblings = SiblingErrors.of(labels, sibling_share)
 
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
         """The candidate posterior of every item of the batch."""
@@ -134,8 +129,6 @@ class Decider:
         n = opinions.n_items
         skill = np.minimum(np.maximum(opinions.skill, 1e-4), 1 - 1e-4)
         wrong = np.log1p(-skill) - np.log(max(k - 1, 1))
-        if self.siblings is not None:
-            wrong += self.siblings.wrong_log_scale
         agree = np.log(skill) - wrong
         base = np.bincount(opinions.item, weights=wrong, minlength=n).astype(np.float64)  # float when empty too
         keys = opinions.item * k + opinions.label
@@ -151,7 +144,8 @@ class Decider:
             soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
             score += soft_cand
             rest = rest + soft_rest
-        rest = rest + self._unproposed_log_count(opinions, c_item, c_label, per_item)
+        unproposed = k - per_item
+        rest = np.where(unproposed > 0, rest + np.log(np.maximum(unproposed, 1)), -np.inf)
         top = rest.copy()
         proposed = per_item > 0
         if len(score):  # candidates are sorted by item: the best of each item's run
@@ -170,38 +164,15 @@ class Decider:
     def _agreement(
         self, opinions: Opinions, agree: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
     ) -> np.ndarray:
-        """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$),
-        and with sibling errors the weight $\\gamma$ of each answer that misses it within its group."""
-        answer, pair_cand, consistent = self._pairs(opinions, c_label, indptr, per_item)
-        score = np.bincount(pair_cand[consistent], weights=agree[answer[consistent]], minlength=len(c_label))
-        if self.siblings is not None:
-            gain = self.siblings.pair_gain(opinions.label[answer], c_label[pair_cand], consistent)
-            score = score + np.bincount(pair_cand, weights=gain, minlength=len(c_label))
-        return score.astype(np.float64)
-
-    def _unproposed_log_count(
-        self, opinions: Opinions, c_item: np.ndarray, c_label: np.ndarray, per_item: np.ndarray
-    ) -> np.ndarray:
-        """Per item the log of the (weighted, with sibling errors) count of the labels no opinion
-        named, which share the rest of the posterior (-inf: none)."""
-        if self.siblings is not None:
-            return self.siblings.unproposed_log_count(opinions.item, opinions.label, c_item, c_label, opinions.n_items)
-        unproposed = len(self.labels) - per_item
-        return np.where(unproposed > 0, np.log(np.maximum(unproposed, 1)), -np.inf)
+        """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$)."""
+        answer, pair_cand = self._consistent_pairs(opinions, c_label, indptr, per_item)
+        return np.bincount(pair_cand, weights=agree[answer], minlength=len(c_label)).astype(np.float64)
 
     def _consistent_pairs(
         self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every (answer, candidate of its item) pair where the answer is consistent with the
         candidate ($a \\preceq k$): the answer's index and the candidate's."""
-        answer, pair_cand, consistent = self._pairs(opinions, c_label, indptr, per_item)
-        return answer[consistent], pair_cand[consistent]
-
-    def _pairs(
-        self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every (answer, candidate of its item) pair: the answer's index, the candidate's, and
-        whether the answer is consistent with the candidate."""
         reps = per_item[opinions.item]
         answer = np.repeat(np.arange(len(opinions.item)), reps)
         offsets = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
@@ -212,7 +183,7 @@ class Decider:
             depth = self._taxonomy.depth[answered]
             ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
             consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
-        return answer, pair_cand, consistent
+        return answer[consistent], pair_cand[consistent]
 
     def answer_credit(self, opinions: Opinions, posterior: CandidatePosterior) -> np.ndarray:
         """Per hard answer, the posterior probability that it is right (the mass of the candidates

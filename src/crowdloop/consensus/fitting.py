@@ -49,7 +49,6 @@ from crowdloop.answers import Answers, SoftAnswers
 from crowdloop.consensus.decider import Decider, Opinions, opinions_of
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.routing import BranchSkills
-from crowdloop.consensus.siblings import estimate_share
 from crowdloop.consensus.skills import SkillRules
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace, Taxonomy
@@ -76,7 +75,6 @@ class DecisionModel:
     calibrator: TopLabelCalibrator | None
     typical_skill: float
     skill_evidence: float
-    sibling_share: float
     prior: float
     prior_source: str
     n_gold: int
@@ -84,7 +82,7 @@ class DecisionModel:
     def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = 0.2) -> Decider:
         return Decider(
             labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
-            calibrator=self.calibrator, caution=caution, sibling_share=self.sibling_share,
+            calibrator=self.calibrator, caution=caution,
         )  # fmt: skip
 
     def opinions(self, answers: Answers) -> Opinions:
@@ -94,8 +92,6 @@ class DecisionModel:
     def confidence_note(self) -> str:
         """How the confidence is estimated, in one line."""
         skills = f"skills from EM with a Beta prior of mean {self.prior:.2f} ({self.prior_source})"
-        if self.sibling_share > 0:
-            skills += f"; {self.sibling_share:.0%} of wrong answers among the truth's siblings"
         if self.calibrator is not None:
             return f"calibrated on {self.n_gold:,} gold tasks; {skills}"
         gold = "no gold" if not self.n_gold else f"too little gold ({self.n_gold:,} tasks) to calibrate"
@@ -188,35 +184,13 @@ def fit_decision(
     decider = Decider(answers.labels, policy, typical_skill=prior)
     temperatures = _temperatures(answers, gold, decider, prior)
     skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, skills=skills)
-    share = sibling_share(answers, gold, decider, skill, temperatures, prior)
-    if share > 0:  # the skills again, under the error model the answers showed
-        decider = Decider(answers.labels, policy, typical_skill=prior, sibling_share=share)
-        skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, skills=skills)
     hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
     typical = float(np.median(skill[hard])) if hard.any() else prior
     calibrator = None
     if calibrate and len(gold):
-        calibrator = _calibrator(answers, gold, decider, prior, m, temperatures, skills, random_state)
+        calibrator = _calibrator(answers, gold, policy, prior, m, temperatures, typical, skills, random_state)
     evidence = skill_evidence(answers, gold, m)
-    return DecisionModel(
-        skill, right, total, temperatures, calibrator, typical, evidence, share, prior, source, len(gold)
-    )
-
-
-def sibling_share(
-    answers: Answers, gold: Gold, decider: Decider, skill: np.ndarray, temperatures: np.ndarray, prior: float
-) -> float:
-    """In a taxonomy, the share of wrong answers among the truth's siblings (``siblings``), from
-    the answers that show skill: on gold items against the gold label, on items with two or more
-    answers against the leading label, weighed by its posterior."""
-    if not isinstance(answers.labels, Taxonomy):
-        return 0.0
-    label, confidence = decider.raw(opinions_of(answers, skill, temperatures, unseen_skill=prior))
-    confidence = np.where(answers.answers_per_item() >= 2, confidence, 0.0)
-    label = np.where(confidence > 0, label, -1)
-    label[gold.items] = gold.labels
-    confidence[gold.items] = 1.0
-    return estimate_share(answers.labels, answers.label, label[answers.item], confidence[answers.item])
+    return DecisionModel(skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold))
 
 
 def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) -> np.ndarray:
@@ -240,20 +214,20 @@ def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) 
 def _calibrator(
     answers: Answers,
     gold: Gold,
-    decider: Decider,
+    policy: ConsensusPolicy,
     prior: float,
     strength: float,
     temperatures: np.ndarray,
+    typical: float,
     skills: SkillSource,
     random_state: int,
 ) -> TopLabelCalibrator | None:
-    """Fitted on the gold items' prefix states, each scored by ``decider``'s posterior with the
-    skills of a fit that hid its half of the gold (None: too little gold, or states at one answer
-    count only)."""
+    """Fitted on the gold items' prefix states, each scored with the skills of a fit that hid its
+    half of the gold (None: too little gold, or states at one answer count only)."""
     fold = halves(answers.items[gold.items], random_state)
     truth = np.full(answers.n_items, -1, dtype=np.int64)
     truth[gold.items] = gold.labels
-    policy = decider.policy
+    decider = Decider(answers.labels, policy, typical_skill=typical)
     raw, right, count = [], [], []
     for f in (0, 1):
         hidden = fold == f
@@ -360,7 +334,6 @@ class RefitResult:
     calibrator: TopLabelCalibrator | None
     typical_skill: float
     skill_evidence: float
-    sibling_share: float
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
 
 
@@ -419,7 +392,6 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         calibrator=model.calibrator,
         typical_skill=model.typical_skill,
         skill_evidence=model.skill_evidence,
-        sibling_share=model.sibling_share,
         branch_skills=_branch_skills(answers, gold, labels, model.skill),
     )
 

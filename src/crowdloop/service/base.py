@@ -255,7 +255,6 @@ class ServiceBase:
                 typical_skill=project.typical_skill or rules.prior_mean,
                 skill_evidence=project.skill_evidence or rules.prior_strength,
                 calibrator=calibrator,
-                sibling_share=project.sibling_share or 0.0,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
             self._deciders[key] = decider

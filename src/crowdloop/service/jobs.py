@@ -151,7 +151,6 @@ class Jobs(ServiceBase):
             project.calibrator = result.calibrator.to_dict() if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
             project.skill_evidence = result.skill_evidence
-            project.sibling_share = result.sibling_share
             project.skill_prior = result.prior
             project.refit_at = utcnow()
             for a, right, total in zip(result.annotators, result.right, result.total, strict=True):

@@ -1,5 +1,4 @@
-"""projects: the observations of the crowd's accuracy behind the typical skill of the last refit,
-and the share of wrong answers that fall among the truth's siblings
+"""projects: the observations of the crowd's accuracy behind the typical skill of the last refit
 
 Revision ID: 0014
 Revises: 0013
@@ -21,10 +20,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("projects", schema=None) as batch_op:
         batch_op.add_column(sa.Column("skill_evidence", sa.Float(), nullable=True))
-        batch_op.add_column(sa.Column("sibling_share", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("projects", schema=None) as batch_op:
-        batch_op.drop_column("sibling_share")
         batch_op.drop_column("skill_evidence")
