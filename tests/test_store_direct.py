@@ -77,6 +77,11 @@ def test_refuses_what_it_cannot_run_exactly(service, rows) -> None:
             connection.execute(q.ITEM_ANSWERS, {"items": [rows["item_id"]]})
         with pytest.raises(ValueError, match="no value"):
             connection.execute(q.TASK_ITEM, {})
+        # ``created_at`` has a Python-side default, which only SQLAlchemy's execution computes
+        without_time = {k: v for k, v in lease(rows, "b" * 32, datetime(2030, 1, 1, tzinfo=UTC)).items()
+                        if k != "created_at"}  # fmt: skip
+        with pytest.raises(ValueError, match="created_at"):
+            connection.execute(q.NEW_LEASE, without_time)
 
 
 def test_many_rows_in_one_call_update_each(service, rows) -> None:

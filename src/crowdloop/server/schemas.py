@@ -79,7 +79,8 @@ PriorAccuracy = Annotated[
     bounded(
         ConsensusPolicy,
         "prior_accuracy",
-        "The stated prior mean accuracy of an annotator, before any evidence (the crowd's agreement moves it).",
+        "The stated prior mean accuracy of an annotator, before any evidence (the crowd's agreement moves it; "
+        "after a refit the decision uses the prior it learned, and a change counts from the next refit).",
     ),
 ]
 CrowdPrice = Annotated[float, bounded(Prices, "crowd", "Price of a crowd answer.")]

@@ -7,7 +7,8 @@ cursor. The rows and the errors are the ones SQLAlchemy gives (named rows; ``DBA
 subclasses such as ``IntegrityError``), so the service code reads the same either way; what it
 saves is SQLAlchemy's per-statement bookkeeping, several times the database's own work for the
 loop's one-row statements. Statements with expanding ``IN`` parameters are refused: the hot path
-only runs statements of a fixed size.
+only runs statements of a fixed size; so are writes that leave out a column whose default is
+computed in Python (SQLAlchemy's execution would fill it; here it would be NULL).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class CompiledStatement:
         missing = [name for name, bind in compiled.binds.items() if bind.required and name not in keys]
         if missing:
             raise ValueError(f"parameters {missing} have no value")
+        computed = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch) if c.key not in keys]
+        if computed:  # SQLAlchemy's execution would compute them; here they would be stored as NULL
+            raise ValueError(f"columns {computed} take a Python-side default: pass their values")
         self._defaults = {name: bind.value for name, bind in compiled.binds.items() if name not in keys}
         self._convert = {
             name: processor
