@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from sqlalchemy import Engine, Row, update
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,12 +70,6 @@ def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPoli
         f"confidence {confidence:.3f} below target {policy.target}: more answers "
         f"(about {float(table.expected[i]):.1f} expected)"
     )
-
-
-def update_rows(model: type) -> Any:
-    """An UPDATE of ``model`` rows that leaves the session's objects alone (the loop reads what it
-    needs back with RETURNING, or not at all)."""
-    return update(model).execution_options(synchronize_session=False)
 
 
 def token_digest(token: str) -> str:

@@ -6,13 +6,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,11 +18,12 @@ from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.consensus.fitting import StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
-from crowdloop.service.base import PAGE, Executor, ServiceBase, update_rows
+from crowdloop.service.base import PAGE, Executor, ServiceBase
 from crowdloop.service.priorities import prioritize
 from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import queries as q
-from crowdloop.store.schema import Annotator, Answer, GoldLabel, Item, ModelVersion, Prediction, Project, utcnow
+from crowdloop.store import refit_queries as rf
+from crowdloop.store.schema import Project, utcnow
 
 REFIT = "refit"
 CLAIM_SECONDS = 60.0
@@ -153,23 +152,17 @@ class Jobs(ServiceBase):
             project.skill_evidence = result.skill_evidence
             project.skill_prior = result.prior
             project.refit_at = utcnow()
-            for a, right, total in zip(result.annotators, result.right, result.total, strict=True):
-                before = since[int(a)]
-                session.execute(
-                    update_rows(Annotator)
-                    .where(Annotator.id == int(a))
-                    .values(
-                        model_right=float(right),
-                        model_total=float(total),
-                        since_right=Annotator.since_right - before[0],
-                        since_total=Annotator.since_total - before[1],
-                        branch_skills=result.branch_skills.get(int(a)),
-                    )
-                )
-            for version_id, temperature in result.temperatures.items():
-                session.execute(
-                    update_rows(ModelVersion).where(ModelVersion.id == version_id).values(temperature=temperature)
-                )
+            skills = [
+                {"annotator": int(a), "model_right": float(right), "model_total": float(total),
+                 "right_before": since[int(a)][0], "total_before": since[int(a)][1],
+                 "branch_skills": result.branch_skills.get(int(a))}
+                for a, right, total in zip(result.annotators, result.right, result.total, strict=True)
+            ]  # fmt: skip
+            if skills:
+                session.execute(rf.REFIT_SKILL, skills)
+            temperatures = [{"version_id": v, "temperature": t} for v, t in result.temperatures.items()]
+            if temperatures:
+                session.execute(rf.SET_TEMPERATURE, temperatures)
             self._event(
                 session,
                 project_id,
@@ -201,65 +194,29 @@ class Jobs(ServiceBase):
         """Everything the refit needs, read in fixed-size pages: answers, gold and reviewed
         labels, the voting model rows, and each annotator's gold evidence counted so far."""
 
-        def pages(statement_of: Callable[[int], Any]) -> list:
+        def pages(statement: Any, **params: Any) -> list:
             out, last = [], 0
             while True:
-                page = self._read(lambda s, last=last: s.execute(statement_of(last)).all())
+                page = self._read(
+                    lambda s, last=last: s.execute(statement, {**params, "last": last, "size": PAGE * 10}).all()
+                )
                 out.extend(page)
                 if len(page) < PAGE * 10:
                     return out
                 last = page[-1][0]
 
-        answers = pages(
-            lambda last: (
-                select(Answer.id, Answer.item_id, Answer.annotator_id, Answer.label, Answer.is_review)
-                .where(Answer.project_id == project_id, Answer.id > last)
-                .order_by(Answer.id)
-                .limit(PAGE * 10)
-            )
-        )
-        gold = pages(
-            lambda last: (
-                select(Item.id, GoldLabel.label)
-                .join(GoldLabel, GoldLabel.item_id == Item.id)
-                .where(Item.project_id == project_id, Item.is_gold.is_(True), Item.id > last)
-                .order_by(Item.id)
-                .limit(PAGE * 10)
-            )
-        )
-        since = dict(
-            (a, (r, t))
-            for a, r, t in self._read(
-                lambda s: s.execute(
-                    select(Annotator.id, Annotator.since_right, Annotator.since_total).where(
-                        Annotator.project_id == project_id
-                    )
-                ).all()
-            )
-        )
+        answers = pages(rf.ANSWERS_PAGE, project=project_id)
+        gold = pages(rf.GOLD_PAGE, project=project_id)
+        since = {a: (r, t) for a, r, t in self._read(lambda s: s.execute(rf.GOLD_SINCE, {"project": project_id}).all())}
         versions = self._read(lambda s: self._voting_versions(s, self._project(s, project_id)))
         soft_rows = []
         for version_id in versions:
             soft_rows += [
                 (version_id, item, label, prob)
-                for _, item, labels, probs in pages(
-                    lambda last, v=version_id: (
-                        select(Prediction.id, Prediction.item_id, Prediction.labels, Prediction.probs)
-                        .where(Prediction.model_version_id == v, Prediction.id > last)
-                        .order_by(Prediction.id)
-                        .limit(PAGE * 10)
-                    )
-                )
+                for _, item, labels, probs in pages(rf.PREDICTIONS_PAGE, version=version_id)
                 for label, prob in zip(labels, probs, strict=True)
             ]
-        names = pages(
-            lambda last: (
-                select(Item.id, Item.external_id)
-                .where(Item.project_id == project_id, Item.id > last)
-                .order_by(Item.id)
-                .limit(PAGE * 10)
-            )
-        )
+        names = pages(rf.NAMES_PAGE, project=project_id)
         hard = [a for a in answers if not a[4]]
         reviewed = {a[1]: a[3] for a in answers if a[4]}
         truth = dict(gold) | reviewed
@@ -285,14 +242,8 @@ class Jobs(ServiceBase):
                     claim.check(session)
                 project = self._project(session, project_id)
                 # a page of all the project's items in id order (an index range), the open ones decided
-                page = session.execute(
-                    self._locked(
-                        select(Item.id, Item.status)
-                        .where(Item.project_id == project_id, Item.is_gold.is_(False), Item.id > last)
-                        .order_by(Item.id)
-                        .limit(PAGE)
-                    )
-                ).all()
+                statement = rf.ITEMS_PAGE_LOCKED if self._pg else rf.ITEMS_PAGE
+                page = session.execute(statement, {"project": project_id, "last": last, "size": PAGE}).all()
                 if not page:
                     return -1, 0
                 open_items = [row for row in page if row.status in (MORE, ESCALATED)]

@@ -544,7 +544,7 @@ class Projects(ServiceBase):
         digest = token_digest(token)
 
         def work(session: Session) -> int:
-            return session.execute(pq.REVOKE_TOKEN, {"digest": digest}).rowcount
+            return session.execute(pq.REVOKE_TOKEN, {"token_digest": digest}).rowcount
 
         if not self._run(work):
             raise AuthError("unknown or revoked API token")

@@ -67,10 +67,10 @@ REVOKE_TOKENS_OF = (
 """Revoke every active token of an annotator (rowcount: how many)."""
 REVOKE_TOKEN = (
     update(api_tokens)
-    .where(api_tokens.c.digest == bindparam("digest"), api_tokens.c.revoked.is_(False))
+    .where(api_tokens.c.digest == bindparam("token_digest"), api_tokens.c.revoked.is_(False))
     .values(revoked=True)
 )
-"""Revoke the active token of a digest (rowcount 0: unknown or revoked already)."""
+"""Revoke the active token of the digest ``token_digest`` (rowcount 0: unknown or revoked already)."""
 
 # --- answers imported from elsewhere ------------------------------------------------------------
 IMPORTED_ITEMS = (
