@@ -29,6 +29,7 @@ from crowdloop.service.intake import soft_frame
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
+from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
 from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_transaction
 from crowdloop.store.schema import Annotator, Item, ModelVersion, Project, utcnow
@@ -438,7 +439,7 @@ class ServiceBase:
 
         def work(session: Session) -> int:
             self._project(session, project_id)
-            found = session.scalar(q.MODEL_VERSION_ID, {"project": project_id, "name": name, "version": version})
+            found = session.scalar(mq.VERSION_ID, {"project": project_id, "name": name, "version": version})
             if found is not None:
                 return found
             row = ModelVersion(

@@ -55,6 +55,12 @@ SERVICE_VERSIONS = (
     .where(versions.c.project_id == bindparam("project"), versions.c.name == bindparam("name"))
     .order_by(versions.c.id)
 )
+VERSION_ID = select(versions.c.id).where(
+    versions.c.project_id == bindparam("project"),
+    versions.c.name == bindparam("name"),
+    versions.c.version == bindparam("version"),
+)
+"""The id of a project's model version by name and version."""
 NEW_VERSION = insert(versions).returning(versions.c.id)
 NEW_ARTIFACT = insert(artifacts)
 ARTIFACT = select(artifacts.c.sha256, artifacts.c.data).where(artifacts.c.model_version_id == bindparam("version"))

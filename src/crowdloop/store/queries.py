@@ -338,7 +338,7 @@ RELEASE_CLAIM = (
 )
 CLAIM_HOLDER = select(job_claims.c.holder, job_claims.c.expires_at).where(_claim)
 
-# --- items, reviews and model versions read as ORM rows by the service (off the hot path) -------
+# --- items and reviews read as ORM rows by the service (off the hot path) ----------------------
 ITEM_BY_EXTERNAL_ID = select(Item).where(
     Item.project_id == bindparam("project"), Item.external_id == bindparam("external_id")
 )
@@ -359,9 +359,3 @@ NAMED_ANSWERS = (
 """An item's answers, oldest first, with their annotator's name."""
 OWN_ANSWER = select(Answer).where(Answer.item_id == bindparam("item"), Answer.annotator_id == bindparam("annotator"))
 """An annotator's answer to an item (an ORM row; at most one)."""
-MODEL_VERSION_ID = select(ModelVersion.id).where(
-    ModelVersion.project_id == bindparam("project"),
-    ModelVersion.name == bindparam("name"),
-    ModelVersion.version == bindparam("version"),
-)
-"""The id of a project's model version by name and version."""
