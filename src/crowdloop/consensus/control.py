@@ -70,6 +70,8 @@ Calibrate = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """Raw confidence and answer count (same shapes, flat) -> calibrated confidence."""
 SKILL_NODES = 5
 """Quantile nodes of the typical skill's Beta belief the lookahead integrates over."""
+SKILL_RESOLUTION = 0.01
+"""Nodes spanning less skill than this are one: the belief is as good as known."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,16 @@ class TypicalSkill:
     evidence: float = float("inf")
 
     def nodes(self, n_labels: int) -> np.ndarray:
-        """``SKILL_NODES`` equal-weight quantile nodes of the belief (one node for a point), each
-        kept above chance (1/K) and below 1."""
+        """``SKILL_NODES`` equal-weight quantile nodes of the belief (one node, the mean, for a point
+        or a belief narrower than ``SKILL_RESOLUTION``), each kept above chance (1/K) and below 1."""
         k = max(n_labels, 2)
-        if not np.isfinite(self.evidence):
-            values = np.array([self.mean])
-        else:
+        values = np.array([self.mean])
+        if np.isfinite(self.evidence):
             n = max(self.evidence, 1e-6)
             levels = (np.arange(SKILL_NODES) + 0.5) / SKILL_NODES
-            values = betaincinv(n * self.mean, n * (1 - self.mean), levels)
+            spread = betaincinv(n * self.mean, n * (1 - self.mean), levels)
+            if np.ptp(spread) >= SKILL_RESOLUTION:
+                values = spread
         return np.clip(values, 1.0 / k + 1e-3, 1 - 1e-6)
 
 
