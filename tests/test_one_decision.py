@@ -15,6 +15,7 @@ from crowdloop.cli import app
 from crowdloop.consensus import ConsensusPolicy
 from crowdloop.labels import LabelSpace
 from crowdloop.service import GoldIn, ItemIn, open_service
+from crowdloop.service.project_config import ProjectConfig
 from crowdloop.store.schema import Project
 
 LABELS = ["a", "b", "c"]
@@ -96,6 +97,6 @@ def test_the_calibrator_is_stored_as_data(served, monkeypatch) -> None:
 
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
-    service._deciders.clear()  # the next decision reads the stored calibrator again
+    service.config = ProjectConfig()  # the next decision reads the stored calibrator again
     assert service.refit(project.id).calibrated
     assert service.item_state(project.id, "t100").status in ("accepted", "more", "escalated")

@@ -197,7 +197,7 @@ class AnswerImport(Tasks):
         on_gold = np.array([item.is_gold for _, item, _, _ in answers], dtype=bool)
         code = np.array([c for _, _, _, c in answers], dtype=np.int64)
         truth = np.array([item.truth if item.is_gold else c for _, item, _, c in answers], dtype=np.int64)
-        credit = np.where(on_gold, self._label_space(project).credit(code, truth), 0.0)
+        credit = np.where(on_gold, self.config.labels(project).credit(code, truth), 0.0)
         annotators, slot = np.unique(who, return_inverse=True)
         n = np.bincount(slot, minlength=len(annotators))
         gold = np.bincount(slot, weights=on_gold, minlength=len(annotators))
@@ -209,7 +209,7 @@ class AnswerImport(Tasks):
         )  # fmt: skip
         graded = [int(a) for a, g in zip(annotators, gold, strict=True) if g]
         if graded:
-            rules = self._rules(project)
+            rules = self.config.rules(project)
             rows = session.execute(pq.ANNOTATORS_BY_ID, {"annotators": graded}).all()
             for row in rows:
                 self._judge(session, project, row, rules)

@@ -69,7 +69,7 @@ class Automation(ServiceBase):
             model = sure & ~audit
             now = utcnow()
             if model.any():
-                labels = self._label_space(project)
+                labels = self.config.labels(project)
                 session.execute(mq.MODEL_LABEL, [
                     {"item": int(i), "label": int(k), "confidence": float(c), "version": row["id"], "now": now}
                     for i, k, c in zip(ids[model], label[model], confidence[model], strict=True)
@@ -154,7 +154,7 @@ class Automation(ServiceBase):
                 return None
             total, correct = metrics["threshold_gold_n"] + n, metrics["threshold_gold_right"] + right
             bound = float(clopper_pearson_lower(correct, total, 1 - CONFIDENCE_LEVEL))
-            target = self._policy(project).target
+            target = self.config.policy(project).target
             if bound >= target:
                 return None
             reason = (

@@ -10,7 +10,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -19,13 +18,12 @@ from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
-from crowdloop.consensus.decider import Decider, Decisions, Opinions
-from crowdloop.errors import NotFoundError, UnknownLabelError
+from crowdloop.consensus.decider import Decisions, Opinions
+from crowdloop.errors import NotFoundError
 from crowdloop.labels import LabelSpace
-from crowdloop.service import codec
 from crowdloop.service.intake import soft_frame
+from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, checked_name, text_problem
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
@@ -121,7 +119,8 @@ class ProjectRow:
 
 class ServiceBase:
     """What every part of the labeling service shares: the engine, transactions with retries,
-    the project's cached configuration and online decision, and the re-decision of items."""
+    the projects' cached configuration and decision (``config``: ``ProjectConfig``), and the
+    re-decision of items."""
 
     def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.engine = engine
@@ -134,12 +133,7 @@ class ServiceBase:
         self._writer = contextlib.nullcontext() if self._pg else threading.RLock()
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
-        self._codes: dict[int, tuple[LabelSpace, dict]] = {}  # label -> code, the fast path of _code
-        self._labels: dict[int, LabelSpace] = {}  # a project's label space never changes
-        # its policy and rules change: cached with the settings_version they were read at
-        self._policy_cache: dict[int, tuple[int, ConsensusPolicy]] = {}
-        self._rule_cache: dict[int, tuple[int, SkillRules]] = {}
-        self._deciders: dict[tuple[int, Any], Decider] = {}
+        self.config = ProjectConfig()
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self.checkpointer: db.WalCheckpointer | None = None
 
@@ -194,74 +188,13 @@ class ServiceBase:
             raise NotFoundError(f"no project with id {project_id!r}")
         return ProjectRow(row, db)
 
-    def _code(self, labels: LabelSpace, label: Any, *, field: str = "label") -> int:
-        """The code of an answer's label (``UnknownLabelError`` when it is not one)."""
-        if isinstance(label, str | int) and not isinstance(label, bool):
-            codes = self._codes.get(id(labels))
-            if codes is None or codes[0] is not labels:
-                codes = self._codes[id(labels)] = (labels, {value: code for code, value in enumerate(labels.labels)})
-            code = codes[1].get(label)
-            if code is not None:
-                return code
-        if label is None or isinstance(label, dict | list | bool):
-            raise UnknownLabelError(f"label {label!r} is not in the label space of {len(labels)} labels", field=field)
-        return int(labels.encode(np.array([label], dtype=object), field=field, source="answer")[0])
-
-    def _rules(self, project: ProjectRow) -> SkillRules:
-        """The project's skill rules at its ``settings_version`` (read again once it changes)."""
-        cached = self._rule_cache.get(project.id)
-        if cached is None or cached[0] != project.settings_version:
-            cached = self._rule_cache[project.id] = (project.settings_version, codec.rules_from_json(project.rules))
-        return cached[1]
-
-    def _skill_rules(self, project: ProjectRow) -> SkillRules:
-        """The skill rules with the prior mean the last refit learned (the policy's stated prior
-        accuracy before any refit): annotators' skills are weighed as the decision's fit weighs them."""
-        prior = project.skill_prior if project.skill_prior is not None else self._policy(project).prior_accuracy
-        rules = self._rules(project)
-        return rules if rules.prior_mean == prior else replace(rules, prior_mean=prior)
-
-    def _policy(self, project: ProjectRow) -> ConsensusPolicy:
-        """The project's consensus policy at its ``settings_version`` (read again once it changes)."""
-        cached = self._policy_cache.get(project.id)
-        if cached is None or cached[0] != project.settings_version:
-            cached = self._policy_cache[project.id] = (project.settings_version, codec.policy_from_json(project.policy))
-        return cached[1]
-
-    def _label_space(self, project: ProjectRow) -> LabelSpace:
-        labels = self._labels.get(project.id)
-        if labels is None:
-            labels = self._labels[project.id] = codec.labels_from_json(project.labels)
-        return labels
-
-    def _decider(self, project: ProjectRow) -> Decider:
-        """The decision of the project's last refit under its current settings (its calibrator is
-        data, ``TopLabelCalibrator.from_dict``)."""
-        key = (project.id, project.refit_at, project.settings_version)
-        decider = self._deciders.get(key)
-        if decider is None:
-            stored = project.calibrator if project.refit_at is not None else None
-            calibrator = TopLabelCalibrator.from_dict(stored) if stored else None
-            policy = self._policy(project)
-            rules = self._skill_rules(project)
-            decider = Decider(
-                self._label_space(project),
-                policy,
-                typical_skill=project.typical_skill or rules.prior_mean,
-                skill_evidence=project.skill_evidence or rules.prior_strength,
-                calibrator=calibrator,
-            )
-            self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
-            self._deciders[key] = decider
-        return decider
-
     def _info(self, project: ProjectRow | Project) -> ProjectInfo:
         return ProjectInfo(
             id=project.id,
             name=project.name,
-            labels=self._label_space(project),
-            policy=self._policy(project),
-            rules=self._rules(project),
+            labels=self.config.labels(project),
+            policy=self.config.policy(project),
+            rules=self.config.rules(project),
             gold_rate=project.gold_rate,
             lease_seconds=project.lease_seconds,
             model_votes=project.model_votes,
@@ -299,7 +232,7 @@ class ServiceBase:
 
     def _rules_of(self, db: Executor, project_id: int) -> SkillRules:
         """The project's skill rules (its light columns are read to learn their version)."""
-        return self._rules(self._project(db, project_id))
+        return self.config.rules(self._project(db, project_id))
 
     def _event(self, db: Executor, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
         row = {"project_id": project_id, "item_id": None, "annotator_id": None, **who}
@@ -351,7 +284,7 @@ class ServiceBase:
             answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
         else:
             answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
-        skill = self._book(answers, self._skill_rules(project)).accuracy() if answers else np.empty(0)
+        skill = self._book(answers, self.config.skill_rules(project)).accuracy() if answers else np.empty(0)
         versions = self._voting_versions(db, project) if models else {}
         soft = None
         if versions:
@@ -361,7 +294,7 @@ class ServiceBase:
                 rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
             soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
         opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
-        return self._decider(project).decide(opinions)
+        return self.config.decider(project).decide(opinions)
 
     def _redecide(
         self,
@@ -380,7 +313,7 @@ class ServiceBase:
         if not items:
             return 0
         table = self._decide(db, project, items, models=models)
-        decider = self._decider(project)
+        decider = self.config.decider(project)
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):
@@ -399,7 +332,7 @@ class ServiceBase:
             if status != item.status:
                 detail = {
                     "from": item.status,
-                    "label": None if values["label"] is None else self._label_space(project).name(values["label"]),
+                    "label": None if values["label"] is None else self.config.labels(project).name(values["label"]),
                     "confidence": values["confidence"],
                     "answers": int(table.answers[i]),
                     "target": decider.policy.target,

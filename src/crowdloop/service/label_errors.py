@@ -69,7 +69,7 @@ class LabelErrors(ServiceBase):
         project = self._project(db, project_id)
         newest = db.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
         model = None if newest is None else ":".join(db.execute(sql.MODEL_NAME, {"model": newest}).one())
-        return len(self._label_space(project)), newest, model
+        return len(self.config.labels(project)), newest, model
 
     def _dispute(
         self,
@@ -84,7 +84,7 @@ class LabelErrors(ServiceBase):
         flagged: np.ndarray,
     ) -> list[DisputedItem]:
         """Mark the flagged items disputed (those still accepted with the label read) and log why."""
-        labels = self._label_space(self._project(db, project_id))
+        labels = self.config.labels(self._project(db, project_id))
         now, out, events = utcnow(), [], []
         for i in flagged.tolist():
             given, said = int(columns[codes[i]]), int(columns[best[i]])

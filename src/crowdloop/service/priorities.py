@@ -174,7 +174,8 @@ def _read_project(
     newest = db.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
     labelled = db.execute(sql.LABELLED_TEXTS, {"project": project_id, "size": LABELLED_SAMPLE}).scalars().all()
     gold = db.execute(sql.GOLD_PREDICTED, {"model": newest}).all() if newest is not None else []
-    return len(service._label_space(project)), service._rules(project), project.text_fields, newest, labelled, gold
+    config = service.config
+    return len(config.labels(project)), config.rules(project), project.text_fields, newest, labelled, gold
 
 
 def _read_page(db: Any, project_id: int, last: int, newest: int | None) -> tuple[list, list, list] | None:

@@ -179,7 +179,7 @@ class Projects(ServiceBase):
         def work(session: Session) -> ProjectInfo:
             session.add(row)
             session.flush()
-            self._labels[row.id] = labels
+            self.config.remember_labels(row.id, labels)
             return self._info(row)
 
         try:
@@ -349,7 +349,7 @@ class Projects(ServiceBase):
                 field="external_id",
                 unit="item",
             )
-        decider = self._decider(project)
+        decider = self.config.decider(project)
         soft = None
         if version_id is not None and project.model_votes:
             soft = soft_frame(
@@ -474,7 +474,7 @@ class Projects(ServiceBase):
             item = self._item(session, project_id, external_id)
             if person is not None and hidden_from(person, project, item):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
-            return self._state(item, self._label_space(project))
+            return self._state(item, self.config.labels(project))
 
         return self._read(work)
 

@@ -46,7 +46,7 @@ class Reports(ServiceBase):
     def progress(self, project_id: int) -> Progress:
         def work(session: Session) -> Progress:
             project = self._project(session, project_id)
-            policy = self._policy(project)
+            policy = self.config.policy(project)
             # one pass over a covering index of items, one over answers: no table scan
             by_status = session.execute(rq.ITEM_PROGRESS, {"project": project_id}).all()
             counts = {row[0]: int(row[1]) for row in by_status}
@@ -88,7 +88,7 @@ class Reports(ServiceBase):
                 cost_per_item=float(cost) / n_items if n_items else 0.0,
                 audit=audit,
                 model_versions=model_versions,
-                suggestions=suggestion_effect(session, project_id, self._label_space(project)),
+                suggestions=suggestion_effect(session, project_id, self.config.labels(project)),
                 label_errors=label_error_counts(session, project_id),
             )
 

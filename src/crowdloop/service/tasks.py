@@ -192,7 +192,7 @@ class Tasks(ServiceBase):
             statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
         candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
         if routed:
-            overall = max(float(self._book([annotator], self._rules(project)).accuracy()[0]), 1e-3)
+            overall = max(float(self._book([annotator], self.config.rules(project)).accuracy()[0]), 1e-3)
             skills = annotator.branch_skills
 
             def routed_value(c: Row) -> float:
@@ -214,7 +214,7 @@ class Tasks(ServiceBase):
         row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
         if row is None:
             return None
-        return top_suggestions(row.labels, row.probs, self._label_space(project), project.suggestions)
+        return top_suggestions(row.labels, row.probs, self.config.labels(project), project.suggestions)
 
     def submit(
         self,
@@ -284,7 +284,7 @@ class Tasks(ServiceBase):
             answer_id=answer.id,
             lease_id=answer.lease_id or lease_id,
             item=item.external_id,
-            label=self._label_space(project).name(answer.label),
+            label=self.config.labels(project).name(answer.label),
             duplicate=True,
             annotator_status=annotator.status,
         )
@@ -322,8 +322,8 @@ class Tasks(ServiceBase):
             self._let_go(connection, lease_id, item.id)
             return ConflictError(f"you answered item {item.external_id!r} already (an answer imported or a review "
                                  "since the task was given): the lease is let go; ask for the next task")  # fmt: skip
-        labels = self._label_space(project)
-        code = self._code(labels, label)
+        labels = self.config.labels(project)
+        code = self.config.code(labels, label)
         if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
             raise ConflictError(f"lease {lease_id} was closed meanwhile")
         answer_id = connection.execute(
@@ -333,7 +333,7 @@ class Tasks(ServiceBase):
              "suggestions_shown": lease.suggestions_shown, "idempotency_key": key,
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
         ).scalar_one()  # fmt: skip
-        rules = self._rules(project)
+        rules = self.config.rules(project)
         right = float(labels.credit([code], [lease.truth])[0]) if item.is_gold else 0.0
         timed = duration_ms is not None
         fast = timed and duration_ms < rules.min_seconds * 1000
@@ -430,7 +430,7 @@ class Tasks(ServiceBase):
             project = self._project(session, project_id)
             if viewer is not None:
                 checked_member(session, viewer.id, project_id)
-            labels = self._label_space(project)
+            labels = self.config.labels(project)
             connection = session.connection()
             newest = connection.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
             items = session.scalars(q.REVIEW_QUEUE, {"project": project_id, "size": limit}).all()
@@ -464,8 +464,8 @@ class Tasks(ServiceBase):
             if person.role not in ("reviewer", "owner"):
                 raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role})")
             project = self._project(session, project_id)
-            labels = self._label_space(project)
-            code = self._code(labels, label)
+            labels = self.config.labels(project)
+            code = self.config.code(labels, label)
             item = self._item(session, project_id, external_id, lock=True)
             if hidden_from(person, project, item):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
