@@ -135,13 +135,13 @@ class AnswerImport(Tasks):
             session.execute(pq.COUNT_ANSWERS, [{"item": i, "n": n} for i, n in counts.items()])
         self._record(session, project, answers)
         reviews = {item.id: (item, who, code) for row, item, who, code in rows if row.review}  # the last one wins
-        self._settle(session, project, list(reviews.values()), imported=True)
+        self.decisions.settle(session, project, list(reviews.values()), imported=True)
         settled = set(reviews)
         open_items = list({item.id: item for _, item, _, _ in answers if not item.is_gold}.values())
         final = ("reviewed", DISPUTED)  # a reviewer's to settle
         open_items = [item for item in open_items if item.id not in settled and item.status not in final]
         changed = sum(
-            self._redecide(session, project, open_items[first : first + PAGE])
+            self.decisions.redecide(session, project, open_items[first : first + PAGE])
             for first in range(0, len(open_items), PAGE)
         )
         return AnswersImported(len(fresh), duplicates, created, changed + len(settled))

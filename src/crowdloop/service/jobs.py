@@ -208,7 +208,7 @@ class Jobs(ServiceBase):
         answers = pages(rf.ANSWERS_PAGE, project=project_id)
         gold = pages(rf.GOLD_PAGE, project=project_id)
         since = {a: (r, t) for a, r, t in self._read(lambda s: s.execute(rf.GOLD_SINCE, {"project": project_id}).all())}
-        versions = self._read(lambda s: self._voting_versions(s, self._project(s, project_id)))
+        versions = self._read(lambda s: self.decisions.voting_versions(s, self._project(s, project_id)))
         soft_rows = []
         for version_id in versions:
             soft_rows += [
@@ -247,7 +247,7 @@ class Jobs(ServiceBase):
                 if not page:
                     return -1, 0
                 open_items = [row for row in page if row.status in (MORE, ESCALATED)]
-                self._redecide(session, project, open_items)
+                self.decisions.redecide(session, project, open_items)
                 return page[-1].id, len(open_items)
 
             last, n = self._run(work)

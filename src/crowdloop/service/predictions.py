@@ -100,9 +100,9 @@ class Predictions(LabelErrors):
         if stale:
             session.execute(mq.SET_PREDICTION, stale)
         session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(fresh)})
-        if version_id in self._voting_versions(session, project):
+        if version_id in self.decisions.voting_versions(session, project):
             statement = mq.OPEN_AMONG_LOCKED if self._pg else mq.OPEN_AMONG
-            self._redecide(session, project, session.execute(statement, {"items": item_ids}).all())
+            self.decisions.redecide(session, project, session.execute(statement, {"items": item_ids}).all())
 
     def model_versions(self, project_id: int) -> list[ModelVersionInfo]:
         def work(session: Session) -> list[ModelVersionInfo]:

@@ -37,6 +37,7 @@ from crowdloop.active import TextFeatures, kmeans_plus_plus, relabel_or_new_scor
 from crowdloop.active.relabel import skill_weight
 from crowdloop.consensus import SkillRules
 from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.item_decisions import skill_book
 from crowdloop.service.training import item_texts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
@@ -141,7 +142,7 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
     if newest is not None:
         predicted = [(local[int(r.item_id)], r.labels, r.probs) for _, rows, _ in pages for r in rows]
         votes = [v for _, _, rows in pages for v in rows]
-        skill = service._book(votes, rules).accuracy() if votes else np.empty(0)
+        skill = skill_book(votes, rules).accuracy() if votes else np.empty(0)
         vote_item = np.array([local[int(v.item_id)] for v in votes], dtype=np.int64)
         vote_weight = np.asarray(skill_weight(skill, n_labels), dtype=np.float64).reshape(-1)
         agrees = np.array([v.label for v in votes], dtype=np.int64) == leading[vote_item]

@@ -15,15 +15,9 @@ from crowdloop.consensus.decider import Opinions
 from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.base import (
-    PAGE,
-    ServiceBase,
-    code_or_none,
-    confidence_or_none,
-    make_token,
-    token_digest,
-)
+from crowdloop.service.base import PAGE, ServiceBase, make_token, token_digest
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.item_decisions import code_or_none, confidence_or_none
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
 from crowdloop.service.stored_text import (
     EXTERNAL_ID_LENGTH,

@@ -62,7 +62,7 @@ class Reports(ServiceBase):
             gold_answers = sum(int(n) for gold, review, n in kinds if gold and not review)
             reviews = sum(int(n) for _, review, n in kinds if review)
             accepted = counts.get(ACCEPTED, 0)
-            versions = self._voting_versions(session, project)
+            versions = self.decisions.voting_versions(session, project)
             model_rows = session.scalar(rq.MODEL_ROWS, {"versions": list(versions)}) if versions else 0
             people = session.execute(rq.PEOPLE, {"project": project_id}).one()
             crowd = total - reviews

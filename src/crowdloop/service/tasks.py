@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase
+from crowdloop.service.item_decisions import skill_book
 from crowdloop.service.label_errors import disputed_fields
 from crowdloop.service.stored_text import json_problem, text_problem
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
@@ -192,7 +193,7 @@ class Tasks(ServiceBase):
             statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
         candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
         if routed:
-            overall = max(float(self._book([annotator], self.config.rules(project)).accuracy()[0]), 1e-3)
+            overall = max(float(skill_book([annotator], self.config.rules(project)).accuracy()[0]), 1e-3)
             skills = annotator.branch_skills
 
             def routed_value(c: Row) -> float:
@@ -343,11 +344,12 @@ class Tasks(ServiceBase):
              "fast": float(fast)},
         ).one()  # fmt: skip
         if not item.is_gold and item.status not in ("reviewed", DISPUTED):  # a reviewer's to settle
-            self._redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
+            self.decisions.redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
             connection.execute(q.COUNT_ANSWER, {"item": item.id})
             if item.is_gold:  # decided like any item, the decision unused (its label is known): a gold
-                self._decide(connection, project, [item], models=bool(lease.has_models))  # submit takes as long
+                # submit takes as long
+                self.decisions.decide(connection, project, [item], models=bool(lease.has_models))
         # judged after every answer (only gold and timed ones move the evidence): the same path for all
         status = self._judge(connection, project, annotator, rules)
         return SubmitOut(
@@ -364,7 +366,7 @@ class Tasks(ServiceBase):
         returns the annotator's status."""
         if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
             return annotator.status  # too little evidence for either
-        book = self._book([annotator], rules)
+        book = skill_book([annotator], rules)
         if book.banned()[0] and annotator.status == "active":
             fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
             connection.execute(q.SET_STATUS, {"annotator": annotator.id, "status": "banned"})
@@ -487,7 +489,7 @@ class Tasks(ServiceBase):
                     )
                 )
             session.flush()
-            self._settle(session, project, [(item, person, code)])
+            self.decisions.settle(session, project, [(item, person, code)])
             session.expire(item)  # read back as settled
             return self._state(item, labels)
 

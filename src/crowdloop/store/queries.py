@@ -191,7 +191,7 @@ SETTLE = (
     .values(status="reviewed", label=bindparam("label"), confidence=bindparam("confidence"), needed=0, priority=0.0,
             updated_at=bindparam("now"))
 )  # fmt: skip
-"""A reviewer's final label for an item (``ServiceBase._settle``)."""
+"""A reviewer's final label for an item (``ItemDecisions.settle``)."""
 ANSWER_BY_LEASE = select(answers.c.id, answers.c.item_id, answers.c.label, answers.c.lease_id).where(
     answers.c.annotator_id == bindparam("annotator"), answers.c.lease_id == bindparam("lease")
 )

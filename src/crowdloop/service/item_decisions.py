@@ -1,0 +1,172 @@
+"""Deciding a project's items and writing what was decided: the decision from their answers and
+model rows (``ItemDecisions.decide``), its write-back with an event for each change of status
+(``redecide``), and reviewers' final labels (``settle``). The decision itself is the consensus
+layer's (``Decider``, read from the project's configuration)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.consensus.decider import Decisions, Opinions
+from crowdloop.service.intake import soft_frame
+from crowdloop.service.project_config import ProjectColumns, ProjectConfig
+from crowdloop.store import queries as q
+from crowdloop.store.schema import utcnow
+
+
+class Executor(Protocol):
+    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
+    ``store.direct.DirectConnection``."""
+
+    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
+
+
+def code_or_none(code: Any) -> int | None:
+    return None if code is None or int(code) < 0 else int(code)
+
+
+def confidence_or_none(table: Decisions, i: int) -> float | None:
+    if int(table.label[i]) < 0:
+        return None
+    value = float(table.confidence[i])
+    return value if math.isfinite(value) else None
+
+
+def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPolicy) -> str:
+    answers = int(table.answers[i])
+    confidence = float(table.confidence[i])
+    if status == ACCEPTED:
+        return f"calibrated confidence {confidence:.3f} >= target {policy.target} after {answers} answers"
+    if status == ESCALATED:
+        if answers >= policy.max_overlap:
+            return f"confidence {confidence:.3f} below target {policy.target} at max overlap {policy.max_overlap}"
+        return (
+            f"an expert ({policy.prices.expert:g}) costs less than the crowd's expected answers to reach target "
+            f"{policy.target} within max overlap {policy.max_overlap}"
+        )
+    return (
+        f"confidence {confidence:.3f} below target {policy.target}: more answers "
+        f"(about {float(table.expected[i]):.1f} expected)"
+    )
+
+
+def skill_book(annotators: Sequence[Any], rules: SkillRules) -> SkillBook:
+    """A ``SkillBook`` holding the stored evidence of ``annotators`` (in that order)."""
+    book = SkillBook(len(annotators), rules)
+    for name in ("gold_right", "gold_total", "since_right", "since_total", "model_right", "model_total"):
+        setattr(book, name, np.array([getattr(a, name) for a in annotators], dtype=np.float64))
+    book.timed = np.array([a.timed for a in annotators], dtype=np.float64)
+    book.fast = np.array([a.fast for a in annotators], dtype=np.float64)
+    return book
+
+
+class ItemDecisions:
+    """The decisions of the items of the projects ``config`` holds (module docstring)."""
+
+    def __init__(self, config: ProjectConfig) -> None:
+        self.config = config
+
+    @staticmethod
+    def voting_versions(db: Executor, project: ProjectColumns) -> dict[int, float]:
+        """The newest version of each model of the project -> its temperature (none if the
+        project's models do not vote)."""
+        if not project.model_votes:
+            return {}
+        return dict(db.execute(q.VOTING_MODELS, {"project": project.id}).all())
+
+    def decide(self, db: Executor, project: ProjectColumns, items: Sequence[Any], *, models: bool = True) -> Decisions:
+        """The decision for ``items`` (anything with ``id``: at most a page) from their answers and
+        model rows, nothing written (``redecide`` writes it)."""
+        local = {item.id: i for i, item in enumerate(items)}
+        ids = list(local)
+        one = len(ids) == 1
+        if one:
+            answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
+        else:
+            answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
+        skill = skill_book(answers, self.config.skill_rules(project)).accuracy() if answers else np.empty(0)
+        versions = self.voting_versions(db, project) if models else {}
+        soft = None
+        if versions:
+            if one:
+                rows = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id}).all()
+            else:
+                rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
+            soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
+        opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
+        return self.config.decider(project).decide(opinions)
+
+    def redecide(
+        self,
+        db: Executor,
+        project: ProjectColumns,
+        items: Sequence[Any],
+        *,
+        answered: bool = False,
+        models: bool = True,
+    ) -> int:
+        """Decide ``items`` (anything with ``id`` and ``status``: at most a page) again from their
+        answers and model rows, a fixed number of statements; returns how many changed status.
+        ``answered``: an answer to each item just came in (counted by the same UPDATE);
+        ``models=False``: the project has no model versions (not asked again). One item (the
+        loop's case) takes statements of a fixed size, which the direct path runs."""
+        if not items:
+            return 0
+        table = self.decide(db, project, items, models=models)
+        decider = self.config.decider(project)
+        now = utcnow()
+        changes, events = [], []
+        for i, item in enumerate(items):
+            status = str(table.status[i])
+            values = {
+                "item": item.id,
+                "status": status,
+                "label": code_or_none(table.label[i]),
+                "confidence": confidence_or_none(table, i),
+                "needed": int(table.next[i]),
+                "priority": float(table.priority[i]),
+                "branch": int(table.branch[i]),
+                "now": now,
+            }
+            changes.append(values)
+            if status != item.status:
+                detail = {
+                    "from": item.status,
+                    "label": None if values["label"] is None else self.config.labels(project).name(values["label"]),
+                    "confidence": values["confidence"],
+                    "answers": int(table.answers[i]),
+                    "target": decider.policy.target,
+                    "reason": decision_reason(status, table, i, decider.policy),
+                }
+                events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
+                               "created_at": now, "detail": detail})  # fmt: skip
+        db.execute(q.DECISION_ANSWERED if answered else q.DECISION, changes)
+        if events:
+            db.execute(q.NEW_EVENTS, events)
+        return len(events)
+
+    def settle(
+        self, db: Executor, project: ProjectColumns, reviews: Sequence[tuple[Any, Any, int]], **detail: Any
+    ) -> None:
+        """Reviewers' final labels: each ``(item, reviewer, code)`` (item with ``id``, ``status`` and
+        ``label``; reviewer with ``id``) settles the item as reviewed, with confidence 1: a review is
+        the project's decision, final, and the refit takes it as the item's truth, like gold. Logs a
+        "reviewed" event (``detail`` added to it)."""
+        if not reviews:
+            return
+        now = utcnow()
+        confidence = 1.0
+        changes, events = [], []
+        for item, reviewer, code in reviews:
+            changes.append({"item": item.id, "label": code, "confidence": confidence, "now": now})
+            events.append({"project_id": project.id, "item_id": item.id, "annotator_id": reviewer.id,
+                           "kind": "reviewed", "created_at": now,
+                           "detail": {"from": item.status, "crowd_label": item.label, "label": code,
+                                      "confidence": confidence, **detail}})  # fmt: skip
+        db.execute(q.SETTLE, changes)
+        db.execute(q.NEW_EVENTS, events)
