@@ -4,6 +4,8 @@ from the same answers, gold and policy; the calibrator is stored as data, never 
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,9 @@ from crowdloop.labels import LabelSpace
 from crowdloop.service import GoldIn, ItemIn, open_service
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.store.schema import Project
+
+sys.path.insert(0, str(Path(__file__).parent))
+from crowd_loop import answer_in_turns
 
 LABELS = ["a", "b", "c"]
 POLICY = ConsensusPolicy(target=0.9, max_overlap=5, prior_accuracy=0.4, escalate_early=False)
@@ -37,18 +42,7 @@ def served(tmp_path):
     service.add_gold(project.id, [GoldIn(k, v) for k, v in gold.items()])
     skills = {"w1": 0.92, "w2": 0.85, "w3": 0.8, "w4": 0.75, "w5": 0.7, "w6": 0.55}
     people = {name: service.add_annotator(project.id, name)[0] for name in skills}
-    for _ in range(60):  # two or three answers per item: most stay open
-        progressed = False
-        for name, who in people.items():
-            task = service.next_task(who)
-            if task is None:
-                continue
-            right = rng.random() < skills[name]
-            label = truth[task.item] if right else str(rng.choice([x for x in LABELS if x != truth[task.item]]))
-            service.submit(who, task.lease_id, label, duration_ms=3000)
-            progressed = True
-        if not progressed:
-            break
+    answer_in_turns(service, people, skills, truth, LABELS, rng, 60)  # two or three answers per item: most stay open
     # what the loop accepted before the refit stays accepted: the refit decides the open items again
     settled = {t for t in truth if t not in gold and service.item_state(project.id, t).status == "accepted"}
     report = service.refit(project.id)

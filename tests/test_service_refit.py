@@ -4,6 +4,8 @@ the online decision, branch skills and routing by them, ``refit_projects`` (``cr
 from __future__ import annotations
 
 import contextlib
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ from crowdloop.consensus.fitting import MIN_CALIBRATION_STATES, StoredAnswers, r
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import ItemIn, open_service, refit_projects
 from crowdloop.store.schema import Annotator
+
+sys.path.insert(0, str(Path(__file__).parent))
+from crowd_loop import answer_in_turns
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -42,18 +47,7 @@ def test_refit_learns_skills_temperature_and_calibration(service, database_url: 
     version = service.add_model_predictions(project.id, "m", "1", probabilities)
     skills = {"good1": 0.9, "good2": 0.9, "good3": 0.85, "poor": 0.35}
     people = {name: service.add_annotator(project.id, name)[0] for name in skills}
-    for _ in range(400):
-        progressed = False
-        for name, who in people.items():
-            task = service.next_task(who)
-            if task is None:
-                continue
-            right = rng.random() < skills[name]
-            label = truth[task.item] if right else str(rng.choice([x for x in LABELS if x != truth[task.item]]))
-            service.submit(who, task.lease_id, label, duration_ms=3000)
-            progressed = True
-        if not progressed:
-            break
+    answer_in_turns(service, people, skills, truth, LABELS, rng, 400)
     before = {a.name: a.skill for a in service.annotator_skills(project.id)}
     (report,) = refit_projects(database_url, project.name)
     after = {a.name: a.skill for a in service.annotator_skills(project.id)}
