@@ -219,15 +219,17 @@ class Jobs(ServiceBase):
         names = pages(rf.NAMES_PAGE, project=project_id)
         hard = [a for a in answers if not a[4]]
         reviewed = {a[1]: a[3] for a in answers if a[4]}
-        truth = dict(gold) | reviewed
+        gold = dict(gold)
         stored = StoredAnswers(
             item=np.array([a[1] for a in hard], dtype=np.int64),
             annotator=np.array([a[2] for a in hard], dtype=np.int64),
             label=np.array([a[3] for a in hard], dtype=np.int64),
-            truth_item=np.array(list(truth), dtype=np.int64),
-            truth_label=np.array(list(truth.values()), dtype=np.int64),
+            gold_item=np.array(list(gold), dtype=np.int64),
+            gold_label=np.array(list(gold.values()), dtype=np.int64),
             soft=pd.DataFrame(soft_rows, columns=["version", "item", "label", "prob"]),
             names=pd.Series(dict(names), dtype=object),
+            reviewed_item=np.array([i for i in reviewed if i not in gold], dtype=np.int64),
+            reviewed_label=np.array([k for i, k in reviewed.items() if i not in gold], dtype=np.int64),
         )
         return stored, since
 
