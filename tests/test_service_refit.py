@@ -130,7 +130,7 @@ def test_too_few_gold_states_leave_the_decision_on_the_raw_posterior() -> None:
         gold_item=np.arange(30), gold_label=rng.integers(0, 4, 30),
         soft=pd.DataFrame(columns=["version", "item", "label", "prob"]),
     )  # fmt: skip
-    assert 30 * 3 < MIN_CALIBRATION_STATES
+    assert MIN_CALIBRATION_STATES > 30 * 3
     assert refit(stored, LabelSpace(LABELS), ConsensusPolicy(max_overlap=3), SkillRules()).calibrator is None
 
 
@@ -209,6 +209,36 @@ def test_the_calibrator_knows_the_model_alone() -> None:
     hit = decided.label == truth[held]
     assert abs(decided.confidence.mean() - hit.mean()) <= 0.05
     assert (decided.status == "more").all()
+
+
+def test_a_stored_prediction_keeps_the_mass_beyond_its_top_labels() -> None:
+    """The service stores a model's top labels only; the refit reads the mass they leave as shared
+    by the other labels (as the decision does), so the model's temperature is the one its full
+    rows give. Renormalised to its top labels, a row gave the truth zero whenever it lay beyond
+    them, and the temperature fell to flatten the model for it (.47 where gold said .73)."""
+    rng = np.random.default_rng(8)
+    names = [f"l{k}" for k in range(12)]
+    labels, k, n_items, top = LabelSpace(names), len(names), 600, 3
+    truth = rng.integers(0, k, n_items)
+    logits = rng.normal(0, 1.5, (n_items, k))
+    logits[np.arange(n_items), truth] += 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    item = np.repeat(np.arange(n_items), 2)
+    worker = rng.integers(0, 10, len(item))
+    label = np.where(rng.random(len(item)) < 0.8, truth[item], rng.integers(0, k, len(item)))
+    gold = np.arange(200)
+
+    def temperature(kept: int) -> float:
+        best = np.argsort(-probs, axis=1)[:, :kept]
+        soft = pd.DataFrame(
+            [(3, i, c, probs[i, c]) for i in range(n_items) for c in best[i]],
+            columns=["version", "item", "label", "prob"],
+        )
+        stored = StoredAnswers(item, worker, label, gold, truth[gold], soft)
+        return refit(stored, labels, ConsensusPolicy(max_overlap=3), SkillRules()).temperatures[3]
+
+    assert (np.argsort(-probs, axis=1)[gold, :top] != truth[gold, None]).all(axis=1).mean() > 0.05
+    assert temperature(top) == pytest.approx(temperature(k), rel=0.1)
 
 
 def _refit_world(service, name: str) -> int:

@@ -365,7 +365,8 @@ class RefitResult:
 def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold, Gold]:
     """The stored answers as ``Answers`` (items coded in database id order and named by their
     external ids, workers in id order; each model version a soft worker ``model:<id>`` with its top
-    labels renormalised), and the gold and the reviewed items among them."""
+    labels, the rest of its mass shared by the others as the decision reads it), and the gold and
+    the reviewed items among them."""
     items, item_code = np.unique(stored.item, return_inverse=True)
     workers, worker_code = np.unique(stored.annotator, return_inverse=True)
     names = pd.Index(items) if stored.names is None else pd.Index(stored.names.reindex(items).to_numpy())
@@ -385,9 +386,9 @@ def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, 
             (rows["prob"].to_numpy(np.float64), (row_of, rows["label"].to_numpy(np.int64))),
             shape=(len(row_items), len(labels)),
         )
-        sums = np.asarray(matrix.sum(axis=1)).ravel()
-        matrix = sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1e-12)) @ matrix)  # top labels renormalised
-        answers = answers.with_soft(f"model:{version}", names[np.searchsorted(items, row_items.to_numpy())], matrix)
+        answers = answers.with_soft(
+            f"model:{version}", names[np.searchsorted(items, row_items.to_numpy())], matrix, partial=True
+        )
     return (
         answers,
         _coded(stored.gold_item, stored.gold_label, items),
