@@ -328,3 +328,41 @@ def test_a_lapsed_refit_claim_is_taken_over(service) -> None:
         )
     finally:
         service._clock = monkey_clock
+
+
+def test_a_refit_decides_without_holding_up_answers(service, database_url: str, monkeypatch) -> None:
+    """The refit decides the open items in a read transaction and writes in a short one: an answer
+    submitted while it decides goes through at once (it waited for the whole page before), and the
+    item keeps the decision its answer brought, not the refit's older one."""
+    import threading
+    import time
+
+    from crowdloop.service.item_decisions import ItemDecisions
+
+    project = service.create_project("decide-aside", LabelSpace(LABELS), ConsensusPolicy(max_overlap=3), gold_rate=0)
+    service.import_items(project.id, [ItemIn(f"i{i}", {}) for i in range(30)])
+    who, _ = service.add_annotator(project.id, "ann")
+    for _ in range(10):
+        task = service.next_task(who)
+        service.submit(who, task.lease_id, "a")
+    task = service.next_task(who)
+    other = open_service(database_url, seed=9)
+    decide, took = ItemDecisions.decide, []
+
+    def decide_while_answering(self, db, project_row, items, **kwargs):
+        if len(items) > 1 and not took:  # the refit's page: an answer comes in meanwhile
+            thread = threading.Thread(target=lambda: other.submit(who, task.lease_id, "b"))
+            start = time.perf_counter()
+            thread.start()
+            thread.join(10)
+            took.append(time.perf_counter() - start)
+        return decide(self, db, project_row, items, **kwargs)
+
+    monkeypatch.setattr(ItemDecisions, "decide", decide_while_answering)
+    try:
+        service.refit(project.id)
+    finally:
+        other.close()
+    assert took and took[0] < 5
+    state = service.item_state(project.id, task.item)
+    assert state.answers == 1 and state.label == "b"

@@ -117,7 +117,13 @@ class ItemDecisions:
         loop's case) takes statements of a fixed size, which the direct path runs."""
         if not items:
             return 0
-        table = self.decide(db, project, items, models=models)
+        return self.record(db, project, items, self.decide(db, project, items, models=models), answered=answered)
+
+    def record(
+        self, db: Executor, project: ProjectColumns, items: Sequence[Any], table: Decisions, *, answered: bool = False
+    ) -> int:
+        """Write ``table``, the decisions of ``items`` (from ``decide``), with an event for each
+        change of status; returns how many changed. ``answered`` as in ``redecide``."""
         decider = self.config.decider(project)
         now = utcnow()
         changes, events = [], []

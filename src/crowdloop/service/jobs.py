@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, MORE
+from crowdloop.consensus.decider import Decisions
 from crowdloop.consensus.fitting import StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
@@ -234,25 +235,43 @@ class Jobs(ServiceBase):
         return stored, since
 
     def _redecide_open(self, project_id: int, claim: Claim | None = None) -> int:
-        """Decide every open (more or escalated) item again, a page per transaction (each checks
-        ``claim``, if any); returns how many were decided."""
+        """Decide every open (more or escalated) item again, a page at a time; returns how many
+        were decided. A page is decided in a read transaction and written in a short one (which
+        checks ``claim``, if any), so that answers keep coming in meanwhile: an item whose decision
+        was written in between (an answer, a review) keeps that newer one."""
         last, decided = 0, 0
         while True:
 
-            def work(session: Session, last: int = last) -> tuple[int, int]:
-                if claim is not None:
-                    claim.check(session)
+            def read(session: Session, last: int = last) -> tuple[int, list, Decisions | None]:
                 project = self._project(session, project_id)
                 # a page of all the project's items in id order (an index range), the open ones decided
-                statement = rf.ITEMS_PAGE_LOCKED if self._pg else rf.ITEMS_PAGE
-                page = session.execute(statement, {"project": project_id, "last": last, "size": PAGE}).all()
+                page = session.execute(rf.ITEMS_PAGE, {"project": project_id, "last": last, "size": PAGE}).all()
                 if not page:
-                    return -1, 0
+                    return -1, [], None
                 open_items = [row for row in page if row.status in (MORE, ESCALATED)]
-                self.decisions.redecide(session, project, open_items)
-                return page[-1].id, len(open_items)
+                return (
+                    page[-1].id,
+                    open_items,
+                    self.decisions.decide(session, project, open_items) if open_items else None,
+                )
 
-            last, n = self._run(work)
+            last, open_items, table = self._read(read)
             if last < 0:
                 return decided
-            decided += n
+            if table is None:
+                continue
+
+            def write(session: Session, open_items: list = open_items, table: Decisions = table) -> int:
+                if claim is not None:
+                    claim.check(session)
+                now = {r.id: (r.status, r.updated_at) for r in session.execute(
+                    rf.ITEM_VERSIONS, {"items": [row.id for row in open_items]})}  # fmt: skip
+                kept = np.array([now.get(row.id) == (row.status, row.updated_at) for row in open_items])
+                if not kept.any():
+                    return 0
+                project = self._project(session, project_id)
+                rows = [row for row, keep in zip(open_items, kept, strict=True) if keep]
+                self.decisions.record(session, project, rows, table.take(kept))
+                return len(rows)
+
+            decided += self._run(write)
