@@ -2,7 +2,8 @@ r"""Labels without humans, and the audit that keeps them honest.
 
 An open item nobody has answered or holds, whose confidence under the model version in use reaches
 the threshold that version proved on gold (``models.autolabel.choose_threshold``: the Clopper-Pearson
-lower bound of the accuracy above it is at least the project's target), is settled as ``accepted``
+lower bound of the accuracy above it, the gold reweighted to the items it would label, is at least
+the project's target) and whose predicted label is of a stratum that gold proved, is settled as ``accepted``
 with source ``model`` and no human answer. A share ``audit_rate`` of those items (drawn by a hash of
 the item and version, so a rerun draws the same) goes to people instead, *without* the model's vote
 or suggestion, so that their label is an independent check: the audit.
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.models.autolabel import clopper_pearson_lower
 from crowdloop.service.base import ServiceBase
-from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME
+from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME, automation_stratum
 from crowdloop.service.types import AuditFigures, ModelVersionMetrics
 from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
@@ -61,6 +62,9 @@ class Automation(ServiceBase):
             sure = np.zeros(len(ids), dtype=bool)
             if automation_allowed(metrics, row["id"], project.automation_stopped):
                 sure = confidence >= metrics["threshold"]
+                if metrics.get("threshold_strata") is not None:  # only the strata the gold proved
+                    labels = self.config.labels(project)
+                    sure &= np.isin(automation_stratum(labels, label), metrics["threshold_strata"])
             if sure.any():
                 statement = self._locked(mq.UNTOUCHED, skip=True)
                 untouched = set(session.execute(statement, {"items": ids[sure].tolist()}).scalars())

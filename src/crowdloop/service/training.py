@@ -13,7 +13,11 @@ fold is predicted by a model fitted on everything else but that fold and the cop
 from those probabilities, accuracy and calibration (ECE, ``models.calibrate.model_reliability``).
 The version *is* the first fold's model, so the confidence above which it may label items with no
 human answer is proven on the gold it never saw with the very model that will label
-(``models.autolabel.choose_threshold``, fixed-sequence Clopper-Pearson tests at the project's target):
+(``models.autolabel.choose_threshold``, fixed-sequence Clopper-Pearson tests at the project's target),
+the gold reweighted to the items it would label now (``models.autolabel.Pool``: the untouched open
+items, by the top-level branch of the label it predicts, ``automation_stratum``; people take the
+items the model is unsure of first, so what is left is rich in the labels it is sure of, rightly or
+not), and it labels only items of the strata the gold proved:
 a threshold proven with the fold models and applied to a model fitted on all the data has no such
 guarantee (on the Flipkart sample through the API, such a model was right on .92 of the items above a
 threshold that 114 of 114 cross-fitted gold items had passed).
@@ -47,7 +51,7 @@ from sqlalchemy.orm import Session
 from crowdloop.errors import ConflictError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
-from crowdloop.models.autolabel import choose_threshold
+from crowdloop.models.autolabel import Pool, choose_threshold
 from crowdloop.models.calibrate import model_reliability, vote_temperature
 from crowdloop.models.hierarchical import HierarchicalClassifier
 from crowdloop.models.oof import align_proba
@@ -69,6 +73,13 @@ CONFIDENCE_LEVEL = 0.95
 
 Fence = Callable[[Session], None]
 """Raises ``ClaimLost`` (``service.jobs``) unless the caller still holds the job (run in each writing transaction)."""
+
+
+def automation_stratum(labels: LabelSpace, codes: np.ndarray) -> np.ndarray:
+    """The stratum of a predicted label in the automation proof: its top-level branch in a taxonomy,
+    else the label itself."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return labels.ancestor_at(codes, 1).astype(np.int64) if isinstance(labels, Taxonomy) else codes
 
 
 def item_texts(payloads: list[dict], fields: list[str] | None) -> list[str]:
@@ -236,13 +247,17 @@ class Training(ServiceBase):
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
                 min_items=max(n_min, int(proof.sum()) // 2),
+                stratum=automation_stratum(info.labels, gold_probs[proof].argmax(axis=1)),
+                pool=self._automation_pool(project_id, model, info.labels, project.text_fields),
             )
             metrics |= {
                 "gold_accuracy": reliability.accuracy,
                 "gold_ece": reliability.ece,
                 "threshold": None if math.isinf(choice.threshold) else choice.threshold,
-                "threshold_gold_n": choice.n_gold,
-                "threshold_gold_right": round(choice.n_gold * choice.gold_accuracy) if choice.n_gold else 0,
+                # the gold's effective size and right answers reweighted to the pool, and the strata it proved
+                "threshold_gold_n": round(choice.effective_n, 2) if choice.n_gold else 0,
+                "threshold_gold_right": round(choice.effective_n * choice.gold_accuracy, 2) if choice.n_gold else 0,
+                "threshold_strata": None if choice.strata is None else choice.strata.tolist(),
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
                 "gold_temperature": vote_temperature(gold_probs, gold_truth),
             }
@@ -284,6 +299,28 @@ class Training(ServiceBase):
         if worse:
             return self._report(project_id, row, (0, 0, 0), time.perf_counter() - started)
         return self._finish(project_id, row, fence, started=started)
+
+    def _automation_pool(self, project_id: int, model: Any, labels: LabelSpace, fields: list[str] | None) -> Pool:
+        """The items ``model`` could label now, with its confidence on each and their stratum."""
+        confidence, stratum, last = [], [], 0
+        while True:
+            page = self._run(
+                lambda s, last=last: s.execute(
+                    mq.AUTOMATION_POOL, {"project": project_id, "last": last, "limit": PAGE}
+                ).all()
+            )
+            texts = np.array(item_texts([r.payload for r in page], fields), dtype=object)
+            texts = texts[[len(t) > 0 for t in texts]] if len(texts) else texts
+            if len(texts):
+                probs = self._proba(model, texts, labels)
+                confidence.append(probs.max(axis=1))
+                stratum.append(automation_stratum(labels, probs.argmax(axis=1)))
+            if len(page) < PAGE:
+                break
+            last = page[-1].id
+        if not confidence:
+            return Pool(np.empty(0), np.empty(0, dtype=np.int64))
+        return Pool(np.concatenate(confidence), np.concatenate(stratum))
 
     def _snapshot(self, project_id: int) -> dict[str, Any]:
         """Where the project stood when the version was trained (progress over time)."""
