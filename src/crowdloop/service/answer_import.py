@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
-from crowdloop.service.base import PAGE, ProjectRow
 from crowdloop.service.intake import batched, check_batch
+from crowdloop.service.rows import PAGE, ProjectRow
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
 from crowdloop.service.tasks import Tasks
 from crowdloop.service.types import DISPUTED

@@ -2,80 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import random
-import secrets
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import SkillRules
-from crowdloop.errors import NotFoundError
 from crowdloop.labels import LabelSpace
+from crowdloop.service.database import Database
 from crowdloop.service.item_decisions import Executor, ItemDecisions, skill_book
 from crowdloop.service.project_config import ProjectConfig
-from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, checked_name, text_problem
+from crowdloop.service.rows import ProjectRow, annotator_row, item_row, item_state, log_event, project_row
+from crowdloop.service.stored_text import checked_name
 from crowdloop.service.types import AnnotatorInfo, ItemState, ProjectInfo
 from crowdloop.store import db
 from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
-from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_transaction
+from crowdloop.store.direct import DirectConnection
 from crowdloop.store.schema import Annotator, Item, ModelVersion, Project, utcnow
 
 T = TypeVar("T")
-PAGE = 2_000
-SETTLED = ("accepted", "reviewed")
-_RETRIES = 8
-
-
-def make_token() -> str:
-    return "cl_" + secrets.token_urlsafe(32)
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def retryable(exc: DBAPIError) -> bool:
-    """A deadlock or serialization failure (PostgreSQL), a busy database (SQLite) or a lost
-    connection (the pool has dropped it): try again."""
-    code = getattr(exc.orig, "sqlstate", None)
-    return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
-
-
-class Prefixed:
-    """The columns of one table inside a joined row, by their plain names (``a_status`` -> ``status``)."""
-
-    __slots__ = ("_prefix", "_row")
-
-    def __init__(self, row: Row, prefix: str) -> None:
-        self._row, self._prefix = row, prefix
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._row, self._prefix + name)
-
-
-class ProjectRow:
-    """A project's light columns (``queries.PROJECT``); its label space, policy, rules and
-    calibrator are read from the same transaction on first use (the service caches what they
-    give, so most requests never read them)."""
-
-    def __init__(self, row: Row, db: Executor) -> None:
-        self._row, self._db, self._heavy = row, db, None
-
-    def __getattr__(self, name: str) -> Any:
-        if name in q.PROJECT_HEAVY_COLUMNS:
-            if self._heavy is None:
-                self._heavy = self._db.execute(q.PROJECT_HEAVY, {"project": self._row.id}).one()
-            return getattr(self._heavy, name)
-        return getattr(self._row, name)
 
 
 class ServiceBase:
@@ -84,71 +35,35 @@ class ServiceBase:
     items (``decisions``: ``ItemDecisions``)."""
 
     def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = Database(engine)
         self.engine = engine
         self._clock = clock or utcnow
-        self._sessions = db.session_factory(engine)
-        self._readers = db.session_factory(db.reader(engine))
-        self._pg = db.is_postgresql(engine)
-        # SQLite has one writer at a time: this process's threads queue on a lock of their own
-        # instead of in SQLite's busy handler, which sleeps up to 100 ms between tries
-        self._writer = contextlib.nullcontext() if self._pg else threading.RLock()
+        self._sessions = self.db.sessions
+        self._pg = self.db.pg
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
         self.config = ProjectConfig()
         self.decisions = ItemDecisions(self.config)
-        self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self.checkpointer: db.WalCheckpointer | None = None
 
     def _run(self, work: Callable[[Session], T]) -> T:
-        """``work`` in one transaction, retried on deadlocks and serialization failures."""
-        return self._retried(lambda: db.transaction(self._sessions), work, self._writer)
+        return self.db.run(work)
 
     def _read(self, work: Callable[[Session], T]) -> T:
-        """``work`` that only reads, in one transaction that waits for no writer (SQLite: deferred,
-        a snapshot beside the write lock)."""
-        return self._retried(lambda: db.transaction(self._readers), work, contextlib.nullcontext())
+        return self.db.read(work)
 
     def _run_direct(self, work: Callable[[DirectConnection], T], *, write: bool = True) -> T:
-        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path);
-        ``write=False`` for one that only reads (see ``_read``)."""
-        return self._retried(
-            lambda: direct_transaction(self.engine, self._direct, write=write),
-            work,
-            self._writer if write else contextlib.nullcontext(),
-        )
-
-    def _retried(
-        self,
-        transaction: Callable[[], contextlib.AbstractContextManager],
-        work: Callable[[Any], T],
-        writer: contextlib.AbstractContextManager,
-    ) -> T:
-        for attempt in range(_RETRIES):
-            try:
-                with writer, transaction() as session:
-                    return work(session)
-            except DBAPIError as exc:
-                if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == _RETRIES - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1) * (1 + self._draw()))
-        raise AssertionError("unreachable")
+        return self.db.run_direct(work, write=write)
 
     def _draw(self) -> float:
         with self._rng_lock:
             return self._rng.random()
 
     def _locked(self, statement: Any, *, skip: bool = False, of: Any = None) -> Any:
-        """``SELECT ... FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; SQLite's transaction already
-        holds the write lock."""
-        return statement.with_for_update(skip_locked=skip, of=of) if self._pg else statement
+        return self.db.locked(statement, skip=skip, of=of)
 
     def _project(self, db: Executor, project_id: int) -> ProjectRow:
-        row = None
-        if isinstance(project_id, int):
-            row = db.execute(q.PROJECT, {"project": project_id}).first()
-        if row is None:
-            raise NotFoundError(f"no project with id {project_id!r}")
-        return ProjectRow(row, db)
+        return project_row(db, project_id)
 
     def _info(self, project: ProjectRow | Project) -> ProjectInfo:
         return ProjectInfo(
@@ -187,36 +102,19 @@ class ServiceBase:
         return self.config.rules(self._project(db, project_id))
 
     def _event(self, db: Executor, project_id: int, kind: str, detail: dict, **who: int | None) -> None:
-        row = {"project_id": project_id, "item_id": None, "annotator_id": None, **who}
-        db.execute(q.NEW_EVENTS, [{**row, "kind": kind, "detail": detail, "created_at": utcnow()}])
+        log_event(db, project_id, kind, detail, **who)
 
     def _annotator(self, session: Session, annotator_id: int) -> Annotator:
-        annotator = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
-        if annotator is None:
-            raise NotFoundError(f"no annotator with id {annotator_id!r}")
-        return annotator
+        return annotator_row(session, annotator_id)
 
     def _item(self, session: Session, project_id: int, external_id: str, *, lock: bool = False) -> Item:
-        item = None
-        if not text_problem(str(external_id), EXTERNAL_ID_LENGTH):  # no stored id could match
-            statement = self._locked(q.ITEM_BY_EXTERNAL_ID) if lock else q.ITEM_BY_EXTERNAL_ID
-            item = session.scalars(statement, {"project": project_id, "external_id": str(external_id)}).first()
-        if item is None:
-            raise NotFoundError(f"no item {external_id!r} in project {project_id}")
-        return item
+        return item_row(
+            session, project_id, external_id, self._locked(q.ITEM_BY_EXTERNAL_ID) if lock else q.ITEM_BY_EXTERNAL_ID
+        )
 
     @staticmethod
     def _state(item: Item, labels: LabelSpace) -> ItemState:
-        return ItemState(
-            item=item.external_id,
-            status=item.status,
-            label=None if item.label is None else labels.name(item.label),
-            confidence=item.confidence,
-            answers=item.answer_count,
-            open_leases=item.open_leases,
-            needed=item.needed,
-            is_gold=item.is_gold,
-        )
+        return item_state(item, labels)
 
     def _model_version(self, project_id: int, name: str, version: str) -> int:
         """The id of a model version, created when new."""
@@ -248,4 +146,4 @@ class ServiceBase:
         """Stop the log checkpoints (if any) and release the database connections."""
         if self.checkpointer is not None:
             self.checkpointer.stop()
-        self.engine.dispose()
+        self.db.close()

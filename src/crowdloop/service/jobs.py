@@ -18,8 +18,10 @@ from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.consensus.fitting import StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
-from crowdloop.service.base import PAGE, Executor, ServiceBase
+from crowdloop.service.base import ServiceBase
+from crowdloop.service.item_decisions import Executor
 from crowdloop.service.priorities import prioritize
+from crowdloop.service.rows import PAGE
 from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf

@@ -20,8 +20,9 @@ import numpy as np
 
 from crowdloop.labels import LabelSpace
 from crowdloop.quality import find_label_errors
-from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.base import ServiceBase
 from crowdloop.service.priorities import stored_probs
+from crowdloop.service.rows import PAGE
 from crowdloop.service.types import DISPUTED, DisputedItem, LabelCheck, LabelErrorCounts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q

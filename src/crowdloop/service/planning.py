@@ -26,8 +26,8 @@ from crowdloop.errors import ConflictError
 from crowdloop.planning import CostModel, fit_learning_curve
 from crowdloop.planning import plan as make_plan
 from crowdloop.planning.curve import Interval
-from crowdloop.service.base import SETTLED
 from crowdloop.service.reports import Reports
+from crowdloop.service.rows import SETTLED
 from crowdloop.service.types import CurvePoint, PlanRange, PlanReport
 from crowdloop.store import learning as sql
 from crowdloop.store.schema import utcnow

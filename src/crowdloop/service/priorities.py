@@ -36,8 +36,9 @@ import pandas as pd
 from crowdloop.active import TextFeatures, kmeans_plus_plus, relabel_or_new_scores, top_batch
 from crowdloop.active.relabel import skill_weight
 from crowdloop.consensus import SkillRules
-from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.base import ServiceBase
 from crowdloop.service.item_decisions import skill_book
+from crowdloop.service.rows import PAGE
 from crowdloop.service.training import item_texts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q

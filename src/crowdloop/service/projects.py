@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -15,10 +17,11 @@ from crowdloop.consensus.decider import Opinions
 from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.base import PAGE, ServiceBase, make_token, token_digest
+from crowdloop.service.base import ServiceBase
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
 from crowdloop.service.item_decisions import code_or_none, confidence_or_none
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
+from crowdloop.service.rows import PAGE
 from crowdloop.service.stored_text import (
     EXTERNAL_ID_LENGTH,
     HINT_LENGTH,
@@ -51,6 +54,14 @@ REDECIDE_IN_CALL = 10 * PAGE
 """Items (ten pages) up to which ``update_project`` decides a project's open items again itself."""
 RESETTLING = ("policy", "rules", "model_votes")
 """The settings that change decisions: the open items are decided again when one changes."""
+
+
+def make_token() -> str:
+    return "cl_" + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def settings_columns(

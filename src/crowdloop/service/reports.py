@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED
 from crowdloop.labels import LabelSpace
-from crowdloop.service.base import PAGE, SETTLED, ServiceBase
+from crowdloop.service.base import ServiceBase
 from crowdloop.service.intake import check_batch
 from crowdloop.service.label_errors import label_error_counts
+from crowdloop.service.rows import PAGE, SETTLED
 from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store import report_queries as rq

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ESCALATED, SkillRules
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase
-from crowdloop.service.item_decisions import skill_book
+from crowdloop.service.base import ServiceBase
+from crowdloop.service.item_decisions import Executor, skill_book
 from crowdloop.service.label_errors import disputed_fields
+from crowdloop.service.rows import Prefixed, ProjectRow
 from crowdloop.service.stored_text import json_problem, text_problem
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
 from crowdloop.service.types import (

@@ -54,7 +54,8 @@ from crowdloop.models.oof import align_proba
 from crowdloop.models.text import TextClassifier, group_folds, normalize_text
 from crowdloop.models.training import train as fit_training_set
 from crowdloop.models.training import training_set
-from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.base import ServiceBase
+from crowdloop.service.rows import PAGE
 from crowdloop.store import model_queries as mq
 from crowdloop.store.schema import utcnow
 
