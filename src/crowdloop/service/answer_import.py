@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
+from crowdloop.service.annotators import judge
 from crowdloop.service.intake import batched, check_batch
 from crowdloop.service.rows import PAGE, ProjectRow
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
@@ -212,7 +213,7 @@ class AnswerImport(Tasks):
             rules = self.config.rules(project)
             rows = session.execute(pq.ANNOTATORS_BY_ID, {"annotators": graded}).all()
             for row in rows:
-                self._judge(session, project, row, rules)
+                judge(session, project, row, rules)
 
 
 def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str) -> _Batch:

@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -25,6 +25,13 @@ from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_t
 
 T = TypeVar("T")
 RETRIES = 8
+
+
+class Executor(Protocol):
+    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
+    ``store.direct.DirectConnection``."""
+
+    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
 
 
 def retryable(exc: DBAPIError) -> bool:

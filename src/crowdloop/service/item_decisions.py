@@ -1,29 +1,26 @@
 """Deciding a project's items and writing what was decided: the decision from their answers and
 model rows (``ItemDecisions.decide``), its write-back with an event for each change of status
-(``redecide``), and reviewers' final labels (``settle``). The decision itself is the consensus
+(``redecide``; every open item of a project, a page per transaction: ``redecide_open``), and
+reviewers' final labels (``settle``). The decision itself is the consensus
 layer's (``Decider``, read from the project's configuration)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillBook, SkillRules
 from crowdloop.consensus.decider import Decisions, Opinions
+from crowdloop.service.database import Database, Executor
 from crowdloop.service.intake import soft_frame
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
+from crowdloop.service.rows import PAGE, project_row
 from crowdloop.store import queries as q
+from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import utcnow
-
-
-class Executor(Protocol):
-    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
-    ``store.direct.DirectConnection``."""
-
-    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
 
 
 def code_or_none(code: Any) -> int | None:
@@ -170,3 +167,31 @@ class ItemDecisions:
                                       "confidence": confidence, **detail}})  # fmt: skip
         db.execute(q.SETTLE, changes)
         db.execute(q.NEW_EVENTS, events)
+
+
+def redecide_open(
+    db: Database, decisions: ItemDecisions, project_id: int, fence: Callable[[Executor], None] | None = None
+) -> int:
+    """Decide every open (more or escalated) item of the project again, a page per transaction
+    (each first runs ``fence``, if any: a job's check that it still holds its claim); returns how
+    many were decided."""
+    last, decided = 0, 0
+    while True:
+
+        def work(session: Executor, last: int = last) -> tuple[int, int]:
+            if fence is not None:
+                fence(session)
+            project = project_row(session, project_id)
+            # a page of all the project's items in id order (an index range), the open ones decided
+            statement = rf.ITEMS_PAGE_LOCKED if db.pg else rf.ITEMS_PAGE
+            page = session.execute(statement, {"project": project_id, "last": last, "size": PAGE}).all()
+            if not page:
+                return -1, 0
+            open_items = [row for row in page if row.status in (MORE, ESCALATED)]
+            decisions.redecide(session, project, open_items)
+            return page[-1].id, len(open_items)
+
+        last, n = db.run(work)
+        if last < 0:
+            return decided
+        decided += n

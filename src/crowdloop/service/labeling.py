@@ -16,13 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import Engine
+
+from crowdloop.service.annotators import Annotators
 from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.automation import Automation
 from crowdloop.service.jobs import Jobs
+from crowdloop.service.label_errors import LabelErrors
 from crowdloop.service.planning import Planning
 from crowdloop.service.predictions import Predictions
 from crowdloop.service.projects import Projects
-from crowdloop.service.tasks import Tasks
+from crowdloop.service.reports import Reports
 from crowdloop.service.training import Training
 from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import db
@@ -62,10 +66,60 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(
-    Projects, AnswerImport, Tasks, Predictions, Planning, Jobs, Training, Automation
-):  # Predictions: LabelErrors; Planning: Reports
+class LabelingService(AnswerImport, Training, Automation):
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,
-    ``ConflictError``, ``InputError``/``UnknownLabelError`` (bad input), ``ConfigError``."""
+    ``ConflictError``, ``InputError``/``UnknownLabelError`` (bad input), ``ConfigError``.
+
+    Its parts, each with one job: ``db`` (transactions), ``config`` (the projects' cached
+    configuration), ``decisions`` (deciding items), ``projects``, ``annotators``, ``label_errors``,
+    ``predictions``, ``reports``, ``planning`` and ``jobs``; its methods are theirs."""
+
+    def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        super().__init__(engine, seed=seed, clock=clock)
+        self.projects = Projects(self.db, self.config, self.decisions)
+        self.annotators = Annotators(self.db, self.config)
+        self.label_errors = LabelErrors(self.db, self.config)
+        self.predictions = Predictions(self.db, self.config, self.decisions, self.projects, self.label_errors)
+        self.reports = Reports(self.db, self.config, self.decisions, self.projects, self._model_progress)
+        self.planning = Planning(self.db, self.projects, self.reports)
+        # the clock read at each call: a test may set another
+        self.jobs = Jobs(self.db, self.config, self.decisions, self.projects, lambda: self._clock())
+
+        self.create_project = self.projects.create_project
+        self.update_project = self.projects.update_project
+        self.get_project = self.projects.get_project
+        self.list_projects = self.projects.list_projects
+        self.import_items = self.projects.import_items
+        self.add_gold = self.projects.add_gold
+        self.item_state = self.projects.item_state
+
+        self.add_annotator = self.annotators.add_annotator
+        self.new_token = self.annotators.new_token
+        self.rotate_token = self.annotators.rotate_token
+        self.revoke_token = self.annotators.revoke_token
+        self.revoke_tokens = self.annotators.revoke_tokens
+        self.authenticate = self.annotators.authenticate
+        self.authenticate_token = self.annotators.authenticate_token
+        self.token_annotator = self.annotators.token_annotator
+        self.get_annotator = self.annotators.get_annotator
+        self.set_role = self.annotators.set_role
+        self.annotator_skills = self.annotators.annotator_skills
+
+        self.check_labels = self.label_errors.check_labels
+        self.add_model_predictions = self.predictions.add_model_predictions
+        self.model_versions = self.predictions.model_versions
+
+        self.progress = self.reports.progress
+        self.results = self.reports.results
+        self.export_pages = self.reports.export_pages
+        self.export_frame = self.reports.export_frame
+        self.answers_frame = self.reports.answers_frame
+        self.events = self.reports.events
+        self.plan = self.planning.plan
+
+        self.claim = self.jobs.claim
+        self.claim_refit = self.jobs.claim_refit
+        self.refit = self.jobs.refit
+        self.refit_unless_running = self.jobs.refit_unless_running

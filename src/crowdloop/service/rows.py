@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from crowdloop.errors import NotFoundError
 from crowdloop.labels import LabelSpace
-from crowdloop.service.item_decisions import Executor
+from crowdloop.service.database import Executor
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, text_problem
 from crowdloop.service.types import ItemState
 from crowdloop.store import queries as q

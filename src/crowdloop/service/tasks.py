@@ -11,10 +11,12 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ESCALATED, SkillRules
+from crowdloop.consensus import ESCALATED
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from crowdloop.service.annotators import judge
 from crowdloop.service.base import ServiceBase
-from crowdloop.service.item_decisions import Executor, skill_book
+from crowdloop.service.database import Executor
+from crowdloop.service.item_decisions import skill_book
 from crowdloop.service.label_errors import disputed_fields
 from crowdloop.service.rows import Prefixed, ProjectRow
 from crowdloop.service.stored_text import json_problem, text_problem
@@ -352,7 +354,7 @@ class Tasks(ServiceBase):
                 # submit takes as long
                 self.decisions.decide(connection, project, [item], models=bool(lease.has_models))
         # judged after every answer (only gold and timed ones move the evidence): the same path for all
-        status = self._judge(connection, project, annotator, rules)
+        status = judge(connection, project, annotator, rules)
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,
@@ -361,45 +363,6 @@ class Tasks(ServiceBase):
             duplicate=False,
             annotator_status=status,
         )
-
-    def _judge(self, connection: Executor, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
-        """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
-        returns the annotator's status."""
-        if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
-            return annotator.status  # too little evidence for either
-        book = skill_book([annotator], rules)
-        if book.banned()[0] and annotator.status == "active":
-            fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
-            connection.execute(q.SET_STATUS, {"annotator": annotator.id, "status": "banned"})
-            for lease_id, item_id in connection.execute(q.OPEN_LEASES_OF, {"annotator": annotator.id}).all():
-                if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
-                    connection.execute(q.RELEASE_ITEM, {"item": item_id})
-            _, upper = book.gold_bounds()
-            self._event(
-                connection,
-                project.id,
-                "banned",
-                {
-                    "reason": "implausibly fast answers" if fast else "gold accuracy clearly below the threshold",
-                    "gold_right": annotator.gold_right,
-                    "gold_total": annotator.gold_total,
-                    "upper_bound": float(upper[0]),
-                    "ban_below": rules.ban_below,
-                },
-                annotator_id=annotator.id,
-            )
-            return "banned"
-        if book.promoted()[0] and annotator.role == "annotator":
-            connection.execute(q.SET_ROLE, {"annotator": annotator.id, "role": "reviewer"})
-            lower, _ = book.gold_bounds()
-            self._event(
-                connection,
-                project.id,
-                "promoted",
-                {"to": "reviewer", "lower_bound": float(lower[0]), "gold_total": annotator.gold_total},
-                annotator_id=annotator.id,
-            )
-        return annotator.status
 
     @staticmethod
     def _check_lease_id(lease_id: Any) -> None:
