@@ -6,8 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from crowdloop.service.item_decisions import ItemDecisions, redecide_open
 from crowdloop.service.priorities import prioritize
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import PAGE, log_event, project_row
-from crowdloop.service.types import RefitReport, RefitSkipped
+from crowdloop.service.types import Clock, RefitReport, RefitSkipped
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import Project, utcnow
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
 REFIT = "refit"
 CLAIM_SECONDS = 60.0
 """How long a claim outlives its holder's last renewal (renewed every third of it while the job runs)."""
-Clock = Callable[[], datetime]
-"""The time claims are measured by: an aware UTC datetime."""
 
 
 class ClaimLost(ConflictError):

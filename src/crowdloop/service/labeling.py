@@ -27,6 +27,7 @@ from crowdloop.service.planning import Planning
 from crowdloop.service.predictions import Predictions
 from crowdloop.service.projects import Projects
 from crowdloop.service.reports import Reports
+from crowdloop.service.tasks import Tasks
 from crowdloop.service.training import Training
 from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import db
@@ -66,7 +67,7 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(AnswerImport, Training, Automation):
+class LabelingService(Training, Automation):
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,
@@ -74,18 +75,23 @@ class LabelingService(AnswerImport, Training, Automation):
 
     Its parts, each with one job: ``db`` (transactions), ``config`` (the projects' cached
     configuration), ``decisions`` (deciding items), ``projects``, ``annotators``, ``label_errors``,
-    ``predictions``, ``reports``, ``planning`` and ``jobs``; its methods are theirs."""
+    ``predictions``, ``tasks``, ``answer_import``, ``reports``, ``planning`` and ``jobs``; its methods are theirs."""
 
     def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
-        super().__init__(engine, seed=seed, clock=clock)
+        super().__init__(engine, clock=clock)
         self.projects = Projects(self.db, self.config, self.decisions)
         self.annotators = Annotators(self.db, self.config)
         self.label_errors = LabelErrors(self.db, self.config)
         self.predictions = Predictions(self.db, self.config, self.decisions, self.projects, self.label_errors)
         self.reports = Reports(self.db, self.config, self.decisions, self.projects, self._model_progress)
         self.planning = Planning(self.db, self.projects, self.reports)
-        # the clock read at each call: a test may set another
-        self.jobs = Jobs(self.db, self.config, self.decisions, self.projects, lambda: self._clock())
+        self.answer_import = AnswerImport(self.db, self.config, self.decisions, self.projects)
+
+        def now() -> datetime:  # the clock read at each call: a test may set another
+            return self._clock()
+
+        self.tasks = Tasks(self.db, self.config, self.decisions, seed=seed, clock=now)
+        self.jobs = Jobs(self.db, self.config, self.decisions, self.projects, now)
 
         self.create_project = self.projects.create_project
         self.update_project = self.projects.update_project
@@ -106,6 +112,14 @@ class LabelingService(AnswerImport, Training, Automation):
         self.get_annotator = self.annotators.get_annotator
         self.set_role = self.annotators.set_role
         self.annotator_skills = self.annotators.annotator_skills
+
+        self.next_task = self.tasks.next_task
+        self.submit = self.tasks.submit
+        self.skip = self.tasks.skip
+        self.review_queue = self.tasks.review_queue
+        self.review = self.tasks.review
+        self.check_answers = self.answer_import.check_answers
+        self.import_answers = self.answer_import.import_answers
 
         self.check_labels = self.label_errors.check_labels
         self.add_model_predictions = self.predictions.add_model_predictions
