@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdloop.consensus import SkillRules
-from crowdloop.errors import AuthError, ConfigError, ConflictError
+from crowdloop.errors import AuthError, ConfigError, ConflictError, NotFoundError
 from crowdloop.service.database import Database, Executor
 from crowdloop.service.item_decisions import skill_book
 from crowdloop.service.project_config import ProjectConfig
-from crowdloop.service.rows import ProjectRow, annotator_row, log_event, project_row
+from crowdloop.service.rows import ProjectRow, log_event, project_row
 from crowdloop.service.stored_text import checked_name
 from crowdloop.service.types import KINDS, ROLES, AnnotatorInfo, Kind, Role
 from crowdloop.store import project_queries as pq
@@ -32,6 +32,14 @@ def make_token() -> str:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def annotator_row(session: Session, annotator_id: int) -> Annotator:
+    """The annotator ``annotator_id`` (``NotFoundError``)."""
+    annotator = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
+    if annotator is None:
+        raise NotFoundError(f"no annotator with id {annotator_id!r}")
+    return annotator
 
 
 def annotator_info(annotator: Annotator | Row, rules: SkillRules) -> AnnotatorInfo:

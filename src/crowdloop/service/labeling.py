@@ -15,16 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
 from crowdloop.service.annotators import Annotators
 from crowdloop.service.answer_import import AnswerImport
 from crowdloop.service.automation import Automation
+from crowdloop.service.database import Database
+from crowdloop.service.item_decisions import ItemDecisions
 from crowdloop.service.jobs import Jobs
 from crowdloop.service.label_errors import LabelErrors
 from crowdloop.service.planning import Planning
 from crowdloop.service.predictions import Predictions
+from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.projects import Projects
 from crowdloop.service.reports import Reports
 from crowdloop.service.tasks import Tasks
@@ -32,6 +36,7 @@ from crowdloop.service.training import Training
 from crowdloop.service.types import RefitReport, RefitSkipped
 from crowdloop.store import db
 from crowdloop.store.db import DEFAULT_URL, URL_VARIABLE
+from crowdloop.store.schema import utcnow
 
 __all__ = ["DEFAULT_URL", "URL_VARIABLE", "LabelingService", "open_service", "refit_projects"]
 
@@ -67,73 +72,105 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class LabelingService(Training, Automation):
+class Part:
+    """A method of one of the service's parts, given as the service's own: ``service.submit`` is
+    ``service.tasks.submit``."""
+
+    def __init__(self, part: str, method: Callable[..., Any]) -> None:
+        self.part, self.name = part, method.__name__
+        self.__doc__, self.__wrapped__ = method.__doc__, method
+
+    def __get__(self, service: Any, owner: type | None = None) -> Any:
+        return self if service is None else getattr(getattr(service, self.part), self.name)
+
+
+class LabelingService:
     """The labeling loop. Build it with ``open_service``. Projects are referred to by id;
     annotators by the ``AnnotatorInfo`` that ``authenticate`` returns (the service re-reads their
     role and status in every call). Errors: ``NotFoundError``, ``AuthError``, ``ForbiddenError``,
     ``ConflictError``, ``InputError``/``UnknownLabelError`` (bad input), ``ConfigError``.
 
-    Its parts, each with one job: ``db`` (transactions), ``config`` (the projects' cached
-    configuration), ``decisions`` (deciding items), ``projects``, ``annotators``, ``label_errors``,
-    ``predictions``, ``tasks``, ``answer_import``, ``reports``, ``planning`` and ``jobs``; its methods are theirs."""
+    A facade over parts with one job each, built here with what each uses: ``db`` (transactions,
+    ``Database``), ``config`` (the projects' cached configuration, ``ProjectConfig``), ``decisions``
+    (deciding items and writing the decisions, ``ItemDecisions``), ``projects`` (projects, settings,
+    items, gold), ``annotators`` (annotators, roles, tokens), ``tasks`` (the loop: next task, submit,
+    skip, review), ``answer_import``, ``label_errors``, ``predictions`` (model versions),
+    ``reports``, ``planning``, ``jobs`` (claims and the refit), ``automation`` (model labels and
+    their audit) and ``training`` (the project's own model). Its methods are theirs."""
+
+    create_project = Part("projects", Projects.create_project)
+    update_project = Part("projects", Projects.update_project)
+    get_project = Part("projects", Projects.get_project)
+    list_projects = Part("projects", Projects.list_projects)
+    import_items = Part("projects", Projects.import_items)
+    add_gold = Part("projects", Projects.add_gold)
+    item_state = Part("projects", Projects.item_state)
+
+    add_annotator = Part("annotators", Annotators.add_annotator)
+    new_token = Part("annotators", Annotators.new_token)
+    rotate_token = Part("annotators", Annotators.rotate_token)
+    revoke_token = Part("annotators", Annotators.revoke_token)
+    revoke_tokens = Part("annotators", Annotators.revoke_tokens)
+    authenticate = Part("annotators", Annotators.authenticate)
+    authenticate_token = Part("annotators", Annotators.authenticate_token)
+    token_annotator = Part("annotators", Annotators.token_annotator)
+    get_annotator = Part("annotators", Annotators.get_annotator)
+    set_role = Part("annotators", Annotators.set_role)
+    annotator_skills = Part("annotators", Annotators.annotator_skills)
+
+    next_task = Part("tasks", Tasks.next_task)
+    submit = Part("tasks", Tasks.submit)
+    skip = Part("tasks", Tasks.skip)
+    review_queue = Part("tasks", Tasks.review_queue)
+    review = Part("tasks", Tasks.review)
+    check_answers = Part("answer_import", AnswerImport.check_answers)
+    import_answers = Part("answer_import", AnswerImport.import_answers)
+
+    check_labels = Part("label_errors", LabelErrors.check_labels)
+    add_model_predictions = Part("predictions", Predictions.add_model_predictions)
+    model_versions = Part("predictions", Predictions.model_versions)
+
+    progress = Part("reports", Reports.progress)
+    results = Part("reports", Reports.results)
+    export_pages = Part("reports", Reports.export_pages)
+    export_frame = Part("reports", Reports.export_frame)
+    answers_frame = Part("reports", Reports.answers_frame)
+    events = Part("reports", Reports.events)
+    plan = Part("planning", Planning.plan)
+
+    claim = Part("jobs", Jobs.claim)
+    claim_refit = Part("jobs", Jobs.claim_refit)
+    refit = Part("jobs", Jobs.refit)
+    refit_unless_running = Part("jobs", Jobs.refit_unless_running)
+    service_versions = Part("training", Training.service_versions)
+    model_job = Part("training", Training.model_job)
 
     def __init__(self, engine: Engine, *, seed: int | None = None, clock: Callable[[], datetime] | None = None) -> None:
-        super().__init__(engine, clock=clock)
-        self.projects = Projects(self.db, self.config, self.decisions)
-        self.annotators = Annotators(self.db, self.config)
-        self.label_errors = LabelErrors(self.db, self.config)
-        self.predictions = Predictions(self.db, self.config, self.decisions, self.projects, self.label_errors)
-        self.reports = Reports(self.db, self.config, self.decisions, self.projects, self._model_progress)
-        self.planning = Planning(self.db, self.projects, self.reports)
-        self.answer_import = AnswerImport(self.db, self.config, self.decisions, self.projects)
+        self.engine = engine
+        self._clock = clock or utcnow
+        self.checkpointer: db.WalCheckpointer | None = None
+        self.db = Database(engine)
+        self._run, self._sessions = self.db.run, self.db.sessions  # the model worker's and the tests' way in
+        self.config = ProjectConfig()
+        self.decisions = ItemDecisions(self.config)
 
         def now() -> datetime:  # the clock read at each call: a test may set another
             return self._clock()
 
+        self.projects = Projects(self.db, self.config, self.decisions)
+        self.annotators = Annotators(self.db, self.config)
         self.tasks = Tasks(self.db, self.config, self.decisions, seed=seed, clock=now)
+        self.answer_import = AnswerImport(self.db, self.config, self.decisions, self.projects)
+        self.label_errors = LabelErrors(self.db, self.config)
+        self.predictions = Predictions(self.db, self.config, self.decisions, self.projects, self.label_errors)
+        self.automation = Automation(self.db, self.config)
+        self.reports = Reports(self.db, self.config, self.decisions, self.projects, self.automation.model_progress)
+        self.planning = Planning(self.db, self.projects, self.reports)
         self.jobs = Jobs(self.db, self.config, self.decisions, self.projects, now)
+        self.training = Training(self.db, self.projects, self.reports, self.jobs, self.automation)
 
-        self.create_project = self.projects.create_project
-        self.update_project = self.projects.update_project
-        self.get_project = self.projects.get_project
-        self.list_projects = self.projects.list_projects
-        self.import_items = self.projects.import_items
-        self.add_gold = self.projects.add_gold
-        self.item_state = self.projects.item_state
-
-        self.add_annotator = self.annotators.add_annotator
-        self.new_token = self.annotators.new_token
-        self.rotate_token = self.annotators.rotate_token
-        self.revoke_token = self.annotators.revoke_token
-        self.revoke_tokens = self.annotators.revoke_tokens
-        self.authenticate = self.annotators.authenticate
-        self.authenticate_token = self.annotators.authenticate_token
-        self.token_annotator = self.annotators.token_annotator
-        self.get_annotator = self.annotators.get_annotator
-        self.set_role = self.annotators.set_role
-        self.annotator_skills = self.annotators.annotator_skills
-
-        self.next_task = self.tasks.next_task
-        self.submit = self.tasks.submit
-        self.skip = self.tasks.skip
-        self.review_queue = self.tasks.review_queue
-        self.review = self.tasks.review
-        self.check_answers = self.answer_import.check_answers
-        self.import_answers = self.answer_import.import_answers
-
-        self.check_labels = self.label_errors.check_labels
-        self.add_model_predictions = self.predictions.add_model_predictions
-        self.model_versions = self.predictions.model_versions
-
-        self.progress = self.reports.progress
-        self.results = self.reports.results
-        self.export_pages = self.reports.export_pages
-        self.export_frame = self.reports.export_frame
-        self.answers_frame = self.reports.answers_frame
-        self.events = self.reports.events
-        self.plan = self.planning.plan
-
-        self.claim = self.jobs.claim
-        self.claim_refit = self.jobs.claim_refit
-        self.refit = self.jobs.refit
-        self.refit_unless_running = self.jobs.refit_unless_running
+    def close(self) -> None:
+        """Stop the log checkpoints (if any) and release the database connections."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        self.db.close()

@@ -1,5 +1,5 @@
 """The rows every part of the service reads and writes alike: a project's row (``project_row``), an
-item by its external id, an annotator, an item's state as the service answers it, and the event log."""
+item by its external id, an item's state as the service answers it, and the event log."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from crowdloop.service.database import Executor
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, text_problem
 from crowdloop.service.types import ItemState
 from crowdloop.store import queries as q
-from crowdloop.store.schema import Annotator, Item, utcnow
+from crowdloop.store.schema import Item, utcnow
 
 PAGE = 2_000
 """Rows a job reads or writes in one transaction."""
@@ -68,14 +68,6 @@ def item_row(session: Session, project_id: int, external_id: str, statement: Any
     if item is None:
         raise NotFoundError(f"no item {external_id!r} in project {project_id}")
     return item
-
-
-def annotator_row(session: Session, annotator_id: int) -> Annotator:
-    """The annotator ``annotator_id`` (``NotFoundError``)."""
-    annotator = session.get(Annotator, annotator_id) if isinstance(annotator_id, int) else None
-    if annotator is None:
-        raise NotFoundError(f"no annotator with id {annotator_id!r}")
-    return annotator
 
 
 def item_state(item: Item, labels: LabelSpace) -> ItemState:
