@@ -164,7 +164,7 @@ class LabelingService:
         self.label_errors = LabelErrors(self.db, self.config)
         self.predictions = Predictions(self.db, self.config, self.decisions, self.projects, self.label_errors)
         self.automation = Automation(self.db, self.config)
-        self.reports = Reports(self.db, self.config, self.decisions, self.projects, self.automation.model_progress)
+        self.reports = Reports(self.db, self.config, self.decisions, self.projects, self.automation)
         self.planning = Planning(self.db, self.projects, self.reports)
         self.jobs = Jobs(self.db, self.config, self.decisions, self.projects, now)
         self.training = Training(self.db, self.projects, self.reports, self.jobs, self.automation)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -18,10 +18,11 @@ from crowdloop.service.label_errors import label_error_counts
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import PAGE, SETTLED, project_row
 from crowdloop.service.suggestions import suggestion_effect
-from crowdloop.service.types import AuditFigures, ModelVersionMetrics, Progress, ResultRow
+from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store import report_queries as rq
 
 if TYPE_CHECKING:
+    from crowdloop.service.automation import Automation
     from crowdloop.service.projects import Projects
 
 
@@ -46,20 +47,15 @@ class ExportPage(NamedTuple):
     predictions: pd.DataFrame
 
 
-ModelProgress = Callable[[Session, Any, int], tuple[int, AuditFigures | None, list[ModelVersionMetrics]]]
-"""The items a project's own model labelled, the audit of its version in use and every version's
-metrics (``service.automation``), from a transaction, a project row and its number of items."""
-
-
 class Reports:
     """Where a project stands: progress, results, the answers frame and the event log."""
 
     def __init__(
         self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects,
-        model_progress: ModelProgress,
+        automation: Automation,
     ) -> None:  # fmt: skip
         self.db, self.config, self.decisions, self.projects = db, config, decisions, projects
-        self.model_progress = model_progress
+        self.automation = automation
 
     def progress(self, project_id: int) -> Progress:
         def work(session: Session) -> Progress:
@@ -85,7 +81,7 @@ class Reports:
             people = session.execute(rq.PEOPLE, {"project": project_id}).one()
             crowd = total - reviews
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
-            model_labelled, audit, model_versions = self.model_progress(session, project, n_items)
+            model_labelled, audit, model_versions = self.automation.model_progress(session, project, n_items)
             return Progress(
                 project_id=project_id,
                 items=n_items,
