@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from sqlalchemy import Engine
 
@@ -39,6 +39,10 @@ from crowdloop.store.db import DEFAULT_URL, URL_VARIABLE
 from crowdloop.store.schema import utcnow
 
 __all__ = ["DEFAULT_URL", "URL_VARIABLE", "LabelingService", "open_service", "refit_projects"]
+
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def open_service(
@@ -72,15 +76,21 @@ def refit_projects(url: str | None = None, project: int | str | None = None) -> 
         service.close()
 
 
-class Part:
+class Part(Generic[S, P, R]):
     """A method of one of the service's parts, given as the service's own: ``service.submit`` is
-    ``service.tasks.submit``."""
+    ``service.tasks.submit`` (with its signature and docstring)."""
 
-    def __init__(self, part: str, method: Callable[..., Any]) -> None:
+    def __init__(self, part: str, method: Callable[Concatenate[S, P], R]) -> None:
         self.part, self.name = part, method.__name__
         self.__doc__, self.__wrapped__ = method.__doc__, method
 
-    def __get__(self, service: Any, owner: type | None = None) -> Any:
+    @overload
+    def __get__(self, service: None, owner: type | None = None) -> Part[S, P, R]: ...
+
+    @overload
+    def __get__(self, service: object, owner: type | None = None) -> Callable[P, R]: ...
+
+    def __get__(self, service: object | None, owner: type | None = None) -> Any:
         return self if service is None else getattr(getattr(service, self.part), self.name)
 
 
