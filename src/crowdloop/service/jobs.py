@@ -46,9 +46,7 @@ class Claim:
     ``seconds`` for the next claimant to take. Every write of the job first ``check``s the claim in
     its own transaction: a holder that lost it (stalled past the expiry) writes nothing."""
 
-    def __init__(
-        self, db: Database, clock: Clock, project_id: int, job: str, holder: str, seconds: float
-    ) -> None:  # fmt: skip
+    def __init__(self, db: Database, clock: Clock, project_id: int, job: str, holder: str, seconds: float) -> None:
         self.project_id, self.job, self.holder, self.seconds = project_id, job, holder, seconds
         self._db, self._clock = db, clock
         self._stop = threading.Event()

@@ -66,9 +66,8 @@ class Predictions:
         projects: Projects,
         label_errors: LabelErrors,
     ) -> None:
-        self.db, self.config, self.decisions, self.projects, self.label_errors = (
-            db, config, decisions, projects, label_errors
-        )  # fmt: skip
+        self.db, self.config, self.decisions = db, config, decisions
+        self.projects, self.label_errors = projects, label_errors
 
     def add_model_predictions(
         self,

@@ -51,9 +51,8 @@ class Reports:
     """Where a project stands: progress, results, the answers frame and the event log."""
 
     def __init__(
-        self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects,
-        automation: Automation,
-    ) -> None:  # fmt: skip
+        self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects, automation: Automation
+    ) -> None:
         self.db, self.config, self.decisions, self.projects = db, config, decisions, projects
         self.automation = automation
 
