@@ -26,7 +26,8 @@ $\mu = (N_2 \hat\mu_A + m \mu_0) / (N_2 + m)$ over the $N_2$ items with two or m
 for them (cross-entropy against the posterior of the human answers, gold clamped).
 
 **Calibrator**: a ``TopLabelCalibrator`` fitted on the *prefix states* of the gold items (the item
-after its first 1, 2, ... answers, as the stopping rule sees it), each scored with skills fitted
+after its first 1, 2, ... answers, as the stopping rule sees it, and with the model's vote alone
+when a model voted), each scored with skills fitted
 while its half of the gold was hidden (two-fold cross-fitting), so that a calibrated 0.97 at the
 moment of acceptance means 97% right.
 """
