@@ -234,3 +234,21 @@ def test_recalibrate_keeps_the_top_label():
     # a top label that is not the first one stays on top when c falls to 1/K (no uniform tie)
     low = recalibrate(Posterior(np.array([[0.2, 0.3, 0.5]])), np.array([0.1]))
     assert low.labels().tolist() == [2] and low.probs[0, 2] > low.probs[0, :2].max()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_cautious_confidence_never_falls_as_the_evidence_grows(seed):
+    """The cautious value (a lower quantile given the gold behind each step) is monotone in the
+    raw confidence: a small top step, whose interval is wide, claims at least what the larger
+    step below it proved. Before, it fell by 4-7 points there, and the decision judged that more
+    agreeing answers could not reach a target the answers before them had nearly reached."""
+    rng = np.random.default_rng(seed)
+    raw = 1 - 10 ** -rng.uniform(0.3, 6, 400)
+    n_answers = rng.integers(1, 4, 400)
+    right = rng.random(400) < 0.5 + 0.49 * np.log10(1 / (1 - raw)) / 6
+    calibrator = TopLabelCalibrator(features=("confidence", "n_answers")).fit(raw, right, n_answers=n_answers)
+    grid = 1 - 10 ** -np.linspace(0.3, 9, 400)
+    for n in (1, 2, 3):
+        cautious = calibrator.predict(grid, n_answers=np.full(len(grid), n), quantile=0.2)
+        assert (np.diff(cautious) >= -1e-9).all()
+        assert (cautious <= calibrator.predict(grid, n_answers=np.full(len(grid), n)) + 1e-9).all()

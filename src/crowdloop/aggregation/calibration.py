@@ -417,13 +417,15 @@ class TopLabelCalibrator(BaseEstimator):
             calibrated = np.interp(score, self.curve_x_, self.curve_y_)
             at = np.clip(np.searchsorted(self.evidence_scores_, score), 0, len(self.evidence_) - 1)
             evidence = self.evidence_[at]
-            if quantile is not None:
-                calibrated = _cautious(calibrated, evidence, quantile)
             x_top, y_top = self.curve_x_[-1], self.curve_y_[-1]
+            if quantile is not None:
+                floor = self._cautious_floor(quantile)
+                below = np.searchsorted(self.evidence_scores_, score, side="right") - 1  # gold at or below
+                proven = np.where(below >= 0, floor[np.maximum(below, 0)], 0.0)
+                calibrated = np.maximum(_cautious(calibrated, evidence, quantile), proven)
+                y_top = float(floor[-1])
             beyond = score > x_top
             if beyond.any():  # from the (cautious) last step towards 1 along the score
-                if quantile is not None:
-                    y_top = float(_cautious(np.array([y_top]), self.evidence_[-1:], quantile)[0])
                 platt, platt_top = expit(score[beyond]), float(expit(x_top))
                 lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
                 calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
@@ -431,6 +433,14 @@ class TopLabelCalibrator(BaseEstimator):
         if quantile is None:
             return calibrated
         return _cautious(calibrated, evidence, quantile)
+
+    def _cautious_floor(self, quantile: float) -> np.ndarray:
+        """At each gold score (in order), the highest cautious value of the steps at or below it.
+        The curve assumes accuracy rises with the score, so what a step's gold proves holds above
+        it too: a small step above a large one (wider interval) never claims less than the large
+        one proved, and more agreeing answers never lower the cautious confidence."""
+        steps = np.interp(self.evidence_scores_, self.curve_x_, self.curve_y_)
+        return np.maximum.accumulate(_cautious(steps, self.evidence_, quantile))
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         """``predict`` on a frame with columns ``confidence`` (and ``n_answers``, ``margin``)."""
