@@ -15,7 +15,8 @@ who only knows the branch is right about it), and a model's probability row $p_m
 its learned temperature $\tau_m$ (renormalised). The labels nobody proposed share one term, so one
 answer is never certainty. The status (accept / more / escalate, the answers to order now, the
 partial taxonomy level) is ``decisions.decide_arrays`` on the costed lookahead of
-``control.outlook``, and the pool order is ``consensus.priority``.
+``control.Lookahead`` (built once per decider: what depends on its policy and skills alone is
+kept across batches), and the pool order is ``consensus.priority``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pandas as pd
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus.control import TypicalSkill, outlook
+from crowdloop.consensus.control import Lookahead, TypicalSkill
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
@@ -122,6 +123,7 @@ class Decider:
         self.calibrator = calibrator
         self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
+        self._lookahead = Lookahead(policy, TypicalSkill(self.typical_skill, self.skill_evidence), len(labels))
 
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
         """The candidate posterior of every item of the batch."""
@@ -251,17 +253,14 @@ class Decider:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
         second = runner_up(posterior)
-        ahead = outlook(
+        ahead = self._lookahead(
             states.raw_confidence,
             # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
             # the mass outweighs it (after a poor annotator's answer the truth is most likely elsewhere)
             np.maximum(second, 1 - states.raw_confidence - second),
             states.answers,
             states.label >= 0,
-            self.policy,
-            TypicalSkill(self.typical_skill, self.skill_evidence),
-            len(self.labels),
-            lambda raw, n: self.calibrated_confidence(raw, n),
+            self.calibrated_confidence,
         )
         table = decide_arrays(states, self.policy, ahead)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
