@@ -63,13 +63,15 @@ def outlook_cases() -> list[tuple[str, str, int, str]]:
 
 
 def item_states(policy: ConsensusPolicy, seed: int, n: int = 40) -> tuple[np.ndarray, ...]:
-    """``n`` items: raw and runner-up confidence, answers (0 to max_overlap) and whether labelled."""
+    """``n`` items: raw and runner-up confidence, answers (0 to max_overlap) and whether labelled;
+    the last quarter repeats states of the others, as items in the same state do in a batch."""
     rng = np.random.default_rng(seed)
     raw = rng.uniform(0.05, 0.999, n)
     second = (1 - raw) * rng.uniform(0, 1, n)
     answers = rng.integers(0, policy.max_overlap + 1, n)
     has_label = (answers > 0) | (rng.random(n) < 0.3)  # an item with model votes only has a label
-    return raw, second, answers, has_label
+    again = rng.integers(0, n - n // 4, n // 4)
+    return tuple(np.concatenate([x[: n - n // 4], x[again]]) for x in (raw, second, answers, has_label))
 
 
 def outlook_rows() -> list[dict]:
@@ -166,6 +168,18 @@ def assert_same(got: list[dict], want: list[dict]) -> None:
 
 def test_the_lookahead_decides_as_before_on_a_grid_of_states(reference: dict) -> None:
     assert_same(outlook_rows(), reference["outlook"])
+
+
+def test_an_item_alone_is_judged_as_in_a_batch(reference: dict) -> None:
+    for seed, (policy_name, skill_name, k, calibrator) in enumerate(outlook_cases()[:8]):
+        policy = POLICIES[policy_name]
+        calibrate = shrink if calibrator == "shrink" else (lambda r, n: r)
+        want = reference["outlook"][seed]
+        for i, state in enumerate(zip(*item_states(policy, seed), strict=True)):
+            alone = outlook(*(np.array([v]) for v in state), policy, SKILLS[skill_name], k, calibrate)
+            assert [bool(alone.go_on[0]), bool(alone.reached[0])] == [want["go_on"][i], want["reached"][i]]
+            assert (None if np.isinf(alone.needed[0]) else int(alone.needed[0])) == want["needed"][i]
+            assert alone.expected_answers[0] == pytest.approx(want["expected_answers"][i], rel=1e-9, abs=1e-12)
 
 
 def test_the_decider_decides_as_before_on_a_taxonomy_with_and_without_a_calibrator(reference: dict) -> None:

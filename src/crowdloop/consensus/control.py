@@ -76,9 +76,9 @@ SKILL_RESOLUTION = 0.01
 """Nodes spanning less skill than this are one: the belief is as good as known."""
 
 
-CACHED_STEPS = 32
-"""Steps $m$ of the recursion whose likelihoods a ``Lookahead`` keeps ($O(J m^2)$ numbers each;
-longer horizons compute the rest per call)."""
+CACHED_HORIZON = 16
+"""Horizons up to which a ``Lookahead`` keeps the recursion's cells ($O(J H^3)$ numbers each;
+longer ones are laid out per call)."""
 
 
 @dataclass(frozen=True)
@@ -136,12 +136,19 @@ def outlook(
 
 
 @dataclass(frozen=True)
-class _Step:
-    """What step $m$ of the recursion takes from the skill nodes alone: the cells $(a, b)$ with
-    $d = m - a - b \\ge 0$ (``valid``, a x b) and, per node and hypothesis, the log-likelihood of
-    $a$ answers for the leader, $b$ for the alternative and $d$ others (nodes x 3 x a x b)."""
+class _Cells:
+    """The states of the recursion up to horizon $H$, flat and by step: the cells $(m, a, b)$ with
+    $a + b \\le m$ (the others cannot happen), step $m$'s at ``start[m]:start[m + 1]``, then step
+    $H + 1$'s, which stay 0 (nothing is bought beyond the horizon). Per cell of steps up to $H$:
+    ``answers`` ($m$), ``after`` (3 x cells: the cell one more answer leads to, naming the leader,
+    the alternative or another label) and ``log_likelihood`` (nodes x hypothesis x cells: of $a$
+    answers for the leader, $b$ for the alternative and $d = m - a - b$ others); ``all_agree``:
+    step $m$'s cell $(m, m, 0)$, every answer for the leader."""
 
-    valid: np.ndarray
+    start: np.ndarray
+    answers: np.ndarray
+    after: np.ndarray
+    all_agree: np.ndarray
     log_likelihood: np.ndarray
 
 
@@ -164,9 +171,11 @@ class Lookahead:
     ``skill`` (a float: known) and number of labels ``n_labels``, for any batch of items.
 
     The quantile nodes $s_j$ are the leading axis of every array, so one pass of the recursion
-    serves them all; what depends on the nodes alone (the answer probabilities under each
-    hypothesis, each step's likelihoods) is computed once and kept: deciding one item after each
-    answer pays only for the item's own terms."""
+    serves them all, and the states of every step are one flat axis of cells, so the posterior
+    after each of them is computed, and calibrated, in one call; what depends on the nodes alone
+    (the answer probabilities under each hypothesis, the cells' likelihoods) is kept, so deciding
+    one item after each answer pays only for the item's own terms. Items in the same state (those
+    nobody answered, those answered once by the same annotator) are judged once."""
 
     def __init__(self, policy: ConsensusPolicy, skill: TypicalSkill | float, n_labels: int) -> None:
         belief = skill if isinstance(skill, TypicalSkill) else TypicalSkill(float(skill))
@@ -181,10 +190,10 @@ class Lookahead:
         # (names the leader / the alternative / another label)
         hypotheses = [np.stack(row, axis=1) for row in ((s, q, r), (q, s, r), (q, q, r3))]
         self._log_steps = np.log(np.stack(hypotheses, axis=1))
-        self._answer_probs = np.exp(self._log_steps)[:, None, :, :, None, None]  # nodes x 1 x h x answer x 1 x 1
+        self._answer_probs = np.exp(self._log_steps)[:, None, :, :, None]  # nodes x 1 x h x answer x 1
         expert = policy.prices.expert if policy.escalate_early else NO_EXPERT
         self.stop = expert if policy.label_value is None else min(expert, policy.label_value)
-        self._steps: dict[int, _Step] = {}
+        self._cells: dict[int, _Cells] = {}
 
     def __call__(
         self, raw: np.ndarray, second: np.ndarray, answers: np.ndarray, has_label: np.ndarray, calibrate: Calibrate
@@ -193,14 +202,19 @@ class Lookahead:
         ``second`` after ``answers`` human answers (``has_label`` False: nobody answered yet; its
         first answer makes the leading label, of confidence $s$ under a uniform prior)."""
         policy = self.policy
+        raw, second = np.asarray(raw, dtype=np.float64), np.asarray(second, dtype=np.float64)
         empty = ~np.asarray(has_label, dtype=bool)
         n0 = np.asarray(answers, dtype=np.int64) + empty  # an empty item is judged after its first answer
-        room = np.maximum(policy.max_overlap - n0, 0)
-        now = self._recursion(
-            np.asarray(raw, dtype=np.float64), np.asarray(second, dtype=np.float64), empty, n0, room, calibrate
-        )
+        if len(n0) > 1:  # each state once
+            states, back = np.unique(np.column_stack([raw, second, n0, empty]), axis=0, return_inverse=True)
+            once = self._recursion(
+                states[:, 0], states[:, 1], states[:, 3] > 0, states[:, 2].astype(np.int64), calibrate
+            )
+            now = _Now(*(getattr(once, name)[:, back.reshape(-1)] for name in _Now.__dataclass_fields__))
+        else:
+            now = self._recursion(raw, second, empty, n0, calibrate)
         reached = now.reached[0]
-        go_on = ~reached & (room > 0)
+        go_on = ~reached & (self._room(n0) > 0)
         if policy.escalate_early or policy.label_value is not None:  # else no expert: ask up to max_overlap
             go_on &= now.cont_value.mean(axis=0) < self.stop
         needed = now.needed.min(axis=0)
@@ -217,71 +231,77 @@ class Lookahead:
             stop_cost=float(self.stop),
         )
 
-    def step(self, m: int) -> _Step:
-        """Step ``m``'s terms (kept for ``m < CACHED_STEPS``)."""
-        kept = self._steps.get(m)
+    def _room(self, n0: np.ndarray) -> np.ndarray:
+        """Answers left before ``max_overlap`` ($R$) after ``n0``."""
+        return np.maximum(self.policy.max_overlap - n0, 0)
+
+    def cells(self, horizon: int) -> _Cells:
+        """The cells up to ``horizon`` (kept up to ``CACHED_HORIZON``)."""
+        kept = self._cells.get(horizon)
         if kept is not None:
             return kept
-        a = np.arange(m + 1)[:, None]
-        b = np.arange(m + 1)[None, :]
-        d = m - a - b
-        steps = self._log_steps[:, :, :, None, None]  # nodes x hypothesis x answer x 1 x 1
-        out = _Step(d >= 0, steps[:, :, 0] * a + steps[:, :, 1] * b + steps[:, :, 2] * np.maximum(d, 0))
-        if m < CACHED_STEPS:
-            self._steps[m] = out
+        steps = np.arange(horizon + 2)
+        m, a, b = np.nonzero(steps[None, :, None] + steps[None, None, :] <= steps[:, None, None])  # by m, a, b
+        position = np.full((horizon + 3,) * 3, -1)
+        position[m, a, b] = np.arange(len(m))
+        start = np.searchsorted(m, np.arange(horizon + 3))
+        m, a, b = m[: start[-2]], a[: start[-2]], b[: start[-2]]  # the steps up to the horizon
+        log_steps = self._log_steps[:, :, :, None]  # nodes x hypothesis x answer x 1
+        out = _Cells(
+            start=start,
+            answers=m,
+            after=np.stack([position[m + 1, a + 1, b], position[m + 1, a, b + 1], position[m + 1, a, b]]),
+            all_agree=position[steps[:-1], steps[:-1], 0],
+            log_likelihood=log_steps[:, :, 0] * a + log_steps[:, :, 1] * b + log_steps[:, :, 2] * (m - a - b),
+        )
+        if horizon <= CACHED_HORIZON:
+            self._cells[horizon] = out
         return out
 
     def _recursion(
-        self,
-        raw: np.ndarray,
-        second: np.ndarray,
-        empty: np.ndarray,
-        n0: np.ndarray,
-        room: np.ndarray,
-        calibrate: Calibrate,
+        self, raw: np.ndarray, second: np.ndarray, empty: np.ndarray, n0: np.ndarray, calibrate: Calibrate
     ) -> _Now:
         """The Bellman recursion of the module docstring at every node at once."""
         policy = self.policy
         p1 = np.clip(np.where(empty, self._s, raw), 1e-12, 1 - 1e-12)  # nodes x items
         p2 = np.clip(np.where(empty, self._q, second), 1e-15, 1 - p1)
         p3 = np.maximum(1 - p1 - p2, 1e-15)
-        log_p = np.log(np.stack([p1, p2, p3], axis=2))[..., None, None]  # nodes x items x 3 x a x b
+        log_p = np.log(np.stack([p1, p2, p3], axis=2))[..., None]  # nodes x items x 3 x 1 (cells)
+        room = self._room(n0)
         horizon = int(room.max(initial=0))
-        size = horizon + 2
-        # the expected cost, crowd answers and chance of the expert from step m + 1 on (nodes x items x a x b)
-        value, expected, expert_p = (np.zeros((*p1.shape, size, size)) for _ in range(3))
-        needed = np.full(p1.shape, np.inf)
+        cells = self.cells(horizon)
+        # the posterior over the three hypotheses in every cell, its calibrated confidence, and the
+        # predictive probabilities of the next answer (the leader, the alternative, another label)
+        log_w = log_p + cells.log_likelihood[:, None]
+        w = np.exp(log_w - log_w.max(axis=2, keepdims=True))
+        w /= w.sum(axis=2, keepdims=True)
+        raw_c = np.maximum(w[:, :, 0], w[:, :, 1])  # nodes x items x cells
+        count = np.broadcast_to(n0[:, None] + cells.answers, raw_c.shape)
+        conf = calibrate(raw_c.ravel(), count.ravel()).reshape(raw_c.shape)
+        reached = (conf >= policy.target) & (count >= policy.min_overlap)
+        pi = (w[:, :, :, None] * self._answer_probs).sum(axis=2)
+        # the expected cost, crowd answers and chance of the expert from each cell on
+        value, expected, expert_p = (np.zeros((*p1.shape, cells.start[-1])) for _ in range(3))
         crowd = policy.prices.crowd
         choose = policy.escalate_early or policy.label_value is not None
-        probs = self._answer_probs
         for m in range(horizon, -1, -1):
-            step = self.step(m)
-            log_w = log_p + step.log_likelihood[:, None]
-            top = log_w.max(axis=2, keepdims=True)
-            w = np.exp(log_w - top)
-            w /= w.sum(axis=2, keepdims=True)
-            raw_m = np.maximum(w[:, :, 0], w[:, :, 1])
-            count = np.broadcast_to((n0 + m)[:, None, None], raw_m.shape)
-            conf = calibrate(raw_m.ravel(), count.ravel()).reshape(raw_m.shape)
-            reached = (conf >= policy.target) & (count >= policy.min_overlap) & step.valid
-            # predictive probabilities of the next answer: for the leader, the runner-up, another label
-            pi = (w[:, :, :, None] * probs).sum(axis=2)
-            cont_value = crowd + _next(pi, value, m)
-            cont_answers = 1 + _next(pi, expected, m)
-            cont_expert = _next(pi, expert_p, m)
-            cont = ~reached & ~(m >= room)[:, None, None] & step.valid
+            at = slice(cells.start[m], cells.start[m + 1])
+            after, p, done = cells.after[:, at], pi[..., at], reached[..., at]
+            cont_value = crowd + _next(p, value, after)
+            cont_answers = 1 + _next(p, expected, after)
+            cont_expert = _next(p, expert_p, after)
+            cont = ~done & (m < room)[:, None]
             if choose:
                 cont &= cont_value < self.stop
-            value[..., : m + 1, : m + 1] = np.where(reached, 0.0, np.where(cont, cont_value, self.stop))
-            expected[..., : m + 1, : m + 1] = np.where(cont, cont_answers, 0.0)
-            expert_p[..., : m + 1, : m + 1] = np.where(reached, 0.0, np.where(cont, cont_expert, 1.0))
-            needed = np.where(reached[..., m, 0] & (m <= room), m, needed)  # every one named the leader
-        at = (..., 0, 0)
-        return _Now(reached[at], cont_value[at], cont_answers[at], cont_expert[at], needed)
+            value[..., at] = np.where(done, 0.0, np.where(cont, cont_value, self.stop))
+            expected[..., at] = np.where(cont, cont_answers, 0.0)
+            expert_p[..., at] = np.where(done, 0.0, np.where(cont, cont_expert, 1.0))
+        agree = reached[..., cells.all_agree] & (np.arange(horizon + 1) <= room[:, None])  # every one named the leader
+        needed = np.where(agree.any(axis=2), agree.argmax(axis=2), np.inf)
+        return _Now(reached[..., 0], cont_value[..., 0], cont_answers[..., 0], cont_expert[..., 0], needed)
 
 
-def _next(pi: np.ndarray, table: np.ndarray, m: int) -> np.ndarray:
-    """At step ``m``, the expectation over the next answer (``pi``: nodes x items x answer x a x b)
-    of ``table`` at step ``m + 1``: one more for the leader, the alternative, or neither."""
-    return (pi[:, :, 0] * table[..., 1 : m + 2, : m + 1] + pi[:, :, 1] * table[..., : m + 1, 1 : m + 2]
-            + pi[:, :, 2] * table[..., : m + 1, : m + 1])  # fmt: skip
+def _next(pi: np.ndarray, table: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The expectation over the next answer (``pi``: nodes x items x answer x cells) of ``table``
+    at the cells it leads to (``after``: answer x cells): for the leader, the alternative, another."""
+    return pi[:, :, 0] * table[..., after[0]] + pi[:, :, 1] * table[..., after[1]] + pi[:, :, 2] * table[..., after[2]]
