@@ -21,6 +21,7 @@ kept across batches), and the pool order is ``consensus.priority``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,11 +64,12 @@ class Opinions:
         item: np.ndarray | list,
         label: np.ndarray | list,
         skill: np.ndarray | list,
-        soft: pd.DataFrame | None = None,
+        soft: pd.DataFrame | Mapping[str, np.ndarray] | None = None,
     ) -> Opinions:
-        """``soft``: columns ``row, item, label, prob, temperature`` (None: no model opinions)."""
-        soft = soft if soft is not None and len(soft) else None
-        column = (lambda name, dtype: soft[name].to_numpy(dtype=dtype)) if soft is not None else None
+        """``soft``: columns ``row, item, label, prob, temperature``, a frame or a mapping of
+        arrays (None: no model opinions)."""
+        soft = soft if soft is not None and len(soft["row"]) else None
+        column = (lambda name, dtype: np.asarray(soft[name], dtype=dtype)) if soft is not None else None
         empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return cls(
             n_items=n_items,
@@ -336,13 +338,11 @@ def opinions_of(
         probs = answers.soft.probs.tocsr()
         row = np.repeat(np.arange(probs.shape[0]), np.diff(probs.indptr))
         tau = np.ones(answers.n_workers) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
-        soft = pd.DataFrame(
-            {
-                "row": row,
-                "item": answers.soft.item[row],
-                "label": probs.indices,
-                "prob": probs.data,
-                "temperature": tau[answers.soft.worker[row]],
-            }
-        )
+        soft = {
+            "row": row,
+            "item": answers.soft.item[row],
+            "label": probs.indices,
+            "prob": probs.data,
+            "temperature": tau[answers.soft.worker[row]],
+        }
     return Opinions.of(answers.n_items, answers.item, answers.label, weight, soft)

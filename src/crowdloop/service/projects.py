@@ -16,7 +16,7 @@ from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, 
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
 from crowdloop.service.base import PAGE, ServiceBase, make_token, token_digest
-from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_columns
 from crowdloop.service.item_decisions import code_or_none, confidence_or_none
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
 from crowdloop.service.stored_text import (
@@ -346,7 +346,7 @@ class Projects(ServiceBase):
         decider = self.config.decider(project)
         soft = None
         if version_id is not None and project.model_votes:
-            soft = soft_frame(
+            soft = soft_columns(
                 [(i, version_id, p["predictions"]) for i, p in enumerate(parsed) if p["predictions"]], {version_id: 1.0}
             )
         table = decider.decide(Opinions.of(len(parsed), [], [], [], soft))
