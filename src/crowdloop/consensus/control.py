@@ -35,10 +35,10 @@ accept if reached, escalate if stopping is cheaper than going on (the crowd's ex
 finish exceeds the expert's, or the target is out of reach within $R$ answers), otherwise ask more:
 as many as the target needs if every one named the leader (fewer could not finish the item). The
 same recursion, following the chosen actions, gives the expected crowd answers still needed and the
-probability of ending with the expert. Vectorized over the skill nodes below and the items:
-arrays of (nodes, items, a, b) per step, $O(R^3)$ cells in all; what depends on the policy, the
-belief and $K$ alone (the nodes, each step's likelihoods of $(a, b, d)$) is computed once per
-``Lookahead`` and kept for every batch it judges.
+probability of ending with the expert. Vectorized over the skill nodes below, the items and the
+states $(m, a, b)$ of every step (one axis of cells, $O(R^3)$ in all, whose posteriors are
+calibrated in one call); what depends on the policy, the belief and $K$ alone (the nodes, the
+cells' likelihoods) is computed once per ``Lookahead`` and kept for every batch it judges.
 
 **An unknown crowd** (``TypicalSkill``). Early in a project the typical skill is a prior, not a
 measurement: $s \sim \mathrm{Beta}(n\bar s, n(1 - \bar s))$ with $n$ the tasks that showed the
@@ -74,8 +74,6 @@ SKILL_NODES = 5
 """Quantile nodes of the typical skill's Beta belief the lookahead integrates over."""
 SKILL_RESOLUTION = 0.01
 """Nodes spanning less skill than this are one: the belief is as good as known."""
-
-
 CACHED_HORIZON = 16
 """Horizons up to which a ``Lookahead`` keeps the recursion's cells ($O(J H^3)$ numbers each;
 longer ones are laid out per call)."""
@@ -130,8 +128,8 @@ def outlook(
     n_labels: int,
     calibrate: Calibrate,
 ) -> Outlook:
-    """The lookahead of the module docstring for one batch of items (``Lookahead``, which keeps
-    what it computed for the next batch)."""
+    """The lookahead of the module docstring for one batch of items: ``Lookahead`` applied once (a
+    ``Decider`` keeps its own for every batch)."""
     return Lookahead(policy, skill, n_labels)(raw, second, answers, has_label, calibrate)
 
 
