@@ -45,6 +45,9 @@ taxonomy model or ``auto``)."""
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ds@ck-stop": ("ds", {"stopping": "crowdkit", "prior_strength": 0}),
+    "ds@no-prior": ("ds", {"prior_strength": 0}),
+    "ds@uniform-errors": ("ds", {"prior_errors": "uniform"}),
+    "onecoin@learn-prior": ("onecoin", {"class_prior": "learn"}),
     "mace@1-start": ("mace", {"n_restarts": 1}),
     "mace@uniform": ("mace", {"class_prior": "uniform"}),
 }

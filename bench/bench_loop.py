@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="flipkart-sample,myntra")
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--annotators", type=int, default=20)
     parser.add_argument("--think", type=float, default=0.3, help="Seconds each annotator takes per answer.")
     parser.add_argument("--compare", default="flipkart-sample",

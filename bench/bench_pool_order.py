@@ -54,17 +54,17 @@ def run(frame, seed: int, arm: str, pool: int, test: int, cold: int, more: int) 
     seconds = {}
     weigh = weighing.prioritize
 
-    def timed(service, project_id: int) -> int:
+    def timed(db, config, project_id: int) -> int:
         started = time.perf_counter()
-        out = weigh(service, project_id)
+        out = weigh(db, config, project_id)
         seconds.setdefault("import" if "import" not in seconds else "predictions", time.perf_counter() - started)
         return out
 
     off = arm == "import order"
     with (
         tempfile.TemporaryDirectory() as folder,
-        mock.patch.multiple("crowdloop.service.projects", prioritize=(lambda s, p: 0) if off else timed),
-        mock.patch.multiple("crowdloop.service.predictions", prioritize=(lambda s, p: 0) if off else timed),
+        mock.patch.multiple("crowdloop.service.projects", prioritize=(lambda db, config, p: 0) if off else timed),
+        mock.patch.multiple("crowdloop.service.predictions", prioritize=(lambda db, config, p: 0) if off else timed),
     ):
         service = open_service(f"sqlite:///{folder}/pool.db", seed=seed)
         project = service.create_project(

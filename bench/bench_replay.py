@@ -99,8 +99,8 @@ class ServiceDecision:
         codes = answers.items.get_indexer(gold.index)
         stored = StoredAnswers(
             item=answers.item.astype(np.int64), annotator=answers.worker.astype(np.int64),
-            label=answers.label.astype(np.int64), truth_item=codes.astype(np.int64),
-            truth_label=answers.labels.encode(gold.to_numpy()).astype(np.int64),
+            label=answers.label.astype(np.int64), gold_item=codes.astype(np.int64),
+            gold_label=answers.labels.encode(gold.to_numpy()).astype(np.int64),
             soft=pd.DataFrame(columns=["version", "item", "label", "prob"]),
             names=pd.Series(answers.items.astype(str), index=np.arange(answers.n_items)),
         )  # fmt: skip

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from crowdloop.errors import ConfigError, InputError
-from crowdloop.models.autolabel import autolabel, choose_threshold, clopper_pearson_lower, point_estimate_threshold
+from crowdloop.models.autolabel import (
+    Pool,
+    autolabel,
+    choose_threshold,
+    clopper_pearson_lower,
+    point_estimate_threshold,
+)
 
 
 def population(n, rng):
@@ -110,3 +116,26 @@ def test_autolabel_splits_items():
     done, ask = autolabel(probs, ["a", "b"], ["x", "y", "z"], threshold=0.9)
     assert done["item"].tolist() == ["x", "z"] and done["label"].tolist() == ["a", "b"]
     assert ask["item"].tolist() == ["y"] and ask["suggestion"].tolist() == ["b"]
+
+
+def test_the_proof_is_reweighted_to_the_items_the_model_would_label() -> None:
+    """Gold drawn like every item proves a threshold; but the items left for the model are 40% of
+    a label it is confidently wrong about half the time (two gold items show it, one wrong). Tested
+    on the gold as it is, that pool is labelled at .8; reweighted to the pool, the proof fails and
+    nothing is labelled. A pool drawn like the gold gets the plain threshold."""
+    conf_a = np.linspace(0.9, 0.999, 600)
+    gold_conf = np.r_[conf_a, 0.995, 0.996]
+    gold_right = np.r_[np.arange(600) >= 3, True, False]  # three errors at the lowest confidences
+    gold_stratum = np.r_[np.zeros(600, dtype=int), 1, 1]
+    plain = choose_threshold(gold_conf, gold_right, 0.95)
+    assert np.isfinite(plain.threshold)
+    shifted = Pool(np.r_[conf_a, np.full(400, 0.995)], np.r_[np.zeros(600, dtype=int), np.ones(400, dtype=int)])
+    pool_right = np.r_[np.ones(600, dtype=bool), np.arange(400) % 2 == 0]
+    labelled = plain.automate(shifted.confidence)
+    assert labelled.sum() > 300 and pool_right[labelled].mean() < 0.85
+    reweighted = choose_threshold(gold_conf, gold_right, 0.95, stratum=gold_stratum, pool=shifted)
+    assert not reweighted.automate(shifted.confidence, shifted.stratum).any()
+    alike = Pool(gold_conf, gold_stratum)
+    same = choose_threshold(gold_conf, gold_right, 0.95, stratum=gold_stratum, pool=alike)
+    assert same.threshold == plain.threshold and same.effective_n == pytest.approx(same.n_gold)
+    assert (same.automate(alike.confidence, alike.stratum) == plain.automate(alike.confidence)).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from crowdloop.aggregation.registry import method_class
 from crowdloop.aggregation.voting import MajorityVote
 from crowdloop.answers import Answers
 from crowdloop.errors import ConfigError
+from crowdloop.simulation.crowds import synthetic_crowd
 
 MODELS = [DawidSkene, OneCoinDawidSkene, ClassConditionalDawidSkene]
 
@@ -205,7 +208,8 @@ def test_crowdkit_stopping_rule_and_params() -> None:
     assert crowdkit.n_iter_ >= 1 and len(crowdkit.loss_history_) == crowdkit.n_iter_
     for bad in (
         DawidSkene(stopping="never"),
-        DawidSkene(shrinkage=-1),
+        DawidSkene(prior_accuracy=0.0),
+        DawidSkene(prior_errors="pooled"),
         OneCoinDawidSkene(skill_prior=(-1, 0)),
         ClassConditionalDawidSkene(class_prior="flat"),
         OneCoinDawidSkene(n_iter=0),
@@ -283,6 +287,35 @@ def test_prior_keeps_dawid_skene_above_majority_vote_on_small_sparse_crowds(smal
     assert crowdkit.mean() < majority.mean() - 0.02  # the maximum-likelihood fit loses to majority vote
     assert (ours >= crowdkit).all()
     assert (ours >= majority - 0.01).all() and ours.mean() > majority.mean() + 0.005
+
+
+@pytest.mark.parametrize("seed", [102, 103])
+def test_the_prior_keeps_sparse_crowds_near_majority_vote(seed: int) -> None:
+    """On sparse crowds (500 items, 3 answers each, 200 workers: 7.5 answers per worker) the stated
+    accuracy on the prior's diagonal anchors the fit; a prior centred wholly on the crowd's
+    confusion fell 12 and 4 points below majority vote on these two."""
+    frame, truth = synthetic_crowd(500, 3, 200, 4, random_state=seed)
+    majority = accuracy(MajorityVote().fit_predict(frame), truth)
+    assert accuracy(DawidSkene().fit_predict(frame), truth) >= majority - 0.015
+
+
+def test_the_prior_spreads_wrong_answers_as_the_crowd_does() -> None:
+    """A worker's prior row keeps the stated accuracy on the diagonal and spreads the rest as the
+    crowd errs on that class: a worker seen once errs, where unseen, like the crowd, not uniformly."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 600)
+    # on class-0 items the crowd answers 1 a third of the time and never 2; elsewhere it is right
+    rows = [(i, f"w{w}", int(t or (rng.random() < 1 / 3))) for i, t in enumerate(truth) for w in range(5)]
+    item = int(np.flatnonzero(truth == 0)[0])
+    answers = Answers.from_frame(pd.DataFrame([*rows, (item, "new", 0)], columns=["task", "worker", "label"]))
+    new = answers.subset(answers.worker == answers.workers.get_loc("new"))
+    unseen = replace(new, item=np.repeat(new.item, 2), worker=np.repeat(new.worker, 2), label=np.array([1, 2]))
+    # P(answer l | true 0) for the pairs the new worker never used: s m_l0 / (n_w0 + s), s = 2K = 6
+    n_w0 = 1.0  # its one answer is on a class-0 item
+    crowd = np.exp(DawidSkene().fit(answers).answer_log_likelihood(unseen)[:, 0])
+    assert crowd == pytest.approx([6 * 0.3 / (n_w0 + 6), 0.0], abs=0.01)
+    uniform = np.exp(DawidSkene(prior_errors="uniform").fit(answers).answer_log_likelihood(unseen)[:, 0])
+    assert uniform == pytest.approx([6 * 0.15 / (n_w0 + 6)] * 2, abs=0.01)
 
 
 def test_dirichlet_prior_is_a_posterior_mode_centred_on_the_prior_accuracy() -> None:

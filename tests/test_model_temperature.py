@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from crowdloop.aggregation.auto import choose_method
 from crowdloop.aggregation.dawid_skene import DawidSkene, OneCoinDawidSkene
+from crowdloop.aggregation.em import completed_rows
 from crowdloop.answers import Answers, Temperature
 from crowdloop.errors import ConfigError, InputError
 from crowdloop.simulation.crowds import synthetic_crowd, synthetic_model_probs
@@ -118,6 +120,19 @@ def test_with_soft_renormalises_rounded_rows_and_refuses_what_is_not_a_distribut
         answers.with_soft("model", ["a", "b"], np.array([[0.3, 0.5], [0.5, 0.5]]))
     with pytest.raises(InputError, match="not a number"):
         answers.with_soft("model", ["a", "b"], np.array([[np.nan, 1.0], [0.5, 0.5]]))
+
+
+def test_partial_rows_keep_what_their_top_labels_leave() -> None:
+    """A model's top labels only: kept as given (no renormalising), the rest of each row read as
+    shared by the labels left out; more than 1 is still refused."""
+    frame = pd.DataFrame({"task": ["a", "b"], "worker": ["u", "u"], "label": [0, 1]})
+    answers = Answers.from_frame(frame).with_labels([0, 1, 2, 3])
+    top = sp.csr_matrix(np.array([[0.6, 0.2, 0.0, 0.0], [0.0, 0.9, 0.0, 0.0]]))
+    partial = answers.with_soft("model", ["a", "b"], top, partial=True)
+    assert np.allclose(partial.soft.probs.toarray(), top.toarray())
+    assert np.allclose(completed_rows(partial.soft.probs), [[0.6, 0.2, 0.1, 0.1], [0.1 / 3, 0.9, 0.1 / 3, 0.1 / 3]])
+    with pytest.raises(InputError, match="sum to at most 1"):
+        answers.with_soft("model", ["a", "b"], np.array([[0.7, 0.5, 0, 0], [0.5, 0.5, 0, 0]]), partial=True)
 
 
 def test_the_taxonomy_model_keeps_a_stated_temperature() -> None:

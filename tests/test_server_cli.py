@@ -1,11 +1,16 @@
-"""The service's database jobs from the command line: ``admin-token`` and ``refit``."""
+"""The service's database jobs from the command line: ``admin-token``, ``refit`` and ``worker``."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from crowdloop.cli import app
+from crowdloop.cli.service import WORKER_NICENESS
 from crowdloop.consensus import ConsensusPolicy
 from crowdloop.errors import AuthError
 from crowdloop.labels import LabelSpace
@@ -150,3 +155,15 @@ def test_refit_of_every_project_skips_one_whose_refit_runs_and_goes_on(tmp_path)
         assert any(e["kind"] == "refit" for e in service.events(busy))
     finally:
         service.close()
+
+
+def test_the_model_worker_yields_the_processor_to_the_server(tmp_path):
+    """``crowdloop worker`` lowers its own CPU priority (what ``serve`` starts beside the server),
+    so that training never slows the annotators' requests."""
+    db = tmp_path / "crowdloop.db"
+    open_service(f"sqlite:///{db}").close()
+    command = [sys.executable, "-c", "from crowdloop.cli import app; app()", "worker", "--db", str(db), "--once"]
+    done = subprocess.run([*command, "--nice", "3"], capture_output=True, text=True, timeout=120, check=True)
+    assert f"nice {min(os.nice(0) + 3, 19)})" in " ".join(done.stderr.split())
+    default = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert f"nice {min(os.nice(0) + WORKER_NICENESS, 19)})" in " ".join(default.stderr.split())

@@ -104,6 +104,9 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
             c.execute(select(Prediction.item_id).where(Prediction.model_version_id == version.id)).scalars()
         )
     assert len(labelled) == report.automated and all(n == 0 for _, _, n in labelled)
+    proven = version.metrics["threshold_strata"]  # the labels the gold proved, reweighted to the open items
+    assert proven and {label for _, label, _ in labelled} <= set(proven)
+    assert 0 < version.metrics["threshold_gold_n"] <= 160 // 2
     right = np.mean([LABELS[label] == truth[key] for key, label, _ in labelled])
     assert right >= 0.95
     progress = service.progress(project_id)

@@ -234,15 +234,19 @@ class Answers:
         temperature: Temperature | float | tuple[float, float] | None = None,
         unknown_items: Literal["error", "add"] = "error",
         source: str = "probabilities",
+        partial: bool = False,
     ) -> Answers:
         """Add one soft annotator (e.g. a model) giving the probability row ``probs[r]`` for ``items[r]``.
 
         Column j of ``probs`` is the label ``labels[j]``; by default the columns of a DataFrame, else
         the label space in order. A label no human gave joins the label space (sorted in, when the
         space is sorted). Rows must be non-negative and sum to 1 within ``probability_tolerance``
-        (they are renormalised). ``temperature`` states what is known of the model's temperature
-        (``Temperature.of``: 1.0 = calibrated, ``(low, high)`` = bounds; None: learned). Items without
-        hard answers are an error unless ``unknown_items="add"`` (a model may see items no human has).
+        (they are renormalised); ``partial``: rows hold only the model's top labels and sum to at
+        most 1, the mass they leave shared equally by the labels they leave out (how the decision
+        reads a stored prediction), and are kept as given. ``temperature`` states what is known of
+        the model's temperature (``Temperature.of``: 1.0 = calibrated, ``(low, high)`` = bounds;
+        None: learned). Items without hard answers are an error unless ``unknown_items="add"`` (a
+        model may see items no human has).
         """
         if isinstance(probs, pd.DataFrame):
             labels = list(probs.columns) if labels is None else labels
@@ -264,15 +268,17 @@ class Answers:
             rows = np.unique(np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))[matrix.data < 0])
             raise InputError("negative probability", source=source, rows=(rows + 1).tolist(), unit="row")
         sums = np.asarray(matrix.sum(axis=1)).ravel()
-        off = np.flatnonzero(np.abs(sums - 1) > probability_tolerance(len(columns)))
+        tolerance = probability_tolerance(len(columns))
+        off = np.flatnonzero(sums - 1 > tolerance if partial else np.abs(sums - 1) > tolerance)
         if off.size:
             raise InputError(
-                f"probabilities must sum to 1 per item (item {ids[off[0]]!r} sums to {sums[off[0]]:.4f})",
+                f"probabilities must sum to {'at most ' if partial else ''}1 per item "
+                f"(item {ids[off[0]]!r} sums to {sums[off[0]]:.4f})",
                 source=source,
                 rows=(off + 1).tolist(),
                 unit="row",
             )
-        matrix = sp.csr_matrix(sp.diags(1.0 / sums) @ matrix)
+        matrix = sp.csr_matrix(sp.diags(1.0 / (np.maximum(sums, 1.0) if partial else sums)) @ matrix)
         if labels is not None:  # columns in label-space order
             matrix = sp.csr_matrix(
                 (matrix.data, columns[matrix.indices], matrix.indptr), shape=(len(ids), answers.n_labels)

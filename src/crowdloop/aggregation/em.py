@@ -67,6 +67,18 @@ def _dense_unique(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]
     return np.flatnonzero(present), code[key]
 
 
+def completed_rows(probs: sp.spmatrix) -> np.ndarray:
+    """Dense probability rows, the mass a row leaves (a model's top labels only) shared equally by
+    the labels it leaves out, as ``consensus.Decider`` reads them."""
+    probs = sp.csr_matrix(probs)
+    n_labels = probs.shape[1]
+    rest = np.maximum(1 - np.asarray(probs.sum(axis=1)).ravel(), 0) / np.maximum(n_labels - np.diff(probs.indptr), 1)
+    dense = np.repeat(rest[:, None], n_labels, axis=1)
+    rows = np.repeat(np.arange(probs.shape[0]), np.diff(probs.indptr))
+    dense[rows, probs.indices] = probs.data
+    return dense
+
+
 class SoftVotes:
     r"""Soft answers (a model's probability rows) as opinions in an EM model.
 
@@ -128,7 +140,7 @@ class SoftVotes:
         soft = answers.soft
         self.item = soft.item
         self.worker = soft.worker
-        self.log_probs = np.log(np.maximum(soft.probs.toarray(), EPS))
+        self.log_probs = np.log(np.maximum(completed_rows(soft.probs), EPS))
         self.soft_workers = np.unique(soft.worker)
         self.alpha = np.ones(answers.n_workers)
         self.specs = {int(m): soft.temperature(m) for m in self.soft_workers}

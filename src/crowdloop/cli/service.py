@@ -55,6 +55,10 @@ def existing_database(db: str | None) -> str:
     return url
 
 
+WORKER_NICENESS = 10
+"""How much lower than the server's the model worker's CPU priority is (Unix nice)."""
+
+
 class WorkerMode(StrEnum):
     process = "process"
     thread = "thread"
@@ -186,17 +190,26 @@ def model_worker(
     db: DbOption = None,
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes over the projects.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
+    nice: Annotated[
+        int, typer.Option(min=0, max=19, help="Lower the worker's CPU priority by this much (Unix nice).")
+    ] = WORKER_NICENESS,
 ) -> None:
     """Train each project's model, predict its open items and label the ones it is sure of, as a
     process of its own (beside servers started with --no-worker; one job per project at a time,
-    whatever the number of workers). Ctrl-C stops it; a job cut short resumes on the next start."""
+    whatever the number of workers). It runs at a lower CPU priority (``--nice``) so that training
+    yields the processor to the server's requests: annotators never wait for the model. Ctrl-C
+    stops it; a job cut short resumes on the next start."""
     from crowdloop.service import open_service
     from crowdloop.service.worker import ModelWorker
+
+    niceness = os.nice(nice) if hasattr(os, "nice") else 0
 
     def job() -> None:
         service = open_service(database_url(db))
         worker = ModelWorker(service, interval=interval)
-        console.print(f"model worker on {_safe(database_url(db))} (process {os.getpid()})", highlight=False)
+        console.print(
+            f"model worker on {_safe(database_url(db))} (process {os.getpid()}, nice {niceness})", highlight=False
+        )
         try:
             if once:
                 reports = worker.run_once()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Self
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,10 @@ class Decided:
     next: np.ndarray
     expected: np.ndarray
     expert: np.ndarray
+
+    def take(self, index: np.ndarray) -> Self:
+        """The decisions of the items at ``index`` (positions or a mask)."""
+        return replace(self, **{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(

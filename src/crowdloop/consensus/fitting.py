@@ -26,7 +26,8 @@ $\mu = (N_2 \hat\mu_A + m \mu_0) / (N_2 + m)$ over the $N_2$ items with two or m
 for them (cross-entropy against the posterior of the human answers, gold clamped).
 
 **Calibrator**: a ``TopLabelCalibrator`` fitted on the *prefix states* of the gold items (the item
-after its first 1, 2, ... answers, as the stopping rule sees it), each scored with skills fitted
+after its first 1, 2, ... answers, as the stopping rule sees it, and with the model's vote alone
+when a model voted), each scored with skills fitted
 while its half of the gold was hidden (two-fold cross-fitting), so that a calibrated 0.97 at the
 moment of acceptance means 97% right.
 """
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -134,25 +135,32 @@ def fit_skills(
     strength: float,
     temperatures: np.ndarray,
     *,
+    reviewed: Gold | None = None,
     skills: SkillSource = "em",
     n_iter: int = 50,
     tol: float = 1e-4,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One-coin EM (module docstring): each worker's posterior mean skill, and the expected right
-    answers and counted answers behind it. ``skills="gold"`` counts gold answers only."""
+    answers and counted answers behind it. ``skills="gold"`` counts gold answers only.
+
+    ``reviewed``: labels an expert gave items the decision escalated. They clamp their items
+    (exact credit where answers are counted anyway) but add no answers to the evidence: an item
+    escalated after one answer was escalated *because* that answer looked wrong, so counting it
+    would bias its annotator's skill down."""
     truth = np.full(answers.n_items, -1, dtype=np.int64)
     truth[gold.items] = gold.labels
-    on_gold = truth[answers.item] >= 0
-    gold_credit = answers.labels.credit(answers.label[on_gold], truth[answers.item[on_gold]])
-    counted = on_gold.copy()
+    counted = truth[answers.item] >= 0
+    if reviewed is not None:
+        truth[reviewed.items] = reviewed.labels
     if skills == "em":
         counted |= answers.answers_per_item()[answers.item] >= 2
+    exact = counted & (truth[answers.item] >= 0)
     total = np.bincount(answers.worker[counted], minlength=answers.n_workers).astype(np.float64)
     credit = np.zeros(answers.n_answers)
-    credit[on_gold] = gold_credit
+    credit[exact] = answers.labels.credit(answers.label[exact], truth[answers.item[exact]])
     skill = np.full(answers.n_workers, prior)
     opinions = opinions_of(answers, skill, temperatures, unseen_skill=prior)
-    free = counted & ~on_gold
+    free = counted & ~exact
     for _ in range(n_iter if free.any() else 1):
         if free.any():
             opinions = replace(opinions, skill=skill[answers.worker])
@@ -172,23 +180,29 @@ def fit_decision(
     policy: ConsensusPolicy,
     rules: SkillRules | None = None,
     *,
+    reviewed: Gold | None = None,
     skills: SkillSource = "em",
     calibrate: bool = True,
     caution: float | None = 0.2,
     random_state: int = 0,
 ) -> DecisionModel:
-    """Skills, temperatures and calibrator from ``answers`` with ``gold`` clamped (module docstring)."""
+    """Skills, temperatures and calibrator from ``answers`` with ``gold`` clamped (module docstring).
+
+    ``reviewed``: the labels experts gave escalated items clamp their items for the skills
+    (``fit_skills``) but are no sample of anything: the decision chose them because the crowd and
+    the model disagreed on them, so the model's temperature and the calibrator, which estimate
+    how often an opinion is right, learn from ``gold`` alone (a random sample of the items)."""
     rules = rules or SkillRules()
     m = rules.prior_strength
     prior, source = agreement_prior(answers, policy.prior_accuracy, m)
     decider = Decider(answers.labels, policy, typical_skill=prior)
     temperatures = _temperatures(answers, gold, decider, prior)
-    skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, skills=skills)
+    skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, reviewed=reviewed, skills=skills)
     hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
     typical = float(np.median(skill[hard])) if hard.any() else prior
     calibrator = None
     if calibrate and len(gold):
-        calibrator = _calibrator(answers, gold, policy, prior, m, temperatures, typical, skills, random_state)
+        calibrator = _calibrator(answers, gold, reviewed, policy, prior, m, temperatures, typical, skills, random_state)
     evidence = skill_evidence(answers, gold, m)
     return DecisionModel(skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold))
 
@@ -214,6 +228,7 @@ def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) 
 def _calibrator(
     answers: Answers,
     gold: Gold,
+    reviewed: Gold | None,
     policy: ConsensusPolicy,
     prior: float,
     strength: float,
@@ -234,7 +249,9 @@ def _calibrator(
         if not hidden.any():
             continue
         kept = Gold(gold.items[~hidden], gold.labels[~hidden])
-        skill, _, _ = fit_skills(answers, kept, decider, prior, strength, temperatures, skills=skills)
+        skill, _, _ = fit_skills(
+            answers, kept, decider, prior, strength, temperatures, reviewed=reviewed, skills=skills
+        )
         states, state_item = prefix_states(answers, gold.items[hidden], policy.max_overlap)
         opinions = opinions_of(states, skill, temperatures, unseen_skill=prior)
         label, confidence = decider.raw(opinions)
@@ -256,7 +273,9 @@ def halves(names: pd.Index, seed: int = 0) -> np.ndarray:
 
 
 def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tuple[Answers, np.ndarray]:
-    """Virtual items: item g after its first j answers (in array order), j = 1..min(n_g, max_overlap).
+    """Virtual items: item g after its first j answers (in array order), j = 1..min(n_g, max_overlap),
+    and, when a model voted on g, before any (j = 0: the model alone, a state the decision sees
+    and must know how right it is, not extrapolate to).
 
     Returns the answers of the virtual items (soft answers of g copied to each of its states) and,
     per virtual item, the code of the item it is a state of."""
@@ -268,20 +287,24 @@ def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tupl
     local = local_of[answers.item[rows]]
     per_item = np.bincount(local, minlength=len(items))
     rank = np.arange(len(rows)) - np.searchsorted(local, local)
-    n_states = np.minimum(per_item, max_overlap)
-    offset = np.cumsum(n_states) - n_states
-    copies = np.maximum(n_states[local] - rank, 0)  # the answer of rank r is in states j = r+1 .. n_states
+    voted = np.zeros(len(items), dtype=np.int64)
+    if answers.soft is not None:
+        soft_local = local_of[answers.soft.item]
+        voted[np.unique(soft_local[soft_local >= 0])] = 1
+    n_states = np.minimum(per_item, max_overlap) + voted
+    offset = np.cumsum(n_states) - n_states + voted  # where the state after the first answer is
+    copies = np.maximum(np.minimum(per_item, max_overlap)[local] - rank, 0)  # rank r: states r+1 .. min(n, max)
     answer = np.repeat(rows, copies)
     j = np.repeat(rank, copies) + _ranks(copies)
     virtual = np.repeat(offset[local], copies) + j
     soft = None
     if answers.soft is not None:
-        soft_local = local_of[answers.soft.item]
         soft_rows = np.flatnonzero(soft_local >= 0)
+        first = (offset - voted)[soft_local[soft_rows]]  # every state of the item, the model-only one first
         soft_copies = n_states[soft_local[soft_rows]]
         source = np.repeat(soft_rows, soft_copies)
         soft = SoftAnswers(
-            item=(np.repeat(offset[soft_local[soft_rows]], soft_copies) + _ranks(soft_copies)).astype(np.int32),
+            item=(np.repeat(first, soft_copies) + _ranks(soft_copies)).astype(np.int32),
             worker=answers.soft.worker[source],
             probs=answers.soft.probs[source],
         )
@@ -308,17 +331,20 @@ def _ranks(counts: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StoredAnswers:
-    """The human answers of a project (database ids and label codes), the model rows, and
+    """The human answers of a project (database ids and label codes), its gold and the labels
+    reviewers gave escalated items, the model rows, and
     ``names``: each item's external id (index: database id; None: the ids themselves), by which
     the fit knows its items as ``crowdloop decide`` knows them (the calibrator's folds follow)."""
 
     item: np.ndarray
     annotator: np.ndarray
     label: np.ndarray
-    truth_item: np.ndarray  # gold items and reviewed items ...
-    truth_label: np.ndarray  # ... and their labels
+    gold_item: np.ndarray  # gold items ...
+    gold_label: np.ndarray  # ... and their labels
     soft: pd.DataFrame  # columns version, item, label, prob (top labels of each prediction)
     names: pd.Series | None = None
+    reviewed_item: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # escalated, reviewed ...
+    reviewed_label: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # ... their final labels
 
 
 @dataclass(frozen=True)
@@ -337,10 +363,11 @@ class RefitResult:
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
 
 
-def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold]:
+def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold, Gold]:
     """The stored answers as ``Answers`` (items coded in database id order and named by their
     external ids, workers in id order; each model version a soft worker ``model:<id>`` with its top
-    labels renormalised) and the gold among them."""
+    labels, the rest of its mass shared by the others as the decision reads it), and the gold and
+    the reviewed items among them."""
     items, item_code = np.unique(stored.item, return_inverse=True)
     workers, worker_code = np.unique(stored.annotator, return_inverse=True)
     names = pd.Index(items) if stored.names is None else pd.Index(stored.names.reindex(items).to_numpy())
@@ -360,20 +387,28 @@ def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, 
             (rows["prob"].to_numpy(np.float64), (row_of, rows["label"].to_numpy(np.int64))),
             shape=(len(row_items), len(labels)),
         )
-        sums = np.asarray(matrix.sum(axis=1)).ravel()
-        matrix = sp.csr_matrix(sp.diags(1.0 / np.maximum(sums, 1e-12)) @ matrix)  # top labels renormalised
-        answers = answers.with_soft(f"model:{version}", names[np.searchsorted(items, row_items.to_numpy())], matrix)
-    known = np.isin(stored.truth_item, items)
-    gold = Gold(np.searchsorted(items, stored.truth_item[known]), stored.truth_label[known].astype(np.int64))
-    return answers, gold
+        answers = answers.with_soft(
+            f"model:{version}", names[np.searchsorted(items, row_items.to_numpy())], matrix, partial=True
+        )
+    return (
+        answers,
+        _coded(stored.gold_item, stored.gold_label, items),
+        _coded(stored.reviewed_item, stored.reviewed_label, items),
+    )
+
+
+def _coded(item: np.ndarray, label: np.ndarray, items: np.ndarray) -> Gold:
+    """The (item, label) pairs whose item has answers, the item as its code among ``items``."""
+    known = np.isin(item, items)
+    return Gold(np.searchsorted(items, item[known]), label[known].astype(np.int64))
 
 
 def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, rules: SkillRules) -> RefitResult | None:
     """``fit_decision`` on a project's stored answers, and branch skills (None: no answers yet)."""
     if not len(stored.item):
         return None
-    answers, gold = stored_answers(stored, labels)
-    model = fit_decision(answers, gold, policy, rules)
+    answers, gold, reviewed = stored_answers(stored, labels)
+    model = fit_decision(answers, gold, policy, rules, reviewed=reviewed)
     humans = np.unique(answers.worker)
     temperatures = {
         int(str(name).split(":", 1)[1]): float(model.temperatures[code])

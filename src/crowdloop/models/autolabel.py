@@ -30,6 +30,19 @@ neighbouring thresholds. A monotone recalibration of the confidence leaves the r
 chosen set, unchanged; a calibrator fitted on the same gold would make the order depend on the
 labels and void the guarantee, so the raw confidence is tested.
 
+**The items it labels are not the gold.** The guarantee is for items drawn like the gold. In a
+labeling loop they are not: people take the items the model is unsure of first, so the items left
+for the model are those of the labels it is confident about, often a few labels it is *wrongly*
+confident about (a category the data itself names two ways). Given the items the model would label
+(``Pool``: their confidence and a stratum, e.g. the predicted label or its top-level taxonomy
+branch), the test at each threshold reweights the gold to the pool: a gold item of stratum $s$
+weighs $w_s = q_s / g_s$, the share of $s$ among the pool items above the threshold over its share
+among the gold above it (importance weighting under covariate shift, Shimodaira, JSPI 2000), and
+the Clopper-Pearson bound is taken at the effective sample size $n_e = (\sum w)^2 / \sum w^2$ with
+$k_e = n_e \hat p_w$ right (Kish 1965; Korn & Graubard, Survey Methodology 1998). A stratum with no
+gold above the threshold has no evidence: its pool items are not labelled by the model
+(``ThresholdChoice.strata`` lists the proven ones).
+
 ``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
 lowest threshold whose *observed* validation accuracy reaches the target. It selects where the
 estimate happens to be high, so the accuracy it delivers on new items is below the target about
@@ -61,10 +74,42 @@ class ThresholdChoice:
     gold_accuracy: float
     lower_bound: float
     steps: pd.DataFrame
+    strata: np.ndarray | None = None  # with a pool: the strata proven at the threshold (others: not labelled)
+    effective_n: float = float("nan")  # with a pool: the gold's effective size, reweighted to it
 
-    def automate(self, confidence: np.ndarray) -> np.ndarray:
-        """Which items the model labels on its own."""
-        return np.asarray(confidence, dtype=np.float64) >= self.threshold
+    def automate(self, confidence: np.ndarray, stratum: np.ndarray | None = None) -> np.ndarray:
+        """Which items the model labels on its own (``stratum``: theirs, when the choice was made
+        for a pool)."""
+        sure = np.asarray(confidence, dtype=np.float64) >= self.threshold
+        if self.strata is not None:
+            sure &= np.isin(np.asarray(stratum), self.strata)
+        return sure
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The items the model would label: its confidence on each and their stratum (the predicted
+    label, or its top-level branch in a taxonomy), to which ``choose_threshold`` reweights the gold."""
+
+    confidence: np.ndarray
+    stratum: np.ndarray
+
+
+def reweighted_to_pool(
+    correct: np.ndarray, stratum: np.ndarray, pool_stratum: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """The gold's right answers and size at the effective sample size once reweighted to the pool's
+    strata (module docstring), and the strata with gold in the pool. A pool with none of the gold's
+    strata puts nothing at stake: the gold as it is, and no stratum."""
+    proven, gold_count = np.unique(stratum, return_counts=True)
+    in_pool = pool_stratum[np.isin(pool_stratum, proven)]
+    if not len(in_pool):
+        return float(np.sum(correct)), float(len(correct)), proven[:0]
+    pool_count = np.array([np.sum(in_pool == s) for s in proven], dtype=np.float64)
+    weight = (pool_count / len(in_pool) / (gold_count / len(stratum)))[np.searchsorted(proven, stratum)]
+    n_effective = weight.sum() ** 2 / np.square(weight).sum()
+    accuracy = float(np.sum(weight * correct) / weight.sum())
+    return n_effective * accuracy, n_effective, proven[pool_count > 0]
 
 
 def clopper_pearson_lower(right: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
@@ -105,13 +150,17 @@ def choose_threshold(
     confidence_level: float = 0.95,
     n_steps: int = 20,
     min_items: int = 200,
+    *,
+    stratum: np.ndarray | Sequence[Hashable] | None = None,
+    pool: Pool | None = None,
 ) -> ThresholdChoice:
     """The lowest threshold whose auto-labeled accuracy is at least ``target`` with probability
     ``confidence_level``, by fixed-sequence Clopper-Pearson tests on gold (module docstring).
     ``confidence`` and ``correct``: the model's top-label confidence and whether its label is right,
     on gold items it did not train on. The tested thresholds hold ``min_items`` (at least the fewest an
     all-right sample can pass with, at most all gold items), then up to ``n_steps`` equal steps more,
-    to all gold items."""
+    to all gold items. ``pool`` (with the gold's ``stratum``): the items the model would label, to
+    which each test reweights the gold."""
     confidence, correct = _check(confidence, correct, target)
     if not 0 < confidence_level < 1:
         raise ConfigError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
@@ -123,16 +172,26 @@ def choose_threshold(
     start = max(n_min, min(min_items, n_gold))
     wanted = np.unique(np.linspace(start, n_gold, max(n_steps, 1) + 1).round().astype(np.int64))
     at = np.unique(np.searchsorted(n, wanted[wanted <= n_gold]))  # first threshold reaching each count
-    bound = clopper_pearson_lower(right[at], n[at], alpha)
+    k_test, n_test = right[at].astype(np.float64), n[at].astype(np.float64)
+    strata: list[np.ndarray | None] = [None] * len(at)
+    if pool is not None:
+        if stratum is None:
+            raise ConfigError("a pool needs the stratum of each gold item")
+        stratum = np.asarray(stratum)
+        for j, t in enumerate(thresholds[at]):
+            above, pooled = confidence >= t, pool.stratum[np.asarray(pool.confidence) >= t]
+            k_test[j], n_test[j], strata[j] = reweighted_to_pool(correct[above], stratum[above], pooled)
+    bound = clopper_pearson_lower(k_test, n_test, alpha)
     passed = bound >= target
     n_pass = len(passed) if passed.all() else int(np.argmin(passed))  # the walk stops at the first failure
-    steps = pd.DataFrame({"threshold": thresholds[at], "n": n[at], "right": right[at], "lower_bound": bound,
-                          "rejected": np.arange(len(at)) < n_pass})  # fmt: skip
+    steps = pd.DataFrame({"threshold": thresholds[at], "n": n[at], "right": right[at], "effective_n": n_test,
+                          "lower_bound": bound, "rejected": np.arange(len(at)) < n_pass})  # fmt: skip
     if n_pass == 0:
         return ThresholdChoice(np.inf, target, confidence_level, 0, float("nan"), float("nan"), steps)
     last = at[n_pass - 1]
     return ThresholdChoice(float(thresholds[last]), target, confidence_level, int(n[last]),
-                           float(right[last] / n[last]), float(bound[n_pass - 1]), steps)  # fmt: skip
+                           float(right[last] / n[last]), float(bound[n_pass - 1]), steps,
+                           strata[n_pass - 1], float(n_test[n_pass - 1]))  # fmt: skip
 
 
 def point_estimate_threshold(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -20,14 +20,20 @@ from sqlalchemy.orm import Session
 
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
-from crowdloop.service.base import PAGE, ProjectRow
+from crowdloop.service.annotators import judge
+from crowdloop.service.database import Database
 from crowdloop.service.intake import batched, check_batch
+from crowdloop.service.item_decisions import ItemDecisions
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, ProjectRow, project_row
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, NAME_LENGTH, check_text
-from crowdloop.service.tasks import Tasks
 from crowdloop.service.types import DISPUTED
 from crowdloop.store import project_queries as pq
 from crowdloop.store import queries as q
 from crowdloop.store.schema import utcnow
+
+if TYPE_CHECKING:
+    from crowdloop.service.projects import Projects
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,16 @@ class _Batch:
     source: str
 
 
-class AnswerImport(Tasks):
-    """Answers given before import, stored by annotator name."""
+class AnswerImport:
+    """Answers given before import, stored by annotator name (module docstring)."""
+
+    def __init__(self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects) -> None:
+        self.db, self.config, self.decisions, self.projects = db, config, decisions, projects
 
     def check_answers(self, project_id: int, rows: list[AnswerIn], *, source: str = "answers") -> None:
         """Raise what ``import_answers`` would raise for a bad item id, annotator name or label,
         without reading or storing anything (check a file's answers before storing its items)."""
-        labels = self.get_project(project_id).labels
+        labels = self.projects.get_project(project_id).labels
         for first in range(0, len(rows), PAGE):
             _parse(rows[first : first + PAGE], labels, first + 1, source)
 
@@ -86,15 +95,15 @@ class AnswerImport(Tasks):
         answering an item twice (in the rows, or already in the project) keeps the first answer;
         the later rows are reported in ``duplicates``."""
         check_batch(batch_size)
-        labels = self.get_project(project_id).labels
+        labels = self.projects.get_project(project_id).labels
         total = AnswersImported()
         seen = 0
         for chunk in batched(rows, batch_size):
             batch = _parse(chunk, labels, seen + 1, source)
             try:
-                done = self._run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
+                done = self.db.run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
             except IntegrityError:  # an annotator of the batch was created meanwhile: read it this time
-                done = self._run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
+                done = self.db.run(lambda s, batch=batch: self._store_answers(s, project_id, batch))
             total = AnswersImported(
                 total.stored + done.stored,
                 total.duplicates + done.duplicates,
@@ -105,7 +114,7 @@ class AnswerImport(Tasks):
         return total
 
     def _store_answers(self, session: Session, project_id: int, batch: _Batch) -> AnswersImported:
-        project = self._project(session, project_id)
+        project = project_row(session, project_id)
         items = self._answered_items(session, project_id, batch)
         annotators, created = self._annotators_by_name(session, project_id, sorted({r.annotator for r in batch.rows}))
         pairs = [(items[r.item].id, annotators[r.annotator].id) for r in batch.rows]
@@ -149,7 +158,7 @@ class AnswerImport(Tasks):
     def _answered_items(self, session: Session, project_id: int, batch: _Batch) -> dict[str, Any]:
         """The batch's items (locked on PostgreSQL, as ``submit`` locks them) with their true label."""
         ids = list(dict.fromkeys(r.item for r in batch.rows))
-        statement = pq.IMPORTED_ITEMS_LOCKED if self._pg else pq.IMPORTED_ITEMS
+        statement = pq.IMPORTED_ITEMS_LOCKED if self.db.pg else pq.IMPORTED_ITEMS
         items = {r.external_id: r for r in session.execute(statement, {"project": project_id, "ids": ids}).all()}
         missing = [batch.first_row + i for i, r in enumerate(batch.rows) if r.item not in items]
         if missing:
@@ -212,7 +221,7 @@ class AnswerImport(Tasks):
             rules = self.config.rules(project)
             rows = session.execute(pq.ANNOTATORS_BY_ID, {"annotators": graded}).all()
             for row in rows:
-                self._judge(session, project, row, rules)
+                judge(session, project, row, rules)
 
 
 def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str) -> _Batch:

@@ -2,7 +2,8 @@ r"""Labels without humans, and the audit that keeps them honest.
 
 An open item nobody has answered or holds, whose confidence under the model version in use reaches
 the threshold that version proved on gold (``models.autolabel.choose_threshold``: the Clopper-Pearson
-lower bound of the accuracy above it is at least the project's target), is settled as ``accepted``
+lower bound of the accuracy above it, the gold reweighted to the items it would label, is at least
+the project's target) and whose predicted label is of a stratum that gold proved, is settled as ``accepted``
 with source ``model`` and no human answer. A share ``audit_rate`` of those items (drawn by a hash of
 the item and version, so a rerun draws the same) goes to people instead, *without* the model's vote
 or suggestion, so that their label is an independent check: the audit.
@@ -22,8 +23,10 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from crowdloop.models.autolabel import clopper_pearson_lower
-from crowdloop.service.base import ServiceBase
-from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME
+from crowdloop.service.database import Database
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import log_event, project_row
+from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME, automation_stratum, store_prediction_page
 from crowdloop.service.types import AuditFigures, ModelVersionMetrics
 from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
@@ -45,10 +48,13 @@ def automation_allowed(metrics: dict[str, Any] | None, version_id: int, stopped:
     return bool(metrics) and metrics.get("threshold") is not None and (stopped is None or stopped < version_id)
 
 
-class Automation(ServiceBase):
-    """Labels without humans (``_split_sure``) and the audit (``_check_audit``, ``audit_figures``)."""
+class Automation:
+    """Labels without humans (``split_sure``) and the audit (``check_audit``, ``audit_figures``)."""
 
-    def _split_sure(self, project_id: int, row: dict, ids: np.ndarray, probs: np.ndarray, fence: Any) -> np.ndarray:
+    def __init__(self, db: Database, config: ProjectConfig) -> None:
+        self.db, self.config = db, config
+
+    def split_sure(self, project_id: int, row: dict, ids: np.ndarray, probs: np.ndarray, fence: Any) -> np.ndarray:
         """One page of a version's probabilities for open items, in one transaction: the sure and
         untouched ones are labelled by the model or audited, the others get the prediction (which
         votes and suggests). Returns (predicted, automated, audited)."""
@@ -57,12 +63,15 @@ class Automation(ServiceBase):
 
         def work(session: Session) -> np.ndarray:
             fence(session)
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             sure = np.zeros(len(ids), dtype=bool)
             if automation_allowed(metrics, row["id"], project.automation_stopped):
                 sure = confidence >= metrics["threshold"]
+                if metrics.get("threshold_strata") is not None:  # only the strata the gold proved
+                    labels = self.config.labels(project)
+                    sure &= np.isin(automation_stratum(labels, label), metrics["threshold_strata"])
             if sure.any():
-                statement = self._locked(mq.UNTOUCHED, skip=True)
+                statement = self.db.locked(mq.UNTOUCHED, skip=True)
                 untouched = set(session.execute(statement, {"items": ids[sure].tolist()}).scalars())
                 sure &= np.isin(ids, list(untouched))
             audit = sure & (audit_draw(ids, row["id"]) < project.audit_rate)
@@ -88,10 +97,10 @@ class Automation(ServiceBase):
                     for i, k, c in zip(ids[audit], label[audit], confidence[audit], strict=True)
                 ])  # fmt: skip
             rest = ~sure
-            self._store_prediction_page(session, row["id"], ids[rest], probs[rest])  # type: ignore[attr-defined]
+            store_prediction_page(session, row["id"], ids[rest], probs[rest])
             return np.array([int(rest.sum()), int(model.sum()), int(audit.sum())])
 
-        return self._run(work)
+        return self.db.run(work)
 
     def _events(self, session: Session, project_id: int, kind: str, rows: list[tuple[int, dict]], now: Any) -> None:
         if rows:
@@ -105,7 +114,7 @@ class Automation(ServiceBase):
         """Per model version: (audited items people settled, those whose label is the model's)."""
         return {int(v): (int(n), int(k)) for v, n, k in session.execute(mq.AUDIT_OUTCOMES, {"project": project_id})}
 
-    def _model_progress(
+    def model_progress(
         self, session: Session, project: Any, n_items: int
     ) -> tuple[int, AuditFigures | None, list[ModelVersionMetrics]]:
         """Items the model labelled, the audit of the version in use and every version's metrics."""
@@ -137,13 +146,13 @@ class Automation(ServiceBase):
             audit = AuditFigures(state, current.version, n, right, right / n if n else None, bound)
         return int(sum(labelled.values())), audit, versions
 
-    def _check_audit(self, project_id: int, fence: Any) -> str | None:
+    def check_audit(self, project_id: int, fence: Any) -> str | None:
         """Stop automation when the lower bound on the labels of the version in use falls below the
         target (module docstring); returns the reason when it stopped."""
 
         def work(session: Session) -> str | None:
             fence(session)
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             versions = session.execute(mq.SERVICE_VERSIONS, {"project": project_id, "name": MODEL_NAME}).all()
             active = [v for v in versions if v.state == "active"]
             if not active or not automation_allowed(active[-1].metrics, active[-1].id, project.automation_stopped):
@@ -162,10 +171,10 @@ class Automation(ServiceBase):
                 f"({correct} of {total}) the {CONFIDENCE_LEVEL:.0%} lower bound {bound:.4f} < target {target}"
             )
             session.execute(mq.STOP_AUTOMATION, {"project": project_id, "version": version.id})
-            self._event(session, project_id, "automation_stopped", {
+            log_event(session, project_id, "automation_stopped", {
                 "version": version.version, "audited": n, "audit_right": right, "lower_bound": bound,
                 "target": target, "reason": reason,
             })  # fmt: skip
             return reason
 
-        return self._run(work)
+        return self.db.run(work)

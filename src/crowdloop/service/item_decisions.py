@@ -1,29 +1,26 @@
 """Deciding a project's items and writing what was decided: the decision from their answers and
 model rows (``ItemDecisions.decide``), its write-back with an event for each change of status
-(``redecide``), and reviewers' final labels (``settle``). The decision itself is the consensus
+(``redecide``; every open item of a project, a page per transaction: ``redecide_open``), and
+reviewers' final labels (``settle``). The decision itself is the consensus
 layer's (``Decider``, read from the project's configuration)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from crowdloop.consensus import ACCEPTED, ESCALATED, ConsensusPolicy, SkillBook, SkillRules
+from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillBook, SkillRules
 from crowdloop.consensus.decider import Decisions, Opinions
+from crowdloop.service.database import Database, Executor
 from crowdloop.service.intake import soft_columns
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
+from crowdloop.service.rows import PAGE, project_row
 from crowdloop.store import queries as q
+from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import utcnow
-
-
-class Executor(Protocol):
-    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
-    ``store.direct.DirectConnection``."""
-
-    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
 
 
 def code_or_none(code: Any) -> int | None:
@@ -118,7 +115,13 @@ class ItemDecisions:
         loop's case) takes statements of a fixed size, which the direct path runs."""
         if not items:
             return 0
-        table = self.decide(db, project, items, models=models)
+        return self.record(db, project, items, self.decide(db, project, items, models=models), answered=answered)
+
+    def record(
+        self, db: Executor, project: ProjectColumns, items: Sequence[Any], table: Decisions, *, answered: bool = False
+    ) -> int:
+        """Write ``table``, the decisions of ``items`` (from ``decide``), with an event for each
+        change of status; returns how many changed. ``answered`` as in ``redecide``."""
         decider = self.config.decider(project)
         now = utcnow()
         changes, events = [], []
@@ -171,3 +174,44 @@ class ItemDecisions:
                                       "confidence": confidence, **detail}})  # fmt: skip
         db.execute(q.SETTLE, changes)
         db.execute(q.NEW_EVENTS, events)
+
+
+def redecide_open(
+    db: Database, decisions: ItemDecisions, project_id: int, fence: Callable[[Executor], None] | None = None
+) -> int:
+    """Decide every open (more or escalated) item of the project again, a page at a time; returns
+    how many were decided. A page is decided in a read transaction and written in a short one (which
+    first runs ``fence``, if any: a job's check that it still holds its claim), so that answers keep
+    coming in meanwhile: an item whose decision was written in between (an answer, a review) keeps
+    that newer one."""
+    last, decided = 0, 0
+    while True:
+
+        def read(session: Executor, last: int = last) -> tuple[int, list, Decisions | None]:
+            project = project_row(session, project_id)
+            # a page of all the project's items in id order (an index range), the open ones decided
+            page = session.execute(rf.ITEMS_PAGE, {"project": project_id, "last": last, "size": PAGE}).all()
+            if not page:
+                return -1, [], None
+            open_items = [row for row in page if row.status in (MORE, ESCALATED)]
+            return page[-1].id, open_items, decisions.decide(session, project, open_items) if open_items else None
+
+        last, open_items, table = db.read(read)
+        if last < 0:
+            return decided
+        if table is None:
+            continue
+
+        def write(session: Executor, open_items: list = open_items, table: Decisions = table) -> int:
+            if fence is not None:
+                fence(session)
+            now = {r.id: (r.status, r.updated_at) for r in session.execute(
+                rf.ITEM_VERSIONS, {"items": [row.id for row in open_items]})}  # fmt: skip
+            kept = np.array([now.get(row.id) == (row.status, row.updated_at) for row in open_items])
+            if not kept.any():
+                return 0
+            rows = [row for row, keep in zip(open_items, kept, strict=True) if keep]
+            decisions.record(session, project_row(session, project_id), rows, table.take(kept))
+            return len(rows)
+
+        decided += db.run(write)

@@ -7,23 +7,28 @@ import secrets
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.consensus.fitting import StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
-from crowdloop.service.base import PAGE, Executor, ServiceBase
+from crowdloop.service.database import Database, Executor
+from crowdloop.service.item_decisions import ItemDecisions, redecide_open
 from crowdloop.service.priorities import prioritize
-from crowdloop.service.types import RefitReport, RefitSkipped
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, log_event, project_row
+from crowdloop.service.types import Clock, RefitReport, RefitSkipped
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import Project, utcnow
+
+if TYPE_CHECKING:
+    from crowdloop.service.projects import Projects
 
 REFIT = "refit"
 CLAIM_SECONDS = 60.0
@@ -41,21 +46,21 @@ class Claim:
     ``seconds`` for the next claimant to take. Every write of the job first ``check``s the claim in
     its own transaction: a holder that lost it (stalled past the expiry) writes nothing."""
 
-    def __init__(self, service: Jobs, project_id: int, job: str, holder: str, seconds: float) -> None:
+    def __init__(self, db: Database, clock: Clock, project_id: int, job: str, holder: str, seconds: float) -> None:
         self.project_id, self.job, self.holder, self.seconds = project_id, job, holder, seconds
-        self._service = service
+        self._db, self._clock = db, clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renewing, name=f"crowdloop-{job}-claim", daemon=True)
         self._thread.start()
 
     def _params(self) -> dict[str, Any]:
-        now = self._service._clock()
+        now = self._clock()
         return {"project": self.project_id, "kind": self.job, "claimant": self.holder, "now": now,
                 "until": now + timedelta(seconds=self.seconds)}  # fmt: skip
 
     def _renewing(self) -> None:
         while not self._stop.wait(self.seconds / 3):
-            if not self._service._run(lambda db: db.execute(q.RENEW_CLAIM, self._params()).rowcount):
+            if not self._db.run(lambda db: db.execute(q.RENEW_CLAIM, self._params()).rowcount):
                 return  # lost: the job finds out at its next check
 
     def check(self, db: Executor) -> None:
@@ -74,16 +79,22 @@ class Claim:
     def release(self) -> None:
         """Stop renewing and give the claim up (if it is still this holder's)."""
         self.stop_renewing()
-        self._service._run(lambda db: db.execute(q.RELEASE_CLAIM, self._params()))
+        self._db.run(lambda db: db.execute(q.RELEASE_CLAIM, self._params()))
 
 
-class Jobs(ServiceBase):
-    """The periodic full refit as a job over the database, never inside a request."""
+class Jobs:
+    """The periodic full refit as a job over the database, never inside a request, and the claims
+    of jobs (``claim``)."""
+
+    def __init__(
+        self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects, clock: Clock
+    ) -> None:
+        self.db, self.config, self.decisions, self.projects, self._clock = db, config, decisions, projects, clock
 
     def claim(self, project_id: int, job: str, *, seconds: float = CLAIM_SECONDS) -> Claim | None:
         """The claim to run ``job`` on the project for ``seconds`` past each renewal (None while
         another holder has it, in this process or any other)."""
-        self.get_project(project_id)  # NotFoundError
+        self.projects.get_project(project_id)  # NotFoundError
         claim_params = {"project": project_id, "kind": job, "claimant": secrets.token_hex(16), "now": self._clock()}
         claim_params["until"] = claim_params["now"] + timedelta(seconds=seconds)
 
@@ -97,10 +108,10 @@ class Jobs(ServiceBase):
             return True
 
         try:
-            taken = self._run(take)
+            taken = self.db.run(take)
         except IntegrityError:  # claimed by another process between our read and our insert
             taken = False
-        return Claim(self, project_id, job, claim_params["claimant"], seconds) if taken else None
+        return Claim(self.db, self._clock, project_id, job, claim_params["claimant"], seconds) if taken else None
 
     def claim_refit(self, project_id: int) -> Claim:
         """The claim to refit the project, which ``refit`` uses up (``ConflictError`` while another
@@ -138,7 +149,7 @@ class Jobs(ServiceBase):
 
     def _refit(self, project_id: int, claim: Claim) -> RefitReport:
         started = time.perf_counter()
-        info = self.get_project(project_id)
+        info = self.projects.get_project(project_id)
         stored, since = self._read_for_refit(project_id)
         result = fit_project(stored, info.labels, info.policy, info.rules)
         if result is None:
@@ -163,7 +174,7 @@ class Jobs(ServiceBase):
             temperatures = [{"version_id": v, "temperature": t} for v, t in result.temperatures.items()]
             if temperatures:
                 session.execute(rf.SET_TEMPERATURE, temperatures)
-            self._event(
+            log_event(
                 session,
                 project_id,
                 "refit",
@@ -177,9 +188,9 @@ class Jobs(ServiceBase):
                 },
             )
 
-        self._run(write)
-        redecided = self._redecide_open(project_id, claim)
-        prioritize(self, project_id)
+        self.db.run(write)
+        redecided = redecide_open(self.db, self.decisions, project_id, claim.check)
+        prioritize(self.db, self.config, project_id)
         return RefitReport(
             project_id=project_id,
             skill_model=result.skill_model,
@@ -197,7 +208,7 @@ class Jobs(ServiceBase):
         def pages(statement: Any, **params: Any) -> list:
             out, last = [], 0
             while True:
-                page = self._read(
+                page = self.db.read(
                     lambda s, last=last: s.execute(statement, {**params, "last": last, "size": PAGE * 10}).all()
                 )
                 out.extend(page)
@@ -207,8 +218,10 @@ class Jobs(ServiceBase):
 
         answers = pages(rf.ANSWERS_PAGE, project=project_id)
         gold = pages(rf.GOLD_PAGE, project=project_id)
-        since = {a: (r, t) for a, r, t in self._read(lambda s: s.execute(rf.GOLD_SINCE, {"project": project_id}).all())}
-        versions = self._read(lambda s: self.decisions.voting_versions(s, self._project(s, project_id)))
+        since = {
+            a: (r, t) for a, r, t in self.db.read(lambda s: s.execute(rf.GOLD_SINCE, {"project": project_id}).all())
+        }
+        versions = self.db.read(lambda s: self.decisions.voting_versions(s, project_row(s, project_id)))
         soft_rows = []
         for version_id in versions:
             soft_rows += [
@@ -219,38 +232,16 @@ class Jobs(ServiceBase):
         names = pages(rf.NAMES_PAGE, project=project_id)
         hard = [a for a in answers if not a[4]]
         reviewed = {a[1]: a[3] for a in answers if a[4]}
-        truth = dict(gold) | reviewed
+        gold = dict(gold)
         stored = StoredAnswers(
             item=np.array([a[1] for a in hard], dtype=np.int64),
             annotator=np.array([a[2] for a in hard], dtype=np.int64),
             label=np.array([a[3] for a in hard], dtype=np.int64),
-            truth_item=np.array(list(truth), dtype=np.int64),
-            truth_label=np.array(list(truth.values()), dtype=np.int64),
+            gold_item=np.array(list(gold), dtype=np.int64),
+            gold_label=np.array(list(gold.values()), dtype=np.int64),
             soft=pd.DataFrame(soft_rows, columns=["version", "item", "label", "prob"]),
             names=pd.Series(dict(names), dtype=object),
+            reviewed_item=np.array([i for i in reviewed if i not in gold], dtype=np.int64),
+            reviewed_label=np.array([k for i, k in reviewed.items() if i not in gold], dtype=np.int64),
         )
         return stored, since
-
-    def _redecide_open(self, project_id: int, claim: Claim | None = None) -> int:
-        """Decide every open (more or escalated) item again, a page per transaction (each checks
-        ``claim``, if any); returns how many were decided."""
-        last, decided = 0, 0
-        while True:
-
-            def work(session: Session, last: int = last) -> tuple[int, int]:
-                if claim is not None:
-                    claim.check(session)
-                project = self._project(session, project_id)
-                # a page of all the project's items in id order (an index range), the open ones decided
-                statement = rf.ITEMS_PAGE_LOCKED if self._pg else rf.ITEMS_PAGE
-                page = session.execute(statement, {"project": project_id, "last": last, "size": PAGE}).all()
-                if not page:
-                    return -1, 0
-                open_items = [row for row in page if row.status in (MORE, ESCALATED)]
-                self.decisions.redecide(session, project, open_items)
-                return page[-1].id, len(open_items)
-
-            last, n = self._run(work)
-            if last < 0:
-                return decided
-            decided += n

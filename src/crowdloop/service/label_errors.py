@@ -20,16 +20,21 @@ import numpy as np
 
 from crowdloop.labels import LabelSpace
 from crowdloop.quality import find_label_errors
-from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.database import Database
 from crowdloop.service.priorities import stored_probs
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, project_row
 from crowdloop.service.types import DISPUTED, DisputedItem, LabelCheck, LabelErrorCounts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
 from crowdloop.store.schema import utcnow
 
 
-class LabelErrors(ServiceBase):
-    """Accepted labels the newest model disputes, sent to the review queue."""
+class LabelErrors:
+    """Accepted labels the newest model disputes, sent to the review queue (module docstring)."""
+
+    def __init__(self, db: Database, config: ProjectConfig) -> None:
+        self.db, self.config = db, config
 
     def check_labels(self, project_id: int) -> LabelCheck:
         """Run confident learning on the accepted labels against the newest model version (see the
@@ -37,11 +42,11 @@ class LabelErrors(ServiceBase):
         with a ``disputed`` event); returns what it checked and flagged. Called when a model
         version's predictions are stored, and by ``crowdloop errors --project`` and
         ``POST /projects/{id}/label-errors``."""
-        n_labels, newest, model = self._run(lambda s: self._newest(s, project_id))
+        n_labels, newest, model = self.db.run(lambda s: self._newest(s, project_id))
         if newest is None:
             return LabelCheck(project_id, None, 0, [])
         pages, last = [], 0
-        while page := self._run(lambda s, last=last: _accepted_page(s, project_id, last, newest)):
+        while page := self.db.run(lambda s, last=last: _accepted_page(s, project_id, last, newest)):
             pages.append(page)
             last = int(page[0][-1].id)
         items = [r for rows, _ in pages for r in rows]
@@ -62,11 +67,13 @@ class LabelErrors(ServiceBase):
         codes = np.searchsorted(columns, given)
         flagged = np.flatnonzero(find_label_errors(codes, probs))
         best = probs.argmax(axis=1)
-        disputed = self._run(lambda s: self._dispute(s, project_id, model, items, columns, codes, best, probs, flagged))
+        disputed = self.db.run(
+            lambda s: self._dispute(s, project_id, model, items, columns, codes, best, probs, flagged)
+        )
         return LabelCheck(project_id, model, len(items), disputed)
 
     def _newest(self, db: Any, project_id: int) -> tuple[int, int | None, str | None]:
-        project = self._project(db, project_id)
+        project = project_row(db, project_id)
         newest = db.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
         model = None if newest is None else ":".join(db.execute(sql.MODEL_NAME, {"model": newest}).one())
         return len(self.config.labels(project)), newest, model
@@ -84,7 +91,7 @@ class LabelErrors(ServiceBase):
         flagged: np.ndarray,
     ) -> list[DisputedItem]:
         """Mark the flagged items disputed (those still accepted with the label read) and log why."""
-        labels = self.config.labels(self._project(db, project_id))
+        labels = self.config.labels(project_row(db, project_id))
         now, out, events = utcnow(), [], []
         for i in flagged.tolist():
             given, said = int(columns[codes[i]]), int(columns[best[i]])

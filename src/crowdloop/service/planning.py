@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,11 +26,15 @@ from crowdloop.errors import ConflictError
 from crowdloop.planning import CostModel, fit_learning_curve
 from crowdloop.planning import plan as make_plan
 from crowdloop.planning.curve import Interval
-from crowdloop.service.base import SETTLED
+from crowdloop.service.database import Database
 from crowdloop.service.reports import Reports
+from crowdloop.service.rows import SETTLED
 from crowdloop.service.types import CurvePoint, PlanRange, PlanReport
 from crowdloop.store import learning as sql
 from crowdloop.store.schema import utcnow
+
+if TYPE_CHECKING:
+    from crowdloop.service.projects import Projects
 
 ASSUMED_SECONDS = 30.0
 """Seconds per answer assumed when no answer was timed."""
@@ -39,8 +43,11 @@ ENGINEER_RATIO = (10.0, 15.0)
 TIMES_READ = 5_000
 
 
-class Planning(Reports):
+class Planning:
     """``plan``: how much data, from the project's model versions."""
+
+    def __init__(self, db: Database, projects: Projects, reports: Reports) -> None:
+        self.db, self.projects, self.reports = db, projects, reports
 
     def plan(
         self,
@@ -56,9 +63,9 @@ class Planning(Reports):
         policy's target) needs, their cost against a model change, and the recommendation (see the
         module docstring); ``plot``: where to write the picture (PNG, needs the ``plot`` extra).
         ``ConflictError`` while fewer than 3 versions with gold predictions, at 3 label counts, exist."""
-        info = self.get_project(project_id)
+        info = self.projects.get_project(project_id)
         target = info.policy.target if target is None else float(target)
-        model, points = self._run(lambda s: _curve_points(s, project_id))
+        model, points = self.db.run(lambda s: _curve_points(s, project_id))
         counts = {p.labels for p in points}
         if len(counts) < 3:
             raise ConflictError(
@@ -66,8 +73,8 @@ class Planning(Reports):
                 f"project {project_id} has {len(points)} version(s) at {len(counts)} label count(s): store "
                 "the predictions of more versions, trained as labels come in"
             )
-        progress = self.progress(project_id)
-        seconds, labels_now = self._run(lambda s: _times_and_labels(s, project_id))
+        progress = self.reports.progress(project_id)
+        seconds, labels_now = self.db.run(lambda s: _times_and_labels(s, project_id))
         settled = sum(progress.status_counts.get(s, 0) for s in SETTLED)
         prices = info.policy.prices
         per_label = progress.cost / settled if settled else prices.crowd * max(info.policy.min_overlap, 1)

@@ -36,8 +36,10 @@ import pandas as pd
 from crowdloop.active import TextFeatures, kmeans_plus_plus, relabel_or_new_scores, top_batch
 from crowdloop.active.relabel import skill_weight
 from crowdloop.consensus import SkillRules
-from crowdloop.service.base import PAGE, ServiceBase
+from crowdloop.service.database import Database
 from crowdloop.service.item_decisions import skill_book
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, project_row
 from crowdloop.service.training import item_texts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
@@ -121,13 +123,13 @@ def _spread(
     return kmeans_plus_plus(features.transform(texts), min(size, len(texts)), known, rng)
 
 
-def prioritize(service: ServiceBase, project_id: int) -> int:
+def prioritize(db: Database, config: ProjectConfig, project_id: int) -> int:
     """Weigh the project's open items (``pool_weights``) and store the weights, rescaling each
     stored priority; returns the items weighed. A job, never inside an annotator's request: it
     reads a page per transaction, so annotators wait for no more than a page."""
-    n_labels, rules, fields, newest, labelled, gold = service._run(lambda s: _read_project(service, s, project_id))
+    n_labels, rules, fields, newest, labelled, gold = db.run(lambda s: _read_project(config, s, project_id))
     pages, last = [], 0
-    while page := service._run(lambda s, last=last: _read_page(s, project_id, last, newest)):
+    while page := db.run(lambda s, last=last: _read_page(s, project_id, last, newest)):
         pages.append(page)
         last = int(page[0][-1].id)
     if not pages:
@@ -162,20 +164,19 @@ def prioritize(service: ServiceBase, project_id: int) -> int:
     for start in range(0, len(ids), PAGE):
         page = zip(ids[start : start + PAGE].tolist(), weight[start : start + PAGE].tolist(), strict=True)
         rows = [{"item": i, "weight": w} for i, w in page]
-        service._run(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
+        db.run(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
     return len(ids)
 
 
 def _read_project(
-    service: ServiceBase, db: Any, project_id: int
+    config: ProjectConfig, db: Any, project_id: int
 ) -> tuple[int, SkillRules, list[str] | None, int | None, list, list]:
     """The project's number of labels, skill rules and text fields, its newest model version, the
     payloads of the newest labelled items, and the newest version's gold predictions."""
-    project = service._project(db, project_id)
+    project = project_row(db, project_id)
     newest = db.execute(q.NEWEST_MODEL, {"project": project_id}).scalar()
     labelled = db.execute(sql.LABELLED_TEXTS, {"project": project_id, "size": LABELLED_SAMPLE}).scalars().all()
     gold = db.execute(sql.GOLD_PREDICTED, {"model": newest}).all() if newest is not None else []
-    config = service.config
     return len(config.labels(project)), config.rules(project), project.text_fields, newest, labelled, gold
 
 

@@ -1,8 +1,7 @@
-"""Projects, items, gold, annotators and their tokens."""
+"""Projects, their settings, items and gold."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -12,13 +11,16 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillRules
 from crowdloop.consensus.decider import Opinions
-from crowdloop.errors import AuthError, ConfigError, ConflictError, InputError, NotFoundError
+from crowdloop.errors import ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
-from crowdloop.service.base import PAGE, ServiceBase, make_token, token_digest
+from crowdloop.service.database import Database
 from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_columns
-from crowdloop.service.item_decisions import code_or_none, confidence_or_none
+from crowdloop.service.item_decisions import ItemDecisions, code_or_none, confidence_or_none, redecide_open
+from crowdloop.service.predictions import model_version_id
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, ProjectRow, item_row, item_state, log_event, project_row
 from crowdloop.service.stored_text import (
     EXTERNAL_ID_LENGTH,
     HINT_LENGTH,
@@ -29,22 +31,17 @@ from crowdloop.service.stored_text import (
 )
 from crowdloop.service.tasks import checked_member, hidden_from
 from crowdloop.service.types import (
-    KINDS,
-    ROLES,
     AnnotatorInfo,
     GoldIn,
     ItemIn,
     ItemState,
-    Kind,
     ProjectInfo,
     ProjectUpdate,
-    Role,
 )
 from crowdloop.store import model_queries as mq
 from crowdloop.store import project_queries as pq
 from crowdloop.store import queries as q
-from crowdloop.store.direct import DirectConnection
-from crowdloop.store.schema import Annotator, ApiToken, Project, utcnow
+from crowdloop.store.schema import Project, utcnow
 
 T = TypeVar("T")
 REDECIDE_IN_CALL = 10 * PAGE
@@ -117,8 +114,29 @@ def settings_columns(
     return {name: value for name, value in columns.items() if value is not None}
 
 
-class Projects(ServiceBase):
-    """Projects, items, gold, annotators and their tokens."""
+class Projects:
+    """Projects, their settings, items and gold."""
+
+    def __init__(self, db: Database, config: ProjectConfig, decisions: ItemDecisions) -> None:
+        self.db, self.config, self.decisions = db, config, decisions
+
+    def _info(self, project: ProjectRow | Project) -> ProjectInfo:
+        return ProjectInfo(
+            id=project.id,
+            name=project.name,
+            labels=self.config.labels(project),
+            policy=self.config.policy(project),
+            rules=self.config.rules(project),
+            gold_rate=project.gold_rate,
+            lease_seconds=project.lease_seconds,
+            model_votes=project.model_votes,
+            suggestions=project.suggestions,
+            created_at=project.created_at,
+            reviewers_see_gold=project.reviewers_see_gold,
+            text_fields=project.text_fields,
+            audit_rate=project.audit_rate,
+            hide_rate=project.hide_rate,
+        )
 
     def create_project(
         self,
@@ -177,7 +195,7 @@ class Projects(ServiceBase):
             return self._info(row)
 
         try:
-            return self._run(work)
+            return self.db.run(work)
         except IntegrityError:
             raise ConflictError(f"a project named {name!r} exists already") from None
 
@@ -227,8 +245,8 @@ class Projects(ServiceBase):
         settings_columns(**given, suggestions=suggestions)  # checked before any transaction
 
         def work(session: Session) -> tuple[ProjectInfo, dict[str, dict[str, Any]]]:
-            self._project(session, project_id)
-            row = session.scalars(self._locked(pq.PROJECT_ROW), {"project": project_id}).one()
+            project_row(session, project_id)
+            row = session.scalars(self.db.locked(pq.PROJECT_ROW), {"project": project_id}).one()
             new = settings_columns(
                 policy=self._new_settings(policy, codec.policy_from_json(row.policy), "policy"),
                 rules=self._new_settings(rules, codec.rules_from_json(row.rules), "rules"),
@@ -242,19 +260,19 @@ class Projects(ServiceBase):
                 for column, change in changes.items():
                     setattr(row, column, change["to"])
                 row.settings_version += 1
-                self._event(session, project_id, "settings", {**changes, "settings_version": row.settings_version})
+                log_event(session, project_id, "settings", {**changes, "settings_version": row.settings_version})
                 session.flush()
             return self._info(row), changes
 
         try:
-            info, changes = self._run(work)
+            info, changes = self.db.run(work)
         except IntegrityError:
             raise ConflictError(f"a project named {name!r} exists already") from None
         redecided = left = 0
         if changes.keys() & set(RESETTLING):
-            open_items, items = self._read(lambda s: self._open_and_all(s, project_id))
+            open_items, items = self.db.read(lambda s: self._open_and_all(s, project_id))
             if open_items and items <= REDECIDE_IN_CALL:
-                redecided = self._redecide_open(project_id)
+                redecided = redecide_open(self.db, self.decisions, project_id)
             else:
                 left = open_items
         return ProjectUpdate(info, changes, redecided, left)
@@ -286,12 +304,12 @@ class Projects(ServiceBase):
                 if row is None:
                     raise NotFoundError(f"no project named {project!r}")
                 return self._info(row)
-            return self._info(self._project(session, int(project)))
+            return self._info(project_row(session, int(project)))
 
-        return self._read(work)
+        return self.db.read(work)
 
     def list_projects(self) -> list[ProjectInfo]:
-        return self._read(lambda s: [self._info(p) for p in s.scalars(pq.ALL_PROJECTS)])
+        return self.db.read(lambda s: [self._info(p) for p in s.scalars(pq.ALL_PROJECTS)])
 
     def import_items(
         self,
@@ -310,7 +328,7 @@ class Projects(ServiceBase):
         start, a diverse spread)."""
         check_batch(batch_size)
         info = self.get_project(project_id)
-        version_id = self._model_version(project_id, *model) if model else None
+        version_id = model_version_id(self.db, project_id, *model) if model else None
         stored = 0
         for batch in batched(rows, batch_size):
             parsed = parse_items(batch, info.labels, first_row=stored + 1)
@@ -318,20 +336,20 @@ class Projects(ServiceBase):
                 raise InputError(
                     "items carry predictions but no model is named", source="items", hint="Pass model=(name, version)."
                 )
-            self._run(
+            self.db.run(
                 lambda s, parsed=parsed, first=stored + 1: self._store_items(s, project_id, parsed, first, version_id)
             )
             stored += len(parsed)
             if progress is not None:
                 progress(stored)
-        if stored and self._run(lambda s: self._open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
-            prioritize(self, project_id)  # a larger pool is weighed by the next refit or predictions
+        if stored and self.db.run(lambda s: self._open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
+            prioritize(self.db, self.config, project_id)  # a larger pool is weighed by the next refit or predictions
         return stored
 
     def _store_items(
         self, session: Session, project_id: int, parsed: list[dict], first_row: int, version_id: int | None
     ) -> None:
-        project = self._project(session, project_id)
+        project = project_row(session, project_id)
         ids = [p["external_id"] for p in parsed]
         taken = set(session.scalars(pq.ITEM_IDS, {"project": project_id, "ids": ids}))
         if taken:
@@ -452,7 +470,7 @@ class Projects(ServiceBase):
                 if changed:
                     session.execute(pq.SET_GOLD, changed)
 
-            self._run(work)
+            self.db.run(work)
             marked += len(batch)
         return marked
 
@@ -463,154 +481,11 @@ class Projects(ServiceBase):
         gold or not, is not found for them)."""
 
         def work(session: Session) -> ItemState:
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             person = checked_member(session, viewer.id, project_id) if viewer is not None else None
-            item = self._item(session, project_id, external_id)
+            item = item_row(session, project_id, external_id)
             if person is not None and hidden_from(person, project, item):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
-            return self._state(item, self.config.labels(project))
+            return item_state(item, self.config.labels(project))
 
-        return self._read(work)
-
-    def add_annotator(
-        self, project_id: int, name: str, *, role: Role = "annotator", kind: Kind = "human"
-    ) -> tuple[AnnotatorInfo, str]:
-        """A new annotator and their API token, returned in plain text this once (only its
-        SHA-256 is stored)."""
-        name = checked_name(name, "annotator")
-        if role not in ROLES:
-            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        if kind not in KINDS:
-            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        token = make_token()
-
-        def work(session: Session) -> AnnotatorInfo:
-            rules = self._rules_of(session, project_id)
-            annotator = Annotator(
-                project_id=project_id, name=name, role=role, kind=kind, status="active", created_at=utcnow()
-            )
-            for column in ("answer_count", *q.SKILL_COLUMNS):
-                setattr(annotator, column, 0)
-            session.add(annotator)
-            session.flush()
-            session.add(
-                ApiToken(annotator_id=annotator.id, digest=token_digest(token), revoked=False, created_at=utcnow())
-            )
-            return self._annotator_info(annotator, rules)
-
-        try:
-            return self._run(work), token
-        except IntegrityError:
-            raise ConflictError(f"project {project_id} has an annotator named {name!r} already") from None
-
-    def new_token(self, annotator_id: int) -> str:
-        """Another token for an annotator (e.g. a lost one); earlier tokens stay valid until revoked."""
-        token = make_token()
-
-        def work(session: Session) -> None:
-            self._annotator(session, annotator_id)
-            session.add(
-                ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
-            )
-
-        self._run(work)
-        return token
-
-    def rotate_token(self, annotator_id: int) -> str:
-        """A new token for an annotator that replaces every earlier one (revoked in the same
-        transaction: there is never a moment with none, nor one with two)."""
-        token = make_token()
-
-        def work(session: Session) -> None:
-            self._annotator(session, annotator_id)
-            session.execute(pq.REVOKE_TOKENS_OF, {"annotator": annotator_id})
-            session.add(
-                ApiToken(annotator_id=annotator_id, digest=token_digest(token), revoked=False, created_at=utcnow())
-            )
-
-        self._run(work)
-        return token
-
-    def revoke_token(self, token: str) -> AnnotatorInfo:
-        """Revoke one token (a leaked one, the admin's too); returns whose it was (``AuthError``
-        when it is unknown or revoked already)."""
-        annotator = self.authenticate(token)
-        digest = token_digest(token)
-
-        def work(session: Session) -> int:
-            return session.execute(pq.REVOKE_TOKEN, {"token_digest": digest}).rowcount
-
-        if not self._run(work):
-            raise AuthError("unknown or revoked API token")
-        return annotator
-
-    def revoke_tokens(self, annotator_id: int) -> int:
-        """Revoke every token of an annotator; returns how many."""
-
-        def work(session: Session) -> int:
-            self._annotator(session, annotator_id)
-            return session.execute(pq.REVOKE_TOKENS_OF, {"annotator": annotator_id}).rowcount
-
-        return self._run(work)
-
-    def authenticate(self, token: str) -> AnnotatorInfo:
-        """The annotator a bearer token belongs to (``AuthError`` when unknown or revoked). A
-        banned annotator still authenticates; the loop refuses them with ``ForbiddenError``."""
-        return self.authenticate_token(token)[0]
-
-    def authenticate_token(self, token: str) -> tuple[AnnotatorInfo, int]:
-        """``authenticate``, with the token's id: what a web session keeps, to end with its token
-        (``token_annotator``)."""
-        if not isinstance(token, str) or not 16 <= len(token) <= 200:
-            raise AuthError("missing or malformed API token")
-        digest = token_digest(token)
-        return self._token_holder(q.TOKEN, {"digest": digest}, digest)
-
-    def token_annotator(self, token_id: int) -> AnnotatorInfo:
-        """The annotator of the token ``token_id`` while it is active (``AuthError`` once it is
-        revoked, by itself or by a rotation): a web session lasts no longer than its token."""
-        return self._token_holder(q.TOKEN_BY_ID, {"token": int(token_id)})[0]
-
-    def _token_holder(
-        self, statement: Any, params: dict[str, Any], digest: str | None = None
-    ) -> tuple[AnnotatorInfo, int]:
-        """The annotator and id of the active token ``statement`` finds (its ``digest`` compared in constant time)."""
-
-        def work(db: DirectConnection) -> tuple[AnnotatorInfo, int]:
-            found = db.execute(statement, params).first()
-            if found is None or found.revoked or (digest is not None and not hmac.compare_digest(found.digest, digest)):
-                raise AuthError("unknown or revoked API token")
-            return self._annotator_info(found, self._rules_of(db, found.project_id)), found.token_id
-
-        return self._run_direct(work, write=False)  # every request whose token the server has not seen lately
-
-    def get_annotator(self, annotator_id: int) -> AnnotatorInfo:
-        def work(session: Session) -> AnnotatorInfo:
-            annotator = self._annotator(session, annotator_id)
-            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
-
-        return self._read(work)
-
-    def set_role(self, annotator_id: int, role: Role) -> AnnotatorInfo:
-        """Promote or demote an annotator (owner's decision)."""
-        if role not in ROLES:
-            raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-
-        def work(session: Session) -> AnnotatorInfo:
-            annotator = self._annotator(session, annotator_id)
-            before = annotator.role
-            annotator.role = role
-            self._event(session, annotator.project_id, "role", {"from": before, "to": role}, annotator_id=annotator.id)
-            return self._annotator_info(annotator, self._rules_of(session, annotator.project_id))
-
-        return self._run(work)
-
-    def annotator_skills(self, project_id: int) -> list[AnnotatorInfo]:
-        """Every annotator of the project with skill, answers and gold record."""
-
-        def work(session: Session) -> list[AnnotatorInfo]:
-            rules = self._rules_of(session, project_id)
-            rows = session.scalars(pq.PROJECT_ANNOTATORS, {"project": project_id})
-            return [self._annotator_info(a, rules) for a in rows]
-
-        return self._read(work)
+        return self.db.read(work)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -11,12 +11,19 @@ from sqlalchemy.orm import Session
 
 from crowdloop.consensus import ACCEPTED
 from crowdloop.labels import LabelSpace
-from crowdloop.service.base import PAGE, SETTLED, ServiceBase
+from crowdloop.service.database import Database
 from crowdloop.service.intake import check_batch
+from crowdloop.service.item_decisions import ItemDecisions
 from crowdloop.service.label_errors import label_error_counts
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import PAGE, SETTLED, project_row
 from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Progress, ResultRow
 from crowdloop.store import report_queries as rq
+
+if TYPE_CHECKING:
+    from crowdloop.service.automation import Automation
+    from crowdloop.service.projects import Projects
 
 
 def label_source(status: str, model_version: str | None) -> str:
@@ -40,12 +47,18 @@ class ExportPage(NamedTuple):
     predictions: pd.DataFrame
 
 
-class Reports(ServiceBase):
+class Reports:
     """Where a project stands: progress, results, the answers frame and the event log."""
+
+    def __init__(
+        self, db: Database, config: ProjectConfig, decisions: ItemDecisions, projects: Projects, automation: Automation
+    ) -> None:
+        self.db, self.config, self.decisions, self.projects = db, config, decisions, projects
+        self.automation = automation
 
     def progress(self, project_id: int) -> Progress:
         def work(session: Session) -> Progress:
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             policy = self.config.policy(project)
             # one pass over a covering index of items, one over answers: no table scan
             by_status = session.execute(rq.ITEM_PROGRESS, {"project": project_id}).all()
@@ -67,7 +80,7 @@ class Reports(ServiceBase):
             people = session.execute(rq.PEOPLE, {"project": project_id}).one()
             crowd = total - reviews
             cost = crowd * policy.prices.crowd + reviews * policy.prices.expert + int(model_rows) * policy.prices.model
-            model_labelled, audit, model_versions = self._model_progress(session, project, n_items)  # type: ignore[attr-defined]
+            model_labelled, audit, model_versions = self.automation.model_progress(session, project, n_items)
             return Progress(
                 project_id=project_id,
                 items=n_items,
@@ -92,15 +105,15 @@ class Reports(ServiceBase):
                 label_errors=label_error_counts(session, project_id),
             )
 
-        return self._read(work)
+        return self.db.read(work)
 
     def results(self, project_id: int, *, batch_size: int = 10000) -> Iterator[ResultRow]:
         """Every non-gold item with its label and calibrated confidence, read in fixed-size pages."""
         check_batch(batch_size)
-        info = self.get_project(project_id)
+        info = self.projects.get_project(project_id)
         last = 0
         while True:
-            page = self._read(
+            page = self.db.read(
                 lambda s, last=last: s.execute(
                     rq.RESULTS_PAGE, {"project": project_id, "last": last, "size": batch_size}
                 ).all()
@@ -124,7 +137,7 @@ class Reports(ServiceBase):
         and predictions frames are empty. At most three statements per page, each a range of item
         ids, whatever the project's size."""
         check_batch(batch_size)
-        labels = self.get_project(project_id).labels
+        labels = self.projects.get_project(project_id).labels
         return self._export_pages(project_id, labels, batch_size, details)
 
     def export_frame(self, project_id: int) -> pd.DataFrame:
@@ -137,7 +150,7 @@ class Reports(ServiceBase):
     ) -> Iterator[ExportPage]:
         last = 0
         while True:
-            page = self._read(lambda s, last=last: self._export_page(s, project_id, last, batch_size, details))
+            page = self.db.read(lambda s, last=last: self._export_page(s, project_id, last, batch_size, details))
             if page is None:
                 return
             last, items, answers, predictions = page
@@ -179,8 +192,8 @@ class Reports(ServiceBase):
     def answers_frame(self, project_id: int) -> pd.DataFrame:
         """The human answers as a crowd-kit frame: ``task, worker, label`` (plus ``duration_ms``,
         ``gold``: whether the item is gold, ``review``: a reviewer's final decision)."""
-        info = self.get_project(project_id)
-        rows = self._read(lambda s: s.execute(rq.ANSWERS_FRAME, {"project": project_id}).all())
+        info = self.projects.get_project(project_id)
+        rows = self.db.read(lambda s: s.execute(rq.ANSWERS_FRAME, {"project": project_id}).all())
         frame = pd.DataFrame(rows, columns=["task", "worker", "label", "duration_ms", "gold", "review"])
         frame["label"] = info.labels.decode(frame["label"].to_numpy(dtype=np.int64)) if len(frame) else []
         return frame
@@ -190,14 +203,14 @@ class Reports(ServiceBase):
         limit = max(1, min(int(limit), 10_000))
 
         def work(session: Session) -> list[dict[str, Any]]:
-            self._project(session, project_id)
+            project_row(session, project_id)
             rows = session.execute(rq.EVENTS, {"project": project_id, "size": limit}).all()
             return [
                 {"id": e.id, "kind": e.kind, "item": item, "annotator": name, "detail": e.detail, "at": e.created_at}
                 for e, item, name in rows
             ]
 
-        return self._read(work)
+        return self.db.read(work)
 
 
 def _results_frame(items: list, labels: list) -> pd.DataFrame:

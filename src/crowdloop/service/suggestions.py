@@ -17,7 +17,7 @@ import pandas as pd
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.models.prelabels import anchoring_effect
-from crowdloop.service.base import Executor
+from crowdloop.service.database import Executor
 from crowdloop.service.types import SuggestionMeasure
 from crowdloop.store import learning as sql
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import secrets
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -11,16 +13,20 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ESCALATED, SkillRules
+from crowdloop.consensus import ESCALATED
 from crowdloop.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from crowdloop.service.base import Executor, Prefixed, ProjectRow, ServiceBase
-from crowdloop.service.item_decisions import skill_book
+from crowdloop.service.annotators import judge
+from crowdloop.service.database import Database, Executor
+from crowdloop.service.item_decisions import ItemDecisions, skill_book
 from crowdloop.service.label_errors import disputed_fields
+from crowdloop.service.project_config import ProjectConfig
+from crowdloop.service.rows import Prefixed, ProjectRow, item_row, item_state, project_row
 from crowdloop.service.stored_text import json_problem, text_problem
 from crowdloop.service.suggestions import shows_suggestions, top_suggestions
 from crowdloop.service.types import (
     DISPUTED,
     AnnotatorInfo,
+    Clock,
     ItemState,
     ReviewAnswer,
     ReviewTask,
@@ -62,8 +68,20 @@ def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class Tasks(ServiceBase):
-    """The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue."""
+class Tasks:
+    """The loop itself: leasing the next task, submitting, skipping, and the reviewers' queue.
+    ``seed`` fixes the gold draws; ``clock`` (an aware UTC datetime) is the time leases are measured by."""
+
+    def __init__(
+        self, db: Database, config: ProjectConfig, decisions: ItemDecisions, *, seed: int | None, clock: Clock
+    ) -> None:
+        self.db, self.config, self.decisions, self._clock = db, config, decisions, clock
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+
+    def _draw(self) -> float:
+        with self._rng_lock:
+            return self._rng.random()
 
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
         """Lease the next task to an active annotator (None: nothing left for them).
@@ -79,9 +97,9 @@ class Tasks(ServiceBase):
         review): then it is let go and the next one leased."""
         gold_draw = self._draw()
         try:
-            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+            return self.db.run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
         except IntegrityError:  # a concurrent call leased their task first: it is the one they hold
-            return self._run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
+            return self.db.run_direct(lambda db: self._next_task(db, annotator.id, gold_draw))
 
     def _next_task(self, connection: DirectConnection, annotator_id: int, gold_draw: float) -> TaskOut | None:
         now = self._clock()
@@ -160,7 +178,7 @@ class Tasks(ServiceBase):
 
     def _reclaim(self, connection: Executor, project_id: int, now: datetime) -> int:
         """Return up to ``queries.RECLAIM_BATCH`` expired leases of the project to the pool."""
-        statement = q.EXPIRED_LOCKED if self._pg else q.EXPIRED
+        statement = q.EXPIRED_LOCKED if self.db.pg else q.EXPIRED
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
         return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
 
@@ -185,12 +203,12 @@ class Tasks(ServiceBase):
         routed = project.is_taxonomy and bool(annotator.branch_skills)
         if not routed:
             params = {"project": project.id, "annotator": annotator.id}
-            taken = connection.execute(q.TAKE_BEST_LOCKED if self._pg else q.TAKE_BEST, params).first()
-            if taken is not None or not self._pg:
+            taken = connection.execute(q.TAKE_BEST_LOCKED if self.db.pg else q.TAKE_BEST, params).first()
+            if taken is not None or not self.db.pg:
                 return taken  # SQLite holds the write lock: nothing could have taken it meanwhile
             statement = q.POOL_LOCKED
         else:
-            statement = q.POOL_ROUTED_LOCKED if self._pg else q.POOL_ROUTED
+            statement = q.POOL_ROUTED_LOCKED if self.db.pg else q.POOL_ROUTED
         candidates = connection.execute(statement, {"project": project.id, "annotator": annotator.id}).all()
         if routed:
             overall = max(float(skill_book([annotator], self.config.rules(project)).accuracy()[0]), 1e-3)
@@ -255,7 +273,7 @@ class Tasks(ServiceBase):
             return dataclasses.replace(out, next_task=task)
 
         def attempt() -> SubmitOut | ConflictError:
-            return self._run_direct(
+            return self.db.run_direct(
                 lambda db: and_next(db, self._submit(db, annotator.id, lease_id, label, duration_ms, key))
             )
 
@@ -263,7 +281,7 @@ class Tasks(ServiceBase):
             out = attempt()
         except IntegrityError:
             # a concurrent retry of the same submit won the race: answer as for any retry
-            stored = self._run_direct(lambda db: and_next(db, self._stored_answer(db, annotator.id, lease_id, key)))
+            stored = self.db.run_direct(lambda db: and_next(db, self._stored_answer(db, annotator.id, lease_id, key)))
             # else a concurrent ``next`` leased the task the chained one wanted to: once more
             out = stored if stored is not None else attempt()
         if isinstance(out, ConflictError):
@@ -280,7 +298,7 @@ class Tasks(ServiceBase):
             return None
         item = connection.execute(q.ITEM, {"item": answer.item_id}).one()
         annotator = connection.execute(q.ANNOTATOR, {"annotator": annotator_id}).one()
-        project = self._project(connection, annotator.project_id)
+        project = project_row(connection, annotator.project_id)
         return SubmitOut(
             answer_id=answer.id,
             lease_id=answer.lease_id or lease_id,
@@ -305,7 +323,7 @@ class Tasks(ServiceBase):
             retry = self._stored_answer(connection, annotator_id, lease_id, key)
             if retry is not None:
                 return retry
-        lease = connection.execute(q.SUBMITTED_LOCKED if self._pg else q.SUBMITTED, {"lease": lease_id}).first()
+        lease = connection.execute(q.SUBMITTED_LOCKED if self.db.pg else q.SUBMITTED, {"lease": lease_id}).first()
         if lease is None or lease.annotator_id != annotator_id:
             raise NotFoundError(f"no lease {lease_id!r} for this annotator")
         if lease.state == "done":
@@ -351,7 +369,7 @@ class Tasks(ServiceBase):
                 # submit takes as long
                 self.decisions.decide(connection, project, [item], models=bool(lease.has_models))
         # judged after every answer (only gold and timed ones move the evidence): the same path for all
-        status = self._judge(connection, project, annotator, rules)
+        status = judge(connection, project, annotator, rules)
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,
@@ -360,45 +378,6 @@ class Tasks(ServiceBase):
             duplicate=False,
             annotator_status=status,
         )
-
-    def _judge(self, connection: Executor, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
-        """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
-        returns the annotator's status."""
-        if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
-            return annotator.status  # too little evidence for either
-        book = skill_book([annotator], rules)
-        if book.banned()[0] and annotator.status == "active":
-            fast = book.timed[0] >= rules.min_timed and book.fast[0] > book.timed[0] / 2
-            connection.execute(q.SET_STATUS, {"annotator": annotator.id, "status": "banned"})
-            for lease_id, item_id in connection.execute(q.OPEN_LEASES_OF, {"annotator": annotator.id}).all():
-                if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
-                    connection.execute(q.RELEASE_ITEM, {"item": item_id})
-            _, upper = book.gold_bounds()
-            self._event(
-                connection,
-                project.id,
-                "banned",
-                {
-                    "reason": "implausibly fast answers" if fast else "gold accuracy clearly below the threshold",
-                    "gold_right": annotator.gold_right,
-                    "gold_total": annotator.gold_total,
-                    "upper_bound": float(upper[0]),
-                    "ban_below": rules.ban_below,
-                },
-                annotator_id=annotator.id,
-            )
-            return "banned"
-        if book.promoted()[0] and annotator.role == "annotator":
-            connection.execute(q.SET_ROLE, {"annotator": annotator.id, "role": "reviewer"})
-            lower, _ = book.gold_bounds()
-            self._event(
-                connection,
-                project.id,
-                "promoted",
-                {"to": "reviewer", "lower_bound": float(lower[0]), "gold_total": annotator.gold_total},
-                annotator_id=annotator.id,
-            )
-        return annotator.status
 
     @staticmethod
     def _check_lease_id(lease_id: Any) -> None:
@@ -411,7 +390,7 @@ class Tasks(ServiceBase):
         self._check_lease_id(lease_id)
 
         def work(session: Session) -> None:
-            lease = session.execute(q.LEASE_LOCKED if self._pg else q.LEASE, {"lease": lease_id}).first()
+            lease = session.execute(q.LEASE_LOCKED if self.db.pg else q.LEASE, {"lease": lease_id}).first()
             if lease is None or lease.annotator_id != annotator.id:
                 raise NotFoundError(f"no lease {lease_id!r} for this annotator")
             if lease.state != "open":
@@ -419,7 +398,7 @@ class Tasks(ServiceBase):
             session.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "skipped"})
             session.execute(q.RELEASE_ITEM, {"item": lease.item_id})
 
-        self._run(work)
+        self.db.run(work)
 
     def review_queue(
         self, project_id: int, *, limit: int = 50, viewer: AnnotatorInfo | None = None
@@ -429,7 +408,7 @@ class Tasks(ServiceBase):
         limit = max(1, min(int(limit), 500))
 
         def work(session: Session) -> list[ReviewTask]:
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             if viewer is not None:
                 checked_member(session, viewer.id, project_id)
             labels = self.config.labels(project)
@@ -439,7 +418,7 @@ class Tasks(ServiceBase):
             out = []
             for item in items:
                 answers = session.execute(q.NAMED_ANSWERS, {"item": item.id}).all()
-                state = self._state(item, labels)
+                state = item_state(item, labels)
                 shown = self._suggestions(connection, project, item.id, newest) or []
                 out.append(
                     ReviewTask(
@@ -454,7 +433,7 @@ class Tasks(ServiceBase):
                 )
             return out
 
-        return self._read(work)
+        return self.db.read(work)
 
     def review(self, reviewer: AnnotatorInfo, project_id: int, external_id: str, label: Any) -> ItemState:
         """A reviewer's (or owner's) final label for an item: an owner's for any item, a
@@ -465,10 +444,10 @@ class Tasks(ServiceBase):
             person = checked_member(session, reviewer.id, project_id)
             if person.role not in ("reviewer", "owner"):
                 raise ForbiddenError(f"annotator {person.name!r} may not review (role {person.role})")
-            project = self._project(session, project_id)
+            project = project_row(session, project_id)
             labels = self.config.labels(project)
             code = self.config.code(labels, label)
-            item = self._item(session, project_id, external_id, lock=True)
+            item = item_row(session, project_id, external_id, self.db.locked(q.ITEM_BY_EXTERNAL_ID))
             if hidden_from(person, project, item):
                 raise NotFoundError(f"no item {external_id!r} in project {project_id}")
             if item.is_gold:
@@ -491,6 +470,6 @@ class Tasks(ServiceBase):
             session.flush()
             self.decisions.settle(session, project, [(item, person, code)])
             session.expire(item)  # read back as settled
-            return self._state(item, labels)
+            return item_state(item, labels)
 
-        return self._run(work)
+        return self.db.run(work)

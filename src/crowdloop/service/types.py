@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +23,9 @@ level); ``escalated``: waits for a reviewer; ``reviewed``: a reviewer decided (f
 control item with a known label (served to annotators like any other item); ``disputed``: accepted,
 but the newest model disputes the label strongly (a likely label error): waits for a reviewer."""
 DISPUTED = "disputed"
+Clock = Callable[[], datetime]
+"""The time the service measures leases and job claims by: a function returning an aware UTC
+datetime (``open_service``'s ``clock``)."""
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,22 @@ UNPREDICTED = (
     .limit(bindparam("limit"))
 )
 
+AUTOMATION_POOL = (
+    select(items.c.id, items.c.payload)
+    .where(
+        items.c.project_id == bindparam("project"),
+        items.c.is_gold.is_(False),
+        items.c.status == "more",
+        items.c.answer_count == 0,
+        items.c.open_leases == 0,
+        items.c.id > bindparam("last"),
+        ~exists().where(audits.c.item_id == items.c.id),
+    )
+    .order_by(items.c.id)
+    .limit(bindparam("limit"))
+)
+"""A page of the items a model version could label now (open, untouched, never audited)."""
+
 # --- labels without humans, and their audit -------------------------------------------------------
 UNTOUCHED = select(items.c.id).where(
     items.c.id.in_(bindparam("items", expanding=True)),

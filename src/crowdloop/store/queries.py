@@ -201,7 +201,7 @@ ANSWER_BY_KEY = select(answers.c.id, answers.c.item_id, answers.c.label, answers
 
 # --- the hot path in as few statements as the invariants allow --------------------------------
 # Columns of several tables in one row carry a prefix (``a_`` annotator, ``p_`` project, ``i_`` item);
-# ``crowdloop.service.base.Prefixed`` reads them back by their plain names.
+# ``crowdloop.service.rows.Prefixed`` reads them back by their plain names.
 PROJECT_LIGHT_COLUMNS = tuple(c.name for c in projects.c if c.name not in PROJECT_HEAVY_COLUMNS)
 _annotator_columns = tuple(annotators.c[c].label(f"a_{c}") for c in ANNOTATOR_COLUMNS)
 _project_columns = tuple(projects.c[c].label(f"p_{c}") for c in PROJECT_LIGHT_COLUMNS)

@@ -65,10 +65,17 @@ SET_TEMPERATURE = (
 )
 """A model version's temperature as the refit found it."""
 ITEMS_PAGE = (
-    select(items.c.id, items.c.status)
+    select(items.c.id, items.c.status, items.c.updated_at)
     .where(items.c.project_id == bindparam("project"), items.c.is_gold.is_(False), items.c.id > bindparam("last"))
     .order_by(items.c.id)
     .limit(bindparam("size"))
 )
-"""A page of the project's items but gold after item id ``last``, with their status (an index range)."""
-ITEMS_PAGE_LOCKED = ITEMS_PAGE.with_for_update()
+"""A page of the project's items but gold after item id ``last``, with their status and when their
+decision was last written (an index range)."""
+ITEM_VERSIONS = (
+    select(items.c.id, items.c.status, items.c.updated_at)
+    .where(items.c.id.in_(bindparam("items", expanding=True)))
+    .with_for_update()
+)
+"""The status and last decision time of ``items``, locked until the transaction ends (PostgreSQL):
+what a decision taken outside the transaction checks before it is written."""

@@ -1,0 +1,100 @@
+"""The service's database: one short transaction per unit of work, retried on deadlocks, serialization
+failures, a busy SQLite file and lost connections (``Database.run``); reads that wait for no writer
+(``read``); and the hot path on the driver's own connection (``run_direct``, ``store.direct``).
+
+SQLite has one writer at a time: this process's threads queue on a lock of their own instead of in
+SQLite's busy handler, which sleeps up to 100 ms between tries. A retry waits 10 ms times the
+attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from crowdloop.store import db
+from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_transaction
+
+T = TypeVar("T")
+RETRIES = 8
+
+
+class Executor(Protocol):
+    """Where the service runs a Core statement: a ``Session``, a ``Connection`` or the hot path's
+    ``store.direct.DirectConnection``."""
+
+    def execute(self, statement: Any, params: Any = ..., /) -> Any: ...
+
+
+def retryable(exc: DBAPIError) -> bool:
+    """A deadlock or serialization failure (PostgreSQL), a busy database (SQLite) or a lost
+    connection (the pool has dropped it): try again."""
+    code = getattr(exc.orig, "sqlstate", None)
+    return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
+
+
+class Database:
+    """Transactions on ``engine`` (module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = db.session_factory(engine)
+        self._readers = db.session_factory(db.reader(engine))
+        self.pg = db.is_postgresql(engine)
+        self._writer = contextlib.nullcontext() if self.pg else threading.RLock()
+        self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
+        self._jitter = random.Random()
+        self._jitter_lock = threading.Lock()
+
+    def run(self, work: Callable[[Session], T]) -> T:
+        """``work`` in one transaction, retried on deadlocks and serialization failures."""
+        return self._retried(lambda: db.transaction(self.sessions), work, self._writer)
+
+    def read(self, work: Callable[[Session], T]) -> T:
+        """``work`` that only reads, in one transaction that waits for no writer (SQLite: deferred,
+        a snapshot beside the write lock)."""
+        return self._retried(lambda: db.transaction(self._readers), work, contextlib.nullcontext())
+
+    def run_direct(self, work: Callable[[DirectConnection], T], *, write: bool = True) -> T:
+        """``work`` in one transaction on the driver's connection (``store.direct``: the hot path);
+        ``write=False`` for one that only reads (see ``read``)."""
+        return self._retried(
+            lambda: direct_transaction(self.engine, self._direct, write=write),
+            work,
+            self._writer if write else contextlib.nullcontext(),
+        )
+
+    def locked(self, statement: Any, *, skip: bool = False, of: Any = None) -> Any:
+        """``SELECT ... FOR UPDATE [SKIP LOCKED]`` on PostgreSQL; SQLite's transaction already
+        holds the write lock."""
+        return statement.with_for_update(skip_locked=skip, of=of) if self.pg else statement
+
+    def _retried(
+        self,
+        transaction: Callable[[], contextlib.AbstractContextManager],
+        work: Callable[[Any], T],
+        writer: contextlib.AbstractContextManager,
+    ) -> T:
+        for attempt in range(RETRIES):
+            try:
+                with writer, transaction() as session:
+                    return work(session)
+            except DBAPIError as exc:
+                if isinstance(exc, IntegrityError) or not retryable(exc) or attempt == RETRIES - 1:
+                    raise
+                with self._jitter_lock:
+                    factor = 1 + self._jitter.random()
+                time.sleep(0.01 * (attempt + 1) * factor)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
