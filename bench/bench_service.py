@@ -11,6 +11,8 @@ It reports acknowledged answers per second, p50/p99 latency of next-task and sub
 server's CPU per answer, the median over ``--runs`` runs, for SQLite with one process and
 PostgreSQL with 1 and 2 processes; then py-spy samples one SQLite server to say where its time
 goes (database, consensus, service, HTTP), and SQLite's trace counts the statements per call.
+The server trains the project's model beside the loop (its model worker, a process of its own in
+the same process group, whose CPU counts to the server's); ``--no-worker`` measures the loop alone.
 The extra tools: ``pip install -r bench/requirements-service.txt`` (aiohttp, py-spy).
 
     python bench/bench_service.py
@@ -206,6 +208,11 @@ def group_cpu_seconds(group: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def server_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """``crowdloop serve``'s options: without the model worker under ``--no-worker``."""
+    return ("--no-worker",) if args.no_worker else ()
+
+
 def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, folder: Path, seed: int) -> dict:
     """One server on a fresh database under one load: ``load_kind`` is "MODE" (closed loop, as
     many answers as the server takes) or "MODE@RATE" (open loop, RATE answers offered per second)."""
@@ -215,7 +222,7 @@ def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, f
     clients = args.clients if not rate else args.paced_clients
     url, drop = fresh_database(kind, folder)
     try:
-        with ServerProcess(url, workers=workers) as server:
+        with ServerProcess(url, workers=workers, options=server_options(args)) as server:
             project = setup_project(server.base_url, server.admin_token, args.items, clients, seed)
             group = server.process_group
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
@@ -274,7 +281,7 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     url, drop = fresh_database("sqlite", folder)
     out = folder / f"{uuid.uuid4().hex}.spy"
     try:
-        with ServerProcess(url, workers=1) as server:
+        with ServerProcess(url, workers=1, options=server_options(args)) as server:
             project = setup_project(server.base_url, server.admin_token, args.items, args.clients, 0)
             assert server._process is not None
             command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
@@ -370,6 +377,10 @@ def render(payload: dict[str, Any]) -> str:
     if counted:
         breakdown += (f" SQL statements per call (SQLite's trace callback, BEGIN and COMMIT included): next task "
                       f"{counted['next_statements']:.1f}, submit {counted['submit_statements']:.1f}.")  # fmt: skip
+    worker = ("The servers run without the model worker (`--no-worker`): the loop alone."
+              if settings.get("no_worker") else
+              "Each server trains the project's model beside the loop (its model worker, a process of its own "
+              "whose CPU counts to the server's).")  # fmt: skip
     return "\n".join([
         "# Labeling service under load",
         "",
@@ -384,7 +395,7 @@ def render(payload: dict[str, Any]) -> str:
         f"then mostly queueing); *offered*: answers arrive at random (Poisson) times at the stated rate, each taken "
         f"by an idle one of {settings['paced_clients']} annotators (open loop: the latency at that rate; an arrival "
         f"that finds no idle annotator waits, shown as arrival wait, and the answers per second fall short of the "
-        f"offer). Medians over {settings['runs']} runs; the "
+        f"offer). {worker} Medians over {settings['runs']} runs; the "
         f"load generator runs on the same 2 cores as the server. Server CPU is measured from outside (/proc, the "
         f"server's process group) and divided by the acknowledged answers.",
         "",
@@ -406,6 +417,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="Annotators in the closed loops.")
     parser.add_argument("--paced-clients", type=int, default=64, help="Annotators in the open loops.")
     parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--no-worker", action="store_true", help="Serve without the model worker (the loop alone).")
     parser.add_argument("--name", default="service", help="Results file name (results/NAME.md and .json).")
     parser.add_argument("--render", action="store_true", help="Only redo the Markdown from results/NAME.json.")
     args = parser.parse_args()

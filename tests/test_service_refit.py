@@ -17,7 +17,7 @@ from crowdloop.consensus.decider import Decider, Opinions
 from crowdloop.consensus.fitting import MIN_CALIBRATION_STATES, StoredAnswers, refit
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import ItemIn, open_service, refit_projects
-from crowdloop.service.intake import soft_frame
+from crowdloop.service.intake import soft_columns
 from crowdloop.store.schema import Annotator
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -203,7 +203,7 @@ def test_the_calibrator_knows_the_model_alone() -> None:
     result = refit(stored, labels, policy, SkillRules())
     decider = Decider(labels, policy, typical_skill=result.typical_skill, calibrator=result.calibrator)
     held = np.arange(900, n_items)
-    votes = soft_frame([(i - 900, 7, (list(range(k)), probs[i].tolist())) for i in held], result.temperatures)
+    votes = soft_columns([(i - 900, 7, (list(range(k)), probs[i].tolist())) for i in held], result.temperatures)
     none = np.empty(0, dtype=np.int64)
     decided = decider.decide(Opinions.of(len(held), none, none, np.empty(0), votes))
     hit = decided.label == truth[held]

@@ -35,8 +35,10 @@ accept if reached, escalate if stopping is cheaper than going on (the crowd's ex
 finish exceeds the expert's, or the target is out of reach within $R$ answers), otherwise ask more:
 as many as the target needs if every one named the leader (fewer could not finish the item). The
 same recursion, following the chosen actions, gives the expected crowd answers still needed and the
-probability of ending with the expert. Vectorized over items: arrays of (items, a, b) per step,
-$O(R^3)$ cells in all.
+probability of ending with the expert. Vectorized over the skill nodes below, the items and the
+states $(m, a, b)$ of every step (one axis of cells, $O(R^3)$ in all, whose posteriors are
+calibrated in one call); what depends on the policy, the belief and $K$ alone (the nodes, the
+cells' likelihoods) is computed once per ``Lookahead`` and kept for every batch it judges.
 
 **An unknown crowd** (``TypicalSkill``). Early in a project the typical skill is a prior, not a
 measurement: $s \sim \mathrm{Beta}(n\bar s, n(1 - \bar s))$ with $n$ the tasks that showed the
@@ -72,6 +74,9 @@ SKILL_NODES = 5
 """Quantile nodes of the typical skill's Beta belief the lookahead integrates over."""
 SKILL_RESOLUTION = 0.01
 """Nodes spanning less skill than this are one: the belief is as good as known."""
+CACHED_HORIZON = 16
+"""Horizons up to which a ``Lookahead`` keeps the recursion's cells ($O(J H^3)$ numbers each;
+longer ones are laid out per call)."""
 
 
 @dataclass(frozen=True)
@@ -123,47 +128,34 @@ def outlook(
     n_labels: int,
     calibrate: Calibrate,
 ) -> Outlook:
-    """The lookahead of the module docstring for items whose leading label has raw confidence
-    ``raw`` and the runner-up ``second`` after ``answers`` human answers (``has_label`` False:
-    nobody answered yet; its first answer makes the leading label, of confidence $s$ under a
-    uniform prior), integrated over the typical ``skill`` (a float: known)."""
-    belief = skill if isinstance(skill, TypicalSkill) else TypicalSkill(float(skill))
-    prices = policy.prices
-    expert = prices.expert if policy.escalate_early else NO_EXPERT
-    stop = expert if policy.label_value is None else min(expert, policy.label_value)
-    empty = ~np.asarray(has_label, dtype=bool)
-    n0 = np.asarray(answers, dtype=np.int64) + empty  # an empty item is judged after its first answer
-    room = np.maximum(policy.max_overlap - n0, 0)
-    runs = [
-        _recursion(np.asarray(raw, dtype=np.float64), np.asarray(second, dtype=np.float64), empty, n0, room,
-                   policy, s, max(n_labels, 2), calibrate, stop)
-        for s in belief.nodes(n_labels)
-    ]  # fmt: skip
-    reached = runs[0].reached
-    cont_value = np.mean([r.cont_value for r in runs], axis=0)
-    go_on = ~reached & (room > 0)
-    if policy.escalate_early or policy.label_value is not None:  # else no expert: ask up to max_overlap
-        go_on &= cont_value < stop
-    needed = np.min([r.needed for r in runs], axis=0)
-    needed = np.where(empty, needed + 1, needed)
-    open_ = go_on | empty
-    expected = np.mean([r.cont_answers for r in runs], axis=0)
-    expert_p = np.where(reached, 0.0, np.where(go_on, np.mean([r.cont_expert for r in runs], axis=0), 1.0))
-    return Outlook(
-        reached=reached & ~empty,
-        go_on=go_on | (empty & (policy.max_overlap > np.asarray(answers))),
-        needed=needed,
-        expected_answers=np.where(open_, np.where(go_on, expected, 0.0) + empty, 0.0),
-        expert_probability=np.where(reached & ~empty, 0.0, expert_p),
-        stop_cost=float(stop),
-    )
+    """The lookahead of the module docstring for one batch of items: ``Lookahead`` applied once (a
+    ``Decider`` keeps its own for every batch)."""
+    return Lookahead(policy, skill, n_labels)(raw, second, answers, has_label, calibrate)
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """The states of the recursion up to horizon $H$, flat and by step: the cells $(m, a, b)$ with
+    $a + b \\le m$ (the others cannot happen), step $m$'s at ``start[m]:start[m + 1]``, then step
+    $H + 1$'s, which stay 0 (nothing is bought beyond the horizon). Per cell of steps up to $H$:
+    ``answers`` ($m$), ``after`` (3 x cells: the cell one more answer leads to, naming the leader,
+    the alternative or another label) and ``log_likelihood`` (nodes x hypothesis x cells: of $a$
+    answers for the leader, $b$ for the alternative and $d = m - a - b$ others); ``all_agree``:
+    step $m$'s cell $(m, m, 0)$, every answer for the leader."""
+
+    start: np.ndarray
+    answers: np.ndarray
+    after: np.ndarray
+    all_agree: np.ndarray
+    log_likelihood: np.ndarray
 
 
 @dataclass(frozen=True)
 class _Now:
-    """One recursion's view of the present ($m = 0$): ``reached``, and for going on: its expected
-    cost ``cont_value``, crowd answers ``cont_answers`` and chance of the expert ``cont_expert``
-    (later steps decided optimally at this skill), and ``needed``."""
+    """The recursion's view of the present ($m = 0$), per node and item (nodes x items):
+    ``reached``, and for going on: its expected cost ``cont_value``, crowd answers
+    ``cont_answers`` and chance of the expert ``cont_expert`` (later steps decided optimally at
+    the node's skill), and ``needed``."""
 
     reached: np.ndarray
     cont_value: np.ndarray
@@ -172,74 +164,142 @@ class _Now:
     needed: np.ndarray
 
 
-def _recursion(
-    raw: np.ndarray,
-    second: np.ndarray,
-    empty: np.ndarray,
-    n0: np.ndarray,
-    room: np.ndarray,
-    policy: ConsensusPolicy,
-    s: float,
-    k: int,
-    calibrate: Calibrate,
-    stop: float,
-) -> _Now:
-    """The Bellman recursion of the module docstring at a known typical skill ``s``."""
-    q = (1 - s) / (k - 1)
-    r = max(1 - s - q, 1e-12)
-    r3 = max(1 - 2 * q, 1e-12)
-    p1 = np.clip(np.where(empty, s, raw), 1e-12, 1 - 1e-12)
-    p2 = np.clip(np.where(empty, q, second), 1e-15, 1 - p1)
-    p3 = np.maximum(1 - p1 - p2, 1e-15)
-    log_p = np.log(np.stack([p1, p2, p3], axis=1))[:, :, None, None]  # items x 3 x a x b
-    horizon = int(room.max(initial=0))
-    n_items = len(p1)
-    steps = np.log(np.array([[s, q, r], [q, s, r], [q, q, r3]]))  # hypothesis x (leader, runner-up, other)
-    crowd = policy.prices.crowd
-    choose = policy.escalate_early or policy.label_value is not None
+class Lookahead:
+    """The lookahead of the module docstring under one ``policy``, belief about the typical
+    ``skill`` (a float: known) and number of labels ``n_labels``, for any batch of items.
 
-    value = expected = expert_p = np.zeros((n_items, horizon + 2, horizon + 2))
-    needed = np.full(n_items, np.inf)
-    now = None
-    for m in range(horizon, -1, -1):
-        a = np.arange(m + 1)[:, None]
-        b = np.arange(m + 1)[None, :]
-        d = m - a - b
-        valid = d >= 0
-        log_w = log_p + (steps[:, 0, None, None] * a + steps[:, 1, None, None] * b
-                         + steps[:, 2, None, None] * np.maximum(d, 0))[None]  # fmt: skip
-        top = log_w.max(axis=1, keepdims=True)
-        w = np.exp(log_w - top)
-        w /= w.sum(axis=1, keepdims=True)
-        raw_m = np.maximum(w[:, 0], w[:, 1])
-        count = np.broadcast_to((n0 + m)[:, None, None], raw_m.shape)
-        conf = calibrate(raw_m.ravel(), count.ravel()).reshape(raw_m.shape)
-        reached = (conf >= policy.target) & (count >= policy.min_overlap) & valid[None]
-        # predictive probabilities of the next answer: for the leader, the runner-up, another label
-        pi = np.einsum("ihab,hj->ijab", w, np.exp(steps))
-        cont_value = crowd + (pi[:, 0] * value[:, 1 : m + 2, : m + 1] + pi[:, 1] * value[:, : m + 1, 1 : m + 2]
-                              + pi[:, 2] * value[:, : m + 1, : m + 1])  # fmt: skip
-        cont_answers = 1 + (pi[:, 0] * expected[:, 1 : m + 2, : m + 1] + pi[:, 1] * expected[:, : m + 1, 1 : m + 2]
-                            + pi[:, 2] * expected[:, : m + 1, : m + 1])  # fmt: skip
-        cont_expert = (pi[:, 0] * expert_p[:, 1 : m + 2, : m + 1] + pi[:, 1] * expert_p[:, : m + 1, 1 : m + 2]
-                       + pi[:, 2] * expert_p[:, : m + 1, : m + 1])  # fmt: skip
-        last = (m >= room)[:, None, None]
-        cont = ~reached & ~last & valid[None]
-        if choose:
-            cont &= cont_value < stop
-        size = horizon + 2
-        value = _pad(np.where(reached, 0.0, np.where(cont, cont_value, stop)), size)
-        expected = _pad(np.where(cont, cont_answers, 0.0), size)
-        expert_p = _pad(np.where(reached, 0.0, np.where(cont, cont_expert, 1.0)), size)
-        all_agree = reached[:, m, 0] & (m <= room)
-        needed = np.where(all_agree, m, needed)
-        if m == 0:
-            now = (reached[:, 0, 0], cont_value[:, 0, 0], cont_answers[:, 0, 0], cont_expert[:, 0, 0])
-    return _Now(*now, needed=needed)
+    The quantile nodes $s_j$ are the leading axis of every array, so one pass of the recursion
+    serves them all, and the states of every step are one flat axis of cells, so the posterior
+    after each of them is computed, and calibrated, in one call; what depends on the nodes alone
+    (the answer probabilities under each hypothesis, the cells' likelihoods) is kept, so deciding
+    one item after each answer pays only for the item's own terms. Items in the same state (those
+    nobody answered, those answered once by the same annotator) are judged once."""
+
+    def __init__(self, policy: ConsensusPolicy, skill: TypicalSkill | float, n_labels: int) -> None:
+        belief = skill if isinstance(skill, TypicalSkill) else TypicalSkill(float(skill))
+        self.policy = policy
+        k = max(n_labels, 2)
+        s = belief.nodes(n_labels)
+        q = (1 - s) / (k - 1)
+        r = np.maximum(1 - s - q, 1e-12)
+        r3 = np.maximum(1 - 2 * q, 1e-12)
+        self._s, self._q = s[:, None], q[:, None]  # nodes x 1, against items
+        # per node, hypothesis (the leader / the alternative / another is true) x next answer
+        # (names the leader / the alternative / another label)
+        hypotheses = [np.stack(row, axis=1) for row in ((s, q, r), (q, s, r), (q, q, r3))]
+        self._log_steps = np.log(np.stack(hypotheses, axis=1))
+        self._answer_probs = np.exp(self._log_steps)[:, None, :, :, None]  # nodes x 1 x h x answer x 1
+        expert = policy.prices.expert if policy.escalate_early else NO_EXPERT
+        self.stop = expert if policy.label_value is None else min(expert, policy.label_value)
+        self._cells: dict[int, _Cells] = {}
+
+    def __call__(
+        self, raw: np.ndarray, second: np.ndarray, answers: np.ndarray, has_label: np.ndarray, calibrate: Calibrate
+    ) -> Outlook:
+        """The outlook of items whose leading label has raw confidence ``raw`` and the alternative
+        ``second`` after ``answers`` human answers (``has_label`` False: nobody answered yet; its
+        first answer makes the leading label, of confidence $s$ under a uniform prior)."""
+        policy = self.policy
+        raw, second = np.asarray(raw, dtype=np.float64), np.asarray(second, dtype=np.float64)
+        empty = ~np.asarray(has_label, dtype=bool)
+        n0 = np.asarray(answers, dtype=np.int64) + empty  # an empty item is judged after its first answer
+        if len(n0) > 1:  # each state once
+            states, back = np.unique(np.column_stack([raw, second, n0, empty]), axis=0, return_inverse=True)
+            once = self._recursion(
+                states[:, 0], states[:, 1], states[:, 3] > 0, states[:, 2].astype(np.int64), calibrate
+            )
+            now = _Now(*(getattr(once, name)[:, back.reshape(-1)] for name in _Now.__dataclass_fields__))
+        else:
+            now = self._recursion(raw, second, empty, n0, calibrate)
+        reached = now.reached[0]
+        go_on = ~reached & (self._room(n0) > 0)
+        if policy.escalate_early or policy.label_value is not None:  # else no expert: ask up to max_overlap
+            go_on &= now.cont_value.mean(axis=0) < self.stop
+        needed = now.needed.min(axis=0)
+        needed = np.where(empty, needed + 1, needed)
+        open_ = go_on | empty
+        expected = now.cont_answers.mean(axis=0)
+        expert_p = np.where(reached, 0.0, np.where(go_on, now.cont_expert.mean(axis=0), 1.0))
+        return Outlook(
+            reached=reached & ~empty,
+            go_on=go_on | (empty & (policy.max_overlap > np.asarray(answers))),
+            needed=needed,
+            expected_answers=np.where(open_, np.where(go_on, expected, 0.0) + empty, 0.0),
+            expert_probability=np.where(reached & ~empty, 0.0, expert_p),
+            stop_cost=float(self.stop),
+        )
+
+    def _room(self, n0: np.ndarray) -> np.ndarray:
+        """Answers left before ``max_overlap`` ($R$) after ``n0``."""
+        return np.maximum(self.policy.max_overlap - n0, 0)
+
+    def cells(self, horizon: int) -> _Cells:
+        """The cells up to ``horizon`` (kept up to ``CACHED_HORIZON``)."""
+        kept = self._cells.get(horizon)
+        if kept is not None:
+            return kept
+        steps = np.arange(horizon + 2)
+        m, a, b = np.nonzero(steps[None, :, None] + steps[None, None, :] <= steps[:, None, None])  # by m, a, b
+        position = np.full((horizon + 3,) * 3, -1)
+        position[m, a, b] = np.arange(len(m))
+        start = np.searchsorted(m, np.arange(horizon + 3))
+        m, a, b = m[: start[-2]], a[: start[-2]], b[: start[-2]]  # the steps up to the horizon
+        log_steps = self._log_steps[:, :, :, None]  # nodes x hypothesis x answer x 1
+        out = _Cells(
+            start=start,
+            answers=m,
+            after=np.stack([position[m + 1, a + 1, b], position[m + 1, a, b + 1], position[m + 1, a, b]]),
+            all_agree=position[steps[:-1], steps[:-1], 0],
+            log_likelihood=log_steps[:, :, 0] * a + log_steps[:, :, 1] * b + log_steps[:, :, 2] * (m - a - b),
+        )
+        if horizon <= CACHED_HORIZON:
+            self._cells[horizon] = out
+        return out
+
+    def _recursion(
+        self, raw: np.ndarray, second: np.ndarray, empty: np.ndarray, n0: np.ndarray, calibrate: Calibrate
+    ) -> _Now:
+        """The Bellman recursion of the module docstring at every node at once."""
+        policy = self.policy
+        p1 = np.clip(np.where(empty, self._s, raw), 1e-12, 1 - 1e-12)  # nodes x items
+        p2 = np.clip(np.where(empty, self._q, second), 1e-15, 1 - p1)
+        p3 = np.maximum(1 - p1 - p2, 1e-15)
+        log_p = np.log(np.stack([p1, p2, p3], axis=2))[..., None]  # nodes x items x 3 x 1 (cells)
+        room = self._room(n0)
+        horizon = int(room.max(initial=0))
+        cells = self.cells(horizon)
+        # the posterior over the three hypotheses in every cell, its calibrated confidence, and the
+        # predictive probabilities of the next answer (the leader, the alternative, another label)
+        log_w = log_p + cells.log_likelihood[:, None]
+        w = np.exp(log_w - log_w.max(axis=2, keepdims=True))
+        w /= w.sum(axis=2, keepdims=True)
+        raw_c = np.maximum(w[:, :, 0], w[:, :, 1])  # nodes x items x cells
+        count = np.broadcast_to(n0[:, None] + cells.answers, raw_c.shape)
+        conf = calibrate(raw_c.ravel(), count.ravel()).reshape(raw_c.shape)
+        reached = (conf >= policy.target) & (count >= policy.min_overlap)
+        pi = (w[:, :, :, None] * self._answer_probs).sum(axis=2)
+        # the expected cost, crowd answers and chance of the expert from each cell on
+        value, expected, expert_p = (np.zeros((*p1.shape, cells.start[-1])) for _ in range(3))
+        crowd = policy.prices.crowd
+        choose = policy.escalate_early or policy.label_value is not None
+        for m in range(horizon, -1, -1):
+            at = slice(cells.start[m], cells.start[m + 1])
+            after, p, done = cells.after[:, at], pi[..., at], reached[..., at]
+            cont_value = crowd + _next(p, value, after)
+            cont_answers = 1 + _next(p, expected, after)
+            cont_expert = _next(p, expert_p, after)
+            cont = ~done & (m < room)[:, None]
+            if choose:
+                cont &= cont_value < self.stop
+            value[..., at] = np.where(done, 0.0, np.where(cont, cont_value, self.stop))
+            expected[..., at] = np.where(cont, cont_answers, 0.0)
+            expert_p[..., at] = np.where(done, 0.0, np.where(cont, cont_expert, 1.0))
+        agree = reached[..., cells.all_agree] & (np.arange(horizon + 1) <= room[:, None])  # every one named the leader
+        needed = np.where(agree.any(axis=2), agree.argmax(axis=2), np.inf)
+        return _Now(reached[..., 0], cont_value[..., 0], cont_answers[..., 0], cont_expert[..., 0], needed)
 
 
-def _pad(values: np.ndarray, size: int) -> np.ndarray:
-    """``values`` (items x m+1 x m+1) in the corner of an items x size x size array of zeros."""
-    out = np.zeros((values.shape[0], size, size))
-    out[:, : values.shape[1], : values.shape[2]] = values
-    return out
+def _next(pi: np.ndarray, table: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """The expectation over the next answer (``pi``: nodes x items x answer x cells) of ``table``
+    at the cells it leads to (``after``: answer x cells): for the leader, the alternative, another."""
+    return pi[:, :, 0] * table[..., after[0]] + pi[:, :, 1] * table[..., after[1]] + pi[:, :, 2] * table[..., after[2]]

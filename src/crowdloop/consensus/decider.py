@@ -15,11 +15,13 @@ who only knows the branch is right about it), and a model's probability row $p_m
 its learned temperature $\tau_m$ (renormalised). The labels nobody proposed share one term, so one
 answer is never certainty. The status (accept / more / escalate, the answers to order now, the
 partial taxonomy level) is ``decisions.decide_arrays`` on the costed lookahead of
-``control.outlook``, and the pool order is ``consensus.priority``.
+``control.Lookahead`` (built once per decider: what depends on its policy and skills alone is
+kept across batches), and the pool order is ``consensus.priority``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +30,7 @@ import pandas as pd
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus.control import TypicalSkill, outlook
+from crowdloop.consensus.control import Lookahead, TypicalSkill
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
@@ -62,11 +64,12 @@ class Opinions:
         item: np.ndarray | list,
         label: np.ndarray | list,
         skill: np.ndarray | list,
-        soft: pd.DataFrame | None = None,
+        soft: pd.DataFrame | Mapping[str, np.ndarray] | None = None,
     ) -> Opinions:
-        """``soft``: columns ``row, item, label, prob, temperature`` (None: no model opinions)."""
-        soft = soft if soft is not None and len(soft) else None
-        column = (lambda name, dtype: soft[name].to_numpy(dtype=dtype)) if soft is not None else None
+        """``soft``: columns ``row, item, label, prob, temperature``, a frame or a mapping of
+        arrays (None: no model opinions)."""
+        soft = soft if soft is not None and len(soft["row"]) else None
+        column = (lambda name, dtype: np.asarray(soft[name], dtype=dtype)) if soft is not None else None
         empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         return cls(
             n_items=n_items,
@@ -122,6 +125,7 @@ class Decider:
         self.calibrator = calibrator
         self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
+        self._lookahead = Lookahead(policy, TypicalSkill(self.typical_skill, self.skill_evidence), len(labels))
 
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
         """The candidate posterior of every item of the batch."""
@@ -251,17 +255,14 @@ class Decider:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
         second = runner_up(posterior)
-        ahead = outlook(
+        ahead = self._lookahead(
             states.raw_confidence,
             # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
             # the mass outweighs it (after a poor annotator's answer the truth is most likely elsewhere)
             np.maximum(second, 1 - states.raw_confidence - second),
             states.answers,
             states.label >= 0,
-            self.policy,
-            TypicalSkill(self.typical_skill, self.skill_evidence),
-            len(self.labels),
-            lambda raw, n: self.calibrated_confidence(raw, n),
+            self.calibrated_confidence,
         )
         table = decide_arrays(states, self.policy, ahead)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
@@ -337,13 +338,11 @@ def opinions_of(
         probs = answers.soft.probs.tocsr()
         row = np.repeat(np.arange(probs.shape[0]), np.diff(probs.indptr))
         tau = np.ones(answers.n_workers) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
-        soft = pd.DataFrame(
-            {
-                "row": row,
-                "item": answers.soft.item[row],
-                "label": probs.indices,
-                "prob": probs.data,
-                "temperature": tau[answers.soft.worker[row]],
-            }
-        )
+        soft = {
+            "row": row,
+            "item": answers.soft.item[row],
+            "label": probs.indices,
+            "prob": probs.data,
+            "temperature": tau[answers.soft.worker[row]],
+        }
     return Opinions.of(answers.n_items, answers.item, answers.label, weight, soft)

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 
 from crowdloop.errors import ConfigError, InputError, UnknownLabelError
 from crowdloop.labels import LabelSpace
@@ -120,13 +119,15 @@ def parse_items(batch: list[ItemIn], labels: LabelSpace, *, first_row: int) -> l
     return parsed
 
 
-def soft_frame(
+def soft_columns(
     rows: list[tuple[int, int, tuple[list[int], list[float]]]], temperatures: dict[int, float]
-) -> pd.DataFrame:
-    """Model rows ``(local item, version id, (codes, probabilities))`` as the frame ``Opinions`` takes."""
+) -> dict[str, np.ndarray]:
+    """Model rows ``(local item, version id, (codes, probabilities))`` as the columns ``Opinions`` takes."""
     records = [
         (n, item, code, prob, temperatures.get(version, 1.0))
         for n, (item, version, (codes, probs)) in enumerate(rows)
         for code, prob in zip(codes, probs, strict=True)
     ]
-    return pd.DataFrame(records, columns=["row", "item", "label", "prob", "temperature"])
+    names = ("row", "item", "label", "prob", "temperature")
+    return {name: np.array([r[k] for r in records], dtype=np.float64 if k >= 3 else np.int64)
+            for k, name in enumerate(names)}  # fmt: skip

@@ -15,7 +15,7 @@ import numpy as np
 from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillBook, SkillRules
 from crowdloop.consensus.decider import Decisions, Opinions
 from crowdloop.service.database import Database, Executor
-from crowdloop.service.intake import soft_frame
+from crowdloop.service.intake import soft_columns
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
 from crowdloop.service.rows import PAGE, project_row
 from crowdloop.store import queries as q
@@ -87,14 +87,15 @@ class ItemDecisions:
         else:
             answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
         skill = skill_book(answers, self.config.skill_rules(project)).accuracy() if answers else np.empty(0)
-        versions = self.voting_versions(db, project) if models else {}
-        soft = None
-        if versions:
-            if one:
-                rows = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id}).all()
-            else:
+        rows, versions = [], {}
+        if one and models and project.model_votes:  # the votes with their versions' temperatures
+            rows = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id}).all()
+            versions = {r.model_version_id: r.temperature for r in rows}
+        elif models:
+            versions = self.voting_versions(db, project)
+            if versions:
                 rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()
-            soft = soft_frame([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions)
+        soft = soft_columns([(local[r[0]], r[1], (r[2], r[3])) for r in rows], versions) if rows else None
         opinions = Opinions.of(len(items), [local[r[0]] for r in answers], [r[1] for r in answers], skill, soft)
         return self.config.decider(project).decide(opinions)
 

@@ -15,7 +15,7 @@ from crowdloop.errors import ConfigError, ConflictError, InputError, NotFoundErr
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import codec
 from crowdloop.service.database import Database
-from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_frame
+from crowdloop.service.intake import ProgressCallback, batched, check_batch, encode_labels, parse_items, soft_columns
 from crowdloop.service.item_decisions import ItemDecisions, code_or_none, confidence_or_none, redecide_open
 from crowdloop.service.predictions import model_version_id
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
@@ -364,7 +364,7 @@ class Projects:
         decider = self.config.decider(project)
         soft = None
         if version_id is not None and project.model_votes:
-            soft = soft_frame(
+            soft = soft_columns(
                 [(i, version_id, p["predictions"]) for i, p in enumerate(parsed) if p["predictions"]], {version_id: 1.0}
             )
         table = decider.decide(Opinions.of(len(parsed), [], [], [], soft))

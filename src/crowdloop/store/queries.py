@@ -307,10 +307,13 @@ _voting_ids = (
     select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"), _in_use).group_by(models.c.name)
 ).scalar_subquery()
 ONE_ITEM_VOTES = (
-    select(predictions.c.item_id, predictions.c.model_version_id, predictions.c.labels, predictions.c.probs)
+    select(predictions.c.item_id, predictions.c.model_version_id, predictions.c.labels, predictions.c.probs,
+           models.c.temperature)
+    .join(models, models.c.id == predictions.c.model_version_id)
     .where(predictions.c.item_id == bindparam("item"), predictions.c.model_version_id.in_(_voting_ids))
 )  # fmt: skip
-"""The predictions of the project's voting model versions (the newest of each model) for one item."""
+"""The predictions of the project's voting model versions (the newest of each model) for one item,
+with each version's temperature (one statement: ``VOTING_MODELS`` is not read first)."""
 
 SET_STATUS = update(annotators).where(annotators.c.id == bindparam("annotator")).values(status=bindparam("status"))
 SET_ROLE = update(annotators).where(annotators.c.id == bindparam("annotator")).values(role=bindparam("role"))
