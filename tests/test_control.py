@@ -4,7 +4,9 @@ counts, beliefs about the crowd's skill, policies and calibrators, every decisio
 answers needed, status, answers to order) is the same and every expected value agrees to 1e-9.
 
 The reference (``data/control_reference.json``) was written by the per-node recursion (one
-``_recursion`` call per quantile node of the typical skill, commit 383f460);
+``_recursion`` call per quantile node of the typical skill, commit 383f460); its decisions with a
+fitted calibrator were written again when the cautious confidence was made monotone (the outlook
+rows, which use a calibrator function, came out the same);
 ``python tests/test_control.py`` writes it again from the code as it is, for a change of
 decisions made on purpose."""
 
