@@ -25,7 +25,7 @@ from crowdloop.consensus import ConsensusPolicy
 from crowdloop.consensus.control import TypicalSkill, outlook
 from crowdloop.consensus.decider import Decider, Opinions
 from crowdloop.consensus.policy import Prices
-from crowdloop.labels import Taxonomy
+from crowdloop.labels import LabelSpace, Taxonomy
 
 REFERENCE = Path(__file__).parent / "data" / "control_reference.json"
 BENCH = ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=3)
@@ -204,3 +204,20 @@ if __name__ == "__main__":  # write the reference from the code as it is
     REFERENCE.parent.mkdir(exist_ok=True)
     REFERENCE.write_text(json.dumps({"outlook": outlook_rows(), "decisions": decision_rows()}) + "\n")
     sys.exit(0)
+
+
+def test_a_young_calibrator_is_gold_still_coming_in_not_a_target_out_of_reach() -> None:
+    """A calibrator from 120 gold states whose cautious value never reaches .97 (its estimate
+    does): items go on rather than to the expert, since the gold answered meanwhile narrows the
+    caution. Judged on the cautious value, the items with one and two answers were escalated."""
+    rng = np.random.default_rng(0)
+    answers = rng.integers(1, 4, 120)
+    raw = np.where(answers >= 2, 1 - 10 ** -rng.uniform(3, 6, 120), rng.uniform(0.5, 0.99, 120))
+    right = rng.random(120) < np.where(answers >= 2, 0.985, 0.75)
+    young = TopLabelCalibrator(features=("confidence", "n_answers")).fit(raw, right, n_answers=answers)
+    grid = 1 - 10 ** -np.linspace(2, 9, 50)
+    assert (young.predict(grid, n_answers=np.full(50, 3), quantile=0.2) < 0.97).all()
+    policy = ConsensusPolicy(target=0.97, min_overlap=1, max_overlap=3)
+    decider = Decider(LabelSpace([f"l{i}" for i in range(30)]), policy, typical_skill=0.85, calibrator=young)
+    decided = decider.decide(Opinions.of(3, [1, 2, 2], [0, 4, 4], [0.85] * 3))
+    assert list(decided.status) == ["more", "more", "more"]

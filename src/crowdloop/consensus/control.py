@@ -54,6 +54,15 @@ value theory"). With a pessimistic stated prior and no evidence yet (say 0.7, tw
 0.97, an expert at 10), the point estimate escalates every task after its first answer, so the
 agreement that would show a better crowd is never seen; the integrated lookahead buys it while the
 crowd's accuracy is unknown and, once the evidence is in, decides as the point estimate does.
+
+**Gold still coming in.** The decision accepts on a cautious value of the calibrated confidence (a
+lower quantile given the gold behind the calibrator's step), which proof the target needs *now*.
+The states after answers still to come are judged on the calibrator's estimate instead: the
+project's gold keeps being answered, so by then the caution will have narrowed towards it, as the
+crowd's skill is taken as known by later steps above. A young calibrator (a hundred gold states)
+whose lower quantile stays below the target whatever the answers then reads as gold not yet in,
+not as a target out of reach: on the product loop, judging the future on the quantile sent 646
+unanswered items to the expert within ten seconds of the first calibration.
 """
 
 from __future__ import annotations
@@ -194,11 +203,18 @@ class Lookahead:
         self._cells: dict[int, _Cells] = {}
 
     def __call__(
-        self, raw: np.ndarray, second: np.ndarray, answers: np.ndarray, has_label: np.ndarray, calibrate: Calibrate
+        self,
+        raw: np.ndarray,
+        second: np.ndarray,
+        answers: np.ndarray,
+        has_label: np.ndarray,
+        calibrate: Calibrate,
+        forecast: Calibrate | None = None,
     ) -> Outlook:
         """The outlook of items whose leading label has raw confidence ``raw`` and the alternative
         ``second`` after ``answers`` human answers (``has_label`` False: nobody answered yet; its
-        first answer makes the leading label, of confidence $s$ under a uniform prior)."""
+        first answer makes the leading label, of confidence $s$ under a uniform prior). ``forecast``
+        (default ``calibrate``): the calibration of the states after answers still to come."""
         policy = self.policy
         raw, second = np.asarray(raw, dtype=np.float64), np.asarray(second, dtype=np.float64)
         empty = ~np.asarray(has_label, dtype=bool)
@@ -206,11 +222,11 @@ class Lookahead:
         if len(n0) > 1:  # each state once
             states, back = np.unique(np.column_stack([raw, second, n0, empty]), axis=0, return_inverse=True)
             once = self._recursion(
-                states[:, 0], states[:, 1], states[:, 3] > 0, states[:, 2].astype(np.int64), calibrate
+                states[:, 0], states[:, 1], states[:, 3] > 0, states[:, 2].astype(np.int64), calibrate, forecast
             )
             now = _Now(*(getattr(once, name)[:, back.reshape(-1)] for name in _Now.__dataclass_fields__))
         else:
-            now = self._recursion(raw, second, empty, n0, calibrate)
+            now = self._recursion(raw, second, empty, n0, calibrate, forecast)
         reached = now.reached[0]
         go_on = ~reached & (self._room(n0) > 0)
         if policy.escalate_early or policy.label_value is not None:  # else no expert: ask up to max_overlap
@@ -257,7 +273,13 @@ class Lookahead:
         return out
 
     def _recursion(
-        self, raw: np.ndarray, second: np.ndarray, empty: np.ndarray, n0: np.ndarray, calibrate: Calibrate
+        self,
+        raw: np.ndarray,
+        second: np.ndarray,
+        empty: np.ndarray,
+        n0: np.ndarray,
+        calibrate: Calibrate,
+        forecast: Calibrate | None = None,
     ) -> _Now:
         """The Bellman recursion of the module docstring at every node at once."""
         policy = self.policy
@@ -276,6 +298,12 @@ class Lookahead:
         raw_c = np.maximum(w[:, :, 0], w[:, :, 1])  # nodes x items x cells
         count = np.broadcast_to(n0[:, None] + cells.answers, raw_c.shape)
         conf = calibrate(raw_c.ravel(), count.ravel()).reshape(raw_c.shape)
+        if forecast is not None:  # the states after answers still to come: the forecast's calibration
+            present = np.zeros(raw_c.shape[2], dtype=bool)
+            present[cells.start[0] : cells.start[1]] = True
+            present = ~np.asarray(empty, dtype=bool)[:, None] & present  # an empty item's first cell is to come
+            later = forecast(raw_c.ravel(), count.ravel()).reshape(raw_c.shape)
+            conf = np.where(present, conf, later)
         reached = (conf >= policy.target) & (count >= policy.min_overlap)
         pi = (w[:, :, :, None] * self._answer_probs).sum(axis=2)
         # the expected cost, crowd answers and chance of the expert from each cell on

@@ -244,6 +244,11 @@ class Decider:
             return raw
         return np.where(raw > 0, self.calibrator.predict(raw, n_answers=n, quantile=self.caution), 0.0)
 
+    def forecast_confidence(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """The calibrator's estimate (not its cautious quantile) for states after answers still to
+        come: by then more gold will have been answered (``control``, gold still coming in)."""
+        return np.where(raw > 0, self.calibrator.predict(raw, n_answers=n), 0.0)
+
     def states(self, opinions: Opinions) -> tuple[ItemStates, CandidatePosterior]:
         """Leading label, calibrated and raw confidence and answer count of every item."""
         posterior = self.posterior(opinions)
@@ -263,6 +268,7 @@ class Decider:
             states.answers,
             states.label >= 0,
             self.calibrated_confidence,
+            self.forecast_confidence if self.calibrator is not None and self.caution is not None else None,
         )
         table = decide_arrays(states, self.policy, ahead)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
