@@ -223,6 +223,33 @@ def test_gold_failures_ban_an_annotator(service) -> None:
     assert service.progress(project.id).banned == 1
 
 
+def test_a_ban_takes_back_the_labels_the_banned_annotators_settled(service) -> None:
+    """Two members of a ring agree on a wrong label: the items are accepted on their word. Gold
+    then shows them wrong and bans them; their answers no longer count, and the labels they settled
+    go back to the crowd (before, the items stayed accepted on a banned ring's answers)."""
+    from crowdloop.service.answer_import import AnswerIn
+
+    rules = SkillRules(min_gold=5, ban_below=0.6)
+    policy = ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=3)
+    project = service.create_project(name(), LabelSpace(["x", "y", "z"]), policy, rules=rules, gold_rate=1.0)
+    service.import_items(project.id, [ItemIn(f"r{i}", {"i": i}) for i in range(4)])
+    ring = [service.add_annotator(project.id, f"ring{k}")[0] for k in range(2)]
+    service.import_answers(project.id, [AnswerIn(f"r{i}", a.name, "z") for i in range(4) for a in ring])
+    assert {service.item_state(project.id, f"r{i}").status for i in range(4)} == {"accepted"}
+    gold = [ItemIn(f"g{i}", {"i": i}, gold="x") for i in range(12)]
+    service.import_items(project.id, gold + [ItemIn(f"o{i}", {"i": i}) for i in range(20)])  # gold hides among them
+    for member in ring:
+        status = "active"
+        while status == "active":
+            task = service.next_task(member)
+            status = service.submit(member, task.lease_id, "z", duration_ms=5000).annotator_status
+        assert status == "banned"
+    states = [service.item_state(project.id, f"r{i}") for i in range(4)]
+    assert {s.status for s in states} == {"more"} and all(s.label is None for s in states)
+    reopened = [e for e in service.events(project.id) if e["kind"] == "more" and e["detail"]["from"] == "accepted"]
+    assert len(reopened) == 4
+
+
 def test_gold_rate_and_gold_looks_like_any_task(service) -> None:
     project = service.create_project(name(), LabelSpace(["x", "y"]), ConsensusPolicy(max_overlap=1), gold_rate=0.3)
     service.import_items(project.id, [ItemIn(f"r{i}", {"title": f"t{i}"}) for i in range(150)])

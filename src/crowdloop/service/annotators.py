@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from crowdloop.consensus import SkillRules
 from crowdloop.errors import AuthError, ConfigError, ConflictError, NotFoundError
 from crowdloop.service.database import Database, Executor
-from crowdloop.service.item_decisions import skill_book
+from crowdloop.service.item_decisions import ItemDecisions, skill_book
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import ProjectRow, log_event, project_row
 from crowdloop.service.stored_text import checked_name
@@ -57,9 +57,13 @@ def annotator_info(annotator: Annotator | Row, rules: SkillRules) -> AnnotatorIn
     )
 
 
-def judge(connection: Executor, project: ProjectRow, annotator: Row, rules: SkillRules) -> str:
-    """Ban (their open leases go back to the pool) or promote to reviewer, on the evidence;
-    returns the annotator's status."""
+def judge(
+    connection: Executor, project: ProjectRow, annotator: Row, rules: SkillRules, decisions: ItemDecisions
+) -> str:
+    """Ban or promote to reviewer, on the evidence; returns the annotator's status. A ban gives
+    their open leases back to the pool, and their answers no longer count: every item whose state
+    the crowd decides that they answered is decided again without them (a label two members of a
+    colluding ring agreed on goes back to the crowd)."""
     if annotator.gold_total < min(rules.min_gold, rules.min_gold_promote) and annotator.timed < rules.min_timed:
         return annotator.status  # too little evidence for either
     book = skill_book([annotator], rules)
@@ -69,6 +73,8 @@ def judge(connection: Executor, project: ProjectRow, annotator: Row, rules: Skil
         for lease_id, item_id in connection.execute(q.OPEN_LEASES_OF, {"annotator": annotator.id}).all():
             if connection.execute(q.EXPIRE_LEASE, {"lease": lease_id}).rowcount:
                 connection.execute(q.RELEASE_ITEM, {"item": item_id})
+        for item in connection.execute(q.DECIDED_BY_CROWD_OF, {"annotator": annotator.id}).all():
+            decisions.redecide(connection, project, [item])  # one at a time: the statements a submit runs
         _, upper = book.gold_bounds()
         log_event(
             connection,

@@ -221,7 +221,7 @@ class AnswerImport:
             rules = self.config.rules(project)
             rows = session.execute(pq.ANNOTATORS_BY_ID, {"annotators": graded}).all()
             for row in rows:
-                judge(session, project, row, rules)
+                judge(session, project, row, rules, self.decisions)
 
 
 def _parse(rows: list[AnswerIn], labels: LabelSpace, first_row: int, source: str) -> _Batch:

@@ -369,7 +369,7 @@ class Tasks:
                 # submit takes as long
                 self.decisions.decide(connection, project, [item], models=bool(lease.has_models))
         # judged after every answer (only gold and timed ones move the evidence): the same path for all
-        status = judge(connection, project, annotator, rules)
+        status = judge(connection, project, annotator, rules, self.decisions)
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,

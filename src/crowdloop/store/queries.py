@@ -166,11 +166,13 @@ RECORD = (
     .returning(*(annotators.c[c] for c in ANNOTATOR_COLUMNS))
 )
 
+_counted = annotators.c.status != "banned"  # a ban is the project's verdict: their answers no longer count
 ITEM_ANSWERS = (
     select(answers.c.item_id, answers.c.label, *(annotators.c[c] for c in SKILL_COLUMNS))
     .join(annotators, annotators.c.id == answers.c.annotator_id)
-    .where(answers.c.item_id.in_(bindparam("items", expanding=True)), answers.c.is_review.is_(False))
+    .where(answers.c.item_id.in_(bindparam("items", expanding=True)), answers.c.is_review.is_(False), _counted)
 )
+"""The answers that count in the decision of ``items``: not reviews, not of a banned annotator."""
 DECISION = (
     update(items)
     .where(items.c.id == bindparam("item"))
@@ -301,7 +303,7 @@ DECISION_ANSWERED = DECISION.values(answer_count=items.c.answer_count + 1, open_
 ONE_ITEM_ANSWERS = (
     select(answers.c.item_id, answers.c.label, *(annotators.c[c] for c in SKILL_COLUMNS))
     .join(annotators, annotators.c.id == answers.c.annotator_id)
-    .where(answers.c.item_id == bindparam("item"), answers.c.is_review.is_(False))
+    .where(answers.c.item_id == bindparam("item"), answers.c.is_review.is_(False), _counted)
 )
 _voting_ids = (
     select(func.max(models.c.id)).where(models.c.project_id == bindparam("project"), _in_use).group_by(models.c.name)
@@ -317,6 +319,17 @@ with each version's temperature (one statement: ``VOTING_MODELS`` is not read fi
 
 SET_STATUS = update(annotators).where(annotators.c.id == bindparam("annotator")).values(status=bindparam("status"))
 SET_ROLE = update(annotators).where(annotators.c.id == bindparam("annotator")).values(role=bindparam("role"))
+DECIDED_BY_CROWD_OF = (
+    select(items.c.id, items.c.status)
+    .join(answers, answers.c.item_id == items.c.id)
+    .where(answers.c.annotator_id == bindparam("annotator"), answers.c.is_review.is_(False),
+           items.c.is_gold.is_(False), items.c.model_version_id.is_(None),
+           items.c.status != "reviewed", items.c.status != "disputed")  # a reviewer's to settle
+    .distinct()
+    .order_by(items.c.id)
+)  # fmt: skip
+"""The items an annotator answered whose state the crowd's answers decide (not gold, not settled by
+a reviewer or the model): decided again when the annotator is banned."""
 OPEN_LEASES_OF = select(leases.c.id, leases.c.item_id).where(
     leases.c.annotator_id == bindparam("annotator"), leases.c.state == "open"
 )

@@ -14,11 +14,14 @@ from crowdloop.store.queries import annotators, answers, gold_labels, items, mod
 # --- what the refit reads, in pages ---------------------------------------------------------------
 ANSWERS_PAGE = (
     select(answers.c.id, answers.c.item_id, answers.c.annotator_id, answers.c.label, answers.c.is_review)
-    .where(answers.c.project_id == bindparam("project"), answers.c.id > bindparam("last"))
+    .join(annotators, annotators.c.id == answers.c.annotator_id)
+    .where(answers.c.project_id == bindparam("project"), answers.c.id > bindparam("last"),
+           annotators.c.status != "banned")
     .order_by(answers.c.id)
     .limit(bindparam("size"))
-)
-"""A page of the project's answers after answer id ``last``."""
+)  # fmt: skip
+"""A page of the project's answers after answer id ``last``, but those of banned annotators (which
+the decision no longer counts, ``queries.ITEM_ANSWERS``)."""
 GOLD_PAGE = (
     select(items.c.id, gold_labels.c.label)
     .join(gold_labels, gold_labels.c.item_id == items.c.id)
