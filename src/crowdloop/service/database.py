@@ -3,12 +3,15 @@ failures, a busy SQLite file and lost connections (``Database.run``); reads that
 (``read``); and the hot path on the driver's own connection (``run_direct``, ``store.direct``).
 
 SQLite has one writer at a time: this process's threads queue on a lock of their own instead of in
-SQLite's busy handler, which sleeps up to 100 ms between tries. A retry waits 10 ms times the
+SQLite's busy handler, which sleeps up to 100 ms between tries; first come, first served
+(``FifoLock``): a plain lock lets a thread that just arrived, or just let go, take it again before
+the ones waiting, and under load some requests waited ten times as long as the queue was. A retry waits 10 ms times the
 attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 import threading
@@ -41,6 +44,63 @@ def retryable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
+class FifoLock:
+    """A reentrant lock that its waiters get in the order they asked for it.
+
+    ``threading.RLock`` is not fair: whoever runs when it is released takes it, often a thread that
+    has just arrived or the one that released it, while the ones waiting for longest wait on. Each
+    waiter here blocks on a lock of its own, which the releasing thread hands over to the first."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None:
+                self._owner, self._depth = me, 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append((me, turn))
+        try:
+            turn.acquire()  # released by the thread that hands the lock over, to this thread already
+        except BaseException:  # interrupted while waiting (Ctrl-C): out of the queue, or pass it on
+            with self._guard:
+                if self._owner != me:
+                    self._waiters.remove((me, turn))
+                    raise
+            self.release()
+            raise
+
+    def release(self) -> None:
+        with self._guard:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a FifoLock this thread does not hold")
+            self._depth -= 1
+            if self._depth:
+                return
+            if not self._waiters:
+                self._owner = None
+                return
+            self._owner, turn = self._waiters.popleft()
+            self._depth = 1
+            turn.release()
+
+    def __enter__(self) -> FifoLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Database:
     """Transactions on ``engine`` (module docstring)."""
 
@@ -49,7 +109,7 @@ class Database:
         self.sessions = db.session_factory(engine)
         self._readers = db.session_factory(db.reader(engine))
         self.pg = db.is_postgresql(engine)
-        self._writer = contextlib.nullcontext() if self.pg else threading.RLock()
+        self._writer = contextlib.nullcontext() if self.pg else FifoLock()
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
