@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -195,6 +198,21 @@ async def load(base: str, project: dict[str, Any], seconds: float, mode: str, ra
     return out
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The load generator's garbage collector off while it measures: one of its full collections
+    (80-400 ms once its heap holds the imports and the project) stops every simulated annotator
+    and counts to the latency of every request in flight, as if the server had been slow."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def group_cpu_seconds(group: int) -> float:
     """CPU seconds (user + system) used so far by the processes of a process group (Linux /proc)."""
     total = 0
@@ -226,7 +244,8 @@ def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, f
             project = setup_project(server.base_url, server.admin_token, args.items, clients, seed)
             group = server.process_group
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
-            result = asyncio.run(load(server.base_url, project, args.seconds, mode, float(rate or 0)))
+            with collector_paused():
+                result = asyncio.run(load(server.base_url, project, args.seconds, mode, float(rate or 0)))
             result["client_cpu"] = (time.process_time() - cpu_before) / result["seconds"]
             result["server_cpu_ms_per_submit"] = (
                 (group_cpu_seconds(group) - server_before) / max(result["submits"], 1) * 1000
@@ -287,7 +306,8 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
                        "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
             sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
+            with collector_paused():
+                asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
             _, error = sampler.communicate(timeout=60)
             if not out.exists():
                 return {"skipped": f"py-spy could not sample the server: {error.strip()[-200:]}"}
