@@ -139,3 +139,17 @@ def test_the_proof_is_reweighted_to_the_items_the_model_would_label() -> None:
     same = choose_threshold(gold_conf, gold_right, 0.95, stratum=gold_stratum, pool=alike)
     assert same.threshold == plain.threshold and same.effective_n == pytest.approx(same.n_gold)
     assert (same.automate(alike.confidence, alike.stratum) == plain.automate(alike.confidence)).all()
+
+
+def test_a_reweighted_proof_starts_where_its_effective_size_could_pass() -> None:
+    """Gold of two strata, alike and all right; the pool is 90% of one. Reweighted, 99 gold items
+    (the fewest an all-right sample passes with at .97, 95%) are worth 60: a walk that starts at
+    99 fails at once, whatever the gold says. The weights are known before any label is looked at,
+    so the walk starts where the effective size reaches 99, and the gold proves the threshold."""
+    gold_conf = np.linspace(0.999, 0.9, 300)
+    gold_stratum = np.arange(300) % 2
+    pool = Pool(np.linspace(0.999, 0.9, 1000), (np.arange(1000) % 10 == 0).astype(int))
+    choice = choose_threshold(gold_conf, np.ones(300, dtype=bool), 0.97, min_items=0, stratum=gold_stratum, pool=pool)
+    assert np.isfinite(choice.threshold) and choice.lower_bound >= 0.97
+    assert choice.steps["effective_n"].iloc[0] >= 99 and choice.steps["n"].iloc[0] > 150
+    assert set(choice.strata.tolist()) == {0, 1} and choice.automate(pool.confidence, pool.stratum).all()

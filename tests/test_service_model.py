@@ -106,7 +106,7 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
     assert len(labelled) == report.automated and all(n == 0 for _, _, n in labelled)
     proven = version.metrics["threshold_strata"]  # the labels the gold proved, reweighted to the open items
     assert proven and {label for _, label, _ in labelled} <= set(proven)
-    assert 0 < version.metrics["threshold_gold_n"] <= 160 // 2
+    assert 0 < version.metrics["threshold_gold_n"] <= 160
     right = np.mean([LABELS[label] == truth[key] for key, label, _ in labelled])
     assert right >= 0.95
     progress = service.progress(project_id)
@@ -114,6 +114,43 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
     assert progress.model_versions[0].gold_accuracy == report.gold_accuracy
     assert worker.run_once() == []  # nothing new settled: no new version
     assert service.service_versions(project_id)[0]["state"] == "active"
+
+
+def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(service, monkeypatch) -> None:
+    """70 gold items, every one right: at the level every crowd label is accepted (80%) they prove
+    .97 (.2 ** (1 / 70) = .977), but only together: the 35 of one cross-fitting fold cannot (.955),
+    and at 95% not even all 70 can (99 all-right items needed). Before, the proof took the first
+    fold alone at 95%, and a small project never labelled an item without humans. No write of the
+    worker holds more than a page of items, so answers keep coming in while it labels."""
+    from crowdloop.consensus.decider import CAUTION
+    from crowdloop.service import training
+    from crowdloop.service.rows import WRITE_PAGE
+
+    assert training.CONFIDENCE_LEVEL == 1 - CAUTION
+    policy = ConsensusPolicy(target=0.97, min_overlap=1, max_overlap=3)
+    project_id = service.create_project("small", LabelSpace(LABELS), policy, gold_rate=0.1, audit_rate=0.05).id
+    items, truth = catalogue(600, 70, seed=5)
+    service.import_items(project_id, items)
+    written = []
+    page = training.store_prediction_page
+
+    def spy(session, version_id, ids, probs):  # every page of predictions the worker writes
+        written.append(len(ids))
+        return page(session, version_id, ids, probs)
+
+    monkeypatch.setattr("crowdloop.service.automation.store_prediction_page", spy)
+    (report,) = ModelWorker(service).run_once()
+    assert report.gold_accuracy == 1.0 and report.threshold is not None
+    with service.engine.connect() as c:
+        metrics = c.execute(select(ModelVersion.metrics).where(ModelVersion.project_id == project_id)).scalar_one()
+        labelled = c.execute(
+            select(Item.external_id, Item.label).where(Item.project_id == project_id, Item.model_version_id.isnot(None))
+        ).all()
+    assert metrics["threshold_gold_n"] > 35  # both folds' gold
+    assert 0.97 <= metrics["threshold_lower_bound"] < 0.99
+    assert report.automated == len(labelled) > 300
+    assert all(LABELS[label] == truth[key] for key, label in labelled)
+    assert written and max(written) <= WRITE_PAGE < 530
 
 
 def test_a_worse_version_is_kept_but_not_used(service) -> None:

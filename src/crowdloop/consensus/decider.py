@@ -37,6 +37,10 @@ from crowdloop.consensus.priority import priority
 from crowdloop.labels import LabelSpace, Taxonomy
 
 EPS = 1e-12
+CAUTION = 0.2
+"""The quantile of the accuracy the gold supports on which a label is accepted: accepted only when
+the gold makes it 80% sure that the target is reached, whoever gave the label (crowd, model or both;
+the service's labels without humans are proven at the same level, ``service.training``)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ class Decider:
         typical_skill: float,
         skill_evidence: float = float("inf"),
         calibrator: TopLabelCalibrator | None = None,
-        caution: float | None = 0.2,
+        caution: float | None = CAUTION,
     ) -> None:
         self.labels = labels
         self.policy = policy

@@ -19,7 +19,7 @@ from crowdloop.aggregation.base import Gold
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus.decider import Decider
+from crowdloop.consensus.decider import CAUTION, Decider
 from crowdloop.consensus.decisions import ACCEPTED, MORE, ItemStates
 from crowdloop.consensus.fitting import DecisionModel, SkillSource, fit_decision
 from crowdloop.consensus.policy import ConsensusPolicy
@@ -36,7 +36,7 @@ class DynamicConsensus:
     next, expected, expert`` (``decisions.Decided``). ``skills="em"`` learns skills from all
     answers with gold clamped (EM); ``skills="gold"`` from gold answers only, as platforms with
     control tasks do. ``calibrate=False`` accepts on the raw posterior. ``caution`` (a quantile,
-    default 0.2) decides on that quantile of the accuracy the gold supports rather than on the
+    default ``decider.CAUTION``) decides on that quantile of the accuracy the gold supports rather than on the
     estimate (``TopLabelCalibrator.predict(quantile=...)``); None decides on the estimate.
     """
 
@@ -47,7 +47,7 @@ class DynamicConsensus:
         skills: SkillSource = "em",
         calibrate: bool = True,
         rules: SkillRules | None = None,
-        caution: float | None = 0.2,
+        caution: float | None = CAUTION,
         random_state: int = 0,
     ) -> None:
         if skills not in ("em", "gold"):

@@ -47,7 +47,7 @@ from crowdloop.aggregation.base import Gold
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.em import EPS, SoftVotes
 from crowdloop.answers import Answers, SoftAnswers
-from crowdloop.consensus.decider import Decider, Opinions, opinions_of
+from crowdloop.consensus.decider import CAUTION, Decider, Opinions, opinions_of
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.routing import BranchSkills
 from crowdloop.consensus.skills import SkillRules
@@ -80,7 +80,7 @@ class DecisionModel:
     prior_source: str
     n_gold: int
 
-    def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = 0.2) -> Decider:
+    def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = CAUTION) -> Decider:
         return Decider(
             labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
             calibrator=self.calibrator, caution=caution,
@@ -183,7 +183,7 @@ def fit_decision(
     reviewed: Gold | None = None,
     skills: SkillSource = "em",
     calibrate: bool = True,
-    caution: float | None = 0.2,
+    caution: float | None = CAUTION,
     random_state: int = 0,
 ) -> DecisionModel:
     """Skills, temperatures and calibrator from ``answers`` with ``gold`` clamped (module docstring).

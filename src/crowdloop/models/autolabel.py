@@ -41,7 +41,10 @@ among the gold above it (importance weighting under covariate shift, Shimodaira,
 the Clopper-Pearson bound is taken at the effective sample size $n_e = (\sum w)^2 / \sum w^2$ with
 $k_e = n_e \hat p_w$ right (Kish 1965; Korn & Graubard, Survey Methodology 1998). A stratum with no
 gold above the threshold has no evidence: its pool items are not labelled by the model
-(``ThresholdChoice.strata`` lists the proven ones).
+(``ThresholdChoice.strata`` lists the proven ones). The weights depend on the strata and confidences
+alone, never on whether an item is right, so the walk may start at the first threshold whose
+effective size reaches $n_0$: started where the plain count is $n_0$, any unequal weighting leaves
+fewer than $n_0$ effective items, and the first test fails whatever the gold says.
 
 ``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
 lowest threshold whose *observed* validation accuracy reaches the target. It selects where the
@@ -170,14 +173,21 @@ def choose_threshold(
     thresholds, n, right = _ranked(confidence, correct)
     n_min = int(np.ceil(np.log(alpha) / np.log(target)))  # below this even an all-right sample fails
     start = max(n_min, min(min_items, n_gold))
+    if pool is not None:
+        if stratum is None:
+            raise ConfigError("a pool needs the stratum of each gold item")
+        stratum = np.asarray(stratum)
+        # reweighting shrinks the sample: start where its effective size could pass (no label used)
+        blank = np.zeros(n_gold, dtype=bool)
+        sizes = [reweighted_to_pool(blank[confidence >= t], stratum[confidence >= t],
+                                    pool.stratum[np.asarray(pool.confidence) >= t])[1] for t in thresholds]  # fmt: skip
+        reachable = np.flatnonzero((np.asarray(sizes) >= n_min) & (n >= start))
+        start = int(n[reachable[0]]) if len(reachable) else n_gold + 1
     wanted = np.unique(np.linspace(start, n_gold, max(n_steps, 1) + 1).round().astype(np.int64))
     at = np.unique(np.searchsorted(n, wanted[wanted <= n_gold]))  # first threshold reaching each count
     k_test, n_test = right[at].astype(np.float64), n[at].astype(np.float64)
     strata: list[np.ndarray | None] = [None] * len(at)
     if pool is not None:
-        if stratum is None:
-            raise ConfigError("a pool needs the stratum of each gold item")
-        stratum = np.asarray(stratum)
         for j, t in enumerate(thresholds[at]):
             above, pooled = confidence >= t, pool.stratum[np.asarray(pool.confidence) >= t]
             k_test[j], n_test[j], strata[j] = reweighted_to_pool(correct[above], stratum[above], pooled)

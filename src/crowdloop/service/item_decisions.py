@@ -17,7 +17,7 @@ from crowdloop.consensus.decider import Decisions, Opinions
 from crowdloop.service.database import Database, Executor
 from crowdloop.service.intake import soft_columns
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
-from crowdloop.service.rows import PAGE, project_row
+from crowdloop.service.rows import PAGE, WRITE_PAGE, project_row
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import utcnow
@@ -180,8 +180,8 @@ def redecide_open(
     db: Database, decisions: ItemDecisions, project_id: int, fence: Callable[[Executor], None] | None = None
 ) -> int:
     """Decide every open (more or escalated) item of the project again, a page at a time; returns
-    how many were decided. A page is decided in a read transaction and written in a short one (which
-    first runs ``fence``, if any: a job's check that it still holds its claim), so that answers keep
+    how many were decided. A page is decided in a read transaction and written in short ones (which
+    first run ``fence``, if any: a job's check that it still holds its claim), so that answers keep
     coming in meanwhile: an item whose decision was written in between (an answer, a review) keeps
     that newer one."""
     last, decided = 0, 0
@@ -202,7 +202,7 @@ def redecide_open(
         if table is None:
             continue
 
-        def write(session: Executor, open_items: list = open_items, table: Decisions = table) -> int:
+        def write(session: Executor, open_items: list, table: Decisions) -> int:
             if fence is not None:
                 fence(session)
             now = {r.id: (r.status, r.updated_at) for r in session.execute(
@@ -214,4 +214,7 @@ def redecide_open(
             decisions.record(session, project_row(session, project_id), rows, table.take(kept))
             return len(rows)
 
-        decided += db.run(write)
+        for start in range(0, len(open_items), WRITE_PAGE):  # short writes: answers keep coming in
+            chunk = np.arange(start, min(start + WRITE_PAGE, len(open_items)))
+            part = ([open_items[i] for i in chunk], table.take(chunk))
+            decided += db.run(lambda s, part=part: write(s, *part))

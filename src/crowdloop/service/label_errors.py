@@ -42,11 +42,11 @@ class LabelErrors:
         with a ``disputed`` event); returns what it checked and flagged. Called when a model
         version's predictions are stored, and by ``crowdloop errors --project`` and
         ``POST /projects/{id}/label-errors``."""
-        n_labels, newest, model = self.db.run(lambda s: self._newest(s, project_id))
+        n_labels, newest, model = self.db.read(lambda s: self._newest(s, project_id))
         if newest is None:
             return LabelCheck(project_id, None, 0, [])
         pages, last = [], 0
-        while page := self.db.run(lambda s, last=last: _accepted_page(s, project_id, last, newest)):
+        while page := self.db.read(lambda s, last=last: _accepted_page(s, project_id, last, newest)):
             pages.append(page)
             last = int(page[0][-1].id)
         items = [r for rows, _ in pages for r in rows]

@@ -65,7 +65,7 @@ class Planning:
         ``ConflictError`` while fewer than 3 versions with gold predictions, at 3 label counts, exist."""
         info = self.projects.get_project(project_id)
         target = info.policy.target if target is None else float(target)
-        model, points = self.db.run(lambda s: _curve_points(s, project_id))
+        model, points = self.db.read(lambda s: _curve_points(s, project_id))
         counts = {p.labels for p in points}
         if len(counts) < 3:
             raise ConflictError(
@@ -74,7 +74,7 @@ class Planning:
                 "the predictions of more versions, trained as labels come in"
             )
         progress = self.reports.progress(project_id)
-        seconds, labels_now = self.db.run(lambda s: _times_and_labels(s, project_id))
+        seconds, labels_now = self.db.read(lambda s: _times_and_labels(s, project_id))
         settled = sum(progress.status_counts.get(s, 0) for s in SETTLED)
         prices = info.policy.prices
         per_label = progress.cost / settled if settled else prices.crowd * max(info.policy.min_overlap, 1)

@@ -39,7 +39,7 @@ from crowdloop.consensus import SkillRules
 from crowdloop.service.database import Database
 from crowdloop.service.item_decisions import skill_book
 from crowdloop.service.project_config import ProjectConfig
-from crowdloop.service.rows import PAGE, project_row
+from crowdloop.service.rows import PAGE, WRITE_PAGE, project_row
 from crowdloop.service.training import item_texts
 from crowdloop.store import learning as sql
 from crowdloop.store import queries as q
@@ -127,9 +127,9 @@ def prioritize(db: Database, config: ProjectConfig, project_id: int) -> int:
     """Weigh the project's open items (``pool_weights``) and store the weights, rescaling each
     stored priority; returns the items weighed. A job, never inside an annotator's request: it
     reads a page per transaction, so annotators wait for no more than a page."""
-    n_labels, rules, fields, newest, labelled, gold = db.run(lambda s: _read_project(config, s, project_id))
+    n_labels, rules, fields, newest, labelled, gold = db.read(lambda s: _read_project(config, s, project_id))
     pages, last = [], 0
-    while page := db.run(lambda s, last=last: _read_page(s, project_id, last, newest)):
+    while page := db.read(lambda s, last=last: _read_page(s, project_id, last, newest)):
         pages.append(page)
         last = int(page[0][-1].id)
     if not pages:
@@ -161,8 +161,8 @@ def prioritize(db: Database, config: ProjectConfig, project_id: int) -> int:
         leading = np.where(leading >= 0, np.searchsorted(columns, leading), -1)
     texts = np.array(item_texts([r.payload for r in items], fields), dtype=object)
     weight = pool_weights(texts, leading, agreement, answers, **kwargs)
-    for start in range(0, len(ids), PAGE):
-        page = zip(ids[start : start + PAGE].tolist(), weight[start : start + PAGE].tolist(), strict=True)
+    for start in range(0, len(ids), WRITE_PAGE):
+        page = zip(ids[start : start + WRITE_PAGE].tolist(), weight[start : start + WRITE_PAGE].tolist(), strict=True)
         rows = [{"item": i, "weight": w} for i, w in page]
         db.run(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
     return len(ids)

@@ -226,7 +226,8 @@ class AuditFigures:
     """The audit of the model's labels (``service.automation``): ``automation`` is ``on``,
     ``stopped`` (the lower bound fell below the target) or ``off`` (no version proved a
     threshold); ``audited`` items of the version in use settled by people, ``right`` of them the
-    model's label, their ``accuracy`` and its 95% Clopper-Pearson ``lower_bound``."""
+    model's label, their ``accuracy`` and its Clopper-Pearson ``lower_bound`` (at the level every
+    acceptance is held to, ``consensus.decider.CAUTION``)."""
 
     automation: str
     version: str | None
