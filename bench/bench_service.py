@@ -271,27 +271,35 @@ PARTS = (  # (part, path fragments of the innermost frame), first match wins
     ("consensus (posterior, decision, NumPy)", ("crowdloop/consensus/",
                                                 "crowdloop/aggregation/", "numpy/", "scipy/")),
     ("service logic", ("crowdloop/service/", "crowdloop/labels")),
+    ("thread pool (requests handed to its threads and back)", ("anyio/", "threading.py", "concurrent/",
+                                                               "starlette/concurrency")),
     ("HTTP (uvicorn, Starlette, FastAPI, pydantic)", ("uvicorn/", "starlette/", "fastapi/", "pydantic",
                                                       "h11/", "httptools", "crowdloop/server/", "json/")),
 )  # fmt: skip
 
 
+OTHER = "other (the event loop's Python: asyncio, uvloop's callbacks)"
+
+
 def where_time_goes(samples: Path) -> dict[str, float]:
     """Share of the server's samples by part of the code its innermost frame is in (py-spy's raw
     output: one line per distinct stack, frames separated by ';', then the sample count)."""
-    shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + ["other (event loop, asyncio)"], 0.0)
+    shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + [OTHER], 0.0)
     total = 0
     for line in samples.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         leaf = stack.rsplit(";", 1)[-1]
-        part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), "other (event loop, asyncio)")
+        part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), OTHER)
         shares[part] += int(count)
         total += int(count)
     return {name: value / max(total, 1) for name, value in shares.items()} | {"samples": total}
 
 
 def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """A saturated SQLite run (separate requests) with py-spy sampling the server process."""
+    """A saturated SQLite run (separate requests) with py-spy sampling the server process: the thread
+    that holds the interpreter lock (``--gil``), the one running Python. Sampling every thread
+    counted the thread pool's idle threads (waiting for work) and the event loop waiting for the
+    network (in uvloop's C code, below ``asyncio.Runner.run``) as busy: 64% "event loop"."""
     from crowdloop.server.process import ServerProcess
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -304,7 +312,7 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             project = setup_project(server.base_url, server.admin_token, args.items, args.clients, 0)
             assert server._process is not None
             command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
-                       "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+                       "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
             sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             with collector_paused():
                 asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
@@ -390,9 +398,11 @@ def render(payload: dict[str, Any]) -> str:
         breakdown = f"Where the time goes: not sampled ({where['skipped']})."
     else:
         parts = ", ".join(f"{k} {v:.0%}" for k, v in where.items() if k != "samples")
-        breakdown = (f"Where the server's time goes (py-spy sampling the SQLite server at 250 Hz through a saturated "
-                     f"run with separate requests, {where.get('samples', 0):.0f} samples, by the innermost Python "
-                     f"frame; time inside C code such as SQLite counts to its caller): {parts}.")  # fmt: skip
+        breakdown = (f"Where the server's time goes (py-spy sampling the SQLite server's thread that holds the "
+                     f"interpreter lock at 250 Hz through a saturated run with separate requests, "
+                     f"{where.get('samples', 0):.0f} samples, by the innermost Python frame; C code that keeps the "
+                     f"lock counts to its caller; SQLite's own work and threads waiting for work, a lock or the "
+                     f"network let it go and are not sampled): {parts}.")  # fmt: skip
     counted = payload.get("statements", {})
     if counted:
         breakdown += (f" SQL statements per call (SQLite's trace callback, BEGIN and COMMIT included): next task "
