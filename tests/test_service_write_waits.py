@@ -5,6 +5,7 @@ process leaves the heap it built while starting out of its garbage collections."
 from __future__ import annotations
 
 import gc
+import itertools
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from crowdloop.consensus import ConsensusPolicy
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
-from crowdloop.service.database import Database, FifoLock
+from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock
 from crowdloop.service.rows import WRITE_PAGE
 from crowdloop.store.db import make_engine
 
@@ -77,7 +78,13 @@ def test_the_lock_is_reentrant_and_refuses_a_release_by_another_thread() -> None
     lock = FifoLock()
     with lock, lock:  # a transaction's work that runs another in the same thread
         failed = []
-        thread = threading.Thread(target=lambda: failed.append(pytest.raises(RuntimeError, lock.release)))
+
+        def release_from_elsewhere() -> None:
+            with pytest.raises(RuntimeError):
+                lock.release()
+            failed.append(True)
+
+        thread = threading.Thread(target=release_from_elsewhere)
         thread.start()
         thread.join(10)
         assert failed
@@ -105,6 +112,7 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
     answer_in_turns(service, people, skills, truth | gold, LABELS, rng, 20)
 
     writes: list[int] = []  # rows each write transaction changed
+    spans: list[tuple[float, float, int]] = []  # when each write transaction held the lock, rows changed
     idle_writes = [0]  # write transactions that changed nothing (reads under the write lock)
     run = service.db.run
 
@@ -113,11 +121,14 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
             driver = session.connection().connection.driver_connection
             before = driver.total_changes
             out = work(session)
-            changed = driver.total_changes - before
-            writes.append(changed) if changed else idle_writes.__setitem__(0, idle_writes[0] + 1)
+            changed[0] = driver.total_changes - before
+            writes.append(changed[0]) if changed[0] else idle_writes.__setitem__(0, idle_writes[0] + 1)
             return out
 
-        return run(counting)
+        changed, started = [0], time.perf_counter()
+        out = run(counting)
+        spans.append((started, time.perf_counter(), changed[0]))
+        return out
 
     service.db.run = counted_run
     try:
@@ -129,6 +140,11 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
     assert sum(writes) >= 2 * report.items_redecided
     assert max(writes) <= 2 * WRITE_PAGE, writes  # a decision and at most one event per item
     assert idle_writes[0] <= 2, idle_writes  # the refit's fit and claims, not the pages it reads
+    # between two pages it leaves the lock to the requests (SQLite's busy handler sleeps up to 25 ms
+    # between tries once a request has waited 30 ms): written back to back, one request waited for all
+    pages = [(start, end) for start, end, n in spans if n >= WRITE_PAGE // 4]
+    gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(pages)]
+    assert len(gaps) >= 5 and min(gaps) >= 0.9 * PAGE_PAUSE, gaps
 
 
 def test_the_server_leaves_its_startup_heap_out_of_garbage_collections(tmp_path, monkeypatch) -> None:
