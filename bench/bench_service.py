@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -195,6 +198,21 @@ async def load(base: str, project: dict[str, Any], seconds: float, mode: str, ra
     return out
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The load generator's garbage collector off while it measures: one of its full collections
+    (80-400 ms once its heap holds the imports and the project) stops every simulated annotator
+    and counts to the latency of every request in flight, as if the server had been slow."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 def group_cpu_seconds(group: int) -> float:
     """CPU seconds (user + system) used so far by the processes of a process group (Linux /proc)."""
     total = 0
@@ -226,7 +244,8 @@ def one_run(kind: str, workers: int, load_kind: str, args: argparse.Namespace, f
             project = setup_project(server.base_url, server.admin_token, args.items, clients, seed)
             group = server.process_group
             load_before, cpu_before, server_before = os.getloadavg()[0], time.process_time(), group_cpu_seconds(group)
-            result = asyncio.run(load(server.base_url, project, args.seconds, mode, float(rate or 0)))
+            with collector_paused():
+                result = asyncio.run(load(server.base_url, project, args.seconds, mode, float(rate or 0)))
             result["client_cpu"] = (time.process_time() - cpu_before) / result["seconds"]
             result["server_cpu_ms_per_submit"] = (
                 (group_cpu_seconds(group) - server_before) / max(result["submits"], 1) * 1000
@@ -252,27 +271,35 @@ PARTS = (  # (part, path fragments of the innermost frame), first match wins
     ("consensus (posterior, decision, NumPy)", ("crowdloop/consensus/",
                                                 "crowdloop/aggregation/", "numpy/", "scipy/")),
     ("service logic", ("crowdloop/service/", "crowdloop/labels")),
+    ("thread pool (requests handed to its threads and back)", ("anyio/", "threading.py", "concurrent/",
+                                                               "starlette/concurrency")),
     ("HTTP (uvicorn, Starlette, FastAPI, pydantic)", ("uvicorn/", "starlette/", "fastapi/", "pydantic",
                                                       "h11/", "httptools", "crowdloop/server/", "json/")),
 )  # fmt: skip
 
 
+OTHER = "other (the event loop's Python: asyncio, uvloop's callbacks)"
+
+
 def where_time_goes(samples: Path) -> dict[str, float]:
     """Share of the server's samples by part of the code its innermost frame is in (py-spy's raw
     output: one line per distinct stack, frames separated by ';', then the sample count)."""
-    shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + ["other (event loop, asyncio)"], 0.0)
+    shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + [OTHER], 0.0)
     total = 0
     for line in samples.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         leaf = stack.rsplit(";", 1)[-1]
-        part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), "other (event loop, asyncio)")
+        part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), OTHER)
         shares[part] += int(count)
         total += int(count)
     return {name: value / max(total, 1) for name, value in shares.items()} | {"samples": total}
 
 
 def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """A saturated SQLite run (separate requests) with py-spy sampling the server process."""
+    """A saturated SQLite run (separate requests) with py-spy sampling the server process: the thread
+    that holds the interpreter lock (``--gil``), the one running Python. Sampling every thread
+    counted the thread pool's idle threads (waiting for work) and the event loop waiting for the
+    network (in uvloop's C code, below ``asyncio.Runner.run``) as busy: 64% "event loop"."""
     from crowdloop.server.process import ServerProcess
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -285,9 +312,10 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             project = setup_project(server.base_url, server.admin_token, args.items, args.clients, 0)
             assert server._process is not None
             command = [spy, "record", "--pid", str(server._process.pid), "--duration", str(int(args.seconds)),
-                       "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+                       "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking", "--gil"]  # fmt: skip
             sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
+            with collector_paused():
+                asyncio.run(load(server.base_url, project, args.seconds, "separate", 0))
             _, error = sampler.communicate(timeout=60)
             if not out.exists():
                 return {"skipped": f"py-spy could not sample the server: {error.strip()[-200:]}"}
@@ -370,9 +398,11 @@ def render(payload: dict[str, Any]) -> str:
         breakdown = f"Where the time goes: not sampled ({where['skipped']})."
     else:
         parts = ", ".join(f"{k} {v:.0%}" for k, v in where.items() if k != "samples")
-        breakdown = (f"Where the server's time goes (py-spy sampling the SQLite server at 250 Hz through a saturated "
-                     f"run with separate requests, {where.get('samples', 0):.0f} samples, by the innermost Python "
-                     f"frame; time inside C code such as SQLite counts to its caller): {parts}.")  # fmt: skip
+        breakdown = (f"Where the server's time goes (py-spy sampling the SQLite server's thread that holds the "
+                     f"interpreter lock at 250 Hz through a saturated run with separate requests, "
+                     f"{where.get('samples', 0):.0f} samples, by the innermost Python frame; C code that keeps the "
+                     f"lock counts to its caller; SQLite's own work and threads waiting for work, a lock or the "
+                     f"network let it go and are not sampled): {parts}.")  # fmt: skip
     counted = payload.get("statements", {})
     if counted:
         breakdown += (f" SQL statements per call (SQLite's trace callback, BEGIN and COMMIT included): next task "
@@ -396,7 +426,9 @@ def render(payload: dict[str, Any]) -> str:
         f"by an idle one of {settings['paced_clients']} annotators (open loop: the latency at that rate; an arrival "
         f"that finds no idle annotator waits, shown as arrival wait, and the answers per second fall short of the "
         f"offer). {worker} Medians over {settings['runs']} runs; the "
-        f"load generator runs on the same 2 cores as the server. Server CPU is measured from outside (/proc, the "
+        f"load generator runs on the same 2 cores as the server, its garbage collector paused while it measures (a "
+        f"collection of its own stopped every simulated annotator for 80-400 ms, counted to every request in flight). "
+        f"Server CPU is measured from outside (/proc, the "
         f"server's process group) and divided by the acknowledged answers.",
         "",
         markdown_table(headers, rows),

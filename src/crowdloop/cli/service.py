@@ -200,13 +200,14 @@ def model_worker(
     yields the processor to the server's requests: annotators never wait for the model. Ctrl-C
     stops it; a job cut short resumes on the next start."""
     from crowdloop.service import open_service
-    from crowdloop.service.worker import ModelWorker
+    from crowdloop.service.worker import ModelWorker, freeze_startup_heap
 
     niceness = os.nice(nice) if hasattr(os, "nice") else 0
 
     def job() -> None:
         service = open_service(database_url(db))
         worker = ModelWorker(service, interval=interval)
+        freeze_startup_heap()
         console.print(
             f"model worker on {_safe(database_url(db))} (process {os.getpid()}, nice {niceness})", highlight=False
         )

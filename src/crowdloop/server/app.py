@@ -22,7 +22,7 @@ from crowdloop.server.routes import loop, projects, results
 from crowdloop.server.sessions import SECRET_VARIABLE, SessionSigner
 from crowdloop.server.web import install_web
 from crowdloop.service import LabelingService, open_service
-from crowdloop.service.worker import ModelWorker
+from crowdloop.service.worker import ModelWorker, freeze_startup_heap
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_BODY_VARIABLE = "CROWDLOOP_MAX_BODY_BYTES"
@@ -150,7 +150,8 @@ def _openapi(app: FastAPI) -> dict:
 
 def app_from_environment() -> FastAPI:
     """The app on ``$CROWDLOOP_DATABASE_URL`` (what ``crowdloop serve`` runs in each worker process),
-    with the model worker in a thread unless ``$CROWDLOOP_WORKER`` is ``0``."""
+    with the model worker in a thread unless ``$CROWDLOOP_WORKER`` is ``0``; the heap built while
+    starting is left out of later garbage collections (``freeze_startup_heap``)."""
     max_body = int(os.environ.get(MAX_BODY_VARIABLE) or DEFAULT_MAX_BODY_BYTES)
     max_rows = int(os.environ.get(MAX_ROWS_VARIABLE) or DEFAULT_MAX_ROWS)
     seed = os.environ.get(SEED_VARIABLE)
@@ -158,10 +159,12 @@ def app_from_environment() -> FastAPI:
     if os.environ.get(REQUEST_LOG_VARIABLE, "1") != "0":
         log_requests_to_stderr()
     worker = None if os.environ.get(WORKER_VARIABLE) == "0" else ModelWorker(service)
-    return create_app(
+    app = create_app(
         service,
         max_body_bytes=max_body,
         max_upload_rows=max_rows,
         session_secret=os.environ.get(SECRET_VARIABLE),
         worker=worker,
     )
+    freeze_startup_heap()
+    return app

@@ -100,7 +100,7 @@ class Automation:
             store_prediction_page(session, row["id"], ids[rest], probs[rest])
             return np.array([int(rest.sum()), int(model.sum()), int(audit.sum())])
 
-        return self.db.run(work)
+        return self.db.run_page(work)
 
     def _events(self, session: Session, project_id: int, kind: str, rows: list[tuple[int, dict]], now: Any) -> None:
         if rows:

@@ -3,12 +3,15 @@ failures, a busy SQLite file and lost connections (``Database.run``); reads that
 (``read``); and the hot path on the driver's own connection (``run_direct``, ``store.direct``).
 
 SQLite has one writer at a time: this process's threads queue on a lock of their own instead of in
-SQLite's busy handler, which sleeps up to 100 ms between tries. A retry waits 10 ms times the
+SQLite's busy handler, which sleeps up to 100 ms between tries; first come, first served
+(``FifoLock``): a plain lock lets a thread that just arrived, or just let go, take it again before
+the ones waiting, and under load some requests waited ten times as long as the queue was. A retry waits 10 ms times the
 attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 import threading
@@ -25,6 +28,7 @@ from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_t
 
 T = TypeVar("T")
 RETRIES = 8
+PAGE_PAUSE = 0.025  # seconds a job leaves SQLite's write lock to the requests after each page it writes
 
 
 class Executor(Protocol):
@@ -41,6 +45,63 @@ def retryable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
+class FifoLock:
+    """A reentrant lock that its waiters get in the order they asked for it.
+
+    ``threading.RLock`` is not fair: whoever runs when it is released takes it, often a thread that
+    has just arrived or the one that released it, while the ones waiting for longest wait on. Each
+    waiter here blocks on a lock of its own, which the releasing thread hands over to the first."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: collections.deque[tuple[int, threading.Lock]] = collections.deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner == me:
+                self._depth += 1
+                return
+            if self._owner is None:
+                self._owner, self._depth = me, 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append((me, turn))
+        try:
+            turn.acquire()  # released by the thread that hands the lock over, to this thread already
+        except BaseException:  # interrupted while waiting (Ctrl-C): out of the queue, or pass it on
+            with self._guard:
+                if self._owner != me:
+                    self._waiters.remove((me, turn))
+                    raise
+            self.release()
+            raise
+
+    def release(self) -> None:
+        with self._guard:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a FifoLock this thread does not hold")
+            self._depth -= 1
+            if self._depth:
+                return
+            if not self._waiters:
+                self._owner = None
+                return
+            self._owner, turn = self._waiters.popleft()
+            self._depth = 1
+            turn.release()
+
+    def __enter__(self) -> FifoLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Database:
     """Transactions on ``engine`` (module docstring)."""
 
@@ -49,7 +110,7 @@ class Database:
         self.sessions = db.session_factory(engine)
         self._readers = db.session_factory(db.reader(engine))
         self.pg = db.is_postgresql(engine)
-        self._writer = contextlib.nullcontext() if self.pg else threading.RLock()
+        self._writer = contextlib.nullcontext() if self.pg else FifoLock()
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
@@ -57,6 +118,20 @@ class Database:
     def run(self, work: Callable[[Session], T]) -> T:
         """``work`` in one transaction, retried on deadlocks and serialization failures."""
         return self._retried(lambda: db.transaction(self.sessions), work, self._writer)
+
+    def run_page(self, work: Callable[[Session], T]) -> T:
+        """A background job's write of one page (``rows.WRITE_PAGE`` items), as ``run``; on SQLite
+        followed by a pause as long as the write held the lock, at least ``PAGE_PAUSE`` seconds, so
+        that the requests waiting for the write lock get it before the job's next page. SQLite's
+        busy handler sleeps 10, 15, 20, then 25 ms and more between tries: a job that wrote page
+        after page with a millisecond between them kept one request waiting for all of them
+        (180 ms for the refit's re-decisions of 5,000 items, the queue of requests behind it)."""
+        if self.pg:
+            return self.run(work)
+        started = time.perf_counter()
+        out = self.run(work)
+        time.sleep(max(PAGE_PAUSE, time.perf_counter() - started))
+        return out
 
     def read(self, work: Callable[[Session], T]) -> T:
         """``work`` that only reads, in one transaction that waits for no writer (SQLite: deferred,

@@ -177,13 +177,20 @@ class ItemDecisions:
 
 
 def redecide_open(
-    db: Database, decisions: ItemDecisions, project_id: int, fence: Callable[[Executor], None] | None = None
+    db: Database,
+    decisions: ItemDecisions,
+    project_id: int,
+    fence: Callable[[Executor], None] | None = None,
+    *,
+    job: bool = False,
 ) -> int:
     """Decide every open (more or escalated) item of the project again, a page at a time; returns
     how many were decided. A page is decided in a read transaction and written in short ones (which
     first run ``fence``, if any: a job's check that it still holds its claim), so that answers keep
     coming in meanwhile: an item whose decision was written in between (an answer, a review) keeps
-    that newer one."""
+    that newer one. ``job`` (a background job, not a call someone waits for): each page written
+    leaves the write lock to the requests for a while (``Database.run_page``)."""
+    write_page = db.run_page if job else db.run
     last, decided = 0, 0
     while True:
 
@@ -217,4 +224,4 @@ def redecide_open(
         for start in range(0, len(open_items), WRITE_PAGE):  # short writes: answers keep coming in
             chunk = np.arange(start, min(start + WRITE_PAGE, len(open_items)))
             part = ([open_items[i] for i in chunk], table.take(chunk))
-            decided += db.run(lambda s, part=part: write(s, *part))
+            decided += write_page(lambda s, part=part: write(s, *part))

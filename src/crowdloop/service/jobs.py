@@ -189,8 +189,8 @@ class Jobs:
             )
 
         self.db.run(write)
-        redecided = redecide_open(self.db, self.decisions, project_id, claim.check)
-        prioritize(self.db, self.config, project_id)
+        redecided = redecide_open(self.db, self.decisions, project_id, claim.check, job=True)
+        prioritize(self.db, self.config, project_id, job=True)
         return RefitReport(
             project_id=project_id,
             skill_model=result.skill_model,

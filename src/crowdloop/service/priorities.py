@@ -123,10 +123,11 @@ def _spread(
     return kmeans_plus_plus(features.transform(texts), min(size, len(texts)), known, rng)
 
 
-def prioritize(db: Database, config: ProjectConfig, project_id: int) -> int:
+def prioritize(db: Database, config: ProjectConfig, project_id: int, *, job: bool = False) -> int:
     """Weigh the project's open items (``pool_weights``) and store the weights, rescaling each
     stored priority; returns the items weighed. A job, never inside an annotator's request: it
-    reads a page per transaction, so annotators wait for no more than a page."""
+    reads a page per transaction, so annotators wait for no more than a page; ``job`` as in
+    ``item_decisions.redecide_open``."""
     n_labels, rules, fields, newest, labelled, gold = db.read(lambda s: _read_project(config, s, project_id))
     pages, last = [], 0
     while page := db.read(lambda s, last=last: _read_page(s, project_id, last, newest)):
@@ -164,7 +165,7 @@ def prioritize(db: Database, config: ProjectConfig, project_id: int) -> int:
     for start in range(0, len(ids), WRITE_PAGE):
         page = zip(ids[start : start + WRITE_PAGE].tolist(), weight[start : start + WRITE_PAGE].tolist(), strict=True)
         rows = [{"item": i, "weight": w} for i, w in page]
-        db.run(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
+        (db.run_page if job else db.run)(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
     return len(ids)
 
 

@@ -1,0 +1,162 @@
+"""What an annotator's request may wait for on SQLite: the server's writers take the write lock first
+come, first served; a job (refit, the model worker) writes in short transactions; and a server
+process leaves the heap it built while starting out of its garbage collections."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crowdloop.consensus import ConsensusPolicy
+from crowdloop.labels import LabelSpace
+from crowdloop.service import ItemIn, open_service
+from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock
+from crowdloop.service.rows import WRITE_PAGE
+from crowdloop.store.db import make_engine
+
+sys.path.insert(0, str(Path(__file__).parent))
+from crowd_loop import answer_in_turns
+
+LABELS = ["a", "b", "c"]
+
+
+def wait_until_queued(lock: FifoLock, waiters: int) -> None:
+    if not hasattr(lock, "_waiters"):  # another kind of lock: give the thread time to block on it
+        time.sleep(0.2)
+        return
+    deadline = time.monotonic() + 10
+    while len(lock._waiters) < waiters:
+        assert time.monotonic() < deadline, "the thread never started waiting"
+        time.sleep(0.001)
+
+
+def test_the_writer_lock_goes_to_the_thread_that_waited_not_to_the_one_that_let_it_go(tmp_path) -> None:
+    """A thread that releases the lock and asks again at once (a plain lock lets it take the lock
+    back before the waiting thread wakes up) queues behind the waiting one."""
+    database = Database(make_engine(f"sqlite:///{tmp_path / 'w.db'}"))
+    lock, order = database._writer, []
+    lock.acquire()
+
+    def waiter() -> None:
+        with lock:
+            order.append("waiter")
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_until_queued(lock, 1)
+    lock.release()
+    with lock:
+        order.append("releaser")
+    thread.join(10)
+    database.close()
+    assert order == ["waiter", "releaser"]
+
+
+def test_waiting_threads_take_the_lock_in_the_order_they_asked_for_it() -> None:
+    lock, order = FifoLock(), []
+    lock.acquire()
+    threads = []
+    for k in range(6):
+        thread = threading.Thread(target=lambda k=k: (lock.acquire(), order.append(k), lock.release()))
+        thread.start()
+        wait_until_queued(lock, k + 1)
+        threads.append(thread)
+    lock.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == list(range(6))
+
+
+def test_the_lock_is_reentrant_and_refuses_a_release_by_another_thread() -> None:
+    lock = FifoLock()
+    with lock, lock:  # a transaction's work that runs another in the same thread
+        failed = []
+
+        def release_from_elsewhere() -> None:
+            with pytest.raises(RuntimeError):
+                lock.release()
+            failed.append(True)
+
+        thread = threading.Thread(target=release_from_elsewhere)
+        thread.start()
+        thread.join(10)
+        assert failed
+    assert lock._owner is None and lock.acquire() is None  # free again: taken at once
+    lock.release()
+
+
+def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(tmp_path) -> None:
+    """The refit re-decides and re-weighs every open item: on SQLite each of its write transactions
+    changes at most a write page of items (and their events), and it reads its pages of items in
+    read transactions; a page of 2,000 items written or read under the write lock held every
+    annotator's request for 30-600 ms."""
+    service = open_service(f"sqlite:///{tmp_path / 'refit.db'}", seed=3)
+    rng = np.random.default_rng(3)
+    n_items = 3 * WRITE_PAGE + 50
+    project = service.create_project(
+        "pages", LabelSpace(LABELS), ConsensusPolicy(target=0.9, min_overlap=1, max_overlap=2), gold_rate=0.3
+    )
+    truth = {f"i{k}": str(rng.choice(LABELS)) for k in range(n_items)}
+    gold = {f"g{k}": str(rng.choice(LABELS)) for k in range(30)}
+    items = [ItemIn(k, {"title": f"item {k}"}) for k in truth] + [ItemIn(k, {}, gold=v) for k, v in gold.items()]
+    service.import_items(project.id, items)
+    skills = {"a1": 0.9, "a2": 0.8, "a3": 0.7}
+    people = {name: service.add_annotator(project.id, name)[0] for name in skills}
+    answer_in_turns(service, people, skills, truth | gold, LABELS, rng, 20)
+
+    writes: list[int] = []  # rows each write transaction changed
+    spans: list[tuple[float, float, int]] = []  # when each write transaction held the lock, rows changed
+    idle_writes = [0]  # write transactions that changed nothing (reads under the write lock)
+    run = service.db.run
+
+    def counted_run(work):
+        def counting(session):
+            driver = session.connection().connection.driver_connection
+            before = driver.total_changes
+            out = work(session)
+            changed[0] = driver.total_changes - before
+            writes.append(changed[0]) if changed[0] else idle_writes.__setitem__(0, idle_writes[0] + 1)
+            return out
+
+        changed, started = [0], time.perf_counter()
+        out = run(counting)
+        spans.append((started, time.perf_counter(), changed[0]))
+        return out
+
+    service.db.run = counted_run
+    try:
+        report = service.refit(project.id)
+    finally:
+        service.db.run = run
+        service.close()
+    assert report.items_redecided >= n_items - 60  # every open item re-decided (and re-weighed)
+    assert sum(writes) >= 2 * report.items_redecided
+    assert max(writes) <= 2 * WRITE_PAGE, writes  # a decision and at most one event per item
+    assert idle_writes[0] <= 2, idle_writes  # the refit's fit and claims, not the pages it reads
+    # between two pages it leaves the lock to the requests (SQLite's busy handler sleeps up to 25 ms
+    # between tries once a request has waited 30 ms): written back to back, one request waited for all
+    pages = [(start, end) for start, end, n in spans if n >= WRITE_PAGE // 4]
+    gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(pages)]
+    assert len(gaps) >= 5 and min(gaps) >= 0.9 * PAGE_PAUSE, gaps
+
+
+def test_the_server_leaves_its_startup_heap_out_of_garbage_collections(tmp_path, monkeypatch) -> None:
+    from crowdloop.server.app import WORKER_VARIABLE, app_from_environment
+    from crowdloop.service import URL_VARIABLE
+
+    monkeypatch.setenv(URL_VARIABLE, f"sqlite:///{tmp_path / 'heap.db'}")
+    monkeypatch.setenv(WORKER_VARIABLE, "0")
+    gc.unfreeze()
+    try:
+        app = app_from_environment()
+        assert gc.get_freeze_count() > 10_000  # the modules it imported and the app
+        app.state.service.close()
+    finally:
+        gc.unfreeze()
