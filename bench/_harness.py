@@ -48,6 +48,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "ds@no-prior": ("ds", {"prior_strength": 0}),
     "ds@uniform-errors": ("ds", {"prior_errors": "uniform"}),
     "onecoin@learn-prior": ("onecoin", {"class_prior": "learn"}),
+    "glad@ck-stop": ("glad", {"stopping": "crowdkit"}),
     "mace@1-start": ("mace", {"n_restarts": 1}),
     "mace@uniform": ("mace", {"class_prior": "uniform"}),
 }

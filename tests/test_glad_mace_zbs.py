@@ -149,6 +149,34 @@ def test_glad_betas_rank_hard_items_below_easy_ones(crowd: Crowd, fits: dict) ->
     assert glad.alphas_.loc[crowd.good].mean() > glad.alphas_.loc[crowd.spammers].mean() + 1.0
 
 
+def test_glad_crowdkit_stopping_follows_crowdkits_schedule(crowd: Crowd) -> None:
+    """crowd-kit's schedule: stop once its loss improves by less than tol, and answer with the
+    posterior that fed the last M-step, i.e. what a run capped at that round answers."""
+    early = GLAD(stopping="crowdkit").fit(crowd.frame)
+    steps = np.diff(early.loss_history_)
+    assert early.n_iter_ == len(early.loss_history_) < 100
+    assert steps[-1] < early.tol and (steps[:-1] >= early.tol).all()
+    capped = GLAD(stopping="crowdkit", n_iter=early.n_iter_).fit(crowd.frame)
+    pd.testing.assert_frame_equal(capped.probas_, early.probas_)
+    # one round answers with the first posterior, the E-step at the prior means, where every
+    # answer weighs the same: majority vote's labels wherever the vote is not tied
+    one = GLAD(stopping="crowdkit", n_iter=1).fit(crowd.frame)
+    majority = MajorityVote().fit(crowd.frame)
+    untied = majority.probas_.max(axis=1) > 0.5
+    assert (one.labels_[untied] == majority.labels_[untied]).all()
+
+
+def test_glad_converged_fit_beats_crowdkits_early_stop_on_glad_shaped_crowds() -> None:
+    """On crowds with item difficulty and spammers (three answers per item) EM run to convergence
+    labels more items right than crowd-kit's stopping rule, which halts after a few rounds."""
+    converged, early = [], []
+    for seed in range(4):
+        sample = make_crowd(seed=seed, per_item=3)
+        converged.append(accuracy(GLAD().fit_predict(sample.frame), sample.truth))
+        early.append(accuracy(GLAD(stopping="crowdkit").fit_predict(sample.frame), sample.truth))
+    assert np.mean(converged) > np.mean(early) + 0.01, (converged, early)
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_crowd_kit_shaped_outputs(crowd: Crowd, fits: dict, model: type) -> None:
     fitted = fits[model]
@@ -269,7 +297,13 @@ def test_zbs_predict_on_new_answers(crowd: Crowd, fits: dict) -> None:
 def test_registry_and_parameter_validation() -> None:
     assert method_class("glad") is GLAD and method_class("mace") is MACE and method_class("zbs") is ZeroBasedSkill
     frame = two_camps(4)
-    bad_models = (MACE(method="gibbs"), MACE(n_restarts=0), MACE(class_prior="flat"), GLAD(m_step_max_iter=0))
+    bad_models = (
+        MACE(method="gibbs"),
+        MACE(n_restarts=0),
+        MACE(class_prior="flat"),
+        GLAD(m_step_max_iter=0),
+        GLAD(stopping="never"),
+    )
     for bad in (*bad_models, ZeroBasedSkill(lr_init=0)):
         with pytest.raises(ConfigError):
             bad.fit(frame)
