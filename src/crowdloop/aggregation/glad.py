@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -133,18 +133,22 @@ class GLAD(Aggregator):
         soft = SoftVotes(answers, gold) if answers.soft is not None else None
 
         if self.stopping == "likelihood":
-            probs, self.loss_history_ = run_em(
-                vote_posterior(answers, gold).dense(),
-                fit.m_step,
-                lambda: log_prior + fit.item_log_likelihood(),
-                gold,
-                n_iter=self.n_iter,
-                tol=self.tol,
-                n_answers=answers.n_answers,
-                soft=soft,
-            )
+            start, m_step, objective, answer = vote_posterior(answers, gold).dense(), fit.m_step, None, None
         else:
-            probs, self.loss_history_ = self._crowdkit_em(fit, log_prior, answers, gold, soft)
+            start, m_step, objective, answer = _crowdkit_schedule(fit, log_prior, answers, gold, soft)
+        probs, self.loss_history_ = run_em(
+            start,
+            m_step,
+            lambda: log_prior + fit.item_log_likelihood(),
+            gold,
+            n_iter=self.n_iter,
+            tol=self.tol,
+            n_answers=answers.n_answers,
+            soft=soft,
+            objective=objective,
+        )
+        if answer is not None:
+            probs = answer()
         self.n_iter_ = len(self.loss_history_)
         self.alphas_ = pd.Series(fit.alpha, index=answers.workers.rename("worker"), name="alpha")
         self.betas_ = pd.Series(fit.b, index=answers.items.rename("task"), name="beta")
@@ -158,36 +162,28 @@ class GLAD(Aggregator):
         self.skills_ = self._worker_series(skills)
         return Posterior(probs)
 
-    def _crowdkit_em(
-        self, fit: _GladFit, log_prior: np.ndarray, answers: Answers, gold: Gold, soft: SoftVotes | None
-    ) -> tuple[np.ndarray, list[float]]:
-        """crowd-kit 1.4.2's schedule (``stopping="crowdkit"``): the first posterior is the E-step
-        at the prior means; after each M-step the loss is the M-step objective per answer and
-        label; EM stops once it improves by less than ``tol``, and the answer is the posterior
-        that fed the last M-step (one round behind its parameters)."""
-        used: list[np.ndarray] = []
-        last_loss: list[float] = []
 
-        def m_step(probs: np.ndarray) -> None:
-            used[:] = [probs.copy()]
-            fit.m_step(probs)
-            last_loss[:] = [fit.objective() / max(answers.n_answers * answers.n_labels, 1)]
+def _crowdkit_schedule(
+    fit: _GladFit, log_prior: np.ndarray, answers: Answers, gold: Gold, soft: SoftVotes | None
+) -> tuple[np.ndarray, Callable[[np.ndarray], None], Callable[[np.ndarray], float], Callable[[], np.ndarray]]:
+    """crowd-kit 1.4.2's schedule (``stopping="crowdkit"``): the first posterior is the E-step at
+    the prior means; after each M-step the loss is the M-step objective per answer and label; EM
+    stops once it improves by less than ``tol``, and the answer is the posterior that fed the last
+    M-step (one round behind its parameters). Returns the start, the M-step, the objective and the
+    answer for ``run_em``."""
+    used: list[np.ndarray] = []
+    last_loss: list[float] = []
 
-        initial = log_prior + fit.item_log_likelihood()
-        if soft is not None:
-            initial = initial + soft.item_log_likelihood()
-        _, history = run_em(
-            clamp_gold(softmax_rows(initial), gold.items, gold.labels),
-            m_step,
-            lambda: log_prior + fit.item_log_likelihood(),
-            gold,
-            n_iter=self.n_iter,
-            tol=self.tol,
-            n_answers=answers.n_answers,
-            soft=soft,
-            objective=lambda _probs: last_loss[0],
-        )
-        return used[0], history
+    def m_step(probs: np.ndarray) -> None:
+        used[:] = [probs.copy()]
+        fit.m_step(probs)
+        last_loss[:] = [fit.objective() / max(answers.n_answers * answers.n_labels, 1)]
+
+    initial = log_prior + fit.item_log_likelihood()
+    if soft is not None:
+        initial = initial + soft.item_log_likelihood()
+    start = clamp_gold(softmax_rows(initial), gold.items, gold.labels)
+    return start, m_step, lambda _probs: last_loss[0], lambda: used[0]
 
 
 class _GladFit:
