@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,6 +133,26 @@ def test_skill_book_bans_and_promotes():
     book.record_time(np.full(12, 2), np.full(12, 0.5))  # implausibly fast
     assert book.banned()[2]
     assert book.accuracy([99])[0] == pytest.approx(0.7)  # unseen worker: the prior
+
+
+@pytest.mark.parametrize("rules", [SkillRules(), SkillRules(prior_mean=0.85), SkillRules(ban_below=0.6, min_gold=3)])
+def test_the_exam_lasts_as_long_as_it_takes_to_ban_a_worker_who_is_always_wrong(rules):
+    """The exam's length follows from the ban rule: one wrong gold answer fewer would not ban, and
+    a worker who gets them right is clear of the ban threshold, and out of the exam, no later."""
+    n = rules.exam_length()
+    assert n >= rules.min_gold
+    book = SkillBook(3, rules)
+    book.record_gold(np.zeros(n - 1, dtype=int), np.zeros(n - 1, dtype=bool))
+    book.record_gold(np.ones(n, dtype=int), np.zeros(n, dtype=bool))
+    assert book.banned().tolist() == [False, True, False]
+    assert book.in_exam().tolist() == [True, False, True]
+    taken = 0
+    while book.in_exam()[2]:  # always right: out of the exam by its end
+        book.record_gold([2], [True])
+        taken += 1
+    assert 0 < taken <= n
+    assert not SkillBook(1, replace(rules, exam=False)).in_exam()[0]
+    assert SkillRules(ban_below=0.0).exam_length() == 0  # nothing bans: no exam
 
 
 def test_policy_rejects_impossible_settings():

@@ -223,6 +223,33 @@ def test_gold_failures_ban_an_annotator(service) -> None:
     assert service.progress(project.id).banned == 1
 
 
+def test_a_new_annotator_sits_an_exam_of_gold_and_a_spammer_fails_it_before_touching_real_work(service) -> None:
+    """At a gold rate of 10% a spammer answered about nine real items per gold one before the ban
+    test could judge them: dozens of spam answers in the crowd's items. The exam serves gold until
+    the test can tell, so the spammer is banned with no real item answered, and a good annotator
+    gets real work as soon as gold clears them."""
+    rules = SkillRules()
+    project = service.create_project(name(), LabelSpace(["x", "y", "z"]), ConsensusPolicy(), rules=rules, gold_rate=0.1)
+    service.import_items(project.id, [ItemIn(f"g{i}", {"i": i}, gold="x") for i in range(30)])
+    service.import_items(project.id, [ItemIn(f"r{i}", {"i": i}) for i in range(100)])
+    spammer, _ = service.add_annotator(project.id, "spammer")
+    served, status = [], "active"
+    while status == "active":
+        task = service.next_task(spammer)
+        served.append(task.item)
+        status = service.submit(spammer, task.lease_id, "z", duration_ms=5000).annotator_status
+    assert status == "banned" and len(served) == rules.exam_length()
+    assert all(item.startswith("g") for item in served)
+    good, _ = service.add_annotator(project.id, "good")
+    served = []
+    for _ in range(12):
+        task = service.next_task(good)
+        served.append(task.item)
+        service.submit(good, task.lease_id, "x", duration_ms=5000)
+    first_real = next(k for k, item in enumerate(served) if item.startswith("r"))
+    assert 0 < first_real < rules.exam_length() and all(item.startswith("g") for item in served[:first_real])
+
+
 def test_a_ban_takes_back_the_labels_the_banned_annotators_settled(service) -> None:
     """Two members of a ring agree on a wrong label: the items are accepted on their word. Gold
     then shows them wrong and bans them; their answers no longer count, and the labels they settled

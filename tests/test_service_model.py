@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from crowdloop.consensus import ConsensusPolicy
+from crowdloop.consensus import ConsensusPolicy, SkillRules
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.models import artifacts
@@ -309,7 +309,8 @@ def test_labels_say_where_they_came_from(service) -> None:
 
     from crowdloop.io.exports import export_labels
 
-    project_id = project(service, "sources", audit_rate=0.0, reviewers_see_gold=True)  # the reviewer settles any item
+    # the reviewer settles any item; the one answer counted goes to a real item (no exam of gold first)
+    project_id = project(service, "sources", audit_rate=0.0, reviewers_see_gold=True, rules=SkillRules(exam=False))
     unsure = [ItemIn(f"u{i}", {"title": f"classic set {i}"}) for i in range(20)]  # no word of any class
     service.import_items(project_id, catalogue(200, 100, seed=12)[0] + unsure)
     (report,) = [r for r in ModelWorker(service).run_once() if r.project_id == project_id]

@@ -10,6 +10,9 @@ from scipy.special import betaincinv
 
 from crowdloop.errors import ConfigError
 
+MAX_EXAM = 1000
+"""Gold answers beyond which no exam goes on (``SkillRules.exam_length``)."""
+
 
 @dataclass(frozen=True)
 class SkillRules:
@@ -20,6 +23,13 @@ class SkillRules:
     when their median answer time is under ``min_seconds`` after ``min_timed`` timed answers
     (implausibly fast). A worker is promoted to reviewer when the lower bound of their gold accuracy
     is at least ``promote_above`` after ``min_gold_promote`` gold answers.
+
+    ``exam``: a new worker's tasks are gold until the ban test can tell: until the lower bound of
+    their gold accuracy reaches ``ban_below`` (kept) or they are banned, for at most
+    ``exam_length()`` gold answers, the fewest that ban a worker who got every one wrong (a
+    qualification test whose length follows from the ban rule itself). A spammer is then banned
+    before their answers reach the crowd's items instead of after dozens of them, at the price of a
+    few gold answers per worker, which also teach their skill and the calibrator.
     """
 
     prior_mean: float = 0.7
@@ -31,6 +41,7 @@ class SkillRules:
     confidence: float = 0.95
     min_seconds: float = 2.0
     min_timed: int = 10
+    exam: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.prior_mean < 1:
@@ -39,6 +50,30 @@ class SkillRules:
             raise ConfigError(f"prior_strength must be > 0, got {self.prior_strength!r}")
         if not 0.5 <= self.confidence < 1:
             raise ConfigError(f"confidence must be in [0.5, 1), got {self.confidence!r}")
+
+    def gold_interval(self, right: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Equal-tailed ``confidence`` credible interval of a gold accuracy, ``right`` of ``total``
+        under the prior $\mathrm{Beta}(m\mu, m(1-\mu))$."""
+        a = self.prior_strength * self.prior_mean + right
+        b = self.prior_strength * (1 - self.prior_mean) + total - right
+        tail = (1 - self.confidence) / 2
+        return betaincinv(a, b, tail), betaincinv(a, b, 1 - tail)
+
+    def exam_length(self) -> int:
+        """The fewest gold answers (at least ``min_gold``) after which a worker who got all of them
+        wrong is banned; 0 when no number of wrong answers would ban (no exam: it could ban nobody).
+        The upper bound falls as wrong answers grow, so a bisection finds it."""
+
+        def banned(n: int) -> bool:
+            return bool(self.gold_interval(np.zeros(1), np.full(1, float(n)))[1][0] < self.ban_below)
+
+        low, high = max(self.min_gold, 1), MAX_EXAM
+        if not banned(high):
+            return 0
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if banned(middle) else (middle + 1, high)
+        return low
 
 
 _COUNTERS = ("gold_right", "gold_total", "since_right", "since_total", "model_right", "model_total", "timed", "fast")
@@ -118,11 +153,15 @@ class SkillBook:
 
     def gold_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed credible interval of each worker's gold accuracy (``rules.confidence``)."""
-        m, mu = self.rules.prior_strength, self.rules.prior_mean
-        a = m * mu + self.gold_right
-        b = m * (1 - mu) + self.gold_total - self.gold_right
-        tail = (1 - self.rules.confidence) / 2
-        return betaincinv(a, b, tail), betaincinv(a, b, 1 - tail)
+        return self.rules.gold_interval(self.gold_right, self.gold_total)
+
+    def in_exam(self) -> np.ndarray:
+        """Workers whose tasks are gold (``SkillRules.exam``): fewer gold answers than the exam's
+        length and not yet clear of ``ban_below``."""
+        if not self.rules.exam:
+            return np.zeros(self.n_workers, dtype=bool)
+        lower, _ = self.gold_bounds()
+        return (self.gold_total < self.rules.exam_length()) & (lower < self.rules.ban_below)
 
     def banned(self) -> np.ndarray:
         """Workers to ban: clearly below ``ban_below`` on gold, or implausibly fast."""

@@ -86,11 +86,13 @@ class Tasks:
     def next_task(self, annotator: AnnotatorInfo) -> TaskOut | None:
         """Lease the next task to an active annotator (None: nothing left for them).
 
-        With probability ``gold_rate`` a gold item they have not answered, while there is real work
-        for them (never gold alone: a task after "nothing left" would be gold); otherwise the open item
-        with the highest expected information per cost (``crowdloop.consensus.priority``), never
-        one they answered or hold, never beyond the answers the item still needs counting open
-        leases; in a taxonomy, weighted by the annotator's skill in the item's predicted branch.
+        With probability ``gold_rate`` a gold item they have not answered, and always while they sit
+        their exam (``SkillRules.exam``: a new annotator answers gold until the ban test can tell),
+        while there is real work for them (never gold alone: a task after "nothing left" would be
+        gold); otherwise the open item with the highest expected information per cost
+        (``crowdloop.consensus.priority``), never one they answered or hold, never beyond the
+        answers the item still needs counting open leases; in a taxonomy, weighted by the
+        annotator's skill in the item's predicted branch.
         Expired leases return to the pool first. An annotator holds one task at a time (the
         database holds one open lease per annotator): asking again, or many times at once, returns
         the task they hold, unless it expired or they answered its item meanwhile (an import, a
@@ -118,7 +120,8 @@ class Tasks:
                 return self._task(found.held_id, item, held, expires)
             self._let_go(connection, found.held_id, found.held_item)
         item = None
-        if gold_draw < project.gold_rate and self._has_work(connection, project, annotator):
+        exam = project.gold_rate > 0 and bool(skill_book([annotator], self.config.rules(project)).in_exam()[0])
+        if (exam or gold_draw < project.gold_rate) and self._has_work(connection, project, annotator):
             item = self._pick_gold(connection, project, annotator)
         if item is None:
             item = self._pick_pool(connection, project, annotator)
