@@ -385,6 +385,27 @@ def test_project_settings_change_field_by_field(world):
     assert call("GET", f"/projects/{pid}", owner).json()["policy"] == policy  # nothing refused was stored
 
 
+def test_the_exam_is_a_project_setting(world):
+    """New annotators sit the exam unless the owner turns it off, at creation or later."""
+    call, admin = world["call"], world["tokens"]["admin"]
+    made = call(
+        "POST", "/projects", admin, json={"name": "no-exam", "labels": LABELS, "exam": False, "gold_rate": 0.001}
+    ).json()
+    pid, owner = made["project"]["id"], made["owner"]["token"]
+    assert made["project"]["exam"] is False
+    items = [{"id": f"i{k}", "data": {}} for k in range(3)] + [
+        {"id": f"g{k}", "data": {}, "gold": "cat"} for k in range(9)
+    ]
+    assert call("POST", f"/projects/{pid}/items", owner, json={"items": items}).status_code == 201
+    first = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "a"}).json()["token"]
+    assert call("POST", f"/projects/{pid}/tasks/next", first).json()["item"].startswith("i")  # real work
+    changed = call("PATCH", f"/projects/{pid}", owner, json={"exam": True}).json()
+    assert changed["project"]["exam"] is True and set(changed["changed"]) == {"rules"}
+    second = call("POST", f"/projects/{pid}/annotators", owner, json={"name": "b"}).json()["token"]
+    assert call("POST", f"/projects/{pid}/tasks/next", second).json()["item"].startswith("g")  # the exam: gold
+    assert call("GET", f"/projects/{pid}", owner).json()["exam"] is True
+
+
 def test_prior_accuracy_and_label_value_are_set_patched_and_decide(world):
     call, admin = world["call"], world["tokens"]["admin"]
     policy = {"target": 0.9, "escalate_early": False, "prior_accuracy": 0.6}

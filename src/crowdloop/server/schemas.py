@@ -93,6 +93,10 @@ ReviewersSeeGold = Annotated[
     bool,
     Field(description="Reviewers may read gold items and every item's state (else only the items they review)."),
 ]
+Exam = Annotated[
+    bool,
+    Field(description="A new annotator's tasks are gold until the ban test can tell (SkillRules.exam)."),
+]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
 AuditRate = Annotated[
     float, Field(ge=0, le=1, description="Share of the items the model is sure of still sent to people.")
@@ -173,6 +177,7 @@ class ProjectSettings(Strict):
     model_votes: ModelVotes = True
     suggestions: SuggestionCount = 3
     reviewers_see_gold: ReviewersSeeGold = False
+    exam: Exam = True
     text_fields: TextFields | None = None
     audit_rate: AuditRate = 0.05
     hide_rate: HideRate = 0.1
@@ -204,6 +209,7 @@ class ProjectPatch(Strict):
     model_votes: ModelVotes | None = None
     suggestions: SuggestionCount | None = None
     reviewers_see_gold: ReviewersSeeGold | None = None
+    exam: Exam | None = None
     text_fields: TextFields | None = None
     audit_rate: AuditRate | None = None
     hide_rate: HideRate | None = None
@@ -214,6 +220,8 @@ class ProjectPatch(Strict):
         given = self.model_dump(exclude_unset=True, exclude_none=True)
         if self.policy is not None and "label_value" in self.policy.model_fields_set:
             given.setdefault("policy", {})["label_value"] = self.policy.label_value
+        if "exam" in given:
+            given["rules"] = {"exam": given.pop("exam")}
         return given
 
     @model_validator(mode="before")
@@ -242,7 +250,8 @@ class PolicyOut(Out):
 
 class ProjectOut(Out):
     """A project (``ProjectInfo``) with its label space as the list of label names (paths in a
-    taxonomy) and ``is_taxonomy``, and its policy as ``PolicyOut``; the skill rules stay inside."""
+    taxonomy) and ``is_taxonomy``, its policy as ``PolicyOut`` and whether new annotators sit the
+    exam (``exam``); the other skill rules stay inside."""
 
     id: int
     name: str
@@ -254,6 +263,7 @@ class ProjectOut(Out):
     model_votes: bool
     suggestions: int
     reviewers_see_gold: bool
+    exam: bool
     hide_rate: float
     created_at: datetime
     text_fields: list[str] | None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from crowdloop.consensus import SkillRules
 from crowdloop.errors import InputError, NotFoundError
 from crowdloop.io.answer_tables import parse_answer_table
 from crowdloop.io.items import ITEM_FORMATS, ImportedItem, read_item_upload
@@ -48,7 +49,12 @@ router = APIRouter(responses=PROBLEM_RESPONSES, route_class=AuthFirstRoute)
 
 def project_out(info: ProjectInfo) -> ProjectOut:
     return ProjectOut.model_validate(
-        {**info.__dict__, "labels": [str(x) for x in info.labels.labels], "is_taxonomy": info.is_taxonomy}
+        {
+            **info.__dict__,
+            "labels": [str(x) for x in info.labels.labels],
+            "is_taxonomy": info.is_taxonomy,
+            "exam": info.rules.exam,
+        }
     )
 
 
@@ -62,6 +68,7 @@ def _create(service: LabelingService, name: str, labels: LabelSpace, settings: P
         model_votes=settings.model_votes,
         suggestions=settings.suggestions,
         reviewers_see_gold=settings.reviewers_see_gold,
+        rules=SkillRules(exam=settings.exam),
         text_fields=settings.text_fields,
         audit_rate=settings.audit_rate,
         hide_rate=settings.hide_rate,
