@@ -3,6 +3,7 @@ refreshed by the periodic EM refit; bans and promotion to reviewer decided on ev
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,19 +62,24 @@ class SkillRules:
 
     def exam_length(self) -> int:
         """The fewest gold answers (at least ``min_gold``) after which a worker who got all of them
-        wrong is banned; 0 when no number of wrong answers would ban (no exam: it could ban nobody).
-        The upper bound falls as wrong answers grow, so a bisection finds it."""
+        wrong is banned; 0 when no number of wrong answers would ban (no exam: it could ban nobody)."""
+        return _exam_length(self)
 
-        def banned(n: int) -> bool:
-            return bool(self.gold_interval(np.zeros(1), np.full(1, float(n)))[1][0] < self.ban_below)
 
-        low, high = max(self.min_gold, 1), MAX_EXAM
-        if not banned(high):
-            return 0
-        while low < high:
-            middle = (low + high) // 2
-            low, high = (low, middle) if banned(middle) else (middle + 1, high)
-        return low
+@functools.lru_cache(maxsize=256)  # asked on every task; the rules are frozen and few
+def _exam_length(rules: SkillRules) -> int:
+    """``SkillRules.exam_length`` by bisection: the upper bound falls as wrong answers grow."""
+
+    def banned(n: int) -> bool:
+        return bool(rules.gold_interval(np.zeros(1), np.full(1, float(n)))[1][0] < rules.ban_below)
+
+    low, high = max(rules.min_gold, 1), MAX_EXAM
+    if not banned(high):
+        return 0
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if banned(middle) else (middle + 1, high)
+    return low
 
 
 _COUNTERS = ("gold_right", "gold_total", "since_right", "since_total", "model_right", "model_total", "timed", "fast")
