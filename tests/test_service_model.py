@@ -15,6 +15,7 @@ from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.models import artifacts
 from crowdloop.service import ItemIn, open_service
+from crowdloop.service.answer_import import AnswerIn
 from crowdloop.service.jobs import ClaimLost
 from crowdloop.service.training import MODEL_NAME, item_texts, retrain_due
 from crowdloop.service.worker import ModelWorker
@@ -106,7 +107,7 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
     assert len(labelled) == report.automated and all(n == 0 for _, _, n in labelled)
     proven = version.metrics["threshold_strata"]  # the labels the gold proved, reweighted to the open items
     assert proven and {label for _, label, _ in labelled} <= set(proven)
-    assert 0 < version.metrics["threshold_gold_n"] <= 160
+    assert 0 < version.metrics["threshold_evidence_n"] <= 160
     right = np.mean([LABELS[label] == truth[key] for key, label, _ in labelled])
     assert right >= 0.95
     progress = service.progress(project_id)
@@ -118,8 +119,8 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
 
 def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(service, monkeypatch) -> None:
     """70 gold items, every one right: at the level every crowd label is accepted (80%) they prove
-    .97 (.2 ** (1 / 70) = .977), but only together: the 35 of one cross-fitting fold cannot (.955),
-    and at 95% not even all 70 can (99 all-right items needed). Before, the proof took the first
+    .97 (.2 ** (1 / 70) = .977), but only together: the half of them in one cross-fitting fold or
+    two cannot (.955), and at 95% not even all 70 can (99 all-right items needed). Before, the proof took the first
     fold alone at 95%, and a small project never labelled an item without humans. No write of the
     worker holds more than a page of items, so answers keep coming in while it labels."""
     from crowdloop.consensus.decider import CAUTION
@@ -146,11 +147,38 @@ def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(
         labelled = c.execute(
             select(Item.external_id, Item.label).where(Item.project_id == project_id, Item.model_version_id.isnot(None))
         ).all()
-    assert metrics["threshold_gold_n"] > 35  # both folds' gold
+    assert metrics["threshold_evidence_n"] > 35  # the gold of every fold
     assert 0.97 <= metrics["threshold_lower_bound"] < 0.99
     assert report.automated == len(labelled) > 300
     assert all(LABELS[label] == truth[key] for key, label in labelled)
     assert written and max(written) <= WRITE_PAGE < 530
+
+
+def test_labels_the_crowd_settled_prove_what_too_little_gold_cannot(service) -> None:
+    """20 gold items cannot prove .97 at the crowd's level (53 all-right items needed), but beside
+    them 300 labels three annotators agreed on, each counted as right with the confidence the
+    consensus gave it and predicted by a fold model that never saw it, can. Before, only the gold
+    counted and the model labelled nothing."""
+    policy = ConsensusPolicy(target=0.97, min_overlap=1, max_overlap=3)
+    project_id = service.create_project("settled", LabelSpace(LABELS), policy, gold_rate=0.1).id
+    items, truth = catalogue(700, 20, seed=6)
+    service.import_items(project_id, items)
+    crowd = [AnswerIn(i.external_id, name, truth[i.external_id]) for i in items[20:320] for name in ("a", "b", "c")]
+    service.import_answers(project_id, crowd)
+    service.refit(project_id)
+    with service.engine.connect() as c:
+        sure = c.execute(select(Item.confidence).where(Item.project_id == project_id, Item.status == "accepted"))
+        assert len(sure.all()) == 300
+    (report,) = ModelWorker(service).run_once()
+    assert report.training_size == 320 and report.threshold is not None
+    with service.engine.connect() as c:
+        metrics = c.execute(select(ModelVersion.metrics).where(ModelVersion.project_id == project_id)).scalar_one()
+        labelled = c.execute(
+            select(Item.external_id, Item.label).where(Item.project_id == project_id, Item.model_version_id.isnot(None))
+        ).all()
+    assert metrics["gold_n"] == 20 and metrics["threshold_evidence_n"] > 53
+    assert report.automated == len(labelled) > 200
+    assert all(LABELS[label] == truth[key] for key, label in labelled)
 
 
 def test_a_worse_version_is_kept_but_not_used(service) -> None:
