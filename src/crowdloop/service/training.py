@@ -29,7 +29,8 @@ top-level branch of the label it predicts, ``automation_stratum``; people take t
 is unsure of first, so what is left is rich in the labels it is sure of, rightly or not), and it
 labels only items of the strata the evidence proved: on the Flipkart sample through the API, a
 model proven on the gold as it was labelled a pool .92 right.
-A version less accurate on gold than the one in use is kept (``rejected``) but never used. A new
+A version significantly less accurate than the one in use on the same gold (paired,
+``models.comparison``) is kept (``rejected``) but never used. A new
 version votes with the temperature that fits it on the same gold (``models.calibrate.vote_temperature``)
 until the refit learns its reliability beside the crowd's.
 
@@ -62,6 +63,7 @@ from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
 from crowdloop.models.autolabel import Pool, choose_threshold
 from crowdloop.models.calibrate import model_reliability, vote_temperature
+from crowdloop.models.comparison import WORSE_LEVEL, significantly_worse
 from crowdloop.models.hierarchical import HierarchicalClassifier
 from crowdloop.models.oof import align_proba
 from crowdloop.models.text import TextClassifier, group_folds, normalize_text
@@ -278,9 +280,11 @@ class Training:
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
                 "gold_temperature": vote_temperature(gold_probs, gold_truth),
             }
+        gold_ids = frame["item"].to_numpy()[gold].astype(np.int64)
         current = [v for v in versions if v["state"] == "active"]
-        best = (current[-1]["metrics"] or {}).get("gold_accuracy") if current else None
-        worse = best is not None and metrics.get("gold_accuracy") is not None and metrics["gold_accuracy"] < best
+        worse = None
+        if current and gold_probs is not None:
+            worse = self._worse_on_gold(current[-1], gold_ids, gold_probs.argmax(axis=1), gold_truth)
         metrics |= {"seconds_training": time.perf_counter() - started, **self._snapshot(project_id)}
         data, digest = artifacts.pack(model)
         training_hash = hashlib.sha256(
@@ -288,7 +292,6 @@ class Training:
         ).hexdigest()
         state = "rejected" if worse else "pending"
         version = str(len(versions) + 1)
-        gold_ids = frame["item"].to_numpy()[gold].astype(np.int64)
 
         def write(session: Session) -> int:
             fence(session)
@@ -308,7 +311,7 @@ class Training:
                 session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(rows)})
             detail = {"version": version, "state": state, "training_size": len(frame), **_finite(metrics)}
             if worse:
-                detail["reason"] = f"gold accuracy {metrics['gold_accuracy']:.3f} < {best:.3f} of the version in use"
+                detail["reason"] = worse
             log_event(session, project_id, "model_version", detail)
             return version_id
 
@@ -318,6 +321,25 @@ class Training:
         if worse:
             return self._report(project_id, row, (0, 0, 0), time.perf_counter() - started)
         return self._finish(project_id, row, fence, started=started)
+
+    def _worse_on_gold(
+        self, current: dict, gold_ids: np.ndarray, predicted: np.ndarray, truth: np.ndarray
+    ) -> str | None:
+        """Why the new version is worse than ``current`` on the gold both predicted
+        (``models.comparison``: paired, McNemar), or None when it is not."""
+        rows = self.db.read(lambda s: s.execute(mq.GOLD_TOP_LABELS, {"version": current["id"]}).all())
+        old_top = {int(item): labels[0] for item, labels in rows if labels}
+        both = np.array([int(i) in old_top for i in gold_ids], dtype=bool)
+        if not both.any():
+            return None
+        old_right = np.array([old_top[int(i)] for i in gold_ids[both]]) == truth[both]
+        new_right = predicted[both] == truth[both]
+        if not significantly_worse(old_right, new_right):
+            return None
+        return (
+            f"worse than version {current['version']} on the same {int(both.sum())} gold items: "
+            f"{int(new_right.sum())} right against {int(old_right.sum())} (McNemar, one-sided {WORSE_LEVEL})"
+        )
 
     def _automation_pool(self, project_id: int, model: Any, labels: LabelSpace, fields: list[str] | None) -> Pool:
         """The items ``model`` could label now, with its confidence on each and their stratum."""

@@ -83,6 +83,12 @@ PREDICTION_IDS = select(predictions.c.item_id, predictions.c.id).where(
     predictions.c.item_id.in_(bindparam("items", expanding=True)),
 )
 """A version's predictions (item id, prediction id) for the items ``items`` it has predicted already."""
+GOLD_TOP_LABELS = (
+    select(predictions.c.item_id, predictions.c.labels)
+    .join(items, items.c.id == predictions.c.item_id)
+    .where(predictions.c.model_version_id == bindparam("version"), items.c.is_gold.is_(True))
+)
+"""A version's predictions (item id, labels, most probable first) for the gold items."""
 SET_PREDICTION = (
     update(predictions)
     .where(predictions.c.id == bindparam("prediction"))
