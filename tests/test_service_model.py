@@ -118,11 +118,11 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
 
 
 def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(service, monkeypatch) -> None:
-    """70 gold items, every one right: at the level every crowd label is accepted (80%) they prove
-    .97 (.2 ** (1 / 70) = .977), but only together: the half of them in one cross-fitting fold or
-    two cannot (.955), and at 95% not even all 70 can (99 all-right items needed). Before, the proof took the first
-    fold alone at 95%, and a small project never labelled an item without humans. No write of the
-    worker holds more than a page of items, so answers keep coming in while it labels."""
+    """210 gold items, every one right: the 70 the version never saw (one cross-fitting fold of
+    three) prove .97 at the level every crowd label is accepted (80%: .2 ** (1 / 70) = .977); at 95%
+    they could not (99 all-right items needed). The 70 gold items of a smaller project would prove
+    it only all together, measured by fold models that are not the version: no proof of it. No
+    write of the worker holds more than a page of items, so answers keep coming in while it labels."""
     from crowdloop.consensus.decider import CAUTION
     from crowdloop.service import training
     from crowdloop.service.rows import WRITE_PAGE
@@ -130,7 +130,7 @@ def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(
     assert training.CONFIDENCE_LEVEL == 1 - CAUTION
     policy = ConsensusPolicy(target=0.97, min_overlap=1, max_overlap=3)
     project_id = service.create_project("small", LabelSpace(LABELS), policy, gold_rate=0.1, audit_rate=0.05).id
-    items, truth = catalogue(600, 70, seed=5)
+    items, truth = catalogue(740, 210, seed=5)
     service.import_items(project_id, items)
     written = []
     page = training.store_prediction_page
@@ -147,11 +147,31 @@ def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(
         labelled = c.execute(
             select(Item.external_id, Item.label).where(Item.project_id == project_id, Item.model_version_id.isnot(None))
         ).all()
-    assert metrics["threshold_evidence_n"] > 35  # the gold of every fold
+    assert 55 < metrics["threshold_evidence_n"] < 85  # the gold of the version's own fold
     assert 0.97 <= metrics["threshold_lower_bound"] < 0.99
     assert report.automated == len(labelled) > 300
     assert all(LABELS[label] == truth[key] for key, label in labelled)
     assert written and max(written) <= WRITE_PAGE < 530
+
+
+def test_the_proof_rests_on_rows_the_version_never_saw_predicted_by_the_version(tmp_path) -> None:
+    """The rows that prove a version's threshold are its own held-out fold: each predicted by the
+    version itself, none of their titles in its training set."""
+    service = open_service(f"sqlite:///{tmp_path / 'own.db'}", seed=3)
+    project_id = project(service, "own-fold")
+    items, _ = catalogue(150, 150, seed=8)
+    service.import_items(project_id, items)
+    training = service.training
+    info = service.get_project(project_id)
+    frame = training._training_frame(project_id, info.labels, None)
+    model, probs, own = training._cross_fitted(frame, info.labels)
+    texts = frame["text"].to_numpy(object)
+    assert 40 < own.sum() < 60
+    np.testing.assert_allclose(training._proba(model, texts[own], info.labels), probs[own], atol=1e-9)
+    refit = training._fit(frame[~own], info.labels)  # the version is the model of the other rows
+    np.testing.assert_allclose(training._proba(refit, texts, info.labels), training._proba(model, texts, info.labels))
+    assert not set(texts[own]) & set(texts[~own])
+    service.close()
 
 
 def test_labels_the_crowd_settled_prove_what_too_little_gold_cannot(service) -> None:
