@@ -48,30 +48,6 @@ def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(targ
     assert np.mean(shares) > 0.15  # and ours still automates a real share
 
 
-def test_labels_right_with_a_calibrated_probability_prove_thresholds_that_hold():
-    """Validation labels from a crowd, each right with the probability c the consensus gives it
-    (.98-1, calibrated; a wrong one names another of 20 classes at random): each item counts as
-    c when the model agrees with it, 0 when not. The threshold still holds at the stated confidence
-    and automates a real share, if less than the same items would prove with the truth."""
-    rng = np.random.default_rng(4)
-    ours, shares, exact_shares = [], [], []
-    for _ in range(300):
-        confidence, model_right = population(1000, rng)
-        sure = rng.uniform(0.98, 1.0, 1000)
-        crowd_right = rng.random(1000) < sure
-        coincide = rng.random(1000) < 1 / 19  # a wrong model and a wrong crowd label agree by chance
-        agree = np.where(crowd_right, model_right, ~model_right & coincide)
-        choice = choose_threshold(
-            confidence, agree, target=0.95, confidence_level=0.9, min_items=0, label_confidence=sure
-        )
-        exact = choose_threshold(confidence, model_right, target=0.95, confidence_level=0.9, min_items=0)
-        ours.append(true_accuracy_above(choice.threshold) < 0.95)
-        shares.append(1 - choice.threshold**6 if np.isfinite(choice.threshold) else 0.0)
-        exact_shares.append(1 - exact.threshold**6 if np.isfinite(exact.threshold) else 0.0)
-    assert np.mean(ours) <= 0.1 + 0.03
-    assert 0.05 < np.mean(shares) < np.mean(exact_shares)
-
-
 def good_model(n, rng):
     """A clearly good model: 80% easy items (confidence ~0.99, right 99% of the time), 20% hard ones
     (confidence 0.3-0.8, right 70% of the time)."""
@@ -133,8 +109,6 @@ def test_bad_input_is_rejected():
         choose_threshold([0.9], [True], 1.2)
     with pytest.raises(ConfigError, match="min_items"):
         choose_threshold([0.9], [True], 0.9, min_items=-1)
-    with pytest.raises(InputError, match="2 probabilities in"):
-        choose_threshold([0.9, 0.8], [True, True], 0.9, label_confidence=[1.0, 1.5])
 
 
 def test_autolabel_splits_items():
@@ -177,5 +151,5 @@ def test_a_reweighted_proof_starts_where_its_effective_size_could_pass() -> None
     pool = Pool(np.linspace(0.999, 0.9, 1000), (np.arange(1000) % 10 == 0).astype(int))
     choice = choose_threshold(gold_conf, np.ones(300, dtype=bool), 0.97, min_items=0, stratum=gold_stratum, pool=pool)
     assert np.isfinite(choice.threshold) and choice.lower_bound >= 0.97
-    assert choice.steps["effective_n"].iloc[0] >= np.log(0.05) / np.log(0.97) and choice.steps["n"].iloc[0] > 150
+    assert choice.steps["effective_n"].iloc[0] >= 99 and choice.steps["n"].iloc[0] > 150
     assert set(choice.strata.tolist()) == {0, 1} and choice.automate(pool.confidence, pool.stratum).all()

@@ -17,7 +17,7 @@ from crowdloop.errors import ConfigError
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, LabelingService
 from crowdloop.store import db
-from crowdloop.store.schema import Base, ModelVersion
+from crowdloop.store.schema import Base
 
 TABLES = {
     "projects", "items", "gold_labels", "annotators", "api_tokens", "leases", "answers", "model_versions",
@@ -51,33 +51,6 @@ def test_migrations_build_the_schema_from_empty(database_url: str) -> None:
         version = connection.exec_driver_sql("select version_num from alembic_version").scalar()
     assert version == ScriptDirectory(str(db.migrations_path())).get_current_head()  # one head, reached
     db.upgrade(engine)  # running again is a no-op
-    engine.dispose()
-
-
-def test_a_version_stored_before_the_proof_counted_settled_labels_keeps_its_evidence(database_url: str) -> None:
-    """Migration 0015 renames the proof's evidence in the metrics of versions stored before it (the
-    audit reads them) and its downgrade renames them back."""
-    from alembic import command
-    from alembic.config import Config
-
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    project_id = LabelingService(engine).create_project("old-proof", LabelSpace(["a", "b"]), ConsensusPolicy()).id
-    old = {"threshold": 0.9, "threshold_gold_n": 60.0, "threshold_gold_right": 59.5}
-    with engine.begin() as connection:
-        connection.execute(
-            ModelVersion.__table__.insert().values(project_id=project_id, name="m", version="1", metrics=old)
-        )
-    config = Config()
-    config.set_main_option("script_location", str(db.migrations_path()))
-    with engine.connect() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0014")
-        connection.commit()
-    db.upgrade(engine)
-    with engine.connect() as connection:
-        metrics = connection.execute(ModelVersion.__table__.select()).one().metrics
-    assert metrics == {"threshold": 0.9, "threshold_evidence_n": 60.0, "threshold_evidence_right": 59.5}
     engine.dispose()
 
 

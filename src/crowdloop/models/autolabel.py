@@ -46,24 +46,6 @@ alone, never on whether an item is right, so the walk may start at the first thr
 effective size reaches $n_0$: started where the plain count is $n_0$, any unequal weighting leaves
 fewer than $n_0$ effective items, and the first test fails whatever the gold says.
 
-**Labels people settled as evidence.** Gold is a small fixed share: an accuracy of .97 at the 80%
-level needs 53 all-right validation items above the threshold, so 10% gold on 2,000 items proves
-little more than the model's surest tenth. The labels the crowd accepted are many more, but not
-certain: an accepted label $y_i$ is right with the probability $c_i$ the consensus gives it
-(calibrated on gold, ``consensus``; 1 for gold). A validation item counts as
-$r_i = c_i\,[\hat y_i = y_i]$ right. Where the model's label $\hat y_i$ differs, it may still be
-right (with probability at most $1 - c_i$), counted as wrong. Where they agree, the model is right
-with probability $c\,a / (c\,a + (1 - c)(1 - a)\,q)$, $a$ its accuracy and $q$ the chance that its
-error names the crowd's wrong label: at least $c$ whenever $a \ge 1/2$, even when every error of the
-crowd is the model's too ($q = 1$, a category the data names two ways). So $r_i$ is at most the
-posterior mean of the item's unknown correctness $Z_i$, whatever the errors share, and the
-Clopper-Pearson bound on $k = \sum r_i$ of $n$ errs low as long as the $c_i$ are calibrated; the
-audit of the labels the model gives (``service.automation``) checks it. It is a cautious count: on
-a simulated crowd with $c$ in .98-1 it automates 10% where the truth would prove 49%
-(``tests/test_autolabel.py``). The $c_i$ carry no information on whether the model is right, so the
-walk starts at the first threshold where the items above it could pass if the model agreed with
-every label ($k = \sum c_i$, reweighted to the pool): with uncertain labels it takes more than $n_0$.
-
 ``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
 lowest threshold whose *observed* validation accuracy reaches the target. It selects where the
 estimate happens to be high, so the accuracy it delivers on new items is below the target about
@@ -156,15 +138,6 @@ def _check(confidence: object, correct: object, target: float) -> tuple[np.ndarr
     return confidence, correct
 
 
-def _label_confidence(label_confidence: object, n: int) -> np.ndarray:
-    if label_confidence is None:
-        return np.ones(n)
-    sure = np.asarray(label_confidence, dtype=np.float64).ravel()
-    if sure.shape != (n,) or not ((sure >= 0) & (sure <= 1)).all():
-        raise InputError(f"label_confidence must hold {n} probabilities in [0, 1]", source="gold")
-    return sure
-
-
 def _ranked(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct thresholds (descending), gold items at or above each, and the right ones among them."""
     order = np.argsort(-confidence, kind="stable")
@@ -183,38 +156,33 @@ def choose_threshold(
     *,
     stratum: np.ndarray | Sequence[Hashable] | None = None,
     pool: Pool | None = None,
-    label_confidence: np.ndarray | Sequence[float] | None = None,
 ) -> ThresholdChoice:
     """The lowest threshold whose auto-labeled accuracy is at least ``target`` with probability
     ``confidence_level``, by fixed-sequence Clopper-Pearson tests on gold (module docstring).
-    ``confidence`` and ``correct``: the model's top-label confidence and whether its label is the
-    validation label, on gold (or labels people settled) it did not train on. The tested thresholds
-    hold ``min_items`` (at least the fewest that could pass if the model agreed with every label, at
-    most all of them), then up to ``n_steps`` equal steps more, to all of them. ``pool`` (with the
-    gold's ``stratum``): the items the model would label, to which each test reweights the gold.
-    ``label_confidence``: the probability that each validation label is right (default 1, gold;
-    module docstring, *Labels people settled*)."""
+    ``confidence`` and ``correct``: the model's top-label confidence and whether its label is right,
+    on gold items it did not train on. The tested thresholds hold ``min_items`` (at least the fewest an
+    all-right sample can pass with, at most all gold items), then up to ``n_steps`` equal steps more,
+    to all gold items. ``pool`` (with the gold's ``stratum``): the items the model would label, to
+    which each test reweights the gold."""
     confidence, correct = _check(confidence, correct, target)
     if not 0 < confidence_level < 1:
         raise ConfigError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
     if not (isinstance(min_items, (int, np.integer)) and min_items >= 0):
         raise ConfigError(f"min_items must be an integer >= 0, got {min_items!r}")
     alpha, n_gold = 1 - confidence_level, len(confidence)
-    sure = _label_confidence(label_confidence, n_gold)
-    thresholds, n, right = _ranked(confidence, correct * sure)
-    _, _, ceiling = _ranked(confidence, sure)  # the right answers if the model agreed with every label
+    thresholds, n, right = _ranked(confidence, correct)
+    n_min = int(np.ceil(np.log(alpha) / np.log(target)))  # below this even an all-right sample fails
+    start = max(n_min, min(min_items, n_gold))
     if pool is not None:
         if stratum is None:
             raise ConfigError("a pool needs the stratum of each gold item")
         stratum = np.asarray(stratum)
-        best = [reweighted_to_pool(sure[confidence >= t], stratum[confidence >= t],
-                                   pool.stratum[np.asarray(pool.confidence) >= t])[:2] for t in thresholds]  # fmt: skip
-        ceiling, sizes = (np.array(x, dtype=np.float64) for x in zip(*best, strict=True))
-    else:
-        sizes = n.astype(np.float64)
-    # start where the best the evidence could say passes, and not before min_items (no label used)
-    reachable = np.flatnonzero((clopper_pearson_lower(ceiling, sizes, alpha) >= target) & (n >= min(min_items, n_gold)))
-    start = int(n[reachable[0]]) if len(reachable) else n_gold + 1
+        # reweighting shrinks the sample: start where its effective size could pass (no label used)
+        blank = np.zeros(n_gold, dtype=bool)
+        sizes = [reweighted_to_pool(blank[confidence >= t], stratum[confidence >= t],
+                                    pool.stratum[np.asarray(pool.confidence) >= t])[1] for t in thresholds]  # fmt: skip
+        reachable = np.flatnonzero((np.asarray(sizes) >= n_min) & (n >= start))
+        start = int(n[reachable[0]]) if len(reachable) else n_gold + 1
     wanted = np.unique(np.linspace(start, n_gold, max(n_steps, 1) + 1).round().astype(np.int64))
     at = np.unique(np.searchsorted(n, wanted[wanted <= n_gold]))  # first threshold reaching each count
     k_test, n_test = right[at].astype(np.float64), n[at].astype(np.float64)
@@ -222,7 +190,7 @@ def choose_threshold(
     if pool is not None:
         for j, t in enumerate(thresholds[at]):
             above, pooled = confidence >= t, pool.stratum[np.asarray(pool.confidence) >= t]
-            k_test[j], n_test[j], strata[j] = reweighted_to_pool((correct * sure)[above], stratum[above], pooled)
+            k_test[j], n_test[j], strata[j] = reweighted_to_pool(correct[above], stratum[above], pooled)
     bound = clopper_pearson_lower(k_test, n_test, alpha)
     passed = bound >= target
     n_pass = len(passed) if passed.all() else int(np.argmin(passed))  # the walk stops at the first failure

@@ -9,7 +9,7 @@ the item and version, so a rerun draws the same) goes to people instead, *withou
 or suggestion, so that their label is an independent check: the audit.
 
 The audit counts the audited items people have settled and those whose label is the model's. The
-evidence on the version's labels is what proved its threshold ($k_g$ right of $n_g$, effective) and the
+evidence on the version's labels is the gold above its threshold ($k_g$ right of $n_g$) and the
 audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower bound of $(k_g + k_a) / (n_g +
 n_a)$ falls below the target, automation stops (``projects.automation_stopped`` = the version, an
 ``automation_stopped`` event gives the figures) until a newer version proves a threshold again.
@@ -161,13 +161,13 @@ class Automation:
             n, right = self.audit_figures(session, project_id).get(version.id, (0, 0))
             if not n:
                 return None
-            total, correct = metrics["threshold_evidence_n"] + n, metrics["threshold_evidence_right"] + right
+            total, correct = metrics["threshold_gold_n"] + n, metrics["threshold_gold_right"] + right
             bound = float(clopper_pearson_lower(correct, total, 1 - CONFIDENCE_LEVEL))
             target = self.config.policy(project).target
             if bound >= target:
                 return None
             reason = (
-                f"audit: {right} of {n} model labels right; with the evidence above the threshold "
+                f"audit: {right} of {n} model labels right; with the gold above the threshold "
                 f"({correct} of {total}) the {CONFIDENCE_LEVEL:.0%} lower bound {bound:.4f} < target {target}"
             )
             session.execute(mq.STOP_AUTOMATION, {"project": project_id, "version": version.id})

@@ -34,14 +34,7 @@ _human_label = and_(
 SETTLED_LABELS = select(func.count()).where(_human_label)
 """Items whose label people settled (gold, accepted by the crowd, reviewed): the retraining clock."""
 TRAINING_PAGE = (
-    select(
-        items.c.id,
-        items.c.payload,
-        items.c.is_gold,
-        items.c.label,
-        items.c.confidence,
-        gold_labels.c.label.label("truth"),
-    )
+    select(items.c.id, items.c.payload, items.c.is_gold, items.c.label, gold_labels.c.label.label("truth"))
     .outerjoin(gold_labels, gold_labels.c.item_id == items.c.id)
     .where(_human_label, items.c.id > bindparam("last"))
     .order_by(items.c.id)
