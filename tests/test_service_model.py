@@ -223,6 +223,8 @@ def test_a_project_without_text_fields_has_no_model(service) -> None:
 
 
 def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) -> None:
+    """People settle every audited item on another label: automation stops and the labels the
+    version gave without humans are taken back (before, they stayed accepted)."""
     project_id = project(service, "audited", audit_rate=0.5)
     service.import_items(project_id, catalogue(300, 120, seed=6)[0])
     worker = ModelWorker(service)
@@ -231,11 +233,19 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
     with service.engine.begin() as c:  # people settle every audited item on another label
         for item_id, label in c.execute(select(Audit.item_id, Audit.label)).all():
             c.execute(update(Item).where(Item.id == item_id).values(status="accepted", label=(label + 1) % 4))
+    with service.engine.connect() as c:
+        labelled = set(c.execute(select(Item.id).where(Item.model_version_id == report.version_id)).scalars())
+    assert len(labelled) == report.automated > 0
     worker.run_project(project_id)
     progress = service.progress(project_id)
     assert progress.audit.automation == "stopped" and progress.audit.accuracy == 0.0
     events = [e for e in service.events(project_id) if e["kind"] == "automation_stopped"]
     assert events and "lower bound" in events[0]["detail"]["reason"]
+    assert events[0]["detail"]["reopened"] == len(labelled)
+    with service.engine.connect() as c:  # the version's labels are taken back: people label those items
+        states = c.execute(select(Item.status, Item.label, Item.model_version_id).where(Item.id.in_(labelled))).all()
+    assert {(status, label, version) for status, label, version in states} == {("more", None, None)}
+    assert progress.automated == 0
     more = catalogue(40, 0, seed=7)[0]
     service.import_items(project_id, more)
     worker.run_project(project_id)  # new items are predicted, none labelled by the stopped version

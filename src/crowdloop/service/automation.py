@@ -12,7 +12,9 @@ The audit counts the audited items people have settled and those whose label is 
 evidence on the version's labels is the gold above its threshold ($k_g$ right of $n_g$) and the
 audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower bound of $(k_g + k_a) / (n_g +
 n_a)$ falls below the target, automation stops (``projects.automation_stopped`` = the version, an
-``automation_stopped`` event gives the figures) until a newer version proves a threshold again.
+``automation_stopped`` event gives the figures) until a newer version proves a threshold again, and
+the labels the version gave are taken back: the evidence says they are not as right as promised,
+so their items go to people (the refit that follows decides and weighs them).
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ class Automation:
 
     def check_audit(self, project_id: int, fence: Any) -> str | None:
         """Stop automation when the lower bound on the labels of the version in use falls below the
-        target (module docstring); returns the reason when it stopped."""
+        target, and reopen the items it labelled (module docstring); returns the reason when it stopped."""
 
         def work(session: Session) -> str | None:
             fence(session)
@@ -171,9 +173,12 @@ class Automation:
                 f"({correct} of {total}) the {CONFIDENCE_LEVEL:.0%} lower bound {bound:.4f} < target {target}"
             )
             session.execute(mq.STOP_AUTOMATION, {"project": project_id, "version": version.id})
+            reopened = session.execute(
+                mq.REOPEN_MODEL_LABELS, {"project": project_id, "version": version.id, "now": utcnow()}
+            ).rowcount
             log_event(session, project_id, "automation_stopped", {
                 "version": version.version, "audited": n, "audit_right": right, "lower_bound": bound,
-                "target": target, "reason": reason,
+                "target": target, "reopened": reopened, "reason": reason,
             })  # fmt: skip
             return reason
 

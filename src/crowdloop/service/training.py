@@ -173,7 +173,9 @@ class Training:
                     done = self._cover(project_id, active[-1], fence)
                     if done[0]:
                         report = self._report(project_id, active[-1], done, 0.0)
-        self.automation.check_audit(project_id, fence)
+        if self.automation.check_audit(project_id, fence) is not None:
+            with contextlib.suppress(ConflictError):  # the reopened items decided and weighed
+                self.jobs.refit(project_id)
         return report
 
     # --- training -------------------------------------------------------------------------------

@@ -168,5 +168,11 @@ MODEL_LABELLED = (
 STOP_AUTOMATION = (
     update(projects).where(projects.c.id == bindparam("project")).values(automation_stopped=bindparam("version"))
 )
+REOPEN_MODEL_LABELS = (
+    update(items)
+    .where(items.c.project_id == bindparam("project"), items.c.model_version_id == bindparam("version"))
+    .values(status="more", label=None, confidence=None, needed=1, model_version_id=None, updated_at=bindparam("now"))
+)
+"""The labels a version gave without humans, taken back: the items are open again."""
 PROJECT_FIELDS = select(projects.c.id, projects.c.text_fields).order_by(projects.c.id)
 """Every project and the payload fields its model reads (``[]``: it has none)."""
