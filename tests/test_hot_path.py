@@ -1,8 +1,10 @@
 """The loop's hot path in few calls to the database: SQL statements on SQLite, round trips on
 PostgreSQL (whose statements go in pipeline mode, the independent ones together), counted by
-``crowdloop.store.trace``."""
+``crowdloop.store.trace``; and a gold pick that skips a gold row another transaction holds."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 from sqlalchemy import select
@@ -70,3 +72,39 @@ def test_a_gold_pick_asks_for_real_work_and_gold_in_one_call(service, database_u
     assert tasks[0].item.startswith("g")
     # the annotator and project; real work and gold candidates; the gold take; the lease
     assert gold_calls == (4 if database_url.startswith("postgresql") else 7)
+
+
+def test_a_gold_pick_skips_a_gold_row_another_transaction_holds(service, database_url: str) -> None:
+    """PostgreSQL: a gold item whose row is locked is passed over for another gold item, and with
+    every gold row locked the task is real work, without waiting for the locks."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers never meet: one holds the database's write lock")
+    project = service.create_project("gold-locked", LabelSpace(LABELS), gold_rate=1.0)
+    rows = [ItemIn(f"i{k}", {}) for k in range(3)] + [ItemIn(f"g{k}", {}, gold="a") for k in range(2)]
+    service.import_items(project.id, rows)
+    gold = select(q.items.c.id).where(q.items.c.project_id == project.id, q.items.c.is_gold.is_(True))
+    first, second = (service.authenticate(service.add_annotator(project.id, f"w{k}")[1]) for k in range(2))
+    holder = service.engine.connect()
+    try:
+        # another transaction holds the rows of all gold items but the last
+        ids = holder.execute(gold.order_by(q.items.c.id)).scalars().all()
+        holder.execute(gold.where(q.items.c.id < ids[-1]).with_for_update()).all()
+        task = leased_without_waiting(service, first)
+        assert task.item == "g1"
+        holder.execute(gold.with_for_update()).all()  # now every gold row
+        task = leased_without_waiting(service, second)
+        assert task.item.startswith("i")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def leased_without_waiting(service, annotator):
+    """``next_task`` of the annotator, which must return within 10 s (it would wait for the locks
+    until the test released them, that is forever)."""
+    out = []
+    thread = threading.Thread(target=lambda: out.append(service.next_task(annotator)), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert out, "next_task waited for a locked gold row"
+    return out[0]

@@ -189,7 +189,9 @@ class Tasks:
     def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any, model: int | None) -> Row | None:
         """A gold item the annotator has not seen, leased (``queries.TAKE``'s row), if the pool holds
         real work for them: gold only goes beside it, or every task after a 204 would be gold (both
-        asked in one round trip), drawn at random."""
+        asked in one round trip). A candidate drawn at random; on PostgreSQL one whose row another
+        transaction holds is skipped for the next (in the pool's order), not waited for: two
+        annotators leasing the same gold item at once deadlocked with the rows they held already."""
         params = {"project": project.id, "annotator": annotator.id}
         real_work = connection.execute(q.REAL_WORK, params)
         gold = connection.execute(q.GOLD_POOL, params)
@@ -200,7 +202,12 @@ class Tasks:
             return None
         with self._rng_lock:
             drawn = self._rng.choice(candidates)
-        return connection.execute(q.TAKE_GOLD, {"item": drawn, "model": model}).first()
+        take = q.TAKE_GOLD_LOCKED if self.db.pg else q.TAKE_GOLD
+        for item_id in (drawn, *(c for c in candidates if c != drawn)):
+            taken = connection.execute(take, {"item": item_id, "model": model}).first()
+            if taken is not None:
+                return taken
+        return None
 
     def _pick_pool(self, connection: Executor, project: ProjectRow, annotator: Any, model: int | None) -> Row | None:
         """The open item that most needs this annotator's answer, leased (``queries.TAKE``'s row)."""

@@ -266,6 +266,15 @@ _task_columns = (
 (the suggestions, in the lease's own statement)."""
 TAKE = TAKE.returning(*_task_columns)
 TAKE_GOLD = TAKE_GOLD.returning(*_task_columns)
+TAKE_GOLD_LOCKED = (
+    update(items)
+    .where(items.c.id == select(items.c.id).where(items.c.id == bindparam("item"))
+           .with_for_update(skip_locked=True).scalar_subquery().correlate(None))
+    .values(open_leases=items.c.open_leases + 1)
+    .returning(*_task_columns)
+)  # fmt: skip
+"""``TAKE_GOLD`` that skips the gold item when another transaction holds its row (no row returned)
+rather than waiting for it: the pick tries another one."""
 
 
 def _take_best(best: Select) -> Update:
