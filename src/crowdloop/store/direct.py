@@ -145,8 +145,8 @@ class DirectResult:
 
 class DirectConnection:
     """``execute(statement, params)`` for Core statements on a DBAPI connection; one parameter
-    dict runs the statement once, a list of them runs it for each (``executemany``). With
-    ``pipeline`` (psycopg's, PostgreSQL) statements are sent at once and their results read
+    dict runs the statement once, a list of them runs it for each (``executemany``). ``pipelined``
+    (psycopg's pipeline mode, PostgreSQL): statements are sent at once and their results read
     later (module docstring)."""
 
     def __init__(
