@@ -325,23 +325,16 @@ def sampled_run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         drop()
 
 
-def statements_per_call(folder: Path, n_cycles: int = 200) -> dict[str, float]:
-    """SQL statements per next task and per submit (BEGIN and COMMIT included), counted by SQLite's
-    trace callback on every connection the service checks out."""
-    from sqlalchemy import event
-
+def calls_per_call(kind: str, folder: Path, n_cycles: int = 200) -> dict[str, float]:
+    """Database calls per next task and per submit (``crowdloop.store.trace``: SQL statements on
+    SQLite, BEGIN and COMMIT included; round trips on PostgreSQL)."""
     from crowdloop.labels import Taxonomy
     from crowdloop.service import ItemIn, open_service
+    from crowdloop.store.trace import database_calls
 
-    url, drop = fresh_database("sqlite", folder)
+    url, drop = fresh_database(kind, folder)
     service = open_service(url, seed=0)
-    counts = {"next": 0, "submit": 0, "other": 0}
-    phase = ["other"]
-
-    @event.listens_for(service.engine, "checkout")
-    def trace(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.set_trace_callback(lambda _sql: counts.__setitem__(phase[0], counts[phase[0]] + 1))
-
+    counts = {"next": 0, "submit": 0}
     try:
         labels = taxonomy_lines()
         project = service.create_project("p", Taxonomy.from_paths(labels), gold_rate=0.1)
@@ -351,20 +344,21 @@ def statements_per_call(folder: Path, n_cycles: int = 200) -> dict[str, float]:
         service.import_items(project.id, rows)
         annotators = [service.authenticate(service.add_annotator(project.id, f"a{k}")[1]) for k in range(8)]
         done = 0
-        for k in range(n_cycles):
-            phase[0] = "next"
-            task = service.next_task(annotators[k % len(annotators)])
-            phase[0] = "other"
-            if task is None:
-                continue
-            phase[0] = "submit"
-            service.submit(annotators[k % len(annotators)], task.lease_id, leaves[int(task.item[1:]) % 10])
-            phase[0] = "other"
-            done += 1
+        with database_calls(service.engine) as calls:
+            for k in range(n_cycles):
+                before = calls.total
+                task = service.next_task(annotators[k % len(annotators)])
+                counts["next"] += calls.total - before
+                if task is None:
+                    continue
+                before = calls.total
+                service.submit(annotators[k % len(annotators)], task.lease_id, leaves[int(task.item[1:]) % 10])
+                counts["submit"] += calls.total - before
+                done += 1
     finally:
         service.close()
         drop()
-    return {"next_statements": counts["next"] / n_cycles, "submit_statements": counts["submit"] / max(done, 1)}
+    return {"next": counts["next"] / n_cycles, "submit": counts["submit"] / max(done, 1)}
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -407,6 +401,10 @@ def render(payload: dict[str, Any]) -> str:
     if counted:
         breakdown += (f" SQL statements per call (SQLite's trace callback, BEGIN and COMMIT included): next task "
                       f"{counted['next_statements']:.1f}, submit {counted['submit_statements']:.1f}.")  # fmt: skip
+    trips = payload.get("round_trips", {})
+    if trips:
+        breakdown += (f" Round trips per call on PostgreSQL (libpq's protocol trace; the hot path's statements go in "
+                      f"pipeline mode): next task {trips['next']:.1f}, submit {trips['submit']:.1f}.")  # fmt: skip
     worker = ("The servers run without the model worker (`--no-worker`): the loop alone."
               if settings.get("no_worker") else
               "Each server trains the project's model beside the loop (its model worker, a process of its own "
@@ -473,7 +471,10 @@ def main() -> None:
             payload["runs"][key] = [one_run(kind, workers, load_kind, args, folder, s) for s in range(args.runs)]
             print(key, {k: round(v, 2) for k, v in summary(payload["runs"][key]).items()}, flush=True)
     payload["where"] = sampled_run(args, folder)
-    payload["statements"] = statements_per_call(folder)
+    statements = calls_per_call("sqlite", folder)
+    payload["statements"] = {"next_statements": statements["next"], "submit_statements": statements["submit"]}
+    if any(kind == "postgresql" for kind, _ in configs) and not pg_reason:
+        payload["round_trips"] = calls_per_call("postgresql", folder)
     markdown = render(payload)
     print(markdown)
     write_results(args.name, markdown, payload)

@@ -71,6 +71,26 @@ def test_errors_are_sqlalchemys_and_roll_back_the_whole_transaction(service, row
         assert connection.execute(select(q.leases.c.id).where(q.leases.c.id == "a" * 32)).first() is None
 
 
+def test_the_connection_goes_back_to_the_pool_as_it_came(service, rows) -> None:
+    """PostgreSQL's pipelined transactions run in autocommit mode: the pool gets the connection
+    back out of it, with no transaction open, after a commit and after an error."""
+    if service.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's transactions are opened by hand on every connection")
+    service.engine.dispose()  # one pooled connection from here on
+    done = {**lease(rows, "c" * 32, datetime(2030, 3, 3, tzinfo=UTC)), "state": "done"}  # beside the open one
+    with direct_transaction(service.engine, {}) as connection:
+        connection.execute(q.NEW_LEASE, done)
+    with pytest.raises(IntegrityError), direct_transaction(service.engine, {}) as connection:
+        connection.execute(q.NEW_LEASE, done)  # the same primary key
+    raw = service.engine.raw_connection()
+    try:
+        assert raw.driver_connection.autocommit is False
+        assert raw.driver_connection.info.transaction_status == 0  # idle
+        assert raw.driver_connection.pgconn.pipeline_status == 0  # out of pipeline mode
+    finally:
+        raw.close()
+
+
 def test_refuses_what_it_cannot_run_exactly(service, rows) -> None:
     with direct_transaction(service.engine, {}) as connection:
         with pytest.raises(ValueError, match="expanding"):

@@ -82,16 +82,20 @@ class ItemDecisions:
         local = {item.id: i for i, item in enumerate(items)}
         ids = list(local)
         one = len(ids) == 1
+        rows, versions, votes = [], {}, None
         if one:
-            answers = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]}).all()
+            answered = db.execute(q.ONE_ITEM_ANSWERS, {"item": ids[0]})
+            if models and project.model_votes:  # the votes with their versions' temperatures, asked
+                # with the answers (one round trip in PostgreSQL's pipeline)
+                votes = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id})
         else:
-            answers = db.execute(q.ITEM_ANSWERS, {"items": ids}).all()
+            answered = db.execute(q.ITEM_ANSWERS, {"items": ids})
+        answers = answered.all()
         skill = skill_book(answers, self.config.skill_rules(project)).accuracy() if answers else np.empty(0)
-        rows, versions = [], {}
-        if one and models and project.model_votes:  # the votes with their versions' temperatures
-            rows = db.execute(q.ONE_ITEM_VOTES, {"item": ids[0], "project": project.id}).all()
+        if votes is not None:
+            rows = votes.all()
             versions = {r.model_version_id: r.temperature for r in rows}
-        elif models:
+        elif models and not one:
             versions = self.voting_versions(db, project)
             if versions:
                 rows = db.execute(q.ITEM_PREDICTIONS, {"items": ids, "models": list(versions)}).all()

@@ -120,15 +120,16 @@ class Tasks:
                 return self._task(found.held_id, item, held, expires)
             self._let_go(connection, found.held_id, found.held_item)
         item = None
+        model = found.newest_model if project.suggestions > 0 else None  # its suggestions come with the item
         exam = project.gold_rate > 0 and bool(skill_book([annotator], self.config.rules(project)).in_exam()[0])
-        if (exam or gold_draw < project.gold_rate) and self._has_work(connection, project, annotator):
-            item = self._pick_gold(connection, project, annotator)
+        if exam or gold_draw < project.gold_rate:
+            item = self._pick_gold(connection, project, annotator, model)
         if item is None:
-            item = self._pick_pool(connection, project, annotator)
+            item = self._pick_pool(connection, project, annotator, model)
         if item is None:
             return None
         lease_id = secrets.token_hex(16)
-        suggestions = self._suggestions(connection, project, item.id, found.newest_model)
+        suggestions = self._suggestions(project, item.s_labels, item.s_probs)
         shown = None if suggestions is None else shows_suggestions(lease_id, project.hide_rate)
         expires = now + timedelta(seconds=project.lease_seconds)
         task = self._task(lease_id, item, suggestions if shown else None, expires)  # first: no lease stored without it
@@ -185,27 +186,34 @@ class Tasks:
         expired = connection.execute(statement, {"now": now, "project": project_id}).all()
         return sum(self._let_go(connection, lease_id, item_id) for lease_id, item_id in expired)
 
-    @staticmethod
-    def _has_work(connection: Executor, project: ProjectRow, annotator: Any) -> bool:
-        """Whether the pool holds an item for the annotator: gold only goes beside real work, or
-        every task after a 204 would be gold."""
+    def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any, model: int | None) -> Row | None:
+        """A gold item the annotator has not seen, leased (``queries.TAKE``'s row), if the pool holds
+        real work for them: gold only goes beside it, or every task after a 204 would be gold (both
+        asked in one round trip). A candidate drawn at random; on PostgreSQL one whose row another
+        transaction holds is skipped for the next (in the pool's order), not waited for: two
+        annotators leasing the same gold item at once deadlocked with the rows they held already."""
         params = {"project": project.id, "annotator": annotator.id}
-        return connection.execute(q.REAL_WORK, params).first() is not None
-
-    def _pick_gold(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
-        """A gold item the annotator has not seen, leased (its id, external id and payload)."""
-        candidates = connection.execute(q.GOLD_POOL, {"project": project.id, "annotator": annotator.id}).scalars().all()
+        real_work = connection.execute(q.REAL_WORK, params)
+        gold = connection.execute(q.GOLD_POOL, params)
+        if real_work.first() is None:
+            return None
+        candidates = gold.scalars().all()
         if not candidates:
             return None
         with self._rng_lock:
-            item_id = self._rng.choice(candidates)
-        return connection.execute(q.TAKE_GOLD, {"item": item_id}).first()
+            drawn = self._rng.choice(candidates)
+        take = q.TAKE_GOLD_LOCKED if self.db.pg else q.TAKE_GOLD
+        for item_id in (drawn, *(c for c in candidates if c != drawn)):
+            taken = connection.execute(take, {"item": item_id, "model": model}).first()
+            if taken is not None:
+                return taken
+        return None
 
-    def _pick_pool(self, connection: Executor, project: ProjectRow, annotator: Any) -> Row | None:
-        """The open item that most needs this annotator's answer, leased (id, external id, payload)."""
+    def _pick_pool(self, connection: Executor, project: ProjectRow, annotator: Any, model: int | None) -> Row | None:
+        """The open item that most needs this annotator's answer, leased (``queries.TAKE``'s row)."""
         routed = project.is_taxonomy and bool(annotator.branch_skills)
         if not routed:
-            params = {"project": project.id, "annotator": annotator.id}
+            params = {"project": project.id, "annotator": annotator.id, "model": model}
             taken = connection.execute(q.TAKE_BEST_LOCKED if self.db.pg else q.TAKE_BEST, params).first()
             if taken is not None or not self.db.pg:
                 return taken  # SQLite holds the write lock: nothing could have taken it meanwhile
@@ -222,21 +230,17 @@ class Tasks:
 
             candidates = sorted(candidates, key=lambda c: -routed_value(c))
         for candidate in candidates:
-            taken = connection.execute(q.TAKE, {"item": candidate.id}).first()
+            taken = connection.execute(q.TAKE, {"item": candidate.id, "model": model}).first()
             if taken is not None:
                 return taken
         return None
 
-    def _suggestions(
-        self, connection: Executor, project: ProjectRow, item_id: int, newest: int | None
-    ) -> list[dict] | None:
-        """The newest model version's (``newest``) top labels for the item, for the annotator's screen."""
-        if project.suggestions <= 0 or newest is None:
+    def _suggestions(self, project: ProjectRow, labels: list | None, probs: list | None) -> list[dict] | None:
+        """The top labels of a model version's prediction (``labels``, ``probs``; None: no
+        prediction) for the annotator's screen."""
+        if project.suggestions <= 0 or labels is None:
             return None
-        row = connection.execute(q.PREDICTION, {"item": item_id, "model": newest}).first()
-        if row is None:
-            return None
-        return top_suggestions(row.labels, row.probs, self.config.labels(project), project.suggestions)
+        return top_suggestions(labels, probs, self.config.labels(project), project.suggestions)
 
     def submit(
         self,
@@ -294,9 +298,9 @@ class Tasks:
     def _stored_answer(
         self, connection: Executor, annotator_id: int, lease_id: str, key: str | None
     ) -> SubmitOut | None:
-        answer = connection.execute(q.ANSWER_BY_LEASE, {"annotator": annotator_id, "lease": lease_id}).first()
-        if answer is None and key is not None:
-            answer = connection.execute(q.ANSWER_BY_KEY, {"annotator": annotator_id, "key": key}).first()
+        by_lease = connection.execute(q.ANSWER_BY_LEASE, {"annotator": annotator_id, "lease": lease_id})
+        by_key = None if key is None else connection.execute(q.ANSWER_BY_KEY, {"annotator": annotator_id, "key": key})
+        answer = by_lease.first() or (by_key and by_key.first())
         if answer is None:
             return None
         item = connection.execute(q.ITEM, {"item": answer.item_id}).one()
@@ -322,11 +326,12 @@ class Tasks:
     ) -> SubmitOut | ConflictError:
         """The answer stored, or the refusal to raise once the transaction has let the lease go
         (it expired, or the annotator answered its item meanwhile)."""
-        if key is not None:
+        submitted = connection.execute(q.SUBMITTED_LOCKED if self.db.pg else q.SUBMITTED, {"lease": lease_id})
+        if key is not None:  # asked with the lease, in one round trip
             retry = self._stored_answer(connection, annotator_id, lease_id, key)
             if retry is not None:
                 return retry
-        lease = connection.execute(q.SUBMITTED_LOCKED if self.db.pg else q.SUBMITTED, {"lease": lease_id}).first()
+        lease = submitted.first()
         if lease is None or lease.annotator_id != annotator_id:
             raise NotFoundError(f"no lease {lease_id!r} for this annotator")
         if lease.state == "done":
@@ -346,24 +351,25 @@ class Tasks:
                                  "since the task was given): the lease is let go; ask for the next task")  # fmt: skip
         labels = self.config.labels(project)
         code = self.config.code(labels, label)
-        if not connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"}).rowcount:
-            raise ConflictError(f"lease {lease_id} was closed meanwhile")
-        answer_id = connection.execute(
+        rules = self.config.rules(project)
+        right = float(labels.credit([code], [lease.truth])[0]) if item.is_gold else 0.0
+        timed = duration_ms is not None
+        fast = timed and duration_ms < rules.min_seconds * 1000
+        # the writes, then the reads of the decision, in one round trip (PostgreSQL's pipeline);
+        # the writes' results are read after them
+        closed = connection.execute(q.CLOSE_LEASE, {"lease": lease_id, "state": "done"})
+        answer = connection.execute(
             q.NEW_ANSWER,
             {"project_id": project.id, "item_id": item.id, "annotator_id": annotator_id, "lease_id": lease_id,
              "label": code, "duration_ms": duration_ms, "suggestions": lease.suggestions,
              "suggestions_shown": lease.suggestions_shown, "idempotency_key": key,
              "is_gold": item.is_gold, "is_review": False, "created_at": utcnow()},
-        ).scalar_one()  # fmt: skip
-        rules = self.config.rules(project)
-        right = float(labels.credit([code], [lease.truth])[0]) if item.is_gold else 0.0
-        timed = duration_ms is not None
-        fast = timed and duration_ms < rules.min_seconds * 1000
-        annotator = connection.execute(
+        )  # fmt: skip
+        recorded = connection.execute(
             q.RECORD,
             {"annotator": annotator_id, "right": right, "gold": float(item.is_gold), "timed": float(timed),
              "fast": float(fast)},
-        ).one()  # fmt: skip
+        )  # fmt: skip
         if not item.is_gold and item.status not in ("reviewed", DISPUTED):  # a reviewer's to settle
             self.decisions.redecide(connection, project, [item], answered=True, models=bool(lease.has_models))
         else:
@@ -371,8 +377,11 @@ class Tasks:
             if item.is_gold:  # decided like any item, the decision unused (its label is known): a gold
                 # submit takes as long
                 self.decisions.decide(connection, project, [item], models=bool(lease.has_models))
+        if not closed.rowcount:  # the transaction rolls back what it wrote
+            raise ConflictError(f"lease {lease_id} was closed meanwhile")
+        answer_id = answer.scalar_one()
         # judged after every answer (only gold and timed ones move the evidence): the same path for all
-        status = judge(connection, project, annotator, rules, self.decisions)
+        status = judge(connection, project, recorded.one(), rules, self.decisions)
         return SubmitOut(
             answer_id=answer_id,
             lease_id=lease_id,
@@ -422,7 +431,8 @@ class Tasks:
             for item in items:
                 answers = session.execute(q.NAMED_ANSWERS, {"item": item.id}).all()
                 state = item_state(item, labels)
-                shown = self._suggestions(connection, project, item.id, newest) or []
+                prediction = connection.execute(q.PREDICTION, {"item": item.id, "model": newest}).first()
+                shown = self._suggestions(project, *(prediction or (None, None))) or []
                 out.append(
                     ReviewTask(
                         item=item.external_id,

@@ -9,6 +9,13 @@ saves is SQLAlchemy's per-statement bookkeeping, several times the database's ow
 loop's one-row statements. Statements with expanding ``IN`` parameters are refused: the hot path
 only runs statements of a fixed size; so are writes that leave out a column whose default is
 computed in Python (SQLAlchemy's execution would fill it; here it would be NULL).
+
+On PostgreSQL the transaction runs in psycopg's pipeline mode: ``execute`` sends the statement and
+returns at once, and the round trip to the server is made when a result is first read (its rows or
+its row count), for every statement sent until then, or by the commit. Statements whose results
+are read later share one round trip: send the independent ones first, then read. An error is
+raised by a later call (the read of a result, a statement sent, or the commit): in any case
+inside the transaction, which it rolls back.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
+
+IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open
 
 
 class CompiledStatement:
@@ -88,41 +97,68 @@ class CompiledStatement:
 
 class DirectResult:
     """The rows of one statement, read like SQLAlchemy's ``Result`` (``first``, ``one``, ``all``,
-    ``scalar``, ``scalar_one``, ``scalars``, ``rowcount``)."""
+    ``scalar``, ``scalar_one``, ``scalars``, ``rowcount``); ``pending`` (pipeline mode) gives them
+    when first read."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("_pending", "_rowcount", "_rows")
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
-        self._rows, self.rowcount = rows, rowcount
+    def __init__(
+        self, rows: list[Any], rowcount: int, pending: Callable[[], tuple[list[Any], int]] | None = None
+    ) -> None:
+        self._rows, self._rowcount, self._pending = rows, rowcount, pending
 
-    def all(self) -> list[Any]:
+    def _ready(self) -> list[Any]:
+        if self._pending is not None:
+            self._rows, self._rowcount = self._pending()
+            self._pending = None
         return self._rows
 
+    @property
+    def rowcount(self) -> int:
+        self._ready()
+        return self._rowcount
+
+    def all(self) -> list[Any]:
+        return self._ready()
+
     def first(self) -> Any:
-        return self._rows[0] if self._rows else None
+        rows = self._ready()
+        return rows[0] if rows else None
 
     def one(self) -> Any:
-        if len(self._rows) != 1:
-            raise LookupError(f"expected one row, got {len(self._rows)}")
-        return self._rows[0]
+        rows = self._ready()
+        if len(rows) != 1:
+            raise LookupError(f"expected one row, got {len(rows)}")
+        return rows[0]
 
     def scalar(self) -> Any:
-        return self._rows[0][0] if self._rows else None
+        rows = self._ready()
+        return rows[0][0] if rows else None
 
     def scalar_one(self) -> Any:
         return self.one()[0]
 
     def scalars(self) -> DirectResult:
-        return DirectResult([row[0] for row in self._rows], self.rowcount)
+        rows = self._ready()
+        return DirectResult([row[0] for row in rows], self._rowcount)
 
 
 class DirectConnection:
     """``execute(statement, params)`` for Core statements on a DBAPI connection; one parameter
-    dict runs the statement once, a list of them runs it for each (``executemany``)."""
+    dict runs the statement once, a list of them runs it for each (``executemany``). ``pipelined``
+    (psycopg's pipeline mode, PostgreSQL): statements are sent at once and their results read
+    later (module docstring)."""
 
-    def __init__(self, driver: Any, dialect: Dialect, cache: dict[tuple, CompiledStatement]) -> None:
+    def __init__(
+        self, driver: Any, dialect: Dialect, cache: dict[tuple, CompiledStatement], *, pipelined: bool = False
+    ) -> None:
         self._driver, self._dialect, self._cache = driver, dialect, cache
         self._cursor = driver.cursor()
+        self._sent = self._synced = 0  # statements sent in pipeline mode; how many of them have results
+        self._pipeline = self._leave_pipeline = None
+        if pipelined:
+            mode = driver.pipeline()
+            self._pipeline, self._leave_pipeline = mode.__enter__(), mode.__exit__
 
     def execute(self, statement: ClauseElement, params: Mapping[str, Any] | list[Mapping[str, Any]]) -> DirectResult:
         many = isinstance(params, list)
@@ -131,22 +167,59 @@ class DirectConnection:
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._cache[key] = CompiledStatement(statement, self._dialect, tuple(first))
-        cursor = self._cursor
+        # in pipeline mode each statement has a cursor of its own, which its results are attached to
+        cursor = self._cursor if self._pipeline is None else self._driver.cursor()
         if many:
             values = [compiled.parameters(p) for p in params]
             self._guard(compiled.sql, values, lambda: cursor.executemany(compiled.sql, values))
-            return DirectResult([], cursor.rowcount)
-        values = compiled.parameters(params)
-        self._guard(compiled.sql, values, lambda: cursor.execute(compiled.sql, values))
-        rows = compiled.rows(cursor) if compiled.returns_rows else []
-        return DirectResult(rows, cursor.rowcount)
+        else:
+            values = compiled.parameters(params)
+            self._guard(compiled.sql, values, lambda: cursor.execute(compiled.sql, values))
+
+        def result() -> tuple[list[Any], int]:
+            return (compiled.rows(cursor) if compiled.returns_rows and not many else []), cursor.rowcount
+
+        if self._pipeline is None:
+            return DirectResult(*result(), None)
+        self._sent += 1
+        sent = self._sent
+
+        def pending() -> tuple[list[Any], int]:
+            if self._synced < sent:
+                self._sync()
+            return result()
+
+        return DirectResult([], -1, pending)
+
+    def _sync(self) -> None:
+        """One round trip: the server runs what was sent, the results come back."""
+        self._synced = self._sent
+        self._guard("SYNC", (), self._pipeline.sync)
 
     def sql(self, text: str) -> None:
-        """A statement without parameters or rows (``BEGIN IMMEDIATE``, ``COMMIT``)."""
+        """A statement without parameters or rows (``BEGIN IMMEDIATE``, ``COMMIT``); in pipeline
+        mode only sent."""
         self._guard(text, (), lambda: self._cursor.execute(text))
 
     def commit(self) -> None:
-        self._guard("COMMIT", (), self._driver.commit)
+        """Commit; in pipeline mode leaving it sends the COMMIT with what is pending, one round trip."""
+        if self._pipeline is None:
+            self._guard("COMMIT", (), self._driver.commit)
+            return
+        self.sql("COMMIT")
+        self.leave_pipeline(None)
+
+    def leave_pipeline(self, error: BaseException | None) -> None:
+        """Out of pipeline mode, every result received; the errors among them raised, unless the
+        block already fails with ``error``."""
+        if self._pipeline is None:
+            return
+        leave, self._pipeline = self._leave_pipeline, None
+        self._synced = self._sent
+        if error is None:
+            self._guard("COMMIT", (), lambda: leave(None, None, None))
+        else:
+            leave(type(error), error, error.__traceback__)
 
     def _guard(self, sql: str, params: Any, work: Callable[[], Any]) -> None:
         try:
@@ -165,24 +238,61 @@ def direct_transaction(
     """One transaction on a pooled connection of ``engine``: committed when the block ends, rolled
     back on any error. SQLite takes the write lock at once (``BEGIN IMMEDIATE``, as ``store.db``
     does for every transaction that may write) or, for ``write=False``, reads a snapshot beside
-    the writer (``BEGIN``, deferred); PostgreSQL's driver opens the transaction on the first statement."""
+    the writer (``BEGIN``, deferred). PostgreSQL's runs in pipeline mode (module docstring), its
+    ``BEGIN`` sent with the first statements: the driver, left to open the transaction itself, would
+    wait for the server's answer to it alone, so it runs in autocommit mode until the block ends."""
     proxied = engine.raw_connection()
     try:
         driver = proxied.driver_connection
+        if engine.dialect.name == "postgresql":
+            with _pipelined(proxied, engine.dialect, cache) as connection:
+                yield connection
+            return
         connection = DirectConnection(driver, engine.dialect, cache)
-        if engine.dialect.name == "sqlite":
-            connection.sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        connection.sql("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield connection
             connection.commit()
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                proxied.invalidate()  # never back to the pool
-            else:
-                driver.rollback()
+            _rolled_back(proxied, exc)
             raise
         except BaseException:
             driver.rollback()
             raise
     finally:
         proxied.close()
+
+
+@contextmanager
+def _pipelined(proxied: Any, dialect: Dialect, cache: dict[tuple, CompiledStatement]) -> Iterator[DirectConnection]:
+    """``direct_transaction`` on a psycopg connection in pipeline mode."""
+    driver = proxied.driver_connection
+    driver.autocommit = True
+    try:
+        connection = DirectConnection(driver, dialect, cache, pipelined=True)
+        try:
+            connection.sql("BEGIN")
+            yield connection
+            connection.commit()
+        except BaseException as exc:
+            connection.leave_pipeline(exc)
+            raise
+    except DBAPIError as exc:
+        _rolled_back(proxied, exc)
+        raise
+    except BaseException:
+        driver.rollback()
+        raise
+    finally:
+        if proxied.is_valid and (driver.closed or driver.info.transaction_status != IDLE):
+            proxied.invalidate()  # left in a transaction the driver does not know of
+        elif proxied.is_valid:
+            driver.autocommit = False  # as the pool's other users expect it
+
+
+def _rolled_back(proxied: Any, exc: DBAPIError) -> None:
+    """After ``exc``: the transaction rolled back, or the connection invalidated when it was lost."""
+    if exc.connection_invalidated:
+        proxied.invalidate()  # never back to the pool
+    else:
+        proxied.driver_connection.rollback()

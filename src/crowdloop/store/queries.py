@@ -8,7 +8,9 @@ transaction may take a different row instead).
 
 from __future__ import annotations
 
-from sqlalchemy import Select, Update, and_, bindparam, exists, func, insert, select, update
+from typing import Any
+
+from sqlalchemy import Select, Update, and_, bindparam, exists, func, insert, literal_column, select, update
 
 from crowdloop.store.schema import (
     Annotator,
@@ -241,9 +243,38 @@ WORKER = (
 meanwhile (an import, a review), the newest model version (suggestions) and whether any of the
 project's leases expired."""
 
-_task_columns = (items.c.id, items.c.external_id, items.c.payload)
+
+# the leased item's id, named with its table: SQLAlchemy writes SQLite's RETURNING columns without
+# one, down into subqueries, where a bare ``id`` would be the prediction's own
+_leased_id = literal_column(f"{items.name}.{items.c.id.name}", items.c.id.type)
+
+
+def _suggested(column: Any) -> Any:
+    """The leased item's prediction ``column`` by model version ``model`` (None: no such prediction)."""
+    return (
+        select(column)
+        .where(predictions.c.item_id == _leased_id, predictions.c.model_version_id == bindparam("model"))
+        .scalar_subquery()
+    )
+
+
+_task_columns = (
+    items.c.id, items.c.external_id, items.c.payload,
+    _suggested(predictions.c.labels).label("s_labels"), _suggested(predictions.c.probs).label("s_probs"),
+)  # fmt: skip
+"""A leased item's task: its ids and payload, and the predictions of model version ``model`` for it
+(the suggestions, in the lease's own statement)."""
 TAKE = TAKE.returning(*_task_columns)
 TAKE_GOLD = TAKE_GOLD.returning(*_task_columns)
+TAKE_GOLD_LOCKED = (
+    update(items)
+    .where(items.c.id == select(items.c.id).where(items.c.id == bindparam("item"))
+           .with_for_update(skip_locked=True).scalar_subquery().correlate(None))
+    .values(open_leases=items.c.open_leases + 1)
+    .returning(*_task_columns)
+)  # fmt: skip
+"""``TAKE_GOLD`` that skips the gold item when another transaction holds its row (no row returned)
+rather than waiting for it: the pick tries another one."""
 
 
 def _take_best(best: Select) -> Update:
