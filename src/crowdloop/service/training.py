@@ -324,11 +324,13 @@ class Training:
         """Why the new version is worse than ``current`` on the gold both predicted
         (``models.comparison``: paired, McNemar), or None when it is not."""
         rows = self.db.read(lambda s: s.execute(mq.GOLD_TOP_LABELS, {"version": current["id"]}).all())
-        old_top = {int(item): labels[0] for item, labels in rows if labels}
-        both = np.array([int(i) in old_top for i in gold_ids], dtype=bool)
+        old_ids = np.array([item for item, labels in rows if labels], dtype=np.int64)
+        old_top = np.array([labels[0] for _, labels in rows if labels], dtype=np.int64)
+        both = np.isin(gold_ids, old_ids)
         if not both.any():
             return None
-        old_right = np.array([old_top[int(i)] for i in gold_ids[both]]) == truth[both]
+        order = np.argsort(old_ids)
+        old_right = old_top[order][np.searchsorted(old_ids[order], gold_ids[both])] == truth[both]
         new_right = predicted[both] == truth[both]
         if not significantly_worse(old_right, new_right):
             return None

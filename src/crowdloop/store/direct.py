@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine
@@ -242,52 +242,40 @@ def direct_transaction(
     ``BEGIN`` sent with the first statements: the driver, left to open the transaction itself, would
     wait for the server's answer to it alone, so it runs in autocommit mode until the block ends."""
     proxied = engine.raw_connection()
+    driver = proxied.driver_connection
+    pipelined = engine.dialect.name == "postgresql"
     try:
-        driver = proxied.driver_connection
-        if engine.dialect.name == "postgresql":
-            with _pipelined(proxied, engine.dialect, cache) as connection:
+        with _autocommitted(proxied) if pipelined else nullcontext():
+            connection = DirectConnection(driver, engine.dialect, cache, pipelined=pipelined)
+            try:
+                connection.sql("BEGIN IMMEDIATE" if write and not pipelined else "BEGIN")
                 yield connection
-            return
-        connection = DirectConnection(driver, engine.dialect, cache)
-        connection.sql("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            yield connection
-            connection.commit()
-        except DBAPIError as exc:
-            _rolled_back(proxied, exc)
-            raise
-        except BaseException:
-            driver.rollback()
-            raise
+                connection.commit()
+            except BaseException as exc:
+                connection.leave_pipeline(exc)
+                if isinstance(exc, DBAPIError):
+                    _rolled_back(proxied, exc)
+                else:
+                    driver.rollback()
+                raise
     finally:
         proxied.close()
 
 
 @contextmanager
-def _pipelined(proxied: Any, dialect: Dialect, cache: dict[tuple, CompiledStatement]) -> Iterator[DirectConnection]:
-    """``direct_transaction`` on a psycopg connection in pipeline mode."""
+def _autocommitted(proxied: Any) -> Iterator[None]:
+    """A pipelined transaction's psycopg connection in autocommit mode (its ``BEGIN`` sent with the
+    first statements), given back to the pool as its other users expect it, or invalidated when
+    left in a transaction the driver does not know of."""
     driver = proxied.driver_connection
     driver.autocommit = True
     try:
-        connection = DirectConnection(driver, dialect, cache, pipelined=True)
-        try:
-            connection.sql("BEGIN")
-            yield connection
-            connection.commit()
-        except BaseException as exc:
-            connection.leave_pipeline(exc)
-            raise
-    except DBAPIError as exc:
-        _rolled_back(proxied, exc)
-        raise
-    except BaseException:
-        driver.rollback()
-        raise
+        yield
     finally:
         if proxied.is_valid and (driver.closed or driver.info.transaction_status != IDLE):
-            proxied.invalidate()  # left in a transaction the driver does not know of
+            proxied.invalidate()
         elif proxied.is_valid:
-            driver.autocommit = False  # as the pool's other users expect it
+            driver.autocommit = False
 
 
 def _rolled_back(proxied: Any, exc: DBAPIError) -> None:
