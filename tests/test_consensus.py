@@ -5,10 +5,9 @@ import pandas as pd
 import pytest
 
 from crowdloop import Answers, ConfigError, InputError, LabelSpace, Taxonomy
-from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, Opinions, Prices, SkillBook, SkillRules
-from crowdloop.consensus.fitting import evidence_equivalent_skill
+from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, Opinions, SkillBook, SkillRules
 from crowdloop.io import read_probabilities
-from crowdloop.simulation.crowds import WorkerArchetype, synthetic_crowd
+from crowdloop.simulation.crowds import synthetic_crowd
 
 
 @pytest.fixture(scope="module")
@@ -290,43 +289,3 @@ def test_model_agrees_needs_fewer_answers_than_the_crowd_alone(crowd):
     assert preset["answers_per_item"] < humans["answers_per_item"] - 0.5
     assert preset["one_answer_share"] > 0.4 and humans["one_answer_share"] == 0
     assert preset["accuracy"] > humans["accuracy"] + 0.05  # fewer answers, and better ones
-
-
-def _divergence(s: float, k: int) -> float:
-    q = (1 - s) / (k - 1)
-    return 2 * (s - q) * np.log(s / q)
-
-
-def test_the_typical_annotator_carries_the_crowds_mean_evidence_per_answer() -> None:
-    """One strong annotator (0.97, a fifth of the answers) among weak ones (0.65): the typical
-    annotator's J-divergence is the answer-weighted mean of theirs; an annotator without answers
-    counts for nothing, a crowd of equals is its own skill and one at or below chance is chance."""
-    skill, volume = np.array([0.97, 0.65, 0.65, 0.65, 0.65, 0.99]), np.array([100, 100, 100, 100, 100, 0])
-    typical = evidence_equivalent_skill(skill, volume, 2)
-    assert 0.65 < typical < 0.97
-    assert _divergence(typical, 2) == pytest.approx((_divergence(0.97, 2) + 4 * _divergence(0.65, 2)) / 5)
-    assert evidence_equivalent_skill(np.full(3, 0.8), np.ones(3), 5) == pytest.approx(0.8)
-    assert evidence_equivalent_skill(np.array([0.2, 0.1]), np.ones(2), 4) == pytest.approx(0.25)
-
-
-@pytest.mark.parametrize("seed", [1, 3, 4])
-def test_a_few_strong_annotators_keep_an_item_within_the_crowds_reach(seed: int) -> None:
-    """A fifth of the crowd right 97% of the time, the rest 65% (two labels, target 0.97, an expert
-    at 10 answers). After one weak answer the median annotator (0.65-0.68) would need some 20
-    answers, so the item went to the expert; but the next answer comes from the whole crowd, whose
-    skill-weighted votes reach the target in about 4: the item asks for more."""
-    strong_and_weak = (WorkerArchetype("strong", 0.2, 97.0, 3.0), WorkerArchetype("weak", 0.8, 65.0, 35.0))
-    frame, _ = synthetic_crowd(
-        400, 9, 50, 2, archetypes=strong_and_weak, class_noise=0.0, bias_share=0.0, activity_spread=0.0,
-        random_state=seed,
-    )  # fmt: skip
-    policy = ConsensusPolicy(target=0.97, max_overlap=9, prices=Prices(crowd=1.0, expert=10.0))
-    answers = Answers.from_frame(frame)
-    skill = pd.Series(DynamicConsensus(policy).fit(answers).skill_, index=answers.workers)
-    weak = skill[skill < skill.median()].index[0]
-    one_more = pd.DataFrame({"task": ["new"], "worker": [weak], "label": [frame["label"].iloc[0]]})
-    answers = Answers.from_frame(pd.concat([frame, one_more]))
-    engine = DynamicConsensus(policy).fit(answers)
-    assert engine.typical_skill() > float(np.median(engine.skill_)) + 0.05
-    row = engine.decide(answers).set_index("task").loc["new"]
-    assert row["status"] == "more" and row["expected"] < 6 and row["expert"] < 0.3

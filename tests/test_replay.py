@@ -139,14 +139,13 @@ def test_unknown_crowd_is_explored_not_escalated() -> None:
 @pytest.mark.parametrize(("skill", "most_escalated"), [((18.0, 1.0), False), ((6.0, 4.0), True)])
 def test_cold_start_learns_the_crowd_before_escalating(skill: tuple[float, float], most_escalated: bool) -> None:
     """No gold, the default policy (prior 0.7, target 0.97, an expert at 10): a good crowd (0.95)
-    is learned from its agreement and settles most tasks itself; a poor one (0.6 on average, its
-    annotators spread from 0.3 to 0.9) is found out and sends most tasks to the expert before
-    ``max_overlap`` (5) answers."""
+    is learned from its agreement and settles most tasks itself; a poor one (0.6) is found out
+    and sent to the expert after a few answers rather than explored to ``max_overlap``."""
     good = (WorkerArchetype("only", 1.0, *skill),)
     frame, truth = synthetic_crowd(600, 5, 40, 2, archetypes=good, class_noise=0.0, bias_share=0.0, random_state=3)
     policy = DynamicConsensus(ConsensusPolicy(max_overlap=5))
     s = replay(frame, truth, policy, gold_share=0.0, seeds=(0,)).summary["mean"]
     if most_escalated:
-        assert s["escalation_rate"] > 0.5 and s["answers_per_item"] < 4.5
+        assert s["escalation_rate"] > 0.5 and s["answers_per_item"] < 3.5
     else:
         assert s["escalation_rate"] < 0.1 and s["accepted_accuracy"] >= 0.95 and s["answers_per_item"] < 3.5

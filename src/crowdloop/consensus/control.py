@@ -9,8 +9,7 @@ The state of an item is its posterior: $p_1$ on the leading label, $p_2$ on the 
 alternative and $p_3 = 1 - p_1 - p_2$ on all others, after $n$ human answers (the ``Decider`` takes
 the runner-up as the alternative, or, when the labels nobody named yet weigh more, one of those:
 after a poor annotator's answer the truth is most likely a label still to be named). A future
-answer comes from a typical annotator (skill $s$: the evidence-equivalent accuracy of the
-project's annotators, ``fitting.evidence_equivalent_skill``) and
+answer comes from a typical annotator (the median skill $s$ of the project's annotators) and
 names the leading label, the alternative or another one. With one-coin errors over the $K - 1$
 other labels ($q = (1 - s) / (K - 1)$), after $a$ answers for the leader, $b$ for the alternative
 and $d$ others among $m$ more, Bayes' rule weighs the three hypotheses "the truth is the leader /

@@ -105,10 +105,9 @@ class Decisions(Decided):
 class Decider:
     """The decision for batches of items (see the module docstring).
 
-    ``typical_skill``: the accuracy of a typical annotator, whom the lookahead and the priority
-    assume answers next (``fitting.evidence_equivalent_skill``), backed by ``skill_evidence``
-    observations of the crowd's accuracy (the lookahead integrates over what is not yet known,
-    ``control.TypicalSkill``); ``calibrator``: a
+    ``typical_skill``: the median annotator accuracy (the lookahead and the priority assume a
+    typical annotator), backed by ``skill_evidence`` observations of the crowd's accuracy (the
+    lookahead integrates over what is not yet known, ``control.TypicalSkill``); ``calibrator``: a
     ``TopLabelCalibrator`` fitted on gold items' prefix states under this very posterior (None:
     decide on the raw posterior); ``caution``: decide on that quantile of the calibrated accuracy
     the gold supports (``TopLabelCalibrator.predict``)."""

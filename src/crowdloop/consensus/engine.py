@@ -115,6 +115,6 @@ class DynamicConsensus:
         return self.decider_.calibrated_confidence(raw, n)
 
     def typical_skill(self) -> float:
-        """The typical annotator's accuracy (``fitting.evidence_equivalent_skill``) (the stated prior before a fit)."""
+        """The median accuracy of the fitted workers (the stated prior before a fit)."""
         model = getattr(self, "model_", None)
         return self.policy.prior_accuracy if model is None else model.typical_skill

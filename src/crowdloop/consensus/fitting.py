@@ -22,15 +22,6 @@ on the same item, Laplace-smoothed) gives
 $\hat\mu_A = \big(1 + \sqrt{1 - K + \hat A K (K - 1)}\big) / K$, and
 $\mu = (N_2 \hat\mu_A + m \mu_0) / (N_2 + m)$ over the $N_2$ items with two or more answers.
 
-**The typical annotator** the lookahead and the priority assume (``typical_skill``): the next
-answer comes from a worker drawn in proportion to the answers each gave so far, and what it is
-worth is its evidence between two candidate labels, the J-divergence (Jeffreys 1946) of the answer
-distributions when either is true, $J(s) = 2 (s - q) \log(s / q)$ with $q = (1 - s) / (K - 1)$.
-The typical skill is the one-coin accuracy whose $J$ is the answer-weighted mean of the workers'
-(``evidence_equivalent_skill``): the log-odds of a skill-weighted vote drift by that much per
-answer. A median or a mean of the skills would make a crowd of a few strong and many weak
-annotators look as weak as its weak majority, and every item look out of the crowd's reach.
-
 **Temperatures**: a model's probability rows vote with the temperature ``em.SoftVotes`` learns
 for them (cross-entropy against the posterior of the human answers, gold clamped).
 
@@ -51,7 +42,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.optimize import brentq
 
 from crowdloop.aggregation.base import Gold
 from crowdloop.aggregation.calibration import TopLabelCalibrator
@@ -75,7 +65,7 @@ SKILL_MODEL = "one-coin"
 class DecisionModel:
     """A fitted decision: per worker code ``skill`` (posterior mean) from ``right`` of ``total``
     counted answers, ``temperatures`` (per worker code; 1 for humans), the ``calibrator`` (None:
-    raw posterior), the ``typical_skill`` (``evidence_equivalent_skill``) and the
+    raw posterior), the ``typical_skill`` (median over the workers who answered) and the
     ``skill_evidence`` behind it (``skill_evidence``), the prior mean
     ``prior`` and ``prior_source`` (how it was set), and ``n_gold``."""
 
@@ -126,23 +116,6 @@ def agreement_prior(answers: Answers, stated: float, strength: float) -> tuple[f
     learned = float(np.clip(learned, 1.0 / max(k, 2), 1.0))
     mean = (n_multi * learned + strength * stated) / (n_multi + strength)
     return float(mean), f"learned from agreement on {n_multi:,} tasks with 2+ answers"
-
-
-def evidence_equivalent_skill(skill: np.ndarray, weight: np.ndarray, n_labels: int) -> float:
-    r"""The one-coin accuracy $s^*$ with $J(s^*) = \sum_w \omega_w J(s_w) / \sum_w \omega_w$ (module
-    docstring; $J$ is increasing above chance, skills at or below chance $1/K$ count $J = 0$)."""
-    k = max(n_labels, 2)
-    floor, top = 1.0 / k, 1 - 1e-9
-
-    def divergence(s: np.ndarray | float) -> np.ndarray:
-        s = np.clip(s, floor, top)
-        q = (1 - s) / (k - 1)
-        return 2 * (s - q) * np.log(s / q)
-
-    goal = float(np.average(divergence(np.asarray(skill, dtype=np.float64)), weights=weight))
-    if goal <= 0:
-        return floor
-    return float(brentq(lambda s: divergence(s) - goal, floor, top, xtol=1e-9))
 
 
 def skill_evidence(answers: Answers, gold: Gold, strength: float) -> float:
@@ -225,8 +198,8 @@ def fit_decision(
     decider = Decider(answers.labels, policy, typical_skill=prior)
     temperatures = _temperatures(answers, gold, decider, prior)
     skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, reviewed=reviewed, skills=skills)
-    volume = np.bincount(answers.worker, minlength=answers.n_workers)
-    typical = evidence_equivalent_skill(skill, volume, answers.n_labels) if volume.any() else prior
+    hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
+    typical = float(np.median(skill[hard])) if hard.any() else prior
     calibrator = None
     if calibrate and len(gold):
         calibrator = _calibrator(answers, gold, reviewed, policy, prior, m, temperatures, typical, skills, random_state)
