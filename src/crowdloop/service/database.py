@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import random
 import threading
 import time
@@ -58,23 +59,23 @@ class FileLock:
         try:
             import fcntl
         except ImportError:  # not POSIX
-            self._fcntl, self._file = None, None
+            self._fcntl, self._fd = None, -1
             return
         self._fcntl = fcntl
-        self._file = open(path, "a")  # noqa: SIM115 (held open for the lock's life, closed by close())
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
     def acquire(self) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file.fileno(), self._fcntl.LOCK_EX)
+        if self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
 
     def release(self) -> None:
-        if self._file is not None:
-            self._fcntl.flock(self._file.fileno(), self._fcntl.LOCK_UN)
+        if self._fcntl is not None:
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class FifoLock:
