@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gc
 import itertools
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -92,63 +90,6 @@ def test_the_lock_is_reentrant_and_refuses_a_release_by_another_thread() -> None
         assert failed
     assert lock._owner is None and lock.acquire() is None  # free again: taken at once
     lock.release()
-
-
-HOLD_IN_ANOTHER_PROCESS = """
-import os, sys
-from crowdloop.service.database import Database
-from crowdloop.store.db import make_engine
-database = Database(make_engine(sys.argv[1]))
-
-def hold(session):
-    print("holding", flush=True)
-    if sys.stdin.readline().strip() == "die":
-        os._exit(9)  # killed inside its transaction
-
-database.run(hold)
-print("done", flush=True)
-"""
-
-
-def _file_lock_taken(path: Path) -> bool:
-    """Whether some process holds the ``flock`` of ``path`` (tried without waiting)."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
-@pytest.mark.parametrize("ending", ["commit", "die"])
-def test_writers_in_other_processes_queue_on_a_file_lock_the_kernel_hands_over(tmp_path, ending: str) -> None:
-    """The model worker and a cron refit are other processes on the same SQLite file: their write
-    transactions hold ``<file>-writer``, so this process's writers wait in the kernel's queue, woken
-    when it is let go, not in SQLite's busy handler (which sleeps 1, 2, 5, 10, 15, 20, 25 ms ... and
-    wakes late); the lock is let go when the transaction ends, and when its process is killed."""
-    url = f"sqlite:///{tmp_path / 'w.db'}"
-    Database(make_engine(url)).close()
-    other = subprocess.Popen(
-        [sys.executable, "-c", HOLD_IN_ANOTHER_PROCESS, url],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert other.stdout.readline().strip() == "holding"
-        assert _file_lock_taken(tmp_path / "w.db-writer")
-        other.stdin.write(f"{ending}\n")
-        other.stdin.flush()
-        other.wait(30)
-    finally:
-        other.kill()
-    assert not _file_lock_taken(tmp_path / "w.db-writer")
-    database = Database(make_engine(url))
-    assert database.run(lambda session: "written") == "written"
-    database.close()
 
 
 def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(tmp_path) -> None:

@@ -5,11 +5,7 @@ failures, a busy SQLite file and lost connections (``Database.run``); reads that
 SQLite has one writer at a time: this process's threads queue on a lock of their own instead of in
 SQLite's busy handler, which sleeps up to 100 ms between tries; first come, first served
 (``FifoLock``): a plain lock lets a thread that just arrived, or just let go, take it again before
-the ones waiting, and under load some requests waited ten times as long as the queue was. Other
-processes on the same file (the model worker, ``crowdloop refit`` from cron) queue on an exclusive
-``flock`` of ``<file>-writer`` held with it (``FileLock``): the kernel wakes the waiter when it is let
-go, where the busy handler would sleep on (a request behind a 6 ms write of another process waited
-8.4 ms at the median of those that waited, 2-4 ms on the file lock). A retry waits 10 ms times the
+the ones waiting, and under load some requests waited ten times as long as the queue was. A retry waits 10 ms times the
 attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
 """
 
@@ -17,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import random
 import threading
 import time
@@ -50,50 +45,18 @@ def retryable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
-class FileLock:
-    """An exclusive ``flock`` on ``path`` between ``acquire`` and ``release``, shared by every process
-    that opens the same path; the kernel drops it if the process dies. Without ``flock`` (Windows)
-    it does nothing, and SQLite's busy handler is the only queue between processes."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            import fcntl
-        except ImportError:  # not POSIX
-            self._fcntl, self._fd = None, -1
-            return
-        self._fcntl = fcntl
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-
-    def acquire(self) -> None:
-        if self._fcntl is not None:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        if self._fcntl is not None:
-            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
 class FifoLock:
     """A reentrant lock that its waiters get in the order they asked for it.
 
     ``threading.RLock`` is not fair: whoever runs when it is released takes it, often a thread that
     has just arrived or the one that released it, while the ones waiting for longest wait on. Each
-    waiter here blocks on a lock of its own, which the releasing thread hands over to the first.
-    ``across`` (optional): a lock between processes that each holder takes after this one and
-    lets go before handing this one over."""
+    waiter here blocks on a lock of its own, which the releasing thread hands over to the first."""
 
-    def __init__(self, across: FileLock | None = None) -> None:
+    def __init__(self) -> None:
         self._guard = threading.Lock()
         self._waiters: collections.deque[tuple[int, threading.Lock]] = collections.deque()
         self._owner: int | None = None
         self._depth = 0
-        self._across = across
-        self._across_held = False
 
     def acquire(self) -> None:
         me = threading.get_ident()
@@ -101,19 +64,14 @@ class FifoLock:
             if self._owner == me:
                 self._depth += 1
                 return
-            turn = None
             if self._owner is None:
                 self._owner, self._depth = me, 1
-            else:
-                turn = threading.Lock()
-                turn.acquire()
-                self._waiters.append((me, turn))
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append((me, turn))
         try:
-            if turn is not None:
-                turn.acquire()  # released by the thread that hands the lock over, to this thread already
-            if self._across is not None:
-                self._across.acquire()
-                self._across_held = True
+            turn.acquire()  # released by the thread that hands the lock over, to this thread already
         except BaseException:  # interrupted while waiting (Ctrl-C): out of the queue, or pass it on
             with self._guard:
                 if self._owner != me:
@@ -129,9 +87,6 @@ class FifoLock:
             self._depth -= 1
             if self._depth:
                 return
-            if self._across_held:
-                self._across_held = False
-                self._across.release()
             if not self._waiters:
                 self._owner = None
                 return
@@ -155,8 +110,7 @@ class Database:
         self.sessions = db.session_factory(engine)
         self._readers = db.session_factory(db.reader(engine))
         self.pg = db.is_postgresql(engine)
-        self._file_lock = None if self.pg else FileLock(f"{engine.url.database}-writer")
-        self._writer = contextlib.nullcontext() if self.pg else FifoLock(self._file_lock)
+        self._writer = contextlib.nullcontext() if self.pg else FifoLock()
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
@@ -217,7 +171,5 @@ class Database:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Release the database connections and the file lock's descriptor."""
+        """Release the database connections."""
         self.engine.dispose()
-        if self._file_lock is not None:
-            self._file_lock.close()
