@@ -258,13 +258,15 @@ class Training:
         metrics: dict[str, Any] = {"kind": "hierarchical" if info.is_taxonomy else "flat", "gold_n": len(gold_truth)}
         if len(gold_truth):
             reliability = model_reliability(gold_probs, gold_truth)
-            choice = choose_threshold(  # on the gold the version itself never saw
-                gold_probs[own].max(axis=1),
-                gold_probs[own].argmax(axis=1) == gold_truth[own],
+            own_probs = gold_probs[own]  # the gold the version itself never saw
+            own_top = own_probs.argmax(axis=1)
+            choice = choose_threshold(
+                own_probs.max(axis=1),
+                own_top == gold_truth[own],
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
                 min_items=0,  # from the fewest surest items a bound can pass with: all a small project can prove
-                stratum=automation_stratum(info.labels, gold_probs[own].argmax(axis=1)),
+                stratum=automation_stratum(info.labels, own_top),
                 pool=self._automation_pool(project_id, model, info.labels, project.text_fields),
             )
             metrics |= {
@@ -302,9 +304,7 @@ class Training:
             ).scalar_one()  # fmt: skip
             session.execute(mq.NEW_ARTIFACT, {"model_version_id": version_id, "sha256": digest, "data": data})
             if len(gold_truth) and not worse:  # the cross-fitted gold rows: the refit learns the vote's weight on them
-                rows = _prediction_rows(version_id, gold_ids, gold_probs)
-                session.execute(mq.NEW_PREDICTIONS, rows)
-                session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": len(rows)})
+                store_prediction_page(session, version_id, gold_ids, gold_probs)
             detail = {"version": version, "state": state, "training_size": len(frame), **_finite(metrics)}
             if worse:
                 detail["reason"] = worse
