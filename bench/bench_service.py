@@ -365,6 +365,29 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {key: median([r[key] for r in runs]) for key in runs[0] if isinstance(runs[0][key], float | int)}
 
 
+def verdicts(payload: dict[str, Any]) -> list[str]:
+    """The targets against the medians: PostgreSQL with 2 processes serves at least SQLite's answers
+    per second on the closed loop, at most 1.3x its CPU per answer; submit p99 under 50 ms at 150
+    answers/s offered on both."""
+    runs = {key: summary(r) for key, r in payload["runs"].items() if not isinstance(r, str)}
+    lite, pg = runs.get("sqlite, 1 process | combined"), runs.get("postgresql, 2 processes | combined")
+    lines = []
+    if lite and pg:
+        rate, cpu = (
+            pg["submits_per_s"] / lite["submits_per_s"],
+            pg["server_cpu_ms_per_submit"] / lite["server_cpu_ms_per_submit"],
+        )
+        lines.append(f"- closed loop, PostgreSQL (2 processes) against SQLite (1): {rate:.2f}x the answers per second "
+                     f"(target >= 1): {'met' if rate >= 1 else '**missed**'}; {cpu:.2f}x the server CPU per answer "
+                     f"(target <= 1.3): {'met' if cpu <= 1.3 else '**missed**'}")  # fmt: skip
+    for key, med in runs.items():
+        if key.endswith("@150"):
+            p99 = med["submit_p99_ms"]
+            lines.append(f"- {key.split(' | ')[0]}, 150 answers/s offered: submit p99 {p99:.0f} ms (target < 50 ms): "
+                         + ("met" if p99 < 50 else "**missed**"))  # fmt: skip
+    return lines
+
+
 def render(payload: dict[str, Any]) -> str:
     """The Markdown report of a result payload (``--render`` redoes it from service.json)."""
     settings = payload["settings"]
@@ -430,6 +453,8 @@ def render(payload: dict[str, Any]) -> str:
         f"server's process group) and divided by the acknowledged answers.",
         "",
         markdown_table(headers, rows),
+        "",
+        *verdicts(payload),
         "",
         breakdown,
         "",

@@ -42,15 +42,23 @@ def _project(service, name: str, n_annotators: int) -> tuple[int, list[str]]:
 
 
 def _next_or_wait(service, me):
-    """The next task; when there is none now but others still hold leases (their answers may call
-    for more), ask again shortly, as a client polling for work does; None once nothing is open
-    (a minute of waiting fails: another annotator died holding a lease)."""
+    """The next task; when there is none now but the project is not done (leases are held, whose
+    answers may call for more, or an item still calls for more that others may answer), ask again
+    shortly, as a client polling for work does; None once every item is settled and no lease is
+    open (a minute of waiting fails: another annotator died holding a lease). Asking while a lease
+    was open and checking after it closed would miss the answers its submit called for."""
     deadline = time.monotonic() + 60
     while (task := service.next_task(me)) is None:
         assert time.monotonic() < deadline, "leases held for a minute: did another annotator fail?"
         with service._sessions() as session:
             held = session.scalar(select(func.count()).where(Lease.project_id == me.project_id, Lease.state == "open"))
-        if not held:
+            open_items = session.scalar(
+                select(func.count()).where(
+                    Item.project_id == me.project_id, Item.is_gold.is_(False),
+                    Item.status.not_in(("accepted", "escalated")),
+                )
+            )  # fmt: skip
+        if not held and not open_items:
             return None
         time.sleep(0.005)
     return task

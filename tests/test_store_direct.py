@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
 from crowdloop.store import db
 from crowdloop.store import queries as q
-from crowdloop.store.direct import direct_transaction
+from crowdloop.store.direct import DirectConnection, direct_transaction
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +164,48 @@ def test_a_lost_connection_is_replaced_and_the_transaction_retried(database_url:
         assert task is not None and service.submit(worker, task.lease_id, "a").label == "a"
     finally:
         service.close()
+
+
+def test_a_session_the_server_shut_down_counts_as_a_lost_connection(database_url: str) -> None:
+    """PostgreSQL's "terminating connection due to administrator command" (57P01) arrives before the
+    driver marks the connection closed: it is a lost connection all the same (retried on a new one),
+    not an error to roll back on the dead one."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only a database server can shut a session down")
+    from psycopg import errors
+
+    engine = db.make_engine(database_url)
+    proxied = engine.raw_connection()
+    try:
+        connection = DirectConnection(proxied.driver_connection, engine.dialect, {})
+
+        def shut_down() -> None:
+            raise errors.AdminShutdown("terminating connection due to administrator command")
+
+        with pytest.raises(DBAPIError) as caught:
+            connection._guard("SELECT 1", (), shut_down)
+        assert caught.value.connection_invalidated
+        with pytest.raises(DBAPIError) as caught:
+            connection._guard("SELECT 1", (), lambda: (_ for _ in ()).throw(errors.UniqueViolation("duplicate")))
+        assert not caught.value.connection_invalidated
+    finally:
+        proxied.close()
+        engine.dispose()
+
+
+def test_postgresql_connections_are_bounded_by_the_cores(database_url: str) -> None:
+    """A process keeps one PostgreSQL connection per core (at least two) and no overflow: a
+    transaction beyond them waits in the process instead of inside PostgreSQL (``store.db``)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers queue on its write lock")
+    engine = db.make_engine(database_url)
+    try:
+        assert engine.pool.size() == db.postgres_connections() >= 2
+        held = [engine.raw_connection() for _ in range(db.postgres_connections())]
+        engine.pool._timeout = 0.2  # the next checkout waits, then fails: no connection beyond the bound
+        with pytest.raises(Exception, match="QueuePool limit"):
+            engine.raw_connection()
+        for connection in held:
+            connection.close()
+    finally:
+        engine.dispose()

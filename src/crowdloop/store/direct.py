@@ -221,11 +221,19 @@ class DirectConnection:
         else:
             leave(type(error), error, error.__traceback__)
 
+    def _lost(self, exc: Exception) -> bool:
+        """Whether ``exc`` ended the connection: the dialect sees it closed, or PostgreSQL said so
+        (SQLSTATE class 08, or 57P01-57P03: the server shut the session down), which arrives before
+        the driver has marked the connection closed."""
+        state = getattr(exc, "sqlstate", None) or ""
+        return bool(self._dialect.is_disconnect(exc, self._driver, self._cursor) or state.startswith("08")
+                    or state in ("57P01", "57P02", "57P03"))  # fmt: skip
+
     def _guard(self, sql: str, params: Any, work: Callable[[], Any]) -> None:
         try:
             work()
         except self._dialect.loaded_dbapi.Error as exc:
-            error, lost = self._dialect.loaded_dbapi.Error, self._dialect.is_disconnect(exc, self._driver, self._cursor)
+            error, lost = self._dialect.loaded_dbapi.Error, self._lost(exc)
             raise DBAPIError.instance(
                 sql, params, exc, error, dialect=self._dialect, connection_invalidated=lost
             ) from exc
