@@ -4,6 +4,7 @@ services on one database, and a restart in the middle of a job."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -347,9 +348,34 @@ def test_the_worker_command_runs_one_pass(service, database_url: str) -> None:
 
     project_id = project(service, "by-command")
     service.import_items(project_id, catalogue(120, 60, seed=11)[0])
-    result = CliRunner().invoke(app, ["worker", "--db", database_url, "--once"])
+    result = CliRunner().invoke(app, ["worker", "--db", database_url, "--once", "--nice", "0"])
     assert result.exit_code == 0, result.output
+    assert "normal priority" in result.output  # this process's threads keep theirs
     assert f"project {project_id}: version 1 active, 60 labels" in " ".join(result.output.split())
+
+
+def test_every_thread_of_the_worker_yields_the_processor() -> None:
+    """Linux schedules threads: ``os.nice`` lowered only the thread that called it, and NumPy's BLAS
+    threads, started when it was imported, kept the server's priority. Every thread gets the
+    niceness and idle scheduling, and so do the threads started afterwards."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import os, threading, numpy\n"
+        "from crowdloop.service.worker import lower_priority\n"
+        "lower_priority(7)\n"
+        "later = threading.Thread(target=lambda: threading.Event().wait(1)); later.start()\n"
+        "tasks = [int(t) for t in os.listdir('/proc/self/task')]\n"
+        "print(len(tasks), all(os.getpriority(os.PRIO_PROCESS, t) >= 7 for t in tasks),\n"
+        "      all(os.sched_getscheduler(t) == os.SCHED_IDLE for t in tasks))\n"
+    )
+    if not (sys.platform.startswith("linux") and hasattr(os, "SCHED_IDLE")):
+        pytest.skip("per-thread scheduling is Linux's")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    threads, niced, idle = out.stdout.split()
+    assert int(threads) >= 3 and niced == "True" and idle == "True", out.stdout
 
 
 def test_labels_say_where_they_came_from(service) -> None:

@@ -56,7 +56,7 @@ def existing_database(db: str | None) -> str:
 
 
 WORKER_NICENESS = 10
-"""How much lower than the server's the model worker's CPU priority is (Unix nice)."""
+"""How much lower than the server's the model worker's CPU priority is (``service.worker.lower_priority``)."""
 
 
 class WorkerMode(StrEnum):
@@ -191,26 +191,31 @@ def model_worker(
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between passes over the projects.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
     nice: Annotated[
-        int, typer.Option(min=0, max=19, help="Lower the worker's CPU priority by this much (Unix nice).")
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="Lower the priority of the worker's threads by this much (Unix nice; Linux: idle "
+            "scheduling too); 0: the server's priority.",
+        ),
     ] = WORKER_NICENESS,
 ) -> None:
     """Train each project's model, predict its open items and label the ones it is sure of, as a
     process of its own (beside servers started with --no-worker; one job per project at a time,
-    whatever the number of workers). It runs at a lower CPU priority (``--nice``) so that training
-    yields the processor to the server's requests: annotators never wait for the model. Ctrl-C
+    whatever the number of workers). Every thread of it runs at a lower CPU priority (``--nice``;
+    on Linux also idle scheduling: only when no other thread wants the core) so that training yields
+    the processor to the server's requests: annotators never wait for the model. Ctrl-C
     stops it; a job cut short resumes on the next start."""
     from crowdloop.service import open_service
-    from crowdloop.service.worker import ModelWorker, freeze_startup_heap
+    from crowdloop.service.worker import ModelWorker, freeze_startup_heap, lower_priority
 
-    niceness = os.nice(nice) if hasattr(os, "nice") else 0
+    priority = lower_priority(nice)
 
     def job() -> None:
         service = open_service(database_url(db))
         worker = ModelWorker(service, interval=interval)
         freeze_startup_heap()
-        console.print(
-            f"model worker on {_safe(database_url(db))} (process {os.getpid()}, nice {niceness})", highlight=False
-        )
+        console.print(f"model worker on {_safe(database_url(db))} (process {os.getpid()}, {priority})", highlight=False)
         try:
             if once:
                 reports = worker.run_once()
