@@ -6,6 +6,7 @@ import pytest
 
 from crowdloop import Answers, ConfigError, InputError, LabelSpace, Taxonomy
 from crowdloop.consensus import ConsensusPolicy, DynamicConsensus, Opinions, SkillBook, SkillRules
+from crowdloop.consensus.decider import Decider
 from crowdloop.io import read_probabilities
 from crowdloop.simulation.crowds import synthetic_crowd
 
@@ -120,6 +121,32 @@ def test_model_vote_counts(crowd):
     alone = DynamicConsensus(policy).fit(one, gold).decide(one)
     helped = DynamicConsensus(policy).fit(with_model, gold).decide(with_model)
     assert (helped["status"] == "accepted").mean() > (alone["status"] == "accepted").mean() + 0.15
+
+
+def _model_row(label: int, prob: float, k: int) -> dict[str, np.ndarray]:
+    """One model row for item 0: ``prob`` on ``label``, the rest spread over the other labels."""
+    probs = np.full(k, (1 - prob) / (k - 1))
+    probs[label] = prob
+    return {"row": np.zeros(k, dtype=np.int64), "item": np.zeros(k, dtype=np.int64), "label": np.arange(k),
+            "prob": probs, "temperature": np.ones(k)}  # fmt: skip
+
+
+@pytest.mark.parametrize("taxonomy", [False, True])
+def test_a_model_that_disagrees_with_the_person_who_answered_does_not_settle_the_item(taxonomy):
+    names = [f"A > a{j}" for j in range(10)] + [f"B > b{j}" for j in range(10)]
+    labels = Taxonomy.from_paths(names) if taxonomy else LabelSpace(names)
+    a1, a2 = (labels.encode([n])[0] for n in ("A > a1", "A > a2"))
+    decider = Decider(labels, ConsensusPolicy(target=0.97, max_overlap=3), typical_skill=0.8, calibrator=None)
+    sure = _model_row(a2, 0.99999, len(labels))
+    overruled = decider.decide(Opinions.of(1, [0], [a1], [0.96], sure))  # an expert says a1, the model a2
+    assert labels.decode([overruled.label[0]])[0] == "A > a2" and overruled.confidence[0] > 0.97
+    assert overruled.status[0] == "more"
+    agreed = decider.decide(Opinions.of(1, [0], [a2], [0.8], sure))  # one person and the model agree
+    assert (agreed.status[0], int(agreed.label[0])) == ("accepted", a2)
+    if taxonomy:  # a person who only knew the branch backs the model's leaf in it
+        branch = labels.encode(["A"])[0]
+        vague = decider.decide(Opinions.of(1, [0], [branch], [0.8], sure))
+        assert (vague.status[0], int(vague.label[0])) == ("accepted", a2)
 
 
 def test_skill_book_bans_and_promotes():

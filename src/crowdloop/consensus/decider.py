@@ -17,12 +17,21 @@ answer is never certainty. The status (accept / more / escalate, the answers to 
 partial taxonomy level) is ``decisions.decide_arrays`` on the costed lookahead of
 ``control.Lookahead`` (built once per decider: what depends on its policy and skills alone is
 kept across batches), and the pool order is ``consensus.priority``.
+
+A model votes, but it does not overrule the people who answered: an item is accepted only on a
+label one of its answers backs (the label on the answer's path: the answer itself, an ancestor
+or a descendant), so one answer plus a model that agrees may settle an item, a model that
+disagrees sends it to more answers. A model's own labels come only from the proof on gold
+(``service.automation``). The failure this rules out is the feedback loop of a model trained on
+the crowd's labels: a version that learned one wrongly accepted item .9999 sure (a bra as fusion
+wear, on the Flipkart sample through the API) outvoted the expert who answered the next one
+right, and every such label taught the next version the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -30,7 +39,7 @@ import pandas as pd
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers
-from crowdloop.consensus.control import Lookahead, TypicalSkill
+from crowdloop.consensus.control import Lookahead, Outlook, TypicalSkill
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
@@ -264,6 +273,7 @@ class Decider:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
         second = runner_up(posterior)
+        backed = self.backed(opinions, states.label)
         ahead = self._lookahead(
             states.raw_confidence,
             # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
@@ -274,23 +284,57 @@ class Decider:
             self.calibrated_confidence,
             self.forecast_confidence if self.calibrator is not None and self.caution is not None else None,
         )
-        table = decide_arrays(states, self.policy, ahead)
+        ahead = self._await_backing(ahead, states.label >= 0, backed, states.answers)
+        table = decide_arrays(states, self.policy, ahead, backed=backed)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
             partial, partial_confidence = self.partial_acceptance(posterior, states.answers)
+            partial = np.where(self.backed(opinions, partial) | (states.answers == 0), partial, -1)
             table = decide_arrays(
-                states, self.policy, ahead, fallback_label=partial, fallback_confidence=partial_confidence
-            )
+                states, self.policy, ahead, fallback_label=partial, fallback_confidence=partial_confidence,
+                backed=backed,
+            )  # fmt: skip
         open_ = table.status == MORE
         value = np.zeros(len(table.status))
-        if open_.any():  # an item nobody answered has no leading label: one answer is worth the most it can be
-            value = priority(
-                np.where(table.label >= 0, table.confidence, 0.5), self.typical_skill, self.policy.prices.crowd
-            )
+        if open_.any():  # an item nobody answered, or whose leading label nobody backs, waits for the answer
+            # that decides it: one answer is worth the most it can be
+            leading = (table.label >= 0) & (backed | (states.answers == 0))
+            value = priority(np.where(leading, table.confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
         return Decisions(
             **{name: getattr(table, name) for name in Decided.__dataclass_fields__},
             priority=np.where(open_, value, 0.0),
             branch=self.branch(table.label),
         )
+
+    def _await_backing(self, ahead: Outlook, has_label: np.ndarray, backed: np.ndarray, n: np.ndarray) -> Outlook:
+        """The outlook of an item whose leading label no person who answered backs: not reached,
+        and one more answer decides it (it backs the label, or sides with the people), while
+        ``max_overlap`` allows one."""
+        waiting = has_label & ~backed & (n > 0)
+        if not waiting.any():
+            return ahead
+        room = waiting & (n < self.policy.max_overlap)
+        return replace(
+            ahead,
+            reached=ahead.reached & ~waiting,
+            go_on=np.where(waiting, room, ahead.go_on),
+            needed=np.where(waiting, np.where(room, 1.0, np.inf), ahead.needed),
+            expected_answers=np.where(room, np.maximum(ahead.expected_answers, 1.0), ahead.expected_answers),
+            expert_probability=np.where(waiting & ~room, 1.0, ahead.expert_probability),
+        )
+
+    def backed(self, opinions: Opinions, label: np.ndarray) -> np.ndarray:
+        """Per item, whether a human answer backs ``label`` (a code, -1 none): the answer is the
+        label or, in a taxonomy, lies on its path (an ancestor or a descendant of it)."""
+        answered = opinions.label
+        own = label[opinions.item] if len(opinions.item) else np.empty(0, dtype=np.int64)
+        on_path = (answered == own) & (own >= 0)
+        if self._taxonomy is not None and len(answered):
+            paths, mine = self._taxonomy.path_codes, np.maximum(own, 0)
+            depth_a, depth_l = self._taxonomy.depth[answered], self._taxonomy.depth[mine]
+            ancestor = paths[mine, np.minimum(depth_a, depth_l) - 1]  # the label's node at the answer's depth
+            below = paths[answered, np.minimum(depth_a, depth_l) - 1]  # the answer's node at the label's depth
+            on_path |= (own >= 0) & np.where(depth_a <= depth_l, ancestor == answered, below == mine)
+        return np.bincount(opinions.item[on_path], minlength=opinions.n_items) > 0
 
     def partial_acceptance(self, posterior: CandidatePosterior, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The deepest ancestor level whose calibrated confidence reaches the target (-1: none),
