@@ -16,6 +16,7 @@ from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace
 from crowdloop.models import artifacts
 from crowdloop.service import ItemIn, open_service
+from crowdloop.service.answer_import import AnswerIn
 from crowdloop.service.jobs import ClaimLost
 from crowdloop.service.training import MODEL_NAME, item_texts, retrain_due
 from crowdloop.service.worker import ModelWorker
@@ -251,6 +252,34 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
     with service.engine.connect() as c:
         ids = [i.external_id for i in more]
         assert c.execute(select(Item.model_version_id).where(Item.external_id.in_(ids))).scalars().all() == [None] * 40
+
+
+def test_an_audited_item_the_crowd_would_settle_against_the_model_goes_to_a_reviewer(service) -> None:
+    """The audit measures the model against the truth, not against the crowd's errors: an audited
+    item the crowd would accept on another label than the model's goes to a reviewer, whose label
+    is the audit's outcome (before, the crowd's label was accepted and counted as the truth)."""
+    project_id = project(service, "adjudicated", audit_rate=0.5)
+    service.import_items(project_id, catalogue(300, 120, seed=9)[0])
+    (report,) = ModelWorker(service).run_once()
+    assert report.audited >= 2
+    with service.engine.connect() as c:
+        (against, model_label), (agreeing, agreed) = c.execute(
+            select(Item.external_id, Audit.label).join(Item, Item.id == Audit.item_id)
+            .where(Audit.project_id == project_id).order_by(Item.id).limit(2)
+        ).all()  # fmt: skip
+    other = LABELS[(model_label + 1) % len(LABELS)]
+    rows = [AnswerIn(against, f"a{k}", other) for k in range(3)]
+    rows += [AnswerIn(agreeing, f"a{k}", LABELS[agreed]) for k in range(3)]
+    service.import_answers(project_id, rows)
+    states = {s.item: s for s in (service.item_state(project_id, key) for key in (against, agreeing))}
+    assert states[against].status == "escalated" and states[agreeing].status == "accepted"
+    reasons = [e["detail"]["reason"] for e in service.events(project_id) if e["kind"] == "escalated"]
+    assert any(r.startswith("audit:") and repr(other) in r for r in reasons)
+    assert any(t.item == against for t in service.review_queue(project_id))
+    reviewer, _ = service.add_annotator(project_id, "reviewer", role="reviewer")
+    service.review(reviewer, project_id, against, LABELS[model_label])  # the model was right
+    audit = service.progress(project_id).audit
+    assert (audit.audited, audit.right) == (2, 2)
 
 
 def test_two_services_on_one_database_never_run_the_same_job(service, database_url: str) -> None:

@@ -8,10 +8,12 @@ with source ``model`` and no human answer. A share ``audit_rate`` of those items
 the item and version, so a rerun draws the same) goes to people instead, *without* the model's vote
 or suggestion, so that their label is an independent check: the audit.
 
-The audit counts the audited items people have settled and those whose label is the model's. The
-evidence on the version's labels is the gold above its threshold ($k_g$ right of $n_g$) and the
-audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower bound of $(k_g + k_a) / (n_g +
-n_a)$ falls below the target, automation stops (``projects.automation_stopped`` = the version, an
+The audit counts the audited items people have settled and those whose label is the model's; one
+the crowd would accept on another label goes to a reviewer first (``item_decisions.audit_disputes``),
+so that the outcome is the truth and not the crowd's own errors, up to 1 - target of its labels,
+which no model could pass. The evidence on the version's labels is the gold above its threshold
+($k_g$ right of $n_g$) and the audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower
+bound of $(k_g + k_a) / (n_g + n_a)$ falls below the target, automation stops (``projects.automation_stopped`` = the version, an
 ``automation_stopped`` event gives the figures) until a newer version proves a threshold again, and
 the labels the version gave are taken back: the evidence says they are not as right as promised,
 so their items go to people (the refit that follows decides and weighs them).

@@ -18,6 +18,7 @@ from crowdloop.service.database import Database, Executor
 from crowdloop.service.intake import soft_columns
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
 from crowdloop.service.rows import PAGE, WRITE_PAGE, project_row
+from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import utcnow
@@ -32,6 +33,28 @@ def confidence_or_none(table: Decisions, i: int) -> float | None:
         return None
     value = float(table.confidence[i])
     return value if math.isfinite(value) else None
+
+
+def audit_disputes(db: Executor, items: Sequence[Any], table: Decisions, labels: Any) -> dict[int, str]:
+    """Items of ``table`` the crowd would accept on another label than the model's, among those the
+    model was sure of and sent to people as its audit (``service.automation``) -> why they go to a
+    reviewer instead. The audit measures the model's labels: against the crowd's, whose own errors
+    (up to 1 - target) it would count as the model's, no model could pass it; a reviewer settles the
+    disagreements, and agreement of the model and the crowd, wrong together, is rare."""
+    accepted = [i for i in range(len(items)) if table.status[i] == ACCEPTED]
+    if not accepted:
+        return {}
+    if len(items) == 1:
+        rows = db.execute(mq.AUDIT_LABEL, {"item": items[0].id}).all()
+    else:
+        rows = db.execute(mq.AUDIT_LABELS, {"items": [items[i].id for i in accepted]}).all()
+    model = {int(item): int(label) for item, label in rows}
+    return {
+        items[i].id: f"audit: the crowd's {labels.name(int(table.label[i]))!r} against the model's "
+        f"{labels.name(model[items[i].id])!r}: a reviewer decides"
+        for i in accepted
+        if items[i].id in model and model[items[i].id] != int(table.label[i])
+    }
 
 
 def decision_reason(status: str, table: Decisions, i: int, policy: ConsensusPolicy) -> str:
@@ -119,18 +142,30 @@ class ItemDecisions:
         loop's case) takes statements of a fixed size, which the direct path runs."""
         if not items:
             return 0
-        return self.record(db, project, items, self.decide(db, project, items, models=models), answered=answered)
+        table = self.decide(db, project, items, models=models)
+        return self.record(db, project, items, table, answered=answered, audited=models)
 
     def record(
-        self, db: Executor, project: ProjectColumns, items: Sequence[Any], table: Decisions, *, answered: bool = False
+        self,
+        db: Executor,
+        project: ProjectColumns,
+        items: Sequence[Any],
+        table: Decisions,
+        *,
+        answered: bool = False,
+        audited: bool = True,
     ) -> int:
         """Write ``table``, the decisions of ``items`` (from ``decide``), with an event for each
-        change of status; returns how many changed. ``answered`` as in ``redecide``."""
+        change of status; returns how many changed. ``answered`` as in ``redecide``; an audited
+        item the crowd would settle against the model goes to a reviewer (``audit_disputes``;
+        ``audited=False``: the project has no model versions, so no audits)."""
         decider = self.config.decider(project)
+        labels = self.config.labels(project)
+        disputes = audit_disputes(db, items, table, labels) if audited else {}
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):
-            status = str(table.status[i])
+            status = ESCALATED if item.id in disputes else str(table.status[i])
             values = {
                 "item": item.id,
                 "status": status,
@@ -145,11 +180,11 @@ class ItemDecisions:
             if status != item.status:
                 detail = {
                     "from": item.status,
-                    "label": None if values["label"] is None else self.config.labels(project).name(values["label"]),
+                    "label": None if values["label"] is None else labels.name(values["label"]),
                     "confidence": values["confidence"],
                     "answers": int(table.answers[i]),
                     "target": decider.policy.target,
-                    "reason": decision_reason(status, table, i, decider.policy),
+                    "reason": disputes.get(item.id) or decision_reason(status, table, i, decider.policy),
                 }
                 events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
                                "created_at": now, "detail": detail})  # fmt: skip

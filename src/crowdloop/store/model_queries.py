@@ -160,6 +160,9 @@ AUDIT_OUTCOMES = (
     .group_by(audits.c.model_version_id)
 )
 """Per model version: audited items people have settled, and those whose label is the model's."""
+AUDIT_LABEL = select(audits.c.item_id, audits.c.label).where(audits.c.item_id == bindparam("item"))
+AUDIT_LABELS = select(audits.c.item_id, audits.c.label).where(audits.c.item_id.in_(bindparam("items", expanding=True)))
+"""The model's label on audited items (one item: a statement of fixed size, for the direct path)."""
 MODEL_LABELLED = (
     select(items.c.model_version_id, func.count())
     .where(items.c.project_id == bindparam("project"), items.c.model_version_id.is_not(None))
