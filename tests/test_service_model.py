@@ -254,13 +254,34 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
         assert c.execute(select(Item.model_version_id).where(Item.external_id.in_(ids))).scalars().all() == [None] * 40
 
 
+def test_a_failed_audit_takes_back_the_labels_of_a_version_no_longer_in_use(service) -> None:
+    """A newer version does not end the watch on an older one (before, only the version in use was
+    audited, and the older one's labels stayed however its audit went)."""
+    project_id = project(service, "superseded", audit_rate=0.5)
+    service.import_items(project_id, catalogue(300, 120, seed=10)[0])
+    first = ModelWorker(service).run_project(project_id)
+    assert first.automated > 0 and first.audited > 5
+    second = ModelWorker(service).run_project(project_id, force=True)  # a newer version, now in use
+    assert second.version_id != first.version_id and second.state == "active"
+    with service.engine.begin() as c:  # people settle every audit of the first version on another label
+        audited = select(Audit.item_id, Audit.label).where(Audit.model_version_id == first.version_id)
+        for item_id, label in c.execute(audited).all():
+            c.execute(update(Item).where(Item.id == item_id).values(status="reviewed", label=(label + 1) % 4))
+    ModelWorker(service).run_project(project_id)  # the watch
+    with service.engine.connect() as c:
+        kept = c.execute(select(Item.id).where(Item.model_version_id == first.version_id)).all()
+    assert kept == []
+    stopped = [e["detail"] for e in service.events(project_id) if e["kind"] == "automation_stopped"]
+    assert [(d["version"], d["in_use"], d["reopened"]) for d in stopped] == [(first.version, False, first.automated)]
+
+
 def test_an_audited_item_the_crowd_would_settle_against_the_model_goes_to_a_reviewer(service) -> None:
     """The audit measures the model against the truth, not against the crowd's errors: an audited
     item the crowd would accept on another label than the model's goes to a reviewer, whose label
     is the audit's outcome (before, the crowd's label was accepted and counted as the truth)."""
     project_id = project(service, "adjudicated", audit_rate=0.5)
     service.import_items(project_id, catalogue(300, 120, seed=9)[0])
-    (report,) = ModelWorker(service).run_once()
+    report = ModelWorker(service).run_project(project_id)
     assert report.audited >= 2
     with service.engine.connect() as c:
         (against, model_label), (agreeing, agreed) = c.execute(
