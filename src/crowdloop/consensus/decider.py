@@ -273,7 +273,8 @@ class Decider:
         """The decision for every item of the batch (see ``Decisions``)."""
         states, posterior = self.states(opinions)
         second = runner_up(posterior)
-        backed = self.backed(opinions, states.label)
+        # an answered item whose leading label none of its answers backs waits for the answer that decides it
+        waiting = (states.label >= 0) & (states.answers > 0) & ~self.backed(opinions, states.label)
         ahead = self._lookahead(
             states.raw_confidence,
             # the strongest alternative: the runner-up, or a label nobody named yet when the rest of
@@ -284,20 +285,20 @@ class Decider:
             self.calibrated_confidence,
             self.forecast_confidence if self.calibrator is not None and self.caution is not None else None,
         )
-        ahead = self._await_backing(ahead, states.label >= 0, backed, states.answers)
-        table = decide_arrays(states, self.policy, ahead, backed=backed)
+        ahead = self._await_backing(ahead, waiting, states.answers)
+        table = decide_arrays(states, self.policy, ahead, backed=~waiting)
         if self.policy.partial and (table.status == ESCALATED).any():  # only those may settle on a coarser label
             partial, partial_confidence = self.partial_acceptance(posterior, states.answers)
             partial = np.where(self.backed(opinions, partial) | (states.answers == 0), partial, -1)
             table = decide_arrays(
                 states, self.policy, ahead, fallback_label=partial, fallback_confidence=partial_confidence,
-                backed=backed,
+                backed=~waiting,
             )  # fmt: skip
         open_ = table.status == MORE
         value = np.zeros(len(table.status))
-        if open_.any():  # an item nobody answered, or whose leading label nobody backs, waits for the answer
-            # that decides it: one answer is worth the most it can be
-            leading = (table.label >= 0) & (backed | (states.answers == 0))
+        if open_.any():  # an item nobody answered, or a waiting one, has no leading label yet: one answer is
+            # worth the most it can be
+            leading = (table.label >= 0) & ~waiting
             value = priority(np.where(leading, table.confidence, 0.5), self.typical_skill, self.policy.prices.crowd)
         return Decisions(
             **{name: getattr(table, name) for name in Decided.__dataclass_fields__},
@@ -305,11 +306,10 @@ class Decider:
             branch=self.branch(table.label),
         )
 
-    def _await_backing(self, ahead: Outlook, has_label: np.ndarray, backed: np.ndarray, n: np.ndarray) -> Outlook:
-        """The outlook of an item whose leading label no person who answered backs: not reached,
-        and one more answer decides it (it backs the label, or sides with the people), while
-        ``max_overlap`` allows one."""
-        waiting = has_label & ~backed & (n > 0)
+    def _await_backing(self, ahead: Outlook, waiting: np.ndarray, n: np.ndarray) -> Outlook:
+        """The outlook of the ``waiting`` items (``n`` answers, none backing the leading label): not
+        reached, and one more answer decides it (it backs the label, or sides with the people),
+        while ``max_overlap`` allows one."""
         if not waiting.any():
             return ahead
         room = waiting & (n < self.policy.max_overlap)
@@ -327,13 +327,11 @@ class Decider:
         label or, in a taxonomy, lies on its path (an ancestor or a descendant of it)."""
         answered = opinions.label
         own = label[opinions.item] if len(opinions.item) else np.empty(0, dtype=np.int64)
-        on_path = (answered == own) & (own >= 0)
-        if self._taxonomy is not None and len(answered):
-            paths, mine = self._taxonomy.path_codes, np.maximum(own, 0)
-            depth_a, depth_l = self._taxonomy.depth[answered], self._taxonomy.depth[mine]
-            ancestor = paths[mine, np.minimum(depth_a, depth_l) - 1]  # the label's node at the answer's depth
-            below = paths[answered, np.minimum(depth_a, depth_l) - 1]  # the answer's node at the label's depth
-            on_path |= (own >= 0) & np.where(depth_a <= depth_l, ancestor == answered, below == mine)
+        on_path = answered == own
+        if self._taxonomy is not None and len(answered):  # on one path: their common ancestor is the shallower one
+            tree, mine = self._taxonomy, np.maximum(own, 0)
+            on_path |= tree.lca_depth(answered, mine) == np.minimum(tree.depth[answered], tree.depth[mine])
+        on_path &= own >= 0
         return np.bincount(opinions.item[on_path], minlength=opinions.n_items) > 0
 
     def partial_acceptance(self, posterior: CandidatePosterior, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -67,8 +67,8 @@ def decide_arrays(
     """Status and the number of answers to order now, per item, from the costed lookahead
     ``outlook`` (``consensus.control``). Rules, in order:
 
-    1. accepted: at least ``min_overlap`` answers, the calibrated confidence >= ``target`` and, for
-       an item people answered, its label ``backed`` by one of them (None: every label is);
+    1. accepted: at least ``min_overlap`` answers, the calibrated confidence >= ``target`` and the
+       label ``backed`` (False where people answered and none of them backs it; None: every label is);
     2. escalated: at ``max_overlap`` answers, or stopping (an expert) is expected to cost less than
        the crowd's answers to finish, the target being out of reach included; with
        ``fallback_label`` (the deepest confident taxonomy level, -1 for none) such an item is
@@ -81,7 +81,7 @@ def decide_arrays(
     room = np.maximum(policy.max_overlap - n, 0)
     reached = (states.confidence >= policy.target) & (n >= policy.min_overlap) & (states.label >= 0)
     if backed is not None:
-        reached &= backed | (n == 0)
+        reached &= backed
     hopeless = ~reached & ((room == 0) | ~outlook.go_on)
     label = states.label.copy()
     confidence = states.confidence.copy()

@@ -41,8 +41,8 @@ def audit_disputes(db: Executor, items: Sequence[Any], table: Decisions, labels:
     reviewer instead. The audit measures the model's labels: against the crowd's, whose own errors
     (up to 1 - target) it would count as the model's, no model could pass it; a reviewer settles the
     disagreements, and agreement of the model and the crowd, wrong together, is rare."""
-    accepted = [i for i in range(len(items)) if table.status[i] == ACCEPTED]
-    if not accepted:
+    accepted = np.flatnonzero(table.status == ACCEPTED)
+    if not len(accepted):
         return {}
     if len(items) == 1:
         rows = db.execute(mq.AUDIT_LABEL, {"item": items[0].id}).all()
