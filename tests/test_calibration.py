@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,6 +110,51 @@ def test_calibrator_with_features_and_extreme_confidences():
     assert expected_calibration_error(out, correct) < 0.03
     with pytest.raises(ConfigError, match="n_answers"):
         calibrator.predict(raw)
+
+
+def _overconfident_after_few_answers(rng: np.random.Generator, n: int) -> tuple[np.ndarray, ...]:
+    """A crowd posterior whose accuracy turns with the answer count: a raw .999 is right 99.9% of the
+    time at five answers and 85% at two, a raw .9 60% at five (a torn vote) and 80% at two. No
+    linear score of the two orders these four states as their accuracy does."""
+    n_answers = rng.choice([2, 5], n)
+    raw = rng.choice([0.9, 0.999], n)
+    truth = np.where(raw > 0.99, np.where(n_answers == 5, 0.999, 0.85), np.where(n_answers == 5, 0.6, 0.8))
+    return raw, rng.random(n) < truth, n_answers
+
+
+def test_a_curve_per_answer_count_follows_an_accuracy_that_one_curve_pools() -> None:
+    raw, correct, n_answers = _overconfident_after_few_answers(np.random.default_rng(5), 4000)
+    pooled = TopLabelCalibrator(features=("confidence", "n_answers")).fit(raw, correct, n_answers=n_answers)
+    per_count = TopLabelCalibrator(features=("confidence", "n_answers"), per_answer_count=True)
+    per_count.fit(raw, correct, n_answers=n_answers)
+    sure = np.full(2, 0.999)
+    few_many = np.array([2, 5])
+    assert per_count.predict(sure, n_answers=few_many) == pytest.approx([0.85, 0.999], abs=0.02)
+    assert per_count.predict(sure, n_answers=few_many, quantile=0.2)[1] > 0.97
+    assert np.abs(pooled.predict(sure, n_answers=few_many) - [0.85, 0.999]).max() > 0.05  # one curve cannot
+    assert per_count.predict(sure, n_answers=few_many, pooled=True) == pytest.approx(
+        pooled.predict(sure, n_answers=few_many)
+    )
+    stored = TopLabelCalibrator.from_dict(json.loads(json.dumps(per_count.to_dict())))
+    assert stored.predict(sure, n_answers=few_many, quantile=0.2) == pytest.approx(
+        per_count.predict(sure, n_answers=few_many, quantile=0.2)
+    )
+    with pytest.raises(ConfigError, match="per_answer_count"):
+        TopLabelCalibrator(per_answer_count=True).fit(raw, correct)
+
+
+def test_the_cautious_curve_does_not_depend_on_the_order_of_the_gold() -> None:
+    raw, correct, n_answers = _overconfident_after_few_answers(np.random.default_rng(6), 3000)
+    order = np.random.default_rng(0).permutation(len(raw))
+    fits = [
+        TopLabelCalibrator(features=("confidence", "n_answers"), per_answer_count=True).fit(
+            raw[rows], correct[rows], n_answers=n_answers[rows]
+        )
+        for rows in (np.arange(len(raw)), order)
+    ]
+    grid, counts = np.repeat([0.5, 0.9, 0.99, 0.999], 2), np.tile([2, 5], 4)
+    first, second = (fit.predict(grid, n_answers=counts, quantile=0.2) for fit in fits)
+    assert first == pytest.approx(second, abs=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,9 @@ FEATURES: tuple[str, ...] = ("confidence", "n_answers", "margin")
 """Item features a calibrator may use: the raw top-label confidence (always), the number of answers
 of the item (log scale) and the margin between the top two labels' probabilities."""
 
+MIN_STRATUM = 30
+"""Gold states an answer count needs for a curve of its own (``per_answer_count``)."""
+
 _TIE_SHRINK = 1e-9
 """Other labels are kept strictly below the calibrated top label so that it stays the argmax."""
 
@@ -238,9 +241,17 @@ class TopLabelCalibrator(BaseEstimator):
             isotonic block.
         C: inverse L2 penalty of the logistic fit (on standardised features); large = Platt's
             unpenalised fit.
+        per_answer_count: with ``"n_answers"`` among the features and a monotone method, one curve
+            per answer count that has at least ``MIN_STRATUM`` gold states, each block shrunk toward
+            the pooled Platt curve (a hierarchical fit); other counts use the pooled curve. One
+            monotone curve on a linear score cannot follow an accuracy that depends on the answer
+            count in any other way: a crowd posterior that is overconfident after a few answers and
+            honest after many pools both into its top step, which then claims too little for the one
+            and too much for the other.
 
-    Fitted: ``n_gold_``, ``n_right_``, ``platt_`` (the logistic model), ``isotonic_`` (the isotonic
-    model, None for ``"platt"``).
+    Fitted: ``n_gold_``, ``n_right_``, ``platt_`` (the logistic model), ``isotonic_`` (the pooled
+    isotonic model, None for ``"platt"``), ``strata_curves_`` and ``strata_evidence_`` (rows
+    ``(n, score, value)`` of the per-count curves and of the gold behind their steps).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -258,12 +269,14 @@ class TopLabelCalibrator(BaseEstimator):
         clip: float = 1e-9,
         prior_strength: float = 10.0,
         C: float = 100.0,
+        per_answer_count: bool = False,
     ) -> None:
         self.method = method
         self.features = features
         self.clip = clip
         self.prior_strength = prior_strength
         self.C = C
+        self.per_answer_count = per_answer_count
 
     def _check_params(self) -> None:
         if self.method not in ("smooth", "platt", "isotonic"):
@@ -277,6 +290,8 @@ class TopLabelCalibrator(BaseEstimator):
             raise ConfigError(f"prior_strength must be >= 0, got {self.prior_strength!r}")
         if not self.C > 0:
             raise ConfigError(f"C must be > 0, got {self.C!r}")
+        if self.per_answer_count and ("n_answers" not in self.features or self.method == "platt"):
+            raise ConfigError("per_answer_count needs the 'n_answers' feature and a monotone method")
 
     def _design(self, confidence: np.ndarray, n_answers: np.ndarray | None, margin: np.ndarray | None) -> np.ndarray:
         c = np.clip(np.asarray(confidence, dtype=np.float64).ravel(), self.clip, 1 - self.clip)
@@ -328,27 +343,46 @@ class TopLabelCalibrator(BaseEstimator):
         self.coef_, self.intercept_ = self.platt_.coef_[0], float(self.platt_.intercept_[0])
         self.isotonic_ = None
         if self.method != "platt":
-            score = self._score(z) if self.method == "smooth" else z[:, 0]
-            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
-            if self.method == "smooth":
-                fitted = iso.predict(score)
-                _, block = np.unique(fitted, return_inverse=True)
-                size = np.bincount(block)
-                prior = np.bincount(block, weights=self._platt(z)) / size
-                shrunk = (np.bincount(block, weights=y) + self.prior_strength * prior) / (size + self.prior_strength)
-                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, shrunk[block])
-            self.isotonic_ = iso
-            # the gold behind each step of the curve, for ``predict(quantile=...)``
-            order = np.argsort(score, kind="stable")
-            _, step = np.unique(iso.predict(score[order]), return_inverse=True)
-            self.evidence_scores_ = score[order]
-            self.evidence_ = np.bincount(step)[step] + (self.prior_strength if self.method == "smooth" else 0.0)
-            self.curve_x_, self.curve_y_ = iso.X_thresholds_, iso.y_thresholds_
+            score = self._curve_score(z)
+            platt = self._platt(z)
+            self.isotonic_, curve = self._monotone_curve(score, y, platt)
+            self.curve_x_, self.curve_y_, self.evidence_scores_, self.evidence_ = curve
+            curves, evidence = [], []
+            if self.per_answer_count:
+                count = np.asarray(n_answers, dtype=np.float64).ravel()
+                values, sizes = np.unique(count, return_counts=True)
+                for value in values[sizes >= MIN_STRATUM]:
+                    mine = count == value
+                    _, (x, fitted, scores, behind) = self._monotone_curve(score[mine], y[mine], platt[mine])
+                    curves.append(np.column_stack([np.full(len(x), value), x, fitted]))
+                    evidence.append(np.column_stack([np.full(len(scores), value), scores, behind]))
+            self.strata_curves_ = np.vstack(curves) if curves else np.empty((0, 3))
+            self.strata_evidence_ = np.vstack(evidence) if evidence else np.empty((0, 3))
         self.n_gold_, self.n_right_ = n, right
         return self
 
+    def _monotone_curve(
+        self, score: np.ndarray, y: np.ndarray, platt: np.ndarray
+    ) -> tuple[IsotonicRegression, tuple[np.ndarray, ...]]:
+        """The isotonic fit of ``y`` on ``score`` (for ``"smooth"`` each block shrunk toward the mean
+        ``platt`` probability of its gold and made monotone again), and the curve as arrays: its
+        thresholds and values, and the gold scores in order with the gold behind each one's step
+        (for ``predict(quantile=...)``)."""
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
+        if self.method == "smooth":
+            _, block = np.unique(np.round(iso.predict(score), 12), return_inverse=True)
+            size = np.bincount(block)
+            prior = np.bincount(block, weights=platt) / size
+            shrunk = (np.bincount(block, weights=y) + self.prior_strength * prior) / (size + self.prior_strength)
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, shrunk[block])
+        order = np.argsort(score, kind="stable")
+        # a step is a run of equal values (rounded: the fit's last bits depend on the gold's order)
+        _, step = np.unique(np.round(iso.predict(score[order]), 12), return_inverse=True)
+        evidence = np.bincount(step)[step] + (self.prior_strength if self.method == "smooth" else 0.0)
+        return iso, (iso.X_thresholds_, iso.y_thresholds_, score[order], evidence)
+
     _FITTED = ("mean_", "scale_", "coef_", "intercept_", "curve_x_", "curve_y_", "evidence_scores_", "evidence_",
-               "n_gold_", "n_right_")  # fmt: skip
+               "strata_curves_", "strata_evidence_", "n_gold_", "n_right_")  # fmt: skip
 
     def to_dict(self) -> dict:
         """The fitted calibrator as plain data (JSON): its parameters and the fitted arrays."""
@@ -380,6 +414,12 @@ class TopLabelCalibrator(BaseEstimator):
         input checks that cost more than the product for one item)."""
         return z @ self.coef_ + self.intercept_
 
+    def _curve_score(self, z: np.ndarray) -> np.ndarray:
+        """What the monotone curve is a function of: the Platt score (``"smooth"``) or the logit of
+        the confidence (``"isotonic"``), rounded to 1e-9 so that states equal but for the order their
+        sums were taken in tie exactly (and the fit does not depend on the order of the gold)."""
+        return np.round(self._score(z) if self.method == "smooth" else z[:, 0], 9)
+
     def _platt(self, z: np.ndarray) -> np.ndarray:
         return expit(self._score(z))
 
@@ -390,8 +430,12 @@ class TopLabelCalibrator(BaseEstimator):
         n_answers: np.ndarray | None = None,
         margin: np.ndarray | None = None,
         quantile: float | None = None,
+        pooled: bool = False,
     ) -> np.ndarray:
         """Calibrated probability that the top label is right, per item.
+
+        ``pooled``: the pooled curve even where an answer count has its own (``per_answer_count``),
+        for states unlike the gold states the per-count curves were fitted on.
 
         With ``quantile`` (e.g. 0.2), a cautious value instead of the estimate: that quantile of
         the Beta posterior of the accuracy $p$ of items like this one, given the $n$ gold items
@@ -410,37 +454,17 @@ class TopLabelCalibrator(BaseEstimator):
         z = (self._design(confidence, n_answers, margin) - self.mean_) / self.scale_
         if self.method == "platt":
             calibrated, evidence = self._platt(z), np.full(len(z), float(self.n_gold_))
-        else:
-            score = self._score(z) if self.method == "smooth" else z[:, 0]
-            # the fitted step function itself (IsotonicRegression.predict interpolates the same
-            # thresholds, after input checks that cost more than the lookup for one item)
-            calibrated = np.interp(score, self.curve_x_, self.curve_y_)
-            at = np.clip(np.searchsorted(self.evidence_scores_, score), 0, len(self.evidence_) - 1)
-            evidence = self.evidence_[at]
-            x_top, y_top = self.curve_x_[-1], self.curve_y_[-1]
-            if quantile is not None:
-                floor = self._cautious_floor(quantile)
-                below = np.searchsorted(self.evidence_scores_, score, side="right") - 1  # gold at or below
-                proven = np.where(below >= 0, floor[np.maximum(below, 0)], 0.0)
-                calibrated = np.maximum(_cautious(calibrated, evidence, quantile), proven)
-                y_top = float(floor[-1])
-            beyond = score > x_top
-            if beyond.any():  # from the (cautious) last step towards 1 along the score
-                platt, platt_top = expit(score[beyond]), float(expit(x_top))
-                lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
-                calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
-            return calibrated
-        if quantile is None:
-            return calibrated
-        return _cautious(calibrated, evidence, quantile)
-
-    def _cautious_floor(self, quantile: float) -> np.ndarray:
-        """At each gold score (in order), the highest cautious value of the steps at or below it.
-        The curve assumes accuracy rises with the score, so what a step's gold proves holds above
-        it too: a small step above a large one (wider interval) never claims less than the large
-        one proved, and more agreeing answers never lower the cautious confidence."""
-        steps = np.interp(self.evidence_scores_, self.curve_x_, self.curve_y_)
-        return np.maximum.accumulate(_cautious(steps, self.evidence_, quantile))
+            return calibrated if quantile is None else _cautious(calibrated, evidence, quantile)
+        score = self._curve_score(z)
+        calibrated = _on_curve(score, (self.curve_x_, self.curve_y_, self.evidence_scores_, self.evidence_), quantile)
+        strata = getattr(self, "strata_curves_", np.empty((0, 3)))
+        if len(strata) and not pooled:
+            count = np.asarray(n_answers, dtype=np.float64).ravel()
+            for value in np.intersect1d(np.unique(strata[:, 0]), count):
+                mine, points, behind = count == value, strata[:, 0] == value, self.strata_evidence_[:, 0] == value
+                curve = (*strata[points, 1:].T, *self.strata_evidence_[behind, 1:].T)
+                calibrated[mine] = _on_curve(score[mine], curve, quantile)
+        return calibrated
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         """``predict`` on a frame with columns ``confidence`` (and ``n_answers``, ``margin``)."""
@@ -458,6 +482,40 @@ class TopLabelCalibrator(BaseEstimator):
             n_answers=features["n_answers"].to_numpy() if "n_answers" in features else None,
             margin=features["margin"].to_numpy() if "margin" in features else None,
         )
+
+
+def _on_curve(score: np.ndarray, curve: tuple[np.ndarray, ...], quantile: float | None) -> np.ndarray:
+    """The monotone ``curve`` (thresholds, values, gold scores in order, gold behind each one's step)
+    at ``score``: its estimate, or with ``quantile`` its cautious value (``TopLabelCalibrator.predict``),
+    extrapolated beyond the last step along the score."""
+    curve_x, curve_y, gold_scores, evidence = curve
+    # the fitted step function itself (IsotonicRegression.predict interpolates the same thresholds,
+    # after input checks that cost more than the lookup for one item)
+    calibrated = np.interp(score, curve_x, curve_y)
+    x_top, y_top = curve_x[-1], curve_y[-1]
+    if quantile is not None:
+        behind = evidence[np.clip(np.searchsorted(gold_scores, score), 0, len(evidence) - 1)]
+        floor = _cautious_floor(curve, quantile)
+        below = np.searchsorted(gold_scores, score, side="right") - 1  # gold at or below
+        proven = np.where(below >= 0, floor[np.maximum(below, 0)], 0.0)
+        calibrated = np.maximum(_cautious(calibrated, behind, quantile), proven)
+        y_top = float(floor[-1])
+    beyond = score > x_top
+    if beyond.any():  # from the (cautious) last step towards 1 along the score
+        platt, platt_top = expit(score[beyond]), float(expit(x_top))
+        lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
+        calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
+    return calibrated
+
+
+def _cautious_floor(curve: tuple[np.ndarray, ...], quantile: float) -> np.ndarray:
+    """At each gold score (in order), the highest cautious value of the steps at or below it.
+    The curve assumes accuracy rises with the score, so what a step's gold proves holds above
+    it too: a small step above a large one (wider interval) never claims less than the large
+    one proved, and more agreeing answers never lower the cautious confidence."""
+    curve_x, curve_y, gold_scores, evidence = curve
+    steps = np.interp(gold_scores, curve_x, curve_y)
+    return np.maximum.accumulate(_cautious(steps, evidence, quantile))
 
 
 def _cautious(calibrated: np.ndarray, evidence: np.ndarray, quantile: float) -> np.ndarray:

@@ -251,11 +251,12 @@ class Decider:
         """Leading label (code, -1 for none) and raw posterior confidence of every item."""
         return self.posterior(opinions).top()
 
-    def calibrated_confidence(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
-        """Raw posterior confidence of items with ``n`` answers mapped through the gold calibrator."""
+    def calibrated_confidence(self, raw: np.ndarray, n: np.ndarray, *, pooled: bool = False) -> np.ndarray:
+        """Raw posterior confidence of items with ``n`` answers mapped through the gold calibrator
+        (``pooled``: its curve over every answer count)."""
         if self.calibrator is None:
             return raw
-        return np.where(raw > 0, self.calibrator.predict(raw, n_answers=n, quantile=self.caution), 0.0)
+        return np.where(raw > 0, self.calibrator.predict(raw, n_answers=n, quantile=self.caution, pooled=pooled), 0.0)
 
     def forecast_confidence(self, raw: np.ndarray, n: np.ndarray) -> np.ndarray:
         """The calibrator's estimate (not its cautious quantile) for states after answers still to
@@ -338,8 +339,11 @@ class Decider:
         """The deepest ancestor level whose calibrated confidence reaches the target (-1: none),
         for items with ``n`` human answers each.
 
-        The leaf calibrator is applied to the ancestor's posterior mass: conservative, since a
-        coarser label is right at least as often as a leaf label of the same confidence."""
+        The leaf calibrator's pooled curve is applied to the ancestor's posterior mass: conservative,
+        since a coarser label is right at least as often as a leaf label of the same confidence. Not
+        its curve for the item's answer count: there a leaf mass just short of 1 is a torn vote
+        among leaves (three answers, two for one leaf and one for its sibling), which says nothing
+        of a branch all three answers named."""
         n_items = len(n)
         best = np.full(n_items, -1, dtype=np.int64)
         best_conf = np.zeros(n_items)
@@ -348,7 +352,7 @@ class Decider:
             return best, best_conf
         for depth in range(1, labels.max_depth):
             code, raw = posterior.ancestor_top(labels, depth)
-            conf = self.calibrated_confidence(raw, n)
+            conf = self.calibrated_confidence(raw, n, pooled=True)
             ok = (conf >= self.policy.target) & (code >= 0) & (labels.depth[np.maximum(code, 0)] == depth)
             best = np.where(ok, code, best)
             best_conf = np.where(ok, conf, best_conf)
