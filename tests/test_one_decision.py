@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.cli import app
 from crowdloop.consensus import ConsensusPolicy
-from crowdloop.labels import LabelSpace
+from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import GoldIn, ItemIn, open_service
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.store.schema import Project
@@ -24,25 +24,28 @@ sys.path.insert(0, str(Path(__file__).parent))
 from crowd_loop import answer_in_turns
 
 LABELS = ["a", "b", "c"]
+PATHS = ["A > a1", "A > a2", "A > a3", "B > b1", "B > b2"]  # wrong answers: a sibling more often than not
 POLICY = ConsensusPolicy(target=0.9, max_overlap=5, prior_accuracy=0.4, escalate_early=False)
 
 
-@pytest.fixture
-def served(tmp_path):
+@pytest.fixture(params=["flat", "taxonomy"])
+def served(tmp_path, request):
     """A project on SQLite whose annotators answered through the loop, then refitted; the prior
     accuracy is stated low so that nothing is accepted before the refit learns the skills, and items
     are not escalated early, so that they stay in the pool (gold is handed out only beside real work)."""
     rng = np.random.default_rng(7)
     service = open_service(f"sqlite:///{tmp_path / 'loop.db'}", seed=3)
-    project = service.create_project("same", LabelSpace(LABELS), POLICY, gold_rate=0.4)
-    truth = {f"t{i:03d}": str(rng.choice(LABELS)) for i in range(150)}
+    labels = LabelSpace(LABELS) if request.param == "flat" else Taxonomy.from_paths(PATHS)
+    leaves = LABELS if request.param == "flat" else PATHS
+    project = service.create_project("same", labels, POLICY, gold_rate=0.4)
+    truth = {f"t{i:03d}": str(rng.choice(leaves)) for i in range(150)}
     # imported out of the ids' text order: the database ids and ``decide``'s sorted ids disagree
     service.import_items(project.id, [ItemIn(k, {}) for k in sorted(truth, key=lambda k: k[::-1])])
     gold = dict(list(truth.items())[:60])
     service.add_gold(project.id, [GoldIn(k, v) for k, v in gold.items()])
     skills = {"w1": 0.92, "w2": 0.85, "w3": 0.8, "w4": 0.75, "w5": 0.7, "w6": 0.55}
     people = {name: service.add_annotator(project.id, name)[0] for name in skills}
-    answer_in_turns(service, people, skills, truth, LABELS, rng, 60)  # two or three answers per item: most stay open
+    answer_in_turns(service, people, skills, truth, leaves, rng, 60)  # two or three answers per item: most stay open
     # what the loop accepted before the refit stays accepted: the refit decides the open items again
     settled = {t for t in truth if t not in gold and service.item_state(project.id, t).status == "accepted"}
     report = service.refit(project.id)
@@ -56,11 +59,17 @@ def test_the_service_and_decide_take_the_same_decision(served, tmp_path) -> None
     gold = {task: label for task, label in gold.items() if task in set(frame["task"])}  # the gold answered
     frame[["task", "worker", "label"]].to_csv(tmp_path / "answers.csv", index=False)
     pd.DataFrame({"task": list(gold), "label": list(gold.values())}).to_csv(tmp_path / "gold.csv", index=False)
+    labels = service.projects.get_project(project.id).labels
+    taxonomy = []
+    if isinstance(labels, Taxonomy):
+        (tmp_path / "taxonomy.txt").write_text("\n".join(labels.labels) + "\n")
+        taxonomy = ["--taxonomy", str(tmp_path / "taxonomy.txt")]
+        assert 0 < report.sibling_share < 1  # learned, and stored for the service's decisions
     out = tmp_path / "decisions.csv"
     result = CliRunner().invoke(
         app,
         ["decide", str(tmp_path / "answers.csv"), "--gold", str(tmp_path / "gold.csv"), "-o", str(out),
-         "--target", "0.9", "--max-overlap", "5", "--prior-accuracy", "0.4", "--keep-asking"],
+         "--target", "0.9", "--max-overlap", "5", "--prior-accuracy", "0.4", "--keep-asking", *taxonomy],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     decided = pd.read_csv(out, dtype={"label": object}).set_index("task")

@@ -8,15 +8,20 @@ the EM fit, ``fitting.fit_decision``, and in the service from gold answers since
 With a uniform prior over the $K$ labels, item $i$ and candidate label $k$ score
 
 $$\log P(k \mid \text{answers}) = \text{const} + \sum_{j \in i} \big[\,[a_j \preceq k] \log s_j
-+ [a_j \not\preceq k] \log \tfrac{1 - s_j}{K - 1}\big] + \sum_{m} \tau_m \log p_{mk}$$
++ [a_j \not\preceq k] \log \big((1 - s_j)\, Q(a_j \mid k)\big)\big] + \sum_{m} \tau_m \log p_{mk}$$
 
 where $a \preceq k$ means the answer $a$ is $k$ or, in a taxonomy, an ancestor of $k$ (an annotator
 who only knows the branch is right about it), and a model's probability row $p_m$ votes raised to
-its learned temperature $\tau_m$ (renormalised). The labels nobody proposed share one term, so one
-answer is never certainty. The status (accept / more / escalate, the answers to order now, the
-partial taxonomy level) is ``decisions.decide_arrays`` on the costed lookahead of
-``control.Lookahead`` (built once per decider: what depends on its policy and skills alone is
-kept across batches), and the pool order is ``consensus.priority``.
+its learned temperature $\tau_m$ (renormalised). $Q(a \mid k)$ is where a wrong answer lands
+(``WrongAnswers``): evenly over the $K - 1$ other labels (one-coin Dawid-Skene), or in a taxonomy a
+learned share of them on a sibling of the truth. The labels nobody proposed keep their mass, so
+one answer is never certainty: the unnamed siblings of each answer share one term (a sibling is
+what a wrong answer most often names), every other label another.
+
+The status (accept / more / escalate, the answers to order now, the partial taxonomy level) is
+``decisions.decide_arrays`` on the costed lookahead of ``control.Lookahead`` (built once per
+decider: what depends on its policy and skills alone is kept across batches), and the pool order
+is ``consensus.priority``.
 
 A model votes, but it does not overrule the people who answered: an item is accepted only on a
 label one of its answers backs (the label on the answer's path: the answer itself, an ancestor
@@ -30,6 +35,7 @@ right, and every such label taught the next version the same.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -43,6 +49,7 @@ from crowdloop.consensus.control import Lookahead, Outlook, TypicalSkill
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
+from crowdloop.consensus.wrong_answers import WrongAnswers
 from crowdloop.labels import LabelSpace, Taxonomy
 
 EPS = 1e-12
@@ -102,6 +109,25 @@ class Opinions:
 
 
 @dataclass(frozen=True)
+class UnnamedSiblings:
+    """Per item and parent of one of its answers, the ``count`` children of the parent nobody
+    named, ``score`` (the log of their summed likelihood) and, once normalised, their ``mass``;
+    per (answer, group of its item) pair: ``pair_answer``, ``pair_group`` and whether the answer
+    is consistent with the group (it named the parent or an ancestor of it) or a sibling of its
+    members."""
+
+    item: np.ndarray
+    parent: np.ndarray
+    count: np.ndarray
+    score: np.ndarray
+    pair_answer: np.ndarray
+    pair_group: np.ndarray
+    pair_consistent: np.ndarray
+    pair_sibling: np.ndarray
+    mass: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class Decisions(Decided):
     """``Decided`` for every item of a batch, with ``priority`` (expected information per cost of
     one more answer, 0 unless more) and ``branch`` (the top-level taxonomy node of the label, -1
@@ -119,7 +145,9 @@ class Decider:
     lookahead integrates over what is not yet known, ``control.TypicalSkill``); ``calibrator``: a
     ``TopLabelCalibrator`` fitted on gold items' prefix states under this very posterior (None:
     decide on the raw posterior); ``caution``: decide on that quantile of the calibrated accuracy
-    the gold supports (``TopLabelCalibrator.predict``)."""
+    the gold supports (``TopLabelCalibrator.predict``); ``sibling_share``: the share of wrong
+    answers that name a sibling of the truth (``WrongAnswers``; None: wrong answers land anywhere
+    alike)."""
 
     def __init__(
         self,
@@ -130,8 +158,10 @@ class Decider:
         skill_evidence: float = float("inf"),
         calibrator: TopLabelCalibrator | None = None,
         caution: float | None = CAUTION,
+        sibling_share: float | None = None,
     ) -> None:
         self.labels = labels
+        self.wrong_answers = WrongAnswers(labels, sibling_share)
         self.policy = policy
         self.typical_skill = float(typical_skill)
         self.skill_evidence = float(skill_evidence)
@@ -140,14 +170,22 @@ class Decider:
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
         self._lookahead = Lookahead(policy, TypicalSkill(self.typical_skill, self.skill_evidence), len(labels))
 
+    def with_sibling_share(self, share: float | None) -> Decider:
+        """This decision with wrong answers shaped by ``share`` (``WrongAnswers``)."""
+        other = copy.copy(self)
+        other.wrong_answers = WrongAnswers(self.labels, share)
+        return other
+
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
         """The candidate posterior of every item of the batch."""
+        return self._posterior(opinions)[0]
+
+    def _posterior(self, opinions: Opinions) -> tuple[CandidatePosterior, UnnamedSiblings]:
+        """The candidate posterior, and the unnamed siblings of the answers with their mass."""
         k = len(self.labels)
         n = opinions.n_items
         skill = np.minimum(np.maximum(opinions.skill, 1e-4), 1 - 1e-4)
-        wrong = np.log1p(-skill) - np.log(max(k - 1, 1))
-        agree = np.log(skill) - wrong
-        base = np.bincount(opinions.item, weights=wrong, minlength=n).astype(np.float64)  # float when empty too
+        log_right, log_wrong = np.log(skill), np.log1p(-skill)
         keys = opinions.item * k + opinions.label
         if len(opinions.soft_row):
             keys = np.concatenate([keys, opinions.soft_item * k + opinions.soft_label])
@@ -155,60 +193,115 @@ class Decider:
         c_item, c_label = keys // k, keys % k
         indptr = np.searchsorted(c_item, np.arange(n + 1))
         per_item = np.diff(indptr)
-        score = base[c_item] + self._agreement(opinions, agree, c_label, indptr, per_item)
-        rest = base
+        answer, pair_cand, consistent = self._pairs(opinions, c_label, indptr, per_item)
+        wrong = log_wrong[answer] + self.wrong_answers.relation(opinions.label[answer], c_label[pair_cand])
+        value = np.where(consistent, log_right[answer], wrong)
+        score = np.bincount(pair_cand, weights=value, minlength=len(c_label)).astype(np.float64)
+        soft_rest = np.zeros(n)
         if len(opinions.soft_row):
             soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
             score += soft_cand
-            rest = rest + soft_rest
-        unproposed = k - per_item
-        rest = np.where(unproposed > 0, rest + np.log(np.maximum(unproposed, 1)), -np.inf)
-        top = rest.copy()
+        groups = self._unnamed_siblings(opinions, log_right, log_wrong, c_item, c_label, n)
+        group_score = groups.score + soft_rest[groups.item]
+        # the other labels nobody named, each wrong for every answer (``WrongAnswers.log_far_mean``)
+        far = k - per_item - np.bincount(groups.item, weights=groups.count, minlength=n)
+        answered = np.bincount(opinions.item, minlength=n)
+        far_score = np.bincount(opinions.item, weights=log_wrong, minlength=n) + soft_rest
+        far_score += answered * self.wrong_answers.log_far_mean
+        far_score = np.where(far > 0, far_score + np.log(np.maximum(far, 1)), -np.inf)
+        top = far_score.copy()
         proposed = per_item > 0
         if len(score):  # candidates are sorted by item: the best of each item's run
             top[proposed] = np.maximum(top[proposed], np.maximum.reduceat(score, indptr[:-1][proposed]))
-        total = np.bincount(c_item, weights=np.exp(score - top[c_item]), minlength=n) + np.exp(rest - top)
+        np.maximum.at(top, groups.item, group_score)
+        total = np.bincount(c_item, weights=np.exp(score - top[c_item]), minlength=n) + np.exp(far_score - top)
+        total += np.bincount(groups.item, weights=np.exp(group_score - top[groups.item]), minlength=n)
         norm = top + np.log(total)
-        empty = ~proposed
-        return CandidatePosterior(
+        group_mass = np.exp(group_score - norm[groups.item])
+        rest = np.exp(far_score - norm) + np.bincount(groups.item, weights=group_mass, minlength=n)
+        posterior = CandidatePosterior(
             c_item=c_item,
             c_label=c_label,
             prob=np.exp(score - norm[c_item]),
-            unproposed=np.where(empty, 1.0, np.exp(rest - norm)),
+            unproposed=np.where(proposed, rest, 1.0),
             indptr=indptr,
         )
+        return posterior, replace(groups, mass=group_mass)
 
-    def _agreement(
-        self, opinions: Opinions, agree: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
-    ) -> np.ndarray:
-        """Per candidate: the summed log-odds of the answers consistent with it ($a \\preceq k$)."""
-        answer, pair_cand = self._consistent_pairs(opinions, c_label, indptr, per_item)
-        return np.bincount(pair_cand, weights=agree[answer], minlength=len(c_label)).astype(np.float64)
+    def _unnamed_siblings(
+        self,
+        opinions: Opinions,
+        log_right: np.ndarray,
+        log_wrong: np.ndarray,
+        c_item: np.ndarray,
+        c_label: np.ndarray,
+        n: int,
+    ) -> UnnamedSiblings:
+        """Per item and parent of one of its answers, the children of that parent nobody named: a
+        wrong answer names one of them (a sibling) more often than a label elsewhere, and an answer
+        that named their parent or an ancestor of it is right about them, so they share a term of
+        their own. ``score``: the log of their summed likelihood (count times each one's)."""
+        shape = self.wrong_answers
+        k = len(self.labels)
+        under = shape.parent[opinions.label]
+        keys = np.unique((opinions.item * (k + 1) + under)[shape.children[under] > 1])
+        item, parent = keys // (k + 1), keys % (k + 1)
+        named = np.sort(c_item * (k + 1) + shape.parent[c_label])
+        count = shape.children[parent] - (np.searchsorted(named, keys, "right") - np.searchsorted(named, keys, "left"))
+        starts = np.searchsorted(item, np.arange(n + 1))
+        answer, rank = runs(np.diff(starts)[opinions.item])  # every (answer, group of its item) pair
+        group = starts[opinions.item[answer]] + rank
+        sibling = under[answer] == parent[group]
+        consistent = np.zeros(len(answer), dtype=bool)
+        if self._taxonomy is not None and len(answer):  # the answer is the group's parent or above it
+            above, answered = parent[group] < k, opinions.label[answer]
+            node = np.where(above, parent[group], 0)
+            depth = self._taxonomy.depth[answered]
+            consistent = above & (self._taxonomy.lca_depth(answered, node) == depth)
+        wrong = log_wrong[answer] + np.where(sibling, shape.log_sibling[parent[group]], shape.log_far[parent[group]])
+        value = np.where(consistent, log_right[answer], wrong)
+        score = np.bincount(group, weights=value, minlength=len(keys)).astype(np.float64)
+        score = np.where(count > 0, score + np.log(np.maximum(count, 1)), -np.inf)
+        return UnnamedSiblings(
+            item=item, parent=parent, count=np.maximum(count, 0), score=score,
+            pair_answer=answer, pair_group=group, pair_consistent=consistent, pair_sibling=sibling,
+        )  # fmt: skip
 
-    def _consistent_pairs(
+    def answer_outcomes(self, opinions: Opinions) -> tuple[np.ndarray, np.ndarray]:
+        """Per hard answer, the posterior probability that it is right (the mass of the labels it is
+        consistent with: the E-step's expected agreement of one-coin EM) and that it is wrong and
+        names a sibling of the truth (the E-step of the sibling share, ``fitting.fit_skills``)."""
+        posterior, groups = self._posterior(opinions)
+        answer, pair_cand, consistent = self._pairs(
+            opinions, posterior.c_label, posterior.indptr, np.diff(posterior.indptr)
+        )
+        shape = self.wrong_answers
+        answered, truth = opinions.label[answer], posterior.c_label[pair_cand]
+        sibling = ~consistent & (shape.parent[answered] == shape.parent[truth]) & (answered != truth)
+        n = len(opinions.item)
+        mass, group_mass = posterior.prob[pair_cand], groups.mass[groups.pair_group]
+
+        def per_answer(on_candidates: np.ndarray, on_groups: np.ndarray) -> np.ndarray:
+            candidates = np.bincount(answer[on_candidates], weights=mass[on_candidates], minlength=n)
+            unnamed = np.bincount(groups.pair_answer, weights=group_mass * on_groups, minlength=n)
+            return candidates.astype(np.float64) + unnamed
+
+        return per_answer(consistent, groups.pair_consistent), per_answer(sibling, groups.pair_sibling)
+
+    def _pairs(
         self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Every (answer, candidate of its item) pair where the answer is consistent with the
-        candidate ($a \\preceq k$): the answer's index and the candidate's."""
-        reps = per_item[opinions.item]
-        answer = np.repeat(np.arange(len(opinions.item)), reps)
-        offsets = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-        pair_cand = indptr[opinions.item[answer]] + offsets
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (answer, candidate of its item) pair: the answer's index, the candidate's, and
+        whether the answer is consistent with the candidate ($a \\preceq k$)."""
+        answer, rank = runs(per_item[opinions.item])
+        pair_cand = indptr[opinions.item[answer]] + rank
         answered, candidate = opinions.label[answer], c_label[pair_cand]
         consistent = answered == candidate
         if self._taxonomy is not None and len(answer):
             depth = self._taxonomy.depth[answered]
             ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
             consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
-        return answer[consistent], pair_cand[consistent]
-
-    def answer_credit(self, opinions: Opinions, posterior: CandidatePosterior) -> np.ndarray:
-        """Per hard answer, the posterior probability that it is right (the mass of the candidates
-        it is consistent with): the E-step's expected agreement of one-coin EM."""
-        answer, pair_cand = self._consistent_pairs(
-            opinions, posterior.c_label, posterior.indptr, np.diff(posterior.indptr)
-        )
-        return np.bincount(answer, weights=posterior.prob[pair_cand], minlength=len(opinions.item))
+        return answer, pair_cand, consistent
 
     @staticmethod
     def _soft_scores(
@@ -233,9 +326,8 @@ class Decider:
         )
         # every (row, candidate of its item) pair: the stored probability if any, else the rest
         per_item = np.diff(indptr)
-        reps = per_item[row_item]
-        pair_row = np.repeat(np.arange(n_rows), reps)
-        pair_cand = indptr[row_item[pair_row]] + np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+        pair_row, rank = runs(per_item[row_item])
+        pair_cand = indptr[row_item[pair_row]] + rank
         stored_key = row_code * k + opinions.soft_label
         order = np.argsort(stored_key, kind="stable")
         wanted = pair_row * k + c_label[pair_cand]
@@ -364,6 +456,13 @@ class Decider:
         if self._taxonomy is None:
             return np.full(len(codes), -1, dtype=np.int64)
         return np.where(codes >= 0, self._taxonomy.ancestor_at(np.maximum(codes, 0), 1), -1)
+
+
+def runs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For counts $c_0, c_1, \\dots$: each index $i$ repeated $c_i$ times, and beside it its rank
+    $0, \\dots, c_i - 1$ (every pair of an owner and one of its slots, in order)."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def runner_up(posterior: CandidatePosterior) -> np.ndarray:

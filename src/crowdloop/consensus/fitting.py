@@ -14,6 +14,12 @@ about its annotator (the posterior would merely echo the skill it started from),
 answered every item once keeps the prior: one answer is worth what the prior says, never
 certainty.
 
+**Where wrong answers land** (a taxonomy; ``consensus.wrong_answers``): the same EM learns the
+share $\rho$ of wrong answers that name a sibling of the truth, $\rho = (1 + \sum_j w^{sib}_j) /
+(2 + \sum_j (1 - r_j))$ over the counted answers whose label has siblings, $w^{sib}_j$ the
+posterior probability that answer $j$ is wrong and names a sibling of the truth (on a gold item:
+whether it does). A flat label space keeps one-coin's even spread.
+
 **The prior mean** $\mu$ (empirical Bayes): the stated ``ConsensusPolicy.prior_accuracy``, moved
 by the crowd's agreement when items have two or more answers. With one-coin errors spread over
 the $K - 1$ other labels, two answers on an item agree with probability
@@ -50,7 +56,7 @@ from crowdloop.aggregation.base import Gold
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.em import EPS, SoftVotes
 from crowdloop.answers import Answers, SoftAnswers
-from crowdloop.consensus.decider import CAUTION, Decider, Opinions, opinions_of
+from crowdloop.consensus.decider import CAUTION, Decider, Opinions, opinions_of, runs
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.routing import BranchSkills
 from crowdloop.consensus.skills import SkillRules
@@ -62,6 +68,8 @@ MIN_CALIBRATION_STATES = 100
 """Gold prefix states needed before the decision is calibrated; fewer, or states at a single answer
 count, leave it on the raw posterior."""
 SKILL_MODEL = "one-coin"
+SIBLING_SHARE_START = 0.5
+"""Where EM starts the share of wrong answers that name a sibling of the truth (``WrongAnswers``)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ class DecisionModel:
     counted answers, ``temperatures`` (per worker code; 1 for humans), the ``calibrator`` (None:
     raw posterior), the ``typical_skill`` (median over the workers who answered) and the
     ``skill_evidence`` behind it (``skill_evidence``), the prior mean
-    ``prior`` and ``prior_source`` (how it was set), and ``n_gold``."""
+    ``prior`` and ``prior_source`` (how it was set), ``n_gold`` and the ``sibling_share`` of wrong
+    answers (a taxonomy; None: wrong answers land anywhere alike, ``WrongAnswers``)."""
 
     skill: np.ndarray
     right: np.ndarray
@@ -82,11 +91,12 @@ class DecisionModel:
     prior: float
     prior_source: str
     n_gold: int
+    sibling_share: float | None = None
 
     def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = CAUTION) -> Decider:
         return Decider(
             labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
-            calibrator=self.calibrator, caution=caution,
+            calibrator=self.calibrator, caution=caution, sibling_share=self.sibling_share,
         )  # fmt: skip
 
     def opinions(self, answers: Answers) -> Opinions:
@@ -142,9 +152,10 @@ def fit_skills(
     skills: SkillSource = "em",
     n_iter: int = 50,
     tol: float = 1e-4,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One-coin EM (module docstring): each worker's posterior mean skill, and the expected right
-    answers and counted answers behind it. ``skills="gold"`` counts gold answers only.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Decider]:
+    """One-coin EM (module docstring): each worker's posterior mean skill, the expected right
+    answers and counted answers behind it, and ``decider`` with the fitted sibling share (a
+    taxonomy; ``WrongAnswers``). ``skills="gold"`` counts gold answers only.
 
     ``reviewed``: labels an expert gave items the decision escalated. They clamp their items
     (exact credit where answers are counted anyway) but add no answers to the evidence: an item
@@ -164,17 +175,50 @@ def fit_skills(
     skill = np.full(answers.n_workers, prior)
     opinions = opinions_of(answers, skill, temperatures, unseen_skill=prior)
     free = counted & ~exact
-    for _ in range(n_iter if free.any() else 1):
-        if free.any():
+    shaped = isinstance(answers.labels, Taxonomy) and counted.any()
+    share = SIBLING_SHARE_START
+    for _ in range(n_iter if free.any() or shaped else 1):
+        if shaped:
+            decider = decider.with_sibling_share(share)
+        if free.any() or shaped:
             opinions = replace(opinions, skill=skill[answers.worker])
-            credit[free] = decider.answer_credit(opinions, decider.posterior(opinions))[free]
+            outcome, named_sibling = decider.answer_outcomes(opinions)
+            credit[free] = outcome[free]
         right = np.bincount(answers.worker[counted], weights=credit[counted], minlength=answers.n_workers)
         new = (strength * prior + right) / (strength + total)
         done = np.abs(new - skill).max(initial=0.0) < tol
         skill = new
+        if shaped:
+            new_share = _sibling_share(answers, decider, counted, exact, credit, named_sibling, truth)
+            done &= abs(new_share - share) < tol
+            share = new_share
         if done:
             break
-    return skill, right, total
+    if shaped:
+        decider = decider.with_sibling_share(share)
+    return skill, right, total, decider
+
+
+def _sibling_share(
+    answers: Answers,
+    decider: Decider,
+    counted: np.ndarray,
+    exact: np.ndarray,
+    credit: np.ndarray,
+    named_sibling: np.ndarray,
+    truth: np.ndarray,
+) -> float:
+    """The M-step of the sibling share $\\rho$: expected wrong answers that name a sibling of the
+    truth over expected wrong answers that could (their label has siblings), among the counted
+    answers, with a uniform Beta(1, 1) prior; on gold items from the gold label itself."""
+    shape = decider.wrong_answers
+    on_gold = truth[answers.item[exact]]
+    named_sibling = named_sibling.copy()
+    named_sibling[exact] = (1 - credit[exact]) * (
+        (shape.parent[answers.label[exact]] == shape.parent[on_gold]) & (answers.label[exact] != on_gold)
+    )
+    can = counted & (shape.children[shape.parent[answers.label]] > 1)
+    return float((named_sibling[can].sum() + 1.0) / ((1 - credit[can]).sum() + 2.0))
 
 
 def fit_decision(
@@ -200,14 +244,19 @@ def fit_decision(
     prior, source = agreement_prior(answers, policy.prior_accuracy, m)
     decider = Decider(answers.labels, policy, typical_skill=prior)
     temperatures = _temperatures(answers, gold, decider, prior)
-    skill, right, total = fit_skills(answers, gold, decider, prior, m, temperatures, reviewed=reviewed, skills=skills)
+    skill, right, total, fitted = fit_skills(
+        answers, gold, decider, prior, m, temperatures, reviewed=reviewed, skills=skills
+    )
     hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
     typical = float(np.median(skill[hard])) if hard.any() else prior
     calibrator = None
     if calibrate and len(gold):
         calibrator = _calibrator(answers, gold, reviewed, policy, prior, m, temperatures, typical, skills, random_state)
     evidence = skill_evidence(answers, gold, m)
-    return DecisionModel(skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold))
+    return DecisionModel(
+        skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold),
+        fitted.wrong_answers.sibling_share,
+    )  # fmt: skip
 
 
 def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) -> np.ndarray:
@@ -252,12 +301,12 @@ def _calibrator(
         if not hidden.any():
             continue
         kept = Gold(gold.items[~hidden], gold.labels[~hidden])
-        skill, _, _ = fit_skills(
+        skill, _, _, fitted = fit_skills(
             answers, kept, decider, prior, strength, temperatures, reviewed=reviewed, skills=skills
         )
         states, state_item = prefix_states(answers, gold.items[hidden], policy.max_overlap)
         opinions = opinions_of(states, skill, temperatures, unseen_skill=prior)
-        label, confidence = decider.raw(opinions)
+        label, confidence = fitted.raw(opinions)
         raw.append(confidence)
         right.append(label == truth[state_item])
         count.append(opinions.counts())
@@ -299,7 +348,7 @@ def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tupl
     offset = np.cumsum(n_states) - n_states + voted  # where the state after the first answer is
     copies = np.maximum(np.minimum(per_item, max_overlap)[local] - rank, 0)  # rank r: states r+1 .. min(n, max)
     answer = np.repeat(rows, copies)
-    j = np.repeat(rank, copies) + _ranks(copies)
+    j = np.repeat(rank, copies) + runs(copies)[1]
     virtual = np.repeat(offset[local], copies) + j
     soft = None
     if answers.soft is not None:
@@ -308,7 +357,7 @@ def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tupl
         soft_copies = n_states[soft_local[soft_rows]]
         source = np.repeat(soft_rows, soft_copies)
         soft = SoftAnswers(
-            item=(np.repeat(first, soft_copies) + _ranks(soft_copies)).astype(np.int32),
+            item=(np.repeat(first, soft_copies) + runs(soft_copies)[1]).astype(np.int32),
             worker=answers.soft.worker[source],
             probs=answers.soft.probs[source],
         )
@@ -323,11 +372,6 @@ def prefix_states(answers: Answers, items: np.ndarray, max_overlap: int) -> tupl
         soft=soft,
     )
     return states, np.repeat(items, n_states)
-
-
-def _ranks(counts: np.ndarray) -> np.ndarray:
-    """0, 1, ..., c-1 for each count c, concatenated."""
-    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 # -- the service's refit: the same fit on the arrays it read -------------------------------------
@@ -365,6 +409,7 @@ class RefitResult:
     typical_skill: float
     skill_evidence: float
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
+    sibling_share: float | None = None  # of wrong answers (``WrongAnswers``; None: anywhere alike)
 
 
 def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold, Gold]:
@@ -432,6 +477,7 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         typical_skill=model.typical_skill,
         skill_evidence=model.skill_evidence,
         branch_skills=_branch_skills(answers, gold, labels, model.skill),
+        sibling_share=model.sibling_share,
     )
 
 

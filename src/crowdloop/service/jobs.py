@@ -161,6 +161,7 @@ class Jobs:
             project.calibrator = result.calibrator.to_dict() if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
             project.skill_evidence = result.skill_evidence
+            project.sibling_share = result.sibling_share
             project.skill_prior = result.prior
             project.refit_at = utcnow()
             skills = [
@@ -184,6 +185,7 @@ class Jobs:
                     "answers": int(result.answers.sum()),
                     "calibrated": result.calibrator is not None,
                     "typical_skill": result.typical_skill,
+                    "sibling_share": result.sibling_share,
                     "temperatures": {str(k): v for k, v in result.temperatures.items()},
                 },
             )
@@ -199,6 +201,7 @@ class Jobs:
             temperatures={str(k): v for k, v in result.temperatures.items()},
             items_redecided=redecided,
             seconds=time.perf_counter() - started,
+            sibling_share=result.sibling_share,
         )
 
     def _read_for_refit(self, project_id: int) -> tuple[StoredAnswers, dict[int, tuple[float, float]]]:

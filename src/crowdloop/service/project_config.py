@@ -30,6 +30,7 @@ class ProjectColumns(Protocol):
     skill_prior: float | None
     typical_skill: float | None
     skill_evidence: float | None
+    sibling_share: float | None
     refit_at: datetime | None
 
 
@@ -101,6 +102,7 @@ class ProjectConfig:
                 typical_skill=project.typical_skill or rules.prior_mean,
                 skill_evidence=project.skill_evidence or rules.prior_strength,
                 calibrator=TopLabelCalibrator.from_dict(stored) if stored else None,
+                sibling_share=project.sibling_share if project.refit_at is not None else None,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
             self._deciders[key] = decider

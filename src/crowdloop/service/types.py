@@ -342,7 +342,8 @@ class ResultRow:
 @dataclass(frozen=True)
 class RefitReport:
     """What a full refit did: the skill model the engine chose, annotators updated, whether a
-    calibrator was fitted on gold, the model versions' learned temperatures, items re-decided."""
+    calibrator was fitted on gold, the model versions' learned temperatures, items re-decided, and
+    in a taxonomy the share of wrong answers that name a sibling of the truth."""
 
     project_id: int
     skill_model: str
@@ -351,6 +352,7 @@ class RefitReport:
     temperatures: dict[str, float]
     items_redecided: int
     seconds: float
+    sibling_share: float | None = None
 
 
 @dataclass(frozen=True)

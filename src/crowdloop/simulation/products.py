@@ -91,13 +91,14 @@ def model_probabilities(
 
 
 def sparse_rows(probs: np.ndarray, floor: float = 1e-3) -> sp.csr_matrix:
-    """Probability rows without their entries below ``floor``, renormalised (CSR): a softmax over
-    hundreds of categories is mostly dust, and the crowd model's cost grows with stored entries.
-    The largest entry of a row is always kept."""
+    """Probability rows without their entries below ``floor`` (CSR): a softmax over hundreds of
+    categories is mostly dust, and the crowd model's cost grows with stored entries. The largest
+    entry of a row is always kept. The rows are not renormalised: the dust's mass stays with the
+    labels left out (``Answers.with_soft(partial=True)``, as the service stores a model's top
+    labels), so a label the model found unlikely is not one it ruled out."""
     probs = np.asarray(probs, dtype=np.float64)
     keep = (probs >= floor) | (probs == probs.max(axis=1, keepdims=True))
-    kept = np.where(keep, probs, 0.0)
-    return sp.csr_matrix(kept / kept.sum(axis=1, keepdims=True))
+    return sp.csr_matrix(np.where(keep, probs, 0.0))
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def compare_policies(
         )
         humans = Answers.from_frame(frame, labels=taxonomy)
         model_rows = sparse_rows(probs[humans.items.to_numpy(dtype=np.int64)])
-        with_model = humans.with_soft("model", humans.items, model_rows)
+        with_model = humans.with_soft("model", humans.items, model_rows, partial=True)
         runs = {f"humans, overlap {setup.fixed_overlap}": _fixed(humans, truth, setup, seed)}
         runs["humans, dynamic"] = _dynamic(humans, truth, DynamicConsensus(policy), setup, seed)
         runs["model only"] = _model_only(with_model, truth, setup, seed)

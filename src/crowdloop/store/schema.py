@@ -93,6 +93,7 @@ class Project(Base):
     automation_stopped: Mapped[int | None] = mapped_column(Integer, nullable=True)
     typical_skill: Mapped[float | None] = mapped_column(Float, nullable=True)
     skill_evidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # behind typical_skill
+    sibling_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # of wrong answers (a taxonomy)
     skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
     refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
