@@ -33,14 +33,14 @@ def test_without_a_sibling_share_a_wrong_answer_lands_anywhere_alike(labels) -> 
     k = len(labels)
     answered, truth = np.meshgrid(np.arange(k), np.arange(k))
     other = answered != truth
-    assert np.allclose(shape.relation(answered[other], truth[other]), -np.log(k - 1))
+    assert np.allclose(shape.log_probability(answered[other], truth[other]), -np.log(k - 1))
 
 
 def test_a_learned_share_puts_wrong_answers_on_siblings() -> None:
     shape = WrongAnswers(LINGERIE, 0.8)
     bras, briefs, drills = (LINGERIE.encode([f"{name}"])[0] for name in ("Lingerie > bras", "Lingerie > briefs",
                                                                           "Tools > drills"))  # fmt: skip
-    sibling, elsewhere = np.exp(shape.relation(np.array([briefs, drills]), np.array([bras, bras])))
+    sibling, elsewhere = np.exp(shape.log_probability(np.array([briefs, drills]), np.array([bras, bras])))
     assert sibling == pytest.approx(0.8 / 3) and elsewhere == pytest.approx(0.2 / (len(LINGERIE) - 1 - 3))
 
 

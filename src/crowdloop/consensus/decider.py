@@ -194,7 +194,7 @@ class Decider:
         indptr = np.searchsorted(c_item, np.arange(n + 1))
         per_item = np.diff(indptr)
         answer, pair_cand, consistent = self._pairs(opinions, c_label, indptr, per_item)
-        wrong = log_wrong[answer] + self.wrong_answers.relation(opinions.label[answer], c_label[pair_cand])
+        wrong = log_wrong[answer] + self.wrong_answers.log_probability(opinions.label[answer], c_label[pair_cand])
         value = np.where(consistent, log_right[answer], wrong)
         score = np.bincount(pair_cand, weights=value, minlength=len(c_label)).astype(np.float64)
         soft_rest = np.zeros(n)

@@ -60,7 +60,7 @@ class WrongAnswers:
         far = np.exp(self.log_far[self.parent])
         self.log_far_mean = float(np.log(far.mean())) if far.max(initial=0.0) > 0 else NEVER
 
-    def relation(self, answered: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    def log_probability(self, answered: np.ndarray, truth: np.ndarray) -> np.ndarray:
         """Per pair of a wrong answer and a label taken as the truth, the log-probability
         $\\log Q(a \\mid k)$ (for the pair as it is; consistency is the caller's)."""
         under = self.parent[truth]
