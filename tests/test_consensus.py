@@ -316,3 +316,19 @@ def test_model_agrees_needs_fewer_answers_than_the_crowd_alone(crowd):
     assert preset["answers_per_item"] < humans["answers_per_item"] - 0.5
     assert preset["one_answer_share"] > 0.4 and humans["one_answer_share"] == 0
     assert preset["accuracy"] > humans["accuracy"] + 0.05  # fewer answers, and better ones
+
+
+def test_the_decision_keeps_a_calibration_curve_for_each_answer_count_with_30_gold_states(crowd):
+    """The README's promise: with gold, a curve of its own for each answer count that has 30 or more
+    gold states; the others read the pooled curve."""
+    answers, truth = crowd
+    gold_items = np.arange(40)
+    order = np.argsort(answers.item, kind="stable")
+    rank = np.empty(answers.n_answers, dtype=np.int64)
+    rank[order] = np.arange(answers.n_answers) - np.searchsorted(answers.item[order], answers.item[order])
+    seen = answers.subset(np.flatnonzero((answers.item >= 15) | (rank < 2)))  # 25 gold states after three
+    gold = pd.Series(truth.loc[answers.items[gold_items]].to_numpy(), index=answers.items[gold_items])
+    engine = DynamicConsensus(ConsensusPolicy(target=0.9, max_overlap=3)).fit(seen, gold)
+    calibrator = engine.decider_.calibrator
+    assert calibrator is not None and calibrator.per_answer_count
+    assert set(np.unique(calibrator.strata_curves_[:, 0]).astype(int)) == {1, 2}

@@ -109,21 +109,29 @@ class Opinions:
 
 
 @dataclass(frozen=True)
+class Pairs:
+    """Every (answer, label or group of labels of its item) pair: the ``answer``'s index, the
+    ``target``'s, whether the answer is ``consistent`` with the target (right if it is the truth)
+    and, where it is not, whether it is a ``sibling`` of it."""
+
+    answer: np.ndarray
+    target: np.ndarray
+    consistent: np.ndarray
+    sibling: np.ndarray
+
+
+@dataclass(frozen=True)
 class UnnamedSiblings:
     """Per item and parent of one of its answers, the ``count`` children of the parent nobody
     named, ``score`` (the log of their summed likelihood) and, once normalised, their ``mass``;
-    per (answer, group of its item) pair: ``pair_answer``, ``pair_group`` and whether the answer
-    is consistent with the group (it named the parent or an ancestor of it) or a sibling of its
-    members."""
+    the ``pairs`` of the answers and the groups of their items (consistent: the answer named the
+    parent or an ancestor of it)."""
 
     item: np.ndarray
     parent: np.ndarray
     count: np.ndarray
     score: np.ndarray
-    pair_answer: np.ndarray
-    pair_group: np.ndarray
-    pair_consistent: np.ndarray
-    pair_sibling: np.ndarray
+    pairs: Pairs
     mass: np.ndarray | None = None
 
 
@@ -180,8 +188,9 @@ class Decider:
         """The candidate posterior of every item of the batch."""
         return self._posterior(opinions)[0]
 
-    def _posterior(self, opinions: Opinions) -> tuple[CandidatePosterior, UnnamedSiblings]:
-        """The candidate posterior, and the unnamed siblings of the answers with their mass."""
+    def _posterior(self, opinions: Opinions) -> tuple[CandidatePosterior, Pairs, UnnamedSiblings]:
+        """The candidate posterior, the pairs of answers and candidates, and the unnamed siblings
+        of the answers with their mass."""
         k = len(self.labels)
         n = opinions.n_items
         skill = np.minimum(np.maximum(opinions.skill, 1e-4), 1 - 1e-4)
@@ -193,10 +202,11 @@ class Decider:
         c_item, c_label = keys // k, keys % k
         indptr = np.searchsorted(c_item, np.arange(n + 1))
         per_item = np.diff(indptr)
-        answer, pair_cand, consistent = self._pairs(opinions, c_label, indptr, per_item)
-        wrong = log_wrong[answer] + self.wrong_answers.log_probability(opinions.label[answer], c_label[pair_cand])
-        value = np.where(consistent, log_right[answer], wrong)
-        score = np.bincount(pair_cand, weights=value, minlength=len(c_label)).astype(np.float64)
+        pairs = self._pairs(opinions, c_label, indptr, per_item)
+        under = self.wrong_answers.parent[c_label[pairs.target]]
+        wrong = log_wrong[pairs.answer] + self.wrong_answers.log_given(pairs.sibling, under)
+        value = np.where(pairs.consistent, log_right[pairs.answer], wrong)
+        score = np.bincount(pairs.target, weights=value, minlength=len(c_label)).astype(np.float64)
         soft_rest = np.zeros(n)
         if len(opinions.soft_row):
             soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
@@ -226,7 +236,7 @@ class Decider:
             unproposed=np.where(proposed, rest, 1.0),
             indptr=indptr,
         )
-        return posterior, replace(groups, mass=group_mass)
+        return posterior, pairs, replace(groups, mass=group_mass)
 
     def _unnamed_siblings(
         self,
@@ -252,56 +262,46 @@ class Decider:
         answer, rank = runs(np.diff(starts)[opinions.item])  # every (answer, group of its item) pair
         group = starts[opinions.item[answer]] + rank
         sibling = under[answer] == parent[group]
-        consistent = np.zeros(len(answer), dtype=bool)
-        if self._taxonomy is not None and len(answer):  # the answer is the group's parent or above it
-            above, answered = parent[group] < k, opinions.label[answer]
-            node = np.where(above, parent[group], 0)
-            depth = self._taxonomy.depth[answered]
-            consistent = above & (self._taxonomy.lca_depth(answered, node) == depth)
-        wrong = log_wrong[answer] + np.where(sibling, shape.log_sibling[parent[group]], shape.log_far[parent[group]])
+        real = parent[group] < k  # the virtual root is nobody's answer
+        consistent = real & self._covers(opinions.label[answer], np.where(real, parent[group], 0))
+        wrong = log_wrong[answer] + shape.log_given(sibling, parent[group])
         value = np.where(consistent, log_right[answer], wrong)
         score = np.bincount(group, weights=value, minlength=len(keys)).astype(np.float64)
         score = np.where(count > 0, score + np.log(np.maximum(count, 1)), -np.inf)
-        return UnnamedSiblings(
-            item=item, parent=parent, count=np.maximum(count, 0), score=score,
-            pair_answer=answer, pair_group=group, pair_consistent=consistent, pair_sibling=sibling,
-        )  # fmt: skip
+        pairs = Pairs(answer=answer, target=group, consistent=consistent, sibling=sibling)
+        return UnnamedSiblings(item=item, parent=parent, count=np.maximum(count, 0), score=score, pairs=pairs)
 
     def answer_outcomes(self, opinions: Opinions) -> tuple[np.ndarray, np.ndarray]:
         """Per hard answer, the posterior probability that it is right (the mass of the labels it is
         consistent with: the E-step's expected agreement of one-coin EM) and that it is wrong and
         names a sibling of the truth (the E-step of the sibling share, ``fitting.fit_skills``)."""
-        posterior, groups = self._posterior(opinions)
-        answer, pair_cand, consistent = self._pairs(
-            opinions, posterior.c_label, posterior.indptr, np.diff(posterior.indptr)
-        )
-        shape = self.wrong_answers
-        answered, truth = opinions.label[answer], posterior.c_label[pair_cand]
-        sibling = ~consistent & (shape.parent[answered] == shape.parent[truth]) & (answered != truth)
+        posterior, pairs, groups = self._posterior(opinions)
         n = len(opinions.item)
-        mass, group_mass = posterior.prob[pair_cand], groups.mass[groups.pair_group]
+        right, named_sibling = np.zeros(n), np.zeros(n)
+        for these, mass in ((pairs, posterior.prob), (groups.pairs, groups.mass)):
+            weight = mass[these.target]
+            right += np.bincount(these.answer, weights=weight * these.consistent, minlength=n)
+            named_sibling += np.bincount(these.answer, weights=weight * these.sibling, minlength=n)
+        return right, named_sibling
 
-        def per_answer(on_candidates: np.ndarray, on_groups: np.ndarray) -> np.ndarray:
-            candidates = np.bincount(answer[on_candidates], weights=mass[on_candidates], minlength=n)
-            unnamed = np.bincount(groups.pair_answer, weights=group_mass * on_groups, minlength=n)
-            return candidates.astype(np.float64) + unnamed
-
-        return per_answer(consistent, groups.pair_consistent), per_answer(sibling, groups.pair_sibling)
-
-    def _pairs(
-        self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every (answer, candidate of its item) pair: the answer's index, the candidate's, and
-        whether the answer is consistent with the candidate ($a \\preceq k$)."""
+    def _pairs(self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray) -> Pairs:
+        """Every (answer, candidate of its item) pair (``Pairs``: consistent, $a \\preceq k$)."""
         answer, rank = runs(per_item[opinions.item])
         pair_cand = indptr[opinions.item[answer]] + rank
         answered, candidate = opinions.label[answer], c_label[pair_cand]
-        consistent = answered == candidate
-        if self._taxonomy is not None and len(answer):
+        consistent = self._covers(answered, candidate)
+        sibling = ~consistent & self.wrong_answers.siblings(answered, candidate)
+        return Pairs(answer=answer, target=pair_cand, consistent=consistent, sibling=sibling)
+
+    def _covers(self, answered: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Per pair, whether the answer is right if ``label`` is the truth ($a \\preceq k$): it is
+        the label or, in a taxonomy, an ancestor of it."""
+        covers = answered == label
+        if self._taxonomy is not None and len(answered):
             depth = self._taxonomy.depth[answered]
-            ancestor = self._taxonomy.path_codes[candidate, np.minimum(depth, self._taxonomy.max_depth) - 1]
-            consistent |= (ancestor == answered) & (self._taxonomy.depth[candidate] >= depth)
-        return answer, pair_cand, consistent
+            ancestor = self._taxonomy.path_codes[label, np.minimum(depth, self._taxonomy.max_depth) - 1]
+            covers |= (ancestor == answered) & (self._taxonomy.depth[label] >= depth)
+        return covers
 
     @staticmethod
     def _soft_scores(

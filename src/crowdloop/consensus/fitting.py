@@ -60,6 +60,7 @@ from crowdloop.consensus.decider import CAUTION, Decider, Opinions, opinions_of,
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.routing import BranchSkills
 from crowdloop.consensus.skills import SkillRules
+from crowdloop.consensus.wrong_answers import WrongAnswers
 from crowdloop.errors import InputError
 from crowdloop.labels import LabelSpace, Taxonomy
 
@@ -177,6 +178,9 @@ def fit_skills(
     free = counted & ~exact
     shaped = isinstance(answers.labels, Taxonomy) and counted.any()
     share = SIBLING_SHARE_START
+    if shaped:
+        estimated, gold_sibling, gold_wrong = _sibling_evidence(answers, decider.wrong_answers, counted, exact, credit,
+                                                                truth)  # fmt: skip
     for _ in range(n_iter if free.any() or shaped else 1):
         if shaped:
             decider = decider.with_sibling_share(share)
@@ -188,8 +192,9 @@ def fit_skills(
         new = (strength * prior + right) / (strength + total)
         done = np.abs(new - skill).max(initial=0.0) < tol
         skill = new
-        if shaped:
-            new_share = _sibling_share(answers, decider, counted, exact, credit, named_sibling, truth)
+        if shaped:  # the M-step of the sibling share (module docstring), gold's part known exactly
+            new_share = float((named_sibling[estimated].sum() + gold_sibling + 1.0)
+                              / ((1 - credit[estimated]).sum() + gold_wrong + 2.0))  # fmt: skip
             done &= abs(new_share - share) < tol
             share = new_share
         if done:
@@ -199,26 +204,17 @@ def fit_skills(
     return skill, right, total, decider
 
 
-def _sibling_share(
-    answers: Answers,
-    decider: Decider,
-    counted: np.ndarray,
-    exact: np.ndarray,
-    credit: np.ndarray,
-    named_sibling: np.ndarray,
-    truth: np.ndarray,
-) -> float:
-    """The M-step of the sibling share $\\rho$: expected wrong answers that name a sibling of the
-    truth over expected wrong answers that could (their label has siblings), among the counted
-    answers, with a uniform Beta(1, 1) prior; on gold items from the gold label itself."""
-    shape = decider.wrong_answers
-    on_gold = truth[answers.item[exact]]
-    named_sibling = named_sibling.copy()
-    named_sibling[exact] = (1 - credit[exact]) * (
-        (shape.parent[answers.label[exact]] == shape.parent[on_gold]) & (answers.label[exact] != on_gold)
-    )
-    can = counted & (shape.children[shape.parent[answers.label]] > 1)
-    return float((named_sibling[can].sum() + 1.0) / ((1 - credit[can]).sum() + 2.0))
+def _sibling_evidence(
+    answers: Answers, shape: WrongAnswers, counted: np.ndarray, exact: np.ndarray, credit: np.ndarray, truth: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """The answers that count for the sibling share (counted, and their label has siblings): those
+    whose truth EM estimates, and on items whose truth is known the wrong ones that name a sibling
+    of it and all the wrong ones (expected counts, partial credit as in the skills)."""
+    could = counted & (shape.children[shape.parent[answers.label]] > 1)
+    known = could & exact
+    wrong = 1 - credit[known]
+    sibling = shape.siblings(answers.label[known], truth[answers.item[known]])
+    return could & ~exact, float((wrong * sibling).sum()), float(wrong.sum())
 
 
 def fit_decision(

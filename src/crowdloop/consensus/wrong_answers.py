@@ -60,9 +60,16 @@ class WrongAnswers:
         far = np.exp(self.log_far[self.parent])
         self.log_far_mean = float(np.log(far.mean())) if far.max(initial=0.0) > 0 else NEVER
 
+    def siblings(self, answered: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """Per pair, whether the answer is a sibling of the label taken as the truth."""
+        return (self.parent[answered] == self.parent[truth]) & (answered != truth)
+
+    def log_given(self, sibling: np.ndarray, under: np.ndarray) -> np.ndarray:
+        """$\\log Q$ for a wrong answer about a label under parent ``under`` that is (``sibling``)
+        or is not one of its siblings."""
+        return np.where(sibling, self.log_sibling[under], self.log_far[under])
+
     def log_probability(self, answered: np.ndarray, truth: np.ndarray) -> np.ndarray:
         """Per pair of a wrong answer and a label taken as the truth, the log-probability
         $\\log Q(a \\mid k)$ (for the pair as it is; consistency is the caller's)."""
-        under = self.parent[truth]
-        sibling = (self.parent[answered] == under) & (answered != truth)
-        return np.where(sibling, self.log_sibling[under], self.log_far[under])
+        return self.log_given(self.siblings(answered, truth), self.parent[truth])
