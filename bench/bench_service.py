@@ -27,6 +27,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -283,11 +284,12 @@ OTHER = "other (the event loop's Python: asyncio, uvloop's callbacks)"
 
 def where_time_goes(samples: Path) -> dict[str, float]:
     """Share of the server's samples by part of the code its innermost frame is in (py-spy's raw
-    output: one line per distinct stack, frames separated by ';', then the sample count)."""
+    output: one line per distinct stack, frames separated by ';', then the sample count). A frame
+    whose name holds a line break (a thread or task name) continues on the next line."""
     shares: dict[str, float] = dict.fromkeys([name for name, _ in PARTS] + [OTHER], 0.0)
     total = 0
-    for line in samples.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
+    for record in re.finditer(r"(.*?) (\d+)$", samples.read_text(), re.MULTILINE | re.DOTALL):
+        stack, count = record.groups()
         leaf = stack.rsplit(";", 1)[-1]
         part = next((name for name, keys in PARTS if any(key in leaf for key in keys)), OTHER)
         shares[part] += int(count)
