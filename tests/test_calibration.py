@@ -157,6 +157,36 @@ def test_the_cautious_curve_does_not_depend_on_the_order_of_the_gold() -> None:
     assert first == pytest.approx(second, abs=1e-9)
 
 
+def test_a_decision_on_a_few_items_does_not_revisit_every_gold_state(monkeypatch) -> None:
+    """The cautious floor of a curve depends on the gold alone: computed once per fit and quantile,
+    not over every gold state on each decision (what a submit paid in the service)."""
+    from crowdloop.aggregation import calibration
+
+    raw, correct, n_answers = _overconfident_after_few_answers(np.random.default_rng(7), 3000)
+    fitted = TopLabelCalibrator(features=("confidence", "n_answers"), per_answer_count=True)
+    fitted.fit(raw, correct, n_answers=n_answers)
+    few, counts = np.array([0.9, 0.99, 0.999]), np.array([2, 5, 9])
+    first = fitted.predict(few, n_answers=counts, quantile=0.2)
+    sizes: list[int] = []
+    real = calibration._cautious
+
+    def counting(calibrated, evidence, quantile):
+        sizes.append(np.size(calibrated))
+        return real(calibrated, evidence, quantile)
+
+    monkeypatch.setattr(calibration, "_cautious", counting)
+    again = fitted.predict(few, n_answers=counts, quantile=0.2)
+    assert again == pytest.approx(first)
+    assert sizes and max(sizes) <= len(few)
+    fitted.fit(raw[:2000], correct[:2000], n_answers=n_answers[:2000])  # a new fit: new floors
+    refitted = fitted.predict(few, n_answers=counts, quantile=0.2)
+    assert max(sizes) > len(few)
+    fresh = TopLabelCalibrator(features=("confidence", "n_answers"), per_answer_count=True)
+    assert refitted == pytest.approx(
+        fresh.fit(raw[:2000], correct[:2000], n_answers=n_answers[:2000]).predict(few, n_answers=counts, quantile=0.2)
+    )
+
+
 @pytest.mark.parametrize(
     ("confidence", "correct", "message"),
     [([], [], "no items"), ([0.9], [True], "got 1"), ([0.9, 0.8, 0.99], [True, True, True], "all 3 gold items")],

@@ -65,6 +65,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -359,6 +360,7 @@ class TopLabelCalibrator(BaseEstimator):
             self.strata_curves_ = np.vstack(curves) if curves else np.empty((0, 3))
             self.strata_evidence_ = np.vstack(evidence) if evidence else np.empty((0, 3))
         self.n_gold_, self.n_right_ = n, right
+        self._curve_cache = None
         return self
 
     def _monotone_curve(
@@ -456,15 +458,28 @@ class TopLabelCalibrator(BaseEstimator):
             calibrated, evidence = self._platt(z), np.full(len(z), float(self.n_gold_))
             return calibrated if quantile is None else _cautious(calibrated, evidence, quantile)
         score = self._curve_score(z)
-        calibrated = _on_curve(score, (self.curve_x_, self.curve_y_, self.evidence_scores_, self.evidence_), quantile)
-        strata = getattr(self, "strata_curves_", np.empty((0, 3)))
-        if len(strata) and not pooled:
+        pooled_curve, own_curves = self._curves()
+        calibrated = pooled_curve.at(score, quantile)
+        if own_curves and not pooled:
             count = np.asarray(n_answers, dtype=np.float64).ravel()
-            for value in np.intersect1d(np.unique(strata[:, 0]), count):
-                mine, points, behind = count == value, strata[:, 0] == value, self.strata_evidence_[:, 0] == value
-                curve = (*strata[points, 1:].T, *self.strata_evidence_[behind, 1:].T)
-                calibrated[mine] = _on_curve(score[mine], curve, quantile)
+            for value in np.intersect1d(list(own_curves), count):
+                mine = count == value
+                calibrated[mine] = own_curves[float(value)].at(score[mine], quantile)
         return calibrated
+
+    def _curves(self) -> tuple[MonotoneCurve, dict[float, MonotoneCurve]]:
+        """The pooled curve and each answer count's (``per_answer_count``), built once per fit: their
+        cautious floors are computed on the first decision that asks and kept."""
+        if getattr(self, "_curve_cache", None) is None:
+            pooled = MonotoneCurve(self.curve_x_, self.curve_y_, self.evidence_scores_, self.evidence_)
+            strata = getattr(self, "strata_curves_", np.empty((0, 3)))
+            behind = getattr(self, "strata_evidence_", np.empty((0, 3)))
+            own = {
+                float(value): MonotoneCurve(*strata[strata[:, 0] == value, 1:].T, *behind[behind[:, 0] == value, 1:].T)
+                for value in np.unique(strata[:, 0])
+            }
+            self._curve_cache = (pooled, own)
+        return self._curve_cache
 
     def predict_frame(self, features: pd.DataFrame) -> np.ndarray:
         """``predict`` on a frame with columns ``confidence`` (and ``n_answers``, ``margin``)."""
@@ -484,38 +499,49 @@ class TopLabelCalibrator(BaseEstimator):
         )
 
 
-def _on_curve(score: np.ndarray, curve: tuple[np.ndarray, ...], quantile: float | None) -> np.ndarray:
-    """The monotone ``curve`` (thresholds, values, gold scores in order, gold behind each one's step)
-    at ``score``: its estimate, or with ``quantile`` its cautious value (``TopLabelCalibrator.predict``),
-    extrapolated beyond the last step along the score."""
-    curve_x, curve_y, gold_scores, evidence = curve
-    # the fitted step function itself (IsotonicRegression.predict interpolates the same thresholds,
-    # after input checks that cost more than the lookup for one item)
-    calibrated = np.interp(score, curve_x, curve_y)
-    x_top, y_top = curve_x[-1], curve_y[-1]
-    if quantile is not None:
-        behind = evidence[np.clip(np.searchsorted(gold_scores, score), 0, len(evidence) - 1)]
-        floor = _cautious_floor(curve, quantile)
-        below = np.searchsorted(gold_scores, score, side="right") - 1  # gold at or below
-        proven = np.where(below >= 0, floor[np.maximum(below, 0)], 0.0)
-        calibrated = np.maximum(_cautious(calibrated, behind, quantile), proven)
-        y_top = float(floor[-1])
-    beyond = score > x_top
-    if beyond.any():  # from the (cautious) last step towards 1 along the score
-        platt, platt_top = expit(score[beyond]), float(expit(x_top))
-        lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
-        calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
-    return calibrated
+@dataclass
+class MonotoneCurve:
+    """A fitted monotone calibration curve: its thresholds ``x`` and values ``y``, and the gold
+    scores in order with the gold behind each one's step (``evidence``). ``floors`` keeps the
+    cautious floor per quantile (``cautious_floor``): it depends on the gold alone, and computing
+    it over every gold state on each decision cost the service most of a submit's time."""
 
+    x: np.ndarray
+    y: np.ndarray
+    gold_scores: np.ndarray
+    evidence: np.ndarray
+    floors: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
 
-def _cautious_floor(curve: tuple[np.ndarray, ...], quantile: float) -> np.ndarray:
-    """At each gold score (in order), the highest cautious value of the steps at or below it.
-    The curve assumes accuracy rises with the score, so what a step's gold proves holds above
-    it too: a small step above a large one (wider interval) never claims less than the large
-    one proved, and more agreeing answers never lower the cautious confidence."""
-    curve_x, curve_y, gold_scores, evidence = curve
-    steps = np.interp(gold_scores, curve_x, curve_y)
-    return np.maximum.accumulate(_cautious(steps, evidence, quantile))
+    def at(self, score: np.ndarray, quantile: float | None) -> np.ndarray:
+        """The curve at ``score``: its estimate, or with ``quantile`` its cautious value
+        (``TopLabelCalibrator.predict``), extrapolated beyond the last step along the score."""
+        # the fitted step function itself (IsotonicRegression.predict interpolates the same thresholds,
+        # after input checks that cost more than the lookup for one item)
+        calibrated = np.interp(score, self.x, self.y)
+        x_top, y_top = self.x[-1], self.y[-1]
+        if quantile is not None:
+            behind = self.evidence[np.clip(np.searchsorted(self.gold_scores, score), 0, len(self.evidence) - 1)]
+            floor = self.cautious_floor(quantile)
+            below = np.searchsorted(self.gold_scores, score, side="right") - 1  # gold at or below
+            proven = np.where(below >= 0, floor[np.maximum(below, 0)], 0.0)
+            calibrated = np.maximum(_cautious(calibrated, behind, quantile), proven)
+            y_top = float(floor[-1])
+        beyond = score > x_top
+        if beyond.any():  # from the (cautious) last step towards 1 along the score
+            platt, platt_top = expit(score[beyond]), float(expit(x_top))
+            lift = np.clip((platt - platt_top) / max(1 - platt_top, 1e-12), 0.0, 1.0)
+            calibrated[beyond] = np.maximum(calibrated[beyond], y_top + (1 - y_top) * lift)
+        return calibrated
+
+    def cautious_floor(self, quantile: float) -> np.ndarray:
+        """At each gold score (in order), the highest cautious value of the steps at or below it.
+        The curve assumes accuracy rises with the score, so what a step's gold proves holds above
+        it too: a small step above a large one (wider interval) never claims less than the large
+        one proved, and more agreeing answers never lower the cautious confidence."""
+        if quantile not in self.floors:
+            steps = np.interp(self.gold_scores, self.x, self.y)
+            self.floors[quantile] = np.maximum.accumulate(_cautious(steps, self.evidence, quantile))
+        return self.floors[quantile]
 
 
 def _cautious(calibrated: np.ndarray, evidence: np.ndarray, quantile: float) -> np.ndarray:
