@@ -366,3 +366,28 @@ def test_a_refit_decides_without_holding_up_answers(service, database_url: str, 
     assert took and took[0] < 5
     state = service.item_state(project.id, task.item)
     assert state.answers == 1 and state.label == "b"
+
+
+def test_a_refit_with_nothing_new_rewrites_no_item(service, database_url: str) -> None:
+    """Each rewritten row is a new row version (PostgreSQL keeps the old one until vacuum): a
+    refit writes only the items whose decision or weight changed."""
+    from crowdloop.store.schema import Item
+
+    rng = np.random.default_rng(3)
+    policy = ConsensusPolicy(target=0.9, min_overlap=2, max_overlap=3, escalate_early=False)
+    project = service.create_project("quiet-refit", LabelSpace(LABELS), policy, gold_rate=0.3)
+    truth = {f"i{i}": str(rng.choice(LABELS)) for i in range(30)}
+    gold = {f"g{i}": str(rng.choice(LABELS)) for i in range(20)}
+    service.import_items(project.id, [ItemIn(k, {}) for k in truth] + [ItemIn(k, {}, gold=v) for k, v in gold.items()])
+    people = {name: service.add_annotator(project.id, name)[0] for name in ("p1", "p2", "p3")}
+    answer_in_turns(service, people, dict.fromkeys(people, 0.8), truth | gold, LABELS, rng, 60)
+
+    def written() -> dict[int, object]:
+        with service._sessions() as session:
+            rows = session.execute(select(Item.id, Item.updated_at).where(Item.project_id == project.id)).all()
+        return dict(rows)
+
+    refit_projects(database_url, project.name)
+    before = written()
+    refit_projects(database_url, project.name)
+    assert written() == before

@@ -136,15 +136,17 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
     finally:
         service.db.run = run
         service.close()
-    assert report.items_redecided >= n_items - 60  # every open item re-decided (and re-weighed)
-    assert sum(writes) >= 2 * report.items_redecided
+    assert report.items_redecided >= n_items - 60  # every open item re-decided
+    # and written, its priority changed by the first fit's skills (a weight equal to the stored one
+    # is not written again)
+    assert sum(writes) >= report.items_redecided
     assert max(writes) <= 2 * WRITE_PAGE, writes  # a decision and at most one event per item
     assert idle_writes[0] <= 2, idle_writes  # the refit's fit and claims, not the pages it reads
     # between two pages it leaves the lock to the requests (SQLite's busy handler sleeps up to 25 ms
     # between tries once a request has waited 30 ms): written back to back, one request waited for all
     pages = [(start, end) for start, end, n in spans if n >= WRITE_PAGE // 4]
     gaps = [later[0] - earlier[1] for earlier, later in itertools.pairwise(pages)]
-    assert len(gaps) >= 5 and min(gaps) >= 0.9 * PAGE_PAUSE, gaps
+    assert len(gaps) >= 3 and min(gaps) >= 0.9 * PAGE_PAUSE, gaps  # the four pages of decisions
 
 
 def test_the_server_leaves_its_startup_heap_out_of_garbage_collections(tmp_path, monkeypatch) -> None:

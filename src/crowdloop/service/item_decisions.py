@@ -188,7 +188,7 @@ class ItemDecisions:
                 }
                 events.append({"project_id": project.id, "item_id": item.id, "annotator_id": None, "kind": status,
                                "created_at": now, "detail": detail})  # fmt: skip
-        db.execute(q.DECISION_ANSWERED if answered else q.DECISION, changes)
+        db.execute(q.DECISION_ANSWERED if answered else q.REDECISION, changes)
         if events:
             db.execute(q.NEW_EVENTS, events)
         return len(events)

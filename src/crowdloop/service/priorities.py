@@ -162,9 +162,14 @@ def prioritize(db: Database, config: ProjectConfig, project_id: int, *, job: boo
         leading = np.where(leading >= 0, np.searchsorted(columns, leading), -1)
     texts = np.array(item_texts([r.payload for r in items], fields), dtype=object)
     weight = pool_weights(texts, leading, agreement, answers, **kwargs)
-    for start in range(0, len(ids), WRITE_PAGE):
-        page = zip(ids[start : start + WRITE_PAGE].tolist(), weight[start : start + WRITE_PAGE].tolist(), strict=True)
-        rows = [{"item": i, "weight": w} for i, w in page]
+    # an unchanged weight is not written: each rewritten row is a new row version to vacuum
+    changed = weight != np.array([r.learn_weight for r in items], dtype=np.float64)
+    new_ids, new_weight = ids[changed].tolist(), weight[changed].tolist()
+    for start in range(0, len(new_ids), WRITE_PAGE):
+        rows = [
+            {"item": i, "weight": w}
+            for i, w in zip(new_ids[start : start + WRITE_PAGE], new_weight[start : start + WRITE_PAGE], strict=True)
+        ]
         (db.run_page if job else db.run)(lambda s, rows=rows: s.execute(sql.REWEIGH, rows))
     return len(ids)
 

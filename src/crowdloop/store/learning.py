@@ -46,7 +46,7 @@ REVIEWED_SUGGESTED = (
 reviewer's label."""
 
 OPEN_ITEMS = (
-    select(items.c.id, items.c.payload, items.c.label, items.c.answer_count)
+    select(items.c.id, items.c.payload, items.c.label, items.c.answer_count, items.c.learn_weight)
     .where(
         items.c.project_id == bindparam("project"),
         items.c.is_gold.is_(False),
