@@ -18,7 +18,7 @@ from crowdloop.consensus.fitting import MIN_CALIBRATION_STATES, StoredAnswers, r
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.service import ItemIn, open_service, refit_projects
 from crowdloop.service.intake import soft_columns
-from crowdloop.store.schema import Annotator
+from crowdloop.store.schema import Annotator, Item
 
 sys.path.insert(0, str(Path(__file__).parent))
 from crowd_loop import answer_in_turns
@@ -371,8 +371,6 @@ def test_a_refit_decides_without_holding_up_answers(service, database_url: str, 
 def test_a_refit_with_nothing_new_rewrites_no_item(service, database_url: str) -> None:
     """Each rewritten row is a new row version (PostgreSQL keeps the old one until vacuum): a
     refit writes only the items whose decision or weight changed."""
-    from crowdloop.store.schema import Item
-
     rng = np.random.default_rng(3)
     policy = ConsensusPolicy(target=0.9, min_overlap=2, max_overlap=3, escalate_early=False)
     project = service.create_project("quiet-refit", LabelSpace(LABELS), policy, gold_rate=0.3)
