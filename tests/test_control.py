@@ -6,7 +6,8 @@ answers needed, status, answers to order) is the same and every expected value a
 The reference (``data/control_reference.json``) was written by the per-node recursion (one
 ``_recursion`` call per quantile node of the typical skill, commit 383f460); its decisions with a
 fitted calibrator were written again when the cautious confidence was made monotone (the outlook
-rows, which use a calibrator function, came out the same);
+rows, which use a calibrator function, came out the same), and its priorities when the priority
+became a share of the most one answer can give (``consensus.priority``; the order the same);
 ``python tests/test_control.py`` writes it again from the code as it is, for a change of
 decisions made on purpose."""
 

@@ -389,3 +389,46 @@ def test_a_refit_with_nothing_new_rewrites_no_item(service, database_url: str) -
     before = written()
     refit_projects(database_url, project.name)
     assert written() == before
+
+
+def test_a_refit_that_moves_the_crowds_skill_leaves_unanswered_items_alone(service) -> None:
+    """An item nobody answered is worth the most one answer can be, whatever the crowd's skill: a
+    refit that re-estimates the typical skill keeps its stored pool order (no rewritten row), and
+    decision still ranks it above the items answered once."""
+    from crowdloop.service.item_decisions import redecide_open
+    from crowdloop.store.schema import Project, utcnow
+
+    policy = ConsensusPolicy(target=0.95, min_overlap=1, max_overlap=3, escalate_early=False)
+    project = service.create_project("skill-moves", LabelSpace(LABELS), policy)
+    service.import_items(project.id, [ItemIn(f"i{i}", {}) for i in range(40)])
+    people = [service.authenticate(service.add_annotator(project.id, f"p{k}")[1]) for k in range(2)]
+    for person in people:  # one answer to a few items: open, less worth asking than the fresh ones
+        task = service.next_task(person)
+        service.submit(person, task.lease_id, "a")
+
+    def stored() -> dict[str, tuple]:
+        with service._sessions() as session:
+            rows = session.execute(
+                select(
+                    Item.external_id, Item.updated_at, Item.priority, Item.needed, Item.answer_count, Item.learn_weight
+                ).where(Item.project_id == project.id)
+            ).all()
+        return {r.external_id: (r.updated_at, r.priority, r.needed, r.answer_count, r.priority / r.learn_weight)
+                for r in rows}  # fmt: skip
+
+    before = stored()
+    for skill in (0.62, 0.91):
+        with service._sessions() as session, session.begin():
+            session.execute(
+                update(Project).where(Project.id == project.id).values(typical_skill=skill, refit_at=utcnow())
+            )
+        redecide_open(service.db, service.decisions, project.id)
+        after = stored()
+        fresh = [k for k, v in after.items() if v[3] == 0]
+        assert len(fresh) == 40 - len(people)
+        assert all(after[k][1] == before[k][1] for k in fresh), skill
+        # rewritten only where the decision changed (answers to order now, at a new skill)
+        assert all(after[k][0] == before[k][0] for k in fresh if after[k][2] == before[k][2]), skill
+        answered = [v[4] for v in after.values() if v[3] > 0]  # the decision's own priority, unweighted
+        assert answered and max(answered) < min(after[k][4] for k in fresh) == pytest.approx(1.0)
+        before = after

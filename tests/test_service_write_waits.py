@@ -109,7 +109,7 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
     service.import_items(project.id, items)
     skills = {"a1": 0.9, "a2": 0.8, "a3": 0.7}
     people = {name: service.add_annotator(project.id, name)[0] for name in skills}
-    answer_in_turns(service, people, skills, truth | gold, LABELS, rng, 20)
+    answer_in_turns(service, people, skills, truth | gold, LABELS, rng, 90)  # most items answered once
 
     writes: list[int] = []  # rows each write transaction changed
     spans: list[tuple[float, float, int]] = []  # when each write transaction held the lock, rows changed
@@ -137,9 +137,8 @@ def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(t
         service.db.run = run
         service.close()
     assert report.items_redecided >= n_items - 60  # every open item re-decided
-    # and written, its priority changed by the first fit's skills (a weight equal to the stored one
-    # is not written again)
-    assert sum(writes) >= report.items_redecided
+    # and written where the first fit's skills changed its decision: the items answered once
+    assert sum(writes) >= report.items_redecided - 60
     assert max(writes) <= 2 * WRITE_PAGE, writes  # a decision and at most one event per item
     assert idle_writes[0] <= 2, idle_writes  # the refit's fit and claims, not the pages it reads
     # between two pages it leaves the lock to the requests (SQLite's busy handler sleeps up to 25 ms

@@ -137,9 +137,9 @@ class UnnamedSiblings:
 
 @dataclass(frozen=True)
 class Decisions(Decided):
-    """``Decided`` for every item of a batch, with ``priority`` (expected information per cost of
-    one more answer, 0 unless more) and ``branch`` (the top-level taxonomy node of the label, -1
-    unknown or flat)."""
+    """``Decided`` for every item of a batch, with ``priority`` (``consensus.priority``: expected
+    information of one more answer per cost, as a share of the most it can be; 0 unless more) and
+    ``branch`` (the top-level taxonomy node of the label, -1 unknown or flat)."""
 
     priority: np.ndarray
     branch: np.ndarray

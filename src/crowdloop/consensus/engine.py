@@ -103,8 +103,9 @@ class DynamicConsensus:
         return self.decider_.decide(self.model_.opinions(answers)).frame()
 
     def priorities(self, answers: Answers, table: pd.DataFrame | None = None) -> pd.Series:
-        """Order of the items that need more answers: expected information per unit of cost of
-        one more crowd answer (``priority``), 0 for settled items; highest first."""
+        """Order of the items that need more answers: expected information of one more crowd answer
+        per unit of cost, as a share of the most it can be (``priority``), 0 for settled items;
+        highest first."""
         table = self.decide(answers) if table is None else table
         value = priority(table["confidence"].to_numpy(dtype=np.float64), self.typical_skill(), self.policy.prices.crowd)
         value = np.where(table["status"].to_numpy() == MORE, value, 0.0)

@@ -1,4 +1,5 @@
-"""Which open item deserves the next answer: the expected gain in accuracy per unit of cost."""
+"""Which open item deserves the next answer: the expected information of one more answer per unit
+of cost, as a share of the most one answer can give."""
 
 from __future__ import annotations
 
@@ -30,5 +31,13 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 
 
 def priority(confidence: np.ndarray, skill: float | np.ndarray, price: float | np.ndarray = 1.0) -> np.ndarray:
-    """Expected information per unit of cost of asking one more answer."""
-    return expected_gain(confidence, skill) / np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
+    r"""Expected information of one more answer as a share of the most it can be, per unit of cost:
+    ``expected_gain(p, s) / expected_gain(1/2, s) / price``, in $[0, 1/\text{price}]$.
+
+    The gain is largest at a tie ($p = 1/2$: the capacity $1 - H(s)$ of a binary symmetric channel
+    of accuracy $s$), so an item nobody answered scores $1/\text{price}$ whatever the crowd's
+    skill. The order of items is the gain's own; the scale no longer moves with the skill, so a
+    stored order key (the service's pool) stays put for every unanswered item when a refit
+    re-estimates the crowd, instead of being rewritten for all of them."""
+    price = np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
+    return expected_gain(confidence, skill) / np.maximum(expected_gain(0.5, skill), 1e-12) / price
