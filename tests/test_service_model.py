@@ -504,3 +504,37 @@ def test_the_plan_counts_the_labels_each_version_trained_on(service) -> None:
     service.import_items(project_id, later)
     assert sizes == [60, 120, 180]
     assert [p.labels for p in service.plan(project_id).points] == sizes
+
+
+def test_a_pass_that_trained_a_version_refits_once(service) -> None:
+    """Activating a version refits the project (the model's weight, every open item decided with
+    its votes); the worker's own refit clock counts from that refit. Before, the same pass refitted
+    again at once: every open item decided and written twice, back to back. The next refit waits
+    for 10% more answers and for answers numbering a quarter of the open items it decides again."""
+    from crowdloop.service.worker import REFIT_OPEN_SHARE
+    from crowdloop.store.model_queries import OPEN_COUNT
+
+    project_id = project(service, "one-refit")
+    items, truth = catalogue(300, 60, seed=11)
+    service.import_items(project_id, items)
+    service.import_answers(
+        project_id, [AnswerIn(i.external_id, f"a{k}", truth[i.external_id]) for i in items[60:160] for k in range(2)]
+    )
+    worker = ModelWorker(service)
+    report = worker.run_project(project_id)
+    assert report.state == "active"
+
+    def refits() -> int:
+        return len([e for e in service.events(project_id) if e["kind"] == "refit"])
+
+    assert refits() == 1
+    with service.engine.connect() as c:
+        open_items = c.execute(OPEN_COUNT, {"project": project_id}).scalar_one()
+    due = max(50, 20, int(np.ceil(REFIT_OPEN_SHARE * open_items)))  # 10% of the 200 answers: 20
+    fresh = [AnswerIn(i.external_id, f"b{k}", truth[i.external_id]) for k in range(3) for i in items[160:]]
+    service.import_answers(project_id, fresh[: due - 1])
+    worker.run_project(project_id)
+    assert refits() == 1
+    service.import_answers(project_id, fresh[due - 1 : due])
+    worker.run_project(project_id)
+    assert refits() == 2

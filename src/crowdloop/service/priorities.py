@@ -50,6 +50,9 @@ MAX_CANDIDATES = 20_000
 """Open items the cold-start spread is drawn from (a random sample of a larger pool)."""
 LABELLED_SAMPLE = 2_000
 """Newest labelled items the spread keeps away from."""
+WEIGHT_TOLERANCE = 0.01
+"""Change of an item's weight too small to write: a hundredth of the range, the order kept to within
+a percent of the pool (the weight of rank $r$ of $n$ moves by $1/n$ a rank)."""
 PRIORITIZE_IN_CALL = 10 * PAGE
 """Open items up to which an import weighs the pool itself (larger pools: the next refit or predictions)."""
 
@@ -162,8 +165,9 @@ def prioritize(db: Database, config: ProjectConfig, project_id: int, *, job: boo
         leading = np.where(leading >= 0, np.searchsorted(columns, leading), -1)
     texts = np.array(item_texts([r.payload for r in items], fields), dtype=object)
     weight = pool_weights(texts, leading, agreement, answers, **kwargs)
-    # an unchanged weight is not written: each rewritten row is a new row version to vacuum
-    changed = weight != np.array([r.learn_weight for r in items], dtype=np.float64)
+    # a weight within WEIGHT_TOLERANCE of the stored one is not written: each rewritten row is a new
+    # row version to vacuum, and an item that moved a rank or two keeps its place in the order
+    changed = np.abs(weight - np.array([r.learn_weight for r in items], dtype=np.float64)) > WEIGHT_TOLERANCE
     new_ids, new_weight = ids[changed].tolist(), weight[changed].tolist()
     for start in range(0, len(new_ids), WRITE_PAGE):
         rows = [

@@ -17,13 +17,17 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from crowdloop.errors import ConflictError
 from crowdloop.service.jobs import Claim
+from crowdloop.service.rows import project_row
 from crowdloop.service.training import TrainingReport, retrain_due
 from crowdloop.store import model_queries as mq
 
 JOB = "model"
+REFIT_OPEN_SHARE = 0.25
+"""New answers, as a share of the open items, that a refit of the worker waits for (``refit_due``)."""
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +69,8 @@ class ModelWorker:
         self.interval = interval
         self.claim_seconds = claim_seconds
         self._stop = threading.Event()
-        self._refits: dict[int, tuple[int, int]] = {}  # project -> (answers, newest answer id) at its last refit
+        # project -> (its last refit's time, answers and newest answer id when this worker saw it)
+        self._refits: dict[int, tuple[Any, int, int]] = {}
         self._thread: threading.Thread | None = None
 
     def claim(self, project_id: int) -> Claim | None:
@@ -88,16 +93,27 @@ class ModelWorker:
             claim.release()
 
     def refit_due(self, project_id: int) -> bool:
-        """Whether enough answers came in since this worker's last refit of the project for another
-        (the skills, the model's reliability and the calibrator: ``Jobs.refit``): ``retrain_due``'s
-        rule on the answers."""
-        answers, last = self._refits.get(project_id, (0, 0))
-        new, newest = self.service._run(
-            lambda s: s.execute(mq.ANSWERS_SINCE, {"project": project_id, "last": last}).one()
-        )
-        if not retrain_due(answers + new, answers):
+        """Whether enough answers came in since the project's last refit for another (the skills,
+        the model's reliability and the calibrator: ``Jobs.refit``): ``retrain_due``'s rule on the
+        answers, and at least ``REFIT_OPEN_SHARE`` of the open items: a refit decides and weighs
+        every open item again, so the answers between two refits pay for it (at most
+        ``2 / REFIT_OPEN_SHARE`` row writes per answer) however large the pool. A refit this worker
+        did not order (activating a version refits, and so do ``crowdloop refit`` and the API)
+        restarts the count."""
+        seen, answers, last = self._refits.get(project_id, (None, 0, 0))
+
+        def read(session: Any) -> tuple[Any, int, int, int]:
+            new, newest = session.execute(mq.ANSWERS_SINCE, {"project": project_id, "last": last}).one()
+            open_items = session.execute(mq.OPEN_COUNT, {"project": project_id}).scalar_one()
+            return project_row(session, project_id).refit_at, int(new), newest or last, int(open_items)
+
+        refit_at, new, newest, open_items = self.service._run(read)
+        if refit_at != seen:
+            self._refits[project_id] = (refit_at, answers + new, newest)
             return False
-        self._refits[project_id] = (answers + new, newest)
+        if not retrain_due(answers + new, answers) or new < REFIT_OPEN_SHARE * open_items:
+            return False
+        self._refits[project_id] = (seen, answers + new, newest)
         return True
 
     def run_once(self) -> list[TrainingReport]:
