@@ -80,11 +80,21 @@ RELEASE_ITEM = (
     .values(open_leases=items.c.open_leases - 1)
 )
 
+
+def _probed(*conditions: Any) -> Any:
+    """``EXISTS`` over ``conditions`` asked once per candidate item, as one probe of an index on
+    (item, annotator). ``OFFSET 0`` keeps PostgreSQL from turning it into a join, whose plan it would
+    choose by the statistics of the moment: a plan made while the tables were small (a fresh project,
+    cached for the connection's life) read all of the annotator's leases and answers again for every
+    candidate, a cost that grew with every answer they gave."""
+    return exists(select(literal_column("1")).where(*conditions).offset(0))
+
+
 _unseen = and_(
-    ~exists().where(
+    ~_probed(
         leases.c.item_id == items.c.id, leases.c.annotator_id == bindparam("annotator"), leases.c.state != "expired"
     ),
-    ~exists().where(answers.c.item_id == items.c.id, answers.c.annotator_id == bindparam("annotator")),
+    ~_probed(answers.c.item_id == items.c.id, answers.c.annotator_id == bindparam("annotator")),
 )
 GOLD_POOL = (
     select(items.c.id)
