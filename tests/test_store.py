@@ -65,6 +65,21 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path) -> None:
     engine.dispose()
 
 
+def test_both_databases_keep_what_a_killed_server_acknowledged_without_waiting_for_the_disk(database_url: str) -> None:
+    """SQLite's WAL at ``synchronous=NORMAL`` and PostgreSQL at ``synchronous_commit=off``: the same
+    durability (module docstring of ``store.db``); a PostgreSQL URL that names the setting keeps it."""
+    engine = db.make_engine(database_url)
+    setting = "PRAGMA synchronous" if engine.dialect.name == "sqlite" else "SHOW synchronous_commit"
+    with engine.connect() as connection:
+        assert str(connection.exec_driver_sql(setting).scalar()) in ("1", "off")  # 1: NORMAL
+    engine.dispose()
+    if engine.dialect.name == "postgresql":
+        strict = db.make_engine(database_url.replace("options=", "options=-csynchronous_commit%3Don%20"))
+        with strict.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        strict.dispose()
+
+
 def test_database_urls(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv(db.URL_VARIABLE, raising=False)
     assert db.database_url() == "sqlite:///crowdloop.db"
