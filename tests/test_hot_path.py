@@ -108,3 +108,37 @@ def leased_without_waiting(service, annotator):
     thread.join(10)
     assert out, "next_task waited for a locked gold row"
     return out[0]
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+def test_the_pool_probes_each_candidate_once_whatever_the_plan_cache_holds(service, database_url: str) -> None:
+    """Whether the annotator answered or holds a candidate is one index probe on (item, annotator)
+    per candidate. PostgreSQL turned the two ``NOT EXISTS`` into anti-joins planned by the
+    statistics of the moment: the plan a connection cached while the tables were small scanned
+    all of the annotator's answers again for every candidate (20-28 ms per next task late in a
+    run), and kept doing so for the connection's life."""
+    import re
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite asks an EXISTS per row as written")
+    project = service.create_project("probed", LabelSpace(LABELS), ConsensusPolicy(target=0.99), gold_rate=0.0)
+    service.import_items(project.id, [ItemIn(f"i{k}", {}) for k in range(300)])
+    annotator = service.authenticate(service.add_annotator(project.id, "w")[1])
+    for _ in range(120):  # the annotator's answers: many rows on their id
+        service.submit(annotator, service.next_task(annotator).lease_id, "a")
+    compiled = q.POOL_ROUTED_LOCKED.compile(dialect=service.engine.dialect)
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", compiled.string)))
+    sql = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", compiled.string)
+    values = {**compiled.params, "project": project.id, "annotator": annotator.id}
+    with service.engine.connect() as connection:
+        connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")  # the plan a connection keeps
+        connection.exec_driver_sql(f"PREPARE pool AS {sql}")
+        arguments = ", ".join(f"'{values[name]}'" for name in names)
+        (plan,) = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE pool({arguments})").scalar()
+        connection.rollback()
+    scans = [n for n in _plan_nodes(plan["Plan"]) if n.get("Relation Name") in ("answers", "leases")]
+    assert scans and all("item_id" in n.get("Index Cond", "") for n in scans), scans
+    assert all(n["Actual Rows"] <= n["Actual Loops"] for n in scans)  # at most one row per probe
