@@ -102,9 +102,10 @@ class Project(Base):
 class Item(Base):
     """An item to label. ``label`` is a code of the project's label space; ``needed``: answers
     still to order now (the decision's ``next``); ``priority``: expected information per cost of
-    one more answer (a share of the most it can be: ``consensus.priority``) times ``learn_weight``, the worth of its label to the model and to the spread
-    of what is labelled (``service.priorities``, in (1, 2]; the order of the pool); ``branch``: the
-    predicted top-level branch (taxonomy routing, -1 unknown); ``disputed_from`` and
+    one more answer (a share of the most it can be: ``consensus.priority``) times ``learn_weight``,
+    the worth of its label to the model and to the spread of what is labelled
+    (``service.priorities``, in (1, 2]; the order of the pool); ``branch``: the predicted top-level
+    branch (taxonomy routing, -1 unknown); ``disputed_from`` and
     ``disputed_label``: an accepted label the model disputed and the model's label (the item then
     waits for a reviewer, status ``disputed``; both stay after the review)."""
 
