@@ -1,10 +1,11 @@
 """A fitted text model as plain data (JSON and NumPy arrays), and back: never a pickle.
 
 ``to_arrays`` reads off what a ``TextClassifier`` (temperature calibration) or a
-``HierarchicalClassifier`` of them learned: each vectorizer's vocabulary (its terms in column
-order) and IDF weights, the linear SVM's coefficients and intercepts, the temperature, the classes
-and the heads' depths. ``from_arrays`` rebuilds a model that predicts the same probabilities (the coefficients kept as
-float32: to about 1e-6).
+``HierarchicalClassifier`` of them learned (a ``FoldRouted`` pair: each of its models, prefixed):
+each vectorizer's vocabulary (its terms in column order) and IDF weights, the linear SVM's
+coefficients and intercepts, the temperature, the classes and the heads' depths. ``from_arrays``
+rebuilds a model that predicts the same probabilities (the coefficients kept as float32: to about
+1e-6).
 ``pack`` stores both in one ``.npz`` (``allow_pickle=False`` on the way back) and ``unpack``
 checks its SHA-256 before reading a byte of it.
 """
@@ -22,6 +23,7 @@ from sklearn.svm import LinearSVC
 from crowdloop.errors import ConfigError, InputError
 from crowdloop.labels import Taxonomy
 from crowdloop.models.hierarchical import HierarchicalClassifier
+from crowdloop.models.routed import FoldRouted
 from crowdloop.models.text import TextClassifier
 
 FORMAT = "crowdloop-text-model/1"
@@ -71,9 +73,19 @@ def _text_model(meta: dict[str, Any], classes: np.ndarray, prefix: str, arrays: 
     return model
 
 
-def to_arrays(model: TextClassifier | HierarchicalClassifier) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+Model = TextClassifier | HierarchicalClassifier | FoldRouted
+
+
+def to_arrays(model: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The model's JSON description and its arrays (see the module docstring)."""
     arrays: dict[str, np.ndarray] = {}
+    if isinstance(model, FoldRouted):  # each fold model's arrays under its own prefix
+        folds = []
+        for f, part in enumerate(model.models):
+            meta, part_arrays = to_arrays(part)
+            folds.append(meta)
+            arrays |= {f"f{f}_{name}": value for name, value in part_arrays.items()}
+        return {"format": FORMAT, "kind": "routed", "folds": folds}, arrays
     if isinstance(model, HierarchicalClassifier):
         heads = []
         for h, head in enumerate(model.heads_):
@@ -89,11 +101,17 @@ def to_arrays(model: TextClassifier | HierarchicalClassifier) -> tuple[dict[str,
     return {"format": FORMAT, **meta}, arrays
 
 
-def from_arrays(meta: dict[str, Any], arrays: Any) -> TextClassifier | HierarchicalClassifier:
+def from_arrays(meta: dict[str, Any], arrays: Any) -> Model:
     """The model ``to_arrays`` described (flat models' classes are integer label codes,
     hierarchical models' the taxonomy paths)."""
     if meta.get("format") != FORMAT:
         raise InputError(f"not a stored text model (format {meta.get('format')!r})")
+    if meta["kind"] == "routed":
+        return FoldRouted([
+            from_arrays(part, {name[len(f"f{f}_"):]: value for name, value in arrays.items()
+                               if name.startswith(f"f{f}_")})
+            for f, part in enumerate(meta["folds"])
+        ])  # fmt: skip
     if meta["kind"] == "flat":
         return _text_model(meta, arrays["classes"].astype(np.int64), "", arrays)
     model = HierarchicalClassifier(depths=meta["depths"], separator=meta["separator"])
@@ -108,7 +126,7 @@ def from_arrays(meta: dict[str, Any], arrays: Any) -> TextClassifier | Hierarchi
     return model
 
 
-def pack(model: TextClassifier | HierarchicalClassifier) -> tuple[bytes, str]:
+def pack(model: Model) -> tuple[bytes, str]:
     """The model as ``.npz`` bytes (its JSON under ``meta``) and their SHA-256 hex digest."""
     meta, arrays = to_arrays(model)
     buffer = io.BytesIO()
@@ -117,7 +135,7 @@ def pack(model: TextClassifier | HierarchicalClassifier) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def unpack(data: bytes, sha256: str) -> TextClassifier | HierarchicalClassifier:
+def unpack(data: bytes, sha256: str) -> Model:
     """The model ``pack`` stored, once ``data`` matches ``sha256`` (else ``InputError``)."""
     if hashlib.sha256(data).hexdigest() != sha256:
         raise InputError("the stored model does not match its SHA-256: refusing to load it")

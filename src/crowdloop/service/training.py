@@ -7,21 +7,25 @@ joined, one row each (``models.training.training_set``). The model is the defaul
 an unsure leaf still gives a sure branch. It is retrained once enough new labels have settled:
 $\max(50, 0.1\,n)$ more than the $n$ of the last version.
 
-Each version is measured on gold it did not train on (cross-fitting, Chernozhukov et al. 2018): the
-gold items fall in two folds (duplicates of a title together, ``models.text.group_folds``) and each
-fold is predicted by a model fitted on everything else but that fold and the copies of its titles;
-from those probabilities, accuracy and calibration (ECE, ``models.calibrate.model_reliability``).
-The version *is* the first fold's model. The confidence above which it may label items with no human
-answer is proven on the gold of the first fold, the gold the version itself never saw
-(``models.autolabel.choose_threshold``, fixed-sequence Clopper-Pearson tests at the project's
-target). The other fold's gold measures another model: with a couple of hundred labels over a
-hundred categories two fold models differ so much that a proof on the gold of several (five, all
-right on their surest 78 gold items) let the first version of the Flipkart sample through the API
-label 31% of the items .89 right. Labels the crowd settled are no evidence either: the model learns
-the crowd's conventions from them and agrees with its systematic errors (proven on them, a version
-labelled 21% of the items .94 right). So a small project's gold proves a threshold only for a
-model sure and right on enough of it. The threshold is applied to that same fold model, never to
-one fitted on all the data, whose confidences are on another scale. The bound is taken at $1 - $
+Each version is measured on gold it did not train on (cross-fitting, Chernozhukov et al. 2018): a
+version is two models (``models.routed.FoldRouted``), each fitted on everything but the gold of
+one fold of the titles (a stable hash of the normalized title: copies of a title share a fold) and
+those titles' copies, and every text, gold or open, is labelled by the model of its own fold. So
+each gold item is predicted by a model that never saw it, by the very rule that labels the open
+items: the whole gold is held out from the labelling procedure. From those probabilities,
+accuracy and calibration (ECE, ``models.calibrate.model_reliability``), and the confidence above
+which the version may label items with no human answer (``models.autolabel.choose_threshold``,
+fixed-sequence Clopper-Pearson tests at the project's target). Serving one fold's model left only
+its own fold, half the gold, as evidence (a 2,000-item project's 200 gold proved no threshold at
+.97 on one Myntra seed); pooling the gold of fold models that do not label anything proves nothing
+about the one that does: with a couple of hundred labels over a hundred categories two fold models
+differ so much that a proof on the gold of five (all right on their surest 78 gold items) let the
+first version of the Flipkart sample through the API label 31% of the items .89 right. Labels the
+crowd settled are no evidence either: the model learns the crowd's conventions from them and
+agrees with its systematic errors (proven on them, a version labelled 21% of the items .94 right).
+So a small project's gold proves a threshold only for models sure and right on enough of it. The
+threshold is applied to the fold models, never to one fitted on all the data, whose confidences
+are on another scale. The bound is taken at $1 - $
 ``consensus.decider.CAUTION``, the level at which every label the crowd settles is accepted: a
 label without humans needs the proof a crowd label needs, no less. The gold is reweighted to the
 items the model would label now (``models.autolabel.Pool``: the untouched open items, by the
@@ -66,7 +70,8 @@ from crowdloop.models.calibrate import model_reliability, vote_temperature
 from crowdloop.models.comparison import WORSE_LEVEL, significantly_worse
 from crowdloop.models.hierarchical import HierarchicalClassifier
 from crowdloop.models.oof import align_proba
-from crowdloop.models.text import TextClassifier, group_folds, normalize_text
+from crowdloop.models.routed import FoldRouted, text_folds
+from crowdloop.models.text import TextClassifier, normalize_text
 from crowdloop.models.training import train as fit_training_set
 from crowdloop.models.training import training_set
 from crowdloop.service.database import Database
@@ -141,7 +146,7 @@ class Training:
     def __init__(self, db: Database, projects: Projects, reports: Reports, jobs: Jobs, automation: Automation) -> None:
         self.db, self.projects, self.reports, self.jobs, self.automation = db, projects, reports, jobs, automation
         # fitted models by version id (loaded from their artifacts at most once per process)
-        self._fitted: dict[int, TextClassifier | HierarchicalClassifier] = {}
+        self._fitted: dict[int, FoldRouted | TextClassifier | HierarchicalClassifier] = {}
 
     def service_versions(self, project_id: int) -> list[dict[str, Any]]:
         """The service's own model versions, oldest first: id, version, state, training size and
@@ -218,7 +223,15 @@ class Training:
 
     @staticmethod
     def _proba(model: Any, texts: np.ndarray, labels: LabelSpace) -> np.ndarray:
-        """The model's probabilities on the codes of ``labels`` (n, K)."""
+        """The model's probabilities on the codes of ``labels`` (n, K); a ``FoldRouted`` version's
+        from the model of each text's fold."""
+        if isinstance(model, FoldRouted):
+            out = np.zeros((len(texts), len(labels)))
+            folds = model.folds(texts)
+            for f, part in enumerate(model.models):
+                if (folds == f).any():
+                    out[folds == f] = Training._proba(part, texts[folds == f], labels)
+            return out
         probs = model.predict_proba(texts)
         classes = model.classes_
         if isinstance(model, HierarchicalClassifier):
@@ -227,25 +240,21 @@ class Training:
         out[:, np.asarray(classes, dtype=np.int64)] = probs
         return out
 
-    def _cross_fitted(self, frame: pd.DataFrame, labels: LabelSpace) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
-        """The model to use (fitted without the first gold fold and its titles' copies); for every
-        gold row the probabilities of the fold model that never saw it, its true code, and whether
-        it is of the first fold (never seen by the model to use). With fewer than two gold rows, the
-        model on everything and no gold."""
+    def _cross_fitted(self, frame: pd.DataFrame, labels: LabelSpace) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The version: a model per fold of the gold's titles (``models.routed``), each fitted
+        without its fold's gold and the titles' copies, each text labelled by its fold's model;
+        for every gold row the probabilities of that model (which never saw it) and its true code.
+        With too little gold for two folds of two classes, the model on everything and no gold."""
         gold = np.flatnonzero(frame["gold"].to_numpy(bool))
         codes = frame["code"].to_numpy()
-        key = normalize_text(frame["text"].to_numpy(object))
-        folds = group_folds(key[gold], GOLD_FOLDS, 0) if len(gold) >= GOLD_FOLDS else np.empty(0, dtype=np.int64)
-        trains = [~np.isin(key, key[gold[folds == f]]) for f in range(GOLD_FOLDS)]
-        if len(gold) < GOLD_FOLDS or any(len(np.unique(codes[t])) < 2 for t in trains):
-            nothing = np.empty(0, dtype=np.int64)
-            return self._fit(frame, labels), np.empty((0, len(labels))), nothing, nothing.astype(bool)
-        probs = np.zeros((len(gold), len(labels)))
-        models = []
-        for f, train in enumerate(trains):
-            models.append(self._fit(frame[train], labels))
-            probs[folds == f] = self._proba(models[-1], frame["text"].to_numpy(object)[gold[folds == f]], labels)
-        return models[0], probs, codes[gold], folds == 0
+        texts = frame["text"].to_numpy(object)
+        folds = text_folds(texts, GOLD_FOLDS)
+        key = normalize_text(texts)
+        trains = [~np.isin(key, key[gold[folds[gold] == f]]) for f in range(GOLD_FOLDS)]
+        if any(not (folds[gold] == f).any() or len(np.unique(codes[t])) < 2 for f, t in enumerate(trains)):
+            return self._fit(frame, labels), np.empty((0, len(labels))), np.empty(0, dtype=np.int64)
+        model = FoldRouted([self._fit(frame[train], labels) for train in trains])
+        return model, self._proba(model, texts[gold], labels), codes[gold]
 
     def _train(self, project_id: int, versions: list[dict], fence: Fence) -> TrainingReport | None:
         started = time.perf_counter()
@@ -254,19 +263,18 @@ class Training:
         frame = self._training_frame(project_id, info.labels, project.text_fields)
         if len(frame) < MIN_NEW_LABELS or frame["code"].nunique() < 2:
             return None
-        model, gold_probs, gold_truth, own = self._cross_fitted(frame, info.labels)
+        model, gold_probs, gold_truth = self._cross_fitted(frame, info.labels)
         metrics: dict[str, Any] = {"kind": "hierarchical" if info.is_taxonomy else "flat", "gold_n": len(gold_truth)}
         if len(gold_truth):
             reliability = model_reliability(gold_probs, gold_truth)
-            own_probs = gold_probs[own]  # the gold the version itself never saw
-            own_top = own_probs.argmax(axis=1)
+            top = gold_probs.argmax(axis=1)  # each by the fold model that never saw it, as the version labels it
             choice = choose_threshold(
-                own_probs.max(axis=1),
-                own_top == gold_truth[own],
+                gold_probs.max(axis=1),
+                top == gold_truth,
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
                 min_items=0,  # from the fewest surest items a bound can pass with: all a small project can prove
-                stratum=automation_stratum(info.labels, own_top),
+                stratum=automation_stratum(info.labels, top),
                 pool=self._automation_pool(project_id, model, info.labels, project.text_fields),
             )
             metrics |= {
@@ -373,7 +381,7 @@ class Training:
         }
 
     # --- predictions, activation ---------------------------------------------------------------
-    def _model(self, version_id: int) -> TextClassifier | HierarchicalClassifier:
+    def _model(self, version_id: int) -> FoldRouted | TextClassifier | HierarchicalClassifier:
         if version_id not in self._fitted:
             row = self.db.read(lambda s: s.execute(mq.ARTIFACT, {"version": version_id}).one())
             self._fitted.clear()  # one version in use at a time
