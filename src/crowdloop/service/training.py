@@ -16,8 +16,8 @@ items: the whole gold is held out from the labelling procedure. From those proba
 accuracy and calibration (ECE, ``models.calibrate.model_reliability``), and the confidence above
 which the version may label items with no human answer (``models.autolabel.choose_threshold``,
 fixed-sequence Clopper-Pearson tests at the project's target). Serving one fold's model left only
-its own fold, half the gold, as evidence (a 2,000-item project's 200 gold proved no threshold at
-.97 on one Myntra seed); pooling the gold of fold models that do not label anything proves nothing
+its own fold, half the gold, as evidence (on 100 gold items almost never enough to prove .97:
+``bench/bench_threshold_power.py``); pooling the gold of fold models that do not label anything proves nothing
 about the one that does: with a couple of hundred labels over a hundred categories two fold models
 differ so much that a proof on the gold of five (all right on their surest 78 gold items) let the
 first version of the Flipkart sample through the API label 31% of the items .89 right. Labels the
