@@ -525,8 +525,8 @@ def test_a_pass_that_trained_a_version_refits_once(service) -> None:
     its votes); the worker's own refit clock counts from that refit. Before, the same pass refitted
     again at once: every open item decided and written twice, back to back. The next refit waits
     for 10% more answers and for answers numbering a quarter of the open items it decides again."""
+    from crowdloop.service.rows import open_and_all
     from crowdloop.service.worker import REFIT_OPEN_SHARE
-    from crowdloop.store.model_queries import OPEN_COUNT
 
     project_id = project(service, "one-refit")
     items, truth = catalogue(300, 60, seed=11)
@@ -543,7 +543,7 @@ def test_a_pass_that_trained_a_version_refits_once(service) -> None:
 
     assert refits() == 1
     with service.engine.connect() as c:
-        open_items = c.execute(OPEN_COUNT, {"project": project_id}).scalar_one()
+        open_items = open_and_all(c, project_id)[0]
     due = max(50, 20, int(np.ceil(REFIT_OPEN_SHARE * open_items)))  # 10% of the 200 answers: 20
     fresh = [AnswerIn(i.external_id, f"b{k}", truth[i.external_id]) for k in range(3) for i in items[160:]]
     service.import_answers(project_id, fresh[: due - 1])

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillRules
+from crowdloop.consensus import ACCEPTED, ConsensusPolicy, SkillRules
 from crowdloop.consensus.decider import Opinions
 from crowdloop.errors import ConfigError, ConflictError, InputError, NotFoundError
 from crowdloop.labels import LabelSpace, Taxonomy
@@ -20,7 +20,7 @@ from crowdloop.service.item_decisions import ItemDecisions, code_or_none, confid
 from crowdloop.service.predictions import model_version_id
 from crowdloop.service.priorities import PRIORITIZE_IN_CALL, prioritize
 from crowdloop.service.project_config import ProjectConfig
-from crowdloop.service.rows import PAGE, ProjectRow, item_row, item_state, log_event, project_row
+from crowdloop.service.rows import PAGE, ProjectRow, item_row, item_state, log_event, open_and_all, project_row
 from crowdloop.service.stored_text import (
     EXTERNAL_ID_LENGTH,
     HINT_LENGTH,
@@ -270,7 +270,7 @@ class Projects:
             raise ConflictError(f"a project named {name!r} exists already") from None
         redecided = left = 0
         if changes.keys() & set(RESETTLING):
-            open_items, items = self.db.read(lambda s: self._open_and_all(s, project_id))
+            open_items, items = self.db.read(lambda s: open_and_all(s, project_id))
             if open_items and items <= REDECIDE_IN_CALL:
                 redecided = redecide_open(self.db, self.decisions, project_id)
             else:
@@ -283,13 +283,6 @@ class Projects:
         if isinstance(given, Mapping):
             return codec.changed(stored, given, what)
         return given
-
-    @staticmethod
-    def _open_and_all(session: Session, project_id: int) -> tuple[int, int]:
-        """The project's open items and all its items but gold, counted on the progress index."""
-        rows = session.execute(pq.STATUS_COUNTS, {"project": project_id}).all()
-        counts = dict(rows)
-        return sum(counts.get(s, 0) for s in (MORE, ESCALATED)), sum(n for s, n in rows if s != "gold")
 
     def get_project(self, project: int | str) -> ProjectInfo:
         """A project by id or name (``NotFoundError``)."""
@@ -342,7 +335,7 @@ class Projects:
             stored += len(parsed)
             if progress is not None:
                 progress(stored)
-        if stored and self.db.run(lambda s: self._open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
+        if stored and self.db.run(lambda s: open_and_all(s, project_id))[0] <= PRIORITIZE_IN_CALL:
             prioritize(self.db, self.config, project_id)  # a larger pool is weighed by the next refit or predictions
         return stored
 

@@ -8,11 +8,13 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from crowdloop.consensus import ESCALATED, MORE
 from crowdloop.errors import NotFoundError
 from crowdloop.labels import LabelSpace
 from crowdloop.service.database import Executor
 from crowdloop.service.stored_text import EXTERNAL_ID_LENGTH, text_problem
 from crowdloop.service.types import ItemState
+from crowdloop.store import project_queries as pq
 from crowdloop.store import queries as q
 from crowdloop.store.schema import Item, utcnow
 
@@ -64,6 +66,14 @@ def project_row(db: Executor, project_id: int) -> ProjectRow:
     if row is None:
         raise NotFoundError(f"no project with id {project_id!r}")
     return ProjectRow(row, db)
+
+
+def open_and_all(db: Executor, project_id: int) -> tuple[int, int]:
+    """The project's open items (more or escalated) and all its items but gold, counted on the
+    progress index."""
+    rows = db.execute(pq.STATUS_COUNTS, {"project": project_id}).all()
+    counts = dict(rows)
+    return sum(counts.get(s, 0) for s in (MORE, ESCALATED)), sum(n for s, n in rows if s != "gold")
 
 
 def item_row(session: Session, project_id: int, external_id: str, statement: Any = q.ITEM_BY_EXTERNAL_ID) -> Item:

@@ -229,8 +229,9 @@ class Training:
             out = np.zeros((len(texts), len(labels)))
             folds = model.folds(texts)
             for f, part in enumerate(model.models):
-                if (folds == f).any():
-                    out[folds == f] = Training._proba(part, texts[folds == f], labels)
+                chosen = folds == f
+                if chosen.any():
+                    out[chosen] = Training._proba(part, texts[chosen], labels)
             return out
         probs = model.predict_proba(texts)
         classes = model.classes_

@@ -21,7 +21,7 @@ from typing import Any
 
 from crowdloop.errors import ConflictError
 from crowdloop.service.jobs import Claim
-from crowdloop.service.rows import project_row
+from crowdloop.service.rows import open_and_all, project_row
 from crowdloop.service.training import TrainingReport, retrain_due
 from crowdloop.store import model_queries as mq
 
@@ -104,8 +104,12 @@ class ModelWorker:
 
         def read(session: Any) -> tuple[Any, int, int, int]:
             new, newest = session.execute(mq.ANSWERS_SINCE, {"project": project_id, "last": last}).one()
-            open_items = session.execute(mq.OPEN_COUNT, {"project": project_id}).scalar_one()
-            return project_row(session, project_id).refit_at, int(new), newest or last, int(open_items)
+            return (
+                project_row(session, project_id).refit_at,
+                int(new),
+                newest or last,
+                open_and_all(session, project_id)[0],
+            )
 
         refit_at, new, newest, open_items = self.service._run(read)
         if refit_at != seen:

@@ -24,10 +24,6 @@ ANSWERS_SINCE = select(func.count(), func.max(Answer.__table__.c.id)).where(
     Answer.__table__.c.project_id == bindparam("project"), Answer.__table__.c.id > bindparam("last")
 )
 """The answers of a project after answer id ``last``, and the newest id (a range of an index)."""
-OPEN_COUNT = select(func.count()).where(
-    items.c.project_id == bindparam("project"), items.c.status.in_(("more", "escalated"))
-)
-"""The project's open items (more or escalated), counted on the progress index."""
 
 # --- training sets ------------------------------------------------------------------------------
 _human_label = and_(
