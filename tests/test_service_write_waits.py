@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import sys
 import threading
 import time
@@ -13,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from crowdloop.consensus import ConsensusPolicy
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
-from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock
+from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock, WriterLock
 from crowdloop.service.rows import WRITE_PAGE
+from crowdloop.service.worker import ModelWorker
 from crowdloop.store.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -90,6 +93,71 @@ def test_the_lock_is_reentrant_and_refuses_a_release_by_another_thread() -> None
         assert failed
     assert lock._owner is None and lock.acquire() is None  # free again: taken at once
     lock.release()
+
+
+def holding_the_write_lock(url: str):
+    """A write transaction of another ``Database`` on the file (as another process would hold it)
+    in a thread until the returned event is set; returns (event, thread, its database)."""
+    other, entered, leave = Database(make_engine(url)), threading.Event(), threading.Event()
+
+    def hold(session) -> None:
+        session.execute(text("CREATE TABLE IF NOT EXISTS held (k INTEGER)"))
+        entered.set()
+        leave.wait(30)
+
+    thread = threading.Thread(target=other.run, args=(hold,))
+    thread.start()
+    assert entered.wait(10)
+    return leave, thread, other
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock is POSIX")
+def test_the_processes_on_one_file_queue_on_a_lock_the_kernel_hands_on(tmp_path) -> None:
+    """A write of one process holds an exclusive flock of the file beside the database: the others
+    block on it (woken the moment it is let go) instead of polling in SQLite's busy handler, whose
+    sleeps of 1-25 ms and more made a request that met a page of the model worker wait up to twice
+    the page."""
+    import fcntl
+
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    leave, thread, other = holding_the_write_lock(url)
+    assert isinstance(other._writer, WriterLock)
+    probe = os.open(tmp_path / "q.db-writer", os.O_RDWR)
+    with pytest.raises(BlockingIOError):  # held, as long as the write is
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    second, done = Database(make_engine(url)), []
+    writer = threading.Thread(target=lambda: done.append(second.run(lambda s: s.execute(text("SELECT 1")).scalar())))
+    writer.start()
+    time.sleep(0.2)
+    assert not done  # queued behind the first
+    leave.set()
+    thread.join(10)
+    writer.join(10)
+    assert done == [1]
+    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # both let it go
+    os.close(probe)
+    other.close()
+    second.close()
+
+
+def test_the_model_workers_reads_wait_for_no_writer(tmp_path) -> None:
+    """The worker asks which projects have a model and whether a refit is due in read
+    transactions: under the write lock they queued behind every request and held up those after them."""
+    url = f"sqlite:///{tmp_path / 'reads.db'}"
+    service = open_service(url, seed=3)
+    project = service.create_project("reads", LabelSpace(LABELS), ConsensusPolicy(target=0.9), text_fields=[])
+    worker, results = ModelWorker(service), []
+    leave, thread, other = holding_the_write_lock(url)
+    reader = threading.Thread(target=lambda: results.append((worker.refit_due(project.id), worker.run_once())))
+    reader.start()
+    reader.join(10)
+    finished = not reader.is_alive()
+    leave.set()
+    thread.join(10)
+    reader.join(10)
+    other.close()
+    service.close()
+    assert finished and results == [(False, [])]
 
 
 def test_a_refit_writes_in_short_transactions_and_reads_without_the_write_lock(tmp_path) -> None:

@@ -5,7 +5,9 @@ failures, a busy SQLite file and lost connections (``Database.run``); reads that
 SQLite has one writer at a time: this process's threads queue on a lock of their own instead of in
 SQLite's busy handler, which sleeps up to 100 ms between tries; first come, first served
 (``FifoLock``): a plain lock lets a thread that just arrived, or just let go, take it again before
-the ones waiting, and under load some requests waited ten times as long as the queue was. A retry waits 10 ms times the
+the ones waiting, and under load some requests waited ten times as long as the queue was. The
+processes on one file (the server's and the model worker's) queue on an exclusive ``flock`` of a
+file beside it (``WriterLock``), which the kernel hands on the moment it is let go. A retry waits 10 ms times the
 attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
@@ -25,6 +29,11 @@ from sqlalchemy.orm import Session
 
 from crowdloop.store import db
 from crowdloop.store.direct import CompiledStatement, DirectConnection, direct_transaction
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's busy handler alone queues the processes
+    fcntl = None
 
 T = TypeVar("T")
 RETRIES = 8
@@ -102,6 +111,56 @@ class FifoLock:
         self.release()
 
 
+class WriterLock(FifoLock):
+    """``FifoLock`` that also holds an exclusive ``flock`` on ``path`` from its first acquire to
+    its last release: the queue of every process writing to one SQLite file. A process waiting in
+    SQLite's busy handler for another's write lock sleeps 1, 2, 5, 10, 15, 20, then 25 ms and more
+    between tries, so a request of the server that met a page of the model worker waited up to
+    twice the page's length, and every request queued behind it waited too; a process blocked in
+    ``flock`` is woken when the lock is let go. The kernel lets the lock go with the process that
+    held it, whatever killed it. Each process opens the file itself (``os.getpid``): a descriptor
+    inherited through ``fork`` would share the lock instead of queueing on it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def acquire(self) -> None:
+        super().acquire()
+        if self._depth > 1:
+            return
+        try:
+            if self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            super().release()
+            raise
+
+    def release(self) -> None:
+        if self._depth == 1 and self._owner == threading.get_ident():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        super().release()
+
+    def close(self) -> None:
+        """Close the lock's file (taken again by the next ``acquire``)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, 0
+
+
+def writer_lock(engine: Engine) -> FifoLock | contextlib.nullcontext:
+    """The lock the writers of ``engine`` queue on: none on PostgreSQL (row locks), on a SQLite
+    file a ``WriterLock`` on ``<file>-writer`` (where ``flock`` exists), else a ``FifoLock``."""
+    if db.is_postgresql(engine):
+        return contextlib.nullcontext()
+    if fcntl is None:
+        return FifoLock()
+    return WriterLock(Path(f"{engine.url.database}-writer"))
+
+
 class Database:
     """Transactions on ``engine`` (module docstring)."""
 
@@ -110,7 +169,7 @@ class Database:
         self.sessions = db.session_factory(engine)
         self._readers = db.session_factory(db.reader(engine))
         self.pg = db.is_postgresql(engine)
-        self._writer = contextlib.nullcontext() if self.pg else FifoLock()
+        self._writer = writer_lock(engine)
         self._direct: dict[tuple, CompiledStatement] = {}  # the hot path's statements, compiled
         self._jitter = random.Random()
         self._jitter_lock = threading.Lock()
@@ -122,10 +181,9 @@ class Database:
     def run_page(self, work: Callable[[Session], T]) -> T:
         """A background job's write of one page (``rows.WRITE_PAGE`` items), as ``run``; on SQLite
         followed by a pause as long as the write held the lock, at least ``PAGE_PAUSE`` seconds, so
-        that the requests waiting for the write lock get it before the job's next page. SQLite's
-        busy handler sleeps 10, 15, 20, then 25 ms and more between tries: a job that wrote page
-        after page with a millisecond between them kept one request waiting for all of them
-        (180 ms for the refit's re-decisions of 5,000 items, the queue of requests behind it)."""
+        that the requests waiting for the write lock get it before the job's next page: a job that
+        wrote page after page with a millisecond between them kept one request waiting for all of
+        them (180 ms for the refit's re-decisions of 5,000 items, the queue of requests behind it)."""
         if self.pg:
             return self.run(work)
         started = time.perf_counter()
@@ -171,5 +229,7 @@ class Database:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (and the writer lock's file)."""
         self.engine.dispose()
+        if isinstance(self._writer, WriterLock):
+            self._writer.close()

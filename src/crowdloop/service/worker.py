@@ -111,7 +111,7 @@ class ModelWorker:
                 open_and_all(session, project_id)[0],
             )
 
-        refit_at, new, newest, open_items = self.service._run(read)
+        refit_at, new, newest, open_items = self.service.db.read(read)
         if refit_at != seen:
             self._refits[project_id] = (refit_at, answers + new, newest)
             return False
@@ -122,7 +122,7 @@ class ModelWorker:
 
     def run_once(self) -> list[TrainingReport]:
         """One pass over every project with a model."""
-        ids = self.service._run(lambda s: s.execute(mq.PROJECT_FIELDS).all())
+        ids = self.service.db.read(lambda s: s.execute(mq.PROJECT_FIELDS).all())
         reports = []
         for project_id, fields in ids:
             if fields == [] or self._stop.is_set():
