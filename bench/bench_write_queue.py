@@ -3,7 +3,7 @@
 A job process writes page after page (``Database.run_page``: 50 rows and ``--page-ms`` of work under
 the write lock, then the pause), as the model worker does; the measured process makes one short write
 every 50 ms, as a server does, and times it. The processes queue either on the exclusive ``flock``
-of the file beside the database (``service.database.WriterLock``, what the service does) or, as
+of the file beside the database (``service.database.LockFile``, what the service does) or, as
 before it, in SQLite's busy handler (sleeps of 1, 2, 5, 10, 15, 20, 25 ms and more between tries).
 Several alternating runs of ``--seconds`` each; medians over runs.
 

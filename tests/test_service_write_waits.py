@@ -19,7 +19,7 @@ from sqlalchemy import text
 from crowdloop.consensus import ConsensusPolicy
 from crowdloop.labels import LabelSpace
 from crowdloop.service import ItemIn, open_service
-from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock, WriterLock
+from crowdloop.service.database import PAGE_PAUSE, Database, FifoLock, LockFile
 from crowdloop.service.rows import WRITE_PAGE
 from crowdloop.service.worker import ModelWorker
 from crowdloop.store.db import make_engine
@@ -121,7 +121,7 @@ def test_the_processes_on_one_file_queue_on_a_lock_the_kernel_hands_on(tmp_path)
 
     url = f"sqlite:///{tmp_path / 'q.db'}"
     leave, thread, other = holding_the_write_lock(url)
-    assert isinstance(other._writer, WriterLock)
+    assert isinstance(other._writer.file, LockFile)
     probe = os.open(tmp_path / "q.db-writer", os.O_RDWR)
     with pytest.raises(BlockingIOError):  # held, as long as the write is
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -7,7 +7,7 @@ SQLite's busy handler, which sleeps up to 100 ms between tries; first come, firs
 (``FifoLock``): a plain lock lets a thread that just arrived, or just let go, take it again before
 the ones waiting, and under load some requests waited ten times as long as the queue was. The
 processes on one file (the server's and the model worker's) queue on an exclusive ``flock`` of a
-file beside it (``WriterLock``), which the kernel hands on the moment it is let go. A retry waits 10 ms times the
+file beside it (``LockFile``), which the kernel hands on the moment it is let go. A retry waits 10 ms times the
 attempt, times a random factor in [1, 2) so that two transactions that collided do not collide again.
 """
 
@@ -54,14 +54,48 @@ def retryable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or code in ("40P01", "40001") or "database is locked" in str(exc.orig)
 
 
+class LockFile:
+    """An exclusive ``flock`` of the file ``path``: the queue of every process writing to one SQLite
+    file. A process waiting in SQLite's busy handler for another's write lock sleeps 1, 2, 5, 10,
+    15, 20, then 25 ms and more between tries, so a request of the server that met a page of the
+    model worker waited up to twice the page's length, and every request queued behind it waited
+    too; a process blocked in ``flock`` is woken when the lock is let go. The kernel lets the lock
+    go with the process that held it, whatever killed it. Each process opens the file itself
+    (``os.getpid``): a descriptor inherited through ``fork`` would share the lock instead of
+    queueing on it. One thread of a process at a time takes it (``FifoLock``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def lock(self) -> None:
+        """Wait for the file's lock and take it."""
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def unlock(self) -> None:
+        """Let the file's lock go."""
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the file (opened again by the next ``lock``)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self._pid = None, 0
+
+
 class FifoLock:
-    """A reentrant lock that its waiters get in the order they asked for it.
+    """A reentrant lock that its waiters get in the order they asked for it, and, with a ``file``,
+    that holds the file's lock from its first acquire to its last release (the other processes).
 
     ``threading.RLock`` is not fair: whoever runs when it is released takes it, often a thread that
     has just arrived or the one that released it, while the ones waiting for longest wait on. Each
     waiter here blocks on a lock of its own, which the releasing thread hands over to the first."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: LockFile | None = None) -> None:
+        self.file = file
         self._guard = threading.Lock()
         self._waiters: collections.deque[tuple[int, threading.Lock]] = collections.deque()
         self._owner: int | None = None
@@ -73,21 +107,29 @@ class FifoLock:
             if self._owner == me:
                 self._depth += 1
                 return
+            turn = None
             if self._owner is None:
                 self._owner, self._depth = me, 1
-                return
-            turn = threading.Lock()
-            turn.acquire()
-            self._waiters.append((me, turn))
-        try:
-            turn.acquire()  # released by the thread that hands the lock over, to this thread already
-        except BaseException:  # interrupted while waiting (Ctrl-C): out of the queue, or pass it on
-            with self._guard:
-                if self._owner != me:
-                    self._waiters.remove((me, turn))
-                    raise
-            self.release()
-            raise
+            else:
+                turn = threading.Lock()
+                turn.acquire()
+                self._waiters.append((me, turn))
+        if turn is not None:
+            try:
+                turn.acquire()  # released by the thread that hands the lock over, to this thread already
+            except BaseException:  # interrupted while waiting (Ctrl-C): out of the queue, or pass it on
+                with self._guard:
+                    if self._owner != me:
+                        self._waiters.remove((me, turn))
+                        raise
+                self._hand_on()
+                raise
+        if self.file is not None:
+            try:
+                self.file.lock()
+            except BaseException:
+                self._hand_on()
+                raise
 
     def release(self) -> None:
         with self._guard:
@@ -96,12 +138,23 @@ class FifoLock:
             self._depth -= 1
             if self._depth:
                 return
-            if not self._waiters:
-                self._owner = None
-                return
-            self._owner, turn = self._waiters.popleft()
-            self._depth = 1
-            turn.release()
+            if self.file is not None:
+                self.file.unlock()
+            self._pass()
+
+    def _hand_on(self) -> None:
+        """Give up the lock this thread was just handed, without the file's lock."""
+        with self._guard:
+            self._pass()
+
+    def _pass(self) -> None:
+        """To the first waiter, or to no one (under ``_guard``)."""
+        if not self._waiters:
+            self._owner, self._depth = None, 0
+            return
+        self._owner, turn = self._waiters.popleft()
+        self._depth = 1
+        turn.release()
 
     def __enter__(self) -> FifoLock:
         self.acquire()
@@ -111,54 +164,12 @@ class FifoLock:
         self.release()
 
 
-class WriterLock(FifoLock):
-    """``FifoLock`` that also holds an exclusive ``flock`` on ``path`` from its first acquire to
-    its last release: the queue of every process writing to one SQLite file. A process waiting in
-    SQLite's busy handler for another's write lock sleeps 1, 2, 5, 10, 15, 20, then 25 ms and more
-    between tries, so a request of the server that met a page of the model worker waited up to
-    twice the page's length, and every request queued behind it waited too; a process blocked in
-    ``flock`` is woken when the lock is let go. The kernel lets the lock go with the process that
-    held it, whatever killed it. Each process opens the file itself (``os.getpid``): a descriptor
-    inherited through ``fork`` would share the lock instead of queueing on it."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-        self._fd: int | None = None
-        self._pid = 0
-
-    def acquire(self) -> None:
-        super().acquire()
-        if self._depth > 1:
-            return
-        try:
-            if self._pid != os.getpid():
-                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            super().release()
-            raise
-
-    def release(self) -> None:
-        if self._depth == 1 and self._owner == threading.get_ident():
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        super().release()
-
-    def close(self) -> None:
-        """Close the lock's file (taken again by the next ``acquire``)."""
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd, self._pid = None, 0
-
-
 def writer_lock(engine: Engine) -> FifoLock | contextlib.nullcontext:
     """The lock the writers of ``engine`` queue on: none on PostgreSQL (row locks), on a SQLite
-    file a ``WriterLock`` on ``<file>-writer`` (where ``flock`` exists), else a ``FifoLock``."""
+    file a ``FifoLock`` with the ``LockFile`` ``<file>-writer`` (where ``flock`` exists)."""
     if db.is_postgresql(engine):
         return contextlib.nullcontext()
-    if fcntl is None:
-        return FifoLock()
-    return WriterLock(Path(f"{engine.url.database}-writer"))
+    return FifoLock(LockFile(Path(f"{engine.url.database}-writer")) if fcntl is not None else None)
 
 
 class Database:
@@ -231,5 +242,5 @@ class Database:
     def close(self) -> None:
         """Release the database connections (and the writer lock's file)."""
         self.engine.dispose()
-        if isinstance(self._writer, WriterLock):
-            self._writer.close()
+        if isinstance(self._writer, FifoLock) and self._writer.file is not None:
+            self._writer.file.close()
