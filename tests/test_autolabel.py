@@ -7,8 +7,10 @@ from crowdloop.errors import ConfigError, InputError
 from crowdloop.models.autolabel import (
     Pool,
     autolabel,
+    chance_errors_for,
     choose_threshold,
     clopper_pearson_lower,
+    fewest_passing,
     point_estimate_threshold,
 )
 
@@ -33,13 +35,17 @@ def test_clopper_pearson_matches_known_values():
     assert clopper_pearson_lower(np.array([90]), np.array([100]), 0.05)[0] == pytest.approx(0.8363, abs=1e-3)
 
 
-@pytest.mark.parametrize(("target", "min_items"), [(0.95, 200), (0.97, 200), (0.95, 0)])
-def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(target, min_items):
+@pytest.mark.parametrize(
+    ("target", "min_items", "chance_errors"), [(0.95, 200, 0), (0.97, 200, 0), (0.95, 0, 0), (0.95, 0, 1), (0.97, 0, 1)]
+)
+def test_threshold_meets_target_at_stated_confidence_in_repeated_simulation(target, min_items, chance_errors):
     rng = np.random.default_rng(0)
     ours, baseline, shares = [], [], []
     for _ in range(300):
         confidence, correct = population(1000, rng)
-        choice = choose_threshold(confidence, correct, target=target, confidence_level=0.9, min_items=min_items)
+        choice = choose_threshold(
+            confidence, correct, target=target, confidence_level=0.9, min_items=min_items, chance_errors=chance_errors
+        )
         ours.append(true_accuracy_above(choice.threshold) < target)
         baseline.append(true_accuracy_above(point_estimate_threshold(confidence, correct, target)) < target)
         shares.append(1 - choice.threshold**6 if np.isfinite(choice.threshold) else 0.0)
@@ -71,6 +77,34 @@ def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smalles
         nothing_old.append(np.isinf(choose_threshold(confidence, correct, n_steps=100, min_items=0).threshold))
         nothing_new.append(np.isinf(choose_threshold(confidence, correct).threshold))
     assert np.mean(nothing_old) > 0.3 and np.mean(nothing_new) < 0.12  # 5+ misses in 200 at 99% still stop it
+
+
+def test_fewest_passing_sample_sizes():
+    assert fewest_passing(0.95, 0.95) == 59 and fewest_passing(0.97, 0.8) == 53
+    assert fewest_passing(0.97, 0.8, 1) == 99  # 98/99 passes at 80%, 97/98 does not
+    assert clopper_pearson_lower(np.array([98]), np.array([99]), 0.2)[0] >= 0.97
+    assert clopper_pearson_lower(np.array([97]), np.array([98]), 0.2)[0] < 0.97
+    assert chance_errors_for(200, 0.97, 0.8) == 1 and chance_errors_for(197, 0.97, 0.8) == 0
+    with pytest.raises(ConfigError, match="chance_errors"):
+        choose_threshold([0.9], [True], 0.9, chance_errors=-1)
+
+
+def test_one_sure_wrong_gold_item_no_longer_vetoes_the_walk_on_a_projects_gold():
+    """200 gold items as a project through the service has them: the model right on its surest 130
+    but one, near the top (a gold label it disputes), and unsure below. Started at the 53 surest
+    the walk fails at once and automates nothing; started where one error can pass, it proves the
+    threshold of the 130."""
+    rng = np.random.default_rng(4)
+    confidence = np.sort(rng.uniform(0, 1, 200))[::-1]
+    correct = np.r_[np.ones(130, bool), rng.random(70) < 0.6]
+    correct[2] = False
+    strict = choose_threshold(confidence, correct, 0.97, 0.8, min_items=0)
+    tolerant = choose_threshold(
+        confidence, correct, 0.97, 0.8, min_items=0, chance_errors=chance_errors_for(200, 0.97, 0.8)
+    )
+    assert strict.threshold == np.inf and strict.steps["n"].iloc[0] == 53
+    assert tolerant.steps["n"].iloc[0] == 99 and tolerant.lower_bound >= 0.97
+    assert 120 <= tolerant.n_gold <= 135
 
 
 def test_sequence_depends_on_confidence_only():

@@ -475,19 +475,61 @@ def test_labels_say_where_they_came_from(service) -> None:
     assert version.items_labelled == report.automated and version.at_cost_per_item == 0.0
 
 
-def test_a_new_version_votes_with_its_temperature_on_gold() -> None:
-    from crowdloop.models.calibrate import vote_temperature
+def voted(calibration, probs: np.ndarray) -> np.ndarray:
+    """Rows as the consensus weighs them: floored, then tempered and renormalised."""
+    tempered = calibration.floored(probs) ** calibration.temperature
+    return tempered / tempered.sum(axis=1, keepdims=True)
+
+
+def test_a_new_version_votes_as_its_gold_says() -> None:
+    from crowdloop.models.calibrate import vote_calibration
 
     rng = np.random.default_rng(0)
+    rows = np.arange(400)
     truth = rng.integers(0, 4, 400)
     right = rng.random(400) < 0.7  # right 70% of the time, 0.97 sure every time: overconfident
     pick = np.where(right, truth, (truth + 1) % 4)
     probs = np.full((400, 4), 0.01)
-    probs[np.arange(400), pick] = 0.97
-    assert vote_temperature(probs, truth) < 0.5
+    probs[rows, pick] = 0.97
+    overconfident = vote_calibration(probs, truth)
+    assert voted(overconfident, probs)[rows, pick].mean() == pytest.approx(0.7, abs=0.05)
     honest = np.full((400, 4), 0.1)
-    honest[np.arange(400), pick] = 0.7
-    assert 0.7 < vote_temperature(honest, truth) < 1.4
+    honest[rows, pick] = 0.7
+    fair = vote_calibration(honest, truth)
+    assert 0.7 < fair.temperature < 1.4 and fair.floor < 0.05
+    assert voted(fair, honest)[rows, pick].mean() == pytest.approx(0.7, abs=0.05)
+
+
+def test_a_versions_confident_errors_cannot_veto_agreeing_annotators() -> None:
+    """90% of the rows sure and right, 10% as sure of a wrong label with the truth at 1e-10 (a text
+    classifier's confident errors): the floor bounds what a row says against a label, so that
+    three annotators who agree outweigh it, while a right row keeps voting strongly."""
+    from crowdloop.models.calibrate import vote_calibration
+
+    rng = np.random.default_rng(1)
+    n, k = 500, 50
+    rows = np.arange(n)
+    truth = rng.integers(0, k, n)
+    wrong = rng.random(n) < 0.1
+    pick = np.where(wrong, (truth + 1) % k, truth)
+    probs = np.full((n, k), 1e-10)
+    probs[rows, pick] = 1.0
+    probs[~wrong] = 0.002 / (k - 1)
+    probs[rows[~wrong], truth[~wrong]] = 0.998
+    vote = vote_calibration(probs, truth)
+    assert vote.floor > 0.05
+    weighed = voted(vote, probs)
+    against = np.log(weighed[rows[wrong], pick[wrong]] / weighed[rows[wrong], truth[wrong]])
+    one_answer = np.log(0.9 * (k - 1) / 0.1)  # what one answer of a 90% annotator says for its label
+    assert against.max() < 3 * one_answer  # three such answers outweigh the row
+    assert weighed[rows[~wrong], truth[~wrong]].mean() > 0.85
+
+
+def test_probabilities_keep_six_significant_digits_when_stored() -> None:
+    from crowdloop.service.training import significant
+
+    values = np.array([0.123456789, 2.3456789e-8, 0.0, 1.0])
+    assert significant(values).tolist() == [0.123457, 2.34568e-8, 0.0, 1.0]
 
 
 def test_the_worker_refits_once_enough_answers_came_in(service) -> None:

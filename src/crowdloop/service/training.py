@@ -15,8 +15,9 @@ each gold item is predicted by a model that never saw it, by the very rule that 
 items: the whole gold is held out from the labelling procedure. From those probabilities,
 accuracy and calibration (ECE, ``models.calibrate.model_reliability``), and the confidence above
 which the version may label items with no human answer (``models.autolabel.choose_threshold``,
-fixed-sequence Clopper-Pearson tests at the project's target). Serving one fold's model left only
-its own fold, half the gold, as evidence (on 100 gold items almost never enough to prove .97:
+fixed-sequence Clopper-Pearson tests at the project's target, starting where one wrong gold item
+among the surest could still pass when the gold is large enough: ``chance_errors_for``). Serving
+one fold's model left only its own fold, half the gold, as evidence (on 100 gold items almost never enough to prove .97:
 ``bench/bench_threshold_power.py``); pooling the gold of fold models that do not label anything proves nothing
 about the one that does: with a couple of hundred labels over a hundred categories two fold models
 differ so much that a proof on the gold of five (all right on their surest 78 gold items) let the
@@ -35,8 +36,9 @@ labels only items of the strata the gold proved: on the Flipkart sample through 
 proven on the gold as it was labelled a pool .92 right.
 A version significantly less accurate than the one in use on the same gold (paired,
 ``models.comparison``) is kept (``rejected``) but never used. A new
-version votes with the temperature that fits it on the same gold (``models.calibrate.vote_temperature``)
-until the refit learns its reliability beside the crowd's.
+version votes as the gold says it should (``models.calibrate.vote_calibration``): its rows mixed
+with the uniform by the share of its gold it was confidently wrong on (so that no row of it can
+veto agreeing annotators) and tempered, until the refit learns its weight beside the crowd's.
 
 A version is written as ``pending`` with its artifact (``models.artifacts``: arrays, SHA-256
 checked) and its gold rows; its predictions for the open items follow page by page, then it becomes
@@ -65,8 +67,8 @@ from crowdloop.consensus.decider import CAUTION
 from crowdloop.errors import ConflictError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
-from crowdloop.models.autolabel import Pool, choose_threshold
-from crowdloop.models.calibrate import model_reliability, vote_temperature
+from crowdloop.models.autolabel import Pool, chance_errors_for, choose_threshold
+from crowdloop.models.calibrate import floored, model_reliability, vote_calibration
 from crowdloop.models.comparison import WORSE_LEVEL, significantly_worse
 from crowdloop.models.hierarchical import HierarchicalClassifier
 from crowdloop.models.oof import align_proba
@@ -267,7 +269,9 @@ class Training:
         model, gold_probs, gold_truth = self._cross_fitted(frame, info.labels)
         metrics: dict[str, Any] = {"kind": "hierarchical" if info.is_taxonomy else "flat", "gold_n": len(gold_truth)}
         if len(gold_truth):
-            reliability = model_reliability(gold_probs, gold_truth)
+            reliability = model_reliability(gold_probs, gold_truth)  # the model's own probabilities
+            vote = vote_calibration(gold_probs, gold_truth)
+            gold_probs = vote.floored(gold_probs)  # as the version's rows vote: each row's order unchanged
             top = gold_probs.argmax(axis=1)  # each by the fold model that never saw it, as the version labels it
             choice = choose_threshold(
                 gold_probs.max(axis=1),
@@ -275,8 +279,9 @@ class Training:
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
                 min_items=0,  # from the fewest surest items a bound can pass with: all a small project can prove
+                chance_errors=chance_errors_for(len(gold_truth), info.policy.target, CONFIDENCE_LEVEL),
                 stratum=automation_stratum(info.labels, top),
-                pool=self._automation_pool(project_id, model, info.labels, project.text_fields),
+                pool=self._automation_pool(project_id, model, info.labels, project.text_fields, vote.floor),
             )
             metrics |= {
                 "gold_accuracy": reliability.accuracy,
@@ -287,7 +292,8 @@ class Training:
                 "threshold_gold_right": round(choice.effective_n * choice.gold_accuracy, 2) if choice.n_gold else 0,
                 "threshold_strata": None if choice.strata is None else choice.strata.tolist(),
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
-                "gold_temperature": vote_temperature(gold_probs, gold_truth),
+                "gold_temperature": vote.temperature,
+                "gold_floor": vote.floor,
             }
         gold_ids = frame["item"].to_numpy()[frame["gold"].to_numpy(bool)].astype(np.int64)
         current = [v for v in versions if v["state"] == "active"]
@@ -348,8 +354,11 @@ class Training:
             f"{int(new_right.sum())} right against {int(old_right.sum())} (McNemar, one-sided {WORSE_LEVEL})"
         )
 
-    def _automation_pool(self, project_id: int, model: Any, labels: LabelSpace, fields: list[str] | None) -> Pool:
-        """The items ``model`` could label now, with its confidence on each and their stratum."""
+    def _automation_pool(
+        self, project_id: int, model: Any, labels: LabelSpace, fields: list[str] | None, floor: float
+    ) -> Pool:
+        """The items ``model`` could label now, with its confidence on each (its rows ``floored``
+        as they vote) and their stratum."""
         confidence, stratum, last = [], [], 0
         while True:
             page = self.db.read(
@@ -360,7 +369,7 @@ class Training:
             texts = np.array(item_texts([r.payload for r in page], fields), dtype=object)
             texts = texts[[len(t) > 0 for t in texts]] if len(texts) else texts
             if len(texts):
-                probs = self._proba(model, texts, labels)
+                probs = floored(self._proba(model, texts, labels), floor)
                 confidence.append(probs.max(axis=1))
                 stratum.append(automation_stratum(labels, probs.argmax(axis=1)))
             if len(page) < PAGE:
@@ -409,6 +418,7 @@ class Training:
         (predicted, automated, audited)."""
         info = self.projects.get_project(project_id)
         fields = self.db.read(lambda s: project_row(s, project_id)).text_fields
+        floor = (row.get("metrics") or {}).get("gold_floor") or 0.0  # a version without gold, or from before it
         totals = np.zeros(3, dtype=np.int64)
         last = 0
         while True:
@@ -425,7 +435,7 @@ class Training:
             ids = np.array([r.id for r in page], dtype=np.int64)[has_text]
             if not len(ids):
                 continue
-            probs = self._proba(self._model(row["id"]), texts[has_text], info.labels)
+            probs = floored(self._proba(self._model(row["id"]), texts[has_text], info.labels), floor)
             for start in range(0, len(ids), WRITE_PAGE):  # short writes: answers keep coming in
                 part = slice(start, start + WRITE_PAGE)
                 totals += self.automation.split_sure(project_id, row, ids[part], probs[part], fence)
@@ -459,11 +469,20 @@ def store_prediction_page(session: Session, version_id: int, ids: np.ndarray, pr
 def _prediction_rows(version_id: int, ids: np.ndarray, probs: np.ndarray) -> list[dict[str, Any]]:
     """Each item's ``TOP_K`` labels (codes) and probabilities, as ``Prediction`` rows."""
     top = np.argsort(-probs, axis=1, kind="stable")[:, :TOP_K]
-    values = np.take_along_axis(probs, top, axis=1).round(6)
+    values = significant(np.take_along_axis(probs, top, axis=1))
     return [
         {"model_version_id": version_id, "item_id": int(i), "labels": t.tolist(), "probs": v.tolist()}
         for i, t, v in zip(ids, top, values, strict=True)
     ]
+
+
+def significant(values: np.ndarray, digits: int = 6) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits (short in JSON): rounded to decimals, a
+    label's probability below 5e-7 became 0, a certainty against it that no answer could outweigh."""
+    values = np.asarray(values, dtype=np.float64)
+    nonzero = values != 0
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(nonzero, values, 1.0)))))
+    return np.where(nonzero, np.round(values * scale) / scale, 0.0)
 
 
 def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
