@@ -1,5 +1,6 @@
 import inspect
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -194,3 +195,40 @@ def test_demo_through_the_service_prints_the_loops_table():
     row = next(line for line in result.output.splitlines() if line.strip().startswith("│ 0") or " 0 │" in line[:8])
     cells = [c.strip() for c in row.strip("│ ").split("│")]
     assert float(cells[1]) > 0.8 and float(cells[2]) >= 1.0  # accuracy, paid answers per item
+
+
+def test_decide_a_model_sure_of_a_wrong_label_cannot_outvote_annotators_who_agree(tmp_path):
+    """A model unsure (.5) of most gold items and right on 70% of those, sure (1 - 9e-10) of the
+    rest and wrong on one in ten of them: no single temperature fits both, and at the one that fits
+    the unsure rows a sure row outweighed three annotators who agree. The floor its gold rows call
+    for lets them win."""
+    rng = np.random.default_rng(0)
+    labels = [f"l{k}" for k in range(10)]
+    answers, gold, rows = [], [], []
+    for g in range(300):
+        truth = int(rng.integers(10))
+        gold.append((f"g{g}", labels[truth]))
+        for worker in ("w1", "w2", "w3"):
+            wrong = rng.random() < 0.15
+            answers.append((f"g{g}", worker, labels[(truth + 1 + int(rng.integers(9))) % 10 if wrong else truth]))
+        sure = rng.random() < 0.3
+        top = (truth + 1) % 10 if rng.random() < (0.1 if sure else 0.3) else truth
+        rows.append((f"g{g}", top, sure))
+    answers += [("x", worker, "l0") for worker in ("w1", "w2", "w3")]
+    rows.append(("x", 1, True))
+    pd.DataFrame(answers, columns=["task", "worker", "label"]).to_csv(tmp_path / "answers.csv", index=False)
+    pd.DataFrame(gold, columns=["task", "label"]).to_csv(tmp_path / "gold.csv", index=False)
+    sure = np.array([s for _, _, s in rows])[:, None]
+    probs = np.where(sure, 1e-10, 0.5 / 9) * np.ones((1, 10))
+    probs[np.arange(len(rows)), [top for _, top, _ in rows]] = np.where(sure[:, 0], 1 - 9e-10, 0.5)
+    frame = pd.DataFrame(probs, columns=labels)
+    frame.insert(0, "task", [task for task, _, _ in rows])
+    frame.to_csv(tmp_path / "probs.csv", index=False, float_format="%.12g")
+    out = tmp_path / "decided.csv"
+    args = ["decide", str(tmp_path / "answers.csv"), "--gold", str(tmp_path / "gold.csv"), "--model-probs",
+            str(tmp_path / "probs.csv"), "--max-overlap", "3", "-o", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    decided = pd.read_csv(out).set_index("task")
+    assert decided.loc["x", "status"] == "accepted" and decided.loc["x", "label"] == "l0", decided.loc["x"]
+    assert "mixed with the uniform" in result.output

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import pandas as pd
 import typer
@@ -18,6 +18,10 @@ from rich.table import Table
 from crowdloop.answers import DUPLICATE_POLICIES, Answers
 from crowdloop.errors import CrowdloopError, InputError
 from crowdloop.labels import LabelSpace, Taxonomy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import scipy.sparse as sp
 
 app = typer.Typer(
     help="crowdloop: accurate labels from crowds, experts and models, for as few paid answers as possible.",
@@ -133,18 +137,41 @@ def load(
     data, file_gold = read_answers(
         answers, labels=space, task=task, worker=worker, label=label, duplicates=duplicates, header=header, sep=sep
     )
+    if model_probs is not None and space is None:  # a class only the model proposes joins the label space
+        data = data.with_labels(probability_labels(model_probs))
+    truth = read_gold(gold) if gold is not None else file_gold
+    gold_items, gold_labels = data.encode_gold(
+        truth, source=str(gold if gold is not None else answers), first_row=2, unit="line"
+    )
     if model_probs is not None:
-        if space is None:  # a class only the model proposes joins the label space
-            data = data.with_labels(probability_labels(model_probs))
         notes: list[str] = []
         ids, probs = read_probabilities(model_probs, data.labels, notes=notes)
+        if temperature.value is None:  # a model stated calibrated is taken as it is
+            probs = _floored_on_gold(ids, probs, data.items[gold_items], gold_labels, notes)
         for note in notes:
             console.print(f"[yellow]note:[/] {note}", highlight=False)
         data = data.with_soft("model", ids, probs, temperature=temperature, source=str(model_probs))
-    truth = read_gold(gold) if gold is not None else file_gold
-    if truth is not None:
-        data.encode_gold(truth, source=str(gold if gold is not None else answers), first_row=2, unit="line")
     return data, truth
+
+
+def _floored_on_gold(
+    ids: pd.Index, probs: sp.csr_matrix, gold_items: pd.Index, gold_labels: np.ndarray, notes: list[str]
+) -> sp.csr_matrix:
+    """The model's rows mixed with the uniform by the floor its gold rows call for
+    (``models.calibrate.vote_calibration``, as the service weighs its own model), so that a row
+    sure of a wrong label cannot outvote annotators who agree; unchanged without gold rows."""
+    from crowdloop.aggregation.em import completed_rows
+    from crowdloop.models.calibrate import floored, vote_calibration
+
+    rows = ids.get_indexer(gold_items)
+    if not (rows >= 0).any():
+        return probs
+    vote = vote_calibration(completed_rows(probs[rows[rows >= 0]]), gold_labels[rows >= 0])
+    notes.append(
+        f"the model's rows are mixed with the uniform by {vote.floor:.3g} (fitted on its {int((rows >= 0).sum())} "
+        "gold rows), so that one sure of a wrong label cannot outvote annotators who agree"
+    )
+    return floored(probs, vote.floor)
 
 
 def show(title: str, rows: list[tuple[str, str]]) -> None:

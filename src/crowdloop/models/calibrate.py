@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import expit, logsumexp
 
@@ -76,8 +77,14 @@ class VoteCalibration:
         return floored(probs, self.floor)
 
 
-def floored(probs: np.ndarray, floor: float) -> np.ndarray:
-    r"""``probs`` (n, K) mixed with the uniform: $(1 - \epsilon)\,p + \epsilon / K$ (``floor`` $\epsilon$)."""
+def floored(probs: np.ndarray | sp.spmatrix, floor: float) -> np.ndarray | sp.csr_matrix:
+    r"""``probs`` (n, K) mixed with the uniform: $(1 - \epsilon)\,p + \epsilon / K$ (``floor`` $\epsilon$).
+    Sparse rows (a model's top labels, the rest of the mass shared equally by the others, as the
+    consensus reads them) stay sparse: their stored values are mixed, which mixes the rest too."""
+    if sp.issparse(probs):
+        out = sp.csr_matrix(probs, dtype=np.float64, copy=True)
+        out.data = (1 - floor) * out.data + floor / out.shape[1]
+        return out
     probs = np.asarray(probs, dtype=np.float64)
     return (1 - floor) * probs + floor / probs.shape[1]
 
