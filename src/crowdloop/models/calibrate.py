@@ -100,8 +100,8 @@ def vote_calibration(probs: np.ndarray, truth: np.ndarray) -> VoteCalibration:
     $\tilde p = (1 - \epsilon)\,p + \epsilon / K$: temperature scaling (Guo et al., ICML 2017), the
     form in which the consensus weighs a model, of a row contaminated with the uniform
     ($\epsilon$-contamination, Huber 1964). A text classifier's errors are not all mild: on the
-    Flipkart sample its early versions were wrong on a tenth of the gold at confidence .99 and
-    above, with the true label a millionth or less. A temperature alone must either let such a row
+    Flipkart sample through the API its early versions were wrong on a tenth of the gold items they
+    gave .99 or more (7-12 items each). A temperature alone must either let such a row
     veto three agreeing annotators (it did, through the API: items escalated that an expert and two
     others had answered alike) or flatten every right row as much; the floor bounds what one row
     can say against a label at $\tau \log\big(((1 - \epsilon) + \epsilon / K)\,K / \epsilon\big)$ and
