@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,6 +19,7 @@ from crowdloop.consensus import ConsensusPolicy
 from crowdloop.errors import AuthError
 from crowdloop.labels import LabelSpace
 from crowdloop.server import ADMIN_PROJECT
+from crowdloop.server.process import ServerProcess
 from crowdloop.service import ItemIn, open_service
 
 
@@ -168,3 +173,43 @@ def test_the_model_worker_yields_the_processor_to_the_server(tmp_path):
     assert f"nice {min(os.nice(0) + 3, 19)}{idle}" in " ".join(done.stderr.split())
     default = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     assert f"nice {min(os.nice(0) + WORKER_NICENESS, 19)}," in " ".join(default.stderr.split())
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    """The process's state letter ("Z": exited, not yet reaped), or "" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_the_model_worker_stops_when_its_server_is_gone(tmp_path):
+    """A SIGTERM to ``crowdloop serve`` alone (what a supervisor sends its main process): uvicorn
+    shuts down and raises the signal again, so the server's own clean-up never stops the worker it
+    started; the worker sees that its server is gone and stops by itself."""
+    with ServerProcess(f"sqlite:///{tmp_path / 'crowdloop.db'}") as server:
+        deadline = time.monotonic() + 30
+        while not (workers := children(server._process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert workers, "serve started no model worker"
+        os.kill(server._process.pid, signal.SIGTERM)
+        server._process.wait(30)
+        deadline = time.monotonic() + 30
+        while any(_state(w) not in ("", "Z") for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = [w for w in workers if Path(f"/proc/{w}").exists() and _state(w) != "Z"]
+        for w in alive:  # never leave one behind, whatever the outcome
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w, signal.SIGKILL)
+        assert not alive, "the model worker outlived its server"

@@ -57,6 +57,9 @@ def existing_database(db: str | None) -> str:
 
 WORKER_NICENESS = 10
 """How much lower than the server's the model worker's CPU priority is (``service.worker.lower_priority``)."""
+PARENT_VARIABLE = "CROWDLOOP_WORKER_PARENT"
+"""The process id of the ``crowdloop serve`` that started a model worker, in the worker's
+environment: the worker stops when that process is gone (``ModelWorker.orphaned``)."""
 
 
 class WorkerMode(StrEnum):
@@ -137,7 +140,8 @@ def serve(
     child = None
     if worker and worker_mode == WorkerMode.process:
         command = [sys.executable, "-c", "from crowdloop.cli import app; app()", "worker", "--db", url]
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        parent = {PARENT_VARIABLE: str(os.getpid())}  # the worker stops when this process is gone
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env={**os.environ, **parent})
     try:
         uvicorn.run(
             "crowdloop.server.app:app_from_environment",
@@ -210,10 +214,11 @@ def model_worker(
     from crowdloop.service.worker import ModelWorker, freeze_startup_heap, lower_priority
 
     priority = lower_priority(nice)
+    parent = os.environ.get(PARENT_VARIABLE)  # started by crowdloop serve: stop with it
 
     def job() -> None:
         service = open_service(database_url(db))
-        worker = ModelWorker(service, interval=interval)
+        worker = ModelWorker(service, interval=interval, parent=int(parent) if parent else None)
         freeze_startup_heap()
         console.print(f"model worker on {_safe(database_url(db))} (process {os.getpid()}, {priority})", highlight=False)
         try:

@@ -64,10 +64,13 @@ class ModelWorker:
     """The model job of every project with a model (``text_fields`` not ``[]``), every
     ``interval`` seconds, under a claim of ``claim_seconds`` (renewed while it runs and by every write)."""
 
-    def __init__(self, service: object, *, interval: float = 2.0, claim_seconds: float = 300.0) -> None:
+    def __init__(
+        self, service: object, *, interval: float = 2.0, claim_seconds: float = 300.0, parent: int | None = None
+    ) -> None:
         self.service = service
         self.interval = interval
         self.claim_seconds = claim_seconds
+        self.parent = parent
         self._stop = threading.Event()
         # project -> (its last refit's time, answers and newest answer id when this worker saw it)
         self._refits: dict[int, tuple[Any, int, int]] = {}
@@ -132,9 +135,16 @@ class ModelWorker:
                 reports.append(report)
         return reports
 
+    def orphaned(self) -> bool:
+        """Whether the server that started this worker (``parent``) is gone: its children go to
+        another parent then, whatever ended it (a SIGTERM, after which uvicorn re-raises the signal
+        and the server's own clean-up never runs, or a SIGKILL)."""
+        return self.parent is not None and os.getppid() != self.parent
+
     def run_forever(self) -> None:
-        """Passes every ``interval`` seconds until ``stop``; a failing pass is logged, not fatal."""
-        while not self._stop.is_set():
+        """Passes every ``interval`` seconds until ``stop`` or the server that started it is gone
+        (``orphaned``); a failing pass is logged, not fatal."""
+        while not self._stop.is_set() and not self.orphaned():
             try:
                 self.run_once()
             except Exception:  # the worker outlives one project's failure; the next pass retries
