@@ -62,7 +62,8 @@ def lower_priority(niceness: int) -> str:
 
 class ModelWorker:
     """The model job of every project with a model (``text_fields`` not ``[]``), every
-    ``interval`` seconds, under a claim of ``claim_seconds`` (renewed while it runs and by every write)."""
+    ``interval`` seconds, under a claim of ``claim_seconds`` (renewed while it runs and by every
+    write); ``parent``: the process id of the server that started it, with which it stops."""
 
     def __init__(
         self, service: object, *, interval: float = 2.0, claim_seconds: float = 300.0, parent: int | None = None
