@@ -97,6 +97,8 @@ def test_progress_reports_the_anchoring_effect_with_an_interval(service) -> None
             else:
                 label = str(rng.choice([x for x in LABELS.labels if x != truth[task.item]]))
             service.submit(worker, task.lease_id, label, duration_ms=3000 if task.suggestions else 6000)
+    assert service.progress(project.id).suggestions == []  # measured by the refit, off the request path
+    service.refit(project.id)
     measures = {m.measure: m for m in service.progress(project.id).suggestions}
     wrong = measures["agreement with a wrong suggestion"]
     assert wrong.n_shown + wrong.n_hidden == 180  # 6 annotators x 30 items with a wrong suggestion

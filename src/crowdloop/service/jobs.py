@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import threading
 import time
@@ -22,6 +23,7 @@ from crowdloop.service.item_decisions import ItemDecisions, redecide_open
 from crowdloop.service.priorities import prioritize
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import PAGE, log_event, project_row
+from crowdloop.service.suggestions import suggestion_effect
 from crowdloop.service.types import Clock, RefitReport, RefitSkipped
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
@@ -124,8 +126,11 @@ class Jobs:
     def refit(self, project_id: int, *, claim: Claim | None = None) -> RefitReport:
         """Full EM refit (``crowdloop.consensus.fitting.refit``, the fit of ``crowdloop decide``, on
         every answer, gold clamped): annotator skills and their prior, the model versions'
-        temperatures, the calibrator of the decision (stored as JSON), then every open item
-        re-decided and weighed (``service.priorities``). A job (``crowdloop refit``), never inside a request.
+        temperatures, the calibrator of the decision (stored as JSON), what suggestions do to answers
+        (``service.suggestions``, stored for the progress: a bootstrap over thousands of answers on
+        every progress request held the server's interpreter, and the annotators' requests waited),
+        then every open item re-decided and weighed (``service.priorities``). A job (``crowdloop
+        refit``), never inside a request.
 
         One refit of a project at a time: it runs under ``claim`` (from ``claim_refit``; taken here
         when None, ``ConflictError`` while another runs) and releases it when done. Two refits at
@@ -154,10 +159,12 @@ class Jobs:
         result = fit_project(stored, info.labels, info.policy, info.rules)
         if result is None:
             return RefitReport(project_id, "none", 0, False, {}, 0, time.perf_counter() - started)
+        measures = self.db.read(lambda s: suggestion_effect(s, project_id, info.labels))
 
         def write(session: Session) -> None:
             claim.check(session)
             project = session.get(Project, project_id)
+            project.suggestion_effect = [dataclasses.asdict(m) for m in measures]
             project.calibrator = result.calibrator.to_dict() if result.calibrator is not None else None
             project.typical_skill = result.typical_skill
             project.skill_evidence = result.skill_evidence

@@ -17,8 +17,7 @@ from crowdloop.service.item_decisions import ItemDecisions
 from crowdloop.service.label_errors import label_error_counts
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import PAGE, SETTLED, project_row
-from crowdloop.service.suggestions import suggestion_effect
-from crowdloop.service.types import Progress, ResultRow
+from crowdloop.service.types import Progress, ResultRow, SuggestionMeasure
 from crowdloop.store import report_queries as rq
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ class Reports:
                 cost_per_item=float(cost) / n_items if n_items else 0.0,
                 audit=audit,
                 model_versions=model_versions,
-                suggestions=suggestion_effect(session, project_id, self.config.labels(project)),
+                suggestions=[SuggestionMeasure(**m) for m in project.suggestion_effect or []],  # the last refit's
                 label_errors=label_error_counts(session, project_id),
             )
 

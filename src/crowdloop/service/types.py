@@ -296,9 +296,9 @@ class Progress:
     model with no human answer, ``automated_share`` of all items; ``paid_answers_per_item``: human
     answers (gold included, reviews not) per item; ``cost_per_item``; ``audit`` and
     ``model_versions``: the project's own model (``service.training``); ``suggestions``: the anchoring effect of the
-    suggestions and the answer times, shown against hidden (empty until both kinds of answers
-    exist on items whose label is known); ``label_errors``: accepted labels the model disputed and
-    what the reviewers decided."""
+    suggestions and the answer times, shown against hidden, as the last refit measured them (empty
+    until both kinds of answers exist on items whose label is known); ``label_errors``: accepted
+    labels the model disputed and what the reviewers decided."""
 
     project_id: int
     items: int

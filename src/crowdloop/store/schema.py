@@ -95,6 +95,8 @@ class Project(Base):
     skill_evidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # behind typical_skill
     sibling_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # of wrong answers (a taxonomy)
     skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # what suggestions do to answers, shown against hidden, as the last refit measured it
+    suggestion_effect: Mapped[list | None] = mapped_column(JSON, nullable=True, deferred=True)
     refit_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
