@@ -194,16 +194,18 @@ def _state(pid: int) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
-def test_the_model_worker_stops_when_its_server_is_gone(tmp_path):
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGKILL])
+def test_the_model_worker_stops_when_its_server_is_gone(tmp_path, ending):
     """A SIGTERM to ``crowdloop serve`` alone (what a supervisor sends its main process): uvicorn
     shuts down and raises the signal again, so the server's own clean-up never stops the worker it
-    started; the worker sees that its server is gone and stops by itself."""
+    started; after a SIGKILL nothing of the server runs at all. Either way the worker sees that its
+    server is gone and stops by itself."""
     with ServerProcess(f"sqlite:///{tmp_path / 'crowdloop.db'}") as server:
         deadline = time.monotonic() + 30
         while not (workers := children(server._process.pid)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert workers, "serve started no model worker"
-        os.kill(server._process.pid, signal.SIGTERM)
+        os.kill(server._process.pid, ending)
         server._process.wait(30)
         deadline = time.monotonic() + 30
         while any(_state(w) not in ("", "Z") for w in workers) and time.monotonic() < deadline:

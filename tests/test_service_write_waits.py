@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -138,6 +139,39 @@ def test_the_processes_on_one_file_queue_on_a_lock_the_kernel_hands_on(tmp_path)
     os.close(probe)
     other.close()
     second.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock is POSIX")
+def test_a_killed_writer_leaves_the_lock_to_the_others(tmp_path) -> None:
+    """A process killed while it holds the writers' file lock (SIGKILL: no clean-up of its own)
+    leaves it to the others: the system lets a flock go with the process."""
+    import fcntl
+
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    holder = (
+        "import sys, time\n"
+        "from crowdloop.service.database import Database\n"
+        "from crowdloop.store.db import make_engine\n"
+        "db = Database(make_engine(sys.argv[1]))\n"
+        "db._writer.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", holder, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "held"
+        probe = os.open(tmp_path / "k.db-writer", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        process.kill()
+        process.wait(10)
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+        os.close(probe)
+    finally:
+        process.kill()
+    database = Database(make_engine(url))
+    assert database.run(lambda s: s.execute(text("SELECT 1")).scalar()) == 1
+    database.close()
 
 
 def test_the_model_workers_reads_wait_for_no_writer(tmp_path) -> None:

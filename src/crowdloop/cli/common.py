@@ -164,11 +164,12 @@ def _floored_on_gold(
     from crowdloop.models.calibrate import floored, vote_calibration
 
     rows = ids.get_indexer(gold_items)
-    if not (rows >= 0).any():
+    found = rows >= 0
+    if not found.any():
         return probs
-    vote = vote_calibration(completed_rows(probs[rows[rows >= 0]]), gold_labels[rows >= 0])
+    vote = vote_calibration(completed_rows(probs[rows[found]]), gold_labels[found])
     notes.append(
-        f"the model's rows are mixed with the uniform by {vote.floor:.3g} (fitted on its {int((rows >= 0).sum())} "
+        f"the model's rows are mixed with the uniform by {vote.floor:.3g} (fitted on its {int(found.sum())} "
         "gold rows), so that one sure of a wrong label cannot outvote annotators who agree"
     )
     return floored(probs, vote.floor)

@@ -111,12 +111,12 @@ def vote_calibration(probs: np.ndarray, truth: np.ndarray) -> VoteCalibration:
     truth = np.asarray(truth, dtype=np.int64).ravel()
     if probs.ndim != 2 or len(probs) != len(truth) or not len(truth):
         raise InputError(f"{len(truth)} gold labels for probabilities of shape {probs.shape}")
-    rows, k = np.arange(len(truth)), probs.shape[1]
+    rows = np.arange(len(truth))
     low, high = (float(np.log(b / (1 - b))) for b in FLOOR_BOUNDS)
 
     def loss(x: np.ndarray) -> float:
-        tau, floor = np.exp(x[0]), expit(x[1])
-        log_p = np.log((1 - floor) * probs + floor / k)
+        tau = np.exp(x[0])
+        log_p = np.log(floored(probs, expit(x[1])))
         return float(-(tau * log_p[rows, truth] - logsumexp(tau * log_p, axis=1)).mean())
 
     fit = minimize(loss, x0=np.array([0.0, np.log(0.01 / 0.99)]), method="L-BFGS-B", bounds=[(-6.0, 1.0), (low, high)])
