@@ -108,7 +108,8 @@ def render(payload: dict[str, Any]) -> str:
         f"`{payload['command']}`",
         "",
         f"{settings['items']} products per dataset (10% gold), policy target {settings['target']}, overlap 1-3, "
-        f"{settings['annotators']} simulated annotators ({settings['think']} s per answer) and an expert reviewer; "
+        f"{settings['annotators']} simulated annotators ({settings['think']} s per answer on average, lognormal) "
+        "and an expert reviewer; "
         f"seeds {settings['seeds']}; medians over seeds. worker on: `crowdloop serve` with its model worker; off: "
         "`--no-worker`. accuracy: settled items that are not gold; answers/item: paid human answers (gold "
         "included) per item; escalated: items a reviewer settled; automated: labelled by the model with no human "
@@ -168,7 +169,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("--annotators", type=int, default=20)
-    parser.add_argument("--think", type=float, default=0.3, help="Seconds each annotator takes per answer.")
+    parser.add_argument("--think", type=float, default=0.3, help="Mean seconds per answer (lognormal).")
     parser.add_argument("--compare", default="flipkart-sample",
                         help="Datasets also run without the worker (comma-separated; '' for none).")  # fmt: skip
     parser.add_argument("--name", default="loop")

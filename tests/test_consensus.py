@@ -143,10 +143,17 @@ def test_a_model_that_disagrees_with_the_person_who_answered_does_not_settle_the
     assert overruled.status[0] == "more"
     agreed = decider.decide(Opinions.of(1, [0], [a2], [0.8], sure))  # one person and the model agree
     assert (agreed.status[0], int(agreed.label[0])) == ("accepted", a2)
-    if taxonomy:  # a person who only knew the branch backs the model's leaf in it
+    if taxonomy:  # a person who only knew the branch does not back the model's leaf in it ...
         branch = labels.encode(["A"])[0]
-        vague = decider.decide(Opinions.of(1, [0], [branch], [0.8], sure))
-        assert (vague.status[0], int(vague.label[0])) == ("accepted", a2)
+        vague = decider.decide(Opinions.of(1, [0], [branch], [0.96], sure))
+        assert (vague.status[0], int(vague.label[0])) == ("more", a2)
+        named = decider.decide(Opinions.of(1, [0, 0], [branch, a2], [0.96, 0.8], sure))  # ... one who names it does
+        assert (named.status[0], int(named.label[0])) == ("accepted", a2)
+        deeper = Taxonomy.from_paths(["A > a1", "A > a1 > x", "A > a1 > y", "B > b1"])  # a label that has children
+        a1_x, a1 = deeper.encode(["A > a1 > x", "A > a1"])
+        on_a1 = Decider(deeper, ConsensusPolicy(target=0.97, max_overlap=3), typical_skill=0.8, calibrator=None)
+        assert on_a1.backed(Opinions.of(1, [0], [a1_x], [0.9]), np.array([a1]))[0]  # said more than the label
+        assert not on_a1.backed(Opinions.of(1, [0], [a1], [0.9]), np.array([a1_x]))[0]  # said less
 
 
 def test_skill_book_bans_and_promotes():

@@ -24,13 +24,16 @@ decider: what depends on its policy and skills alone is kept across batches), an
 is ``consensus.priority``.
 
 A model votes, but it does not overrule the people who answered: an item is accepted only on a
-label one of its answers backs (the label on the answer's path: the answer itself, an ancestor
-or a descendant), so one answer plus a model that agrees may settle an item, a model that
-disagrees sends it to more answers. A model's own labels come only from the proof on gold
-(``service.automation``). The failure this rules out is the feedback loop of a model trained on
-the crowd's labels: a version that learned one wrongly accepted item .9999 sure (a bra as fusion
-wear, on the Flipkart sample through the API) outvoted the expert who answered the next one
-right, and every such label taught the next version the same.
+label one of its answers backs (the answer itself or, in a taxonomy, an ancestor of it: the
+person said at least that much), so one answer plus a model that agrees may settle an item, a
+model that disagrees sends it to more answers. A model's own labels come only from the proof on
+gold (``service.automation``). The failure this rules out is the feedback loop of a model trained
+on the crowd's labels: a version that learned one wrongly accepted item .9999 sure (a bra as
+fusion wear, on the Flipkart sample through the API) outvoted the expert who answered the next one
+right, and every such label taught the next version the same. A vague answer ("Jewellery") does
+not back the leaf the model picks inside it: that leaf is the model's own label. Backed so, on the
+Flipkart sample through the API (seed 0), the 123 items accepted on a label no answer named or
+descended to were .72 right, the 1,111 others .975.
 """
 
 from __future__ import annotations
@@ -417,15 +420,15 @@ class Decider:
 
     def backed(self, opinions: Opinions, label: np.ndarray) -> np.ndarray:
         """Per item, whether a human answer backs ``label`` (a code, -1 none): the answer is the
-        label or, in a taxonomy, lies on its path (an ancestor or a descendant of it)."""
+        label or, in a taxonomy, a descendant of it (the person said at least as much)."""
         answered = opinions.label
         own = label[opinions.item] if len(opinions.item) else np.empty(0, dtype=np.int64)
-        on_path = answered == own
-        if self._taxonomy is not None and len(answered):  # on one path: their common ancestor is the shallower one
+        says_it = answered == own
+        if self._taxonomy is not None and len(answered):  # the label is the answer's ancestor
             tree, mine = self._taxonomy, np.maximum(own, 0)
-            on_path |= tree.lca_depth(answered, mine) == np.minimum(tree.depth[answered], tree.depth[mine])
-        on_path &= own >= 0
-        return np.bincount(opinions.item[on_path], minlength=opinions.n_items) > 0
+            says_it |= (tree.lca_depth(answered, mine) == tree.depth[mine]) & (tree.depth[answered] >= tree.depth[mine])
+        says_it &= own >= 0
+        return np.bincount(opinions.item[says_it], minlength=opinions.n_items) > 0
 
     def partial_acceptance(self, posterior: CandidatePosterior, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The deepest ancestor level whose calibrated confidence reaches the target (-1: none),

@@ -5,8 +5,13 @@ The crowd reads titles the way the product demo's crowd does (``simulation.taxon
 ``PRODUCT_ARCHETYPES``: experts, good and sloppy annotators, spammers and a colluding ring, wrong
 answers mostly sibling categories): every annotator's answer to every item is drawn up front from
 the real category, so whoever the server hands an item gives the answer that annotator would give.
-Annotators take a task, think ``think_seconds``, and answer with ``?next=true`` (one request per
-answer); an expert reviewer settles escalated items with their true category. The run ends when
+Annotators take a task, think, and answer with ``?next=true`` (one request per answer); an expert
+reviewer settles escalated items with their true category. Think times are drawn per answer from a
+lognormal with mean ``think_seconds`` (``THINK_SPREAD``: people's response times are skewed, Luce
+1986), and each annotator starts at a random moment of the first think time: annotators who all
+thought exactly as long and started together sent their requests in bursts of up to twenty at once,
+so the loop's p99 latency measured the queue of a burst, not the server (16 simultaneous first
+requests took 25-55 ms; the p99 ratio of two runs of one setup varied from 1.09 to 1.61). The run ends when
 every item is settled. ``run_loop`` returns the figures (accuracy on items that are not gold, paid
 human answers per item, escalations, the model's share and accuracy, cost, answers per second,
 latencies) and a timeline of the project's progress.
@@ -27,6 +32,10 @@ import pandas as pd
 from crowdloop.labels import Taxonomy
 from crowdloop.simulation.taxonomy_crowd import PRODUCT_ARCHETYPES, simulate_taxonomy_crowd
 
+THINK_SPREAD = 0.5
+"""Standard deviation of the log think time (a lognormal with that spread: the slowest tenth of the
+answers take about twice as long as the median one)."""
+
 
 @dataclass(frozen=True)
 class LoopSetup:
@@ -39,7 +48,7 @@ class LoopSetup:
     gold_share: float = 0.1
     audit_rate: float = 0.05
     annotators: int = 20
-    think_seconds: float = 0.5
+    think_seconds: float = 0.5  # mean
     timeout_seconds: float = 1800.0
 
 
@@ -66,15 +75,22 @@ def _crowd_answers(taxonomy: Taxonomy, paths: Sequence[str], n: int, seed: int) 
     return table, names
 
 
+def think_times(mean: float, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` think times, lognormal with mean ``mean`` and log-scale spread ``THINK_SPREAD``."""
+    return mean * rng.lognormal(-(THINK_SPREAD**2) / 2, THINK_SPREAD, n)
+
+
 class _Annotator(threading.Thread):
-    def __init__(self, run: _Run, token: str, column: int) -> None:
+    def __init__(self, run: _Run, token: str, column: int, seed: int) -> None:
         super().__init__(daemon=True)
         self.run_, self.column = run, column
+        self.rng = np.random.default_rng([seed, column])
         self.client = httpx.Client(base_url=run.base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
     def run(self) -> None:
         r, task = self.run_, None
         pid = r.project_id
+        r.done.wait(self.rng.uniform(0, r.setup.think_seconds))  # people do not all start at once
         while not r.done.is_set():
             if task is None:
                 start = time.perf_counter()
@@ -84,7 +100,7 @@ class _Annotator(threading.Thread):
                     r.done.wait(0.25)
                     continue
                 task = reply.json()
-            r.done.wait(r.setup.think_seconds)
+            r.done.wait(think_times(r.setup.think_seconds, self.rng, 1)[0])
             label = r.answers[r.index[task["item"]], self.column]
             start = time.perf_counter()
             reply = self.client.post(
@@ -147,7 +163,7 @@ def run_loop(
     reviewer = owner.post(f"/projects/{pid}/annotators", json={"name": "reviewer", "role": "reviewer"}).json()
     review = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {reviewer['token']}"}, timeout=120)
     truth = dict(zip(keys, paths, strict=True))
-    crowd = [_Annotator(run, token, k) for k, token in enumerate(tokens)]
+    crowd = [_Annotator(run, token, k, seed) for k, token in enumerate(tokens)]
     started = time.perf_counter()
     for one in crowd:
         one.start()
