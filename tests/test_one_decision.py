@@ -64,7 +64,7 @@ def test_the_service_and_decide_take_the_same_decision(served, tmp_path) -> None
     if isinstance(labels, Taxonomy):
         (tmp_path / "taxonomy.txt").write_text("\n".join(labels.labels) + "\n")
         taxonomy = ["--taxonomy", str(tmp_path / "taxonomy.txt")]
-        assert 0 < report.sibling_share < 1  # learned, and stored for the service's decisions
+        assert 0 < report.sibling_share < 1 and 0 < report.vague_share < 1  # learned, stored for the service
     out = tmp_path / "decisions.csv"
     result = CliRunner().invoke(
         app,

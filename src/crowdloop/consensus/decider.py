@@ -52,6 +52,7 @@ from crowdloop.consensus.control import Lookahead, Outlook, TypicalSkill
 from crowdloop.consensus.decisions import ESCALATED, MORE, Decided, ItemStates, decide_arrays
 from crowdloop.consensus.policy import ConsensusPolicy
 from crowdloop.consensus.priority import priority
+from crowdloop.consensus.vague_answers import VagueAnswers
 from crowdloop.consensus.wrong_answers import WrongAnswers
 from crowdloop.labels import LabelSpace, Taxonomy
 
@@ -115,12 +116,25 @@ class Opinions:
 class Pairs:
     """Every (answer, label or group of labels of its item) pair: the ``answer``'s index, the
     ``target``'s, whether the answer is ``consistent`` with the target (right if it is the truth)
-    and, where it is not, whether it is a ``sibling`` of it."""
+    and, where it is not, whether it is a ``sibling`` of it; whether it names the target ``exact``ly
+    (else an ancestor of it) and whether the target has ancestors to be ``vague`` about."""
 
     answer: np.ndarray
     target: np.ndarray
     consistent: np.ndarray
     sibling: np.ndarray
+    exact: np.ndarray
+    vague: np.ndarray
+
+
+@dataclass(frozen=True)
+class AnswerOutcomes:
+    """Per answer, the expected counts of the E-step (``Decider.answer_outcomes``)."""
+
+    right: np.ndarray
+    named_sibling: np.ndarray
+    right_about_deep: np.ndarray  # right about a truth that has ancestors ...
+    vague: np.ndarray  # ... and names one of them
 
 
 @dataclass(frozen=True)
@@ -170,9 +184,11 @@ class Decider:
         calibrator: TopLabelCalibrator | None = None,
         caution: float | None = CAUTION,
         sibling_share: float | None = None,
+        vague_share: float | None = None,
     ) -> None:
         self.labels = labels
         self.wrong_answers = WrongAnswers(labels, sibling_share)
+        self.vague_answers = VagueAnswers(labels, vague_share)
         self.policy = policy
         self.typical_skill = float(typical_skill)
         self.skill_evidence = float(skill_evidence)
@@ -181,10 +197,12 @@ class Decider:
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
         self._lookahead = Lookahead(policy, TypicalSkill(self.typical_skill, self.skill_evidence), len(labels))
 
-    def with_sibling_share(self, share: float | None) -> Decider:
-        """This decision with wrong answers shaped by ``share`` (``WrongAnswers``)."""
+    def with_shares(self, sibling: float | None, vague: float | None) -> Decider:
+        """This decision with wrong answers shaped by ``sibling`` (``WrongAnswers``) and right ones
+        worded by ``vague`` (``VagueAnswers``)."""
         other = copy.copy(self)
-        other.wrong_answers = WrongAnswers(self.labels, share)
+        other.wrong_answers = WrongAnswers(self.labels, sibling)
+        other.vague_answers = VagueAnswers(self.labels, vague)
         return other
 
     def posterior(self, opinions: Opinions) -> CandidatePosterior:
@@ -206,9 +224,10 @@ class Decider:
         indptr = np.searchsorted(c_item, np.arange(n + 1))
         per_item = np.diff(indptr)
         pairs = self._pairs(opinions, c_label, indptr, per_item)
-        under = self.wrong_answers.parent[c_label[pairs.target]]
-        wrong = log_wrong[pairs.answer] + self.wrong_answers.log_given(pairs.sibling, under)
-        value = np.where(pairs.consistent, log_right[pairs.answer], wrong)
+        truth = c_label[pairs.target]
+        wrong = log_wrong[pairs.answer] + self.wrong_answers.log_given(pairs.sibling, self.wrong_answers.parent[truth])
+        right = log_right[pairs.answer] + self.vague_answers.log_given(pairs.exact, truth)
+        value = np.where(pairs.consistent, right, wrong)
         score = np.bincount(pairs.target, weights=value, minlength=len(c_label)).astype(np.float64)
         soft_rest = np.zeros(n)
         if len(opinions.soft_row):
@@ -268,24 +287,32 @@ class Decider:
         real = parent[group] < k  # the virtual root is nobody's answer
         consistent = real & self._covers(opinions.label[answer], np.where(real, parent[group], 0))
         wrong = log_wrong[answer] + shape.log_given(sibling, parent[group])
-        value = np.where(consistent, log_right[answer], wrong)
+        vague = self.vague_answers.log_below(np.where(real, parent[group], 0))  # an ancestor of each child
+        value = np.where(consistent, log_right[answer] + vague, wrong)
         score = np.bincount(group, weights=value, minlength=len(keys)).astype(np.float64)
         score = np.where(count > 0, score + np.log(np.maximum(count, 1)), -np.inf)
-        pairs = Pairs(answer=answer, target=group, consistent=consistent, sibling=sibling)
+        pairs = Pairs(
+            answer=answer, target=group, consistent=consistent, sibling=sibling, exact=np.zeros_like(real), vague=real
+        )
         return UnnamedSiblings(item=item, parent=parent, count=np.maximum(count, 0), score=score, pairs=pairs)
 
-    def answer_outcomes(self, opinions: Opinions) -> tuple[np.ndarray, np.ndarray]:
+    def answer_outcomes(self, opinions: Opinions) -> AnswerOutcomes:
         """Per hard answer, the posterior probability that it is right (the mass of the labels it is
-        consistent with: the E-step's expected agreement of one-coin EM) and that it is wrong and
-        names a sibling of the truth (the E-step of the sibling share, ``fitting.fit_skills``)."""
+        consistent with: the E-step's expected agreement of one-coin EM), that it is wrong and
+        names a sibling of the truth (the E-step of the sibling share), that it is right about a
+        truth with ancestors, and right but names one of them (the E-step of the vague share;
+        ``fitting.fit_skills``)."""
         posterior, pairs, groups = self._posterior(opinions)
         n = len(opinions.item)
-        right, named_sibling = np.zeros(n), np.zeros(n)
+        right, sibling, could, vague = (np.zeros(n) for _ in range(4))
         for these, mass in ((pairs, posterior.prob), (groups.pairs, groups.mass)):
             weight = mass[these.target]
             right += np.bincount(these.answer, weights=weight * these.consistent, minlength=n)
-            named_sibling += np.bincount(these.answer, weights=weight * these.sibling, minlength=n)
-        return right, named_sibling
+            sibling += np.bincount(these.answer, weights=weight * these.sibling, minlength=n)
+            deep = weight * (these.consistent & these.vague)
+            could += np.bincount(these.answer, weights=deep, minlength=n)
+            vague += np.bincount(these.answer, weights=deep * ~these.exact, minlength=n)
+        return AnswerOutcomes(right, sibling, could, vague)
 
     def _pairs(self, opinions: Opinions, c_label: np.ndarray, indptr: np.ndarray, per_item: np.ndarray) -> Pairs:
         """Every (answer, candidate of its item) pair (``Pairs``: consistent, $a \\preceq k$)."""
@@ -294,7 +321,9 @@ class Decider:
         answered, candidate = opinions.label[answer], c_label[pair_cand]
         consistent = self._covers(answered, candidate)
         sibling = ~consistent & self.wrong_answers.siblings(answered, candidate)
-        return Pairs(answer=answer, target=pair_cand, consistent=consistent, sibling=sibling)
+        exact = answered == candidate
+        deep = self.vague_answers.depth[candidate] > 1
+        return Pairs(answer=answer, target=pair_cand, consistent=consistent, sibling=sibling, exact=exact, vague=deep)
 
     def _covers(self, answered: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Per pair, whether the answer is right if ``label`` is the truth ($a \\preceq k$): it is

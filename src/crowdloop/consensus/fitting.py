@@ -20,6 +20,11 @@ share $\rho$ of wrong answers that name a sibling of the truth, $\rho = (1 + \su
 posterior probability that answer $j$ is wrong and names a sibling of the truth (on a gold item:
 whether it does). A flat label space keeps one-coin's even spread.
 
+**How right answers are worded** (a taxonomy; ``consensus.vague_answers``): the same EM learns the
+share $v$ of right answers about a truth with ancestors that name one of the ancestors,
+$v = (1 + \sum_j w^{anc}_j) / (2 + \sum_j w^{deep}_j)$, $w^{deep}_j$ the posterior probability that
+answer $j$ is right about a truth with ancestors and $w^{anc}_j$ that it also names one of them.
+
 **The prior mean** $\mu$ (empirical Bayes): the stated ``ConsensusPolicy.prior_accuracy``, moved
 by the crowd's agreement when items have two or more answers. With one-coin errors spread over
 the $K - 1$ other labels, two answers on an item agree with probability
@@ -71,6 +76,8 @@ count, leave it on the raw posterior."""
 SKILL_MODEL = "one-coin"
 SIBLING_SHARE_START = 0.5
 """Where EM starts the share of wrong answers that name a sibling of the truth (``WrongAnswers``)."""
+VAGUE_SHARE_START = 0.5
+"""Where EM starts the share of right answers that name an ancestor of the truth (``VagueAnswers``)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,9 @@ class DecisionModel:
     counted answers, ``temperatures`` (per worker code; 1 for humans), the ``calibrator`` (None:
     raw posterior), the ``typical_skill`` (median over the workers who answered) and the
     ``skill_evidence`` behind it (``skill_evidence``), the prior mean
-    ``prior`` and ``prior_source`` (how it was set), ``n_gold`` and the ``sibling_share`` of wrong
-    answers (a taxonomy; None: wrong answers land anywhere alike, ``WrongAnswers``)."""
+    ``prior`` and ``prior_source`` (how it was set), ``n_gold``, the ``sibling_share`` of wrong
+    answers and the ``vague_share`` of right ones (a taxonomy; None: wrong answers land anywhere
+    alike, ``WrongAnswers``; every label on a right answer's path alike, ``VagueAnswers``)."""
 
     skill: np.ndarray
     right: np.ndarray
@@ -93,11 +101,13 @@ class DecisionModel:
     prior_source: str
     n_gold: int
     sibling_share: float | None = None
+    vague_share: float | None = None
 
     def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = CAUTION) -> Decider:
         return Decider(
             labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
             calibrator=self.calibrator, caution=caution, sibling_share=self.sibling_share,
+            vague_share=self.vague_share,
         )  # fmt: skip
 
     def opinions(self, answers: Answers) -> Opinions:
@@ -177,30 +187,34 @@ def fit_skills(
     opinions = opinions_of(answers, skill, temperatures, unseen_skill=prior)
     free = counted & ~exact
     shaped = isinstance(answers.labels, Taxonomy) and counted.any()
-    share = SIBLING_SHARE_START
+    share, vague = SIBLING_SHARE_START, VAGUE_SHARE_START
     if shaped:
         estimated, gold_sibling, gold_wrong = _sibling_evidence(answers, decider.wrong_answers, counted, exact, credit,
                                                                 truth)  # fmt: skip
+        gold_vague, gold_could = _vague_evidence(answers, exact, truth)
+        unknown = counted & ~exact
     for _ in range(n_iter if free.any() or shaped else 1):
         if shaped:
-            decider = decider.with_sibling_share(share)
+            decider = decider.with_shares(share, vague)
         if free.any() or shaped:
             opinions = replace(opinions, skill=skill[answers.worker])
-            outcome, named_sibling = decider.answer_outcomes(opinions)
-            credit[free] = outcome[free]
+            outcome = decider.answer_outcomes(opinions)
+            credit[free] = outcome.right[free]
         right = np.bincount(answers.worker[counted], weights=credit[counted], minlength=answers.n_workers)
         new = (strength * prior + right) / (strength + total)
         done = np.abs(new - skill).max(initial=0.0) < tol
         skill = new
-        if shaped:  # the M-step of the sibling share (module docstring), gold's part known exactly
-            new_share = float((named_sibling[estimated].sum() + gold_sibling + 1.0)
+        if shaped:  # the M-steps of the two shares (module docstring), gold's part known exactly
+            new_share = float((outcome.named_sibling[estimated].sum() + gold_sibling + 1.0)
                               / ((1 - credit[estimated]).sum() + gold_wrong + 2.0))  # fmt: skip
-            done &= abs(new_share - share) < tol
-            share = new_share
+            new_vague = float((outcome.vague[unknown].sum() + gold_vague + 1.0)
+                              / (outcome.right_about_deep[unknown].sum() + gold_could + 2.0))  # fmt: skip
+            done &= max(abs(new_share - share), abs(new_vague - vague)) < tol
+            share, vague = new_share, new_vague
         if done:
             break
     if shaped:
-        decider = decider.with_sibling_share(share)
+        decider = decider.with_shares(share, vague)
     return skill, right, total, decider
 
 
@@ -215,6 +229,17 @@ def _sibling_evidence(
     wrong = 1 - credit[known]
     sibling = shape.siblings(answers.label[known], truth[answers.item[known]])
     return could & ~exact, float((wrong * sibling).sum()), float(wrong.sum())
+
+
+def _vague_evidence(answers: Answers, exact: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """On items whose truth is known, the counted answers that name a proper ancestor of a truth
+    with ancestors, and those right about such a truth (the answer is it or an ancestor)."""
+    labels = answers.labels
+    answered, known = answers.label[exact], truth[answers.item[exact]]
+    deep = labels.depth[known] > 1
+    on_path = labels.lca_depth(answered, known) == labels.depth[answered]  # the truth or an ancestor of it
+    could = deep & on_path & (labels.depth[answered] <= labels.depth[known])
+    return float((could & (answered != known)).sum()), float(could.sum())
 
 
 def fit_decision(
@@ -251,7 +276,7 @@ def fit_decision(
     evidence = skill_evidence(answers, gold, m)
     return DecisionModel(
         skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold),
-        fitted.wrong_answers.sibling_share,
+        fitted.wrong_answers.sibling_share, fitted.vague_answers.share,
     )  # fmt: skip
 
 
@@ -406,6 +431,7 @@ class RefitResult:
     skill_evidence: float
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
     sibling_share: float | None = None  # of wrong answers (``WrongAnswers``; None: anywhere alike)
+    vague_share: float | None = None  # of right answers (``VagueAnswers``; None: the path alike)
 
 
 def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold, Gold]:
@@ -474,6 +500,7 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         skill_evidence=model.skill_evidence,
         branch_skills=_branch_skills(answers, gold, labels, model.skill),
         sibling_share=model.sibling_share,
+        vague_share=model.vague_share,
     )
 
 

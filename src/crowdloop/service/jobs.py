@@ -169,6 +169,7 @@ class Jobs:
             project.typical_skill = result.typical_skill
             project.skill_evidence = result.skill_evidence
             project.sibling_share = result.sibling_share
+            project.vague_share = result.vague_share
             project.skill_prior = result.prior
             project.refit_at = utcnow()
             skills = [
@@ -193,6 +194,7 @@ class Jobs:
                     "calibrated": result.calibrator is not None,
                     "typical_skill": result.typical_skill,
                     "sibling_share": result.sibling_share,
+                    "vague_share": result.vague_share,
                     "temperatures": {str(k): v for k, v in result.temperatures.items()},
                 },
             )
@@ -209,6 +211,7 @@ class Jobs:
             items_redecided=redecided,
             seconds=time.perf_counter() - started,
             sibling_share=result.sibling_share,
+            vague_share=result.vague_share,
         )
 
     def _read_for_refit(self, project_id: int) -> tuple[StoredAnswers, dict[int, tuple[float, float]]]:

@@ -31,6 +31,7 @@ class ProjectColumns(Protocol):
     typical_skill: float | None
     skill_evidence: float | None
     sibling_share: float | None
+    vague_share: float | None
     refit_at: datetime | None
 
 
@@ -103,6 +104,7 @@ class ProjectConfig:
                 skill_evidence=project.skill_evidence or rules.prior_strength,
                 calibrator=TopLabelCalibrator.from_dict(stored) if stored else None,
                 sibling_share=project.sibling_share if project.refit_at is not None else None,
+                vague_share=project.vague_share if project.refit_at is not None else None,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
             self._deciders[key] = decider

@@ -353,6 +353,7 @@ class RefitReport:
     items_redecided: int
     seconds: float
     sibling_share: float | None = None
+    vague_share: float | None = None
 
 
 @dataclass(frozen=True)
