@@ -11,9 +11,10 @@ count a *failure* when that accuracy is below the target:
 - ``lower bound`` (ours, ``crowdloop.models.autolabel.choose_threshold`` with its defaults): fixed-sequence
   testing from high to low confidence, each threshold accepted only if the one-sided Clopper-Pearson
   bound at ``--confidence`` (0.95) reaches the target, so at most 5% failures are expected; the
-  sequence starts at the threshold holding 200 gold items and steps down in 20 equal counts;
+  sequence starts at the threshold holding 200 gold items (half the gold when that is fewer) and
+  steps down in 20 equal counts;
 - ``lower bound, start at n0``: the same test started at the fewest items an all-right sample passes
-  with (59 at 0.95) and 100 steps (``min_items=0, n_steps=100``), the previous rule;
+  with (59 at 0.95) and 100 steps (``min_items=0, chance_errors=0, n_steps=100``), the previous rule;
 - ``point estimate`` (SageMaker Ground Truth's rule): the lowest threshold whose observed
   validation accuracy reaches the target;
 - ``oracle``: the lowest threshold whose accuracy *on the rest itself* reaches the target (not
@@ -88,7 +89,7 @@ def measure(confidence, correct, target, n_val, n_splits, level) -> list[dict]:
         thresholds = {
             "lower bound": choose_threshold(confidence[val], correct[val], target, level).threshold,
             "lower bound, start at n0": choose_threshold(
-                confidence[val], correct[val], target, level, n_steps=100, min_items=0
+                confidence[val], correct[val], target, level, n_steps=100, min_items=0, chance_errors=0
             ).threshold,
             "point estimate": point_estimate_threshold(confidence[val], correct[val], target),
             "oracle": point_estimate_threshold(confidence[rest], correct[rest], target),  # on the rest itself

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 
 from crowdloop.errors import ConfigError, InputError
+from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models.autolabel import (
+    MIN_ITEMS,
     Pool,
     autolabel,
+    automation_stratum,
     chance_errors_for,
     choose_threshold,
     clopper_pearson_lower,
@@ -66,7 +69,7 @@ def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smalles
     rng = np.random.default_rng(2)
     confidence, correct = good_model(500, rng)
     correct[np.argmax(confidence)] = False  # one miss among the most confident: 58/59 fails at 0.95
-    old = choose_threshold(confidence, correct, 0.95, 0.95, n_steps=100, min_items=0)
+    old = choose_threshold(confidence, correct, 0.95, 0.95, n_steps=100, min_items=0, chance_errors=0)
     new = choose_threshold(confidence, correct, 0.95, 0.95)
     assert old.threshold == np.inf and old.steps["n"].iloc[0] == 59
     assert new.steps["n"].iloc[0] >= 200 and new.lower_bound >= 0.95
@@ -74,9 +77,32 @@ def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smalles
     nothing_old, nothing_new = [], []
     for _ in range(200):  # and in repeated draws, not only in a planted case
         confidence, correct = good_model(500, rng)
-        nothing_old.append(np.isinf(choose_threshold(confidence, correct, n_steps=100, min_items=0).threshold))
+        old = choose_threshold(confidence, correct, n_steps=100, min_items=0, chance_errors=0)
+        nothing_old.append(np.isinf(old.threshold))
         nothing_new.append(np.isinf(choose_threshold(confidence, correct).threshold))
     assert np.mean(nothing_old) > 0.3 and np.mean(nothing_new) < 0.12  # 5+ misses in 200 at 99% still stop it
+
+
+def test_the_walk_starts_at_half_the_gold_up_to_200_items():
+    """One start for the service and the command: ``min(MIN_ITEMS, START_SHARE * n)`` gold items, never
+    below the fewest a sample can pass with. 210 gold items at .97, 80% (the service's level) start at
+    105, where one chance error can pass (from 99); 600 start at 200, as 500 and 2000 do at .95 and .98,
+    95% (the bench's sizes: their figures stand); explicit values keep their meaning."""
+
+    def first(n_gold, target, level, **kwargs):
+        confidence = np.linspace(1, 0.5, n_gold)  # distinct: each count is a threshold
+        choice = choose_threshold(confidence, np.ones(n_gold, dtype=bool), target, level, **kwargs)
+        return int(choice.steps["n"].iloc[0])
+
+    assert first(210, 0.97, 0.8) == 105 and chance_errors_for(210, 0.97, 0.8) == 1
+    assert first(600, 0.97, 0.8) == MIN_ITEMS == 200
+    for target in (0.95, 0.98):
+        assert first(500, target, 0.95) == first(2000, target, 0.95) == 200
+    assert first(500, 0.98, 0.95, min_items=200, chance_errors=0) == 200  # the defaults the bench ran with
+    assert first(500, 0.95, 0.95, min_items=0, chance_errors=0) == 59  # the bench's "start at n0"
+    assert first(210, 0.97, 0.8, min_items=0) == 99  # the service's previous start
+    assert first(100, 0.97, 0.8) == 53 and chance_errors_for(100, 0.97, 0.8) == 0  # half is 50: too few
+    assert first(300, 0.98, 0.95) == 150 and chance_errors_for(300, 0.98, 0.95) == 0  # one error needs 236
 
 
 def test_fewest_passing_sample_sizes():
@@ -98,7 +124,7 @@ def test_one_sure_wrong_gold_item_no_longer_vetoes_the_walk_on_a_projects_gold()
     confidence = np.sort(rng.uniform(0, 1, 200))[::-1]
     correct = np.r_[np.ones(130, bool), rng.random(70) < 0.6]
     correct[2] = False
-    strict = choose_threshold(confidence, correct, 0.97, 0.8, min_items=0)
+    strict = choose_threshold(confidence, correct, 0.97, 0.8, min_items=0, chance_errors=0)
     tolerant = choose_threshold(
         confidence, correct, 0.97, 0.8, min_items=0, chance_errors=chance_errors_for(200, 0.97, 0.8)
     )
@@ -150,6 +176,27 @@ def test_autolabel_splits_items():
     done, ask = autolabel(probs, ["a", "b"], ["x", "y", "z"], threshold=0.9)
     assert done["item"].tolist() == ["x", "z"] and done["label"].tolist() == ["a", "b"]
     assert ask["item"].tolist() == ["y"] and ask["suggestion"].tolist() == ["b"]
+
+
+def test_autolabel_splits_by_a_choice_made_for_a_pool_only_in_its_proven_strata():
+    """Gold of label a only; the pool also holds items the model is as sure are b: those go to humans."""
+    gold_conf = np.linspace(0.999, 0.95, 300)
+    pool = Pool(np.array([0.99, 0.99, 0.5]), np.array([0, 1, 0]))
+    choice = choose_threshold(gold_conf, np.ones(300, dtype=bool), 0.95, stratum=np.zeros(300, int), pool=pool)
+    probs = np.array([[0.99, 0.01], [0.01, 0.99], [0.5, 0.5]])
+    assert choice.threshold <= 0.99 and choice.strata.tolist() == [0]
+    done, ask = autolabel(probs, ["a", "b"], ["x", "y", "z"], choice, pool.stratum)
+    assert done["item"].tolist() == ["x"] and ask["item"].tolist() == ["y", "z"]
+    assert autolabel(probs, ["a", "b"], ["x", "y", "z"], choice.threshold)[0]["item"].tolist() == ["x", "y"]
+    with pytest.raises(ConfigError, match="stratum"):
+        autolabel(probs, ["a", "b"], ["x", "y", "z"], choice)
+
+
+def test_automation_stratum_is_the_top_level_branch_or_the_label():
+    taxonomy = Taxonomy.from_paths(["Home > Lamps", "Home > Rugs", "Wear > Shoes"])
+    codes = taxonomy.encode(["Home > Lamps", "Home > Rugs", "Wear > Shoes", "Home"])
+    assert taxonomy.decode(automation_stratum(taxonomy, codes)).tolist() == ["Home", "Home", "Wear", "Home"]
+    assert automation_stratum(LabelSpace(["a", "b"]), [1, 0]).tolist() == [1, 0]
 
 
 def test_the_proof_is_reweighted_to_the_items_the_model_would_label() -> None:

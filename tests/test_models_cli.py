@@ -168,3 +168,30 @@ def test_every_ml_command_reads_item_or_task_and_writes_item(files):
     assert f"{int(review['flagged'].sum())} of them flagged" in result.output.replace("\n", " ").replace("│", " ")
     result = invoke("train", files / "skus.csv", "--registry", registry)
     assert result.exit_code == 1 and "missing column 'item' or 'task'" in result.output
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_autolabel_leaves_to_humans_the_labels_no_gold_proved(files, flat):
+    """The gold is reweighted to the open items by their predicted label (its top-level branch in a
+    taxonomy), as the service does: with no gold of Wear > Shoes, the open items the model is sure
+    are shoes go to humans, however sure it is; those of the labels the gold proved are automated."""
+    items = pd.read_csv(files / "items.csv", keep_default_na=False)
+    gold = pd.read_csv(files / "gold.csv")
+    if flat:  # labels Lamps, Rugs, Shoes: a stratum per label
+        items["label"] = items["label"].str.split(" > ").str[-1]
+        gold["label"] = gold["label"].str.split(" > ").str[-1]
+    items.to_csv(files / "items.csv", index=False)
+    gold[~gold["label"].str.contains("Shoes")].to_csv(files / "gold.csv", index=False)
+    registry = files / "models"
+    assert invoke("train", files / "items.csv", "--registry", registry).exit_code == 0
+    auto, ask = files / "auto.csv", files / "ask.csv"
+    result = invoke("autolabel", files / "items.csv", "--gold", files / "gold.csv", "--registry", registry,
+                    "--target", "0.9", "--out", auto, "--ask-out", ask)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    done, rest = pd.read_csv(auto), pd.read_csv(ask)
+    shoes = rest["suggestion"].str.contains("Shoes")
+    assert len(done) > 5 and not done["label"].str.contains("Shoes").any()
+    assert shoes.any() and (rest["confidence"][shoes] >= done["confidence"].min()).any()  # sure, yet asked
+    output = " ".join(result.output.replace("│", " ").split())
+    assert "go to humans: no gold proved their label" in output
+    assert ("reweighted to the open items" in output) == flat  # one branch of the gold: weights all equal

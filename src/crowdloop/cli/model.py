@@ -244,6 +244,25 @@ def suggest(
     run(job)
 
 
+def class_strata(model) -> np.ndarray:
+    """The stratum of each of ``model.classes_`` in the automation proof (``automation_stratum``):
+    its top-level branch when the classes are taxonomy paths (a ``HierarchicalClassifier``, or any
+    class holding the path separator), else the class itself."""
+    from crowdloop.labels import PATH_SEPARATOR, LabelSpace, Taxonomy
+    from crowdloop.models.autolabel import automation_stratum
+    from crowdloop.models.hierarchical import HierarchicalClassifier
+
+    classes = np.asarray(model.classes_, dtype=object)
+    hierarchical = isinstance(model, HierarchicalClassifier)
+    if hierarchical or any(PATH_SEPARATOR in str(c) for c in classes):
+        separator = model.separator if hierarchical else PATH_SEPARATOR
+        labels = Taxonomy.from_paths([str(c) for c in classes], separator=separator)
+        names = [PATH_SEPARATOR.join(part.strip() for part in str(c).split(separator.strip())) for c in classes]
+        return automation_stratum(labels, labels.encode(names))
+    labels = LabelSpace(classes)
+    return automation_stratum(labels, labels.encode(classes))
+
+
 @app.command()
 def autolabel(
     items: ItemsArgument = None,
@@ -264,11 +283,14 @@ def autolabel(
     """Let the model label the unlabeled items it is sure of; the rest go to humans.
 
     The threshold is the lowest confidence at which the gold items' accuracy is at least TARGET with
-    the stated CONFIDENCE (one-sided Clopper-Pearson bound, fixed-sequence testing from high to low).
-    Gold items the model was trained on are left out of that choice (their confidence is optimistic)."""
+    the stated CONFIDENCE (one-sided Clopper-Pearson bound, fixed-sequence testing from high to low),
+    the gold reweighted to the open items by the label the model predicts (its top-level branch in a
+    taxonomy); an open item whose predicted label (branch) has no gold above the threshold goes to
+    humans. Gold items the model was trained on are left out of that choice (their confidence is
+    optimistic)."""
     from crowdloop.io import write_table
+    from crowdloop.models.autolabel import Pool, choose_threshold
     from crowdloop.models.autolabel import autolabel as split_items
-    from crowdloop.models.autolabel import choose_threshold
 
     def job() -> None:
         table = read_items(items, item_column, text_column)
@@ -285,23 +307,31 @@ def autolabel(
         if not fresh.any():
             raise InputError("every gold item was in the model's training set", source=str(gold_path),
                              hint="Train without them (e.g. leave --gold out of 'crowdloop train').")  # fmt: skip
-        labels = np.asarray(model.classes_, dtype=object)[probs.argmax(axis=1)]
+        top, sure = probs.argmax(axis=1), probs.max(axis=1)
+        labels, stratum = np.asarray(model.classes_, dtype=object)[top], class_strata(model)[top]
         right = labels[fresh] == truth.reindex(table["item"][fresh]).to_numpy(object)
-        choice = choose_threshold(probs.max(axis=1)[fresh], right, target, confidence)
         open_items = ~is_gold & table["label"].isna().to_numpy()  # items that still need a label
+        # the gold reweighted to the items the model would label, as the service does
+        choice = choose_threshold(sure[fresh], right, target, confidence, stratum=stratum[fresh],
+                                  pool=Pool(sure[open_items], stratum[open_items]))  # fmt: skip
         done, ask = split_items(probs[open_items], model.classes_, table["item"][open_items].to_numpy(object),
-                                choice.threshold)  # fmt: skip
+                                choice, stratum[open_items])  # fmt: skip
         write_table(done, out)
         write_table(ask, ask_out)
         left_out, n_items = int(is_gold.sum() - fresh.sum()), len(done) + len(ask)
-        bound = "-" if not np.isfinite(choice.threshold) else f"{choice.lower_bound:.3f} (gold accuracy "
-        bound += "" if not np.isfinite(choice.threshold) else f"{choice.gold_accuracy:.3f} on {choice.n_gold})"
+        proven = np.isfinite(choice.threshold)
+        bound = "-" if not proven else f"{choice.lower_bound:.3f} (gold accuracy {choice.gold_accuracy:.3f} on "
+        if proven:
+            reweighted = not np.isclose(choice.effective_n, choice.n_gold)
+            bound += f"{choice.n_gold}" + (f", {choice.effective_n:.1f} reweighted to the open items)" if reweighted
+                                           else ")")  # fmt: skip
+        held = int(np.sum(sure[open_items] >= choice.threshold)) - len(done)
         show(f"auto-labeling with model {used}", [
             ("gold used", f"{int(fresh.sum()):,}" + (f" ({left_out} seen in training left out)" if left_out else "")),
-            ("threshold", "none reaches the target: nothing automated" if not np.isfinite(choice.threshold)
-             else f"{choice.threshold:.4f}"),
+            ("threshold", "none reaches the target: nothing automated" if not proven else f"{choice.threshold:.4f}"),
             (f"lower bound at {confidence:.0%}", bound),
-            ("automated", f"{len(done):,} of {n_items:,} ({len(done) / max(n_items, 1):.1%})"),
+            ("automated", f"{len(done):,} of {n_items:,} ({len(done) / max(n_items, 1):.1%})"
+             + (f"; {held:,} more above the threshold go to humans: no gold proved their label" if held else "")),
             ("written", f"{out}, {ask_out}"),
         ])  # fmt: skip
 

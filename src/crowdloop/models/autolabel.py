@@ -20,22 +20,22 @@ The guarantee needs the sequence to be fixed before the correctness labels are s
 on the model's confidences (they carry no label). Given the $n_t$-th largest gold confidence $t$,
 the $n_t - 1$ gold items above it are i.i.d. draws from the items above $t$, so $k_t$ is binomial
 (up to that one boundary item) with the very accuracy being tested. We use that freedom for power:
-the sequence starts at the threshold whose set already holds ``min_items`` gold items (200 by
-default), then steps down in ``n_steps`` equal counts of gold items (quantiles of the gold
-confidence) to all of them. A start at the $n_0 = \lceil \log \alpha / \log \tau \rceil$ most
-confident items (59 at $\alpha = 0.05$, $\tau = 0.95$: the fewest an all-right sample passes with)
-needs every one of them right, fails often, and then automates nothing, however good the model is
-below. A coarse grid costs nothing in level and stops less often on a chance dip between
-neighbouring thresholds. For the same reason a walk may start where a sample with one wrong item
-still passes ($n_1$ items, ``chance_errors=1``: 99 at $\alpha = 0.2$, $\tau = 0.97$): a single gold
-item the model is sure of and wrong on (often a gold label two careful people would give
-differently; on the Flipkart sample through the API the same one or two gold items were among the
-surest eight of every version) then no longer vetoes every threshold on its own.
-``chance_errors_for`` tolerates it when $n_1$ is at most ``START_SHARE`` (half) of the gold, so
-that the walk can still prove a threshold that covers half of it. Simulated
-(``bench/bench_threshold_power.py``: models whose surest 60% are 98-99.5% right), the start at
-$n_1$ automates 0-15 points more of the items on 200 and 400 gold items, a proven threshold's items
-falling short of the target in at most 15% of the trials (the promise: 20%); 100 it leaves alone.
+the sequence starts at the threshold whose set holds $\min(200, n/2)$ of the $n$ gold items
+(``start_items``; ``min_items`` overrides), then steps down in ``n_steps`` equal counts of gold
+items (quantiles of the gold confidence) to all of them. A start at the
+$n_0 = \lceil \log \alpha / \log \tau \rceil$ most confident items (59 at $\alpha = 0.05$,
+$\tau = 0.95$: the fewest an all-right sample passes with) needs every one of them right, fails
+often, and then automates nothing, however good the model is below: a single gold item the model is
+sure of and wrong on (often a gold label two careful people would give differently; on the Flipkart
+sample through the API the same one or two gold items were among the surest eight of every version)
+vetoes every threshold on its own. When a sample with one wrong item can pass at the start (from
+$n_1$ items: 99 at $\alpha = 0.2$, $\tau = 0.97$), the walk tolerates that chance error
+(``chance_errors_for``); it never starts below the fewest items that can pass ($n_0$, or $n_1$ with
+the chance error; a smaller gold automates nothing). A coarse grid costs nothing in level and
+stops less often on a chance dip between neighbouring thresholds. Simulated
+(``bench/bench_threshold_power.py``: models whose surest 60% are 98-99.5% right), a start at $n_1$
+rather than $n_0$ automates 0-15 points more of the items on 200 and 400 gold items, a proven
+threshold's items falling short of the target in at most 15% of the trials (the promise: 20%).
 
 A monotone recalibration of the confidence leaves the ranking, hence the
 chosen set, unchanged; a calibrator fitted on the same gold would make the order depend on the
@@ -45,16 +45,17 @@ labels and void the guarantee, so the raw confidence is tested.
 labeling loop they are not: people take the items the model is unsure of first, so the items left
 for the model are those of the labels it is confident about, often a few labels it is *wrongly*
 confident about (a category the data itself names two ways). Given the items the model would label
-(``Pool``: their confidence and a stratum, e.g. the predicted label or its top-level taxonomy
-branch), the test at each threshold reweights the gold to the pool: a gold item of stratum $s$
-weighs $w_s = q_s / g_s$, the share of $s$ among the pool items above the threshold over its share
-among the gold above it (importance weighting under covariate shift, Shimodaira, JSPI 2000), and
-the Clopper-Pearson bound is taken at the effective sample size $n_e = (\sum w)^2 / \sum w^2$ with
-$k_e = n_e \hat p_w$ right (Kish 1965; Korn & Graubard, Survey Methodology 1998). A stratum with no
-gold above the threshold has no evidence: its pool items are not labelled by the model
-(``ThresholdChoice.strata`` lists the proven ones). The weights depend on the strata and confidences
-alone, never on whether an item is right, so the walk may start at the first threshold whose
-effective size reaches $n_0$: started where the plain count is $n_0$, any unequal weighting leaves
+(``Pool``: their confidence and a stratum, ``automation_stratum``: the top-level taxonomy branch
+of the predicted label, or the label itself in a flat label space), the test at each threshold
+reweights the gold to the pool: a gold item of stratum $s$ weighs $w_s = q_s / g_s$, the share of
+$s$ among the pool items above the threshold over its share among the gold above it (importance
+weighting under covariate shift, Shimodaira, JSPI 2000), and the Clopper-Pearson bound is taken
+at the effective sample size $n_e = (\sum w)^2 / \sum w^2$ with $k_e = n_e \hat p_w$ right (Kish
+1965; Korn & Graubard, Survey Methodology 1998). A stratum with no gold above the threshold has no
+evidence: its pool items are not labelled by the model (``ThresholdChoice.strata`` lists the proven
+ones). The weights depend on the strata and confidences alone, never on whether an item is right,
+so the walk starts at the first threshold (at or after the plain start) whose effective size
+reaches $n_0$ (or $n_1$): started where the plain count is $n_0$, any unequal weighting leaves
 fewer than $n_0$ effective items, and the first test fails whatever the gold says.
 
 ``point_estimate_threshold`` is the baseline of SageMaker Ground Truth's automated labeling: the
@@ -73,9 +74,12 @@ import pandas as pd
 from scipy.stats import beta
 
 from crowdloop.errors import ConfigError, InputError
+from crowdloop.labels import LabelSpace, Taxonomy
 
+MIN_ITEMS = 200
+"""The gold items the walk starts from when it has ``MIN_ITEMS / START_SHARE`` or more."""
 START_SHARE = 0.5
-"""The most of the gold a walk that tolerates a chance error may start from (``chance_errors_for``)."""
+"""The share of the gold the walk starts from when it has fewer (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,13 @@ class Pool:
 
     confidence: np.ndarray
     stratum: np.ndarray
+
+
+def automation_stratum(labels: LabelSpace, codes: np.ndarray) -> np.ndarray:
+    """The stratum of a predicted label in the automation proof: its top-level branch in a taxonomy,
+    else the label itself."""
+    codes = np.asarray(codes, dtype=np.int64)
+    return labels.ancestor_at(codes, 1).astype(np.int64) if isinstance(labels, Taxonomy) else codes
 
 
 def reweighted_to_pool(
@@ -148,11 +159,15 @@ def fewest_passing(target: float, confidence_level: float, errors: int = 0) -> i
     return n
 
 
+def start_items(n_gold: int) -> int:
+    """The gold items the walk starts from by default: ``MIN_ITEMS``, at most ``START_SHARE`` of the gold."""
+    return min(MIN_ITEMS, int(START_SHARE * n_gold))
+
+
 def chance_errors_for(n_gold: int, target: float, confidence_level: float) -> int:
-    """The chance errors a walk over ``n_gold`` gold items starts out tolerating (module docstring):
-    one when the fewest items that pass with one error are at most ``START_SHARE`` of the gold,
-    else none."""
-    return int(fewest_passing(target, confidence_level, 1) <= START_SHARE * n_gold)
+    """The chance errors a walk over ``n_gold`` gold items tolerates by default (module docstring):
+    one when a sample with one error can pass at its start (``start_items``), else none."""
+    return int(fewest_passing(target, confidence_level, 1) <= start_items(n_gold))
 
 
 def _check(confidence: object, correct: object, target: float) -> tuple[np.ndarray, np.ndarray]:
@@ -184,27 +199,30 @@ def choose_threshold(
     target: float = 0.95,
     confidence_level: float = 0.95,
     n_steps: int = 20,
-    min_items: int = 200,
+    min_items: int | None = None,
     *,
-    chance_errors: int = 0,
+    chance_errors: int | None = None,
     stratum: np.ndarray | Sequence[Hashable] | None = None,
     pool: Pool | None = None,
 ) -> ThresholdChoice:
     """The lowest threshold whose auto-labeled accuracy is at least ``target`` with probability
     ``confidence_level``, by fixed-sequence Clopper-Pearson tests on gold (module docstring).
     ``confidence`` and ``correct``: the model's top-label confidence and whether its label is right,
-    on gold items it did not train on. The tested thresholds hold ``min_items`` (at least the fewest an
-    all-right sample can pass with, at most all gold items), then up to ``n_steps`` equal steps more,
-    to all gold items; ``chance_errors``: the walk starts no earlier than where a sample with that
-    many errors could pass (``fewest_passing``; see ``chance_errors_for``). ``pool`` (with the gold's
-    ``stratum``): the items the model would label, to which each test reweights the gold."""
+    on gold items it did not train on. The tested thresholds hold ``min_items`` (None:
+    ``start_items``, 200 or half the gold when that is fewer; at least the fewest a sample with
+    ``chance_errors`` errors can pass with, ``fewest_passing``; at most all gold items), then up to
+    ``n_steps`` equal steps more, to all gold items. ``chance_errors`` (None: ``chance_errors_for``,
+    one when a sample with one can pass at the default start). ``pool`` (with the gold's ``stratum``):
+    the items the model would label, to which each test reweights the gold."""
     confidence, correct = _check(confidence, correct, target)
     if not 0 < confidence_level < 1:
         raise ConfigError(f"confidence_level must be in (0, 1), got {confidence_level!r}")
+    alpha, n_gold = 1 - confidence_level, len(confidence)
+    min_items = start_items(n_gold) if min_items is None else min_items
     if not (isinstance(min_items, (int, np.integer)) and min_items >= 0):
         raise ConfigError(f"min_items must be an integer >= 0, got {min_items!r}")
-    alpha, n_gold = 1 - confidence_level, len(confidence)
     thresholds, n, right = _ranked(confidence, correct)
+    chance_errors = chance_errors_for(n_gold, target, confidence_level) if chance_errors is None else chance_errors
     if not (isinstance(chance_errors, (int, np.integer)) and chance_errors >= 0):
         raise ConfigError(f"chance_errors must be an integer >= 0, got {chance_errors!r}")
     n_min = fewest_passing(target, confidence_level, chance_errors)  # below this such a sample fails
@@ -252,15 +270,26 @@ def point_estimate_threshold(
 
 
 def autolabel(
-    probs: np.ndarray, classes: Sequence[Hashable] | np.ndarray, items: Sequence[Hashable], threshold: float
+    probs: np.ndarray,
+    classes: Sequence[Hashable] | np.ndarray,
+    items: Sequence[Hashable],
+    threshold: float | ThresholdChoice,
+    stratum: np.ndarray | Sequence[Hashable] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split items into the auto-labeled (``item, label, confidence``) and those to ask humans
-    (``item, suggestion, confidence``) at ``threshold``."""
+    (``item, suggestion, confidence``) at ``threshold``: a number, or a ``ThresholdChoice`` whose
+    ``automate`` decides (made for a pool, it needs the items' ``stratum``: only those of the strata
+    its gold proved are auto-labeled)."""
     probs = np.asarray(probs, dtype=np.float64)
     confidence = probs.max(axis=1)
     labels = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
     items = np.asarray(items, dtype=object)
-    auto = confidence >= threshold
+    if isinstance(threshold, ThresholdChoice):
+        if threshold.strata is not None and (stratum is None or len(stratum) != len(items)):
+            raise ConfigError("a threshold chosen for a pool needs the stratum of each item")
+        auto = threshold.automate(confidence, stratum)
+    else:
+        auto = confidence >= threshold
     done = pd.DataFrame({"item": items[auto], "label": labels[auto], "confidence": confidence[auto]})
     ask = pd.DataFrame({"item": items[~auto], "suggestion": labels[~auto], "confidence": confidence[~auto]})
     return done, ask

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from crowdloop.models.autolabel import clopper_pearson_lower
+from crowdloop.models.autolabel import automation_stratum, clopper_pearson_lower
 from crowdloop.service.database import Database
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import log_event, project_row
-from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME, automation_stratum, store_prediction_page
+from crowdloop.service.training import CONFIDENCE_LEVEL, MODEL_NAME, store_prediction_page
 from crowdloop.service.types import AuditFigures, ModelVersionMetrics
 from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q

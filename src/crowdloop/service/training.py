@@ -15,8 +15,9 @@ each gold item is predicted by a model that never saw it, by the very rule that 
 items: the whole gold is held out from the labelling procedure. From those probabilities,
 accuracy and calibration (ECE, ``models.calibrate.model_reliability``), and the confidence above
 which the version may label items with no human answer (``models.autolabel.choose_threshold``,
-fixed-sequence Clopper-Pearson tests at the project's target, starting where one wrong gold item
-among the surest could still pass when the gold is large enough: ``chance_errors_for``). Serving
+fixed-sequence Clopper-Pearson tests at the project's target with the function's own start, as
+``crowdloop autolabel`` has it: the surest half of the gold, at most 200 items, where one wrong gold
+item among the surest can still pass when the gold is large enough: ``chance_errors_for``). Serving
 one fold's model left only its own fold, half the gold, as evidence (on 100 gold items almost never enough to prove .97:
 ``bench/bench_threshold_power.py``); pooling the gold of fold models that do not label anything proves nothing
 about the one that does: with a couple of hundred labels over a hundred categories two fold models
@@ -67,7 +68,7 @@ from crowdloop.consensus.decider import CAUTION
 from crowdloop.errors import ConflictError
 from crowdloop.labels import LabelSpace, Taxonomy
 from crowdloop.models import artifacts
-from crowdloop.models.autolabel import Pool, chance_errors_for, choose_threshold
+from crowdloop.models.autolabel import Pool, automation_stratum, choose_threshold
 from crowdloop.models.calibrate import floored, model_reliability, vote_calibration
 from crowdloop.models.comparison import WORSE_LEVEL, significantly_worse
 from crowdloop.models.hierarchical import HierarchicalClassifier
@@ -98,13 +99,6 @@ CONFIDENCE_LEVEL = 1 - CAUTION
 
 Fence = Callable[[Session], None]
 """Raises ``ClaimLost`` (``service.jobs``) unless the caller still holds the job (run in each writing transaction)."""
-
-
-def automation_stratum(labels: LabelSpace, codes: np.ndarray) -> np.ndarray:
-    """The stratum of a predicted label in the automation proof: its top-level branch in a taxonomy,
-    else the label itself."""
-    codes = np.asarray(codes, dtype=np.int64)
-    return labels.ancestor_at(codes, 1).astype(np.int64) if isinstance(labels, Taxonomy) else codes
 
 
 def item_texts(payloads: list[dict], fields: list[str] | None) -> list[str]:
@@ -278,8 +272,6 @@ class Training:
                 top == gold_truth,
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
-                min_items=0,  # from the fewest surest items a bound can pass with: all a small project can prove
-                chance_errors=chance_errors_for(len(gold_truth), info.policy.target, CONFIDENCE_LEVEL),
                 stratum=automation_stratum(info.labels, top),
                 pool=self._automation_pool(project_id, model, info.labels, project.text_fields, vote.floor),
             )
