@@ -594,3 +594,35 @@ def test_a_pass_that_trained_a_version_refits_once(service) -> None:
     service.import_answers(project_id, fresh[due - 1 : due])
     worker.run_project(project_id)
     assert refits() == 2
+
+
+def test_the_refit_learns_the_models_floor_from_the_conflicts_a_reviewer_settled(service) -> None:
+    """Three people agree against the model's row on an item and the owner settles it their
+    way: the next refit reads the row that voted before the review and floors the model's rows
+    more (``fitting.fit_model_floor``), stored for every decision of the project."""
+    from crowdloop.service.rows import project_row
+    from crowdloop.store.schema import Project
+
+    policy = ConsensusPolicy(target=0.999, min_overlap=1, max_overlap=3)  # beyond what 120 gold items prove
+    project_id = service.create_project("conflicts", LabelSpace(LABELS), policy, gold_rate=0.1).id
+    items, truth = catalogue(300, 120, seed=21)
+    service.import_items(project_id, items)
+    ModelWorker(service).run_project(project_id)
+    gold = [item.external_id for item in items if item.gold is not None][:40]
+    service.import_answers(project_id, [AnswerIn(key, f"g{k}", truth[key]) for key in gold for k in range(2)])
+    before = service.refit(project_id).model_floor
+    with service.engine.connect() as c:
+        key, top = c.execute(
+            select(Item.external_id, Prediction.labels).join(Prediction, Prediction.item_id == Item.id)
+            .where(Item.project_id == project_id, Item.is_gold.is_(False)).limit(1)
+        ).one()  # fmt: skip
+    other = LABELS[(top[0] + 1) % len(LABELS)]
+    service.import_answers(project_id, [AnswerIn(key, f"c{k}", other) for k in range(3)])
+    boss, _ = service.add_annotator(project_id, "boss", role="owner")
+    service.review(boss, project_id, key, other)
+    after = service.refit(project_id).model_floor
+    assert before is not None and after > 10 * before
+    with service.engine.connect() as c:
+        assert c.execute(select(Project.model_floor).where(Project.id == project_id)).scalar_one() == after
+    decider = service.db.read(lambda s: service.config.decider(project_row(s, project_id)))
+    assert decider.model_floor == after

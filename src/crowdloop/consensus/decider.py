@@ -172,7 +172,9 @@ class Decider:
     decide on the raw posterior); ``caution``: decide on that quantile of the calibrated accuracy
     the gold supports (``TopLabelCalibrator.predict``); ``sibling_share``: the share of wrong
     answers that name a sibling of the truth (``WrongAnswers``; None: wrong answers land anywhere
-    alike)."""
+    alike); ``vague_share``: the share of right answers that name an ancestor of the truth
+    (``VagueAnswers``); ``model_floor``: the share of uniform every model row is mixed with before
+    it votes, as the last fit learned it (``fitting.fit_model_floor``; None: the rows as stored)."""
 
     def __init__(
         self,
@@ -185,8 +187,10 @@ class Decider:
         caution: float | None = CAUTION,
         sibling_share: float | None = None,
         vague_share: float | None = None,
+        model_floor: float | None = None,
     ) -> None:
         self.labels = labels
+        self.model_floor = float(model_floor or 0.0)
         self.wrong_answers = WrongAnswers(labels, sibling_share)
         self.vague_answers = VagueAnswers(labels, vague_share)
         self.policy = policy
@@ -196,6 +200,12 @@ class Decider:
         self.caution = caution
         self._taxonomy = labels if isinstance(labels, Taxonomy) else None
         self._lookahead = Lookahead(policy, TypicalSkill(self.typical_skill, self.skill_evidence), len(labels))
+
+    def with_model_floor(self, floor: float | None) -> Decider:
+        """This decision with every model row floored by ``floor`` (``_soft_scores``)."""
+        other = copy.copy(self)
+        other.model_floor = float(floor or 0.0)
+        return other
 
     def with_shares(self, sibling: float | None, vague: float | None) -> Decider:
         """This decision with wrong answers shaped by ``sibling`` (``WrongAnswers``) and right ones
@@ -231,7 +241,7 @@ class Decider:
         score = np.bincount(pairs.target, weights=value, minlength=len(c_label)).astype(np.float64)
         soft_rest = np.zeros(n)
         if len(opinions.soft_row):
-            soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k)
+            soft_cand, soft_rest = self._soft_scores(opinions, c_item, c_label, indptr, k, self.model_floor)
             score += soft_cand
         groups = self._unnamed_siblings(opinions, log_right, log_wrong, c_item, c_label, n)
         group_score = groups.score + soft_rest[groups.item]
@@ -337,18 +347,19 @@ class Decider:
 
     @staticmethod
     def _soft_scores(
-        opinions: Opinions, c_item: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, k: int
+        opinions: Opinions, c_item: np.ndarray, c_label: np.ndarray, indptr: np.ndarray, k: int, floor: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate and per item (for one unproposed label) the tempered, renormalised log
         probability the model rows give: $\\tau \\log p - \\log \\sum_l p_l^\\tau$, the stored
-        labels' probabilities and the rest shared equally by the other labels."""
+        labels' probabilities and the rest shared equally by the other labels, each row first mixed
+        with the uniform, $(1 - \\epsilon) p + \\epsilon / K$ (``floor``: ``Decider.model_floor``)."""
         rows, row_code = np.unique(opinions.soft_row, return_inverse=True)
         n_rows = len(rows)
         row_item = np.zeros(n_rows, dtype=np.int64)
         row_item[row_code] = opinions.soft_item
         tau = np.ones(n_rows)
         tau[row_code] = opinions.soft_temperature
-        prob = np.maximum(opinions.soft_prob, EPS)
+        prob = np.maximum((1 - floor) * opinions.soft_prob + floor / k, EPS)
         stored = np.bincount(row_code, weights=prob, minlength=n_rows)
         n_stored = np.bincount(row_code, minlength=n_rows)
         n_rest = np.maximum(k - n_stored, 0)

@@ -1,4 +1,4 @@
-r"""What the decision learns from all the answers: skills, the model's temperatures, the calibrator.
+r"""What the decision learns from all the answers: skills, the model's temperatures and floor, the calibrator.
 
 ``fit_decision`` is the fit behind every decision: ``crowdloop decide`` (``DynamicConsensus``),
 the replay and the labeling service's periodic refit (``refit``, on arrays the service read).
@@ -36,6 +36,11 @@ $\mu = (N_2 \hat\mu_A + m \mu_0) / (N_2 + m)$ over the $N_2$ items with two or m
 **Temperatures**: a model's probability rows vote with the temperature ``em.SoftVotes`` learns
 for them (cross-entropy against the posterior of the human answers, gold clamped).
 
+**The model's floor** (``fit_model_floor``): every model row is mixed with the uniform,
+$(1 - \epsilon) p + \epsilon / K$, by the $\epsilon$ that makes the true labels of the gold and of
+the items a reviewer settled most likely given their answers and rows; the reviewed items are
+where a confident model and the people disagreed, which the gold, a random sample, rarely shows.
+
 **Calibrator**: a ``TopLabelCalibrator`` fitted on the *prefix states* of the gold items (the item
 after its first 1, 2, ... answers, as the stopping rule sees it, and with the model's vote alone
 when a model voted), each scored with skills fitted
@@ -56,10 +61,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from scipy.optimize import minimize_scalar
+from scipy.special import expit
 
 from crowdloop.aggregation.base import Gold
 from crowdloop.aggregation.calibration import TopLabelCalibrator
 from crowdloop.aggregation.em import EPS, SoftVotes
+from crowdloop.aggregation.posterior import CandidatePosterior
 from crowdloop.answers import Answers, SoftAnswers
 from crowdloop.consensus.decider import CAUTION, Decider, Opinions, opinions_of, runs
 from crowdloop.consensus.policy import ConsensusPolicy
@@ -76,6 +84,11 @@ count, leave it on the raw posterior."""
 SKILL_MODEL = "one-coin"
 SIBLING_SHARE_START = 0.5
 """Where EM starts the share of wrong answers that name a sibling of the truth (``WrongAnswers``)."""
+CONFLICT_COLUMNS = ("item", "label", "prob", "temperature")
+"""A conflict row (``StoredAnswers.conflicts``): an item, one of its row's labels, its probability
+and the temperature its version voted with."""
+MODEL_FLOOR_BOUNDS = (1e-6, 0.5)
+"""The floor of the model's rows a fit may choose (``fit_model_floor``)."""
 VAGUE_SHARE_START = 0.5
 """Where EM starts the share of right answers that name an ancestor of the truth (``VagueAnswers``)."""
 
@@ -102,12 +115,13 @@ class DecisionModel:
     n_gold: int
     sibling_share: float | None = None
     vague_share: float | None = None
+    model_floor: float | None = None
 
     def decider(self, labels: LabelSpace, policy: ConsensusPolicy, caution: float | None = CAUTION) -> Decider:
         return Decider(
             labels, policy, typical_skill=self.typical_skill, skill_evidence=self.skill_evidence,
             calibrator=self.calibrator, caution=caution, sibling_share=self.sibling_share,
-            vague_share=self.vague_share,
+            vague_share=self.vague_share, model_floor=self.model_floor,
         )  # fmt: skip
 
     def opinions(self, answers: Answers) -> Opinions:
@@ -249,6 +263,7 @@ def fit_decision(
     rules: SkillRules | None = None,
     *,
     reviewed: Gold | None = None,
+    conflicts: pd.DataFrame | None = None,
     skills: SkillSource = "em",
     calibrate: bool = True,
     caution: float | None = CAUTION,
@@ -259,7 +274,10 @@ def fit_decision(
     ``reviewed``: the labels experts gave escalated items clamp their items for the skills
     (``fit_skills``) but are no sample of anything: the decision chose them because the crowd and
     the model disagreed on them, so the model's temperature and the calibrator, which estimate
-    how often an opinion is right, learn from ``gold`` alone (a random sample of the items)."""
+    how often an opinion is right, learn from ``gold`` alone (a random sample of the items).
+    ``conflicts``: for reviewed items, the model row that was voting when they were escalated
+    (columns ``item``, a code of ``answers``, ``label``, ``prob``, ``temperature``); with the gold
+    they set the floor of the model's rows (``fit_model_floor``)."""
     rules = rules or SkillRules()
     m = rules.prior_strength
     prior, source = agreement_prior(answers, policy.prior_accuracy, m)
@@ -270,14 +288,90 @@ def fit_decision(
     )
     hard = np.bincount(answers.worker, minlength=answers.n_workers) > 0
     typical = float(np.median(skill[hard])) if hard.any() else prior
+    floor = fit_model_floor(answers, gold, fitted, opinions_of(answers, skill, temperatures, unseen_skill=prior),
+                            reviewed, conflicts, skill, prior)  # fmt: skip
+    fitted = fitted.with_model_floor(floor)
     calibrator = None
     if calibrate and len(gold):
-        calibrator = _calibrator(answers, gold, reviewed, policy, prior, m, temperatures, typical, skills, random_state)
+        calibrator = _calibrator(answers, gold, reviewed, policy, prior, m, temperatures, typical, skills, random_state,
+                                 floor)  # fmt: skip
     evidence = skill_evidence(answers, gold, m)
     return DecisionModel(
         skill, right, total, temperatures, calibrator, typical, evidence, prior, source, len(gold),
-        fitted.wrong_answers.sibling_share, fitted.vague_answers.share,
+        fitted.wrong_answers.sibling_share, fitted.vague_answers.share, floor,
     )  # fmt: skip
+
+
+def fit_model_floor(
+    answers: Answers,
+    gold: Gold,
+    decider: Decider,
+    opinions: Opinions,
+    reviewed: Gold | None,
+    conflicts: pd.DataFrame | None,
+    skill: np.ndarray,
+    prior: float,
+) -> float | None:
+    r"""The floor $\epsilon$ of the model's rows, $(1 - \epsilon) p + \epsilon / K$ before they
+    vote: the maximum of $\sum_i \log P(z_i \mid \text{answers}_i, \text{row}_i)$, the posterior of
+    the true label given the item's human answers and model row, over the gold items with a row and
+    the reviewed items with the row that voted when they were escalated (``conflicts``). Both are
+    likelihoods of the truth given what was observed: the gold is a random sample, and the reviewed
+    items were chosen by their answers and rows alone, which the likelihood conditions on, so their
+    selection does not bias it. The gold alone cannot bound a text model's confident errors
+    against a label people named (on the Flipkart sample through the API the label three
+    annotators agreed on had 1e-7 in the row of a version sure of another convention of the data;
+    its floor fitted on gold sat at 1e-6); the reviewed conflicts can. None: no model rows."""
+    sets = []
+    if answers.soft is not None and len(answers.soft) and len(gold):
+        with_row = np.isin(gold.items, answers.soft.item)
+        if with_row.any():
+            sets.append((opinions, gold.items[with_row], gold.labels[with_row]))
+    if conflicts is not None and len(conflicts) and reviewed is not None and len(reviewed.items):
+        sets.append(_conflict_opinions(answers, reviewed, conflicts, skill, prior))
+    if not sets:
+        return None
+    k = len(answers.labels)
+
+    def loss(logit: float) -> float:
+        shaped = decider.with_model_floor(float(expit(logit)))
+        return -sum(float(_truth_log_prob(shaped.posterior(o), items, truth, k).sum()) for o, items, truth in sets)
+
+    low, high = (float(np.log(b / (1 - b))) for b in MODEL_FLOOR_BOUNDS)
+    return float(expit(minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 0.05}).x))
+
+
+def _conflict_opinions(
+    answers: Answers, reviewed: Gold, conflicts: pd.DataFrame, skill: np.ndarray, prior: float
+) -> tuple[Opinions, np.ndarray, np.ndarray]:
+    """The opinions on the reviewed items that have a conflict row (each its own local item), the
+    local items and their reviewed labels."""
+    truth = dict(zip(reviewed.items.tolist(), reviewed.labels.tolist(), strict=True))
+    codes = np.array(sorted(set(conflicts["item"].tolist()) & set(truth)), dtype=np.int64)
+    local = {c: i for i, c in enumerate(codes.tolist())}
+    hard = np.flatnonzero(np.isin(answers.item, codes))
+    rows = conflicts[conflicts["item"].isin(local)]
+    row_item = rows["item"].map(local).to_numpy(np.int64)
+    weight = np.append(skill, prior)[np.minimum(answers.worker[hard], len(skill))]
+    soft = {"row": row_item, "item": row_item, "label": rows["label"].to_numpy(np.int64),
+            "prob": rows["prob"].to_numpy(np.float64),
+            "temperature": rows["temperature"].to_numpy(np.float64)}  # fmt: skip
+    opinions = Opinions.of(len(codes), [local[int(c)] for c in answers.item[hard]], answers.label[hard], weight, soft)
+    return opinions, np.arange(len(codes)), np.array([truth[int(c)] for c in codes], dtype=np.int64)
+
+
+def _truth_log_prob(posterior: CandidatePosterior, items: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:
+    r"""$\log P(z_i)$ of each item's true label: its candidate's probability, or its share of the
+    mass nobody proposed."""
+    n_cand = np.diff(posterior.indptr)
+    share = posterior.unproposed / np.maximum(k - n_cand, 1)
+    prob = share[items].copy()
+    key = posterior.c_item.astype(np.int64) * k + posterior.c_label
+    wanted = items.astype(np.int64) * k + truth
+    at = np.minimum(np.searchsorted(key, wanted), len(key) - 1)
+    found = key[at] == wanted if len(key) else np.zeros(len(items), dtype=bool)
+    prob[found] = posterior.prob[at[found]]
+    return np.log(np.maximum(prob, 1e-300))
 
 
 def _temperatures(answers: Answers, gold: Gold, decider: Decider, prior: float) -> np.ndarray:
@@ -309,6 +403,7 @@ def _calibrator(
     typical: float,
     skills: SkillSource,
     random_state: int,
+    floor: float | None = None,
 ) -> TopLabelCalibrator | None:
     """Fitted on the gold items' prefix states, each scored with the skills of a fit that hid its
     half of the gold (None: too little gold, or states at one answer count only)."""
@@ -325,6 +420,7 @@ def _calibrator(
         skill, _, _, fitted = fit_skills(
             answers, kept, decider, prior, strength, temperatures, reviewed=reviewed, skills=skills
         )
+        fitted = fitted.with_model_floor(floor)
         states, state_item = prefix_states(answers, gold.items[hidden], policy.max_overlap)
         opinions = opinions_of(states, skill, temperatures, unseen_skill=prior)
         label, confidence = fitted.raw(opinions)
@@ -414,6 +510,9 @@ class StoredAnswers:
     names: pd.Series | None = None
     reviewed_item: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # escalated, reviewed ...
     reviewed_label: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # ... their final labels
+    # for reviewed items, the row of the version that voted when they were escalated: columns item
+    # (database id), label, prob, temperature
+    conflicts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CONFLICT_COLUMNS)))
 
 
 @dataclass(frozen=True)
@@ -432,6 +531,7 @@ class RefitResult:
     branch_skills: dict[int, dict[str, float]]  # annotator id -> {branch code: skill}
     sibling_share: float | None = None  # of wrong answers (``WrongAnswers``; None: anywhere alike)
     vague_share: float | None = None  # of right answers (``VagueAnswers``; None: the path alike)
+    model_floor: float | None = None  # of the model rows (``fit_model_floor``; None: no model rows)
 
 
 def stored_answers(stored: StoredAnswers, labels: LabelSpace) -> tuple[Answers, Gold, Gold]:
@@ -479,7 +579,10 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
     if not len(stored.item):
         return None
     answers, gold, reviewed = stored_answers(stored, labels)
-    model = fit_decision(answers, gold, policy, rules, reviewed=reviewed)
+    items = np.unique(stored.item)
+    conflicts = stored.conflicts[stored.conflicts["item"].isin(items)]
+    conflicts = conflicts.assign(item=np.searchsorted(items, conflicts["item"].to_numpy(np.int64)))
+    model = fit_decision(answers, gold, policy, rules, reviewed=reviewed, conflicts=conflicts)
     humans = np.unique(answers.worker)
     temperatures = {
         int(str(name).split(":", 1)[1]): float(model.temperatures[code])
@@ -501,6 +604,7 @@ def refit(stored: StoredAnswers, labels: LabelSpace, policy: ConsensusPolicy, ru
         branch_skills=_branch_skills(answers, gold, labels, model.skill),
         sibling_share=model.sibling_share,
         vague_share=model.vague_share,
+        model_floor=model.model_floor,
     )
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus.fitting import StoredAnswers
+from crowdloop.consensus.fitting import CONFLICT_COLUMNS, StoredAnswers
 from crowdloop.consensus.fitting import refit as fit_project
 from crowdloop.errors import ConflictError
 from crowdloop.service.database import Database, Executor
@@ -170,6 +170,7 @@ class Jobs:
             project.skill_evidence = result.skill_evidence
             project.sibling_share = result.sibling_share
             project.vague_share = result.vague_share
+            project.model_floor = result.model_floor
             project.skill_prior = result.prior
             project.refit_at = utcnow()
             skills = [
@@ -195,6 +196,7 @@ class Jobs:
                     "typical_skill": result.typical_skill,
                     "sibling_share": result.sibling_share,
                     "vague_share": result.vague_share,
+                    "model_floor": result.model_floor,
                     "temperatures": {str(k): v for k, v in result.temperatures.items()},
                 },
             )
@@ -212,6 +214,7 @@ class Jobs:
             seconds=time.perf_counter() - started,
             sibling_share=result.sibling_share,
             vague_share=result.vague_share,
+            model_floor=result.model_floor,
         )
 
     def _read_for_refit(self, project_id: int) -> tuple[StoredAnswers, dict[int, tuple[float, float]]]:
@@ -243,6 +246,7 @@ class Jobs:
                 for label, prob in zip(labels, probs, strict=True)
             ]
         names = pages(rf.NAMES_PAGE, project=project_id)
+        conflicts = self._conflict_rows(project_id)
         hard = [a for a in answers if not a[4]]
         reviewed = {a[1]: a[3] for a in answers if a[4]}
         gold = dict(gold)
@@ -256,5 +260,19 @@ class Jobs:
             names=pd.Series(dict(names), dtype=object),
             reviewed_item=np.array([i for i in reviewed if i not in gold], dtype=np.int64),
             reviewed_label=np.array([k for i, k in reviewed.items() if i not in gold], dtype=np.int64),
+            conflicts=conflicts[~conflicts["item"].isin(list(gold))],
         )
         return stored, since
+
+    def _conflict_rows(self, project_id: int) -> pd.DataFrame:
+        """For each reviewed item, the newest row a version in use wrote for it before the review
+        (``fitting.StoredAnswers.conflicts``)."""
+        rows = self.db.read(lambda s: s.execute(rf.CONFLICT_ROWS, {"project": project_id}).all())
+        newest: dict[int, Any] = {}
+        for row in rows:  # each item's newest first
+            newest.setdefault(row.item_id, row)
+        return pd.DataFrame(
+            [(item, label, prob, row.temperature) for item, row in newest.items()
+             for label, prob in zip(row.labels, row.probs, strict=True)],
+            columns=list(CONFLICT_COLUMNS),
+        )  # fmt: skip

@@ -32,6 +32,7 @@ class ProjectColumns(Protocol):
     skill_evidence: float | None
     sibling_share: float | None
     vague_share: float | None
+    model_floor: float | None
     refit_at: datetime | None
 
 
@@ -105,6 +106,7 @@ class ProjectConfig:
                 calibrator=TopLabelCalibrator.from_dict(stored) if stored else None,
                 sibling_share=project.sibling_share if project.refit_at is not None else None,
                 vague_share=project.vague_share if project.refit_at is not None else None,
+                model_floor=project.model_floor if project.refit_at is not None else None,
             )
             self._deciders = {k: v for k, v in self._deciders.items() if k[0] != project.id}
             self._deciders[key] = decider

@@ -354,6 +354,7 @@ class RefitReport:
     seconds: float
     sibling_share: float | None = None
     vague_share: float | None = None
+    model_floor: float | None = None
 
 
 @dataclass(frozen=True)

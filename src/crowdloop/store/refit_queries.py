@@ -37,6 +37,17 @@ PREDICTIONS_PAGE = (
     .limit(bindparam("size"))
 )
 """A page of a model version's predictions after prediction id ``last``."""
+_review = answers.alias("review")
+CONFLICT_ROWS = (
+    select(predictions.c.item_id, predictions.c.labels, predictions.c.probs, models.c.temperature)
+    .join(models, models.c.id == predictions.c.model_version_id)
+    .join(_review, _review.c.item_id == predictions.c.item_id)
+    .where(_review.c.project_id == bindparam("project"), _review.c.is_review.is_(True),
+           models.c.state == "active", models.c.created_at < _review.c.created_at)
+    .order_by(predictions.c.item_id, predictions.c.model_version_id.desc())
+)  # fmt: skip
+"""The rows that versions in use wrote for the items a reviewer settled, before the review (so
+never trained on its label), each item's newest first, with the version's temperature."""
 NAMES_PAGE = (
     select(items.c.id, items.c.external_id)
     .where(items.c.project_id == bindparam("project"), items.c.id > bindparam("last"))

@@ -95,6 +95,7 @@ class Project(Base):
     skill_evidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # behind typical_skill
     sibling_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # of wrong answers (a taxonomy)
     vague_share: Mapped[float | None] = mapped_column(Float, nullable=True)  # of right answers (a taxonomy)
+    model_floor: Mapped[float | None] = mapped_column(Float, nullable=True)  # of the model rows that vote
     skill_prior: Mapped[float | None] = mapped_column(Float, nullable=True)
     # what suggestions do to answers, shown against hidden, as the last refit measured it
     suggestion_effect: Mapped[list | None] = mapped_column(JSON, nullable=True, deferred=True)
