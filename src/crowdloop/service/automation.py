@@ -12,16 +12,12 @@ The audit counts the audited items people have settled and those whose label is 
 the crowd would accept on another label goes to a reviewer first (``item_decisions.audit_disputes``),
 so that the outcome is the truth and not the crowd's own errors, up to 1 - target of its labels,
 which no model could pass. The evidence on a version's labels is the gold above its threshold
-($k_g$ right of $n_g$) and the audit ($k_a$ of $n_a$). When the one-sided Clopper-Pearson lower
-bound of $(k_g + k_a) / (n_g + n_a)$ falls below the target, the evidence no longer proves the
-version: if it is in use, automation stops (``projects.automation_stopped`` = the version) until a
-newer version proves a threshold again. When the upper bound falls below it too, the evidence says
-the labels are *not* as right as promised, and the labels the version gave are taken back (their
-items go to people; the refit that follows decides and weighs them). An ``automation_stopped``
-event gives the figures. Taking labels back on the lower bound alone put hundreds of right labels
-back to people on the first audit error of a version proven at the margin: on the Flipkart sample
-through the API, 705 labels of a version whose gold and audit were 126.7 of 130.5 right (.971,
-lower bound .956 < .97), with the automated labels .98 right. The watch lasts as long as a version's labels do,
+($k_g$ right of $n_g$) and the audit ($k_a$ of $n_a$); when the one-sided Clopper-Pearson lower
+bound of $(k_g + k_a) / (n_g + n_a)$ falls below the target, the labels the version gave are taken
+back (the evidence says they are not as right as promised, so their items go to people; the refit
+that follows decides and weighs them) and, if the version is in use, automation stops
+(``projects.automation_stopped`` = the version) until a newer version proves a threshold again; an
+``automation_stopped`` event gives the figures. The watch lasts as long as a version's labels do,
 not as long as it is the newest: on the Flipkart sample through the API a version the crowd
 contradicted on 6 of its 44 audited items kept its labels (.92 right, half of the items) because
 two newer versions had been trained meanwhile.
@@ -34,7 +30,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from crowdloop.models.autolabel import automation_stratum, clopper_pearson_lower, clopper_pearson_upper
+from crowdloop.models.autolabel import automation_stratum, clopper_pearson_lower
 from crowdloop.service.database import Database
 from crowdloop.service.project_config import ProjectConfig
 from crowdloop.service.rows import log_event, project_row
@@ -160,10 +156,10 @@ class Automation:
 
     def check_audit(self, project_id: int, fence: Any) -> str | None:
         """Watch the audit of every version that labelled items: when the lower bound on a version's
-        labels falls below the target and it is the version in use, stop automation; when the upper
-        bound does, take back the labels it gave (module docstring); returns the reasons (None:
-        nothing stopped). A newer version does not end the watch on an older one: its labels stay
-        only while their audit does not show them below the target."""
+        labels falls below the target, take back the labels it gave (module docstring) and, if it is
+        the version in use, stop automation; returns the reasons (None: nothing stopped). A newer
+        version does not end the watch on an older one: its labels stay only while their audit
+        holds."""
 
         def work(session: Session) -> str | None:
             fence(session)
@@ -183,27 +179,21 @@ class Automation:
                 metrics = version.metrics
                 total, correct = metrics["threshold_gold_n"] + n, metrics["threshold_gold_right"] + right
                 bound = float(clopper_pearson_lower(correct, total, 1 - CONFIDENCE_LEVEL))
-                upper = float(clopper_pearson_upper(correct, total, 1 - CONFIDENCE_LEVEL))
-                take_back = upper < target
-                if bound >= target or (version.id != in_use and not take_back):
+                if bound >= target:
                     continue
                 reason = (
                     f"audit: {right} of {n} labels of version {version.version} right; with the gold above "
                     f"its threshold ({correct} of {total}) the {CONFIDENCE_LEVEL:.0%} lower bound {bound:.4f} "
                     f"< target {target}"
-                    + (f", and so is the upper bound {upper:.4f}: its labels are taken back" if take_back else "")
                 )
                 if version.id == in_use:
                     session.execute(mq.STOP_AUTOMATION, {"project": project_id, "version": version.id})
-                reopened = 0
-                if take_back:
-                    reopened = session.execute(
-                        mq.REOPEN_MODEL_LABELS, {"project": project_id, "version": version.id, "now": utcnow()}
-                    ).rowcount
+                reopened = session.execute(
+                    mq.REOPEN_MODEL_LABELS, {"project": project_id, "version": version.id, "now": utcnow()}
+                ).rowcount
                 log_event(session, project_id, "automation_stopped", {
                     "version": version.version, "in_use": version.id == in_use, "audited": n, "audit_right": right,
-                    "lower_bound": bound, "upper_bound": upper, "target": target, "reopened": reopened,
-                    "reason": reason,
+                    "lower_bound": bound, "target": target, "reopened": reopened, "reason": reason,
                 })  # fmt: skip
                 reasons.append(reason)
             return "; ".join(reasons) or None
