@@ -34,11 +34,13 @@ class VagueAnswers:
         self.depth = np.asarray(depth, dtype=np.int64)
         ancestors = self.depth - 1
         vague = np.zeros(len(depth)) if share is None else np.where(ancestors > 0, share, 0.0)
+        self.log_exact = np.log1p(-vague)
+        # per count c of proper ancestors, the log-probability of naming one given ancestor: log(v / c)
+        count = np.arange(int(self.depth.max(initial=1)) + 1)
         with np.errstate(divide="ignore"):
-            self.log_exact = np.log1p(-vague)
-            self.log_ancestor = np.where(
-                share is None, 0.0, np.where(vague > 0, np.log(vague / np.maximum(ancestors, 1)), NEVER)
-            )
+            per_count = np.log(share / np.maximum(count, 1)) if share else np.full(len(count), NEVER)
+        self._log_one_of = np.zeros(len(count)) if share is None else np.where(count > 0, per_count, NEVER)
+        self.log_ancestor = self._log_one_of[ancestors]
 
     def log_given(self, exact: np.ndarray, truth: np.ndarray) -> np.ndarray:
         """Per right answer about the label ``truth``, the log-probability of its wording: it names
@@ -47,9 +49,6 @@ class VagueAnswers:
 
     def log_below(self, parent: np.ndarray) -> np.ndarray:
         """The log-probability that a right answer about a child of ``parent`` names one given
-        ancestor of it (``parent`` or above; every child of a parent has the same depth)."""
-        if self.share is None:
-            return np.zeros(len(parent))
-        ancestors = self.depth[parent]  # the child's proper ancestors: the parent's depth
-        with np.errstate(divide="ignore"):
-            return np.where(ancestors > 0, np.log(self.share / np.maximum(ancestors, 1)), NEVER)
+        ancestor of it (``parent`` or above; every child of a parent has the same depth, and as
+        many proper ancestors as the parent's depth)."""
+        return self._log_one_of[self.depth[np.asarray(parent, dtype=np.int64)]]

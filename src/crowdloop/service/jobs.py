@@ -268,11 +268,7 @@ class Jobs:
         """For each reviewed item, the newest row a version in use wrote for it before the review
         (``fitting.StoredAnswers.conflicts``)."""
         rows = self.db.read(lambda s: s.execute(rf.CONFLICT_ROWS, {"project": project_id}).all())
-        newest: dict[int, Any] = {}
-        for row in rows:  # each item's newest first
-            newest.setdefault(row.item_id, row)
-        return pd.DataFrame(
-            [(item, label, prob, row.temperature) for item, row in newest.items()
-             for label, prob in zip(row.labels, row.probs, strict=True)],
-            columns=list(CONFLICT_COLUMNS),
-        )  # fmt: skip
+        newest = pd.DataFrame(rows, columns=["item", "label", "prob", "temperature"]).drop_duplicates("item")
+        return newest.explode(["label", "prob"], ignore_index=True).astype(
+            {"item": np.int64, "label": np.int64, "prob": np.float64, "temperature": np.float64}
+        )[list(CONFLICT_COLUMNS)]
