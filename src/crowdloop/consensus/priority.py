@@ -41,3 +41,11 @@ def priority(confidence: np.ndarray, skill: float | np.ndarray, price: float | n
     re-estimates the crowd, instead of being rewritten for all of them."""
     price = np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
     return expected_gain(confidence, skill) / np.maximum(expected_gain(0.5, skill), 1e-12) / price
+
+
+def ahead_of_all(value: np.ndarray | float, price: float | np.ndarray = 1.0) -> np.ndarray:
+    """A priority lifted above any ``priority`` can score (``1 / price``), keeping its order among the
+    lifted: for items whose answer decides more than themselves (the model's audit, whose outcome
+    keeps or takes back every label of a version), served before every other."""
+    price = np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
+    return np.asarray(value, dtype=np.float64) + 1.0 / price

@@ -6,7 +6,9 @@ lower bound of the accuracy above it, the gold reweighted to the items it would 
 the project's target) and whose predicted label is of a stratum that gold proved, is settled as ``accepted``
 with source ``model`` and no human answer. A share ``audit_rate`` of those items (drawn by a hash of
 the item and version, so a rerun draws the same) goes to people instead, *without* the model's vote
-or suggestion, so that their label is an independent check: the audit.
+or suggestion, so that their label is an independent check: the audit. People are served the audit
+before any other item (``consensus.priority.ahead_of_all``), since its outcome keeps or takes back
+every label of the version.
 
 The audit counts the audited items people have settled and those whose label is the model's; one
 the crowd would accept on another label goes to a reviewer first (``item_decisions.audit_disputes``),
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from crowdloop.consensus.priority import ahead_of_all
 from crowdloop.models.autolabel import automation_stratum, clopper_pearson_lower
 from crowdloop.service.database import Database
 from crowdloop.service.project_config import ProjectConfig
@@ -104,6 +107,10 @@ class Automation:
                      "confidence": float(c), "created_at": now}
                     for i, k, c in zip(ids[audit], label[audit], confidence[audit], strict=True)
                 ])  # fmt: skip
+                # unanswered and with no vote of the version, the item scores the most any can, 1 / price
+                price = self.config.policy(project).prices.crowd
+                first = float(ahead_of_all(1.0 / price, price))
+                session.execute(mq.AUDIT_PRIORITY, [{"item": int(i), "priority": first} for i in ids[audit]])
             rest = ~sure
             store_prediction_page(session, row["id"], ids[rest], probs[rest])
             return np.array([int(rest.sum()), int(model.sum()), int(audit.sum())])

@@ -14,6 +14,7 @@ import numpy as np
 
 from crowdloop.consensus import ACCEPTED, ESCALATED, MORE, ConsensusPolicy, SkillBook, SkillRules
 from crowdloop.consensus.decider import Decisions, Opinions
+from crowdloop.consensus.priority import ahead_of_all
 from crowdloop.service.database import Database, Executor
 from crowdloop.service.intake import soft_columns
 from crowdloop.service.project_config import ProjectColumns, ProjectConfig
@@ -22,6 +23,8 @@ from crowdloop.store import model_queries as mq
 from crowdloop.store import queries as q
 from crowdloop.store import refit_queries as rf
 from crowdloop.store.schema import utcnow
+
+_UNREAD = object()
 
 
 def code_or_none(code: Any) -> int | None:
@@ -35,24 +38,30 @@ def confidence_or_none(table: Decisions, i: int) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def audit_disputes(db: Executor, items: Sequence[Any], table: Decisions, labels: Any) -> dict[int, str]:
-    """Items of ``table`` the crowd would accept on another label than the model's, among those the
-    model was sure of and sent to people as its audit (``service.automation``) -> why they go to a
-    reviewer instead. The audit measures the model's labels: against the crowd's, whose own errors
-    (up to 1 - target) it would count as the model's, no model could pass it; a reviewer settles the
-    disagreements, and agreement of the model and the crowd, wrong together, is rare."""
-    accepted = np.flatnonzero(table.status == ACCEPTED)
-    if not len(accepted):
-        return {}
+def audit_labels(db: Executor, items: Sequence[Any]) -> dict[int, int]:
+    """The model's label of each of ``items`` that it was sure of and sent to people as its audit
+    (``service.automation``): item id -> label code. Items read with it (``audit_label``: submit's
+    one read) are not read again."""
+    known = [getattr(item, "audit_label", _UNREAD) for item in items]
+    if all(label is not _UNREAD for label in known):
+        return {item.id: int(label) for item, label in zip(items, known, strict=True) if label is not None}
     if len(items) == 1:
         rows = db.execute(mq.AUDIT_LABEL, {"item": items[0].id}).all()
     else:
-        rows = db.execute(mq.AUDIT_LABELS, {"items": [items[i].id for i in accepted]}).all()
-    model = {int(item): int(label) for item, label in rows}
+        rows = db.execute(mq.AUDIT_LABELS, {"items": [item.id for item in items]}).all()
+    return {int(item): int(label) for item, label in rows}
+
+
+def audit_disputes(items: Sequence[Any], table: Decisions, labels: Any, model: dict[int, int]) -> dict[int, str]:
+    """Items of ``table`` the crowd would accept on another label than the model's, among those of
+    its audit (``model``: ``audit_labels``) -> why they go to a reviewer instead. The audit measures
+    the model's labels: against the crowd's, whose own errors (up to 1 - target) it would count as
+    the model's, no model could pass it; a reviewer settles the disagreements, and agreement of the
+    model and the crowd, wrong together, is rare."""
     return {
         items[i].id: f"audit: the crowd's {labels.name(int(table.label[i]))!r} against the model's "
         f"{labels.name(model[items[i].id])!r}: a reviewer decides"
-        for i in accepted
+        for i in np.flatnonzero(table.status == ACCEPTED)
         if items[i].id in model and model[items[i].id] != int(table.label[i])
     }
 
@@ -158,10 +167,16 @@ class ItemDecisions:
         """Write ``table``, the decisions of ``items`` (from ``decide``), with an event for each
         change of status; returns how many changed. ``answered`` as in ``redecide``; an audited
         item the crowd would settle against the model goes to a reviewer (``audit_disputes``;
-        ``audited=False``: the project has no model versions, so no audits)."""
+        ``audited=False``: the project has no model versions, so no audits), and one still open is
+        served before every other item (``consensus.priority.ahead_of_all``: its answers keep or
+        take back every label of a version; served in the pool's order, an audit took a median of
+        15 s and up to a minute to settle on the Flipkart sample through the API, while the labels
+        of a version its audit later took back stood)."""
         decider = self.config.decider(project)
         labels = self.config.labels(project)
-        disputes = audit_disputes(db, items, table, labels) if audited else {}
+        model = audit_labels(db, items) if audited else {}
+        disputes = audit_disputes(items, table, labels, model) if model else {}
+        first = ahead_of_all(table.priority, decider.policy.prices.crowd) if model else table.priority
         now = utcnow()
         changes, events = [], []
         for i, item in enumerate(items):
@@ -172,7 +187,7 @@ class ItemDecisions:
                 "label": code_or_none(table.label[i]),
                 "confidence": confidence_or_none(table, i),
                 "needed": int(table.next[i]),
-                "priority": float(table.priority[i]),
+                "priority": float(first[i] if item.id in model and status == MORE else table.priority[i]),
                 "branch": int(table.branch[i]),
                 "now": now,
             }

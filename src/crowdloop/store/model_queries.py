@@ -149,6 +149,8 @@ MODEL_LABEL = (
     )
 )
 NEW_AUDITS = insert(audits)
+AUDIT_PRIORITY = update(items).where(items.c.id == bindparam("item")).values(priority=bindparam("priority"))
+"""An audited item's place in the pool (``consensus.priority.ahead_of_all``)."""
 AUDIT_OUTCOMES = (
     select(
         audits.c.model_version_id,

@@ -16,6 +16,7 @@ from crowdloop.store.schema import (
     Annotator,
     Answer,
     ApiToken,
+    Audit,
     Event,
     GoldLabel,
     Item,
@@ -29,7 +30,7 @@ from crowdloop.store.schema import (
 items, leases, answers = Item.__table__, Lease.__table__, Answer.__table__
 annotators, models, predictions = Annotator.__table__, ModelVersion.__table__, Prediction.__table__
 gold_labels, events, projects = GoldLabel.__table__, Event.__table__, Project.__table__
-api_tokens = ApiToken.__table__
+api_tokens, audits = ApiToken.__table__, Audit.__table__
 job_claims = JobClaim.__table__
 
 PROJECT_HEAVY_COLUMNS = ("labels", "policy", "rules", "calibrator")
@@ -336,6 +337,7 @@ SUBMITTED = (
         *_annotator_columns,
         *_project_columns,
         *(items.c[c].label(f"i_{c}") for c in ("id", "external_id", "is_gold", "status")),
+        audits.c.label.label("i_audit_label"),
         gold_labels.c.label.label("truth"),
         exists().where(models.c.project_id == leases.c.project_id).label("has_models"),
     )
@@ -344,11 +346,13 @@ SUBMITTED = (
         .join(projects, projects.c.id == leases.c.project_id)
         .join(items, items.c.id == leases.c.item_id)
         .outerjoin(gold_labels, gold_labels.c.item_id == leases.c.item_id)
+        .outerjoin(audits, audits.c.item_id == leases.c.item_id)
     )
     .where(leases.c.id == bindparam("lease"))
 )
 """submit's one read: the lease (its expiry, whether its annotator answered the item meanwhile) with
-its annotator, project, item and the item's true label (gold)."""
+its annotator, project, item (and the model's label, when the item is of the model's audit) and the
+item's true label (gold)."""
 SUBMITTED_LOCKED = SUBMITTED.with_for_update(of=[leases, items])
 
 DECISION_ANSWERED = DECISION.values(answer_count=items.c.answer_count + 1, open_leases=items.c.open_leases - 1)
