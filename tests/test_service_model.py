@@ -317,6 +317,24 @@ def test_an_audited_item_the_crowd_would_settle_against_the_model_goes_to_a_revi
     assert (audit.audited, audit.right) == (2, 2)
 
 
+def test_a_versions_audit_is_at_least_a_sample_that_could_prove_the_target_alone(service) -> None:
+    """With a 1% audit, a version sure of 240 items would have its labels judged on two or three of
+    them beside the gold it passed on (which flatters it); the audit takes instead as many as a
+    sample needs to prove the target by itself with one wrong item (29 at .9, 80%)."""
+    from crowdloop.models.autolabel import fewest_passing
+
+    project_id = project(service, "sampled audit", audit_rate=0.01)
+    service.import_items(project_id, catalogue(400, 160, seed=23)[0])
+    report = ModelWorker(service).run_project(project_id)
+    wanted = fewest_passing(0.9, 0.8, 1)
+    assert report.automated + report.audited > 3 * wanted
+    assert 0.6 * wanted <= report.audited <= 1.5 * wanted  # a hash draw at that share
+    from crowdloop.service.automation import audit_share
+
+    assert audit_share(0.05, 1000, 0.97) == pytest.approx(0.099) and audit_share(0.05, 5000, 0.97) == 0.05
+    assert audit_share(0.0, 100, 0.97) == 0.0 and audit_share(0.05, 50, 0.97) == 1.0
+
+
 def test_people_are_served_the_audit_before_any_other_item(service) -> None:
     """The audit's answers keep or take back every label of a version, so its items go to people
     first, and an audited item someone answered keeps its place ahead of the rest (before, they
