@@ -43,9 +43,13 @@ def priority(confidence: np.ndarray, skill: float | np.ndarray, price: float | n
     return expected_gain(confidence, skill) / np.maximum(expected_gain(0.5, skill), 1e-12) / price
 
 
+def highest(price: float | np.ndarray = 1.0) -> np.ndarray:
+    """The most ``priority`` can score: an item nobody answered, ``1 / price``."""
+    return 1.0 / np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
+
+
 def ahead_of_all(value: np.ndarray | float, price: float | np.ndarray = 1.0) -> np.ndarray:
-    """A priority lifted above any ``priority`` can score (``1 / price``), keeping its order among the
+    """A priority lifted above any ``priority`` can score (``highest``), keeping its order among the
     lifted: for items whose answer decides more than themselves (the model's audit, whose outcome
     keeps or takes back every label of a version), served before every other."""
-    price = np.maximum(np.asarray(price, dtype=np.float64), 1e-12)
-    return np.asarray(value, dtype=np.float64) + 1.0 / price
+    return np.asarray(value, dtype=np.float64) + highest(price)

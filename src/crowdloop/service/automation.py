@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from crowdloop.consensus.priority import ahead_of_all
+from crowdloop.consensus.priority import ahead_of_all, highest
 from crowdloop.models.autolabel import automation_stratum, clopper_pearson_lower, fewest_passing
 from crowdloop.service.database import Database
 from crowdloop.service.project_config import ProjectConfig
@@ -101,7 +101,8 @@ class Automation:
                 statement = self.db.locked(mq.UNTOUCHED, skip=True)
                 untouched = set(session.execute(statement, {"items": ids[sure].tolist()}).scalars())
                 sure &= np.isin(ids, list(untouched))
-            rate = audit_share(project.audit_rate, metrics.get("threshold_pool_n"), self.config.policy(project).target)
+            policy = self.config.policy(project)
+            rate = audit_share(project.audit_rate, metrics.get("threshold_pool_n"), policy.target)
             audit = sure & (audit_draw(ids, row["id"]) < rate)
             model = sure & ~audit
             now = utcnow()
@@ -124,9 +125,9 @@ class Automation:
                      "confidence": float(c), "created_at": now}
                     for i, k, c in zip(ids[audit], label[audit], confidence[audit], strict=True)
                 ])  # fmt: skip
-                # unanswered and with no vote of the version, the item scores the most any can, 1 / price
-                price = self.config.policy(project).prices.crowd
-                first = float(ahead_of_all(1.0 / price, price))
+                # unanswered and with no vote of the version, the item scores the most any can
+                price = policy.prices.crowd
+                first = float(ahead_of_all(highest(price), price))
                 session.execute(mq.AUDIT_PRIORITY, [{"item": int(i), "priority": first} for i in ids[audit]])
             rest = ~sure
             store_prediction_page(session, row["id"], ids[rest], probs[rest])
