@@ -262,7 +262,7 @@ def direct_transaction(
             except BaseException as exc:
                 connection.leave_pipeline(exc)
                 if isinstance(exc, DBAPIError):
-                    _rolled_back(proxied, exc)
+                    _rolled_back(proxied, exc, engine.dialect.loaded_dbapi.Error)
                 else:
                     driver.rollback()
                 raise
@@ -286,9 +286,15 @@ def _autocommitted(proxied: Any) -> Iterator[None]:
             driver.autocommit = False
 
 
-def _rolled_back(proxied: Any, exc: DBAPIError) -> None:
-    """After ``exc``: the transaction rolled back, or the connection invalidated when it was lost."""
-    if exc.connection_invalidated:
-        proxied.invalidate()  # never back to the pool
-    else:
-        proxied.driver_connection.rollback()
+def _rolled_back(proxied: Any, exc: DBAPIError, driver_error: type[Exception]) -> None:
+    """After ``exc``: the transaction rolled back, or the connection invalidated when it was lost.
+    A connection that cannot roll back was lost too, and ``exc`` says so (a retry may follow): in
+    pipeline mode the server's closing can reach the statement before the driver marks the
+    connection broken, and the loss shows only at the rollback."""
+    if not exc.connection_invalidated:
+        try:
+            proxied.driver_connection.rollback()
+            return
+        except driver_error:
+            exc.connection_invalidated = True
+    proxied.invalidate()  # never back to the pool
