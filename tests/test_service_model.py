@@ -48,6 +48,20 @@ def project(service, name: str, **settings) -> int:
     return info.id
 
 
+def settle_sample(service, version_id: int, truth: dict[str, str] | None = None) -> int:
+    """People settle every item of a version's sample: on the true label (``truth``), else on
+    another label than the model's. Returns the items settled."""
+    with service.engine.begin() as c:
+        rows = c.execute(
+            select(Audit.item_id, Audit.label, Item.external_id).join(Item, Item.id == Audit.item_id)
+            .where(Audit.model_version_id == version_id)
+        ).all()  # fmt: skip
+        for item_id, label, key in rows:
+            settled = LABELS.index(truth[key]) if truth else (label + 1) % len(LABELS)
+            c.execute(update(Item).where(Item.id == item_id).values(status="accepted", label=settled))
+    return len(rows)
+
+
 @pytest.fixture(scope="module")
 def service(database_url: str):
     svc = open_service(database_url, seed=3)
@@ -90,11 +104,15 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
     assert report.state == "active" and report.training_size == 160  # the gold items
     assert report.gold_accuracy > 0.9 and report.threshold is not None
     assert report.predicted + report.automated + report.audited == 240
-    assert report.automated > 100 and report.audited > 0
+    assert report.automated == 0 and report.audited > 0  # the sample first: no label before it passes
+    assert service.progress(project_id).audit.automation == "confirming"
+    assert settle_sample(service, report.version_id, truth) == report.audited
+    worker.run_project(project_id)  # the sample passes: the version labels its sure items
     with service.engine.connect() as c:
         version = c.execute(select(ModelVersion).where(ModelVersion.project_id == project_id)).one()
         assert version.name == MODEL_NAME and len(version.training_hash) == 64
         assert version.metrics["gold_n"] == 160 and version.metrics["gold_ece"] >= 0
+        assert version.confirmed_at is not None
         stored = c.execute(select(ModelArtifact.sha256).where(ModelArtifact.model_version_id == version.id)).one()
         assert len(stored.sha256) == 64
         labelled = c.execute(
@@ -105,17 +123,53 @@ def test_the_worker_trains_versions_predicts_and_labels_the_sure_items(service) 
         assert not audited & set(
             c.execute(select(Prediction.item_id).where(Prediction.model_version_id == version.id)).scalars()
         )
-    assert len(labelled) == report.automated and all(n == 0 for _, _, n in labelled)
+    assert len(labelled) > 100 and all(n == 0 for _, _, n in labelled)
     proven = version.metrics["threshold_strata"]  # the labels the gold proved, reweighted to the open items
     assert proven and {label for _, label, _ in labelled} <= set(proven)
     assert 0 < version.metrics["threshold_gold_n"] <= 160
     right = np.mean([LABELS[label] == truth[key] for key, label, _ in labelled])
     assert right >= 0.95
     progress = service.progress(project_id)
-    assert progress.automated == report.automated and progress.audit.automation == "on"
+    assert progress.automated == len(labelled) and progress.audit.automation == "on"
     assert progress.model_versions[0].gold_accuracy == report.gold_accuracy
+    assert progress.model_versions[0].confirmed_at is not None
+    confirmed = [e["detail"] for e in service.events(project_id, limit=10_000) if e["kind"] == "automation_confirmed"]
+    assert confirmed == [{"version": "1", "sample": report.audited, "settled": report.audited,
+                          "right": report.audited, "target": 0.9}]  # fmt: skip
     assert worker.run_once() == []  # nothing new settled: no new version
     assert service.service_versions(project_id)[0]["state"] == "active"
+
+
+def test_a_version_whose_sample_fails_labels_nothing(service) -> None:
+    """People settle the sample of a version proven on gold against the model: the version never
+    labels an item and automation stops at it (before, a version labelled as soon as its gold
+    passed, and an audit had to take the labels back)."""
+    project_id = project(service, "sample fails", audit_rate=0.05)
+    items, _ = catalogue(400, 160, seed=12)
+    service.import_items(project_id, items)
+    worker = ModelWorker(service)
+    report = worker.run_project(project_id)
+    assert report.audited > 0 and report.automated == 0
+    settle_sample(service, report.version_id)
+    worker.run_project(project_id)
+    progress = service.progress(project_id)
+    assert progress.automated == 0 and progress.audit.automation == "stopped"
+    (stopped,) = [e["detail"] for e in service.events(project_id) if e["kind"] == "automation_stopped"]
+    assert stopped["reason"].startswith("sample: 0 of") and stopped["reopened"] == 0
+
+
+@pytest.mark.parametrize(
+    ("right", "settled", "drawn", "verdict"),
+    [(99, 99, 99, True), (98, 98, 99, True), (97, 98, 99, None), (96, 98, 99, False), (53, 53, 99, None),
+     (98, 99, 99, True), (97, 99, 99, False), (0, 0, 52, False)],
+)  # fmt: skip
+def test_a_samples_verdict_waits_until_the_unsettled_items_cannot_change_it(right, settled, drawn, verdict) -> None:
+    """At .97 and 80% a sample of 99 passes with one wrong item: 98 right of 98 settled pass
+    whatever the last one is; 97 of 98 pass only if it is right; 96 of 98 cannot pass; 53 of 53
+    wait. 52 items can never pass."""
+    from crowdloop.service.automation import sample_verdict
+
+    assert sample_verdict(right, settled, drawn, 0.97) is verdict
 
 
 def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(service, monkeypatch) -> None:
@@ -141,8 +195,11 @@ def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(
         return page(session, version_id, ids, probs)
 
     monkeypatch.setattr("crowdloop.service.automation.store_prediction_page", spy)
-    (report,) = ModelWorker(service).run_once()
+    worker = ModelWorker(service)
+    (report,) = worker.run_once()
     assert report.gold_accuracy == 1.0 and report.threshold is not None
+    settle_sample(service, report.version_id, truth)
+    worker.run_project(project_id)  # the sample passes
     with service.engine.connect() as c:
         metrics = c.execute(select(ModelVersion.metrics).where(ModelVersion.project_id == project_id)).scalar_one()
         labelled = c.execute(
@@ -150,7 +207,7 @@ def test_a_small_projects_gold_proves_labels_without_humans_at_the_crowds_level(
         ).all()
     assert metrics["threshold_gold_n"] > 120  # the whole gold, not one fold's half
     assert 0.985 <= metrics["threshold_lower_bound"] < 0.99
-    assert report.automated == len(labelled) > 300
+    assert len(labelled) > 300
     assert all(LABELS[label] == truth[key] for key, label in labelled)
     assert written and max(written) <= WRITE_PAGE < 530
 
@@ -196,7 +253,7 @@ def test_a_worse_version_is_kept_but_not_used(service) -> None:
     items, truth = catalogue(300, 100, seed=4)
     service.import_items(project_id, items)
     worker = ModelWorker(service)
-    (first,) = worker.run_once()
+    first = worker.run_project(project_id)
     with service.engine.begin() as c:  # the crowd "accepts" 100 items on a wrong label
         for item in items[100:200]:
             wrong = (LABELS.index(truth[item.external_id]) + 1) % len(LABELS)
@@ -240,21 +297,22 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
     """People settle every audited item on another label: automation stops and the labels the
     version gave without humans are taken back (before, they stayed accepted)."""
     project_id = project(service, "audited", audit_rate=0.5)
-    service.import_items(project_id, catalogue(300, 120, seed=6)[0])
+    items, truth = catalogue(300, 120, seed=6)
+    service.import_items(project_id, items)
     worker = ModelWorker(service)
-    (report,) = worker.run_once()
+    report = worker.run_project(project_id)
     assert report.audited > 10
-    with service.engine.begin() as c:  # people settle every audited item on another label
-        for item_id, label in c.execute(select(Audit.item_id, Audit.label)).all():
-            c.execute(update(Item).where(Item.id == item_id).values(status="accepted", label=(label + 1) % 4))
+    settle_sample(service, report.version_id, truth)
+    worker.run_project(project_id)  # confirmed: the version labels, and audits half of its labels
+    settle_sample(service, report.version_id)  # people settle every audited item on another label
     with service.engine.connect() as c:
         labelled = set(c.execute(select(Item.id).where(Item.model_version_id == report.version_id)).scalars())
-    assert len(labelled) == report.automated > 0
+    assert len(labelled) > 0
     worker.run_project(project_id)
     progress = service.progress(project_id)
     assert progress.audit.automation == "stopped" and progress.audit.accuracy == 0.0
     events = [e for e in service.events(project_id) if e["kind"] == "automation_stopped"]
-    assert events and "lower bound" in events[0]["detail"]["reason"]
+    assert events and "upper bound" in events[0]["detail"]["reason"]
     assert events[0]["detail"]["reopened"] == len(labelled)
     with service.engine.connect() as c:  # the version's labels are taken back: people label those items
         states = c.execute(select(Item.status, Item.label, Item.model_version_id).where(Item.id.in_(labelled))).all()
@@ -272,9 +330,15 @@ def test_a_failed_audit_takes_back_the_labels_of_a_version_no_longer_in_use(serv
     """A newer version does not end the watch on an older one (before, only the version in use was
     audited, and the older one's labels stayed however its audit went)."""
     project_id = project(service, "superseded", audit_rate=0.5)
-    service.import_items(project_id, catalogue(300, 120, seed=10)[0])
+    items, truth = catalogue(300, 120, seed=10)
+    service.import_items(project_id, items)
     first = ModelWorker(service).run_project(project_id)
-    assert first.automated > 0 and first.audited > 5
+    assert first.audited > 5
+    settle_sample(service, first.version_id, truth)
+    ModelWorker(service).run_project(project_id)  # confirmed: the first version labels
+    with service.engine.connect() as c:
+        automated = len(c.execute(select(Item.id).where(Item.model_version_id == first.version_id)).all())
+    assert automated > 0
     second = ModelWorker(service).run_project(project_id, force=True)  # a newer version, now in use
     assert second.version_id != first.version_id and second.state == "active"
     with service.engine.begin() as c:  # people settle every audit of the first version on another label
@@ -286,7 +350,7 @@ def test_a_failed_audit_takes_back_the_labels_of_a_version_no_longer_in_use(serv
         kept = c.execute(select(Item.id).where(Item.model_version_id == first.version_id)).all()
     assert kept == []
     stopped = [e["detail"] for e in service.events(project_id) if e["kind"] == "automation_stopped"]
-    assert [(d["version"], d["in_use"], d["reopened"]) for d in stopped] == [(first.version, False, first.automated)]
+    assert [(d["version"], d["in_use"], d["reopened"]) for d in stopped] == [(first.version, False, automated)]
 
 
 def test_an_audited_item_the_crowd_would_settle_against_the_model_goes_to_a_reviewer(service) -> None:
@@ -317,22 +381,20 @@ def test_an_audited_item_the_crowd_would_settle_against_the_model_goes_to_a_revi
     assert (audit.audited, audit.right) == (2, 2)
 
 
-def test_a_versions_audit_is_at_least_a_sample_that_could_prove_the_target_alone(service) -> None:
-    """With a 1% audit, a version sure of 240 items would have its labels judged on two or three of
-    them beside the gold it passed on (which flatters it); the audit takes instead as many as a
-    sample needs to prove the target by itself with one wrong item (29 at .9, 80%)."""
+def test_a_versions_sample_can_prove_the_target_alone(service) -> None:
+    """With a 1% audit, a version sure of 240 items would be judged on two or three of them; its
+    sample takes instead exactly as many as prove the target by themselves with one wrong item
+    (29 at .9, 80%), or the audit's share when that is more."""
     from crowdloop.models.autolabel import fewest_passing
+    from crowdloop.service.automation import sample_size
 
     project_id = project(service, "sampled audit", audit_rate=0.01)
     service.import_items(project_id, catalogue(400, 160, seed=23)[0])
     report = ModelWorker(service).run_project(project_id)
     wanted = fewest_passing(0.9, 0.8, 1)
-    assert report.automated + report.audited > 3 * wanted
-    assert 0.6 * wanted <= report.audited <= 1.5 * wanted  # a hash draw at that share
-    from crowdloop.service.automation import audit_share
-
-    assert audit_share(0.05, 1000, 0.97) == pytest.approx(0.099) and audit_share(0.05, 5000, 0.97) == 0.05
-    assert audit_share(0.0, 100, 0.97) == 0.0 and audit_share(0.05, 50, 0.97) == 1.0
+    assert report.predicted > 2 * wanted and report.audited == wanted
+    assert sample_size(0.05, 1000, 0.97) == 99 and sample_size(0.05, 5000, 0.97) == 250
+    assert sample_size(0.0, 100, 0.97) == 99
 
 
 def test_people_are_served_the_audit_before_any_other_item(service) -> None:

@@ -148,6 +148,13 @@ def clopper_pearson_lower(right: np.ndarray, n: np.ndarray, alpha: float) -> np.
     return np.where(right > 0, bound, 0.0)
 
 
+def clopper_pearson_upper(right: np.ndarray, n: np.ndarray, alpha: float) -> np.ndarray:
+    """One-sided ``1 - alpha`` Clopper-Pearson upper bounds of proportions ``right / n``: one minus
+    the lower bound of the wrong share (1 when none is wrong)."""
+    right, n = np.asarray(right, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    return 1.0 - clopper_pearson_lower(n - right, n, alpha)
+
+
 def fewest_passing(target: float, confidence_level: float, errors: int = 0) -> int:
     r"""The fewest gold items with which a sample of ``errors`` wrong ones passes the test: the least
     $n$ with $\mathrm{Beta}^{-1}(\alpha;\ n - e,\ e + 1) \ge \tau$ ($\lceil \log \alpha / \log \tau \rceil$

@@ -161,7 +161,8 @@ class Projects:
         every item's state (else only the escalated and reviewed items they review);
         ``text_fields``: the payload fields the project's own model reads (None: every string
         field; ``[]``: no model, ``service.training``); ``audit_rate``: share of the items the model
-        is sure of that still go to people (``service.automation``); ``hide_rate``: share of tasks
+        is sure of that still go to people, and the least of its confirming sample (0: neither,
+        ``service.automation``); ``hide_rate``: share of tasks
         whose suggestions are hidden, so that their anchoring is measured (``progress``). Raises
         ``ConflictError`` for a taken name."""
         name = checked_name(name, "project")

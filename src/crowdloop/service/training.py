@@ -51,6 +51,7 @@ version whose artifact the next run loads to finish the pages it had not written
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -152,8 +153,9 @@ class Training:
 
     def model_job(self, project_id: int, fence: Fence | None = None, *, force: bool = False) -> TrainingReport | None:
         """One pass of the project's model job: finish a pending version, train a new one when
-        enough labels have settled (``force``: now), predict open items the version in use has
-        not seen, and watch the audit. None when there was nothing to do."""
+        enough labels have settled (``force``: now) unless the version in use awaits its sample's
+        verdict (a newer version would leave the sample unused), predict open items the version in
+        use has not seen, draw its sample and watch the audit. None when there was nothing to do."""
         fence = fence or (lambda session: None)
         project = self.db.read(lambda s: project_row(s, project_id))
         if project.text_fields == []:
@@ -166,7 +168,7 @@ class Training:
         else:
             settled = self.db.read(lambda s: s.execute(mq.SETTLED_LABELS, {"project": project_id}).scalar())
             last = versions[-1]["training_size"] if versions else None
-            if force or retrain_due(int(settled), last):
+            if force or (retrain_due(int(settled), last) and not self.automation.confirming(project_id)):
                 report = self._train(project_id, versions, fence)
             else:
                 active = [v for v in versions if v["state"] == "active"]
@@ -174,6 +176,9 @@ class Training:
                     done = self._cover(project_id, active[-1], fence)
                     if done[0]:
                         report = self._report(project_id, active[-1], done, 0.0)
+        drawn = self.automation.draw_sample(project_id, fence)
+        if report is not None and report.state == "active" and drawn:  # its predictions of them, taken back
+            report = dataclasses.replace(report, predicted=report.predicted - drawn, audited=report.audited + drawn)
         if self.automation.check_audit(project_id, fence) is not None:
             with contextlib.suppress(ConflictError):  # the reopened items decided and weighed
                 self.jobs.refit(project_id)
@@ -285,7 +290,7 @@ class Training:
                 "threshold_gold_right": round(choice.effective_n * choice.gold_accuracy, 2) if choice.n_gold else 0,
                 "threshold_strata": None if choice.strata is None else choice.strata.tolist(),
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
-                # the open items it would label now: its audit's share is set on them (``service.automation``)
+                # the open items it would label now
                 "threshold_pool_n": int(choice.automate(pool.confidence, pool.stratum).sum()) if choice.n_gold else 0,
                 "gold_temperature": vote.temperature,
                 "gold_floor": vote.floor,

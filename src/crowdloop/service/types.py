@@ -202,7 +202,8 @@ class ModelVersionMetrics:
     ``pending``, ``rejected``: worse on gold, never used), training set, cross-fitted accuracy and
     ECE on ``gold_n`` gold items, the ``threshold`` it proved for labels without humans (None:
     none), and where the project stood when it was trained (``at_*``: answers, cost, settled and
-    model-labelled items): progress over time."""
+    model-labelled items): progress over time; ``confirmed_at``: when a sample of people's labels
+    confirmed the threshold (``service.automation``)."""
 
     version: str
     state: str
@@ -219,12 +220,14 @@ class ModelVersionMetrics:
     at_cost_per_item: float
     at_settled: int
     at_automated: int
+    confirmed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AuditFigures:
     """The audit of the model's labels (``service.automation``): ``automation`` is ``on``,
-    ``stopped`` (the lower bound fell below the target) or ``off`` (no version proved a
+    ``confirming`` (a version proved a threshold on gold and waits for its sample), ``stopped``
+    (a sample or audit proved the labels below the target) or ``off`` (no version proved a
     threshold); ``audited`` items of the version in use settled by people, ``right`` of them the
     model's label, their ``accuracy`` and its Clopper-Pearson ``lower_bound`` (at the level every
     acceptance is held to, ``consensus.decider.CAUTION``)."""

@@ -4,7 +4,7 @@ each of a fixed size (pages of ``limit`` items)."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, insert, or_, select, update
 
 from crowdloop.store.schema import (
     Answer,
@@ -50,6 +50,7 @@ SERVICE_VERSIONS = (
         versions.c.training_size,
         versions.c.training_hash,
         versions.c.metrics,
+        versions.c.confirmed_at,
         versions.c.created_at,
     )
     .where(versions.c.project_id == bindparam("project"), versions.c.name == bindparam("name"))
@@ -162,6 +163,35 @@ AUDIT_OUTCOMES = (
     .group_by(audits.c.model_version_id)
 )
 """Per model version: audited items people have settled, and those whose label is the model's."""
+AUDIT_SIZES = (
+    select(audits.c.model_version_id, func.count())
+    .where(audits.c.project_id == bindparam("project"))
+    .group_by(audits.c.model_version_id)
+)
+"""Per model version: the items its audit drew, settled or not."""
+DROP_PREDICTIONS = delete(predictions).where(
+    predictions.c.model_version_id == bindparam("version"),
+    predictions.c.item_id.in_(bindparam("items", expanding=True)),
+)
+"""A version's predictions of items sent to people blind."""
+CONFIRM_VERSION = (
+    update(versions).where(versions.c.id == bindparam("version_id")).values(confirmed_at=bindparam("now"))
+)
+CONFIRMABLE = (
+    select(items.c.id, predictions.c.labels, predictions.c.probs)
+    .join(predictions, predictions.c.item_id == items.c.id)
+    .where(
+        predictions.c.model_version_id == bindparam("version"),
+        items.c.status == "more",
+        items.c.answer_count == 0,
+        items.c.open_leases == 0,
+        items.c.id > bindparam("last"),
+        ~exists().where(audits.c.item_id == items.c.id),
+    )
+    .order_by(items.c.id)
+    .limit(bindparam("limit"))
+)
+"""A page of the untouched items that hold a version's prediction: those it may label once confirmed."""
 AUDIT_LABEL = select(audits.c.item_id, audits.c.label).where(audits.c.item_id == bindparam("item"))
 AUDIT_LABELS = select(audits.c.item_id, audits.c.label).where(audits.c.item_id.in_(bindparam("items", expanding=True)))
 """The model's label on audited items (one item: a statement of fixed size, for the direct path)."""

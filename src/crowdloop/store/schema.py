@@ -286,7 +286,9 @@ class ModelVersion(Base):
     and suggests; uploaded versions are), ``pending`` (the service's model writing its
     predictions), ``rejected`` (worse on gold than the version in use: kept, never used).
     The service's own versions record their training set (``training_size``, ``training_hash``)
-    and ``metrics`` (cross-fitted accuracy and calibration on gold, the automation threshold)."""
+    and ``metrics`` (cross-fitted accuracy and calibration on gold, the automation threshold);
+    ``confirmed_at``: when a fresh sample of the items above the threshold, labelled by people,
+    proved the threshold (``service.automation``: until then the version labels nothing)."""
 
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
@@ -300,6 +302,7 @@ class ModelVersion(Base):
     training_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     training_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
