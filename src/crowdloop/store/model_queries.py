@@ -174,9 +174,7 @@ DROP_PREDICTIONS = delete(predictions).where(
     predictions.c.item_id.in_(bindparam("items", expanding=True)),
 )
 """A version's predictions of items sent to people blind."""
-CONFIRM_VERSION = (
-    update(versions).where(versions.c.id == bindparam("version_id")).values(confirmed_at=bindparam("now"))
-)
+CONFIRM_VERSION = update(versions).where(versions.c.id == bindparam("version_id")).values(confirmed_at=bindparam("now"))
 CONFIRMABLE = (
     select(items.c.id, predictions.c.labels, predictions.c.probs)
     .join(predictions, predictions.c.item_id == items.c.id)
