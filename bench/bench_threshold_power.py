@@ -1,17 +1,19 @@
 """How often gold proves an automation threshold, with half of it or all of it as evidence, and
-with the walk started where one chance error can pass.
+with the walk started at the surest half of the gold or where the errors that half could hold can pass.
 
 A model's surest 60% of items are ``TOP`` right (98-99.5%), the rest 75%: ``flat``, the same
 accuracy all over the surest 60%, or ``sloped``, falling from ``TOP`` at the very top to 3 points
 less at the 60% mark; ``n`` gold items are drawn at random confidences.
 ``models.autolabel.choose_threshold`` (fixed-sequence Clopper-Pearson at the service's level, 80%,
-target .97, the walk from the 53 surest) runs on one random half of the gold (the evidence when a
-version is one cross-fitting fold's model) and on all of it (a version that labels each text with
-the fold model that never saw it, ``models.routed``); then on all of it, the walk starting where
-one wrong item could pass (``chance_errors_for``: 99 items, when that is at most half the gold; what
-the service does). Reported over ``--trials``: how often a threshold is proven, the mean share of
-items above it (0 when none is), and how often the proven threshold is wrong (the items above it
-less than .97 right; at most 20% is the promise).
+target .97) runs with its defaults on one random half of the gold (the evidence when a version is
+one cross-fitting fold's model) and on all of it (a version that labels each text with the fold
+model that never saw it, ``models.routed``; what the service and ``crowdloop autolabel`` do: the
+walk tolerates the chance errors the surest half of the gold could hold, ``chance_errors_for``, and
+starts at the fewest items with which they can pass); and on all of it started at the surest half
+itself (min(200, n/2) items, one chance error when 99 items fit in it, else none: the start before).
+Reported over ``--trials``: how often a threshold is proven, the mean share of items above it (0
+when none is), and how often the proven threshold is wrong (the items above it less than .97
+right; at most 20% is the promise).
 
     python bench/bench_threshold_power.py
 """
@@ -27,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import command_line, machine_lines, markdown_table, write_results
 
-from crowdloop.models.autolabel import chance_errors_for, choose_threshold
+from crowdloop.models.autolabel import choose_threshold, fewest_passing, start_items
 
 TARGET, LEVEL = 0.97, 0.8
 GRID = np.linspace(0, 1, 10001)
@@ -39,11 +41,10 @@ def accuracy(confidence: np.ndarray, top: float, curve: str) -> np.ndarray:
     return np.where(confidence > 0.4, sure, 0.75)
 
 
-def outcome(confidence: np.ndarray, right: np.ndarray, chance_errors: int, tail: np.ndarray) -> tuple[float, bool]:
-    """The share of items above the proven threshold (0: none) and whether they are below the target."""
-    choice = choose_threshold(
-        confidence, right, target=TARGET, confidence_level=LEVEL, min_items=0, chance_errors=chance_errors
-    )
+def outcome(confidence: np.ndarray, right: np.ndarray, tail: np.ndarray, **start: int) -> tuple[float, bool]:
+    """The share of items above the proven threshold (0: none) and whether they are below the target
+    (``start``: ``min_items`` and ``chance_errors``; none: the defaults)."""
+    choice = choose_threshold(confidence, right, target=TARGET, confidence_level=LEVEL, **start)
     if np.isinf(choice.threshold):
         return 0.0, False
     at = np.searchsorted(GRID, choice.threshold)
@@ -57,19 +58,21 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows, payload = [], {"command": command_line("bench_threshold_power.py"), "rows": []}
     for curve in ("flat", "sloped"):
-        for n_gold in (100, 200, 400):
+        for n_gold in (100, 150, 186, 200, 400):
             for top in (0.98, 0.99, 0.995):
                 acc = accuracy(GRID, top, curve)
                 tail = np.cumsum(acc[::-1])[::-1] / np.arange(len(GRID), 0, -1)  # accuracy above each confidence
-                tolerated = chance_errors_for(n_gold, TARGET, LEVEL)
-                runs: dict[str, list[tuple[float, bool]]] = {"half": [], "whole": [], "tolerant": []}
+                half_start = start_items(n_gold)
+                before = {"min_items": half_start,
+                          "chance_errors": int(fewest_passing(TARGET, LEVEL, 1) <= half_start)}  # fmt: skip
+                runs: dict[str, list[tuple[float, bool]]] = {"half": [], "whole": [], "before": []}
                 for _ in range(args.trials):
                     confidence = rng.uniform(0, 1, n_gold)
                     right = rng.random(n_gold) < accuracy(confidence, top, curve)
                     half = rng.random(n_gold) < 0.5
-                    runs["half"].append(outcome(confidence[half], right[half], 0, tail))
-                    runs["whole"].append(outcome(confidence, right, 0, tail))
-                    runs["tolerant"].append(outcome(confidence, right, tolerated, tail))
+                    runs["half"].append(outcome(confidence[half], right[half], tail))
+                    runs["whole"].append(outcome(confidence, right, tail))
+                    runs["before"].append(outcome(confidence, right, tail, **before))
                 figures = {
                     k: (float(np.mean([s > 0 for s, _ in v])), float(np.mean([s for s, _ in v])),
                         float(np.mean([w for _, w in v])))
@@ -80,7 +83,7 @@ def main() -> None:
                     f"{figures[k][0]:.0%} / {figures[k][1]:.1%} / {figures[k][2]:.0%}" for k in runs
                 ])  # fmt: skip
     headers = ["accuracy curve", "gold items", "surest right", "half the gold", "all of it",
-               "all of it, one chance error"]  # fmt: skip
+               "all of it, from its surest half"]  # fmt: skip
     markdown = "\n".join([
         "# Proving an automation threshold with half or all of the gold",
         "",
@@ -89,9 +92,11 @@ def main() -> None:
         f"Target {TARGET}, Clopper-Pearson at {LEVEL:.0%}, fixed-sequence tests; {args.trials} trials per row. "
         "Each cell: how often a threshold is proven / the mean share of items above it (0 when none is) / "
         "how often the items above the proven threshold are less than the target right (the promise: at most "
-        f"{1 - LEVEL:.0%}). One chance error: the walk starts at the 99 surest when that is at most half "
-        "the gold (200 and 400 gold items), else as before. sloped: the surest items' accuracy falls by 3 "
-        "points from the top to the 60% mark.",
+        f"{1 - LEVEL:.0%}). half the gold, all of it: `choose_threshold`'s defaults (the walk tolerates the "
+        "chance errors the surest half of the gold could hold and starts at the fewest items with which they "
+        "can pass: 53 items with none, 99 with one, 183 with three). From its surest half: the walk starts at "
+        "min(200, n/2) items, with one chance error when 99 fit in it, else none (the start before). sloped: "
+        "the surest items' accuracy falls by 3 points from the top to the 60% mark.",
         "",
         markdown_table(headers, rows),
         "",

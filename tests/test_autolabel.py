@@ -72,8 +72,10 @@ def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smalles
     old = choose_threshold(confidence, correct, 0.95, 0.95, n_steps=100, min_items=0, chance_errors=0)
     new = choose_threshold(confidence, correct, 0.95, 0.95)
     assert old.threshold == np.inf and old.steps["n"].iloc[0] == 59
-    assert new.steps["n"].iloc[0] >= 200 and new.lower_bound >= 0.95
-    assert 0.7 < new.automate(confidence).mean() <= 0.85  # the easy items, not the hard ones
+    assert new.steps["n"].iloc[0] == fewest_passing(0.95, 0.95, chance_errors_for(500, 0.95, 0.95)) == 181
+    assert new.lower_bound >= 0.95
+    automated = new.automate(confidence)
+    assert automated.mean() > 0.7 and correct[automated].mean() >= 0.95  # the easy items, as right as promised
     nothing_old, nothing_new = [], []
     for _ in range(200):  # and in repeated draws, not only in a planted case
         confidence, correct = good_model(500, rng)
@@ -83,26 +85,48 @@ def test_start_at_min_items_automates_a_good_models_easy_items_where_the_smalles
     assert np.mean(nothing_old) > 0.3 and np.mean(nothing_new) < 0.12  # 5+ misses in 200 at 99% still stop it
 
 
-def test_the_walk_starts_at_half_the_gold_up_to_200_items():
-    """One start for the service and the command: ``min(MIN_ITEMS, START_SHARE * n)`` gold items, never
-    below the fewest a sample can pass with. 210 gold items at .97, 80% (the service's level) start at
-    105, where one chance error can pass (from 99); 600 start at 200, as 500 and 2000 do at .95 and .98,
-    95% (the bench's sizes: their figures stand); explicit values keep their meaning."""
+def test_the_walk_starts_where_the_errors_of_the_surest_half_of_the_gold_can_pass():
+    """One start for the service and the command: the walk tolerates the chance errors that
+    ``min(MIN_ITEMS, START_SHARE * n)`` gold items could hold and starts at the fewest with which they
+    pass. 210 gold items at .97, 80% (the service's level): the surest 105 could hold one, which can
+    pass from 99; 600 hold three (from 183); explicit values keep their meaning."""
 
     def first(n_gold, target, level, **kwargs):
         confidence = np.linspace(1, 0.5, n_gold)  # distinct: each count is a threshold
         choice = choose_threshold(confidence, np.ones(n_gold, dtype=bool), target, level, **kwargs)
         return int(choice.steps["n"].iloc[0])
 
-    assert first(210, 0.97, 0.8) == 105 and chance_errors_for(210, 0.97, 0.8) == 1
-    assert first(600, 0.97, 0.8) == MIN_ITEMS == 200
-    for target in (0.95, 0.98):
-        assert first(500, target, 0.95) == first(2000, target, 0.95) == 200
-    assert first(500, 0.98, 0.95, min_items=200, chance_errors=0) == 200  # the defaults the bench ran with
+    assert first(210, 0.97, 0.8) == 99 and chance_errors_for(210, 0.97, 0.8) == 1
+    assert first(600, 0.97, 0.8) == fewest_passing(0.97, 0.8, 3) == 183 and chance_errors_for(600, 0.97, 0.8) == 3
+    assert MIN_ITEMS == 200 and first(2000, 0.97, 0.8) == 183
+    assert first(500, 0.98, 0.95, min_items=200, chance_errors=0) == 200  # explicit: as asked
     assert first(500, 0.95, 0.95, min_items=0, chance_errors=0) == 59  # the bench's "start at n0"
-    assert first(210, 0.97, 0.8, min_items=0) == 99  # the service's previous start
+    assert first(186, 0.97, 0.8) == 53 and chance_errors_for(186, 0.97, 0.8) == 0  # 93: too few for one
     assert first(100, 0.97, 0.8) == 53 and chance_errors_for(100, 0.97, 0.8) == 0  # half is 50: too few
-    assert first(300, 0.98, 0.95) == 150 and chance_errors_for(300, 0.98, 0.95) == 0  # one error needs 236
+    assert np.isinf(choose_threshold(np.linspace(1, 0.5, 52), np.ones(52, bool), 0.97, 0.8).threshold)  # too few
+
+
+def test_a_sure_wrong_gold_item_inside_the_surest_half_no_longer_stops_a_small_gold():
+    """186 gold items (the Flipkart sample's), the model right on its surest 120 but the 70th. Started
+    at the surest half (93 items, too few to hold one error), the walk failed at once; started at the
+    53 surest, where the same no-error test is decided on fewer items, it proves the threshold of the
+    surest 53 to 69, and no walk the old start won is lost (errors only accumulate down the ranking)."""
+    rng = np.random.default_rng(5)
+    confidence = np.sort(rng.uniform(0, 1, 186))[::-1]
+    correct = np.r_[np.ones(120, bool), rng.random(66) < 0.6]
+    correct[69] = False
+    before = choose_threshold(confidence, correct, 0.97, 0.8, min_items=93, chance_errors=0)
+    now = choose_threshold(confidence, correct, 0.97, 0.8)
+    assert before.threshold == np.inf
+    assert now.lower_bound >= 0.97 and 53 <= now.n_gold <= 69
+    trials, won_before, won_now = np.random.default_rng(6), 0, 0
+    for _ in range(200):
+        right = trials.random(186) < np.where(np.arange(186) < 110, 0.992, 0.7)
+        old = choose_threshold(confidence, right, 0.97, 0.8, min_items=93, chance_errors=0)
+        new = choose_threshold(confidence, right, 0.97, 0.8)
+        won_before, won_now = won_before + np.isfinite(old.threshold), won_now + np.isfinite(new.threshold)
+        assert np.isinf(old.threshold) or np.isfinite(new.threshold)  # what the old start won, the new wins
+    assert won_now > won_before
 
 
 def test_fewest_passing_sample_sizes():
@@ -111,6 +135,7 @@ def test_fewest_passing_sample_sizes():
     assert clopper_pearson_lower(np.array([98]), np.array([99]), 0.2)[0] >= 0.97
     assert clopper_pearson_lower(np.array([97]), np.array([98]), 0.2)[0] < 0.97
     assert chance_errors_for(200, 0.97, 0.8) == 1 and chance_errors_for(197, 0.97, 0.8) == 0
+    assert chance_errors_for(366, 0.97, 0.8) == 3 and chance_errors_for(364, 0.97, 0.8) == 2
     with pytest.raises(ConfigError, match="chance_errors"):
         choose_threshold([0.9], [True], 0.9, chance_errors=-1)
 

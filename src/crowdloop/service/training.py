@@ -16,8 +16,9 @@ items: the whole gold is held out from the labelling procedure. From those proba
 accuracy and calibration (ECE, ``models.calibrate.model_reliability``), and the confidence above
 which the version may label items with no human answer (``models.autolabel.choose_threshold``,
 fixed-sequence Clopper-Pearson tests at the project's target with the function's own start, as
-``crowdloop autolabel`` has it: the surest half of the gold, at most 200 items, where one wrong gold
-item among the surest can still pass when the gold is large enough: ``chance_errors_for``). Serving
+``crowdloop autolabel`` has it: the walk tolerates the wrong gold items the surest half of the gold,
+at most 200 items, could hold and pass with, ``chance_errors_for``, and starts at the fewest surest
+items with which they can pass). Serving
 one fold's model left only its own fold, half the gold, as evidence (on 100 gold items almost never enough to prove .97:
 ``bench/bench_threshold_power.py``); pooling the gold of fold models that do not label anything proves nothing
 about the one that does: with a couple of hundred labels over a hundred categories two fold models
