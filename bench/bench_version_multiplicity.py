@@ -20,14 +20,18 @@ easy). Designs:
 - ``doubling, 95%``: only the versions trained on twice as many labels as the last one tested
   (the 1st, 2nd, 4th and 8th of 15, versions every 10% more labels being about 7 apart per doubling
   later on), each at 1 - 0.2 / 4 (Bonferroni over the four);
-- ``gold, then a sample``: every version tested on gold at 80%, and a version that passes labels
-  nothing until a fresh random sample of ``--sample`` items above its threshold, labelled by
-  people, passes the same test (two independent tests, so a version below the target gets through
-  both at most 0.2 x 0.2 of the time).
+- ``gold, then a sample of 53`` (the service, ``service.automation``): every version tested on
+  gold at 80%, and a version that passes labels nothing until a fresh random sample above its
+  threshold, labelled by people, passes the same test on its own: 53 items, all right
+  (``sample_size``), each sample stopped at its verdict (``sample_verdict``: at the first wrong
+  item); two independent tests, so a version below the target gets through both at most 0.2 x 0.2
+  of the time;
+- ``gold, then a sample of 99``: the same with 99 items, one of which may be wrong.
 
 Reported over ``--trials`` projects per gold size: how often some version below the target was
 proven (it would label items below the target until its audit takes them back), the versions
-proven, the share of items the last version labels, and the people's labels the samples cost.
+proven, the share of items the last version labels, and the people's labels the samples cost, in
+all and per version they confirmed.
 
     python bench/bench_version_multiplicity.py
 """
@@ -43,7 +47,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import command_line, machine_lines, markdown_table, write_results
 
-from crowdloop.models.autolabel import choose_threshold, clopper_pearson_lower
+from crowdloop.models.autolabel import choose_threshold, fewest_passing
+from crowdloop.service.automation import sample_verdict
 
 TARGET, LEVEL = 0.97, 0.8
 GRID = np.linspace(0, 1, 2001)
@@ -58,18 +63,32 @@ def right_at(confidence: np.ndarray, top: float) -> np.ndarray:
     return np.where(confidence > 0.4, top, 0.75)
 
 
+def wrong_allowed(size: int) -> int:
+    """The wrong items a sample of ``size`` may hold and pass (``sample_verdict`` with all settled)."""
+    return max(e for e in range(size + 1) if sample_verdict(size - e, size, size, TARGET) or e == 0)
+
+
+def sampled(rng: np.random.Generator, accuracy: float, size: int, allowed: int) -> tuple[bool, int]:
+    """A sample of ``size`` labelled one by one until its verdict: (passed, items labelled)."""
+    right = rng.random(size) < accuracy
+    wrong = np.flatnonzero(~right)
+    if len(wrong) > allowed:
+        return False, int(wrong[allowed]) + 1  # failed at its (allowed + 1)-th wrong item
+    return True, int(np.flatnonzero(right)[size - allowed - 1]) + 1  # passed at its (size - allowed)-th right one
+
+
 def one_project(
-    rng: np.random.Generator, n_gold: int, tops: np.ndarray, hard: float, sample: int
+    rng: np.random.Generator, n_gold: int, tops: np.ndarray, hard: float, samples: dict[str, tuple[int, int]]
 ) -> dict[str, tuple[bool, int, float, int]]:
     """Per design: (a version below the target proven, versions proven, the last version's share, sampled items)."""
     rank = rng.uniform(0, 1, n_gold)
     wrong_always = rng.random(n_gold) < hard
     doubling = np.flatnonzero(np.isin(np.arange(1, len(tops) + 1), 2 ** np.arange(len(tops))))
     levels = {"each": LEVEL, "bonferroni": 1 - (1 - LEVEL) / len(tops),
-              "doubling": 1 - (1 - LEVEL) / len(doubling), "sample": LEVEL}  # fmt: skip
+              "doubling": 1 - (1 - LEVEL) / len(doubling)} | dict.fromkeys(samples, LEVEL)  # fmt: skip
     results = {}
     for design, level in levels.items():
-        broken, proven, share, sampled = False, 0, 0.0, 0
+        broken, proven, share, labelled = False, 0, 0.0, 0
         for j, top in enumerate(tops):
             confidence = np.clip(rank + rng.normal(0, 0.03, n_gold), 0, 1)
             right = (rng.random(n_gold) < right_at(confidence, top)) & ~wrong_always
@@ -80,15 +99,15 @@ def one_project(
                 continue
             above = choice.threshold <= GRID
             accuracy = float(right_at(GRID[above], top).mean() * (1 - hard))
-            if design == "sample":
-                sampled += sample
-                k = rng.binomial(sample, accuracy)
-                if clopper_pearson_lower(k, sample, 1 - LEVEL) < TARGET:
+            if design in samples:
+                passed, used = sampled(rng, accuracy, *samples[design])
+                labelled += used
+                if not passed:
                     continue
             proven += 1
             broken |= accuracy < TARGET
             share = float(above.mean())
-        results[design] = (broken, proven, share, sampled)
+        results[design] = (broken, proven, share, labelled)
     return results
 
 
@@ -97,24 +116,28 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--versions", type=int, default=15)
     parser.add_argument("--hard", type=float, default=0.01)
-    parser.add_argument("--sample", type=int, default=99, help="people's labels a proven version must pass")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     tops = learning_curve(args.versions)
-    names = {"each": "each version at 80%", "bonferroni": "80% over all versions", "doubling": "doubling, 95%",
-             "sample": "gold, then a sample"}  # fmt: skip
+    sizes = {
+        f"sample{size}": (size, wrong_allowed(size)) for size in (fewest_passing(TARGET, LEVEL, e) for e in (0, 1))
+    }
+    names = {"each": "each version at 80%", "bonferroni": "80% over all versions", "doubling": "doubling, 95%"}
+    names |= {key: f"gold, then a sample of {size}" for key, (size, _) in sizes.items()}
     rows, payload = [], {"command": command_line("bench_version_multiplicity.py"), "settings": vars(args), "rows": []}
     for n_gold in (200, 400, 1000):
-        runs = [one_project(rng, n_gold, tops, args.hard, args.sample) for _ in range(args.trials)]
+        runs = [one_project(rng, n_gold, tops, args.hard, sizes) for _ in range(args.trials)]
         for design, name in names.items():
             figures = np.array([r[design] for r in runs], dtype=np.float64)
-            broken, proven, share, sampled = figures.mean(axis=0)
+            broken, proven, share, labelled = figures.mean(axis=0)
+            per_version = labelled / proven if design in sizes and proven else float("nan")
             payload["rows"].append({"gold": n_gold, "design": design, "broken": broken, "proven": proven,
-                                    "last_share": share, "sampled": sampled})  # fmt: skip
-            rows.append([str(n_gold), name, f"{broken:.0%}", f"{proven:.1f}", f"{share:.1%}", f"{sampled:.0f}"])
+                                    "last_share": share, "sampled": labelled, "per_version": per_version})  # fmt: skip
+            rows.append([str(n_gold), name, f"{broken:.0%}", f"{proven:.1f}", f"{share:.1%}", f"{labelled:.0f}",
+                         "-" if np.isnan(per_version) else f"{per_version:.0f}"])  # fmt: skip
     below = int(np.sum(tops * (1 - args.hard) < TARGET))
     headers = ["gold items", "design", "some version below the target proven", "versions proven",
-               "items the last version labels", "people's labels for samples"]  # fmt: skip
+               "items the last version labels", "people's labels for samples", "per version confirmed"]  # fmt: skip
     markdown = "\n".join([
         "# Proving automation version after version on one gold",
         "",
@@ -123,8 +146,9 @@ def main() -> None:
         f"{args.versions} versions, their surest 60% of items right {tops[0]:.3f} (first) to {tops[-1]:.3f} (last); "
         f"{args.hard:.0%} of the gold wrong for every version; the first {below} versions are below the target "
         f"{TARGET} on every threshold. Clopper-Pearson at 80% unless said; {args.trials} projects per gold size. "
-        f"gold, then a sample: a version proven on gold labels nothing until {args.sample} fresh items above its "
-        "threshold, labelled by people, pass the same test.",
+        "gold, then a sample: a version proven on gold labels nothing until a fresh sample above its threshold, "
+        "labelled by people one by one until its verdict, passes the same test on its own (53 items all right, "
+        "the service's rule, or 99 with one wrong).",
         "",
         markdown_table(headers, rows),
         "",

@@ -174,6 +174,11 @@ DROP_PREDICTIONS = delete(predictions).where(
     predictions.c.item_id.in_(bindparam("items", expanding=True)),
 )
 """A version's predictions of items sent to people blind."""
+RELEASE_SAMPLE = delete(audits).where(
+    audits.c.model_version_id == bindparam("version"),
+    audits.c.item_id.in_(select(items.c.id).where(items.c.status.in_(("more", "escalated")))),
+)
+"""A failed sample's items still open, no longer sampled: they are predicted, voted and served as any."""
 CONFIRM_VERSION = update(versions).where(versions.c.id == bindparam("version_id")).values(confirmed_at=bindparam("now"))
 CONFIRMABLE = (
     select(items.c.id, predictions.c.labels, predictions.c.probs)
