@@ -171,6 +171,30 @@ def test_a_version_whose_sample_fails_labels_nothing(service) -> None:
     assert {item_id for item_id, _ in sample[2:]} <= predicted
 
 
+def test_no_new_version_is_trained_while_a_sample_awaits_its_verdict(service) -> None:
+    """A newer version would leave the sample of the version in use unused: with enough new labels
+    for a retraining, none is trained until the sample is judged; then one is."""
+    project_id = project(service, "sample pending", audit_rate=0.05)
+    items, truth = catalogue(500, 160, seed=14)
+    service.import_items(project_id, items)
+    worker = ModelWorker(service)
+    first = worker.run_project(project_id)
+    assert first.audited > 0
+    with service.engine.begin() as c:  # the crowd settles 80 items outside the sample
+        sampled = set(c.execute(select(Audit.item_id).where(Audit.model_version_id == first.version_id)).scalars())
+        outside = (Item.project_id == project_id) & Item.is_gold.is_(False) & Item.id.not_in(sampled)
+        others = c.execute(select(Item.id, Item.external_id).where(outside).limit(80)).all()
+        for item_id, key in others:
+            c.execute(update(Item).where(Item.id == item_id).values(status="accepted", label=LABELS.index(truth[key])))
+    worker.run_project(project_id)
+    assert len(service.service_versions(project_id)) == 1
+    settle_sample(service, first.version_id, truth)
+    worker.run_project(project_id)  # the sample passes
+    assert service.service_versions(project_id)[0]["confirmed_at"] is not None
+    worker.run_project(project_id)
+    assert len(service.service_versions(project_id)) == 2
+
+
 @pytest.mark.parametrize(
     ("right", "settled", "drawn", "verdict"),
     [(53, 53, 53, True), (52, 52, 53, None), (51, 52, 53, False), (98, 98, 99, True), (97, 98, 99, None),
