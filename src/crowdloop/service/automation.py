@@ -172,9 +172,13 @@ class Automation:
 
     def _audit(self, session: Session, project: Any, version_id: int, ids: np.ndarray, label: np.ndarray,
                confidence: np.ndarray) -> None:  # fmt: skip
-        """The items ``ids`` sent to people, blind and first, to judge the version's ``label``."""
+        """The items ``ids`` sent to people, blind (any prediction of the version removed) and
+        first, to judge the version's ``label``."""
         if not len(ids):
             return
+        removed = session.execute(mq.DROP_PREDICTIONS, {"version": version_id, "items": ids.tolist()}).rowcount
+        if removed:
+            session.execute(mq.COUNT_PREDICTIONS, {"version_id": version_id, "added": -removed})
         now = utcnow()
         session.execute(mq.NEW_AUDITS, [
             {"item_id": int(i), "project_id": project.id, "model_version_id": version_id, "label": int(k),
@@ -219,7 +223,7 @@ class Automation:
         Returns the items drawn."""
         project = self.db.read(lambda s: project_row(s, project_id))
         row = self._version_in_use(project)
-        if row is None or confirmed(row["confirmed_at"], project.audit_rate) or self.confirming(project_id):
+        if row is None or confirmed(row["confirmed_at"], project.audit_rate) or self._drawn(project_id).get(row["id"]):
             return 0
         ids, label, confidence = self._sure_predicted(project_id, row)
         size = sample_size(project.audit_rate, len(ids), self.config.policy(project).target)
@@ -229,10 +233,7 @@ class Automation:
 
         def work(session: Session) -> int:
             fence(session)
-            keep = self._untouched(session, ids[chosen])
-            picked = chosen[keep]
-            session.execute(mq.DROP_PREDICTIONS, {"version": row["id"], "items": ids[picked].tolist()})
-            session.execute(mq.COUNT_PREDICTIONS, {"version_id": row["id"], "added": -len(picked)})
+            picked = chosen[self._untouched(session, ids[chosen])]
             self._audit(session, project, row["id"], ids[picked], label[picked], confidence[picked])
             return len(picked)
 
@@ -244,8 +245,11 @@ class Automation:
         row = self._version_in_use(project)
         if row is None or confirmed(row["confirmed_at"], project.audit_rate):
             return False
-        drawn = self.db.read(lambda s: dict(s.execute(mq.AUDIT_SIZES, {"project": project_id}).all()))
-        return bool(drawn.get(row["id"]))
+        return bool(self._drawn(project_id).get(row["id"]))
+
+    def _drawn(self, project_id: int) -> dict[int, int]:
+        """Per model version: the items its sample and audit drew."""
+        return self.db.read(lambda s: dict(s.execute(mq.AUDIT_SIZES, {"project": project_id}).all()))
 
     def label_confirmed(self, project_id: int, row: dict, fence: Any) -> int:
         """The sure untouched items holding a confirmed version's prediction, labelled by the model
@@ -265,7 +269,6 @@ class Automation:
                 audit = keep & (audit_draw(page, row["id"]) < project.audit_rate)
                 model = keep & ~audit
                 self._label(session, project, row, page[model], page_label[model], page_confidence[model])
-                session.execute(mq.DROP_PREDICTIONS, {"version": row["id"], "items": page[audit].tolist()})
                 self._audit(session, project, row["id"], page[audit], page_label[audit], page_confidence[audit])
                 return int(model.sum())
 
