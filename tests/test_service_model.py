@@ -195,6 +195,22 @@ def test_no_new_version_is_trained_while_a_sample_awaits_its_verdict(service) ->
     assert len(service.service_versions(project_id)) == 2
 
 
+def test_a_sample_superseded_before_its_verdict_is_released(service) -> None:
+    """A version trained on demand while the sample of the one in use is pending leaves that sample
+    nothing to judge: its open items are released (predicted by the newer version, served as any)."""
+    project_id = project(service, "sample superseded", audit_rate=0.05)
+    service.import_items(project_id, catalogue(400, 160, seed=15)[0])
+    worker = ModelWorker(service)
+    first = worker.run_project(project_id)
+    assert first.audited > 0
+    second = worker.run_project(project_id, force=True)
+    assert second.version_id != first.version_id
+    worker.run_project(project_id)
+    with service.engine.connect() as c:
+        left = c.execute(select(Audit.item_id).where(Audit.model_version_id == first.version_id)).all()
+    assert left == []
+
+
 @pytest.mark.parametrize(
     ("right", "settled", "drawn", "verdict"),
     [(53, 53, 53, True), (52, 52, 53, None), (51, 52, 53, False), (98, 98, 99, True), (97, 98, 99, None),

@@ -342,9 +342,11 @@ class Automation:
             for version in versions:
                 n, right = audits.get(version.id, (0, 0))
                 if not confirmed(version.confirmed_at, project.audit_rate):
-                    verdict = None
-                    if version.id == in_use and drawn.get(version.id):
-                        verdict = sample_verdict(right, n, drawn[version.id], target)
+                    if version.id != in_use:  # superseded or stopped before its verdict: nothing to judge
+                        if drawn.get(version.id, 0) > n:
+                            session.execute(mq.RELEASE_SAMPLE, {"version": version.id})
+                        continue
+                    verdict = sample_verdict(right, n, drawn[version.id], target) if drawn.get(version.id) else None
                     if verdict:
                         session.execute(mq.CONFIRM_VERSION, {"version_id": version.id, "now": utcnow()})
                         passed = {**version._mapping, "confirmed_at": utcnow()}
