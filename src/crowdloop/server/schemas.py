@@ -99,7 +99,13 @@ Exam = Annotated[
 ]
 SuggestionCount = Annotated[int, Field(ge=0, le=20, description="Top-k pre-labels shown with a task (0: none).")]
 AuditRate = Annotated[
-    float, Field(ge=0, le=1, description="Share of the items the model is sure of still sent to people.")
+    float,
+    Field(
+        ge=0,
+        le=1,
+        description="Share of the items the model is sure of still sent to people, and the least share of the "
+        "sample that confirms a model version before it labels (0: no sample, no audit).",
+    ),
 ]
 TextFields = Annotated[
     list[Name],
