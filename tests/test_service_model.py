@@ -48,6 +48,16 @@ def project(service, name: str, **settings) -> int:
     return info.id
 
 
+def first_version(service, name: str, n: int, n_gold: int, seed: int, **settings):
+    """A project of ``n`` catalogue items (``n_gold`` gold) and its model's first version, trained
+    by a worker: (project id, the items' true labels, the worker, the version's report)."""
+    project_id = project(service, name, **settings)
+    items, truth = catalogue(n, n_gold, seed=seed)
+    service.import_items(project_id, items)
+    worker = ModelWorker(service)
+    return project_id, truth, worker, worker.run_project(project_id)
+
+
 def settle_sample(service, version_id: int, truth: dict[str, str] | None = None) -> int:
     """People settle every item of a version's sample: on the true label (``truth``), else on
     another label than the model's. Returns the items settled."""
@@ -146,11 +156,7 @@ def test_a_version_whose_sample_fails_labels_nothing(service) -> None:
     its gold passed, and an audit had to take the labels back), and the rest of the sample is
     released to be predicted and served as any item (blind, on the Flipkart sample through the
     API, 30% of sampled items reached a reviewer)."""
-    project_id = project(service, "sample fails", audit_rate=0.05)
-    items, _ = catalogue(400, 160, seed=12)
-    service.import_items(project_id, items)
-    worker = ModelWorker(service)
-    report = worker.run_project(project_id)
+    project_id, _, worker, report = first_version(service, "sample fails", 400, 160, 12, audit_rate=0.05)
     assert report.audited > 0 and report.automated == 0
     with service.engine.begin() as c:  # people settle the first items of the sample on another label
         sample = c.execute(select(Audit.item_id, Audit.label).where(Audit.model_version_id == report.version_id)
@@ -174,11 +180,7 @@ def test_a_version_whose_sample_fails_labels_nothing(service) -> None:
 def test_no_new_version_is_trained_while_a_sample_awaits_its_verdict(service) -> None:
     """A newer version would leave the sample of the version in use unused: with enough new labels
     for a retraining, none is trained until the sample is judged; then one is."""
-    project_id = project(service, "sample pending", audit_rate=0.05)
-    items, truth = catalogue(500, 160, seed=14)
-    service.import_items(project_id, items)
-    worker = ModelWorker(service)
-    first = worker.run_project(project_id)
+    project_id, truth, worker, first = first_version(service, "sample pending", 500, 160, 14, audit_rate=0.05)
     assert first.audited > 0
     with service.engine.begin() as c:  # the crowd settles 80 items outside the sample
         sampled = set(c.execute(select(Audit.item_id).where(Audit.model_version_id == first.version_id)).scalars())
@@ -198,10 +200,7 @@ def test_no_new_version_is_trained_while_a_sample_awaits_its_verdict(service) ->
 def test_a_sample_superseded_before_its_verdict_is_released(service) -> None:
     """A version trained on demand while the sample of the one in use is pending leaves that sample
     nothing to judge: its open items are released (predicted by the newer version, served as any)."""
-    project_id = project(service, "sample superseded", audit_rate=0.05)
-    service.import_items(project_id, catalogue(400, 160, seed=15)[0])
-    worker = ModelWorker(service)
-    first = worker.run_project(project_id)
+    project_id, _, worker, first = first_version(service, "sample superseded", 400, 160, 15, audit_rate=0.05)
     assert first.audited > 0
     second = worker.run_project(project_id, force=True)
     assert second.version_id != first.version_id
@@ -209,6 +208,18 @@ def test_a_sample_superseded_before_its_verdict_is_released(service) -> None:
     with service.engine.connect() as c:
         left = c.execute(select(Audit.item_id).where(Audit.model_version_id == first.version_id)).all()
     assert left == []
+
+
+def test_no_sample_is_drawn_that_would_take_more_items_than_it_leaves(service) -> None:
+    """30 open items against a sample of 16 (.9, 80%): the sample would take more of the version's
+    items than it leaves it to label, so none is drawn and the version labels nothing."""
+    from crowdloop.service.automation import sample_size
+
+    assert sample_size(0.05, 30, 0.9) == 16
+    project_id, _, _, report = first_version(service, "small pool", 190, 160, 16, audit_rate=0.05)
+    assert report.threshold is not None and report.audited == report.automated == 0
+    with service.engine.connect() as c:
+        assert c.execute(select(Audit.item_id).where(Audit.project_id == project_id)).all() == []
 
 
 @pytest.mark.parametrize(
@@ -349,11 +360,7 @@ def test_a_project_without_text_fields_has_no_model(service) -> None:
 def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) -> None:
     """People settle every audited item on another label: automation stops and the labels the
     version gave without humans are taken back (before, they stayed accepted)."""
-    project_id = project(service, "audited", audit_rate=0.5)
-    items, truth = catalogue(300, 120, seed=6)
-    service.import_items(project_id, items)
-    worker = ModelWorker(service)
-    report = worker.run_project(project_id)
+    project_id, truth, worker, report = first_version(service, "audited", 300, 120, 6, audit_rate=0.5)
     assert report.audited > 10
     settle_sample(service, report.version_id, truth)
     worker.run_project(project_id)  # confirmed: the version labels, and audits half of its labels
@@ -382,10 +389,7 @@ def test_the_audit_stops_automation_when_the_models_labels_prove_wrong(service) 
 def test_a_failed_audit_takes_back_the_labels_of_a_version_no_longer_in_use(service) -> None:
     """A newer version does not end the watch on an older one (before, only the version in use was
     audited, and the older one's labels stayed however its audit went)."""
-    project_id = project(service, "superseded", audit_rate=0.5)
-    items, truth = catalogue(300, 120, seed=10)
-    service.import_items(project_id, items)
-    first = ModelWorker(service).run_project(project_id)
+    project_id, truth, _, first = first_version(service, "superseded", 300, 120, 10, audit_rate=0.5)
     assert first.audited > 5
     settle_sample(service, first.version_id, truth)
     ModelWorker(service).run_project(project_id)  # confirmed: the first version labels

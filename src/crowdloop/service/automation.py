@@ -190,10 +190,9 @@ class Automation:
         first = float(ahead_of_all(highest(price), price))
         session.execute(mq.AUDIT_PRIORITY, [{"item": int(i), "priority": first} for i in ids])
 
-    def _sure_predicted(self, project_id: int, row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _sure_predicted(self, project: Any, row: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The untouched open items that hold the version's prediction above its threshold: ids,
         labels and confidences."""
-        project = self.db.read(lambda s: project_row(s, project_id))
         ids, label, confidence = [], [], []
         last = 0
         while True:
@@ -225,7 +224,7 @@ class Automation:
         row = self._version_in_use(project)
         if row is None or confirmed(row["confirmed_at"], project.audit_rate) or self._drawn(project_id).get(row["id"]):
             return 0
-        ids, label, confidence = self._sure_predicted(project_id, row)
+        ids, label, confidence = self._sure_predicted(project, row)
         size = sample_size(project.audit_rate, len(ids), self.config.policy(project).target)
         if len(ids) < 2 * size:
             return 0
@@ -254,7 +253,7 @@ class Automation:
     def label_confirmed(self, project_id: int, row: dict, fence: Any) -> int:
         """The sure untouched items holding a confirmed version's prediction, labelled by the model
         a page per transaction (a share ``audit_rate`` of them audited); returns the items labelled."""
-        ids, label, confidence = self._sure_predicted(project_id, row)
+        ids, label, confidence = self._sure_predicted(self.db.read(lambda s: project_row(s, project_id)), row)
         done = 0
         for start in range(0, len(ids), WRITE_PAGE):
             part = slice(start, start + WRITE_PAGE)

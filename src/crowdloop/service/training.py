@@ -273,14 +273,13 @@ class Training:
             vote = vote_calibration(gold_probs, gold_truth)
             gold_probs = vote.floored(gold_probs)  # as the version's rows vote: each row's order unchanged
             top = gold_probs.argmax(axis=1)  # each by the fold model that never saw it, as the version labels it
-            pool = self._automation_pool(project_id, model, info.labels, project.text_fields, vote.floor)
             choice = choose_threshold(
                 gold_probs.max(axis=1),
                 top == gold_truth,
                 target=info.policy.target,
                 confidence_level=CONFIDENCE_LEVEL,
                 stratum=automation_stratum(info.labels, top),
-                pool=pool,
+                pool=self._automation_pool(project_id, model, info.labels, project.text_fields, vote.floor),
             )
             metrics |= {
                 "gold_accuracy": reliability.accuracy,
@@ -291,8 +290,6 @@ class Training:
                 "threshold_gold_right": round(choice.effective_n * choice.gold_accuracy, 2) if choice.n_gold else 0,
                 "threshold_strata": None if choice.strata is None else choice.strata.tolist(),
                 "threshold_lower_bound": None if math.isnan(choice.lower_bound) else choice.lower_bound,
-                # the open items it would label now
-                "threshold_pool_n": int(choice.automate(pool.confidence, pool.stratum).sum()) if choice.n_gold else 0,
                 "gold_temperature": vote.temperature,
                 "gold_floor": vote.floor,
             }

@@ -97,6 +97,10 @@ OPEN_AMONG = select(items.c.id, items.c.status).where(
 """Of the items ``items``, the open ones (more answers or escalated): those a new prediction may decide."""
 OPEN_AMONG_LOCKED = OPEN_AMONG.with_for_update()
 
+_UNTOUCHED = and_(items.c.status == "more", items.c.answer_count == 0, items.c.open_leases == 0)
+"""Open, and no person has answered nor holds the item: the model may label it."""
+_NEVER_AUDITED = ~exists().where(audits.c.item_id == items.c.id)
+
 # --- open items the version has no opinion on yet ------------------------------------------------
 UNPREDICTED = (
     select(items.c.id, items.c.payload)
@@ -106,7 +110,7 @@ UNPREDICTED = (
         items.c.status.in_(("more", "escalated")),
         items.c.id > bindparam("last"),
         ~exists().where(predictions.c.item_id == items.c.id, predictions.c.model_version_id == bindparam("version")),
-        ~exists().where(audits.c.item_id == items.c.id),
+        _NEVER_AUDITED,
     )
     .order_by(items.c.id)
     .limit(bindparam("limit"))
@@ -117,11 +121,9 @@ AUTOMATION_POOL = (
     .where(
         items.c.project_id == bindparam("project"),
         items.c.is_gold.is_(False),
-        items.c.status == "more",
-        items.c.answer_count == 0,
-        items.c.open_leases == 0,
+        _UNTOUCHED,
         items.c.id > bindparam("last"),
-        ~exists().where(audits.c.item_id == items.c.id),
+        _NEVER_AUDITED,
     )
     .order_by(items.c.id)
     .limit(bindparam("limit"))
@@ -129,12 +131,7 @@ AUTOMATION_POOL = (
 """A page of the items a model version could label now (open, untouched, never audited)."""
 
 # --- labels without humans, and their audit -------------------------------------------------------
-UNTOUCHED = select(items.c.id).where(
-    items.c.id.in_(bindparam("items", expanding=True)),
-    items.c.status == "more",
-    items.c.answer_count == 0,
-    items.c.open_leases == 0,
-)
+UNTOUCHED = select(items.c.id).where(items.c.id.in_(bindparam("items", expanding=True)), _UNTOUCHED)
 """Of the given items, those no person has answered nor holds: the model may label them."""
 MODEL_LABEL = (
     update(items)
@@ -185,11 +182,9 @@ CONFIRMABLE = (
     .join(predictions, predictions.c.item_id == items.c.id)
     .where(
         predictions.c.model_version_id == bindparam("version"),
-        items.c.status == "more",
-        items.c.answer_count == 0,
-        items.c.open_leases == 0,
+        _UNTOUCHED,
         items.c.id > bindparam("last"),
-        ~exists().where(audits.c.item_id == items.c.id),
+        _NEVER_AUDITED,
     )
     .order_by(items.c.id)
     .limit(bindparam("limit"))
